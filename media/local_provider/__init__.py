@@ -1,0 +1,1 @@
+"""callbridge package."""

@@ -1,0 +1,562 @@
+"""The offline "model" behind the local provider: client events in, GA server events out.
+
+Pure and synchronous: no sockets, no clocks, and no randomness except through the injected id
+factory. The I/O shell decides *when* things happen; in particular a response started by
+`response.create` (or by user speech) stays in progress until the shell calls
+`finish_response()`, which is what lets a second `response.create` meet an active response.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import secrets
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from media.local_provider.errors import error_object
+from media.local_provider.session import (
+    OUTPUT_MODALITIES,
+    creates_response_on_speech,
+    default_session,
+    find_session_problem,
+    session_view,
+    updated_session,
+)
+
+JsonObject = dict[str, Any]
+IdFactory = Callable[[str], str]
+"""Makes a fresh id from a prefix such as "event", "item", "call" or "resp"."""
+
+BACKGROUND_AGENT_TOOL = "background_agent"
+
+CLIENT_EVENT_TYPES = (
+    "session.update",
+    "input_audio_buffer.append",
+    "input_audio_buffer.commit",
+    "input_audio_buffer.clear",
+    "output_audio_buffer.clear",
+    "conversation.item.create",
+    "conversation.item.truncate",
+    "conversation.item.delete",
+    "conversation.item.retrieve",
+    "response.create",
+    "response.cancel",
+)
+
+_MESSAGE_ROLES = ("user", "assistant", "system", "developer")
+_SPEECH_MS_PER_WORD = 300
+_SPEECH_GAP_MS = 200
+
+
+def random_id(prefix: str) -> str:
+    """`<prefix>_<24 hex digits>`, unpredictable."""
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+class _ClientError(Exception):
+    """A client event the provider refuses; becomes an `error` server event."""
+
+    def __init__(self, code: str, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.param = param
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """What a response will produce, fixed when the response starts."""
+
+    kind: Literal["tool_call", "message", "silence"]
+    text: str = ""
+    user_item_id: str | None = None
+
+
+@dataclass(frozen=True)
+class _Response:
+    id: str
+    modalities: list[str]
+    reply: _Reply
+
+
+def chunks(text: str) -> list[str]:
+    """`text` cut into word-sized deltas that join back to exactly `text`."""
+    return re.findall(r"\s*\S+\s*", text) or ([text] if text else [])
+
+
+def message_text(item: Mapping[str, Any]) -> str:
+    """The words of a message item: typed text and transcribed or spoken audio."""
+    parts: list[str] = []
+    for part in item.get("content") or []:
+        if not isinstance(part, Mapping):
+            continue
+        for key in ("text", "transcript"):
+            value = part.get(key)
+            if isinstance(value, str) and value:
+                parts.append(value)
+    return " ".join(parts)
+
+
+class Conversation:
+    """One call's session and conversation, driven by client events and user speech.
+
+    Every returned server event has a fresh `event_id` and shares no mutable state with the
+    conversation. Every client event handed in is kept, in order, in `client_events`.
+    """
+
+    def __init__(
+        self,
+        *,
+        trigger_phrase: str = "background agent",
+        session: Mapping[str, Any] | None = None,
+        new_id: IdFactory = random_id,
+    ) -> None:
+        """Start a conversation, optionally configured by a call-creation `session` object.
+
+        Raises ValueError when `session` is not an acceptable GA session object.
+        """
+        self._new_id = new_id
+        self._trigger = trigger_phrase.casefold()
+        self._session = default_session(new_id("sess"))
+        if session is not None:
+            problem = find_session_problem(session)
+            if problem is not None:
+                raise ValueError(problem.message)
+            self._session = updated_session(self._session, session)
+        self._conversation_id = new_id("conv")
+        self._items: list[JsonObject] = []
+        self._client_events: list[JsonObject] = []
+        self._response: _Response | None = None
+        self._tool_called_for: set[str] = set()
+        self._audio_ms = 0
+
+    @property
+    def session(self) -> JsonObject:
+        """The current session as the server would echo it."""
+        return session_view(self._session)
+
+    @property
+    def client_events(self) -> list[JsonObject]:
+        """Every client event received so far (parsed), oldest first."""
+        return copy.deepcopy(self._client_events)
+
+    @property
+    def active_response_id(self) -> str | None:
+        """The id of the response in progress, if any."""
+        return self._response.id if self._response is not None else None
+
+    def function_call_output_counts(self) -> dict[str, int]:
+        """How many `function_call_output` items the client created, per `call_id`."""
+        counts: Counter[str] = Counter()
+        for event in self._client_events:
+            item = event.get("item")
+            if (
+                event.get("type") == "conversation.item.create"
+                and isinstance(item, Mapping)
+                and item.get("type") == "function_call_output"
+            ):
+                counts[str(item.get("call_id"))] += 1
+        return dict(counts)
+
+    def session_created(self) -> JsonObject:
+        """The `session.created` event a new connection receives first."""
+        return self._event("session.created", session=session_view(self._session))
+
+    def handle_client_text(self, text: str) -> list[JsonObject]:
+        """Handle one raw WebSocket / data-channel message."""
+        try:
+            event = json.loads(text)
+        except ValueError:
+            return [self._error("invalid_json", "The message is not valid JSON.")]
+        if not isinstance(event, dict):
+            return [self._error("invalid_json", "The message must be a JSON object.")]
+        return self.handle_client_event(event)
+
+    def handle_client_event(self, event: Mapping[str, Any]) -> list[JsonObject]:
+        """The server events answering one client event (an `error` event when refused)."""
+        self._client_events.append(copy.deepcopy(dict(event)))
+        client_event_id = event.get("event_id")
+        try:
+            return self._dispatch(event)
+        except _ClientError as refusal:
+            event_id = client_event_id if isinstance(client_event_id, str) else None
+            return [self._error(refusal.code, refusal.message, refusal.param, event_id)]
+
+    def user_spoke(self, text: str) -> list[JsonObject]:
+        """The events of the user saying `text`: VAD, the audio item, its transcription.
+
+        In a conversational session whose turn detection creates responses, a response is
+        started too (unless one is already in progress).
+        """
+        item_id = self._new_id("item")
+        start_ms = self._audio_ms + _SPEECH_GAP_MS
+        end_ms = start_ms + _SPEECH_MS_PER_WORD * max(1, len(text.split()))
+        self._audio_ms = end_ms
+        previous_id = self._last_item_id()
+        item: JsonObject = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "status": "completed",
+            "role": "user",
+            "content": [{"type": "input_audio", "transcript": None}],
+        }
+        events = [
+            self._event("input_audio_buffer.speech_started", audio_start_ms=start_ms, item_id=item_id),
+            self._event("input_audio_buffer.speech_stopped", audio_end_ms=end_ms, item_id=item_id),
+            self._event("input_audio_buffer.committed", previous_item_id=previous_id, item_id=item_id),
+            self._event("conversation.item.added", previous_item_id=previous_id, item=item),
+            self._event("conversation.item.done", previous_item_id=previous_id, item=item),
+        ]
+        # Transcription runs after the item exists, as on the real service, so the item events
+        # above still carry a null transcript.
+        item["content"][0]["transcript"] = text
+        self._items.append(item)
+        transcription = "conversation.item.input_audio_transcription"
+        events += [
+            self._event(f"{transcription}.delta", item_id=item_id, content_index=0, delta=delta)
+            for delta in chunks(text)
+        ]
+        events.append(
+            self._event(
+                f"{transcription}.completed",
+                item_id=item_id,
+                content_index=0,
+                transcript=text,
+                usage={"type": "duration", "seconds": (end_ms - start_ms) / 1000},
+            )
+        )
+        if creates_response_on_speech(self._session) and self._response is None:
+            events.append(self._start_response(self._session["output_modalities"]))
+        return events
+
+    def finish_response(self) -> list[JsonObject]:
+        """The output and `response.done` of the response in progress ([] when none is)."""
+        response = self._response
+        if response is None:
+            return []
+        self._response = None
+        reply = response.reply
+        output: list[JsonObject] = []
+        events: list[JsonObject] = []
+        if reply.kind == "tool_call":
+            if reply.user_item_id is not None:
+                self._tool_called_for.add(reply.user_item_id)
+            events, item = self._tool_call(response, reply.text)
+            output.append(item)
+        elif reply.kind == "message":
+            events, item = self._assistant_message(response, reply.text)
+            output.append(item)
+        events.append(self._event("response.done", response=self._response_object(response, output)))
+        return events
+
+    # -- client events ------------------------------------------------------------------------
+
+    def _dispatch(self, event: Mapping[str, Any]) -> list[JsonObject]:
+        kind = event.get("type")
+        match kind:
+            case "session.update":
+                return self._update_session(event)
+            case "conversation.item.create":
+                return self._create_item(event)
+            case "conversation.item.delete":
+                return self._delete_item(event)
+            case "conversation.item.retrieve":
+                return [self._event("conversation.item.retrieved", item=self._find_item(event))]
+            case "conversation.item.truncate":
+                return self._truncate_item(event)
+            case "response.create":
+                return self._create_response(event)
+            case "response.cancel":
+                return self._cancel_response(event)
+            case "input_audio_buffer.append":
+                # The offline model hears through `user_spoke`, not through buffered audio.
+                return []
+            case "input_audio_buffer.commit":
+                raise _ClientError(
+                    "input_audio_buffer_commit_empty",
+                    "Error committing input audio buffer: the buffer is empty.",
+                )
+            case "input_audio_buffer.clear":
+                return [self._event("input_audio_buffer.cleared")]
+            case "output_audio_buffer.clear":
+                return [self._event("output_audio_buffer.cleared", response_id=self.active_response_id)]
+            case None:
+                raise _ClientError(
+                    "missing_required_parameter", "Missing required parameter: 'type'.", "type"
+                )
+            case _:
+                supported = ", ".join(f"'{name}'" for name in CLIENT_EVENT_TYPES)
+                raise _ClientError(
+                    "invalid_value",
+                    f"Invalid value: {kind!r}. Supported values are: {supported}.",
+                    "type",
+                )
+
+    def _update_session(self, event: Mapping[str, Any]) -> list[JsonObject]:
+        session = event.get("session")
+        problem = find_session_problem(session)
+        if problem is not None:
+            raise _ClientError(problem.code, problem.message, problem.param)
+        assert isinstance(session, Mapping)
+        self._session = updated_session(self._session, session)
+        return [self._event("session.updated", session=session_view(self._session))]
+
+    def _create_item(self, event: Mapping[str, Any]) -> list[JsonObject]:
+        item = _client_item(event.get("item"))
+        item_id = item.get("id")
+        if item_id is None:
+            item["id"] = self._new_id("item")
+        elif not isinstance(item_id, str) or self._index_of(item_id) is not None:
+            raise _ClientError("invalid_value", "The item id is invalid or already used.", "item.id")
+        position = self._insert_position(event.get("previous_item_id"))
+        self._items.insert(position, item)
+        previous_id = self._items[position - 1]["id"] if position > 0 else None
+        return [
+            self._event("conversation.item.added", previous_item_id=previous_id, item=item),
+            self._event("conversation.item.done", previous_item_id=previous_id, item=item),
+        ]
+
+    def _insert_position(self, previous_item_id: object) -> int:
+        if previous_item_id is None:
+            return len(self._items)
+        if previous_item_id == "root":
+            return 0
+        index = self._index_of(previous_item_id) if isinstance(previous_item_id, str) else None
+        if index is None:
+            raise _ClientError(
+                "invalid_value", "previous_item_id does not name an item.", "previous_item_id"
+            )
+        return index + 1
+
+    def _delete_item(self, event: Mapping[str, Any]) -> list[JsonObject]:
+        item = self._find_item(event)
+        self._items.remove(item)
+        return [self._event("conversation.item.deleted", item_id=item["id"])]
+
+    def _truncate_item(self, event: Mapping[str, Any]) -> list[JsonObject]:
+        item = self._find_item(event)
+        if item.get("role") != "assistant":
+            raise _ClientError("invalid_value", "Only assistant messages can be truncated.", "item_id")
+        return [
+            self._event(
+                "conversation.item.truncated",
+                item_id=item["id"],
+                content_index=event.get("content_index", 0),
+                audio_end_ms=event.get("audio_end_ms", 0),
+            )
+        ]
+
+    def _create_response(self, event: Mapping[str, Any]) -> list[JsonObject]:
+        if self._session["type"] != "realtime":
+            raise _ClientError(
+                "invalid_value", "Transcription sessions do not create responses.", "type"
+            )
+        if self._response is not None:
+            raise _ClientError(
+                "conversation_already_has_active_response",
+                "Conversation already has an active response in progress: "
+                f"{self._response.id}. Wait until the response is finished before creating a new one.",
+            )
+        options = event.get("response") or {}
+        if not isinstance(options, Mapping):
+            raise _ClientError("invalid_type", "Invalid type for 'response'.", "response")
+        modalities = options.get("output_modalities", self._session["output_modalities"])
+        if modalities not in OUTPUT_MODALITIES:
+            raise _ClientError(
+                "invalid_value",
+                "Invalid value for 'response.output_modalities'.",
+                "response.output_modalities",
+            )
+        return [self._start_response(modalities)]
+
+    def _cancel_response(self, event: Mapping[str, Any]) -> list[JsonObject]:
+        response = self._response
+        if response is None:
+            raise _ClientError("response_cancel_not_active", "There is no active response.")
+        wanted = event.get("response_id")
+        if wanted is not None and wanted != response.id:
+            raise _ClientError("invalid_value", "response_id is not the active response.", "response_id")
+        self._response = None
+        cancelled = self._response_object(response, [], status="cancelled")
+        cancelled["status_details"] = {"type": "cancelled", "reason": "client_cancelled"}
+        return [self._event("response.done", response=cancelled)]
+
+    # -- responses ----------------------------------------------------------------------------
+
+    def _start_response(self, modalities: list[str]) -> JsonObject:
+        response = _Response(self._new_id("resp"), list(modalities), self._plan_reply())
+        self._response = response
+        return self._event(
+            "response.created", response=self._response_object(response, [], "in_progress")
+        )
+
+    def _plan_reply(self) -> _Reply:
+        if self._items and self._items[-1]["type"] == "function_call_output":
+            output = self._items[-1]["output"]
+            if not output:
+                return _Reply("silence")
+            return _Reply("message", f"Here is what the background agent found: {output}")
+        user = next((i for i in reversed(self._items) if i.get("role") == "user"), None)
+        if user is None:
+            return _Reply("message", "How can I help?")
+        text = message_text(user)
+        if self._trigger in text.casefold() and user["id"] not in self._tool_called_for:
+            return _Reply("tool_call", text, user["id"])
+        return _Reply("message", f"You said: {text}")
+
+    def _tool_call(self, response: _Response, prompt: str) -> tuple[list[JsonObject], JsonObject]:
+        ids = {"response_id": response.id, "item_id": self._new_id("item"), "output_index": 0}
+        call_id = self._new_id("call")
+        arguments = json.dumps({"prompt": prompt})
+        item: JsonObject = {
+            "id": ids["item_id"],
+            "object": "realtime.item",
+            "type": "function_call",
+            "status": "in_progress",
+            "name": BACKGROUND_AGENT_TOOL,
+            "call_id": call_id,
+            "arguments": "",
+        }
+        previous_id = self._last_item_id()
+        events = [
+            self._event("response.output_item.added", response_id=response.id, output_index=0, item=item),
+            self._event("conversation.item.added", previous_item_id=previous_id, item=item),
+        ]
+        events += [
+            self._event("response.function_call_arguments.delta", **ids, call_id=call_id, delta=delta)
+            for delta in _split(arguments, 3)
+        ]
+        item.update(status="completed", arguments=arguments)
+        self._items.append(item)
+        events += [
+            self._event(
+                "response.function_call_arguments.done",
+                **ids,
+                call_id=call_id,
+                name=BACKGROUND_AGENT_TOOL,
+                arguments=arguments,
+            ),
+            self._event("response.output_item.done", response_id=response.id, output_index=0, item=item),
+            self._event("conversation.item.done", previous_item_id=previous_id, item=item),
+        ]
+        return events, item
+
+    def _assistant_message(
+        self, response: _Response, text: str
+    ) -> tuple[list[JsonObject], JsonObject]:
+        audio = "audio" in response.modalities
+        ids = {"response_id": response.id, "item_id": self._new_id("item"), "output_index": 0}
+        item: JsonObject = {
+            "id": ids["item_id"],
+            "object": "realtime.item",
+            "type": "message",
+            "status": "in_progress",
+            "role": "assistant",
+            "content": [],
+        }
+        if audio:
+            empty_part: JsonObject = {"type": "audio", "transcript": ""}
+            full_part: JsonObject = {"type": "audio", "transcript": text}
+            content: JsonObject = {"type": "output_audio", "transcript": text}
+            stream, final = "response.output_audio_transcript", {"transcript": text}
+        else:
+            empty_part = {"type": "text", "text": ""}
+            full_part = {"type": "text", "text": text}
+            content = {"type": "output_text", "text": text}
+            stream, final = "response.output_text", {"text": text}
+        previous_id = self._last_item_id()
+        part_ids = {**ids, "content_index": 0}
+        events = [
+            self._event("response.output_item.added", response_id=response.id, output_index=0, item=item),
+            self._event("conversation.item.added", previous_item_id=previous_id, item=item),
+            self._event("response.content_part.added", **part_ids, part=empty_part),
+        ]
+        events += [self._event(f"{stream}.delta", **part_ids, delta=delta) for delta in chunks(text)]
+        item.update(status="completed", content=[content])
+        self._items.append(item)
+        events += [
+            self._event(f"{stream}.done", **part_ids, **final),
+            self._event("response.content_part.done", **part_ids, part=full_part),
+            self._event("response.output_item.done", response_id=response.id, output_index=0, item=item),
+            self._event("conversation.item.done", previous_item_id=previous_id, item=item),
+        ]
+        return events, item
+
+    def _response_object(
+        self, response: _Response, output: list[JsonObject], status: str = "completed"
+    ) -> JsonObject:
+        return {
+            "object": "realtime.response",
+            "id": response.id,
+            "status": status,
+            "status_details": None,
+            "conversation_id": self._conversation_id,
+            "output_modalities": response.modalities,
+            "output": output,
+            "usage": None,
+            "metadata": None,
+        }
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _event(self, kind: str, **fields: Any) -> JsonObject:
+        # Deep copies: the caller may serialise events later, after the conversation has moved on.
+        return {"type": kind, "event_id": self._new_id("event"), **copy.deepcopy(fields)}
+
+    def _error(
+        self, code: str, message: str, param: str | None = None, event_id: str | None = None
+    ) -> JsonObject:
+        error = error_object(message, code=code, param=param)
+        return self._event("error", error={**error, "event_id": event_id})
+
+    def _last_item_id(self) -> str | None:
+        return self._items[-1]["id"] if self._items else None
+
+    def _index_of(self, item_id: str) -> int | None:
+        return next((i for i, item in enumerate(self._items) if item["id"] == item_id), None)
+
+    def _find_item(self, event: Mapping[str, Any]) -> JsonObject:
+        item_id = event.get("item_id")
+        index = self._index_of(item_id) if isinstance(item_id, str) else None
+        if index is None:
+            raise _ClientError("invalid_value", f"Item with item_id {item_id!r} not found.", "item_id")
+        return self._items[index]
+
+
+def _client_item(item: object) -> JsonObject:
+    """A client-supplied item checked and normalised into a stored conversation item."""
+    if not isinstance(item, Mapping):
+        raise _ClientError("missing_required_parameter", "Missing required parameter: 'item'.", "item")
+    stored: JsonObject = {"object": "realtime.item", "status": "completed"}
+    if item.get("id") is not None:
+        stored["id"] = item["id"]
+    kind = item.get("type")
+    if kind == "message":
+        role, content = item.get("role"), item.get("content")
+        if role not in _MESSAGE_ROLES:
+            raise _ClientError("invalid_value", f"Invalid value: {role!r}.", "item.role")
+        if not isinstance(content, list):
+            raise _ClientError("invalid_type", "Invalid type for 'item.content'.", "item.content")
+        stored.update(type="message", role=role, content=copy.deepcopy(content))
+    elif kind == "function_call_output":
+        for field in ("call_id", "output"):
+            if not isinstance(item.get(field), str):
+                raise _ClientError(
+                    "missing_required_parameter",
+                    f"Missing required parameter: 'item.{field}'.",
+                    f"item.{field}",
+                )
+        stored.update(type="function_call_output", call_id=item["call_id"], output=item["output"])
+    else:
+        raise _ClientError("invalid_value", f"Invalid value: {kind!r}.", "item.type")
+    return stored
+
+
+def _split(text: str, parts: int) -> list[str]:
+    size = max(1, -(-len(text) // parts))
+    return [text[start : start + size] for start in range(0, len(text), size)]

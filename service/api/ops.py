@@ -1,0 +1,63 @@
+"""Operator endpoints: liveness, readiness, metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.calls.manager import CallManager
+from service.metrics import PROVIDER_UP, QUEUE_DEPTH, REGISTRY
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/healthz")
+async def healthz() -> JSONResponse:
+    """Liveness: the process answers. Checks nothing external on purpose."""
+    return JSONResponse({"status": "pass"}, media_type="application/health+json")
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness, health+json style: queue reachable, capacity left, not draining.
+
+    The provider's reachability is reported but does not make the instance unready: a
+    provider outage must not pull every instance out of the load balancer at once.
+    """
+    manager: CallManager = request.app.state.manager
+    queue_ok = await manager.queue.ping()
+    provider_ok = await manager.provider.probe()
+    PROVIDER_UP.set(1 if provider_ok else 0)
+    checks: dict[str, list[dict[str, Any]]] = {
+        "queue:reachable": [
+            {"status": "pass" if queue_ok else "fail", "componentType": manager.queue.name}
+        ],
+        "calls:capacity": [
+            {
+                "status": "pass" if manager.capacity_left > 0 else "fail",
+                "observedValue": manager.capacity_left,
+                "observedUnit": "calls",
+            }
+        ],
+        "instance:draining": [{"status": "fail" if manager.draining else "pass"}],
+        "provider:reachable": [
+            {"status": "pass" if provider_ok else "warn", "affectsReadiness": False}
+        ],
+    }
+    ready = queue_ok and manager.capacity_left > 0 and not manager.draining
+    return JSONResponse(
+        {"status": "pass" if ready else "fail", "checks": checks},
+        status_code=200 if ready else 503,
+        media_type="application/health+json",
+    )
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition."""
+    manager: CallManager = request.app.state.manager
+    QUEUE_DEPTH.set(await manager.queue.depth())
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,93 @@
+"""`create_app(settings)`: the FastAPI application and what it runs beside the routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from media.local_provider import LocalProviderConfig, create_provider_app
+from service.api.calls import router as calls_router
+from service.api.ops import router as ops_router
+from service.api.problems import install_problem_handlers
+from service.calls.manager import CallManager
+from service.embedded import EmbeddedServer
+from service.handoffs import Worker, load_handler, open_queue
+from service.settings import Settings
+from signaling.provider import ProviderClient
+
+log = logging.getLogger("callbridge")
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def local_provider_config(settings: Settings) -> LocalProviderConfig:
+    """The embedded stand-in provider's configuration, derived from ours."""
+    return LocalProviderConfig(
+        api_key=settings.api_key_value(), trigger_phrase=settings.local_trigger_phrase
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service; everything it runs starts in the lifespan and stops with it."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        embedded: EmbeddedServer | None = None
+        embedded_url: str | None = None
+        if settings.provider == "local" and not settings.provider_url:
+            embedded = EmbeddedServer(create_provider_app(local_provider_config(settings)))
+            await embedded.start()
+            embedded_url = embedded.url
+            log.info("embedded local provider at %s", embedded_url)
+        base_url = settings.provider_base_url(embedded_url)
+        provider = ProviderClient(
+            base_url,
+            settings.api_key_value(),
+            timeout_s=settings.provider_timeout_s,
+            connect_timeout_s=settings.provider_connect_timeout_s,
+        )
+        queue = open_queue(settings.queue)
+        manager = CallManager(settings, provider, queue, provider_base_url=base_url)
+        manager.start_listening()
+        worker: Worker | None = None
+        if settings.embedded_worker:
+            worker = Worker(
+                queue,
+                load_handler(settings.handler),
+                name=f"{manager.instance_id}-worker",
+                concurrency=settings.worker_concurrency,
+                timeout_s=settings.handler_timeout_s,
+            )
+            worker.start()
+        app.state.manager = manager
+        try:
+            yield
+        finally:
+            await manager.drain(0.0)
+            await manager.aclose()
+            if worker is not None:
+                await worker.stop()
+            await queue.aclose()
+            await provider.aclose()
+            if embedded is not None:
+                await embedded.stop()
+
+    app = FastAPI(
+        title="callbridge",
+        version="0.1.0",
+        summary="Realtime voice-AI call orchestration",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+    app.include_router(calls_router)
+    app.include_router(ops_router)
+    if STATIC_DIR.is_dir():
+        app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
+    return app

@@ -1,0 +1,250 @@
+"""`CallManager`: starts calls, owns their sessions, routes worker events back to them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import replace
+
+from service.calls.record import Call
+from service.calls.session import CallSession
+from service.calls.stream import CallEventStream
+from service.handoffs.queue import HandoffEvent, HandoffQueue
+from service.metrics import ACTIVE_CALLS, CALL_SETUP_SECONDS, CALL_STARTS, CALLS_ENDED
+from service.settings import Settings
+from signaling.ids import CallId
+from signaling.provider import ProviderClient, ProviderError
+from signaling.realtime import CallState, Delegation, SessionConfig, session_payload
+from signaling.realtime.sideband import ReconnectPolicy, Sideband, sideband_url
+
+log = logging.getLogger("callbridge.calls")
+
+
+class CapacityExceeded(Exception):
+    """Every call slot of this instance is taken."""
+
+
+class Draining(Exception):
+    """The instance is shutting down and takes no new calls."""
+
+
+class CallNotLive(Exception):
+    """The call exists but has ended."""
+
+
+class CallManager:
+    """The registry of this instance's calls."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        provider: ProviderClient,
+        queue: HandoffQueue,
+        *,
+        provider_base_url: str,
+        instance_id: str | None = None,
+        recent_ended: int = 1000,
+    ) -> None:
+        self.settings = settings
+        self.provider = provider
+        self.queue = queue
+        self.provider_base_url = provider_base_url
+        self.instance_id = instance_id or f"cb-{uuid.uuid4().hex[:12]}"
+        self.reply_to = f"results:{self.instance_id}"
+        self.sessions: dict[str, CallSession] = {}
+        self._ended: OrderedDict[str, Call] = OrderedDict()
+        self._recent_ended = recent_ended
+        self._reserved = 0
+        self.draining = False
+        self._listener: asyncio.Task[None] | None = None
+
+    # Capacity
+
+    @property
+    def capacity_left(self) -> int:
+        """Call slots not yet reserved."""
+        return max(0, self.settings.max_calls - self._reserved)
+
+    def default_config(self) -> SessionConfig:
+        """The session settings in force when a call-start request overrides nothing."""
+        s = self.settings
+        return SessionConfig(
+            mode=s.session_mode,
+            model=s.model,
+            instructions=s.instructions,
+            voice=s.voice,
+            output_modality=s.output_modality,
+            transcription_model=s.transcription_model,
+        )
+
+    # Lifecycle of one call
+
+    async def start(self, offer_sdp: str, config: SessionConfig) -> tuple[Call, str]:
+        """Create the call at the provider and start its session; return the SDP answer."""
+        received = time.monotonic()
+        if self.draining:
+            CALL_STARTS.labels(outcome="draining").inc()
+            raise Draining("this instance is draining")
+        if self._reserved >= self.settings.max_calls:
+            CALL_STARTS.labels(outcome="capacity").inc()
+            raise CapacityExceeded(f"all {self.settings.max_calls} call slots are in use")
+        # Reserved before the first await, so concurrent starts cannot overshoot the cap.
+        self._reserved += 1
+        try:
+            created = await self.provider.create_call(
+                offer_sdp, session_payload(config, include_model=True)
+            )
+        except ProviderError:
+            self._reserved -= 1
+            CALL_STARTS.labels(outcome="provider_error").inc()
+            raise
+        except BaseException:
+            self._reserved -= 1
+            raise
+        CALL_SETUP_SECONDS.labels(stage="provider_answered").observe(time.monotonic() - received)
+        call = Call(
+            call_id=created.call_id,
+            config=config,
+            owner=self.instance_id,
+            answered_at=time.time(),
+            max_duration_s=self.settings.max_call_duration_s,
+            idle_timeout_s=self.settings.idle_timeout_s,
+        )
+        state = CallState(created.call_id, config)
+        call.transcript = state.transcript
+        sideband = Sideband(
+            sideband_url(self.provider_base_url, created.call_id),
+            self.settings.api_key_value(),
+            policy=ReconnectPolicy(
+                self.settings.sideband_max_attempts,
+                self.settings.sideband_backoff_s,
+                self.settings.sideband_backoff_max_s,
+            ),
+            ping_interval_s=self.settings.sideband_ping_interval_s,
+        )
+        session = CallSession(
+            call,
+            state,
+            sideband,
+            self.provider,
+            CallEventStream(),
+            self._enqueue,
+            offer_received_at=received,
+            on_end=self._ended_call,
+        )
+        self.sessions[call.call_id] = session
+        ACTIVE_CALLS.inc()
+        CALL_STARTS.labels(outcome="started").inc()
+        session.start()
+        log.info("call started", extra={"call_id": call.call_id})
+        return call, created.answer_sdp
+
+    async def _enqueue(self, delegation: Delegation) -> None:
+        await self.queue.put(delegation, self.reply_to)
+
+    def _ended_call(self, call: Call) -> None:
+        session = self.sessions.pop(call.call_id, None)
+        if session is None:
+            return
+        self._reserved -= 1
+        ACTIVE_CALLS.dec()
+        CALLS_ENDED.labels(reason=(call.end_reason or "unknown").split(":")[0]).inc()
+        self._ended[call.call_id] = call
+        while len(self._ended) > self._recent_ended:
+            self._ended.popitem(last=False)
+
+    # Lookups and control
+
+    def get(self, call_id: str) -> Call | None:
+        """A live or recently ended call."""
+        session = self.sessions.get(call_id)
+        if session is not None:
+            return session.call
+        return self._ended.get(call_id)
+
+    def session(self, call_id: str) -> CallSession | None:
+        """The live session of a call."""
+        return self.sessions.get(call_id)
+
+    def active(self) -> list[Call]:
+        """Live calls."""
+        return [s.call for s in self.sessions.values()]
+
+    async def hangup(self, call_id: CallId, reason: str = "hangup") -> Call | None:
+        """End a live call; None if unknown."""
+        session = self.sessions.get(call_id)
+        if session is None:
+            return self._ended.get(call_id)
+        await session.end(reason)
+        return session.call
+
+    async def update_session(self, call_id: str, **changes: str) -> Call:
+        """Change a live call's session settings."""
+        session = self.sessions.get(call_id)
+        if session is None:
+            raise CallNotLive(call_id)
+        await session.update_session(replace(session.call.config, **changes))  # type: ignore[arg-type]
+        return session.call
+
+    # Worker events
+
+    def start_listening(self) -> None:
+        """Route worker events to calls in the background."""
+        self._listener = asyncio.create_task(self._listen(), name="handoff-events")
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async for event in self.queue.events(self.reply_to):
+                    await self.dispatch(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("handoff event stream failed, resubscribing: %s", exc)
+                await asyncio.sleep(1.0)
+
+    async def dispatch(self, event: HandoffEvent) -> None:
+        """Apply one worker event to its call, live or ended."""
+        session = self.sessions.get(event.call_id)
+        if session is not None:
+            await session.handoff_event(event)
+            return
+        call = self._ended.get(event.call_id)
+        if call is None:
+            log.info("event for an unknown call dropped", extra={"call_id": event.call_id})
+            return
+        record = call.handoffs.get(event.handoff_id)
+        if record is not None and event.kind in ("result", "failed"):
+            record.state = "completed" if event.kind == "result" else "failed"
+            record.output = event.text if event.kind == "result" else None
+            record.error = event.text if event.kind == "failed" else None
+            record.finished_at = time.time()
+
+    # Shutdown
+
+    async def drain(self, timeout_s: float) -> None:
+        """Refuse new calls, let live ones finish for `timeout_s`, then hang them up."""
+        self.draining = True
+        sessions = list(self.sessions.values())
+        if sessions:
+            waits = [asyncio.create_task(s.wait_ended()) for s in sessions]
+            _, pending = await asyncio.wait(waits, timeout=timeout_s)
+            for task in pending:
+                task.cancel()
+        for session in list(self.sessions.values()):
+            await session.end("drain")
+
+    async def aclose(self) -> None:
+        """Hang up everything and stop the listener."""
+        for session in list(self.sessions.values()):
+            await session.end("shutdown")
+        for session in list(self.sessions.values()):
+            await session.aclose()
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener

@@ -1,0 +1,116 @@
+"""`Call`: our record of one call, as the API shows it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from signaling.ids import CallId
+from signaling.realtime import SessionConfig, Transcript
+
+CallStateName = Literal["starting", "active", "ended", "failed"]
+HandoffStateName = Literal["queued", "running", "completed", "failed"]
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+@dataclass
+class HandoffRecord:
+    """One handoff as the call sees it."""
+
+    handoff_id: str
+    tool_call_id: str
+    request: str
+    steering: bool
+    state: HandoffStateName = "queued"
+    output: str | None = None
+    error: str | None = None
+    progress: list[str] = field(default_factory=list)
+    queued_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    delivered: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The API shape."""
+        return {
+            "handoff_id": self.handoff_id,
+            "tool_call_id": self.tool_call_id,
+            "request": self.request,
+            "steering": self.steering,
+            "state": self.state,
+            "output": self.output,
+            "error": self.error,
+            "progress": list(self.progress),
+            "delivered_to_model": self.delivered,
+            "queued_at": _iso(self.queued_at),
+            "finished_at": _iso(self.finished_at),
+        }
+
+
+@dataclass
+class Call:
+    """Our record of one call at the provider."""
+
+    call_id: CallId
+    config: SessionConfig
+    owner: str
+    state: CallStateName = "starting"
+    created_at: float = field(default_factory=time.time)
+    answered_at: float | None = None
+    joined_at: float | None = None
+    ended_at: float | None = None
+    end_reason: str | None = None
+    session_id: str | None = None
+    max_duration_s: float = 0.0
+    idle_timeout_s: float = 0.0
+    last_activity: float = field(default_factory=time.monotonic)
+    transcript: Transcript | None = None
+    handoffs: dict[str, HandoffRecord] = field(default_factory=dict)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    sideband_reconnects: int = 0
+
+    @property
+    def live(self) -> bool:
+        """Whether the call has not ended."""
+        return self.state in ("starting", "active")
+
+    def to_json(self, *, full: bool = True) -> dict[str, Any]:
+        """The API shape; `full` adds transcript, handoffs and errors."""
+        body: dict[str, Any] = {
+            "id": self.call_id,
+            "state": self.state,
+            "owner": self.owner,
+            "created_at": _iso(self.created_at),
+            "answered_at": _iso(self.answered_at),
+            "sideband_joined_at": _iso(self.joined_at),
+            "ended_at": _iso(self.ended_at),
+            "end_reason": self.end_reason,
+            "provider_session_id": self.session_id,
+            "session": {
+                "mode": self.config.mode,
+                "instructions": self.config.instructions,
+                "voice": self.config.voice,
+                "output_modality": self.config.output_modality,
+                "model": self.config.model,
+            },
+            "limits": {
+                "max_duration_s": self.max_duration_s,
+                "idle_timeout_s": self.idle_timeout_s,
+                "ends_by": _iso(self.created_at + self.max_duration_s),
+            },
+            "sideband_reconnects": self.sideband_reconnects,
+        }
+        if full:
+            entries = self.transcript.snapshot() if self.transcript else ()
+            body["transcript"] = [
+                {"item_id": e.item_id, "role": e.role, "text": e.text, "final": e.final}
+                for e in entries
+            ]
+            body["handoffs"] = [h.to_json() for h in self.handoffs.values()]
+            body["errors"] = list(self.errors[-50:])
+        return body

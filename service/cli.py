@@ -1,0 +1,128 @@
+"""The `callbridge` command: `serve`, `worker`, `provider`, `dial`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from service.logs import configure_logging
+from service.settings import Settings
+
+log = logging.getLogger("callbridge")
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from service.app import create_app
+
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port
+    log.info("serving on http://%s:%d (provider: %s)", host, port, settings.provider)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.max_call_duration_s),
+        ws="websockets",
+    )
+    return 0
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from service.handoffs import Worker, load_handler, open_queue
+
+    if settings.queue == "memory":
+        log.error("a separate worker needs a shared queue: set CALLBRIDGE_QUEUE=redis://...")
+        return 2
+
+    async def run() -> None:
+        queue = open_queue(settings.queue)
+        worker = Worker(
+            queue,
+            load_handler(settings.handler),
+            name=args.name or f"worker-{__import__('os').getpid()}",
+            concurrency=settings.worker_concurrency,
+            timeout_s=settings.handler_timeout_s,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        worker.start()
+        log.info("worker %s consuming from %s", worker.name, queue.name)
+        await stop.wait()
+        log.info("worker stopping: finishing or releasing in-flight handoffs")
+        await worker.stop(grace_s=args.grace)
+        await queue.aclose()
+
+    asyncio.run(run())
+    return 0
+
+
+def _provider(args: argparse.Namespace, settings: Settings) -> int:
+    from media.local_provider import run_provider
+    from service.app import local_provider_config
+
+    run_provider(local_provider_config(settings), args.host, args.port)
+    return 0
+
+
+def _dial(args: argparse.Namespace, settings: Settings) -> int:
+    from media.peer import DialError, dial, format_report
+
+    try:
+        report = asyncio.run(dial(args.url, play=args.play, seconds=args.seconds, token=args.token))
+    except DialError as exc:
+        print(f"dial failed: {exc}", file=sys.stderr)
+        return 1
+    print(format_report(report))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(prog="callbridge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the service (configured by CALLBRIDGE_* variables)")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.set_defaults(func=_serve)
+
+    worker = sub.add_parser("worker", help="run a handoff worker on the shared queue")
+    worker.add_argument("--name", default=None, help="consumer name (default: worker-<pid>)")
+    worker.add_argument("--grace", type=float, default=10.0, help="seconds to finish on SIGTERM")
+    worker.set_defaults(func=_worker)
+
+    provider = sub.add_parser("provider", help="run the local stand-in provider alone")
+    provider.add_argument("--host", default="127.0.0.1")
+    provider.add_argument("--port", type=int, default=8090)
+    provider.set_defaults(func=_provider)
+
+    dial = sub.add_parser("dial", help="make a WebRTC call to a call-start URL")
+    dial.add_argument("url")
+    dial.add_argument("--play", type=Path, default=None, help="WAV file to send as the microphone")
+    dial.add_argument("--seconds", type=float, default=5.0)
+    dial.add_argument("--token", default=None, help="bearer token for the service")
+    dial.set_defaults(func=_dial)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `callbridge` console script."""
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    secret = settings.api_key_value()
+    configure_logging(settings.log_level, settings.log_format, [secret] if secret else [])
+    code: int = args.func(args, settings)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""The handoff queue interface every backend implements.
+
+Delivery is at least once: a worker may see a handoff again after a crash. The call side makes
+the effect once, because a tool call accepts a single output (`CallState.submit_result`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from signaling.realtime import Delegation
+
+HandoffEventKind = Literal["started", "progress", "result", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffJob:
+    """One delivery of a handoff to a worker."""
+
+    delegation: Delegation
+    reply_to: str
+    delivery: int
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffEvent:
+    """What a worker reports back to the instance that owns the call."""
+
+    kind: HandoffEventKind
+    handoff_id: str
+    call_id: str
+    tool_call_id: str
+    text: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able form for brokers."""
+        return {
+            "kind": self.kind,
+            "handoff_id": self.handoff_id,
+            "call_id": self.call_id,
+            "tool_call_id": self.tool_call_id,
+            "text": self.text,
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> HandoffEvent:
+        """Parse `to_json` output; `ValueError` on a bad shape."""
+        kind = data.get("kind")
+        if kind not in ("started", "progress", "result", "failed"):
+            raise ValueError(f"bad handoff event kind: {kind!r}")
+        fields = {k: data.get(k) for k in ("handoff_id", "call_id", "tool_call_id", "text")}
+        if not all(isinstance(v, str) for v in fields.values()):
+            raise ValueError("handoff event fields must be strings")
+        meta = data.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise ValueError("handoff event meta must be an object")
+        return cls(
+            kind=kind,
+            handoff_id=str(fields["handoff_id"]),
+            call_id=str(fields["call_id"]),
+            tool_call_id=str(fields["tool_call_id"]),
+            text=str(fields["text"]),
+            meta=meta,
+        )
+
+    @classmethod
+    def for_job(
+        cls, job: HandoffJob, kind: HandoffEventKind, text: str = "", **meta: Any
+    ) -> HandoffEvent:
+        """An event about `job`'s handoff."""
+        d = job.delegation
+        return cls(kind, d.handoff_id, d.call_id, d.tool_call_id, text, dict(meta))
+
+
+class QueueUnavailable(Exception):
+    """The broker cannot be reached right now."""
+
+
+class HandoffQueue(Protocol):
+    """Moves handoffs to workers and their events back to the owning instance."""
+
+    name: str
+
+    async def put(self, delegation: Delegation, reply_to: str) -> None:
+        """Queue a handoff; `reply_to` is the owning instance's results address."""
+
+    def jobs(self, consumer: str) -> AsyncIterator[HandoffJob]:
+        """Handoffs for a worker, forever (until the queue is closed)."""
+        ...
+
+    async def ack(self, job: HandoffJob) -> None:
+        """The job is done and its result published: never deliver it again."""
+
+    async def fail(self, job: HandoffJob, message: str) -> bool:
+        """The handler failed: redeliver, or give up. True when it was given up (dead)."""
+        ...
+
+    async def release(self, job: HandoffJob) -> None:
+        """Give the job back unprocessed (worker shutting down) for another worker."""
+
+    async def publish(self, reply_to: str, event: HandoffEvent) -> None:
+        """Send a worker's event to the owning instance."""
+
+    def events(self, reply_to: str) -> AsyncIterator[HandoffEvent]:
+        """Events for the instance listening on `reply_to`, forever."""
+        ...
+
+    async def depth(self) -> int:
+        """Handoffs waiting or in flight."""
+        ...
+
+    async def ping(self) -> bool:
+        """Whether the broker is reachable."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and wake up waiting consumers."""

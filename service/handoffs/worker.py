@@ -1,0 +1,123 @@
+"""The worker: takes handoffs from the queue, runs the handler, reports back, acknowledges."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from service.handoffs.handlers import Answer, Handler, HandlerError, Progress
+from service.handoffs.queue import HandoffEvent, HandoffJob, HandoffQueue
+from service.metrics import HANDOFF_HANDLER_SECONDS, HANDOFFS
+
+log = logging.getLogger("callbridge.worker")
+
+
+class Worker:
+    """Runs up to `concurrency` handoffs at once; `stop()` finishes or releases them."""
+
+    def __init__(
+        self,
+        queue: HandoffQueue,
+        handler: Handler,
+        *,
+        name: str,
+        concurrency: int = 4,
+        timeout_s: float = 60.0,
+    ) -> None:
+        self.queue = queue
+        self.handler = handler
+        self.name = name
+        self.timeout_s = timeout_s
+        self._slots = asyncio.Semaphore(concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._consumer: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        """Begin consuming in the background."""
+        self._consumer = asyncio.create_task(self._consume(), name=f"worker-{self.name}")
+
+    async def _consume(self) -> None:
+        while not self._stopping:
+            try:
+                async for job in self.queue.jobs(self.name):
+                    await self._slots.acquire()
+                    if self._stopping:
+                        self._slots.release()
+                        await self.queue.release(job)
+                        return
+                    task = asyncio.create_task(self._run(job))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # A broker outage must not kill the worker: wait and consume again.
+                log.warning("queue consume failed, retrying: %s", exc)
+                await asyncio.sleep(1.0)
+
+    async def _run(self, job: HandoffJob) -> None:
+        d = job.delegation
+        extra = {"call_id": d.call_id, "handoff_id": d.handoff_id}
+        started = time.monotonic()
+        try:
+            await self.queue.publish(job.reply_to, HandoffEvent.for_job(job, "started"))
+            answer = await asyncio.wait_for(self._drive(job), self.timeout_s)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.queue.release(job))
+            raise
+        except Exception as exc:
+            reason = _describe_failure(exc, self.timeout_s)
+            log.warning("handoff failed (delivery %d): %s", job.delivery, reason, extra=extra)
+            dead = await self.queue.fail(job, reason)
+            if dead:
+                HANDOFFS.labels(outcome="failed").inc()
+                await self.queue.publish(
+                    job.reply_to, HandoffEvent.for_job(job, "failed", reason, dead=True)
+                )
+            self._slots.release()
+            return
+        HANDOFF_HANDLER_SECONDS.observe(time.monotonic() - started)
+        await self.queue.publish(job.reply_to, HandoffEvent.for_job(job, "result", answer))
+        await self.queue.ack(job)
+        HANDOFFS.labels(outcome="completed").inc()
+        log.info("handoff answered", extra=extra)
+        self._slots.release()
+
+    async def _drive(self, job: HandoffJob) -> str:
+        answer: str | None = None
+        async for step in self.handler(job.delegation):
+            match step:
+                case Progress(text):
+                    await self.queue.publish(
+                        job.reply_to, HandoffEvent.for_job(job, "progress", text)
+                    )
+                case Answer(text):
+                    answer = text
+        if answer is None:
+            raise HandlerError("handler finished without an answer")
+        return answer
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Stop taking work; let running handoffs finish for `grace_s`, then release them."""
+        self._stopping = True
+        if self._consumer is not None:
+            self._consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._consumer
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+
+def _describe_failure(exc: Exception, timeout_s: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"the handler did not answer within {timeout_s:g} s"
+    if isinstance(exc, HandlerError):
+        return str(exc)
+    return f"the handler raised {type(exc).__name__}: {exc}"[:500]

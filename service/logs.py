@@ -1,0 +1,92 @@
+"""Structured logging: JSON lines (call id and handoff id on every call line), or text on a tty.
+
+A redacting filter removes configured secrets from every record, whoever logged it (httpx and
+websockets debug logs included).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+class RedactSecrets(logging.Filter):
+    """Replaces each secret with `[REDACTED]` in the message, arguments and traceback."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def _clean(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "[REDACTED]")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        record.msg = self._clean(record.getMessage())
+        record.args = None
+        if record.exc_info:
+            record.exc_text = self._clean(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        body: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                body[key] = value if isinstance(value, str | int | float | bool) else str(value)
+        if record.exc_info:
+            body["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            body["exc"] = record.exc_text
+        return json.dumps(body, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """Human-readable, with the call and handoff ids when present."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        ids = [f"{k}={getattr(record, k)}" for k in ("call_id", "handoff_id") if hasattr(record, k)]
+        return f"{line} [{' '.join(ids)}]" if ids else line
+
+
+def configure_logging(
+    level: str = "INFO", fmt: str = "auto", secrets: list[str] | None = None
+) -> None:
+    """Install one handler on the root logger, replacing any earlier one of ours."""
+    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter()
+        if use_json
+        else TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    )
+    handler.addFilter(RedactSecrets(secrets or []))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_callbridge", False):
+            root.removeHandler(old)
+    handler._callbridge = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True

@@ -1,0 +1,117 @@
+"""All configuration, read once from the environment (prefix `CALLBRIDGE_`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+OPENAI_API_BASE = "https://api.openai.com"
+
+
+class Settings(BaseSettings):
+    """One settings object for the whole service; every field has a documented default.
+
+    The README's settings table is generated from these fields' descriptions.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CALLBRIDGE_", extra="ignore")
+
+    # Provider
+    provider: Literal["local", "openai"] = Field(
+        "local", description="`local` runs the offline stand-in provider in-process; `openai`."
+    )
+    provider_url: str | None = Field(
+        None,
+        description="Provider base URL. Default: https://api.openai.com for `openai`; the "
+        "embedded stand-in for `local` (set it to reach a separate `callbridge provider`).",
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("CALLBRIDGE_API_KEY", "OPENAI_API_KEY"),
+        description="Provider API key (`OPENAI_API_KEY` is read too). Never logged or returned.",
+    )
+    model: str = Field("gpt-realtime-1.5", description="Realtime model sent at call creation.")
+    voice: str = Field("marin", description="Default assistant voice.")
+    instructions: str = Field(
+        "You are a helpful voice assistant. Delegate real work to the background agent.",
+        description="Default session instructions.",
+    )
+    output_modality: Literal["audio", "text"] = Field(
+        "audio", description="Default output modality."
+    )
+    session_mode: Literal["conversational", "transcription"] = Field(
+        "conversational", description="Default session mode."
+    )
+    transcription_model: str = Field(
+        "gpt-4o-mini-transcribe", description="Input transcription model."
+    )
+    provider_timeout_s: float = Field(10.0, gt=0, description="HTTP timeout for provider calls.")
+    provider_connect_timeout_s: float = Field(
+        5.0, gt=0, description="TCP connect timeout for provider calls."
+    )
+
+    # Sideband
+    sideband_max_attempts: int = Field(
+        5, ge=1, description="Attempts to join or rejoin the sideband before giving up."
+    )
+    sideband_backoff_s: float = Field(0.2, gt=0, description="First reconnect backoff (doubles).")
+    sideband_backoff_max_s: float = Field(5.0, gt=0, description="Largest reconnect backoff.")
+    sideband_ping_interval_s: float = Field(20.0, gt=0, description="WebSocket keepalive period.")
+    max_call_duration_s: float = Field(
+        3600.0, gt=0, description="Calls are hung up after this long."
+    )
+    idle_timeout_s: float = Field(
+        300.0, gt=0, description="Calls with no transcript or speech activity this long end."
+    )
+
+    # Handoffs
+    queue: str = Field("memory", description="`memory` or a `redis://` URL (Redis Streams).")
+    handler: str = Field(
+        "service.handoffs.builtin:answer",
+        description="Handoff handler: `module:function`, `cmd:<shell command>` or an http(s) URL.",
+    )
+    handler_timeout_s: float = Field(60.0, gt=0, description="Per-handoff handler timeout.")
+    worker_concurrency: int = Field(4, ge=1, description="Handoffs one worker runs at once.")
+    embedded_worker: bool = Field(
+        True, description="Run a worker inside `serve` (the offline default)."
+    )
+
+    # HTTP
+    host: str = Field("127.0.0.1", description="Bind address for `serve`.")
+    port: int = Field(8080, ge=0, le=65535, description="Bind port for `serve`.")
+    max_sdp_bytes: int = Field(65536, gt=0, description="Largest accepted SDP offer.")
+    max_json_bytes: int = Field(65536, gt=0, description="Largest accepted JSON body.")
+    max_message_chars: int = Field(4096, gt=0, description="Largest injected text message.")
+    max_calls: int = Field(100, ge=1, description="Concurrent calls per instance.")
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto", description="`auto`: human-readable on a terminal, JSON lines otherwise."
+    )
+    log_level: str = Field("INFO", description="Root log level.")
+
+    # Local provider
+    local_trigger_phrase: str = Field(
+        "background agent", description="Phrase that makes the local provider call the tool."
+    )
+
+    @field_validator("queue")
+    @classmethod
+    def _queue_kind(cls, value: str) -> str:
+        if value != "memory" and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("queue must be 'memory' or a redis:// URL")
+        return value
+
+    def provider_base_url(self, embedded_url: str | None = None) -> str:
+        """The provider's base URL (scheme and host, no `/v1`)."""
+        if self.provider_url:
+            return self.provider_url.rstrip("/")
+        if self.provider == "openai":
+            return OPENAI_API_BASE
+        if embedded_url is None:
+            raise ValueError("the local provider's URL is known only once it is running")
+        return embedded_url
+
+    def api_key_value(self) -> str | None:
+        """The provider key in clear, for the provider clients only."""
+        return self.api_key.get_secret_value() if self.api_key else None

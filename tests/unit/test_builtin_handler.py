@@ -1,0 +1,31 @@
+from datetime import UTC, datetime
+
+from service.handoffs.builtin import compose_answer
+
+NOW = datetime(2026, 11, 25, 16, 45, tzinfo=UTC)
+
+
+def test_arithmetic_in_words_is_computed() -> None:
+    assert compose_answer("what is 2 plus 3", NOW) == "The result is 2 + 3 = 5."
+
+
+def test_arithmetic_with_symbols_and_parentheses_is_computed() -> None:
+    assert compose_answer("compute (4 + 6) * 3 please", NOW) == "The result is (4 + 6) * 3 = 30."
+
+
+def test_division_by_zero_is_not_an_answer() -> None:
+    assert "= " not in compose_answer("what is 1 / 0", NOW)
+
+
+def test_time_request_gets_the_utc_time() -> None:
+    assert (
+        compose_answer("what time is it", NOW) == "It is 16:45 UTC on Wednesday, 25 November 2026."
+    )
+
+
+def test_other_requests_are_acknowledged_with_their_text() -> None:
+    assert "'book a table'" in compose_answer("book a table", NOW)
+
+
+def test_code_is_never_evaluated() -> None:
+    assert "= " not in compose_answer("__import__('os').system('true') + 1", NOW)
