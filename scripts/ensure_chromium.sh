@@ -30,14 +30,14 @@ export DEBIAN_FRONTEND=noninteractive
 APT_OPTS=(-y -q --no-install-recommends -o Dpkg::Options::=--force-confold)
 
 say "installing Debian's chromium package..."
-if ! apt-get install "${APT_OPTS[@]}" chromium >/dev/null; then
+if ! apt-get install "${APT_OPTS[@]}" chromium fonts-liberation >/dev/null; then
     say "install failed; refreshing the package lists and trying again..."
     if ! apt-get update -q >/dev/null; then
         say "apt-get update failed: cannot reach the Debian package mirror."
         exit 1
     fi
-    if ! apt-get install "${APT_OPTS[@]}" chromium >/dev/null; then
-        say "apt-get install chromium failed; see the output above."
+    if ! apt-get install "${APT_OPTS[@]}" chromium fonts-liberation >/dev/null; then
+        say "apt-get install chromium failed; see the apt messages above."
         exit 1
     fi
 fi

@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from signaling.realtime import VOICES
+
 OPENAI_API_BASE = "https://api.openai.com"
 
 
@@ -95,6 +97,13 @@ class Settings(BaseSettings):
         "background agent", description="Phrase that makes the local provider call the tool."
     )
 
+    @field_validator("voice")
+    @classmethod
+    def _known_voice(cls, value: str) -> str:
+        if value not in VOICES:
+            raise ValueError(f"voice must be one of {', '.join(VOICES)}")
+        return value
+
     @field_validator("queue")
     @classmethod
     def _queue_kind(cls, value: str) -> str:
@@ -105,7 +114,9 @@ class Settings(BaseSettings):
     def provider_base_url(self, embedded_url: str | None = None) -> str:
         """The provider's base URL (scheme and host, no `/v1`)."""
         if self.provider_url:
-            return self.provider_url.rstrip("/")
+            base = self.provider_url.rstrip("/")
+            # Accept the SDKs' habit of including /v1 in the base URL.
+            return base.removesuffix("/v1")
         if self.provider == "openai":
             return OPENAI_API_BASE
         if embedded_url is None:

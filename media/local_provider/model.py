@@ -206,9 +206,13 @@ class Conversation:
             "content": [{"type": "input_audio", "transcript": None}],
         }
         events = [
-            self._event("input_audio_buffer.speech_started", audio_start_ms=start_ms, item_id=item_id),
+            self._event(
+                "input_audio_buffer.speech_started", audio_start_ms=start_ms, item_id=item_id
+            ),
             self._event("input_audio_buffer.speech_stopped", audio_end_ms=end_ms, item_id=item_id),
-            self._event("input_audio_buffer.committed", previous_item_id=previous_id, item_id=item_id),
+            self._event(
+                "input_audio_buffer.committed", previous_item_id=previous_id, item_id=item_id
+            ),
             self._event("conversation.item.added", previous_item_id=previous_id, item=item),
             self._event("conversation.item.done", previous_item_id=previous_id, item=item),
         ]
@@ -251,7 +255,9 @@ class Conversation:
         elif reply.kind == "message":
             events, item = self._assistant_message(response, reply.text)
             output.append(item)
-        events.append(self._event("response.done", response=self._response_object(response, output)))
+        events.append(
+            self._event("response.done", response=self._response_object(response, output))
+        )
         return events
 
     # -- client events ------------------------------------------------------------------------
@@ -284,7 +290,9 @@ class Conversation:
             case "input_audio_buffer.clear":
                 return [self._event("input_audio_buffer.cleared")]
             case "output_audio_buffer.clear":
-                return [self._event("output_audio_buffer.cleared", response_id=self.active_response_id)]
+                return [
+                    self._event("output_audio_buffer.cleared", response_id=self.active_response_id)
+                ]
             case None:
                 raise _ClientError(
                     "missing_required_parameter", "Missing required parameter: 'type'.", "type"
@@ -312,7 +320,9 @@ class Conversation:
         if item_id is None:
             item["id"] = self._new_id("item")
         elif not isinstance(item_id, str) or self._index_of(item_id) is not None:
-            raise _ClientError("invalid_value", "The item id is invalid or already used.", "item.id")
+            raise _ClientError(
+                "invalid_value", "The item id is invalid or already used.", "item.id"
+            )
         position = self._insert_position(event.get("previous_item_id"))
         self._items.insert(position, item)
         previous_id = self._items[position - 1]["id"] if position > 0 else None
@@ -341,7 +351,9 @@ class Conversation:
     def _truncate_item(self, event: Mapping[str, Any]) -> list[JsonObject]:
         item = self._find_item(event)
         if item.get("role") != "assistant":
-            raise _ClientError("invalid_value", "Only assistant messages can be truncated.", "item_id")
+            raise _ClientError(
+                "invalid_value", "Only assistant messages can be truncated.", "item_id"
+            )
         return [
             self._event(
                 "conversation.item.truncated",
@@ -360,7 +372,8 @@ class Conversation:
             raise _ClientError(
                 "conversation_already_has_active_response",
                 "Conversation already has an active response in progress: "
-                f"{self._response.id}. Wait until the response is finished before creating a new one.",
+                f"{self._response.id}. Wait until the response is finished before creating a "
+                "new one.",
             )
         options = event.get("response") or {}
         if not isinstance(options, Mapping):
@@ -380,7 +393,9 @@ class Conversation:
             raise _ClientError("response_cancel_not_active", "There is no active response.")
         wanted = event.get("response_id")
         if wanted is not None and wanted != response.id:
-            raise _ClientError("invalid_value", "response_id is not the active response.", "response_id")
+            raise _ClientError(
+                "invalid_value", "response_id is not the active response.", "response_id"
+            )
         self._response = None
         cancelled = self._response_object(response, [], status="cancelled")
         cancelled["status_details"] = {"type": "cancelled", "reason": "client_cancelled"}
@@ -424,11 +439,15 @@ class Conversation:
         }
         previous_id = self._last_item_id()
         events = [
-            self._event("response.output_item.added", response_id=response.id, output_index=0, item=item),
+            self._event(
+                "response.output_item.added", response_id=response.id, output_index=0, item=item
+            ),
             self._event("conversation.item.added", previous_item_id=previous_id, item=item),
         ]
         events += [
-            self._event("response.function_call_arguments.delta", **ids, call_id=call_id, delta=delta)
+            self._event(
+                "response.function_call_arguments.delta", **ids, call_id=call_id, delta=delta
+            )
             for delta in _split(arguments, 3)
         ]
         item.update(status="completed", arguments=arguments)
@@ -441,7 +460,9 @@ class Conversation:
                 name=BACKGROUND_AGENT_TOOL,
                 arguments=arguments,
             ),
-            self._event("response.output_item.done", response_id=response.id, output_index=0, item=item),
+            self._event(
+                "response.output_item.done", response_id=response.id, output_index=0, item=item
+            ),
             self._event("conversation.item.done", previous_item_id=previous_id, item=item),
         ]
         return events, item
@@ -472,17 +493,23 @@ class Conversation:
         previous_id = self._last_item_id()
         part_ids = {**ids, "content_index": 0}
         events = [
-            self._event("response.output_item.added", response_id=response.id, output_index=0, item=item),
+            self._event(
+                "response.output_item.added", response_id=response.id, output_index=0, item=item
+            ),
             self._event("conversation.item.added", previous_item_id=previous_id, item=item),
             self._event("response.content_part.added", **part_ids, part=empty_part),
         ]
-        events += [self._event(f"{stream}.delta", **part_ids, delta=delta) for delta in chunks(text)]
+        events += [
+            self._event(f"{stream}.delta", **part_ids, delta=delta) for delta in chunks(text)
+        ]
         item.update(status="completed", content=[content])
         self._items.append(item)
         events += [
             self._event(f"{stream}.done", **part_ids, **final),
             self._event("response.content_part.done", **part_ids, part=full_part),
-            self._event("response.output_item.done", response_id=response.id, output_index=0, item=item),
+            self._event(
+                "response.output_item.done", response_id=response.id, output_index=0, item=item
+            ),
             self._event("conversation.item.done", previous_item_id=previous_id, item=item),
         ]
         return events, item
@@ -524,14 +551,18 @@ class Conversation:
         item_id = event.get("item_id")
         index = self._index_of(item_id) if isinstance(item_id, str) else None
         if index is None:
-            raise _ClientError("invalid_value", f"Item with item_id {item_id!r} not found.", "item_id")
+            raise _ClientError(
+                "invalid_value", f"Item with item_id {item_id!r} not found.", "item_id"
+            )
         return self._items[index]
 
 
 def _client_item(item: object) -> JsonObject:
     """A client-supplied item checked and normalised into a stored conversation item."""
     if not isinstance(item, Mapping):
-        raise _ClientError("missing_required_parameter", "Missing required parameter: 'item'.", "item")
+        raise _ClientError(
+            "missing_required_parameter", "Missing required parameter: 'item'.", "item"
+        )
     stored: JsonObject = {"object": "realtime.item", "status": "completed"}
     if item.get("id") is not None:
         stored["id"] = item["id"]

@@ -24,6 +24,11 @@ from signaling.realtime.sideband import ReconnectPolicy, Sideband, sideband_url
 log = logging.getLogger("callbridge.calls")
 
 
+def _new_item_id() -> str:
+    # Unique across restarts and instances; the provider allows at most 32 characters.
+    return f"cb_{uuid.uuid4().hex[:24]}"
+
+
 class CapacityExceeded(Exception):
     """Every call slot of this instance is taken."""
 
@@ -114,7 +119,7 @@ class CallManager:
             max_duration_s=self.settings.max_call_duration_s,
             idle_timeout_s=self.settings.idle_timeout_s,
         )
-        state = CallState(created.call_id, config)
+        state = CallState(created.call_id, config, new_item_id=_new_item_id)
         call.transcript = state.transcript
         sideband = Sideband(
             sideband_url(self.provider_base_url, created.call_id),

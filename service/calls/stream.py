@@ -62,9 +62,9 @@ class CallEventStream:
         With `keepalive_s`, None is yielded whenever that long passes without an event.
         """
         queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
-        for event in self._history:
-            if event.seq > after:
-                queue.put_nowait(event)
+        for past in self._history:
+            if past.seq > after:
+                queue.put_nowait(past)
         if self.closed:
             queue.put_nowait(None)
         else:

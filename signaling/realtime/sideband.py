@@ -63,7 +63,7 @@ class ReconnectPolicy:
 
     def delay(self, attempt: int, unit: float) -> float:
         """Delay before retry number `attempt` (1-based), with `unit` a random number in [0, 1)."""
-        ceiling = min(self.max_delay_s, self.base_delay_s * (2 ** (attempt - 1)))
+        ceiling = min(self.max_delay_s, self.base_delay_s * 2.0 ** (attempt - 1))
         return ceiling * (0.5 + unit / 2)
 
 

@@ -38,8 +38,8 @@ class _Node:
     """One conversation item: its text, if any, and its place in the conversation."""
 
     __slots__ = (
-        "chunks",
         "children",
+        "chunks",
         "final",
         "included_at",
         "item_id",

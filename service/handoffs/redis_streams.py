@@ -1,0 +1,499 @@
+"""The Redis Streams queue: handoffs shared by workers on many hosts, results routed per instance.
+
+Keys (all under `prefix`):
+
+- `{prefix}:handoffs` — one entry per handoff (`delegation` JSON, `reply_to`), read by the consumer
+  group `group`. Acknowledged entries are deleted, so the stream holds only handoffs that are
+  waiting or in flight.
+- `{prefix}:dead` — handoffs given up on, with the reason.
+- `{prefix}:results:{reply_to}` — worker events for one instance, read by its consumer group
+  `owner`, so that events published while the instance was not reading wait for it.
+
+A job's `delivery` is Redis' own per-entry delivery counter (XPENDING `times_delivered`) and its
+`token` is the stream entry id, so both stay right across workers and processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from collections.abc import AsyncGenerator
+from typing import Any, Final
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT, FieldT
+
+from service.handoffs.queue import HandoffEvent, HandoffJob, QueueUnavailable
+from signaling.realtime import Delegation
+
+log = logging.getLogger("callbridge.queue")
+
+# Errors meaning "Redis cannot be reached right now", as opposed to Redis refusing a command.
+_UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError)
+_OWNER: Final = "owner"
+_CONNECT_TIMEOUT_S: Final = 2.0
+# Added to the longest blocking read so that a silent network drop is noticed, not waited out.
+_REPLY_MARGIN_S: Final = 2.0
+_PING_TIMEOUT_S: Final = 1.0
+_BACKOFF_MIN_S: Final = 0.05
+_BACKOFF_MAX_S: Final = 2.0
+_EVENTS_BATCH: Final = 100
+_SWEEP_DONE: Final = "0-0"
+
+Entry = tuple[str, dict[str, str] | None]
+Fields = dict[FieldT, EncodableT]
+
+
+class RedisStreamQueue:
+    """`HandoffQueue` on Redis Streams consumer groups; see the module docstring for the keys."""
+
+    name = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "callbridge",
+        group: str = "workers",
+        claim_idle_ms: int = 30000,
+        max_deliveries: int = 3,
+        maxlen: int = 100000,
+        buffer_limit: int = 1000,
+        block_ms: int = 1000,
+    ) -> None:
+        if min(claim_idle_ms, max_deliveries, maxlen, block_ms) < 1 or buffer_limit < 0:
+            raise ValueError("queue limits must be positive (buffer_limit may be 0)")
+        self._redis = Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=_CONNECT_TIMEOUT_S,
+            socket_timeout=block_ms / 1000 + _REPLY_MARGIN_S,
+            # Our loops back off and resume on their own; a client-side retry would only delay
+            # `put` falling back to its buffer.
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._handoffs = f"{prefix}:handoffs"
+        self._dead = f"{prefix}:dead"
+        self._results_prefix = f"{prefix}:results:"
+        self._group = group
+        self._claim_idle_ms = claim_idle_ms
+        self._max_deliveries = max_deliveries
+        self._maxlen = maxlen
+        self._buffer_limit = buffer_limit
+        self._block_ms = block_ms
+        self._buffer: deque[Fields] = deque()
+        self._flusher: asyncio.Task[None] | None = None
+        self._closed = asyncio.Event()
+
+    @property
+    def buffered(self) -> int:
+        """Handoffs held locally until Redis answers again."""
+        return len(self._buffer)
+
+    # Producing
+
+    async def put(self, delegation: Delegation, reply_to: str) -> None:
+        """Queue a handoff; while Redis is unreachable, hold it locally (up to `buffer_limit`).
+
+        Raises `QueueUnavailable` when the local buffer is full, the queue is closed, or Redis
+        refuses the write.
+        """
+        if self._closed.is_set():
+            raise QueueUnavailable("the handoff queue is closed")
+        fields = _handoff_fields(delegation, reply_to)
+        if self._buffer:
+            # Handoffs already waiting for Redis go first: a newer one must not overtake them.
+            self._hold(fields)
+            return
+        try:
+            await self._add_handoff(fields)
+        except _UNREACHABLE as exc:
+            log.warning("redis unreachable, holding the handoff locally: %s", exc)
+            self._hold(fields)
+        except RedisError as exc:
+            raise QueueUnavailable(f"redis refused the handoff: {exc}") from exc
+
+    def _hold(self, fields: Fields) -> None:
+        if len(self._buffer) >= self._buffer_limit:
+            raise QueueUnavailable(
+                f"redis is unreachable and {len(self._buffer)} handoffs are already waiting"
+            )
+        self._buffer.append(fields)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="redis-queue-flush")
+
+    async def _flush(self) -> None:
+        delay = _BACKOFF_MIN_S
+        while self._buffer and not self._closed.is_set():
+            try:
+                await self._add_handoff(self._buffer[0])
+            except RedisError as exc:
+                # Refusals (e.g. out of memory) are retried too: they may pass, and dropping
+                # the handoff would leave its tool call without an output.
+                log.debug("buffered handoffs still waiting for redis: %s", exc)
+                await self._pause(delay)
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+                continue
+            self._buffer.popleft()
+            delay = _BACKOFF_MIN_S
+        if not self._buffer:
+            log.info("buffered handoffs sent to redis")
+
+    async def _add_handoff(self, fields: Fields) -> None:
+        await self._redis.xadd(self._handoffs, fields, maxlen=self._maxlen, approximate=True)
+
+    # Consuming
+
+    async def jobs(self, consumer: str) -> AsyncGenerator[HandoffJob, None]:
+        """Handoffs for `consumer`: reclaimed ones first, then new ones; ends when closed.
+
+        An entry whose delivery count exceeds `max_deliveries` (its workers kept dying) is
+        not yielded again: it is dead-lettered and its owner is sent a `failed` event.
+        Connection errors are waited out, and a consumer group lost in a Redis restart is
+        created again.
+        """
+        cursor = _SWEEP_DONE
+        group_missing = False
+        delay = _BACKOFF_MIN_S
+        while not self._closed.is_set():
+            try:
+                if group_missing:
+                    await self._create_group(self._handoffs, self._group)
+                    group_missing = False
+                job, cursor = await self._next_job(consumer, cursor)
+            except _UNREACHABLE as exc:
+                if self._closed.is_set():
+                    return
+                log.warning("redis unreachable, consumer %s waiting: %s", consumer, exc)
+                cursor = _SWEEP_DONE
+                await self._pause(delay)
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+                continue
+            except ResponseError as exc:
+                if not _is_nogroup(exc):
+                    raise
+                cursor = _SWEEP_DONE
+                group_missing = True
+                continue
+            delay = _BACKOFF_MIN_S
+            if job is not None:
+                yield job
+
+    async def _next_job(self, consumer: str, cursor: str) -> tuple[HandoffJob | None, str]:
+        """One step of the loop: claim an idle entry, or else wait for a new one."""
+        # One entry at a time: whatever a consumer claims but has not yet handed to its worker
+        # grows idle and would be claimed again by someone else.
+        cursor, claimed, trimmed = await self._redis.xautoclaim(
+            self._handoffs, self._group, consumer, self._claim_idle_ms, cursor, count=1
+        )
+        if trimmed:
+            log.error(
+                "%d pending handoffs were trimmed away (maxlen) before an answer", len(trimmed)
+            )
+        if claimed:
+            entry_id, fields = claimed[0]
+            delivery = await self._times_delivered(entry_id)
+            if delivery is None:
+                # Acknowledged by its slow first worker between our claim and this look-up.
+                return None, cursor
+            return await self._admit(entry_id, fields, delivery), cursor
+        if cursor != _SWEEP_DONE:
+            return None, cursor
+        reply = await self._redis.xreadgroup(
+            self._group, consumer, {self._handoffs: ">"}, count=1, block=self._block_ms
+        )
+        fresh = _entries(reply)
+        if not fresh:
+            return None, cursor
+        entry_id, fields = fresh[0]
+        return await self._admit(entry_id, fields, 1), cursor
+
+    async def _times_delivered(self, entry_id: str) -> int | None:
+        rows = await self._redis.xpending_range(
+            self._handoffs, self._group, min=entry_id, max=entry_id, count=1
+        )
+        return int(rows[0]["times_delivered"]) if rows else None
+
+    async def _admit(
+        self, entry_id: str, fields: dict[str, str] | None, delivery: int
+    ) -> HandoffJob | None:
+        """The job for an entry, or None when the entry was dead-lettered instead."""
+        fields = fields or {}
+        try:
+            job = HandoffJob(
+                Delegation.from_json(json.loads(fields["delegation"])),
+                fields["reply_to"],
+                delivery,
+                entry_id,
+            )
+        except (KeyError, ValueError) as exc:
+            log.error("unreadable handoff entry %s dead-lettered: %s", entry_id, exc)
+            await self._bury(
+                entry_id,
+                fields.get("delegation", ""),
+                fields.get("reply_to", ""),
+                delivery,
+                f"unreadable handoff entry: {exc}",
+            )
+            return None
+        if delivery <= self._max_deliveries:
+            return job
+        reason = f"the handoff was delivered {delivery - 1} times and never answered"
+        log.warning("handoff %s dead-lettered: %s", job.delegation.handoff_id, reason)
+        failed = HandoffEvent.for_job(job, "failed", reason, dead=True)
+        await self._bury(
+            entry_id, fields["delegation"], job.reply_to, delivery, reason, tell=failed
+        )
+        return None
+
+    async def _bury(
+        self,
+        entry_id: str,
+        delegation_json: str,
+        reply_to: str,
+        delivery: int,
+        reason: str,
+        *,
+        tell: HandoffEvent | None = None,
+    ) -> None:
+        """Move an entry to the dead-letter stream, and `tell` its owner, in one transaction."""
+        dead: Fields = {
+            "entry_id": entry_id,
+            "delegation": delegation_json,
+            "reply_to": reply_to,
+            "delivery": delivery,
+            "reason": reason,
+        }
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if tell is not None:
+                pipe.xadd(
+                    self._results_key(reply_to),
+                    _event_fields(tell),
+                    maxlen=self._maxlen,
+                    approximate=True,
+                )
+            pipe.xadd(self._dead, dead, maxlen=self._maxlen, approximate=True)
+            pipe.xack(self._handoffs, self._group, entry_id)
+            pipe.xdel(self._handoffs, entry_id)
+            await pipe.execute()
+
+    async def ack(self, job: HandoffJob) -> None:
+        """Done: acknowledge and delete the entry.
+
+        If Redis is unreachable the entry stays pending and is redelivered after
+        `claim_idle_ms`; the owner takes only the first result of a tool call.
+        """
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.xack(self._handoffs, self._group, job.token)
+                pipe.xdel(self._handoffs, job.token)
+                await pipe.execute()
+        except _UNREACHABLE as exc:
+            log.warning("could not acknowledge handoff %s: %s", job.token, exc)
+
+    async def fail(self, job: HandoffJob, message: str) -> bool:
+        """Dead-letter the job at `max_deliveries` (True), else make it claimable at once (False).
+
+        The caller publishes the `failed` event for a dead job. If Redis is unreachable the
+        entry stays pending, is reclaimed after `claim_idle_ms` with the next delivery count,
+        and is dead-lettered then if that is over the limit.
+        """
+        try:
+            if job.delivery >= self._max_deliveries:
+                delegation_json = json.dumps(job.delegation.to_json())
+                await self._bury(job.token, delegation_json, job.reply_to, job.delivery, message)
+                return True
+            pass
+        except _UNREACHABLE as exc:
+            log.warning("could not record the failure of handoff %s: %s", job.token, exc)
+        return False
+
+    async def release(self, job: HandoffJob) -> None:
+        """Give an unprocessed job back: claimable at once, and this delivery does not count."""
+        try:
+            await self._make_claimable(job, keep_delivery=True)
+        except _UNREACHABLE as exc:
+            log.warning("could not release handoff %s; reclaimed once idle: %s", job.token, exc)
+
+    async def _make_claimable(self, job: HandoffJob, *, keep_delivery: bool) -> None:
+        """Backdate the entry's last delivery by `claim_idle_ms` so the next XAUTOCLAIM takes it.
+
+        The entry stays pending, so Redis' delivery counter goes on: the next claim adds one,
+        unless `keep_delivery` first winds the counter back by one.
+        """
+        try:
+            rows = await self._redis.xpending_range(
+                self._handoffs, self._group, min=job.token, max=job.token, count=1
+            )
+        except ResponseError as exc:
+            if _is_nogroup(exc):
+                return  # Redis lost the group and the entry with it.
+            raise
+        if not rows:
+            return  # Already acknowledged or dead-lettered.
+        await self._redis.xclaim(
+            self._handoffs,
+            self._group,
+            str(rows[0]["consumer"]),
+            0,
+            [job.token],
+            idle=self._claim_idle_ms,
+            retrycount=job.delivery - 1 if keep_delivery else None,
+            justid=True,
+        )
+
+    # Results
+
+    async def publish(self, reply_to: str, event: HandoffEvent) -> None:
+        """Append a worker event to the owner's results stream."""
+        await self._redis.xadd(
+            self._results_key(reply_to),
+            _event_fields(event),
+            maxlen=self._maxlen,
+            approximate=True,
+        )
+
+    async def events(self, reply_to: str) -> AsyncGenerator[HandoffEvent, None]:
+        """Events for `reply_to`, in order, each acknowledged once the caller asks for the next.
+
+        Starts with events handed out earlier but never acknowledged (the previous reader
+        stopped), then new ones; survives Redis restarts like `jobs`; ends when closed.
+        """
+        key = self._results_key(reply_to)
+        fetched: deque[Entry] = deque()
+        to_ack: str | None = None
+        # Pending entries come first; after a dropped connection too, as the reply to a read
+        # may have been lost on the way while Redis counts its entries as delivered.
+        backlog = True
+        group_missing = False
+        delay = _BACKOFF_MIN_S
+        while not self._closed.is_set():
+            try:
+                if group_missing:
+                    await self._create_group(key, _OWNER)
+                    group_missing = False
+                if to_ack is not None:
+                    async with self._redis.pipeline(transaction=True) as pipe:
+                        pipe.xack(key, _OWNER, to_ack)
+                        pipe.xdel(key, to_ack)
+                        await pipe.execute()
+                    to_ack = None
+                if not fetched:
+                    reply = await self._redis.xreadgroup(
+                        _OWNER,
+                        _OWNER,
+                        {key: "0" if backlog else ">"},
+                        count=_EVENTS_BATCH,
+                        block=None if backlog else self._block_ms,
+                    )
+                    fetched.extend(_entries(reply))
+                    backlog = backlog and bool(fetched)
+                    delay = _BACKOFF_MIN_S
+                    continue
+            except _UNREACHABLE as exc:
+                if self._closed.is_set():
+                    return
+                log.warning("redis unreachable, events for %s waiting: %s", reply_to, exc)
+                backlog = True
+                await self._pause(delay)
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+                continue
+            except ResponseError as exc:
+                if not _is_nogroup(exc):
+                    raise
+                group_missing = True
+                continue
+            entry_id, fields = fetched.popleft()
+            event = _parse_event(entry_id, fields)
+            if event is not None:
+                yield event
+            to_ack = entry_id
+
+    def _results_key(self, reply_to: str) -> str:
+        return self._results_prefix + reply_to
+
+    # Operations
+
+    async def depth(self) -> int:
+        """Handoffs in Redis, waiting or in flight; `QueueUnavailable` when Redis is unreachable.
+
+        The stream length is exact because acknowledged and dead-lettered entries are deleted.
+        Handoffs held locally are counted by `buffered` instead.
+        """
+        try:
+            return int(await self._redis.xlen(self._handoffs))
+        except _UNREACHABLE as exc:
+            raise QueueUnavailable(f"redis is unreachable: {exc}") from exc
+
+    async def ping(self) -> bool:
+        """Whether Redis answers a PING within a second."""
+        try:
+            return bool(await asyncio.wait_for(self._redis.ping(), _PING_TIMEOUT_S))
+        except (RedisError, OSError):
+            return False
+
+    async def aclose(self) -> None:
+        """Stop the flusher, end `jobs`/`events` loops, and close the connection pool."""
+        self._closed.set()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            if self._buffer:
+                log.warning("queue closed with %d handoffs never sent to redis", len(self._buffer))
+        # Closing the pool also drops connections blocked in XREADGROUP, waking their loops.
+        await self._redis.aclose()
+
+    # Helpers
+
+    async def _create_group(self, key: str, group: str) -> None:
+        """Create `group` reading `key` from its start (entries added while it was missing)."""
+        try:
+            await self._redis.xgroup_create(key, group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if not str(exc).startswith("BUSYGROUP"):
+                raise
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once when the queue is closed."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closed.wait(), seconds)
+
+
+def _is_nogroup(exc: ResponseError) -> bool:
+    return str(exc).startswith("NOGROUP")
+
+
+def _entries(reply: Any) -> list[Entry]:
+    """The entries of a one-stream XREADGROUP reply (empty when it timed out)."""
+    if not reply:
+        return []
+    entries: list[Entry] = reply[0][1]
+    return entries
+
+
+def _handoff_fields(delegation: Delegation, reply_to: str) -> Fields:
+    return {"delegation": json.dumps(delegation.to_json()), "reply_to": reply_to}
+
+
+def _event_fields(event: HandoffEvent) -> Fields:
+    return {"event": json.dumps(event.to_json())}
+
+
+def _parse_event(entry_id: str, fields: dict[str, str] | None) -> HandoffEvent | None:
+    try:
+        data = json.loads((fields or {})["event"])
+        if not isinstance(data, dict):
+            raise ValueError("a handoff event must be a JSON object")
+        return HandoffEvent.from_json(data)
+    except (KeyError, ValueError) as exc:
+        log.error("unreadable handoff event %s dropped: %s", entry_id, exc)
+        return None

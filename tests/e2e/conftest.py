@@ -1,0 +1,67 @@
+"""Fixtures that start real servers on loopback ports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+
+from service.app import create_app
+from service.calls.manager import CallManager
+from service.embedded import EmbeddedServer
+from service.settings import Settings
+
+
+@dataclass
+class RunningService:
+    """A callbridge service serving on a loopback port."""
+
+    url: str
+    app: FastAPI
+
+    @property
+    def manager(self) -> CallManager:
+        """The running call manager."""
+        manager: CallManager = self.app.state.manager
+        return manager
+
+    @property
+    def provider_url(self) -> str:
+        """The provider base URL the service talks to."""
+        return self.manager.provider_base_url
+
+
+StartService = Callable[..., Awaitable[RunningService]]
+Serve = Callable[[Any], Awaitable[str]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """Serve any ASGI app on a free loopback port for the test's duration; returns its URL."""
+    servers: list[EmbeddedServer] = []
+
+    async def start(app: Any) -> str:
+        server = EmbeddedServer(app)
+        await server.start()
+        servers.append(server)
+        return server.url
+
+    yield start
+    for server in reversed(servers):
+        await server.stop()
+
+
+@pytest.fixture
+async def start_service(serve: Serve) -> StartService:
+    """Start callbridge with settings overrides (local provider and memory queue by default)."""
+
+    async def start(**overrides: Any) -> RunningService:
+        overrides.setdefault("api_key", None)
+        app = create_app(Settings(port=0, **overrides))
+        url = await serve(app)
+        return RunningService(url, app)
+
+    return start

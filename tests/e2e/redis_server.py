@@ -1,0 +1,130 @@
+"""A throwaway redis-server for end-to-end tests: its own free port, no persistence, restartable.
+
+Tests must never touch a shared Redis (such as one on 6379): each gets a private server that it
+can stop and start again on the same port to play an outage.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_START_TIMEOUT_S = 10.0
+_STOP_TIMEOUT_S = 5.0
+
+
+class RedisServer:
+    """One redis-server process bound to 127.0.0.1 on a fixed port, working in `workdir`."""
+
+    def __init__(self, executable: str, port: int, workdir: Path) -> None:
+        self.executable = executable
+        self.port = port
+        self.workdir = workdir
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def spawn(cls, executable: str, workdir: Path) -> RedisServer:
+        """Start a server on a free port and return once it answers PING."""
+        server = cls(executable, _free_port(), workdir)
+        server.start()
+        return server
+
+    @property
+    def url(self) -> str:
+        """The `redis://` URL clients connect with."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def log(self) -> Path:
+        """The server's log file, for diagnosing a failed start."""
+        return self.workdir / "redis.log"
+
+    def start(self) -> None:
+        """Run the server (again) on `port` and wait until it answers PING."""
+        if self._process is not None:
+            raise RuntimeError("redis-server is already running")
+        with self.log.open("ab") as log:
+            self._process = subprocess.Popen(
+                [
+                    self.executable,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.workdir),
+                    "--daemonize",
+                    "no",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self._wait_until_answering()
+
+    def stop(self) -> None:
+        """Shut the server down; its data is gone, as with a crash of an unpersisted Redis."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def restart(self) -> None:
+        """Stop and start on the same port, so clients reconnect to the same URL."""
+        self.stop()
+        self.start()
+
+    def _wait_until_answering(self) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"redis-server exited at start; see {self.log}")
+            if _answers_ping(self.port):
+                return
+            time.sleep(0.01)
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer PING in {_START_TIMEOUT_S:g} s")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _answers_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server for one test; skips the test when redis-server is not installed."""
+    executable = shutil.which("redis-server")
+    if executable is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer.spawn(executable, tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()
