@@ -8,15 +8,19 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from media.local_provider import LocalProviderConfig, create_provider_app
 from service.api.calls import router as calls_router
+from service.api.calls import tokens_router
 from service.api.ops import router as ops_router
 from service.api.problems import install_problem_handlers
+from service.api.whip import AcceptPostOnOptions
 from service.calls.manager import CallManager
 from service.embedded import EmbeddedServer
 from service.handoffs import Worker, load_handler, open_queue
+from service.ratelimit import RateLimiter
 from service.settings import Settings
 from signaling.provider import ProviderClient
 
@@ -85,8 +89,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     install_problem_handlers(app)
+    origins = settings.split(settings.cors_origins)
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "DELETE", "PATCH", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "Last-Event-ID"],
+            expose_headers=["Location", "ETag", "Link", "Accept-Post", "Retry-After"],
+            max_age=600,
+        )
+    app.add_middleware(AcceptPostOnOptions)
     app.include_router(calls_router)
+    app.include_router(tokens_router)
     app.include_router(ops_router)
     if STATIC_DIR.is_dir():
         app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")

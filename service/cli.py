@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-import uvicorn
+from pydantic import ValidationError
 
 from service.logs import configure_logging
 from service.settings import Settings
@@ -18,19 +18,9 @@ log = logging.getLogger("callbridge")
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from service.app import create_app
+    from service.server import serve
 
-    host = args.host or settings.host
-    port = settings.port if args.port is None else args.port
-    log.info("serving on http://%s:%d (provider: %s)", host, port, settings.provider)
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_config=None,
-        timeout_graceful_shutdown=int(settings.max_call_duration_s),
-        ws="websockets",
-    )
+    serve(settings, args.host or settings.host, settings.port if args.port is None else args.port)
     return 0
 
 
@@ -117,9 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `callbridge` console script."""
     args = build_parser().parse_args(argv)
-    settings = Settings()
-    secret = settings.api_key_value()
-    configure_logging(settings.log_level, settings.log_format, [secret] if secret else [])
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"callbridge: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format, settings.secrets())
     code: int = args.func(args, settings)
     return code
 

@@ -92,6 +92,33 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", description="Root log level.")
 
+    # Access
+    api_tokens: SecretStr | None = Field(
+        None,
+        description="Comma-separated bearer tokens for call start and control. Unset: no auth, "
+        "and `serve` binds to loopback only.",
+    )
+    ops_token: SecretStr | None = Field(
+        None, description="Bearer token for `/metrics` and the call listing (unset: open)."
+    )
+    call_token_secret: SecretStr | None = Field(
+        None, description="HMAC secret enabling short-lived call tokens (`POST /v1/call-tokens`)."
+    )
+    call_token_ttl_s: int = Field(300, ge=10, le=86400, description="Call token lifetime.")
+    rate_limit_per_minute: float = Field(
+        60.0, gt=0, description="Call starts per client address per minute."
+    )
+    rate_limit_burst: int = Field(10, ge=1, description="Call starts a client may make at once.")
+    cors_origins: str = Field(
+        "", description="Comma-separated origins allowed by CORS (`*` for any); empty: none."
+    )
+    ice_servers: str = Field(
+        "", description='Comma-separated ICE server URLs advertised in `Link: rel="ice-server"`.'
+    )
+    drain_timeout_s: float = Field(
+        30.0, ge=0, description="On SIGTERM, how long live calls may continue before hang-up."
+    )
+
     # Local provider
     local_trigger_phrase: str = Field(
         "background agent", description="Phrase that makes the local provider call the tool."
@@ -122,6 +149,24 @@ class Settings(BaseSettings):
         if embedded_url is None:
             raise ValueError("the local provider's URL is known only once it is running")
         return embedded_url
+
+    def api_token_list(self) -> list[str]:
+        """The configured API tokens."""
+        raw = self.api_tokens.get_secret_value() if self.api_tokens else ""
+        return [t.strip() for t in raw.split(",") if t.strip()]
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for log redaction."""
+        values = [self.api_key_value() or "", *self.api_token_list()]
+        for secret in (self.ops_token, self.call_token_secret):
+            if secret is not None:
+                values.append(secret.get_secret_value())
+        return [v for v in values if v]
+
+    @staticmethod
+    def split(raw: str) -> list[str]:
+        """A comma-separated setting as a list."""
+        return [part.strip() for part in raw.split(",") if part.strip()]
 
     def api_key_value(self) -> str | None:
         """The provider key in clear, for the provider clients only."""

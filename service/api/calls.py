@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from service.api.bodies import parse_form, read_limited
+from service.api.guards import (
+    authenticate,
+    check_rate,
+    may_control,
+    require_api_token,
+    require_ops,
+)
 from service.api.models import MessageIn, SessionOverrides, StartOverrides
 from service.api.problems import Problem
+from service.auth import Principal, mint_call_token
 from service.calls.manager import CallManager, CapacityExceeded, Draining
+from service.calls.record import Call
 from service.calls.session import CallSession
 from service.metrics import CALL_STARTS, PROVIDER_ERRORS
 from signaling.ids import CallId, is_valid_call_id
@@ -26,7 +37,13 @@ from signaling.provider import (
 from signaling.realtime import SessionConfig
 from signaling.sdp import OfferError, OfferErrorKind, check_offer
 
+Caller = Annotated[Principal, Depends(authenticate)]
+
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
+tokens_router = APIRouter(prefix="/v1/call-tokens", tags=["calls"])
+
+TRICKLE_TYPE = "application/trickle-ice-sdpfrag"
+ACCEPT_POST = "application/sdp, multipart/form-data"
 
 _OFFER_STATUS = {
     OfferErrorKind.NOT_TEXT: 400,
@@ -84,7 +101,7 @@ async def _read_offer(request: Request) -> tuple[bytes, StartOverrides]:
         415,
         f"Content-Type must be application/sdp or multipart/form-data, not {media_type or 'none'}",
         kind="unsupported-media-type",
-        headers={"Accept-Post": "application/sdp, multipart/form-data"},
+        headers={"Accept-Post": ACCEPT_POST},
     )
 
 
@@ -110,9 +127,18 @@ def _provider_problem(exc: ProviderError) -> Problem:
     )
 
 
+def _ice_links(request: Request) -> dict[str, str]:
+    settings = request.app.state.settings
+    urls = settings.split(settings.ice_servers)
+    if not urls:
+        return {}
+    return {"Link": ", ".join(f'<{url}>; rel="ice-server"' for url in urls)}
+
+
 @router.post("", status_code=201, response_class=Response)
-async def start_call(request: Request) -> Response:
+async def start_call(request: Request, principal: Caller) -> Response:
     """Start a call: the body is an SDP offer; the answer is the provider's SDP answer."""
+    check_rate(request)
     manager = _manager(request)
     raw, overrides = await _read_offer(request)
     try:
@@ -122,7 +148,7 @@ async def start_call(request: Request) -> Response:
         raise Problem(_OFFER_STATUS[exc.kind], exc.reason, kind="bad-offer") from None
     config = _apply(manager.default_config(), overrides)
     try:
-        call, answer = await manager.start(offer, config)
+        call, answer = await manager.start(offer, config, started_by=principal.token_id)
     except CapacityExceeded as exc:
         raise Problem(503, str(exc), kind="at-capacity", headers={"Retry-After": "5"}) from None
     except Draining as exc:
@@ -133,11 +159,28 @@ async def start_call(request: Request) -> Response:
         answer,
         status_code=201,
         media_type="application/sdp",
-        headers={"Location": f"/v1/calls/{call.call_id}", "ETag": f'"{call.call_id}"'},
+        headers={
+            "Location": f"/v1/calls/{call.call_id}",
+            "ETag": _etag(call.call_id),
+            **_ice_links(request),
+        },
     )
 
 
-@router.get("")
+@router.options("")
+async def call_options(request: Request) -> Response:
+    """WHIP endpoint OPTIONS: what may be POSTed, and the ICE servers."""
+    return Response(
+        status_code=204,
+        headers={"Accept-Post": ACCEPT_POST, "Allow": "POST, GET, OPTIONS", **_ice_links(request)},
+    )
+
+
+def _etag(call_id: str) -> str:
+    return f'"{call_id}"'
+
+
+@router.get("", dependencies=[Depends(require_ops)])
 async def list_calls(request: Request) -> JSONResponse:
     """Live calls on this instance."""
     calls = _manager(request).active()
@@ -150,40 +193,66 @@ def _known_call_id(call_id: str) -> CallId:
     return CallId(call_id)
 
 
-def _live_session(request: Request, call_id: str) -> CallSession:
-    manager = _manager(request)
-    cid = _known_call_id(call_id)
-    session = manager.session(cid)
-    if session is None:
-        if manager.get(cid) is not None:
-            raise Problem(409, "the call has ended", kind="call-ended")
+def _call_for(request: Request, call_id: str, principal: Principal) -> Call:
+    call = _manager(request).get(_known_call_id(call_id))
+    # A call someone else started is reported as unknown: its existence is not our business.
+    if call is None or not may_control(principal, call):
         raise Problem(404, "no such call", kind="unknown-call")
+    return call
+
+
+def _live_session(request: Request, call_id: str, principal: Principal) -> CallSession:
+    call = _call_for(request, call_id, principal)
+    session = _manager(request).session(call.call_id)
+    if session is None:
+        raise Problem(409, "the call has ended", kind="call-ended")
     return session
 
 
 @router.get("/{call_id}")
-async def get_call(call_id: str, request: Request) -> JSONResponse:
+async def get_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """One call's record, with transcript and handoffs."""
-    call = _manager(request).get(_known_call_id(call_id))
-    if call is None:
-        raise Problem(404, "no such call", kind="unknown-call")
-    return JSONResponse(call.to_json(), headers={"ETag": f'"{call.call_id}"'})
+    call = _call_for(request, call_id, principal)
+    return JSONResponse(call.to_json(), headers={"ETag": _etag(call.call_id)})
 
 
 @router.delete("/{call_id}")
-async def end_call(call_id: str, request: Request) -> JSONResponse:
-    """Hang up: ends the call at the provider."""
-    call = await _manager(request).hangup(_known_call_id(call_id))
-    if call is None:
-        raise Problem(404, "no such call", kind="unknown-call")
+async def end_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
+    """Hang up: ends the call at the provider (the WHIP session DELETE)."""
+    call = _call_for(request, call_id, principal)
+    await _manager(request).hangup(call.call_id)
     return JSONResponse(call.to_json(full=False))
 
 
+@router.patch("/{call_id}")
+async def patch_call(call_id: str, request: Request, principal: Caller) -> Response:
+    """WHIP trickle ICE / ICE restart: the provider takes neither, so it is refused.
+
+    The checks run in RFC 9725 order so a client learns the most specific reason.
+    """
+    call = _call_for(request, call_id, principal)
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != TRICKLE_TYPE:
+        raise Problem(415, f"PATCH takes {TRICKLE_TYPE}", kind="unsupported-media-type")
+    if_match = request.headers.get("if-match")
+    if if_match is None:
+        raise Problem(428, "If-Match with the session's ETag is required", kind="no-if-match")
+    if if_match.strip() not in ("*", _etag(call.call_id)):
+        raise Problem(412, "the ETag does not match this session", kind="stale-etag")
+    raise Problem(
+        405,
+        "trickle ICE and ICE restarts cannot be forwarded to the provider; gather all "
+        "candidates before sending the offer",
+        kind="no-trickle",
+        headers={"Allow": "GET, DELETE, OPTIONS"},
+    )
+
+
 @router.post("/{call_id}/messages", status_code=202)
-async def post_message(call_id: str, request: Request) -> JSONResponse:
+async def post_message(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Inject user text into the live call."""
     settings = request.app.state.settings
-    session = _live_session(request, call_id)
+    session = _live_session(request, call_id, principal)
     body = await read_limited(request, settings.max_json_bytes)
     try:
         message = MessageIn.model_validate(_parse_json(body, "body"))
@@ -198,10 +267,10 @@ async def post_message(call_id: str, request: Request) -> JSONResponse:
 
 
 @router.post("/{call_id}/session")
-async def post_session(call_id: str, request: Request) -> JSONResponse:
+async def post_session(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Change instructions, voice or output modality on the live call."""
     settings = request.app.state.settings
-    session = _live_session(request, call_id)
+    session = _live_session(request, call_id, principal)
     body = await read_limited(request, settings.max_json_bytes)
     try:
         overrides = SessionOverrides.model_validate(_parse_json(body, "body"))
@@ -212,12 +281,9 @@ async def post_session(call_id: str, request: Request) -> JSONResponse:
 
 
 @router.get("/{call_id}/events")
-async def call_events(call_id: str, request: Request) -> StreamingResponse:
+async def call_events(call_id: str, request: Request, principal: Caller) -> StreamingResponse:
     """Server-Sent Events: transcript, handoffs and call state, with replay of recent history."""
-    manager = _manager(request)
-    session = manager.session(_known_call_id(call_id))
-    if session is None:
-        raise Problem(404, "no such live call", kind="unknown-call")
+    session = _live_session(request, call_id, principal)
     last = request.headers.get("last-event-id", "0")
     after = int(last) if last.isdigit() else 0
     stream = session.stream
@@ -236,3 +302,17 @@ async def call_events(call_id: str, request: Request) -> StreamingResponse:
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+@tokens_router.post("", dependencies=[Depends(require_api_token)], status_code=201)
+async def mint_token(request: Request) -> JSONResponse:
+    """A short-lived call token for a browser (needs an API token and a configured secret)."""
+    settings = request.app.state.settings
+    if settings.call_token_secret is None:
+        raise Problem(404, "call tokens are not enabled", kind="no-call-tokens")
+    token, expiry = mint_call_token(
+        settings.call_token_secret.get_secret_value().encode(),
+        settings.call_token_ttl_s,
+        time.time(),
+    )
+    return JSONResponse({"token": token, "expires_at": expiry}, status_code=201)

@@ -88,7 +88,9 @@ class CallManager:
 
     # Lifecycle of one call
 
-    async def start(self, offer_sdp: str, config: SessionConfig) -> tuple[Call, str]:
+    async def start(
+        self, offer_sdp: str, config: SessionConfig, *, started_by: str | None = None
+    ) -> tuple[Call, str]:
         """Create the call at the provider and start its session; return the SDP answer."""
         received = time.monotonic()
         if self.draining:
@@ -118,6 +120,7 @@ class CallManager:
             answered_at=time.time(),
             max_duration_s=self.settings.max_call_duration_s,
             idle_timeout_s=self.settings.idle_timeout_s,
+            started_by=started_by,
         )
         state = CallState(created.call_id, config, new_item_id=_new_item_id)
         call.transcript = state.transcript

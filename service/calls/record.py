@@ -73,6 +73,7 @@ class Call:
     handoffs: dict[str, HandoffRecord] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
     sideband_reconnects: int = 0
+    started_by: str | None = None
 
     @property
     def live(self) -> bool:

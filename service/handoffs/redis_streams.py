@@ -311,7 +311,7 @@ class RedisStreamQueue:
                 delegation_json = json.dumps(job.delegation.to_json())
                 await self._bury(job.token, delegation_json, job.reply_to, job.delivery, message)
                 return True
-            pass
+            await self._make_claimable(job, keep_delivery=False)
         except _UNREACHABLE as exc:
             log.warning("could not record the failure of handoff %s: %s", job.token, exc)
         return False

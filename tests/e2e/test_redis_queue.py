@@ -306,8 +306,8 @@ async def test_held_handoffs_are_delivered_in_order_once_redis_is_back(
     for n in range(3):
         await queue.put(delegation(n), OWNER)
     outage.start()
-    await eventually(lambda: queue.buffered == 0)
     await queue.put(delegation(3), OWNER)
+    await eventually(lambda: queue.buffered == 0)
     async with aclosing(queue.jobs("worker-1")) as jobs:
         delivered = [(await within(anext(jobs))).delegation for _ in range(4)]
     assert delivered == [delegation(n) for n in range(4)]

@@ -1,0 +1,74 @@
+"""Request guards: authentication, ops access and call-start rate limiting."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import Request
+
+from service.api.problems import Problem
+from service.auth import ANONYMOUS, API, Principal, bearer, matches_any, verify_call_token
+from service.calls.record import Call
+from service.settings import Settings
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="callbridge"'}
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(401, detail, kind="unauthorized", headers=_CHALLENGE)
+
+
+def authenticate(request: Request) -> Principal:
+    """The caller of a call endpoint; 401 when auth is configured and the token is wrong."""
+    settings: Settings = request.app.state.settings
+    tokens = settings.api_token_list()
+    secret = settings.call_token_secret
+    if not tokens and secret is None:
+        return ANONYMOUS
+    token = bearer(request.headers.get("authorization"))
+    if token is None:
+        raise _unauthorized("a bearer token is required")
+    if matches_any(token, tokens):
+        return API
+    if secret is not None:
+        principal = verify_call_token(secret.get_secret_value().encode(), token, time.time())
+        if principal is not None:
+            return principal
+    raise _unauthorized("the bearer token is not valid")
+
+
+def require_api_token(request: Request) -> None:
+    """Only a long-lived API token will do (minting call tokens)."""
+    if authenticate(request).kind == "call":
+        raise Problem(403, "a call token cannot mint call tokens", kind="forbidden")
+
+
+def require_ops(request: Request) -> None:
+    """The ops token, when one is configured."""
+    settings: Settings = request.app.state.settings
+    if settings.ops_token is None:
+        return
+    token = bearer(request.headers.get("authorization"))
+    if token is None or not matches_any(token, [settings.ops_token.get_secret_value()]):
+        raise _unauthorized("the ops token is required")
+
+
+def may_control(principal: Principal, call: Call) -> bool:
+    """API tokens control every call; a call token only the calls it started."""
+    if principal.kind == "call":
+        return call.started_by == principal.token_id
+    return True
+
+
+def check_rate(request: Request) -> None:
+    """429 with Retry-After when this client starts calls too fast."""
+    limiter = request.app.state.rate_limiter
+    client = request.client.host if request.client else "unknown"
+    wait = limiter.take(client, time.monotonic())
+    if wait > 0:
+        raise Problem(
+            429,
+            "too many call starts from this client",
+            kind="rate-limited",
+            headers={"Retry-After": str(max(1, round(wait + 0.5)))},
+        )

@@ -1,0 +1,92 @@
+"""Running the service under uvicorn with a drain on SIGTERM.
+
+uvicorn's own order on SIGTERM is: stop listening, wait for in-flight requests (an open SSE
+stream never finishes), then run lifespan shutdown. So the first SIGTERM drains first — readiness
+fails, new calls get 503, live calls get `drain_timeout_s` to finish and are then hung up (which
+closes their SSE streams) — and only then asks uvicorn to exit. A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+from service.app import create_app
+from service.calls.manager import CallManager
+from service.settings import Settings
+
+log = logging.getLogger("callbridge")
+
+
+class DrainingServer(uvicorn.Server):
+    """A uvicorn server whose first SIGTERM/SIGINT drains calls before shutting down."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI, drain_timeout_s: float) -> None:
+        super().__init__(config)
+        self._app = app
+        self._drain_timeout_s = drain_timeout_s
+        self._drain_task: asyncio.Task[None] | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._drain_task is not None or not self.started:
+            super().handle_exit(sig, frame)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            super().handle_exit(sig, frame)
+            return
+        log.info("signal %d: draining for up to %.0f s", sig, self._drain_timeout_s)
+        self._drain_task = loop.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        manager: CallManager = self._app.state.manager
+        try:
+            await manager.drain(self._drain_timeout_s)
+        finally:
+            self.should_exit = True
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is a loopback address or `localhost`."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_host(settings: Settings, requested: str) -> str:
+    """The address to bind: without API tokens, only loopback is allowed."""
+    if settings.api_token_list() or settings.call_token_secret is not None:
+        return requested
+    if not is_loopback(requested):
+        log.warning(
+            "no API token configured (CALLBRIDGE_API_TOKENS): binding to 127.0.0.1 instead of %s",
+            requested,
+        )
+        return "127.0.0.1"
+    log.warning("no API token configured: the API is open, so it listens on loopback only")
+    return requested
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    """Serve until a signal, then drain and exit."""
+    app = create_app(settings)
+    host = bind_host(settings, host)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        ws="websockets",
+        timeout_graceful_shutdown=5,
+    )
+    log.info("serving on http://%s:%d (provider: %s)", host, port, settings.provider)
+    DrainingServer(config, app, settings.drain_timeout_s).run()
