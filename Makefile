@@ -23,6 +23,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: lint typecheck
+	bash scripts/ensure_chromium.sh
 	$(BIN)/pytest
 
 bench: $(STAMP)

@@ -17,6 +17,7 @@ from service.api.calls import tokens_router
 from service.api.ops import router as ops_router
 from service.api.problems import install_problem_handlers
 from service.api.whip import AcceptPostOnOptions
+from service.calls.directory import CallDirectory
 from service.calls.manager import CallManager
 from service.embedded import EmbeddedServer
 from service.handoffs import Worker, load_handler, open_queue
@@ -56,8 +57,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             timeout_s=settings.provider_timeout_s,
             connect_timeout_s=settings.provider_connect_timeout_s,
         )
-        queue = open_queue(settings.queue)
-        manager = CallManager(settings, provider, queue, provider_base_url=base_url)
+        queue = open_queue(
+            settings.queue,
+            handler_timeout_s=settings.handler_timeout_s,
+            claim_idle_s=settings.queue_claim_idle_s,
+        )
+        directory_factory = None
+        if settings.queue != "memory":
+            queue_url = settings.queue
+
+            def directory_factory(instance_id: str) -> CallDirectory:
+                return CallDirectory(queue_url, instance_id)
+
+        manager = CallManager(
+            settings,
+            provider,
+            queue,
+            provider_base_url=base_url,
+            instance_id=settings.instance_id,
+            directory_factory=directory_factory,
+        )
         manager.start_listening()
         worker: Worker | None = None
         if settings.embedded_worker:

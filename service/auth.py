@@ -70,3 +70,8 @@ def matches_any(token: str, candidates: list[str]) -> bool:
     for candidate in candidates:
         found |= hmac.compare_digest(token.encode(), candidate.encode())
     return found
+
+
+def may_control(principal: Principal, started_by: str | None) -> bool:
+    """API tokens control every call; a call token only the calls it started."""
+    return principal.kind != "call" or principal.token_id == started_by

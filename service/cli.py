@@ -32,7 +32,11 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         return 2
 
     async def run() -> None:
-        queue = open_queue(settings.queue)
+        queue = open_queue(
+            settings.queue,
+            handler_timeout_s=settings.handler_timeout_s,
+            claim_idle_s=settings.queue_claim_idle_s,
+        )
         worker = Worker(
             queue,
             load_handler(settings.handler),

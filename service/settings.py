@@ -18,7 +18,9 @@ class Settings(BaseSettings):
     The README's settings table is generated from these fields' descriptions.
     """
 
-    model_config = SettingsConfigDict(env_prefix="CALLBRIDGE_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="CALLBRIDGE_", extra="ignore", populate_by_name=True
+    )
 
     # Provider
     provider: Literal["local", "openai"] = Field(
@@ -75,6 +77,15 @@ class Settings(BaseSettings):
         description="Handoff handler: `module:function`, `cmd:<shell command>` or an http(s) URL.",
     )
     handler_timeout_s: float = Field(60.0, gt=0, description="Per-handoff handler timeout.")
+    queue_claim_idle_s: float | None = Field(
+        None,
+        gt=0,
+        description="Redis: a handoff silent this long is taken from its worker by another. "
+        "Default: the handler timeout plus 30 s.",
+    )
+    instance_id: str | None = Field(
+        None, description="This instance's name in the call directory (default: random)."
+    )
     worker_concurrency: int = Field(4, ge=1, description="Handoffs one worker runs at once.")
     embedded_worker: bool = Field(
         True, description="Run a worker inside `serve` (the offline default)."

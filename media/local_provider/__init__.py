@@ -1,1 +1,17 @@
-"""callbridge package."""
+"""The local stand-in for the realtime provider: same HTTP/WebSocket surface, offline model."""
+
+from media.local_provider.app import create_provider_app
+from media.local_provider.calls import CallRegistry, LocalCall
+from media.local_provider.config import LocalProviderConfig
+from media.local_provider.model import Conversation
+from media.local_provider.runner import run_provider, serve_provider
+
+__all__ = [
+    "CallRegistry",
+    "Conversation",
+    "LocalCall",
+    "LocalProviderConfig",
+    "create_provider_app",
+    "run_provider",
+    "serve_provider",
+]

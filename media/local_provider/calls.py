@@ -13,7 +13,8 @@ import av
 from aiortc import RTCPeerConnection
 
 from media.local_provider.config import LocalProviderConfig
-from media.local_provider.model import Conversation, JsonObject
+from media.local_provider.model import Conversation
+from media.local_provider.server_events import JsonObject
 from media.local_provider.voice import ReplyVoice
 from signaling.ids import CallId
 

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import copy
 import json
-import re
-import secrets
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from media.local_provider.errors import error_object
+from media.local_provider.server_events import (
+    IdFactory,
+    JsonObject,
+    ServerEvents,
+    random_id,
+)
 from media.local_provider.session import (
     OUTPUT_MODALITIES,
     creates_response_on_speech,
@@ -26,12 +29,6 @@ from media.local_provider.session import (
     session_view,
     updated_session,
 )
-
-JsonObject = dict[str, Any]
-IdFactory = Callable[[str], str]
-"""Makes a fresh id from a prefix such as "event", "item", "call" or "resp"."""
-
-BACKGROUND_AGENT_TOOL = "background_agent"
 
 CLIENT_EVENT_TYPES = (
     "session.update",
@@ -50,11 +47,6 @@ CLIENT_EVENT_TYPES = (
 _MESSAGE_ROLES = ("user", "assistant", "system", "developer")
 _SPEECH_MS_PER_WORD = 300
 _SPEECH_GAP_MS = 200
-
-
-def random_id(prefix: str) -> str:
-    """`<prefix>_<24 hex digits>`, unpredictable."""
-    return f"{prefix}_{secrets.token_hex(12)}"
 
 
 class _ClientError(Exception):
@@ -81,11 +73,6 @@ class _Response:
     id: str
     modalities: list[str]
     reply: _Reply
-
-
-def chunks(text: str) -> list[str]:
-    """`text` cut into word-sized deltas that join back to exactly `text`."""
-    return re.findall(r"\s*\S+\s*", text) or ([text] if text else [])
 
 
 def message_text(item: Mapping[str, Any]) -> str:
@@ -119,7 +106,7 @@ class Conversation:
 
         Raises ValueError when `session` is not an acceptable GA session object.
         """
-        self._new_id = new_id
+        self._events = ServerEvents(new_id)
         self._trigger = trigger_phrase.casefold()
         self._session = default_session(new_id("sess"))
         if session is not None:
@@ -164,16 +151,16 @@ class Conversation:
 
     def session_created(self) -> JsonObject:
         """The `session.created` event a new connection receives first."""
-        return self._event("session.created", session=session_view(self._session))
+        return self._events.event("session.created", session=session_view(self._session))
 
     def handle_client_text(self, text: str) -> list[JsonObject]:
         """Handle one raw WebSocket / data-channel message."""
         try:
             event = json.loads(text)
         except ValueError:
-            return [self._error("invalid_json", "The message is not valid JSON.")]
+            return [self._events.error("invalid_json", "The message is not valid JSON.")]
         if not isinstance(event, dict):
-            return [self._error("invalid_json", "The message must be a JSON object.")]
+            return [self._events.error("invalid_json", "The message must be a JSON object.")]
         return self.handle_client_event(event)
 
     def handle_client_event(self, event: Mapping[str, Any]) -> list[JsonObject]:
@@ -184,7 +171,7 @@ class Conversation:
             return self._dispatch(event)
         except _ClientError as refusal:
             event_id = client_event_id if isinstance(client_event_id, str) else None
-            return [self._error(refusal.code, refusal.message, refusal.param, event_id)]
+            return [self._events.error(refusal.code, refusal.message, refusal.param, event_id)]
 
     def user_spoke(self, text: str) -> list[JsonObject]:
         """The events of the user saying `text`: VAD, the audio item, its transcription.
@@ -192,48 +179,13 @@ class Conversation:
         In a conversational session whose turn detection creates responses, a response is
         started too (unless one is already in progress).
         """
-        item_id = self._new_id("item")
         start_ms = self._audio_ms + _SPEECH_GAP_MS
         end_ms = start_ms + _SPEECH_MS_PER_WORD * max(1, len(text.split()))
         self._audio_ms = end_ms
-        previous_id = self._last_item_id()
-        item: JsonObject = {
-            "id": item_id,
-            "object": "realtime.item",
-            "type": "message",
-            "status": "completed",
-            "role": "user",
-            "content": [{"type": "input_audio", "transcript": None}],
-        }
-        events = [
-            self._event(
-                "input_audio_buffer.speech_started", audio_start_ms=start_ms, item_id=item_id
-            ),
-            self._event("input_audio_buffer.speech_stopped", audio_end_ms=end_ms, item_id=item_id),
-            self._event(
-                "input_audio_buffer.committed", previous_item_id=previous_id, item_id=item_id
-            ),
-            self._event("conversation.item.added", previous_item_id=previous_id, item=item),
-            self._event("conversation.item.done", previous_item_id=previous_id, item=item),
-        ]
-        # Transcription runs after the item exists, as on the real service, so the item events
-        # above still carry a null transcript.
-        item["content"][0]["transcript"] = text
-        self._items.append(item)
-        transcription = "conversation.item.input_audio_transcription"
-        events += [
-            self._event(f"{transcription}.delta", item_id=item_id, content_index=0, delta=delta)
-            for delta in chunks(text)
-        ]
-        events.append(
-            self._event(
-                f"{transcription}.completed",
-                item_id=item_id,
-                content_index=0,
-                transcript=text,
-                usage={"type": "duration", "seconds": (end_ms - start_ms) / 1000},
-            )
+        events, item = self._events.user_speech(
+            text, start_ms=start_ms, end_ms=end_ms, previous_item_id=self._last_item_id()
         )
+        self._items.append(item)
         if creates_response_on_speech(self._session) and self._response is None:
             events.append(self._start_response(self._session["output_modalities"]))
         return events
@@ -250,13 +202,21 @@ class Conversation:
         if reply.kind == "tool_call":
             if reply.user_item_id is not None:
                 self._tool_called_for.add(reply.user_item_id)
-            events, item = self._tool_call(response, reply.text)
+            events, item = self._events.tool_call(
+                response.id, reply.text, previous_item_id=self._last_item_id()
+            )
             output.append(item)
         elif reply.kind == "message":
-            events, item = self._assistant_message(response, reply.text)
+            events, item = self._events.assistant_message(
+                response.id,
+                reply.text,
+                audio="audio" in response.modalities,
+                previous_item_id=self._last_item_id(),
+            )
             output.append(item)
+        self._items.extend(output)
         events.append(
-            self._event("response.done", response=self._response_object(response, output))
+            self._events.event("response.done", response=self._response_object(response, output))
         )
         return events
 
@@ -272,7 +232,9 @@ class Conversation:
             case "conversation.item.delete":
                 return self._delete_item(event)
             case "conversation.item.retrieve":
-                return [self._event("conversation.item.retrieved", item=self._find_item(event))]
+                return [
+                    self._events.event("conversation.item.retrieved", item=self._find_item(event))
+                ]
             case "conversation.item.truncate":
                 return self._truncate_item(event)
             case "response.create":
@@ -288,10 +250,12 @@ class Conversation:
                     "Error committing input audio buffer: the buffer is empty.",
                 )
             case "input_audio_buffer.clear":
-                return [self._event("input_audio_buffer.cleared")]
+                return [self._events.event("input_audio_buffer.cleared")]
             case "output_audio_buffer.clear":
                 return [
-                    self._event("output_audio_buffer.cleared", response_id=self.active_response_id)
+                    self._events.event(
+                        "output_audio_buffer.cleared", response_id=self.active_response_id
+                    )
                 ]
             case None:
                 raise _ClientError(
@@ -312,13 +276,13 @@ class Conversation:
             raise _ClientError(problem.code, problem.message, problem.param)
         assert isinstance(session, Mapping)
         self._session = updated_session(self._session, session)
-        return [self._event("session.updated", session=session_view(self._session))]
+        return [self._events.event("session.updated", session=session_view(self._session))]
 
     def _create_item(self, event: Mapping[str, Any]) -> list[JsonObject]:
         item = _client_item(event.get("item"))
         item_id = item.get("id")
         if item_id is None:
-            item["id"] = self._new_id("item")
+            item["id"] = self._events.new_id("item")
         elif not isinstance(item_id, str) or self._index_of(item_id) is not None:
             raise _ClientError(
                 "invalid_value", "The item id is invalid or already used.", "item.id"
@@ -327,8 +291,8 @@ class Conversation:
         self._items.insert(position, item)
         previous_id = self._items[position - 1]["id"] if position > 0 else None
         return [
-            self._event("conversation.item.added", previous_item_id=previous_id, item=item),
-            self._event("conversation.item.done", previous_item_id=previous_id, item=item),
+            self._events.event("conversation.item.added", previous_item_id=previous_id, item=item),
+            self._events.event("conversation.item.done", previous_item_id=previous_id, item=item),
         ]
 
     def _insert_position(self, previous_item_id: object) -> int:
@@ -346,7 +310,7 @@ class Conversation:
     def _delete_item(self, event: Mapping[str, Any]) -> list[JsonObject]:
         item = self._find_item(event)
         self._items.remove(item)
-        return [self._event("conversation.item.deleted", item_id=item["id"])]
+        return [self._events.event("conversation.item.deleted", item_id=item["id"])]
 
     def _truncate_item(self, event: Mapping[str, Any]) -> list[JsonObject]:
         item = self._find_item(event)
@@ -355,7 +319,7 @@ class Conversation:
                 "invalid_value", "Only assistant messages can be truncated.", "item_id"
             )
         return [
-            self._event(
+            self._events.event(
                 "conversation.item.truncated",
                 item_id=item["id"],
                 content_index=event.get("content_index", 0),
@@ -399,14 +363,14 @@ class Conversation:
         self._response = None
         cancelled = self._response_object(response, [], status="cancelled")
         cancelled["status_details"] = {"type": "cancelled", "reason": "client_cancelled"}
-        return [self._event("response.done", response=cancelled)]
+        return [self._events.event("response.done", response=cancelled)]
 
     # -- responses ----------------------------------------------------------------------------
 
     def _start_response(self, modalities: list[str]) -> JsonObject:
-        response = _Response(self._new_id("resp"), list(modalities), self._plan_reply())
+        response = _Response(self._events.new_id("resp"), list(modalities), self._plan_reply())
         self._response = response
-        return self._event(
+        return self._events.event(
             "response.created", response=self._response_object(response, [], "in_progress")
         )
 
@@ -424,96 +388,6 @@ class Conversation:
             return _Reply("tool_call", text, user["id"])
         return _Reply("message", f"You said: {text}")
 
-    def _tool_call(self, response: _Response, prompt: str) -> tuple[list[JsonObject], JsonObject]:
-        ids = {"response_id": response.id, "item_id": self._new_id("item"), "output_index": 0}
-        call_id = self._new_id("call")
-        arguments = json.dumps({"prompt": prompt})
-        item: JsonObject = {
-            "id": ids["item_id"],
-            "object": "realtime.item",
-            "type": "function_call",
-            "status": "in_progress",
-            "name": BACKGROUND_AGENT_TOOL,
-            "call_id": call_id,
-            "arguments": "",
-        }
-        previous_id = self._last_item_id()
-        events = [
-            self._event(
-                "response.output_item.added", response_id=response.id, output_index=0, item=item
-            ),
-            self._event("conversation.item.added", previous_item_id=previous_id, item=item),
-        ]
-        events += [
-            self._event(
-                "response.function_call_arguments.delta", **ids, call_id=call_id, delta=delta
-            )
-            for delta in _split(arguments, 3)
-        ]
-        item.update(status="completed", arguments=arguments)
-        self._items.append(item)
-        events += [
-            self._event(
-                "response.function_call_arguments.done",
-                **ids,
-                call_id=call_id,
-                name=BACKGROUND_AGENT_TOOL,
-                arguments=arguments,
-            ),
-            self._event(
-                "response.output_item.done", response_id=response.id, output_index=0, item=item
-            ),
-            self._event("conversation.item.done", previous_item_id=previous_id, item=item),
-        ]
-        return events, item
-
-    def _assistant_message(
-        self, response: _Response, text: str
-    ) -> tuple[list[JsonObject], JsonObject]:
-        audio = "audio" in response.modalities
-        ids = {"response_id": response.id, "item_id": self._new_id("item"), "output_index": 0}
-        item: JsonObject = {
-            "id": ids["item_id"],
-            "object": "realtime.item",
-            "type": "message",
-            "status": "in_progress",
-            "role": "assistant",
-            "content": [],
-        }
-        if audio:
-            empty_part: JsonObject = {"type": "audio", "transcript": ""}
-            full_part: JsonObject = {"type": "audio", "transcript": text}
-            content: JsonObject = {"type": "output_audio", "transcript": text}
-            stream, final = "response.output_audio_transcript", {"transcript": text}
-        else:
-            empty_part = {"type": "text", "text": ""}
-            full_part = {"type": "text", "text": text}
-            content = {"type": "output_text", "text": text}
-            stream, final = "response.output_text", {"text": text}
-        previous_id = self._last_item_id()
-        part_ids = {**ids, "content_index": 0}
-        events = [
-            self._event(
-                "response.output_item.added", response_id=response.id, output_index=0, item=item
-            ),
-            self._event("conversation.item.added", previous_item_id=previous_id, item=item),
-            self._event("response.content_part.added", **part_ids, part=empty_part),
-        ]
-        events += [
-            self._event(f"{stream}.delta", **part_ids, delta=delta) for delta in chunks(text)
-        ]
-        item.update(status="completed", content=[content])
-        self._items.append(item)
-        events += [
-            self._event(f"{stream}.done", **part_ids, **final),
-            self._event("response.content_part.done", **part_ids, part=full_part),
-            self._event(
-                "response.output_item.done", response_id=response.id, output_index=0, item=item
-            ),
-            self._event("conversation.item.done", previous_item_id=previous_id, item=item),
-        ]
-        return events, item
-
     def _response_object(
         self, response: _Response, output: list[JsonObject], status: str = "completed"
     ) -> JsonObject:
@@ -530,16 +404,6 @@ class Conversation:
         }
 
     # -- helpers ------------------------------------------------------------------------------
-
-    def _event(self, kind: str, **fields: Any) -> JsonObject:
-        # Deep copies: the caller may serialise events later, after the conversation has moved on.
-        return {"type": kind, "event_id": self._new_id("event"), **copy.deepcopy(fields)}
-
-    def _error(
-        self, code: str, message: str, param: str | None = None, event_id: str | None = None
-    ) -> JsonObject:
-        error = error_object(message, code=code, param=param)
-        return self._event("error", error={**error, "event_id": event_id})
 
     def _last_item_id(self) -> str | None:
         return self._items[-1]["id"] if self._items else None
@@ -586,8 +450,3 @@ def _client_item(item: object) -> JsonObject:
     else:
         raise _ClientError("invalid_value", f"Invalid value: {kind!r}.", "item.type")
     return stored
-
-
-def _split(text: str, parts: int) -> list[str]:
-    size = max(1, -(-len(text) // parts))
-    return [text[start : start + size] for start in range(0, len(text), size)]

@@ -14,7 +14,7 @@ from aiortc import (
 from aiortc.exceptions import OperationError
 
 from media.local_provider.calls import LocalCall
-from media.local_provider.model import JsonObject
+from media.local_provider.server_events import JsonObject
 from media.tracks import PacedAudioTrack, consume_audio
 
 EVENTS_CHANNEL = "oai-events"

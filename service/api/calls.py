@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
-from typing import Annotated
+from dataclasses import asdict, replace
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -16,13 +16,14 @@ from service.api.bodies import parse_form, read_limited
 from service.api.guards import (
     authenticate,
     check_rate,
-    may_control,
     require_api_token,
     require_ops,
 )
 from service.api.models import MessageIn, SessionOverrides, StartOverrides
 from service.api.problems import Problem
-from service.auth import Principal, mint_call_token
+from service.auth import Principal, may_control, mint_call_token
+from service.calls.control import execute
+from service.calls.directory import ControlTimeout, DirectoryUnavailable
 from service.calls.manager import CallManager, CapacityExceeded, Draining
 from service.calls.record import Call
 from service.calls.session import CallSession
@@ -195,8 +196,7 @@ def _known_call_id(call_id: str) -> CallId:
 
 def _call_for(request: Request, call_id: str, principal: Principal) -> Call:
     call = _manager(request).get(_known_call_id(call_id))
-    # A call someone else started is reported as unknown: its existence is not our business.
-    if call is None or not may_control(principal, call):
+    if call is None or not may_control(principal, call.started_by):
         raise Problem(404, "no such call", kind="unknown-call")
     return call
 
@@ -209,19 +209,48 @@ def _live_session(request: Request, call_id: str, principal: Principal) -> CallS
     return session
 
 
+async def _control(
+    request: Request, principal: Principal, op: str, call_id: str, body: dict[str, Any]
+) -> JSONResponse:
+    """Run a control operation here, or at the instance that owns the call."""
+    manager = _manager(request)
+    cid = _known_call_id(call_id)
+    directory = manager.directory
+    if manager.get(cid) is None and directory is not None:
+        try:
+            owner = await directory.owner_of(cid)
+            if owner is not None and owner != manager.instance_id:
+                reply = await directory.request(
+                    owner, op, cid, {"body": body, "principal": asdict(principal)}
+                )
+                return _reply(reply.status, reply.body)
+        except (DirectoryUnavailable, ControlTimeout) as exc:
+            raise Problem(
+                503,
+                f"the call's owner cannot be reached: {exc}",
+                kind="owner-unreachable",
+                headers={"Retry-After": "2"},
+            ) from None
+    status, payload = await execute(manager, op, cid, body, principal)
+    return _reply(status, payload)
+
+
+def _reply(status: int, payload: dict[str, Any]) -> JSONResponse:
+    media_type = "application/problem+json" if status >= 400 else "application/json"
+    headers = {"ETag": _etag(str(payload["id"]))} if status < 400 and "id" in payload else None
+    return JSONResponse(payload, status_code=status, media_type=media_type, headers=headers)
+
+
 @router.get("/{call_id}")
 async def get_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """One call's record, with transcript and handoffs."""
-    call = _call_for(request, call_id, principal)
-    return JSONResponse(call.to_json(), headers={"ETag": _etag(call.call_id)})
+    return await _control(request, principal, "get", call_id, {})
 
 
 @router.delete("/{call_id}")
 async def end_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Hang up: ends the call at the provider (the WHIP session DELETE)."""
-    call = _call_for(request, call_id, principal)
-    await _manager(request).hangup(call.call_id)
-    return JSONResponse(call.to_json(full=False))
+    return await _control(request, principal, "hangup", call_id, {})
 
 
 @router.patch("/{call_id}")
@@ -252,7 +281,7 @@ async def patch_call(call_id: str, request: Request, principal: Caller) -> Respo
 async def post_message(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Inject user text into the live call."""
     settings = request.app.state.settings
-    session = _live_session(request, call_id, principal)
+    _known_call_id(call_id)
     body = await read_limited(request, settings.max_json_bytes)
     try:
         message = MessageIn.model_validate(_parse_json(body, "body"))
@@ -262,22 +291,22 @@ async def post_message(call_id: str, request: Request, principal: Caller) -> JSO
         raise Problem(
             413, f"text exceeds {settings.max_message_chars} characters", kind="too-large"
         )
-    await session.inject_text(message.text)
-    return JSONResponse({"status": "sent"}, status_code=202)
+    return await _control(request, principal, "message", call_id, {"text": message.text})
 
 
 @router.post("/{call_id}/session")
 async def post_session(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Change instructions, voice or output modality on the live call."""
     settings = request.app.state.settings
-    session = _live_session(request, call_id, principal)
+    _known_call_id(call_id)
     body = await read_limited(request, settings.max_json_bytes)
     try:
         overrides = SessionOverrides.model_validate(_parse_json(body, "body"))
     except ValidationError as exc:
         raise _validation_problem(exc, "session update") from None
-    await session.update_session(_apply(session.call.config, overrides))
-    return JSONResponse(session.call.to_json(full=False)["session"])
+    return await _control(
+        request, principal, "session", call_id, overrides.model_dump(exclude_none=True)
+    )
 
 
 @router.get("/{call_id}/events")

@@ -8,7 +8,6 @@ from fastapi import Request
 
 from service.api.problems import Problem
 from service.auth import ANONYMOUS, API, Principal, bearer, matches_any, verify_call_token
-from service.calls.record import Call
 from service.settings import Settings
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="callbridge"'}
@@ -51,13 +50,6 @@ def require_ops(request: Request) -> None:
     token = bearer(request.headers.get("authorization"))
     if token is None or not matches_any(token, [settings.ops_token.get_secret_value()]):
         raise _unauthorized("the ops token is required")
-
-
-def may_control(principal: Principal, call: Call) -> bool:
-    """API tokens control every call; a call token only the calls it started."""
-    if principal.kind == "call":
-        return call.started_by == principal.token_id
-    return True
 
 
 def check_rate(request: Request) -> None:

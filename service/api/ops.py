@@ -9,7 +9,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.calls.manager import CallManager
-from service.metrics import PROVIDER_UP, QUEUE_DEPTH, REGISTRY
+from service.handoffs import QueueUnavailable
+from service.metrics import PROVIDER_UP, QUEUE_BUFFERED, QUEUE_DEPTH, REGISTRY
 
 router = APIRouter(tags=["ops"])
 
@@ -59,5 +60,9 @@ async def readyz(request: Request) -> JSONResponse:
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition."""
     manager: CallManager = request.app.state.manager
-    QUEUE_DEPTH.set(await manager.queue.depth())
+    try:
+        QUEUE_DEPTH.set(await manager.queue.depth())
+    except QueueUnavailable:
+        QUEUE_DEPTH.set(float("nan"))
+    QUEUE_BUFFERED.set(getattr(manager.queue, "buffered", 0))
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

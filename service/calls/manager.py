@@ -8,8 +8,10 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
 
+from service.auth import Principal
+from service.calls.directory import CallDirectory, ControlReply, ControlRequest
 from service.calls.record import Call
 from service.calls.session import CallSession
 from service.calls.stream import CallEventStream
@@ -37,10 +39,6 @@ class Draining(Exception):
     """The instance is shutting down and takes no new calls."""
 
 
-class CallNotLive(Exception):
-    """The call exists but has ended."""
-
-
 class CallManager:
     """The registry of this instance's calls."""
 
@@ -52,6 +50,7 @@ class CallManager:
         *,
         provider_base_url: str,
         instance_id: str | None = None,
+        directory_factory: Callable[[str], CallDirectory] | None = None,
         recent_ended: int = 1000,
     ) -> None:
         self.settings = settings
@@ -66,6 +65,9 @@ class CallManager:
         self._reserved = 0
         self.draining = False
         self._listener: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self.directory = directory_factory(self.instance_id) if directory_factory else None
 
     # Capacity
 
@@ -148,6 +150,8 @@ class CallManager:
         ACTIVE_CALLS.inc()
         CALL_STARTS.labels(outcome="started").inc()
         session.start()
+        if self.directory is not None:
+            await self._directory_op(self.directory.register(call.call_id))
         log.info("call started", extra={"call_id": call.call_id})
         return call, created.answer_sdp
 
@@ -164,6 +168,17 @@ class CallManager:
         self._ended[call.call_id] = call
         while len(self._ended) > self._recent_ended:
             self._ended.popitem(last=False)
+        if self.directory is not None:
+            # Kept registered for a while would be nicer; unregistering keeps lookups exact.
+            task = asyncio.create_task(self._directory_op(self.directory.unregister(call.call_id)))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _directory_op(self, operation: Awaitable[None]) -> None:
+        try:
+            await operation
+        except Exception as exc:
+            log.warning("call directory update failed: %s", exc)
 
     # Lookups and control
 
@@ -190,19 +205,29 @@ class CallManager:
         await session.end(reason)
         return session.call
 
-    async def update_session(self, call_id: str, **changes: str) -> Call:
-        """Change a live call's session settings."""
-        session = self.sessions.get(call_id)
-        if session is None:
-            raise CallNotLive(call_id)
-        await session.update_session(replace(session.call.config, **changes))  # type: ignore[arg-type]
-        return session.call
-
     # Worker events
 
     def start_listening(self) -> None:
-        """Route worker events to calls in the background."""
+        """Route worker events to calls, and serve forwarded control requests, in the background."""
         self._listener = asyncio.create_task(self._listen(), name="handoff-events")
+        if self.directory is not None:
+            self.directory.start(self._serve_control)
+            self._refresher = asyncio.create_task(self._refresh(), name="directory-refresh")
+
+    async def _serve_control(self, request: ControlRequest) -> ControlReply:
+        from service.calls.control import execute
+
+        principal = Principal(**request.body.get("principal", {"kind": "anonymous"}))
+        status, body = await execute(
+            self, request.op, request.call_id, request.body.get("body", {}), principal
+        )
+        return ControlReply(status, body)
+
+    async def _refresh(self) -> None:
+        assert self.directory is not None
+        while True:
+            await asyncio.sleep(self.directory.ttl_s / 3)
+            await self._directory_op(self.directory.refresh(list(self.sessions)))
 
     async def _listen(self) -> None:
         while True:
@@ -252,7 +277,12 @@ class CallManager:
             await session.end("shutdown")
         for session in list(self.sessions.values()):
             await session.aclose()
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        for task in (self._listener, self._refresher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=2.0)
+        if self.directory is not None:
+            await self.directory.aclose()

@@ -48,8 +48,8 @@ _BACKOFF_MAX_S: Final = 2.0
 _EVENTS_BATCH: Final = 100
 _SWEEP_DONE: Final = "0-0"
 
-Entry = tuple[str, dict[str, str] | None]
-Fields = dict[FieldT, EncodableT]
+_Entry = tuple[str, dict[str, str] | None]
+_Fields = dict[FieldT, EncodableT]
 
 
 class RedisStreamQueue:
@@ -89,7 +89,7 @@ class RedisStreamQueue:
         self._maxlen = maxlen
         self._buffer_limit = buffer_limit
         self._block_ms = block_ms
-        self._buffer: deque[Fields] = deque()
+        self._buffer: deque[_Fields] = deque()
         self._flusher: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
 
@@ -121,7 +121,7 @@ class RedisStreamQueue:
         except RedisError as exc:
             raise QueueUnavailable(f"redis refused the handoff: {exc}") from exc
 
-    def _hold(self, fields: Fields) -> None:
+    def _hold(self, fields: _Fields) -> None:
         if len(self._buffer) >= self._buffer_limit:
             raise QueueUnavailable(
                 f"redis is unreachable and {len(self._buffer)} handoffs are already waiting"
@@ -147,7 +147,7 @@ class RedisStreamQueue:
         if not self._buffer:
             log.info("buffered handoffs sent to redis")
 
-    async def _add_handoff(self, fields: Fields) -> None:
+    async def _add_handoff(self, fields: _Fields) -> None:
         await self._redis.xadd(self._handoffs, fields, maxlen=self._maxlen, approximate=True)
 
     # Consuming
@@ -265,7 +265,7 @@ class RedisStreamQueue:
         tell: HandoffEvent | None = None,
     ) -> None:
         """Move an entry to the dead-letter stream, and `tell` its owner, in one transaction."""
-        dead: Fields = {
+        dead: _Fields = {
             "entry_id": entry_id,
             "delegation": delegation_json,
             "reply_to": reply_to,
@@ -368,7 +368,7 @@ class RedisStreamQueue:
         stopped), then new ones; survives Redis restarts like `jobs`; ends when closed.
         """
         key = self._results_key(reply_to)
-        fetched: deque[Entry] = deque()
+        fetched: deque[_Entry] = deque()
         to_ack: str | None = None
         # Pending entries come first; after a dropped connection too, as the reply to a read
         # may have been lost on the way while Redis counts its entries as delivered.
@@ -472,19 +472,19 @@ def _is_nogroup(exc: ResponseError) -> bool:
     return str(exc).startswith("NOGROUP")
 
 
-def _entries(reply: Any) -> list[Entry]:
+def _entries(reply: Any) -> list[_Entry]:
     """The entries of a one-stream XREADGROUP reply (empty when it timed out)."""
     if not reply:
         return []
-    entries: list[Entry] = reply[0][1]
+    entries: list[_Entry] = reply[0][1]
     return entries
 
 
-def _handoff_fields(delegation: Delegation, reply_to: str) -> Fields:
+def _handoff_fields(delegation: Delegation, reply_to: str) -> _Fields:
     return {"delegation": json.dumps(delegation.to_json()), "reply_to": reply_to}
 
 
-def _event_fields(event: HandoffEvent) -> Fields:
+def _event_fields(event: HandoffEvent) -> _Fields:
     return {"event": json.dumps(event.to_json())}
 
 

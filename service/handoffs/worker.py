@@ -41,13 +41,17 @@ class Worker:
 
     async def _consume(self) -> None:
         while not self._stopping:
+            jobs = self.queue.jobs(self.name).__aiter__()
             try:
-                async for job in self.queue.jobs(self.name):
+                while not self._stopping:
+                    # A slot first, then a job: a job fetched without a slot would age
+                    # towards being reclaimed by another worker while it waits here.
                     await self._slots.acquire()
-                    if self._stopping:
+                    try:
+                        job = await jobs.__anext__()
+                    except BaseException:
                         self._slots.release()
-                        await self.queue.release(job)
-                        return
+                        raise
                     task = asyncio.create_task(self._run(job))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
@@ -59,6 +63,22 @@ class Worker:
                 await asyncio.sleep(1.0)
 
     async def _run(self, job: HandoffJob) -> None:
+        try:
+            await self._handle(job)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.queue.release(job))
+            raise
+        except Exception as exc:
+            # Publishing failed: the job stays unacknowledged and is delivered again.
+            log.warning(
+                "could not report handoff outcome: %s",
+                exc,
+                extra={"call_id": job.delegation.call_id, "handoff_id": job.delegation.handoff_id},
+            )
+        finally:
+            self._slots.release()
+
+    async def _handle(self, job: HandoffJob) -> None:
         d = job.delegation
         extra = {"call_id": d.call_id, "handoff_id": d.handoff_id}
         started = time.monotonic()
@@ -66,25 +86,21 @@ class Worker:
             await self.queue.publish(job.reply_to, HandoffEvent.for_job(job, "started"))
             answer = await asyncio.wait_for(self._drive(job), self.timeout_s)
         except asyncio.CancelledError:
-            await asyncio.shield(self.queue.release(job))
             raise
         except Exception as exc:
             reason = _describe_failure(exc, self.timeout_s)
             log.warning("handoff failed (delivery %d): %s", job.delivery, reason, extra=extra)
-            dead = await self.queue.fail(job, reason)
-            if dead:
+            if await self.queue.fail(job, reason):
                 HANDOFFS.labels(outcome="failed").inc()
                 await self.queue.publish(
                     job.reply_to, HandoffEvent.for_job(job, "failed", reason, dead=True)
                 )
-            self._slots.release()
             return
         HANDOFF_HANDLER_SECONDS.observe(time.monotonic() - started)
         await self.queue.publish(job.reply_to, HandoffEvent.for_job(job, "result", answer))
         await self.queue.ack(job)
         HANDOFFS.labels(outcome="completed").inc()
         log.info("handoff answered", extra=extra)
-        self._slots.release()
 
     async def _drive(self, job: HandoffJob) -> str:
         answer: str | None = None

@@ -22,6 +22,7 @@ const ui = {
   messageForm: $("message-form"),
   messageInput: $("message-input"),
   messageSend: $("message-send"),
+  announcer: $("announcer"),
 };
 
 // For debugging and tests: the live peer connection, the call id and the page's state
@@ -169,7 +170,7 @@ function microphoneMessage(error) {
 }
 
 const END_REASONS = {
-  hangup: "you hung up",
+  hangup: "it was hung up",
   idle_timeout: "nobody spoke for a while",
   max_duration: "the call reached its time limit",
   drain: "the service is restarting",
@@ -357,6 +358,10 @@ function onStreamEvent(call, name, data) {
   }
 }
 
+function announce(text) {
+  ui.announcer.textContent = text;
+}
+
 function scrollToEnd(list) {
   list.scrollTop = list.scrollHeight;
 }
@@ -383,6 +388,9 @@ function transcriptPiece({ role, item_id: itemId, text }, final) {
   const body = entry.querySelector(".text");
   if (final) {
     body.textContent = text ?? "";
+    if (entry.dataset.final !== "true" && entry.dataset.role === "assistant" && text) {
+      announce(`Assistant: ${text}`);
+    }
     entry.dataset.final = "true";
   } else if (entry.dataset.final !== "true") {
     body.textContent += text ?? "";
@@ -447,6 +455,7 @@ function handoffEvent(kind, data) {
       result.textContent =
         kind === "completed" ? data.output || "(no output)" : `Failed: ${data.error || "unknown error"}`;
       result.hidden = false;
+      announce(`Background task ${kind === "completed" ? "done" : "failed"}: ${result.textContent}`);
     }
   }
   scrollToEnd(ui.handoffs);
@@ -456,6 +465,7 @@ function handoffEvent(kind, data) {
 // Starting and ending a call
 
 function resetViews() {
+  announce("");
   ui.transcript.replaceChildren();
   ui.handoffs.replaceChildren();
   ui.transcriptEmpty.hidden = false;

@@ -148,6 +148,26 @@ async def test_phone_viewport_fits_without_horizontal_scroll(
     assert opened.errors == []
 
 
+async def test_call_ended_by_the_service_is_shown(browser: LaunchBrowser, service_url: str) -> None:
+    opened = await open_call_page(browser, service_url)
+    page = opened.page
+    status = page.get_by_test_id("status")
+    await page.get_by_test_id("start").click()
+    await expect(status).to_have_attribute("data-state", "connected", timeout=CONNECT_TIMEOUT_MS)
+    call_id = await page.evaluate("window.callbridge.callId")
+
+    # Ended elsewhere (another client, an operator, a timeout): the page hears it over SSE.
+    async with httpx.AsyncClient(base_url=service_url, timeout=10) as client:
+        response = await client.delete(f"/v1/calls/{call_id}")
+    assert response.status_code == 200
+    await expect(status).to_have_attribute("data-state", "ended", timeout=CONNECT_TIMEOUT_MS)
+    await expect(status).to_contain_text("Call ended")
+    await expect(page.get_by_test_id("start")).to_be_visible()
+    await expect(page.get_by_test_id("message-input")).to_be_disabled()
+    assert await page.evaluate("window.callbridge.pc.connectionState") == "closed"
+    assert opened.errors == []
+
+
 DENY_MICROPHONE = """
 navigator.mediaDevices.getUserMedia = () =>
   Promise.reject(new DOMException("Permission denied", "NotAllowedError"));

@@ -13,6 +13,7 @@ from service.app import create_app
 from service.calls.manager import CallManager
 from service.embedded import EmbeddedServer
 from service.settings import Settings
+from tests.e2e.redis_server import redis_server  # noqa: F401
 
 
 @dataclass

@@ -10,7 +10,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from redis.asyncio import Redis
@@ -67,12 +67,17 @@ async def eventually_async(probe: Callable[[], Awaitable[T]], expected: T) -> No
         await asyncio.sleep(0.01)
 
 
+async def dead_letters(redis: Redis) -> list[dict[Any, Any]]:
+    """The fields of each dead-lettered handoff, oldest first."""
+    return [fields or {} for _, fields in await redis.xrange("callbridge:dead") or []]
+
+
 @pytest.fixture
 async def open_queue(redis_server: RedisServer) -> AsyncIterator[OpenQueue]:
     """Makes queues on the test's server (short blocking reads keep the loops brisk)."""
     queues: list[RedisStreamQueue] = []
 
-    def make(**options: int) -> RedisStreamQueue:
+    def make(**options: Any) -> RedisStreamQueue:
         queue = RedisStreamQueue(redis_server.url, **{"block_ms": 50, **options})
         queues.append(queue)
         return queue
@@ -189,9 +194,9 @@ async def test_a_job_failed_max_deliveries_times_is_dead_lettered(
         for _ in range(3):
             job = await within(anext(jobs))
             outcomes.append((job.delivery, await queue.fail(job, f"broke on {job.delivery}")))
-    dead = await redis.xrange("callbridge:dead")
+    dead = await dead_letters(redis)
     assert outcomes == [(1, False), (2, False), (3, True)]
-    assert [(fields["reason"], fields["reply_to"]) for _, fields in dead] == [("broke on 3", OWNER)]
+    assert [(fields["reason"], fields["reply_to"]) for fields in dead] == [("broke on 3", OWNER)]
     assert await redis.xlen("callbridge:handoffs") == 0
 
 
@@ -398,7 +403,7 @@ async def test_a_worker_answers_a_handoff_end_to_end(open_queue: OpenQueue) -> N
         await queue.put(delegation(1), OWNER)
         async with aclosing(queue.events(OWNER)) as events:
             seen = [await within(anext(events)) for _ in range(3)]
-        await eventually_async(lambda: queue.depth(), 0)
+        await eventually_async(queue.depth, 0)
     finally:
         await worker.stop()
     assert [(e.kind, e.text) for e in seen] == [

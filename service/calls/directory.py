@@ -1,0 +1,425 @@
+"""`CallDirectory`: which instance owns each call, and control requests between instances.
+
+Several orchestrator instances share one Redis. A call lives on the instance that started it:
+its sideband, its state machine and its workers' results are there. An API request for the call
+may reach any instance, so that instance looks the owner up here and asks it to act.
+
+Keys (all under `prefix`):
+
+- `{prefix}:calls:{call_id}` — the owning instance's id. It expires after `ttl_s` unless
+  refreshed, so the calls of an instance that died vanish on their own.
+- `{prefix}:control:{instance_id}` — control requests for one instance.
+- `{prefix}:control-replies:{instance_id}` — replies to one instance's requests, matched to
+  the waiting request by its `request_id`.
+
+Both streams are trimmed, and expire when unused so that those of departed instances go too.
+They are read with plain XREAD rather than a consumer group: a control request is worth
+carrying out only while its requester still waits for the answer, so it must never be
+redelivered later (a hang-up replayed minutes after it timed out would surprise everyone).
+Each request carries its deadline, and the owner drops requests that arrive after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
+
+log = logging.getLogger("callbridge.directory")
+
+_CONNECT_TIMEOUT_S: Final = 2.0
+_BLOCK_MS: Final = 2000
+# Added to the longest blocking read so that a silent network drop is noticed, not waited out.
+_REPLY_MARGIN_S: Final = 2.0
+_BACKOFF_MIN_S: Final = 0.05
+_BACKOFF_MAX_S: Final = 2.0
+_READ_BATCH: Final = 100
+_STREAM_MAXLEN: Final = 1000
+# A control stream outlives any request in it by far; an idle one belongs to a departed
+# instance (or one nobody has asked anything for a while) and may go.
+_STREAM_IDLE_S: Final = 3600.0
+_STREAM_START: Final = "0-0"
+
+# Compare-and-delete in one step: between a GET and a DEL another instance could take over.
+_UNREGISTER_SCRIPT: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+_Fields = dict[FieldT, EncodableT]
+_Entry = tuple[str, dict[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class ControlRequest:
+    """An operation on a call, asked of the call's owner by another instance.
+
+    `reply_to` is the requesting instance's id.
+    """
+
+    op: str
+    call_id: str
+    body: dict[str, Any]
+    request_id: str
+    reply_to: str
+
+
+@dataclass(frozen=True, slots=True)
+class ControlReply:
+    """The owner's answer: an HTTP-like status and a JSON body."""
+
+    status: int
+    body: dict[str, Any]
+
+
+ControlHandler = Callable[[ControlRequest], Awaitable[ControlReply]]
+
+
+class DirectoryUnavailable(Exception):
+    """Redis cannot be reached (or the directory is closed): ownership cannot be decided."""
+
+
+class ControlTimeout(Exception):
+    """The owner did not answer a control request in time (it may be gone)."""
+
+
+class CallDirectory:
+    """The shared call registry and this instance's end of the control channel.
+
+    Register/unregister/refresh never raise for a Redis outage: the calls registered here are
+    remembered, and `start`'s background refresh writes them again once Redis answers (also
+    after a Redis restart lost them). `owner_of` and `request` do raise, as their callers must
+    answer someone now.
+    """
+
+    def __init__(
+        self, url: str, instance_id: str, *, prefix: str = "callbridge", ttl_s: float = 60.0
+    ) -> None:
+        if not instance_id:
+            raise ValueError("instance_id must not be empty")
+        if ttl_s <= 0:
+            raise ValueError("ttl_s must be positive")
+        self.instance_id = instance_id
+        self._redis = Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=_CONNECT_TIMEOUT_S,
+            socket_timeout=_BLOCK_MS / 1000 + _REPLY_MARGIN_S,
+            # The loops back off and resume on their own; a client-side retry would only make
+            # `owner_of` and `request` slower to report an outage.
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._unregister_script = self._redis.register_script(_UNREGISTER_SCRIPT)
+        self._prefix = prefix
+        self._ttl_ms = max(1, round(ttl_s * 1000))
+        self._refresh_every_s = ttl_s / 3
+        self._stream_idle_ms = round(max(_STREAM_IDLE_S, ttl_s) * 1000)
+        self._mine: set[str] = set()
+        # Serialises writes to the registry, so a refresh already on its way cannot bring
+        # back a call that `unregister` has just removed.
+        self._writes = asyncio.Lock()
+        self._waiting: dict[str, asyncio.Future[ControlReply]] = {}
+        self._refresh_now = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reader: asyncio.Task[None] | None = None
+        self._started = False
+        self._closed = False
+
+    # The registry
+
+    async def register(self, call_id: str) -> None:
+        """Record this instance as `call_id`'s owner for `ttl_s`.
+
+        While Redis is unreachable the call is only remembered; the background refresh
+        writes it once Redis is back.
+        """
+        async with self._writes:
+            self._mine.add(call_id)
+            try:
+                await self._redis.set(self._call_key(call_id), self.instance_id, px=self._ttl_ms)
+            except (RedisError, OSError) as exc:
+                log.warning("call %s not registered yet (redis: %s); retrying", call_id, exc)
+                self._refresh_now.set()
+
+    async def unregister(self, call_id: str) -> None:
+        """Forget `call_id`, and remove its entry if it still names this instance.
+
+        While Redis is unreachable the entry stays until it expires.
+        """
+        async with self._writes:
+            self._mine.discard(call_id)
+            try:
+                await self._unregister_script(
+                    keys=[self._call_key(call_id)], args=[self.instance_id]
+                )
+            except (RedisError, OSError) as exc:
+                log.warning("call %s not unregistered (redis: %s); it expires", call_id, exc)
+
+    async def refresh(self, call_ids: Iterable[str]) -> None:
+        """Restart the expiry of these calls' entries, naming this instance, in one round trip.
+
+        Entries lost in a Redis restart are written again. A failure is logged, not raised.
+        """
+        async with self._writes:
+            await self._write_entries(list(call_ids))
+
+    async def owner_of(self, call_id: str) -> str | None:
+        """The id of the instance that owns `call_id`, or None when no live instance does.
+
+        Raises `DirectoryUnavailable` when Redis cannot be asked.
+        """
+        try:
+            owner = await self._redis.get(self._call_key(call_id))
+        except (RedisError, OSError) as exc:
+            raise DirectoryUnavailable(f"redis is unreachable: {exc}") from exc
+        return None if owner is None else str(owner)
+
+    async def _write_entries(self, call_ids: list[str]) -> bool:
+        """SET each entry with a fresh expiry; False when Redis did not take them."""
+        if not call_ids:
+            return True
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for call_id in call_ids:
+                    pipe.set(self._call_key(call_id), self.instance_id, px=self._ttl_ms)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("could not refresh %d calls (redis: %s)", len(call_ids), exc)
+            return False
+        return True
+
+    async def _refresh_forever(self) -> None:
+        """Keep this instance's calls registered: every `ttl_s / 3`, at once after an outage,
+        and with backoff while Redis does not answer."""
+        delay = _BACKOFF_MIN_S
+        while True:
+            # Cleared before writing: a wish for a refresh made meanwhile is kept for the wait.
+            self._refresh_now.clear()
+            async with self._writes:
+                written = await self._write_entries(sorted(self._mine))
+            if written:
+                delay = _BACKOFF_MIN_S
+                wait = self._refresh_every_s
+            else:
+                wait = delay
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._refresh_now.wait(), wait)
+
+    # Control requests
+
+    async def request(
+        self,
+        owner: str,
+        op: str,
+        call_id: str,
+        body: dict[str, Any],
+        *,
+        timeout_s: float = 5.0,
+    ) -> ControlReply:
+        """Ask instance `owner` to carry out `op` on `call_id` and return its reply.
+
+        Raises `DirectoryUnavailable` when the request cannot be handed to Redis, and
+        `ControlTimeout` when no reply comes within `timeout_s` (the owner is gone or stuck);
+        a request that reaches the owner after that is dropped, not carried out.
+        """
+        if self._closed:
+            raise DirectoryUnavailable("the call directory is closed")
+        self._ensure_reader()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        request_id = uuid.uuid4().hex
+        reply: asyncio.Future[ControlReply] = loop.create_future()
+        self._waiting[request_id] = reply
+        fields: _Fields = {
+            "request_id": request_id,
+            "op": op,
+            "call_id": call_id,
+            "body": json.dumps(body),
+            "reply_to": self.instance_id,
+            "deadline_ms": round((time.time() + timeout_s) * 1000),
+        }
+        try:
+            try:
+                await asyncio.wait_for(self._append(self._control_key(owner), fields), timeout_s)
+            except TimeoutError:
+                raise DirectoryUnavailable("redis did not take the request in time") from None
+            except (RedisError, OSError) as exc:
+                raise DirectoryUnavailable(f"redis is unreachable: {exc}") from exc
+            try:
+                return await asyncio.wait_for(reply, max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                raise ControlTimeout(
+                    f"instance {owner} did not answer {op!r} for call {call_id} "
+                    f"within {timeout_s:g} s"
+                ) from None
+        finally:
+            self._waiting.pop(request_id, None)
+
+    def start(self, handler: ControlHandler) -> None:
+        """In the background: serve control requests addressed to this instance with `handler`,
+        keep this instance's calls registered, and collect replies to its own requests."""
+        if self._started or self._closed:
+            raise RuntimeError("the call directory was already started or is closed")
+        self._started = True
+        self._spawn(self._serve(handler), "directory-serve")
+        self._spawn(self._refresh_forever(), "directory-refresh")
+        self._ensure_reader()
+
+    async def _serve(self, handler: ControlHandler) -> None:
+        async for entries in self._read(self._control_key(self.instance_id), "control requests"):
+            for entry_id, fields in entries:
+                request = _parse_request(entry_id, fields)
+                if request is not None:
+                    self._spawn(self._answer(handler, request), f"control-{request.op}")
+
+    async def _answer(self, handler: ControlHandler, request: ControlRequest) -> None:
+        try:
+            reply = await handler(request)
+        except Exception as exc:
+            log.exception("control request %s for call %s failed", request.op, request.call_id)
+            reply = ControlReply(500, {"detail": f"{type(exc).__name__}: {exc}"[:500]})
+        fields: _Fields = {
+            "request_id": request.request_id,
+            "status": reply.status,
+            "body": json.dumps(reply.body),
+        }
+        try:
+            await self._append(self._replies_key(request.reply_to), fields)
+        except (RedisError, OSError) as exc:
+            log.warning("reply to control request %s lost (redis: %s)", request.request_id, exc)
+
+    def _ensure_reader(self) -> None:
+        if self._reader is None or self._reader.done():
+            self._reader = self._spawn(self._collect_replies(), "directory-replies")
+
+    async def _collect_replies(self) -> None:
+        async for entries in self._read(self._replies_key(self.instance_id), "control replies"):
+            for entry_id, fields in entries:
+                self._deliver(entry_id, fields)
+
+    def _deliver(self, entry_id: str, fields: dict[str, str]) -> None:
+        reply = self._waiting.get(fields.get("request_id", ""))
+        if reply is None or reply.done():
+            return  # Its requester gave up, or it predates this directory.
+        try:
+            body = json.loads(fields["body"])
+            if not isinstance(body, dict):
+                raise ValueError("the body must be a JSON object")
+            reply.set_result(ControlReply(int(fields["status"]), body))
+        except (KeyError, ValueError) as exc:
+            log.error("unreadable control reply %s: %s", entry_id, exc)
+            reply.set_exception(DirectoryUnavailable(f"unreadable control reply: {exc}"))
+
+    # Streams
+
+    async def _read(self, key: str, what: str) -> AsyncIterator[list[_Entry]]:
+        """Batches of new entries of `key`, forever, waiting out Redis outages.
+
+        Reading starts at the stream's beginning: an entry added just before the first read
+        must not be missed, and anything older is stale and ignored by the caller.
+        """
+        last_id = _STREAM_START
+        delay = _BACKOFF_MIN_S
+        failing = False
+        while True:
+            try:
+                # A list of [key, entries] pairs (RESP2), or None when the block timed out.
+                reply: Any = await self._redis.xread(
+                    {key: last_id}, count=_READ_BATCH, block=_BLOCK_MS
+                )
+            except (RedisError, OSError) as exc:
+                if not failing:
+                    log.warning("reading %s from redis failed, retrying: %s", what, exc)
+                failing = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+                continue
+            if failing:
+                log.info("redis is back; %s resumed", what)
+                failing = False
+                delay = _BACKOFF_MIN_S
+                # Redis may have restarted empty: write our calls back without waiting.
+                self._refresh_now.set()
+            # After a restart the stream starts afresh, but its ids come from the clock, so
+            # they still sort after `last_id`.
+            entries: list[_Entry] = [
+                (entry_id, fields or {}) for _, stream in reply or [] for entry_id, fields in stream
+            ]
+            if entries:
+                last_id = entries[-1][0]
+                yield entries
+
+    async def _append(self, key: str, fields: _Fields) -> None:
+        """XADD to a control stream, trimmed, with its idle expiry restarted."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(key, fields, maxlen=_STREAM_MAXLEN, approximate=True)
+            pipe.pexpire(key, self._stream_idle_ms)
+            await pipe.execute()
+
+    def _call_key(self, call_id: str) -> str:
+        return f"{self._prefix}:calls:{call_id}"
+
+    def _control_key(self, instance_id: str) -> str:
+        return f"{self._prefix}:control:{instance_id}"
+
+    def _replies_key(self, instance_id: str) -> str:
+        return f"{self._prefix}:control-replies:{instance_id}"
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # Shutdown
+
+    async def aclose(self) -> None:
+        """Stop serving and refreshing, fail waiting requests, close the connections.
+
+        Registered calls are left to expire; the caller unregisters the ones that ended.
+        """
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks))
+        for reply in self._waiting.values():
+            if not reply.done():
+                reply.set_exception(DirectoryUnavailable("the call directory is closed"))
+        await self._redis.aclose()
+
+
+def _parse_request(entry_id: str, fields: dict[str, str]) -> ControlRequest | None:
+    """The request in a control stream entry; None when it is unreadable or past its deadline."""
+    try:
+        if int(fields["deadline_ms"]) < time.time() * 1000:
+            log.info("control request %s arrived after its deadline; dropped", entry_id)
+            return None
+        body = json.loads(fields["body"])
+        if not isinstance(body, dict):
+            raise ValueError("the body must be a JSON object")
+        return ControlRequest(
+            op=fields["op"],
+            call_id=fields["call_id"],
+            body=body,
+            request_id=fields["request_id"],
+            reply_to=fields["reply_to"],
+        )
+    except (KeyError, ValueError) as exc:
+        log.error("unreadable control request %s dropped: %s", entry_id, exc)
+        return None
