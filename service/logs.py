@@ -12,7 +12,14 @@ import sys
 import time
 from typing import Any
 
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
+# Chatty at INFO about every ICE check and HTTP request; their warnings still show.
+_QUIET = ("aioice", "aiortc", "httpx", "httpcore", "websockets")
 
 
 class RedactSecrets(logging.Filter):
@@ -87,6 +94,8 @@ def configure_logging(
     handler._callbridge = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(max(root.level, logging.WARNING))
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True

@@ -56,8 +56,18 @@ class CreatedCall:
     call_id: CallId
 
 
-def _error_message(response: httpx.Response) -> tuple[str, str | None]:
-    """The provider's own error message and code, from its JSON error body when it has one."""
+def _error_message(response: httpx.Response, secret: str | None) -> tuple[str, str | None]:
+    """The provider's own error message and code, from its JSON error body when it has one.
+
+    A provider that echoes our key back in an error must not make us pass it on.
+    """
+    message, code = _raw_error_message(response)
+    if secret:
+        message = message.replace(secret, "[REDACTED]")
+    return message, code
+
+
+def _raw_error_message(response: httpx.Response) -> tuple[str, str | None]:
     text = response.text[:2000]
     try:
         body: Any = json.loads(text)
@@ -87,6 +97,7 @@ class ProviderClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
@@ -124,7 +135,7 @@ class ProviderClient:
             }
             response = await self._send("POST", "/v1/realtime/calls", files=files)
         if response.status_code not in (200, 201):
-            message, code = _error_message(response)
+            message, code = _error_message(response, self._api_key)
             raise ProviderRejected(message, status=response.status_code, code=code)
         try:
             answer = response.content.decode("utf-8")
@@ -146,10 +157,10 @@ class ProviderClient:
         """Ask the provider to end the call; `CallNotFound` if it does not know it."""
         response = await self._send("POST", f"/v1/realtime/calls/{call_id}/hangup")
         if response.status_code == 404:
-            message, code = _error_message(response)
+            message, code = _error_message(response, self._api_key)
             raise CallNotFound(message, status=404, code=code)
         if response.status_code >= 400:
-            message, code = _error_message(response)
+            message, code = _error_message(response, self._api_key)
             raise ProviderRejected(message, status=response.status_code, code=code)
 
     async def probe(self) -> bool:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from service.api.guards import require_ops
 from service.calls.manager import CallManager
 from service.handoffs import QueueUnavailable
 from service.metrics import PROVIDER_UP, QUEUE_BUFFERED, QUEUE_DEPTH, REGISTRY
@@ -56,7 +57,7 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/metrics")
+@router.get("/metrics", dependencies=[Depends(require_ops)])
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition."""
     manager: CallManager = request.app.state.manager

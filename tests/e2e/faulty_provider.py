@@ -6,12 +6,15 @@ Each call-creation request takes the next behaviour from `script`; everything it
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 from typing import Literal
 
 from fastapi import FastAPI, Request, Response, WebSocket
 
-Behaviour = Literal["ok", "error500", "timeout", "no_location", "bad_location", "not_utf8"]
+Behaviour = Literal[
+    "ok", "error500", "timeout", "no_location", "bad_location", "not_utf8", "echo_key"
+]
 
 ANSWER = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 
@@ -41,6 +44,14 @@ class FaultyProvider:
                 return Response(
                     '{"error":{"message":"upstream exploded","type":"server_error"}}',
                     status_code=500,
+                    media_type="application/json",
+                )
+            if behaviour == "echo_key":
+                # A careless provider that quotes the credential it was given.
+                message = f"Incorrect API key: {request.headers.get('authorization')}"
+                return Response(
+                    json.dumps({"error": {"message": message, "type": "invalid_request_error"}}),
+                    status_code=401,
                     media_type="application/json",
                 )
             if behaviour == "timeout":

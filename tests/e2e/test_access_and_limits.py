@@ -1,0 +1,213 @@
+"""Auth, call tokens, rate limits, capacity, body limits, CORS and WHIP behaviour, over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import RunningService, Serve, StartService
+from tests.e2e.faulty_provider import FaultyProvider
+from tests.unit.sdp_samples import AIORTC_OFFER
+
+SDP = {"content-type": "application/sdp"}
+
+
+async def _service(start_service: StartService, serve: Serve, **settings: object) -> RunningService:
+    provider_url = await serve(FaultyProvider().app())
+    return await start_service(
+        provider="openai", provider_url=provider_url, api_key="sk-access", **settings
+    )
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+async def _start(client: httpx.AsyncClient, **headers: str) -> httpx.Response:
+    return await client.post("/v1/calls", content=AIORTC_OFFER, headers={**SDP, **headers})
+
+
+async def test_call_start_without_a_token_is_unauthorized_with_a_bearer_challenge(
+    start_service: StartService, serve: Serve
+) -> None:
+    service = await _service(start_service, serve, api_tokens="tok-a,tok-b")
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        for headers in ({}, _bearer("tok-wrong"), {"authorization": "Basic dG9rLWE="}):
+            response = await _start(client, **headers)
+            assert response.status_code == 401
+            assert response.headers["www-authenticate"].startswith("Bearer")
+            assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_any_configured_api_token_starts_and_controls_a_call(
+    start_service: StartService, serve: Serve
+) -> None:
+    service = await _service(start_service, serve, api_tokens="tok-a,tok-b")
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        started = await _start(client, **_bearer("tok-b"))
+        assert started.status_code == 201
+        location = started.headers["location"]
+        assert (await client.get(location, headers=_bearer("tok-a"))).status_code == 200
+        assert (await client.get(location)).status_code == 401
+        assert (await client.delete(location, headers=_bearer("tok-a"))).status_code == 200
+
+
+async def test_health_endpoints_stay_open_and_ops_endpoints_need_the_ops_token(
+    start_service: StartService, serve: Serve
+) -> None:
+    service = await _service(start_service, serve, api_tokens="tok-a", ops_token="ops-1")
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/readyz")).status_code == 200
+        assert (await client.get("/metrics")).status_code == 401
+        assert (await client.get("/metrics", headers=_bearer("tok-a"))).status_code == 401
+        assert (await client.get("/v1/calls", headers=_bearer("tok-a"))).status_code == 401
+        metrics = await client.get("/metrics", headers=_bearer("ops-1"))
+        assert metrics.status_code == 200
+        assert "callbridge_active_calls" in metrics.text
+        assert (await client.get("/v1/calls", headers=_bearer("ops-1"))).status_code == 200
+
+
+async def test_call_token_starts_a_call_and_controls_only_its_own_calls(
+    start_service: StartService, serve: Serve
+) -> None:
+    service = await _service(
+        start_service, serve, api_tokens="tok-a", call_token_secret="hmac-secret"
+    )
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        minted = await client.post("/v1/call-tokens", headers=_bearer("tok-a"))
+        assert minted.status_code == 201
+        browser = minted.json()["token"]
+        other = (await _start(client, **_bearer("tok-a"))).headers["location"]
+        mine = await _start(client, **_bearer(browser))
+        assert mine.status_code == 201
+        assert (await client.get(mine.headers["location"], headers=_bearer(browser))).is_success
+        assert (await client.get(other, headers=_bearer(browser))).status_code == 404
+        assert (await client.post("/v1/call-tokens", headers=_bearer(browser))).status_code == 403
+        tampered = browser[:-2] + ("AA" if not browser.endswith("AA") else "BB")
+        assert (await _start(client, **_bearer(tampered))).status_code == 401
+
+
+async def test_call_starts_over_the_rate_limit_get_429_with_retry_after(
+    start_service: StartService, serve: Serve
+) -> None:
+    service = await _service(start_service, serve, rate_limit_burst=2, rate_limit_per_minute=1.0)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        statuses = [(await _start(client)).status_code for _ in range(3)]
+        limited = await _start(client)
+    assert statuses == [201, 201, 429]
+    assert limited.status_code == 429
+    assert int(limited.headers["retry-after"]) >= 1
+
+
+async def test_concurrent_starts_never_exceed_the_call_cap(
+    start_service: StartService, serve: Serve
+) -> None:
+    service = await _service(start_service, serve, max_calls=3, rate_limit_burst=100)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        responses = await asyncio.gather(*(_start(client) for _ in range(8)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201] * 3 + [503] * 5
+    refused = next(r for r in responses if r.status_code == 503)
+    assert refused.headers["retry-after"]
+    assert len(service.manager.active()) == 3
+
+
+async def test_message_text_over_the_limit_is_refused(
+    start_service: StartService, serve: Serve
+) -> None:
+    service = await _service(start_service, serve)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        location = (await _start(client)).headers["location"]
+        too_long = await client.post(f"{location}/messages", json={"text": "x" * 4097})
+        too_big = await client.post(
+            f"{location}/messages",
+            content=b'{"text": "' + b"y" * 70_000 + b'"}',
+            headers={"content-type": "application/json"},
+        )
+        bad_shape = await client.post(f"{location}/messages", json={"txt": "hi"})
+    assert too_long.status_code == 413
+    assert too_big.status_code == 413
+    assert bad_shape.status_code == 422
+
+
+async def test_cors_preflight_allows_configured_origins_and_exposes_whip_headers(
+    start_service: StartService, serve: Serve
+) -> None:
+    service = await _service(start_service, serve, cors_origins="https://app.example")
+    preflight = {
+        "origin": "https://app.example",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type, authorization",
+    }
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        allowed = await client.options("/v1/calls", headers=preflight)
+        denied = await client.options(
+            "/v1/calls", headers={**preflight, "origin": "https://evil.example"}
+        )
+        started = await _start(client, origin="https://app.example")
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+    assert "application/sdp" in allowed.headers["accept-post"]
+    assert "access-control-allow-origin" not in denied.headers
+    exposed = started.headers["access-control-expose-headers"].lower()
+    assert {"location", "etag", "link"} <= {h.strip() for h in exposed.split(",")}
+
+
+async def test_whip_answer_carries_location_etag_and_ice_server_links(
+    start_service: StartService, serve: Serve
+) -> None:
+    service = await _service(
+        start_service, serve, ice_servers="stun:stun.example.net:3478,turn:turn.example.net"
+    )
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        started = await _start(client)
+        options = await client.options("/v1/calls")
+    assert started.status_code == 201
+    assert started.headers["content-type"] == "application/sdp"
+    assert started.headers["etag"]
+    links = started.headers["link"]
+    assert '<stun:stun.example.net:3478>; rel="ice-server"' in links
+    assert '<turn:turn.example.net>; rel="ice-server"' in links
+    assert options.status_code == 204
+    assert options.headers["accept-post"].startswith("application/sdp")
+    assert "ice-server" in options.headers["link"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"content-type": "application/json"}, 415),
+        ({"content-type": "application/trickle-ice-sdpfrag"}, 428),
+        ({"content-type": "application/trickle-ice-sdpfrag", "if-match": '"stale"'}, 412),
+        ({"content-type": "application/trickle-ice-sdpfrag", "if-match": "ETAG"}, 405),
+    ],
+)
+async def test_whip_patch_is_answered_as_rfc_9725_allows(
+    start_service: StartService, serve: Serve, headers: dict[str, str], status: int
+) -> None:
+    service = await _service(start_service, serve)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        started = await _start(client)
+        if headers.get("if-match") == "ETAG":
+            headers = {**headers, "if-match": started.headers["etag"]}
+        response = await client.patch(
+            started.headers["location"], content=b"a=ice-ufrag:abcd\r\n", headers=headers
+        )
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_delete_on_the_location_ends_the_session_and_then_it_is_gone_for_control(
+    start_service: StartService, serve: Serve
+) -> None:
+    service = await _service(start_service, serve)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        location = (await _start(client)).headers["location"]
+        assert (await client.delete(location)).status_code == 200
+        ended = await client.post(f"{location}/messages", json={"text": "hi"})
+        record = await client.get(location)
+    assert ended.status_code == 409
+    assert record.json()["state"] == "ended"
