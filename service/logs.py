@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {
     "message",
@@ -76,11 +76,15 @@ class TextFormatter(logging.Formatter):
 
 
 def configure_logging(
-    level: str = "INFO", fmt: str = "auto", secrets: list[str] | None = None
+    level: str = "INFO",
+    fmt: str = "auto",
+    secrets: list[str] | None = None,
+    stream: TextIO | None = None,
 ) -> None:
-    """Install one handler on the root logger, replacing any earlier one of ours."""
-    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
-    handler = logging.StreamHandler(sys.stderr)
+    """Install one handler on the root logger (stderr by default), replacing an earlier one."""
+    out = stream or sys.stderr
+    use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
+    handler = logging.StreamHandler(out)
     handler.setFormatter(
         JsonFormatter()
         if use_json
