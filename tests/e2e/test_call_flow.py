@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +13,7 @@ import pytest
 
 from media.peer import CallClient, DialError
 from tests.e2e.conftest import RunningService, StartService
+from tests.e2e.processes import Process, free_port
 from tests.e2e.sse import SseEvent, SseRecorder
 
 REQUEST = "please ask the background agent what is 2 plus 3"
@@ -171,35 +168,20 @@ async def test_call_record_includes_transcript_and_handoffs(
     assert "<realtime_delegation>" not in str(body["transcript"])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
-def provider_process() -> Any:
-    port = _free_port()
-    env = {**os.environ, "CALLBRIDGE_API_KEY": "sk-separate-process"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "provider", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def provider_process(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    provider = Process(
+        ["provider", "--port", str(port)],
+        {"CALLBRIDGE_API_KEY": "sk-separate-process"},
+        tmp_path / "provider.log",
+    ).start()
     url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            httpx.get(f"{url}/healthz", timeout=0.2)
-            break
-        except httpx.HTTPError:
-            if proc.poll() is not None:
-                raise RuntimeError("provider process exited") from None
-            time.sleep(0.05)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        provider.wait_http(f"{url}/healthz")
+        yield url
+    finally:
+        provider.stop()
 
 
 async def test_openai_provider_path_reaches_a_separate_provider_process_by_url(

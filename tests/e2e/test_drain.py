@@ -1,0 +1,98 @@
+"""SIGTERM drains: readiness fails, new calls are refused, live calls finish, exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from media.peer import CallClient
+from tests.e2e.processes import Process, free_port
+from tests.e2e.sse import SseRecorder
+from tests.unit.sdp_samples import AIORTC_OFFER
+
+KEY = "sk-drain-test"
+DRAIN_S = 3.0
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[tuple[Process, str, Process, str]]:
+    provider_port, serve_port = free_port(), free_port()
+    provider = Process(
+        ["provider", "--port", str(provider_port)],
+        {"CALLBRIDGE_API_KEY": KEY},
+        tmp_path / "provider.log",
+    ).start()
+    provider_url = f"http://127.0.0.1:{provider_port}"
+    serve = Process(
+        ["serve", "--port", str(serve_port)],
+        {
+            "CALLBRIDGE_PROVIDER": "openai",
+            "CALLBRIDGE_PROVIDER_URL": provider_url,
+            "CALLBRIDGE_API_KEY": KEY,
+            "CALLBRIDGE_DRAIN_TIMEOUT_S": str(DRAIN_S),
+            "CALLBRIDGE_HANDLER": "cmd:sleep 1; echo drained answer",
+            "CALLBRIDGE_LOG_FORMAT": "json",
+        },
+        tmp_path / "serve.log",
+    ).start()
+    serve_url = f"http://127.0.0.1:{serve_port}"
+    try:
+        provider.wait_http(f"{provider_url}/healthz")
+        serve.wait_http(f"{serve_url}/healthz")
+        yield provider, provider_url, serve, serve_url
+    finally:
+        serve.stop()
+        provider.stop()
+
+
+async def test_sigterm_with_a_live_call_and_pending_handoff_drains_then_exits_zero(
+    processes: tuple[Process, str, Process, str],
+) -> None:
+    _, provider_url, serve, serve_url = processes
+    async with CallClient(f"{serve_url}/v1/calls") as call, httpx.AsyncClient() as http:
+        assert call.location is not None
+        call_id = call.location.rsplit("/", 1)[1]
+        events = SseRecorder(f"{call.location}/events")
+        await events.start()
+        await http.post(
+            f"{call.location}/messages", json={"text": "ask the background agent to wrap up"}
+        )
+        await events.wait_for(lambda e: e.name == "handoff.queued")
+
+        assert serve.proc is not None
+        serve.proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        await asyncio.sleep(0.3)
+        ready = await http.get(f"{serve_url}/readyz")
+        refused = await http.post(
+            f"{serve_url}/v1/calls",
+            content=AIORTC_OFFER,
+            headers={"content-type": "application/sdp"},
+        )
+        completed = await events.wait_for(lambda e: e.name == "handoff.completed")
+        ended = await events.wait_for(
+            lambda e: e.name == "call.state" and e.data["state"] == "ended", DRAIN_S + 5
+        )
+        code = await asyncio.to_thread(serve.proc.wait, DRAIN_S + 10)
+        elapsed = time.monotonic() - signalled
+        await events.stop()
+        provider = await http.get(
+            f"{provider_url}/v1/realtime/calls/{call_id}",
+            headers={"authorization": f"Bearer {KEY}"},
+        )
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["instance:draining"][0]["status"] == "fail"
+    assert refused.status_code == 503
+    assert completed.data["output"] == "drained answer"
+    assert ended.data["reason"] == "drain"
+    assert code == 0, serve.output()[-2000:]
+    assert elapsed < DRAIN_S + 6
+    record = provider.json()
+    assert record["state"] == "ended"
+    assert sum(record["function_call_outputs"].values()) == 1
