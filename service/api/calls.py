@@ -136,7 +136,37 @@ def _ice_links(request: Request) -> dict[str, str]:
     return {"Link": ", ".join(f'<{url}>; rel="ice-server"' for url in urls)}
 
 
-@router.post("", status_code=201, response_class=Response)
+_OFFER_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/sdp": {"schema": {"type": "string", "maxLength": 65536}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["sdp"],
+                    "properties": {
+                        "sdp": {"type": "string"},
+                        "session": {"type": "string", "description": "JSON overrides"},
+                    },
+                }
+            },
+        },
+    },
+    "responses": {"201": {"description": "The SDP answer", "content": {"application/sdp": {}}}},
+}
+
+
+def _json_body(model: type[SessionOverrides] | type[MessageIn]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
+@router.post("", status_code=201, response_class=Response, openapi_extra=_OFFER_BODY)
 async def start_call(request: Request, principal: Caller) -> Response:
     """Start a call: the body is an SDP offer; the answer is the provider's SDP answer."""
     check_rate(request)
@@ -277,7 +307,7 @@ async def patch_call(call_id: str, request: Request, principal: Caller) -> Respo
     )
 
 
-@router.post("/{call_id}/messages", status_code=202)
+@router.post("/{call_id}/messages", status_code=202, openapi_extra=_json_body(MessageIn))
 async def post_message(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Inject user text into the live call."""
     settings = request.app.state.settings
@@ -294,7 +324,7 @@ async def post_message(call_id: str, request: Request, principal: Caller) -> JSO
     return await _control(request, principal, "message", call_id, {"text": message.text})
 
 
-@router.post("/{call_id}/session")
+@router.post("/{call_id}/session", openapi_extra=_json_body(SessionOverrides))
 async def post_session(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Change instructions, voice or output modality on the live call."""
     settings = request.app.state.settings

@@ -206,7 +206,7 @@ class CallDirectory:
         """Keep this instance's calls registered: every `ttl_s / 3`, at once after an outage,
         and with backoff while Redis does not answer."""
         delay = _BACKOFF_MIN_S
-        while True:
+        while not self._closed:
             # Cleared before writing: a wish for a refresh made meanwhile is kept for the wait.
             self._refresh_now.clear()
             async with self._writes:
@@ -336,13 +336,19 @@ class CallDirectory:
         last_id = _STREAM_START
         delay = _BACKOFF_MIN_S
         failing = False
-        while True:
+        # Checked as well as cancellation: redis-py may turn a cancellation that hits a
+        # broken connection into a ConnectionError.
+        while not self._closed:
             try:
-                # A list of [key, entries] pairs (RESP2), or None when the block timed out.
+                # A list of [key, entries] pairs; empty when the block timed out.
+                # Right after a failure the read does not block, so that a recovery is
+                # noticed (and our calls written back) at once.
                 reply: Any = await self._redis.xread(
-                    {key: last_id}, count=_READ_BATCH, block=_BLOCK_MS
+                    {key: last_id}, count=_READ_BATCH, block=None if failing else _BLOCK_MS
                 )
             except (RedisError, OSError) as exc:
+                if self._closed:
+                    return
                 if not failing:
                     log.warning("reading %s from redis failed, retrying: %s", what, exc)
                 failing = True
