@@ -171,12 +171,13 @@ def user_message(
     return {"type": "conversation.item.create", "item": item}
 
 
-def function_call_output(call_id: str, output: str) -> dict[str, Any]:
+def function_call_output(
+    call_id: str, output: str, *, item_id: str | None = None
+) -> dict[str, Any]:
     """A `conversation.item.create` answering tool call `call_id`; it does not start a reply."""
-    return {
-        "type": "conversation.item.create",
-        "item": {"type": "function_call_output", "call_id": call_id, "output": output},
-    }
+    item: dict[str, Any] = {} if item_id is None else {"id": item_id}
+    item.update({"type": "function_call_output", "call_id": call_id, "output": output})
+    return {"type": "conversation.item.create", "item": item}
 
 
 def response_create() -> dict[str, Any]:

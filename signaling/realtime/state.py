@@ -188,6 +188,9 @@ class CallState:
         self._session_id: str | None = None
         self._connected = False
         self._outbox: list[dict[str, Any]] = []
+        # Items sent but not yet echoed by the provider: a frame written just before the link
+        # dropped can be lost without any error, so these are sent again on rejoin.
+        self._unconfirmed: dict[str, dict[str, Any]] = {}
         self._response_active = False
         self._response_wanted = False
         self._control_items: set[str] = set()
@@ -234,6 +237,12 @@ class CallState:
         # response.done could hold a reply back forever.
         self._response_active = False
         actions: list[Action] = [SendEvent(session_update(self._config))]
+        queued = {id(payload) for payload in self._outbox}
+        actions.extend(
+            SendEvent(payload)
+            for payload in self._unconfirmed.values()
+            if id(payload) not in queued
+        )
         actions.extend(SendEvent(payload) for payload in self._outbox)
         self._outbox.clear()
         if self._response_wanted:
@@ -335,7 +344,9 @@ class CallState:
 
     def inject_user_text(self, text: str) -> list[Action]:
         """Add typed user text to the conversation and ask the model to respond."""
-        return self._send(user_message(text)) + self._request_response()
+        return (
+            self._send(user_message(text, item_id=self._new_item_id())) + self._request_response()
+        )
 
     def update_session(self, config: SessionConfig) -> list[Action]:
         """Switch to `config`; while disconnected it is applied on the next `joined()`."""
@@ -343,6 +354,9 @@ class CallState:
         return [SendEvent(session_update(config))] if self._connected else []
 
     def _send(self, payload: dict[str, Any]) -> list[Action]:
+        item_id = payload.get("item", {}).get("id")
+        if isinstance(item_id, str):
+            self._unconfirmed[item_id] = payload
         if self._connected:
             return [SendEvent(payload)]
         self._outbox.append(payload)
@@ -367,7 +381,9 @@ class CallState:
             return []
         self._answered.add(tool_call_id)
         self._open.discard(tool_call_id)
-        actions = self._send(function_call_output(tool_call_id, output))
+        actions = self._send(
+            function_call_output(tool_call_id, output, item_id=self._new_item_id())
+        )
         return actions + self._request_response() if respond else actions
 
     def _delta(self, item_id: str, role: Role, delta: str) -> list[Action]:
@@ -383,6 +399,7 @@ class CallState:
     def _item(self, item: Item, previous_item_id: str | None) -> list[Action]:
         if item.id is None:
             return []
+        self._unconfirmed.pop(item.id, None)
         self._transcript.place(item.id, previous_item_id)
         typed_by_user = (
             item.type == "message" and item.role == "user" and "input_text" in item.content_types

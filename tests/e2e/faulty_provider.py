@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request, Response, WebSocket
 
@@ -29,6 +29,31 @@ class FaultyProvider:
     sideband_attempts: int = 0
     refuse_sideband: int = 0
     delay_s: float = 30.0
+    ended: set[str] = field(default_factory=set)
+    received: list[dict[str, Any]] = field(default_factory=list)
+    sockets: dict[str, WebSocket] = field(default_factory=dict)
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def push(self, call_id: str, *frames: str | bytes) -> None:
+        """Send raw frames to the call's sideband, as the provider would."""
+        socket = self.sockets[call_id]
+        for frame in frames:
+            if isinstance(frame, bytes):
+                await socket.send_bytes(frame)
+            else:
+                await socket.send_text(frame)
+
+    async def drop(self, call_id: str) -> None:
+        """Break the sideband without ending the call."""
+        self.connected.clear()
+        await self.sockets[call_id].close(code=1011)
+
+    async def end_call(self, call_id: str) -> None:
+        """End the call provider-side (as a hang-up elsewhere would)."""
+        self.ended.add(call_id)
+        socket = self.sockets.get(call_id)
+        if socket is not None:
+            await socket.close(code=1000, reason="call_ended")
 
     def app(self) -> FastAPI:
         """The ASGI app."""
@@ -82,20 +107,35 @@ class FaultyProvider:
         @app.post("/v1/realtime/calls/{call_id}/hangup")
         async def hangup(call_id: str) -> Response:
             self.hangups.append(call_id)
+            await self.end_call(call_id)
             return Response(status_code=200)
 
         @app.websocket("/v1/realtime")
         async def sideband(websocket: WebSocket) -> None:
             self.sideband_attempts += 1
+            call_id = websocket.query_params.get("call_id", "")
             if self.refuse_sideband > 0:
                 self.refuse_sideband -= 1
                 await websocket.send_denial_response(Response(status_code=503))
                 return
+            if call_id in self.ended or call_id not in self.created:
+                await websocket.send_denial_response(Response(status_code=404))
+                return
             await websocket.accept()
+            self.sockets[call_id] = websocket
+            self.connected.set()
+            await websocket.send_text(json.dumps({"type": "session.created", "session": {}}))
             try:
                 while True:
-                    await websocket.receive_text()
+                    event = json.loads(await websocket.receive_text())
+                    self.received.append(event)
+                    if event.get("type") == "session.update":
+                        reply = {"type": "session.updated", "session": {"id": "sess_fault"}}
+                        await websocket.send_text(json.dumps(reply))
             except Exception:
                 return
+            finally:
+                if self.sockets.get(call_id) is websocket:
+                    del self.sockets[call_id]
 
         return app

@@ -6,9 +6,10 @@ The `redis_server` fixture comes from `tests.e2e.redis_server` through the e2e c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -21,13 +22,12 @@ from service.calls.directory import (
 )
 from tests.e2e.redis_server import RedisServer
 
-T = TypeVar("T")
 WAIT_S = 5.0
 
 OpenDirectory = Callable[..., CallDirectory]
 
 
-async def eventually_async(probe: Callable[[], Awaitable[T]], expected: T) -> None:
+async def eventually_async(probe: Callable[[], Awaitable[object]], expected: object) -> None:
     """Wait until `probe` returns `expected`; while Redis recovers it may raise, or time out."""
     deadline = time.monotonic() + WAIT_S
     while True:
@@ -254,3 +254,15 @@ async def test_requests_are_answered_again_after_a_redis_restart(
         return (await a.request("b", "get", "call-1", {}, timeout_s=1.0)).status
 
     await eventually_async(answered, 200)
+
+
+async def test_closing_right_after_a_redis_restart_returns_promptly(
+    open_directory: OpenDirectory, redis_server: RedisServer
+) -> None:
+    a = open_directory("a")
+    a.start(Recorder())
+    await a.register("call-1")
+    redis_server.restart()
+    with contextlib.suppress(DirectoryUnavailable):
+        await a.owner_of("call-1")
+    await asyncio.wait_for(a.aclose(), 1.0)
