@@ -134,10 +134,12 @@ class CallClient:
         play: Path | None = None,
         tone_hz: float = 440.0,
         token: str | None = None,
+        session: Mapping[str, Any] | None = None,
         hangup_route: HangupRoute = CALLBRIDGE_HANGUP,
         connect_timeout_s: float = 10.0,
     ) -> None:
         self._url = url
+        self._session = dict(session) if session is not None else None
         self._play = play
         self._tone_hz = tone_hz
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
@@ -306,9 +308,17 @@ class CallClient:
         return tone_frames(self._tone_hz)
 
     async def _post_offer(self, offer: str) -> str:
-        headers = {"Content-Type": "application/sdp", **self._auth}
         try:
-            response = await self._http.post(self._url, content=offer, headers=headers)
+            if self._session is None:
+                headers = {"Content-Type": "application/sdp", **self._auth}
+                response = await self._http.post(self._url, content=offer, headers=headers)
+            else:
+                # The session overrides travel beside the offer as multipart parts.
+                files = {
+                    "sdp": (None, offer.encode(), "application/sdp"),
+                    "session": (None, json.dumps(self._session).encode(), "application/json"),
+                }
+                response = await self._http.post(self._url, files=files, headers=self._auth)
         except httpx.HTTPError as exc:
             raise DialError(f"POST {self._url} failed: {exc}") from exc
         if response.status_code != 201:

@@ -33,7 +33,9 @@ STATIC_DIR = Path(__file__).parent / "static"
 def local_provider_config(settings: Settings) -> LocalProviderConfig:
     """The embedded stand-in provider's configuration, derived from ours."""
     return LocalProviderConfig(
-        api_key=settings.api_key_value(), trigger_phrase=settings.local_trigger_phrase
+        api_key=settings.api_key_value(),
+        trigger_phrase=settings.local_trigger_phrase,
+        media=settings.local_media,
     )
 
 

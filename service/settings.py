@@ -134,6 +134,11 @@ class Settings(BaseSettings):
     local_trigger_phrase: str = Field(
         "background agent", description="Phrase that makes the local provider call the tool."
     )
+    local_media: bool = Field(
+        True,
+        description="Local provider: answer with a real WebRTC peer. `false`: signaling and "
+        "sideband only (capacity benchmarks).",
+    )
 
     @field_validator("voice")
     @classmethod

@@ -100,6 +100,7 @@ class ControlTimeout(Exception):
 class CallDirectory:
     """The shared call registry and this instance's end of the control channel.
 
+    `instance_id` is this instance's id; `ttl_s` how long a registration lives unrefreshed.
     Register/unregister/refresh never raise for a Redis outage: the calls registered here are
     remembered, and `start`'s background refresh writes them again once Redis answers (also
     after a Redis restart lost them). `owner_of` and `request` do raise, as their callers must
@@ -114,6 +115,7 @@ class CallDirectory:
         if ttl_s <= 0:
             raise ValueError("ttl_s must be positive")
         self.instance_id = instance_id
+        self.ttl_s = ttl_s
         self._redis = Redis.from_url(
             url,
             decode_responses=True,
