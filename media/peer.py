@@ -123,7 +123,8 @@ class CallClient:
 
     Entering places the call: a peer connection with an outbound audio track (the `play` file
     once, then silence; or a steady tone) and the `oai-events` data channel, an SDP offer
-    POSTed to `url`, the answer applied, and a wait until the connection and the channel are
+    POSTed to `url` (as `application/sdp`, or as multipart with a `session` JSON part when
+    `session` is given), the answer applied, and a wait until the connection and the channel are
     up. Leaving hangs up (if not done yet) and closes everything.
     """
 

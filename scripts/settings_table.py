@@ -1,6 +1,12 @@
-"""Print the README's settings table from the `Settings` object (the one source of truth)."""
+"""The README's settings table, generated from the `Settings` object (the one source of truth).
+
+`python scripts/settings_table.py` prints it; `--write` replaces it in README.md.
+"""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 from pydantic import AliasChoices
 
@@ -23,5 +29,19 @@ def rows() -> list[str]:
     return lines
 
 
+START, END = "<!-- settings:start -->", "<!-- settings:end -->"
+
+
+def write_readme(readme: Path) -> None:
+    """Replace the table between the markers in `readme`."""
+    text = readme.read_text()
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    readme.write_text(f"{head}{START}\n" + "\n".join(rows()) + f"\n{END}{tail}")
+
+
 if __name__ == "__main__":
-    print("\n".join(rows()))
+    if "--write" in sys.argv:
+        write_readme(Path(__file__).parents[1] / "README.md")
+    else:
+        print("\n".join(rows()))

@@ -239,6 +239,17 @@ async def test_a_webrtc_caller_connects_and_gets_audio_and_session_created(
         assert await client.hangup() == 200
 
 
+async def test_a_caller_can_configure_the_session_at_call_creation(provider: Provider) -> None:
+    session = {"type": "realtime", "output_modalities": ["text"]}
+
+    async with CallClient(
+        provider.calls_url, session=session, hangup_route=PROVIDER_HANGUP
+    ) as client:
+        greeting = await client.wait_for_event("session.created")
+
+    assert greeting["session"]["output_modalities"] == ["text"]
+
+
 async def test_the_caller_hears_the_providers_greeting_tone(provider: Provider) -> None:
     async with CallClient(provider.calls_url, hangup_route=PROVIDER_HANGUP) as client:
         await asyncio.sleep(0.5)

@@ -224,6 +224,15 @@ def test_function_call_output_answers_one_call() -> None:
     }
 
 
+def test_function_call_output_can_name_its_item() -> None:
+    assert function_call_output("call_1", "done", item_id="cb_ctl_1")["item"] == {
+        "id": "cb_ctl_1",
+        "type": "function_call_output",
+        "call_id": "call_1",
+        "output": "done",
+    }
+
+
 def test_response_create_and_cancel() -> None:
     assert response_create() == {"type": "response.create"}
     assert response_cancel() == {"type": "response.cancel"}

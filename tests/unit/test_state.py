@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -46,9 +47,13 @@ def control_ids() -> Iterator[str]:
         yield f"ctl_{count}"
 
 
-def joined_state(config: SessionConfig = CONFIG) -> CallState:
+def new_state(config: SessionConfig = CONFIG) -> CallState:
     ids = control_ids()
-    state = CallState(CALL_ID, config, new_item_id=lambda: next(ids))
+    return CallState(CALL_ID, config, new_item_id=lambda: next(ids))
+
+
+def joined_state(config: SessionConfig = CONFIG) -> CallState:
+    state = new_state(config)
     state.joined()
     return state
 
@@ -69,23 +74,41 @@ def delegations(actions: Iterable[Action]) -> list[Delegation]:
     return [action.delegation for action in actions if isinstance(action, EnqueueHandoff)]
 
 
-def output(call_id: str, text: str) -> dict[str, Any]:
+def created_items(actions: Iterable[Action]) -> list[dict[str, Any]]:
+    return [payload for payload in sent(actions) if payload["type"] == "conversation.item.create"]
+
+
+def output(item_id: str, call_id: str, text: str) -> dict[str, Any]:
     return {
         "type": "conversation.item.create",
-        "item": {"type": "function_call_output", "call_id": call_id, "output": text},
+        "item": {
+            "id": item_id,
+            "type": "function_call_output",
+            "call_id": call_id,
+            "output": text,
+        },
     }
 
 
-def backend_message(item_id: str, text: str) -> dict[str, Any]:
+def user_text(item_id: str, text: str) -> dict[str, Any]:
     return {
         "type": "conversation.item.create",
         "item": {
             "id": item_id,
             "type": "message",
             "role": "user",
-            "content": [{"type": "input_text", "text": f"[BACKEND] {text}"}],
+            "content": [{"type": "input_text", "text": text}],
         },
     }
+
+
+def backend_message(item_id: str, text: str) -> dict[str, Any]:
+    return user_text(item_id, f"[BACKEND] {text}")
+
+
+def echo(payload: dict[str, Any], event_type: str = "conversation.item.added") -> str:
+    """The provider's report that the item `payload` created is in the conversation."""
+    return json.dumps({"type": event_type, "previous_item_id": None, "item": payload["item"]})
 
 
 def function_call_item(call_id: str, name: str, arguments: str) -> dict[str, Any]:
@@ -191,15 +214,16 @@ def test_sends_while_disconnected_wait_for_the_next_join() -> None:
     assert state.submit_result(handoff_id("call_1"), "All green.") == []
     assert sent(state.joined()) == [
         session_update(CONFIG),
-        output("call_1", "All green."),
+        output("ctl_1", "call_1", "All green."),
         RESPONSE_CREATE,
     ]
 
 
 def test_a_rejoin_sends_the_queue_only_once() -> None:
-    state = CallState(CALL_ID, CONFIG)
+    state = new_state()
     state.inject_user_text("hello")
     state.joined()
+    state.feed_raw(typed_item("ctl_1", "hello"))
     state.disconnected()
     assert state.joined() == [SendEvent(session_update(CONFIG))]
 
@@ -207,7 +231,9 @@ def test_a_rejoin_sends_the_queue_only_once() -> None:
 def test_a_rejoin_does_not_wait_for_a_response_that_ended_unseen() -> None:
     state = joined_state()
     feed_all(state, [call_done("call_1"), response_created("resp_1")])
-    assert sent(state.submit_result(handoff_id("call_1"), "ok")) == [output("call_1", "ok")]
+    answer = output("ctl_1", "call_1", "ok")
+    assert sent(state.submit_result(handoff_id("call_1"), "ok")) == [answer]
+    state.feed_raw(echo(answer))
     state.disconnected()
     assert sent(state.joined())[1:] == [RESPONSE_CREATE]
 
@@ -239,6 +265,95 @@ def test_a_session_update_echo_without_id_keeps_the_known_id() -> None:
     feed_all(state, GA_CALL[1:2])
     echo = json.dumps({"type": "session.updated", "session": {"type": "realtime"}})
     assert significant(state.feed_raw(echo)) == [SessionReady("sess_u0_Dbpi8nhak5eLjQZ73yhAy")]
+
+
+# Items the provider has not confirmed
+
+
+def test_a_message_the_provider_never_echoed_is_sent_again_after_a_rejoin() -> None:
+    state = joined_state()
+    state.inject_user_text("hello")
+    state.disconnected()
+    assert created_items(state.joined()) == [user_text("ctl_1", "hello")]
+
+
+@pytest.mark.parametrize(
+    "event_type",
+    ["conversation.item.added", "conversation.item.created", "conversation.item.done"],
+)
+def test_a_message_the_provider_echoed_is_not_sent_again(event_type: str) -> None:
+    state = joined_state()
+    state.inject_user_text("hello")
+    state.feed_raw(echo(user_text("ctl_1", "hello"), event_type))
+    state.disconnected()
+    assert state.joined() == [SendEvent(session_update(CONFIG))]
+
+
+def test_the_echo_of_another_item_does_not_confirm_ours() -> None:
+    state = joined_state()
+    state.inject_user_text("hello")
+    state.feed_raw(typed_item("item_t1", "hello"))
+    state.disconnected()
+    assert created_items(state.joined()) == [user_text("ctl_1", "hello")]
+
+
+def test_a_progress_message_the_provider_never_echoed_is_sent_again_after_a_rejoin() -> None:
+    state = joined_state()
+    feed_all(state, [call_done("call_1")])
+    state.submit_progress(handoff_id("call_1"), "Running tests")
+    state.disconnected()
+    assert created_items(state.joined()) == [backend_message("ctl_1", "Running tests")]
+
+
+def test_an_unconfirmed_tool_output_is_sent_again_under_the_same_item_id() -> None:
+    state = joined_state()
+    feed_all(state, [call_done("call_1")])
+    first = created_items(state.submit_result(handoff_id("call_1"), "All green."))
+    state.disconnected()
+    assert created_items(state.joined()) == first == [output("ctl_1", "call_1", "All green.")]
+
+
+def test_resending_a_tool_output_does_not_answer_the_call_again() -> None:
+    state = joined_state()
+    feed_all(state, [call_done("call_1")])
+    state.submit_result(handoff_id("call_1"), "All green.")
+    state.disconnected()
+    state.joined()
+    assert state.answered == frozenset({"call_1"})
+    assert state.submit_result(handoff_id("call_1"), "All green.") == []
+
+
+def test_items_queued_while_disconnected_are_sent_once_on_the_next_join() -> None:
+    state = joined_state()
+    state.disconnected()
+    state.inject_user_text("hello")
+    assert sent(state.joined()) == [
+        session_update(CONFIG),
+        user_text("ctl_1", "hello"),
+        RESPONSE_CREATE,
+    ]
+
+
+def test_unconfirmed_items_are_sent_again_before_the_queued_ones() -> None:
+    state = joined_state()
+    state.inject_user_text("first")
+    state.disconnected()
+    state.inject_user_text("second")
+    assert sent(state.joined()) == [
+        session_update(CONFIG),
+        user_text("ctl_1", "first"),
+        user_text("ctl_2", "second"),
+        RESPONSE_CREATE,
+    ]
+
+
+def test_a_queued_item_stays_unconfirmed_until_the_provider_echoes_it() -> None:
+    state = joined_state()
+    state.disconnected()
+    state.inject_user_text("hello")
+    state.joined()
+    state.disconnected()
+    assert created_items(state.joined()) == [user_text("ctl_1", "hello")]
 
 
 # Every event
@@ -452,7 +567,7 @@ def test_a_result_answers_the_tool_call_and_asks_for_a_response() -> None:
     state = joined_state()
     feed_all(state, [call_done("call_1")])
     actions = state.submit_result(handoff_id("call_1"), "12 tests passed.")
-    assert sent(actions) == [output("call_1", "12 tests passed."), RESPONSE_CREATE]
+    assert sent(actions) == [output("ctl_1", "call_1", "12 tests passed."), RESPONSE_CREATE]
     assert state.open_handoffs == frozenset()
     assert state.answered == frozenset({"call_1"})
 
@@ -462,7 +577,7 @@ def test_a_failure_still_answers_the_tool_call() -> None:
     feed_all(state, [call_done("call_1")])
     actions = state.submit_failure(handoff_id("call_1"), "worker timed out")
     assert sent(actions) == [
-        output("call_1", "The background agent failed: worker timed out"),
+        output("ctl_1", "call_1", "The background agent failed: worker timed out"),
         RESPONSE_CREATE,
     ]
 
@@ -511,7 +626,7 @@ def test_an_empty_request_with_no_transcript_is_answered_at_once() -> None:
     actions = state.feed_raw(call_done("call_1", arguments=""))
     assert delegations(actions) == []
     assert sent(actions) == [
-        output("call_1", "The background agent was not called: the request was empty."),
+        output("ctl_1", "call_1", "The background agent was not called: the request was empty."),
         RESPONSE_CREATE,
     ]
     assert state.open_handoffs == frozenset()
@@ -535,7 +650,7 @@ def test_a_second_call_while_one_is_open_steers_and_is_acknowledged_at_once() ->
     (delegation,) = delegations(actions)
     assert delegation.steering
     assert delegation.request == "also lint"
-    assert sent(actions) == [output("call_2", STEER_ACK), RESPONSE_CREATE]
+    assert sent(actions) == [output("ctl_1", "call_2", STEER_ACK), RESPONSE_CREATE]
     assert state.open_handoffs == frozenset({"call_1"})
 
 
@@ -543,7 +658,7 @@ def test_the_steering_acknowledgement_waits_for_the_running_response() -> None:
     state = joined_state()
     feed_all(state, [call_done("call_1"), response_created("resp_2")])
     actions = state.feed_raw(call_done("call_2"))
-    assert sent(actions) == [output("call_2", STEER_ACK)]
+    assert sent(actions) == [output("ctl_1", "call_2", STEER_ACK)]
     assert sent(state.feed_raw(response_done("resp_2"))) == [RESPONSE_CREATE]
 
 
@@ -551,7 +666,7 @@ def test_a_steering_result_reaches_the_model_as_a_backend_message() -> None:
     state = joined_state()
     feed_all(state, [call_done("call_1"), call_done("call_2")])
     actions = state.submit_result(handoff_id("call_2"), "Lint is clean.")
-    assert sent(actions) == [backend_message("ctl_1", "Lint is clean."), RESPONSE_CREATE]
+    assert sent(actions) == [backend_message("ctl_2", "Lint is clean."), RESPONSE_CREATE]
     assert state.answered == frozenset({"call_2"})
 
 
@@ -559,7 +674,7 @@ def test_the_open_call_still_gets_its_own_result_after_steering() -> None:
     state = joined_state()
     feed_all(state, [call_done("call_1"), call_done("call_2")])
     actions = state.submit_result(handoff_id("call_1"), "All done.")
-    assert sent(actions) == [output("call_1", "All done."), RESPONSE_CREATE]
+    assert sent(actions) == [output("ctl_2", "call_1", "All done."), RESPONSE_CREATE]
 
 
 def test_a_call_after_the_open_one_was_answered_is_a_new_task() -> None:
@@ -593,7 +708,7 @@ def test_progress_of_a_steering_task_is_passed_on_until_its_result() -> None:
     state = joined_state()
     feed_all(state, [call_done("call_1"), call_done("call_2")])
     assert sent(state.submit_progress(handoff_id("call_2"), "Linting")) == [
-        backend_message("ctl_1", "Linting")
+        backend_message("ctl_2", "Linting")
     ]
     state.submit_result(handoff_id("call_2"), "Lint is clean.")
     assert state.submit_progress(handoff_id("call_2"), "Linting more") == []
@@ -617,7 +732,7 @@ def test_progress_for_an_unknown_handoff_is_dropped() -> None:
 def test_remain_silent_gets_an_empty_output_and_no_response() -> None:
     state = joined_state()
     actions = feed_all(state, [call_done("call_s", name="remain_silent", arguments="{}")])
-    assert significant(actions) == [SendEvent(output("call_s", ""))]
+    assert significant(actions) == [SendEvent(output("ctl_1", "call_s", ""))]
 
 
 def test_remain_silent_is_answered_once_however_often_it_is_announced() -> None:
@@ -646,14 +761,7 @@ def test_transcription_mode_never_hands_off() -> None:
 def test_injected_user_text_asks_for_a_response() -> None:
     state = joined_state()
     assert sent(state.inject_user_text("What's the status?")) == [
-        {
-            "type": "conversation.item.create",
-            "item": {
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "What's the status?"}],
-            },
-        },
+        user_text("ctl_1", "What's the status?"),
         RESPONSE_CREATE,
     ]
 
@@ -661,7 +769,9 @@ def test_injected_user_text_asks_for_a_response() -> None:
 def test_response_create_waits_while_a_response_is_active() -> None:
     state = joined_state()
     feed_all(state, [call_done("call_1"), response_created("resp_1")])
-    assert sent(state.submit_result(handoff_id("call_1"), "done")) == [output("call_1", "done")]
+    assert sent(state.submit_result(handoff_id("call_1"), "done")) == [
+        output("ctl_1", "call_1", "done")
+    ]
     assert sent(state.feed_raw(response_done("resp_1"))) == [RESPONSE_CREATE]
 
 
