@@ -18,6 +18,7 @@ REDIS_URL="redis://127.0.0.1:${REDIS_PORT}/0"
 PROVIDER_URL="http://127.0.0.1:${PROVIDER_PORT}"
 LOGS=$(mktemp -d "${TMPDIR:-/tmp}/callbridge-cluster.XXXXXX")
 pids=()
+names=()
 
 command -v redis-server >/dev/null || { echo "redis-server is not installed" >&2; exit 1; }
 [[ -x $PYTHON ]] || { echo "$PYTHON not found: run 'make run' or set PYTHON" >&2; exit 1; }
@@ -51,6 +52,7 @@ start() {
   shift
   "$@" >"$LOGS/$name.log" 2>&1 &
   pids+=($!)
+  names+=("$name")
 }
 
 # wait_port NAME PORT: until the last started process listens, or fail if it died.
@@ -102,5 +104,7 @@ INFO
 
 # Any process exiting (a crash, or a port taken meanwhile) takes the whole cluster down.
 wait -n || true
-echo "a process exited; see $LOGS" >&2
+for i in "${!pids[@]}"; do
+  kill -0 "${pids[i]}" 2>/dev/null || echo "${names[i]} exited; see $LOGS/${names[i]}.log" >&2
+done
 exit 1

@@ -191,6 +191,8 @@ class CallState:
         # Items sent but not yet echoed by the provider: a frame written just before the link
         # dropped can be lost without any error, so these are sent again on rejoin.
         self._unconfirmed: dict[str, dict[str, Any]] = {}
+        # Unconfirmed items that asked for a reply: its response.create may have been lost too.
+        self._respond_to: set[str] = set()
         self._response_active = False
         self._response_wanted = False
         self._control_items: set[str] = set()
@@ -238,11 +240,14 @@ class CallState:
         self._response_active = False
         actions: list[Action] = [SendEvent(session_update(self._config))]
         queued = {id(payload) for payload in self._outbox}
-        actions.extend(
-            SendEvent(payload)
-            for payload in self._unconfirmed.values()
+        resent = {
+            item_id: payload
+            for item_id, payload in self._unconfirmed.items()
             if id(payload) not in queued
-        )
+        }
+        actions.extend(SendEvent(payload) for payload in resent.values())
+        if self._respond_to.intersection(resent):
+            self._response_wanted = True
         actions.extend(SendEvent(payload) for payload in self._outbox)
         self._outbox.clear()
         if self._response_wanted:
@@ -325,7 +330,7 @@ class CallState:
             return []
         handoff.finished = True
         if handoff.tool_call_id in self._answered:
-            return self._backend_message(output) + self._request_response()
+            return self._backend_message(output, respond=True)
         return self._answer(handoff.tool_call_id, output, respond=True)
 
     def submit_failure(self, handoff_id: str, message: str) -> list[Action]:
@@ -344,23 +349,25 @@ class CallState:
 
     def inject_user_text(self, text: str) -> list[Action]:
         """Add typed user text to the conversation and ask the model to respond."""
-        return (
-            self._send(user_message(text, item_id=self._new_item_id())) + self._request_response()
-        )
+        return self._send(user_message(text, item_id=self._new_item_id()), respond=True)
 
     def update_session(self, config: SessionConfig) -> list[Action]:
         """Switch to `config`; while disconnected it is applied on the next `joined()`."""
         self._config = config
         return [SendEvent(session_update(config))] if self._connected else []
 
-    def _send(self, payload: dict[str, Any]) -> list[Action]:
+    def _send(self, payload: dict[str, Any], *, respond: bool = False) -> list[Action]:
         item_id = payload.get("item", {}).get("id")
         if isinstance(item_id, str):
             self._unconfirmed[item_id] = payload
+            if respond:
+                self._respond_to.add(item_id)
         if self._connected:
-            return [SendEvent(payload)]
-        self._outbox.append(payload)
-        return []
+            actions: list[Action] = [SendEvent(payload)]
+        else:
+            self._outbox.append(payload)
+            actions = []
+        return actions + self._request_response() if respond else actions
 
     def _request_response(self) -> list[Action]:
         # One response at a time may write to the conversation; wishes made meanwhile
@@ -370,21 +377,21 @@ class CallState:
             return []
         return [SendEvent(response_create())]
 
-    def _backend_message(self, text: str) -> list[Action]:
+    def _backend_message(self, text: str, *, respond: bool = False) -> list[Action]:
         item_id = self._new_item_id()
         # Registered so that the provider's echo of it stays out of the transcript.
         self._control_items.add(item_id)
-        return self._send(user_message(BACKEND_PREFIX + text, item_id=item_id))
+        return self._send(user_message(BACKEND_PREFIX + text, item_id=item_id), respond=respond)
 
     def _answer(self, tool_call_id: str, output: str, *, respond: bool) -> list[Action]:
         if tool_call_id in self._answered:
             return []
         self._answered.add(tool_call_id)
         self._open.discard(tool_call_id)
-        actions = self._send(
-            function_call_output(tool_call_id, output, item_id=self._new_item_id())
+        return self._send(
+            function_call_output(tool_call_id, output, item_id=self._new_item_id()),
+            respond=respond,
         )
-        return actions + self._request_response() if respond else actions
 
     def _delta(self, item_id: str, role: Role, delta: str) -> list[Action]:
         if self._transcript.apply_delta(item_id, role, delta):
@@ -400,6 +407,7 @@ class CallState:
         if item.id is None:
             return []
         self._unconfirmed.pop(item.id, None)
+        self._respond_to.discard(item.id)
         self._transcript.place(item.id, previous_item_id)
         typed_by_user = (
             item.type == "message" and item.role == "user" and "input_text" in item.content_types

@@ -831,3 +831,26 @@ def test_an_expired_session_ends_the_call() -> None:
         ReportError("session_expired", "Your session hit the maximum duration of 60 minutes."),
         CallEnded("session_expired"),
     ]
+
+
+def test_a_reply_is_asked_for_again_when_an_unconfirmed_message_is_resent() -> None:
+    state = joined_state()
+    sent = state.inject_user_text("lost with the link")
+    assert [a.payload["type"] for a in sent if isinstance(a, SendEvent)] == [
+        "conversation.item.create",
+        "response.create",
+    ]
+    state.disconnected()
+    resent = [a.payload["type"] for a in state.joined() if isinstance(a, SendEvent)]
+    assert resent == ["session.update", "conversation.item.create", "response.create"]
+
+
+def test_no_reply_is_asked_for_when_a_resent_item_did_not_want_one() -> None:
+    state = joined_state()
+    state.feed_raw(
+        '{"type":"conversation.item.done","item":{"id":"it_1","type":"function_call",'
+        '"name":"remain_silent","call_id":"call_9","arguments":"{}"}}'
+    )
+    state.disconnected()
+    resent = [a.payload["type"] for a in state.joined() if isinstance(a, SendEvent)]
+    assert resent == ["session.update", "conversation.item.create"]
