@@ -308,6 +308,10 @@ class Run:
     rss_peak_kib: int = 0
     hold_cpu_pct: float | None = None
     start_cpu_s: float = 0.0
+    provider_start_cpu_s: float = 0.0
+    bench_start_cpu_s: float = 0.0
+    quiet_cpu_pct: float | None = None
+    reconnects: int = 0
     provider_cpu_s: float = 0.0
     notes: list[str] = field(default_factory=list)
     fatal: str | None = None
@@ -518,9 +522,11 @@ async def run_via(children: Children, n: int, hold_s: float, concurrency: int, o
             pid, provider_pid = orchestrator.pid, provider.pid
             provider_cpu0 = cpu_s(provider_pid)
 
-            cpu0 = cpu_s(pid)
+            cpu0, bench0 = cpu_s(pid), time.process_time()
             ids, sent_at, pollers = await _start_calls(client, poller, offer, n, concurrency, run)
             run.start_cpu_s = cpu_s(pid) - cpu0
+            run.bench_start_cpu_s = time.process_time() - bench0
+            run.provider_start_cpu_s = cpu_s(provider_pid) - provider_cpu0
             say(
                 f"  via callbridge N={n}: {run.started} started in {run.start_wall_s:.1f} s "
                 f"({run.starts.failed} failed)"
@@ -536,6 +542,7 @@ async def run_via(children: Children, n: int, hold_s: float, concurrency: int, o
             calls = await _wait_all_active(client, ids, SETTLE_TIMEOUT_S)
             mine = [c for c in calls if c["id"] in sent_at]
             run.live_after_start = sum(1 for c in mine if c.get("provider_session_id"))
+            run.reconnects = sum(int(c.get("sideband_reconnects") or 0) for c in mine)
             for record in mine:
                 joined = parse_iso(record.get("sideband_joined_at"))
                 if joined is not None:
@@ -566,7 +573,13 @@ async def run_via(children: Children, n: int, hold_s: float, concurrency: int, o
                 messages_s = await bounded(len(ids), concurrency, message)
                 if messages_s > hold_s:
                     run.notes.append(f"messages took {messages_s:.1f} s, longer than the hold")
+                # Let the replies land, then see what holding quiet calls costs.
+                await asyncio.sleep(min(1.0, max(0.0, hold_began + hold_s - time.monotonic())))
+                quiet_began, quiet_cpu0 = time.monotonic(), cpu_s(pid)
                 await asyncio.sleep(max(0.0, hold_began + hold_s - time.monotonic()))
+                quiet_wall = time.monotonic() - quiet_began
+                if quiet_wall >= 1.0:
+                    run.quiet_cpu_pct = (cpu_s(pid) - quiet_cpu0) / quiet_wall * 100
                 hold_wall = time.monotonic() - hold_began
                 run.hold_cpu_pct = (cpu_s(pid) - cpu_hold0) / hold_wall * 100
                 run.rss_held_kib = rss_kib(pid)
@@ -715,11 +728,12 @@ async def run_direct(
                 await call.close()
             calls.clear()
             joins.clear()
-            provider_cpu0 = cpu_s(provider.pid)
-
+            provider_cpu0, bench0 = cpu_s(provider.pid), time.process_time()
             run.start_wall_s = await bounded(
                 n, concurrency, lambda i, sem: create(i, sem, run.starts)
             )
+            run.bench_start_cpu_s = time.process_time() - bench0
+            run.provider_start_cpu_s = cpu_s(provider.pid) - provider_cpu0
             run.started = len(calls)
             say(
                 f"  direct         N={n}: {run.started} started in {run.start_wall_s:.1f} s "
@@ -740,7 +754,6 @@ async def run_direct(
                 run.notes.append(f"sideband joins failed: {dict(join_errors)}")
 
             # The same message per call; wait for the replies, at most for the hold.
-            hold_began = time.monotonic()
             sent = await asyncio.gather(*(c.say(MESSAGE) for c in calls))
             run.messages.latencies = [0.0] * sum(sent)
             if not all(sent):
@@ -814,12 +827,22 @@ def raise_nofile() -> tuple[int, int]:
 _NOISE = re.compile(r"rtc_[A-Za-z0-9]+|cb_[0-9a-f]+|\d+(\.\d+)?")
 
 
-def scan_log(path: Path) -> tuple[int, int, Counter[str]]:
-    """Lines, tracebacks and the distinct error/warning messages (ids and numbers masked)."""
+_ACCESS_STATUS = re.compile(r'HTTP/[\d.]+" (\d{3})')
+
+
+def scan_log(path: Path) -> tuple[int, int, Counter[str], Counter[str]]:
+    """Lines, tracebacks, the distinct error/warning messages (ids and numbers masked) and the
+    HTTP statuses >= 400 of uvicorn access-log lines."""
     lines = path.read_text(errors="replace").splitlines() if path.exists() else []
     tracebacks = 0
     found: Counter[str] = Counter()
+    statuses: Counter[str] = Counter()
     for line in lines:
+        access = _ACCESS_STATUS.search(line)
+        if access is not None:
+            if int(access[1]) >= 400:
+                statuses[access[1]] += 1
+            continue
         text = line
         exc = ""
         with contextlib.suppress(ValueError):
@@ -832,32 +855,66 @@ def scan_log(path: Path) -> tuple[int, int, Counter[str]]:
             text += " | " + exc.strip().splitlines()[-1]
         if re.search(r"error|traceback|warning|exception|critical", text, re.IGNORECASE):
             found[_NOISE.sub("#", text)[:240]] += 1
-    return len(lines), tracebacks, found
+    return len(lines), tracebacks, found, statuses
+
+
+VIA_COLUMNS = (
+    (" via callbridge: starts/s", "{:.0f}"),
+    ("  p50 ms", ""),
+    ("  p99 ms", ""),
+    ("  active p50 ms", ""),
+    ("  RSS/call KiB", "{:.1f}"),
+    ("  CPU %", "{:.0f}"),
+)
+DIRECT_COLUMNS = (
+    (" direct: starts/s", ""),
+    ("  p50 ms", ""),
+    ("  p99 ms", ""),
+    ("  active p50 ms", ""),
+)
+
+
+def _cells(columns: tuple[tuple[str, str], ...], values: list[str]) -> str:
+    return "".join(
+        value.rjust(len(title)) for (title, _), value in zip(columns, values, strict=True)
+    )
 
 
 def report(ns: list[int], via: dict[int, Run], direct: dict[int, Run], log_dir: Path) -> None:
     say("")
     say(
-        "N     | via callbridge: starts/s  p50 ms  p99 ms  active p50 ms  RSS/call KiB  CPU %  "
-        "| direct: starts/s  p50 ms  p99 ms  active p50 ms"
+        "N     |"
+        + "".join(title for title, _ in VIA_COLUMNS)
+        + "  |"
+        + "".join(title for title, _ in DIRECT_COLUMNS)
     )
     for n in ns:
         v, d = via.get(n), direct.get(n)
-        left = right = ""
+        left = _cells(VIA_COLUMNS, ["-"] * len(VIA_COLUMNS))
+        right = _cells(DIRECT_COLUMNS, ["-"] * len(DIRECT_COLUMNS))
         if v is not None:
-            left = (
-                f"{num(v.starts_per_s):>24}  {ms(percentile(v.starts.latencies, 50)):>6}  "
-                f"{ms(percentile(v.starts.latencies, 99)):>6}  "
-                f"{ms(percentile(v.active, 50)):>13}  {num(v.rss_per_call_kib, '{:.1f}'):>12}  "
-                f"{num(v.hold_cpu_pct):>5}"
+            left = _cells(
+                VIA_COLUMNS,
+                [
+                    num(v.starts_per_s),
+                    ms(percentile(v.starts.latencies, 50)),
+                    ms(percentile(v.starts.latencies, 99)),
+                    ms(percentile(v.active, 50)),
+                    num(v.rss_per_call_kib, "{:.1f}"),
+                    num(v.hold_cpu_pct),
+                ],
             )
         if d is not None:
-            right = (
-                f"{num(d.starts_per_s):>16}  {ms(percentile(d.starts.latencies, 50)):>6}  "
-                f"{ms(percentile(d.starts.latencies, 99)):>6}  "
-                f"{ms(percentile(d.active, 50)):>13}"
+            right = _cells(
+                DIRECT_COLUMNS,
+                [
+                    num(d.starts_per_s),
+                    ms(percentile(d.starts.latencies, 50)),
+                    ms(percentile(d.starts.latencies, 99)),
+                    ms(percentile(d.active, 50)),
+                ],
             )
-        say(f"{n:<5} |{left:<80} |{right}")
+        say(f"{n:<5} |{left}  |{right}")
     say("")
     say("Details")
     for n in ns:
@@ -906,18 +963,26 @@ def report(ns: list[int], via: dict[int, Run], direct: dict[int, Run], log_dir: 
                     f"    orchestrator RSS idle {run.rss_idle_kib / 1024:.1f} MiB, held "
                     f"{run.rss_held_kib / 1024:.1f} MiB (peak {run.rss_peak_kib / 1024:.1f}); "
                     f"CPU during starts {run.start_cpu_s:.2f} s "
-                    f"({num(per_call, '{:.2f}')} ms/call), during hold {num(run.hold_cpu_pct)} %"
+                    f"({num(per_call, '{:.2f}')} ms/call), during hold {num(run.hold_cpu_pct)} % "
+                    f"(quiet part, after the replies: {num(run.quiet_cpu_pct, '{:.1f}')} %); "
+                    f"sideband reconnects {run.reconnects}"
                 )
-            say(f"    provider CPU over the run: {run.provider_cpu_s:.2f} s")
+            say(
+                f"    CPU during the start phase: provider {run.provider_start_cpu_s:.2f} s, "
+                f"bench client {run.bench_start_cpu_s:.2f} s (wall {run.start_wall_s:.2f} s); "
+                f"provider CPU over the whole run {run.provider_cpu_s:.2f} s"
+            )
             for note in run.notes:
                 say(f"    note: {note}")
     say("")
     say(f"Child logs in {log_dir}:")
     for path in sorted(log_dir.glob("*.log")):
-        lines, tracebacks, found = scan_log(path)
+        lines, tracebacks, found, statuses = scan_log(path)
+        refused = ", ".join(f"{code} x{count}" for code, count in sorted(statuses.items()))
         say(
             f"  {path.name}: {lines} lines, {tracebacks} tracebacks, "
             f"{sum(found.values())} error/warning lines"
+            + (f", HTTP answers >= 400 in its access log: {refused}" if refused else "")
         )
         for text, count in found.most_common(5):
             say(f"    x{count}: {text}")

@@ -68,7 +68,6 @@ class Pcm16Converter:
     """
 
     def __init__(self, rate: int) -> None:
-        self.rate = rate
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
 
     def convert(self, frame: av.AudioFrame) -> bytes:

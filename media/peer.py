@@ -32,9 +32,8 @@ from media.audio import (
     silence_frames,
     tone_frames,
 )
-from media.tracks import PacedAudioTrack, consume_audio
+from media.rtc import EVENTS_CHANNEL, PacedAudioTrack, consume_audio
 
-EVENTS_CHANNEL = "oai-events"
 _ICE_CONNECTED = ("connected", "completed")
 
 
@@ -45,7 +44,9 @@ class DialError(Exception):
     problem+json `detail`/`title`, or an OpenAI error `message`).
     """
 
-    def __init__(self, message: str, *, status: int | None = None, detail: str | None = None):
+    def __init__(
+        self, message: str, *, status: int | None = None, detail: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.detail = detail
@@ -314,7 +315,7 @@ class CallClient:
                 headers = {"Content-Type": "application/sdp", **self._auth}
                 response = await self._http.post(self._url, content=offer, headers=headers)
             else:
-                # The session overrides travel beside the offer as multipart parts.
+                # A session configures the call at creation, so it must travel with the offer.
                 files = {
                     "sdp": (None, offer.encode(), "application/sdp"),
                     "session": (None, json.dumps(self._session).encode(), "application/json"),

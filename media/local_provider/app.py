@@ -14,10 +14,10 @@ from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import Headers, UploadFile
 from starlette.websockets import WebSocketDisconnect
 
+from media.local_provider.answerer import InvalidOffer, answer_offer
 from media.local_provider.calls import CallRegistry, LocalCall
 from media.local_provider.config import LocalProviderConfig
 from media.local_provider.errors import error_body
-from media.local_provider.peer import InvalidOffer, answer_offer
 from media.local_provider.sdp import fake_answer, offer_problem
 from media.local_provider.server_events import JsonObject
 from media.local_provider.session import find_session_problem

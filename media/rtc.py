@@ -1,4 +1,8 @@
-"""aiortc audio tracks: a real-time paced outbound track and a consumer for inbound tracks."""
+"""aiortc building blocks shared by the caller and the local provider.
+
+The events data channel's name, a real-time paced outbound audio track, and a consumer for
+inbound audio tracks.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,9 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media.audio import SAMPLE_RATE, SAMPLES_PER_FRAME, TIME_BASE
+
+EVENTS_CHANNEL = "oai-events"
+"""The data channel carrying realtime events as JSON text, created by the caller."""
 
 
 class PacedAudioTrack(MediaStreamTrack):

@@ -15,9 +15,7 @@ from aiortc.exceptions import OperationError
 
 from media.local_provider.calls import LocalCall
 from media.local_provider.server_events import JsonObject
-from media.tracks import PacedAudioTrack, consume_audio
-
-EVENTS_CHANNEL = "oai-events"
+from media.rtc import EVENTS_CHANNEL, PacedAudioTrack, consume_audio
 
 
 class InvalidOffer(ValueError):

@@ -1,0 +1,370 @@
+"""Handoff latency and throughput: the memory queue and Redis Streams, beside bare Redis.
+
+What is measured:
+
+- Latency, one handoff at a time, everything in this process on one event loop, no WebRTC.
+  A call is simulated by wiring `CallState` to the stand-in provider's model (`Conversation`)
+  back to back, as the sideband would: typed user text makes the model call `background_agent`,
+  and its server events reach `CallState.feed_raw` as JSON text, one message at a time.
+  t0 = the message that completes the tool call is handed to `feed_raw` (the sideband has just
+  delivered it). The `Delegation` goes on the queue; a `Worker` with a trivial handler takes
+  it; t1 = the handler starts. The worker's result travels back on the owner's events stream
+  to `CallState.submit_result`; t2 = the `function_call_output` event is handed to the
+  sideband (here: to the model). Reported: t1 - t0 and t2 - t0.
+- Bare Redis in the same run: PING, and XADD by one client until another client, blocked in
+  XREADGROUP on the stream, has the entry.
+- Throughput through Redis: `--jobs` handoffs put on the queue at once, answered by 1 and by
+  4 `callbridge worker` processes (built-in handler, default concurrency); the rate is handoffs
+  whose result is back at the one owner per second.
+
+Redis is a private redis-server on a free port. Run: `.venv/bin/python bench/handoff_latency.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from media.local_provider import Conversation
+from service.handoffs import (
+    Answer,
+    HandoffQueue,
+    MemoryQueue,
+    RedisStreamQueue,
+    Worker,
+)
+from service.handoffs.handlers import HandlerStep
+from signaling.realtime import (
+    Action,
+    CallState,
+    Delegation,
+    EnqueueHandoff,
+    SendEvent,
+    SessionConfig,
+)
+
+CALL_ID = "rtc_u0_BenchHandoffLatency0001"
+REQUEST = "please ask the background agent what is 2 plus 3"
+REPLY_TO = "results:bench-owner"
+WARMUP = 20
+
+
+# The simulated call
+
+
+@dataclass
+class Timings:
+    """Per handoff id: t0 (tool call delivered), t1 (handler started), t2 (output sent)."""
+
+    delivered: dict[str, float] = field(default_factory=dict)
+    handler_started: dict[str, float] = field(default_factory=dict)
+    output_sent: dict[str, float] = field(default_factory=dict)
+    trigger_events: set[str] = field(default_factory=set)
+
+
+class SimulatedCall:
+    """`CallState` and the stand-in model, connected as the sideband connects them."""
+
+    def __init__(self, queue: HandoffQueue, timings: Timings) -> None:
+        self.queue = queue
+        self.timings = timings
+        self.state = CallState(CALL_ID, SessionConfig())
+        ids = itertools.count(1)
+        self.model = Conversation(new_id=lambda prefix: f"{prefix}_{next(ids):08d}")
+
+    async def join(self) -> None:
+        """The sideband connects: the session is configured."""
+        await self.apply(self.state.joined())
+
+    async def deliver(self, events: Sequence[dict[str, Any]]) -> None:
+        """Server events arriving on the sideband, each as the JSON text the socket carries."""
+        for raw in [json.dumps(event) for event in events]:
+            arrived = time.perf_counter()
+            actions = self.state.feed_raw(raw)
+            if any(isinstance(action, EnqueueHandoff) for action in actions):
+                self.timings.trigger_events.add(json.loads(raw)["type"])
+            await self.apply(actions, arrived)
+
+    async def apply(self, actions: Sequence[Action], arrived: float = 0.0) -> None:
+        """Carry out what `CallState` asks for, as `CallSession` does."""
+        for action in actions:
+            if isinstance(action, EnqueueHandoff):
+                self.timings.delivered[action.delegation.handoff_id] = arrived
+                await self.queue.put(action.delegation, REPLY_TO)
+            elif isinstance(action, SendEvent):
+                item = action.payload.get("item") or {}
+                if item.get("type") == "function_call_output":
+                    handoff_id = f"{CALL_ID}:{item['call_id']}"
+                    self.timings.output_sent[handoff_id] = time.perf_counter()
+                await self.deliver(self.model.handle_client_event(action.payload))
+
+    async def one_turn(self, answered: asyncio.Event) -> None:
+        """The user asks; the model calls the tool; wait for the answer and its spoken reply."""
+        answered.clear()
+        await self.apply(self.state.inject_user_text(REQUEST))
+        await self.deliver(self.model.finish_response())
+        await answered.wait()
+        await self.deliver(self.model.finish_response())
+
+
+async def trivial_handler(timings: Timings, delegation: Delegation) -> AsyncIterator[HandlerStep]:
+    timings.handler_started[delegation.handoff_id] = time.perf_counter()
+    yield Answer("2 + 3 = 5")
+
+
+async def measure_latency(queue: HandoffQueue, count: int) -> Timings:
+    """`count` handoffs one after another through `queue` (after a warm-up, not counted)."""
+    timings = Timings()
+    worker = Worker(queue, lambda d: trivial_handler(timings, d), name="bench-worker")
+    call = SimulatedCall(queue, timings)
+    answered = asyncio.Event()
+
+    async def owner() -> None:
+        async for event in queue.events(REPLY_TO):
+            if event.kind == "result":
+                await call.apply(call.state.submit_result(event.handoff_id, event.text))
+                answered.set()
+
+    worker.start()
+    listener = asyncio.create_task(owner())
+    try:
+        await call.join()
+        for _ in range(WARMUP):
+            await call.one_turn(answered)
+        warm = set(timings.delivered)
+        for _ in range(count):
+            await call.one_turn(answered)
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+        await worker.stop(grace_s=1.0)
+    for table in (timings.delivered, timings.handler_started, timings.output_sent):
+        for handoff_id in warm:
+            table.pop(handoff_id, None)
+    return timings
+
+
+def since_delivery(timings: Timings, table: dict[str, float]) -> list[float]:
+    return [table[h] - t0 for h, t0 in timings.delivered.items()]
+
+
+# Bare Redis
+
+
+async def measure_ping(url: str, count: int) -> list[float]:
+    async with Redis.from_url(url) as client:
+        await client.ping()
+        samples = []
+        for _ in range(count):
+            started = time.perf_counter()
+            await client.ping()
+            samples.append(time.perf_counter() - started)
+        return samples
+
+
+async def measure_stream_hop(url: str, count: int) -> list[float]:
+    """XADD by one client until a second one, already blocked in XREADGROUP, has the entry."""
+    stream, group = "bench:hop", "readers"
+    async with Redis.from_url(url) as producer, Redis.from_url(url) as consumer:
+        await producer.xgroup_create(stream, group, id="$", mkstream=True)
+        samples = []
+        for _ in range(count + WARMUP):
+            reader = asyncio.create_task(
+                consumer.xreadgroup(group, "reader", {stream: ">"}, count=1, block=5000)
+            )
+            # Long enough for the XREADGROUP to reach Redis and block there.
+            await asyncio.sleep(0.002)
+            started = time.perf_counter()
+            await producer.xadd(stream, {"n": 1})
+            reply = await reader
+            samples.append(time.perf_counter() - started)
+            entry_id = reply[0][1][0][0]
+            await consumer.xack(stream, group, entry_id)
+        return samples[WARMUP:]
+
+
+# Throughput with worker processes
+
+
+def bench_delegation(n: int) -> Delegation:
+    tool_call_id = f"call_{n:08d}"
+    return Delegation(
+        call_id=CALL_ID,
+        tool_call_id=tool_call_id,
+        handoff_id=f"{CALL_ID}:{tool_call_id}",
+        item_id=f"item_{n:08d}",
+        request=REQUEST,
+        transcript_delta=(),
+        envelope=f"<realtime_delegation>\n  <input>{REQUEST}</input>\n</realtime_delegation>",
+        steering=False,
+    )
+
+
+@contextlib.contextmanager
+def worker_processes(url: str, count: int) -> Iterator[None]:
+    env = {**os.environ, "CALLBRIDGE_QUEUE": url, "CALLBRIDGE_LOG_LEVEL": "WARNING"}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "worker", "--name", f"bench-{n}"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for n in range(count)
+    ]
+    try:
+        yield
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=15)
+
+
+async def measure_throughput(url: str, workers: int, jobs: int) -> float:
+    """Handoffs per second, put all at once, until every result is back at the owner."""
+    queue = RedisStreamQueue(url)
+    async with Redis.from_url(url) as admin:
+        await admin.flushdb()
+    results = queue.events(REPLY_TO)
+
+    async def answered(count: int) -> None:
+        seen = 0
+        while seen < count:
+            event = await anext(results)
+            seen += event.kind in ("result", "failed")
+
+    with worker_processes(url, workers):
+        # Warm-up: every worker process is up and consuming before the clock starts.
+        for n in range(WARMUP * workers):
+            await queue.put(bench_delegation(n), REPLY_TO)
+        await answered(WARMUP * workers)
+        started = time.perf_counter()
+        collect = asyncio.create_task(answered(jobs))
+        for n in range(jobs):
+            await queue.put(bench_delegation(WARMUP * workers + n), REPLY_TO)
+        await collect
+        elapsed = time.perf_counter() - started
+    await results.aclose()
+    await queue.aclose()
+    return jobs / elapsed
+
+
+# Redis server
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    """A private, unpersisted redis-server on a free port; yields its URL."""
+    executable = shutil.which("redis-server")
+    if executable is None:
+        sys.exit("redis-server is not installed")
+    port = free_port()
+    with tempfile.TemporaryDirectory() as workdir:
+        process = subprocess.Popen(
+            [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+            + ["--appendonly", "no", "--dir", workdir],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.02)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.terminate()
+            process.wait()
+
+
+# Report
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def row(name: str, samples: Sequence[float]) -> str:
+    p50, p99 = (percentile(samples, q) * 1000 for q in (50, 99))
+    return f"  {name:<52} {p50:>8.3f} {p99:>8.3f}"
+
+
+async def run(count: int, jobs: int) -> None:
+    with redis_server() as url:
+        memory = await measure_latency(MemoryQueue(), count)
+        redis_queue = RedisStreamQueue(url)
+        try:
+            redis = await measure_latency(redis_queue, count)
+        finally:
+            await redis_queue.aclose()
+        ping = await measure_ping(url, count)
+        hop = await measure_stream_hop(url, count)
+        rates = {workers: await measure_throughput(url, workers, jobs) for workers in (1, 4)}
+
+    triggers = ", ".join(sorted(memory.trigger_events | redis.trigger_events))
+    print(f"handoff latency: {count} handoffs per queue, one at a time, after {WARMUP} warm-up")
+    print("  (one process and event loop: CallState + stand-in model + queue + Worker, no WebRTC)")
+    print(f"  t0 = the sideband message completing the background_agent call ({triggers})")
+    print("       is handed to CallState.feed_raw")
+    print(f"  {'':<52} {'p50 ms':>8} {'p99 ms':>8}")
+    for name, timings in (("memory queue", memory), ("redis streams", redis)):
+        print(
+            row(f"{name}: t0 -> handler starts", since_delivery(timings, timings.handler_started))
+        )
+        print(
+            row(
+                f"{name}: t0 -> function_call_output sent",
+                since_delivery(timings, timings.output_sent),
+            )
+        )
+    print(row("bare redis: PING round trip", ping))
+    print(row("bare redis: XADD -> blocked XREADGROUP has the entry", hop))
+    print()
+    print(f"throughput through redis streams: {jobs} handoffs put at once, built-in handler,")
+    print("  `callbridge worker` processes (concurrency 4 each), results back at one owner")
+    for workers, rate in rates.items():
+        label = "worker" if workers == 1 else "workers"
+        print(f"  {workers} {label:<8} {rate:>8,.0f} handoffs/s")
+
+
+def main() -> None:
+    """Measure everything and print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--count", type=int, default=500, help="handoffs per latency run")
+    parser.add_argument("--jobs", type=int, default=3000, help="handoffs per throughput run")
+    args = parser.parse_args()
+    asyncio.run(run(args.count, args.jobs))
+
+
+if __name__ == "__main__":
+    main()
