@@ -6,13 +6,14 @@ For each N, on fresh processes:
   fake SDP answers, no WebRTC peer, but a real sideband WebSocket and conversation) and one
   `callbridge serve` pointed at it. N calls are started with `POST /v1/calls` (application/sdp,
   at most `--concurrency` in flight). Setup time is the time to the 201; "active" is the time
-  until `GET /v1/calls/{id}` shows a `provider_session_id` (polled every 20 ms for a sample of
-  calls); "joined" is the record's `sideband_joined_at` minus the moment the offer was sent (all
-  calls). The calls are then held for `--hold` seconds, during which every call gets one
-  `POST /v1/calls/{id}/messages {"text": "hello"}` (the provider answers with an assistant
-  transcript streamed over the sideband). The orchestrator's CPU and RSS are read from /proc over
-  the hold; RSS per call is (RSS at the end of the hold - RSS idle after a warm-up) / N. Then
-  every call is DELETEd and both processes are stopped, so every N starts from a fresh process.
+  until the call has a provider session id (`session.ready` on `GET /v1/calls/{id}/events`,
+  watched for a sample of calls); "joined" is the record's `sideband_joined_at` minus the
+  moment the offer was sent (all calls). The calls are then held for `--hold` seconds, during
+  which every call gets one `POST /v1/calls/{id}/messages {"text": "hello"}` (the provider
+  answers with an assistant transcript streamed over the sideband). The orchestrator's CPU and
+  RSS are read from /proc over the hold; RSS per call is (RSS at the end of the hold - RSS idle
+  after a warm-up) / N. Then every call is DELETEd and both processes are stopped, so every N
+  starts from fresh processes.
 - **direct** — the same N call creations sent straight to the provider's
   `POST /v1/realtime/calls` (multipart sdp + session, as callbridge sends them), each then
   joining `ws://.../v1/realtime?call_id=...` with a `session.update`, receiving every event and
@@ -69,8 +70,7 @@ DEFAULT_NS = "100,500,1000,2000"
 MESSAGE = "hello"
 # The service's default instructions, so the baseline's session payload matches what it sends.
 INSTRUCTIONS = "You are a helpful voice assistant. Delegate real work to the background agent."
-ACTIVE_SAMPLE = 50
-POLL_INTERVAL_S = 0.02
+ACTIVE_SAMPLE = 100
 WARMUP_CALLS = 3
 HTTP_TIMEOUT_S = 30.0
 PHASE_TIMEOUT_S = 120.0
@@ -356,7 +356,7 @@ async def bounded(
 
 
 def sampled(n: int) -> set[int]:
-    """Evenly spread indices of the calls whose activation is polled."""
+    """Evenly spread indices of the calls whose activation is watched."""
     if n <= ACTIVE_SAMPLE:
         return set(range(n))
     step = n / ACTIVE_SAMPLE
@@ -392,16 +392,16 @@ class RssSampler:
 
 async def _start_calls(
     client: httpx.AsyncClient,
-    poller: httpx.AsyncClient,
+    watcher: httpx.AsyncClient,
     offer: str,
     n: int,
     concurrency: int,
     run: Run | None,
 ) -> tuple[list[str], dict[str, float], list[asyncio.Task[float | None]]]:
-    """POST n offers; the call ids, when each offer was sent (wall clock) and the pollers."""
+    """POST n offers; the call ids, when each offer was sent (wall clock) and the watchers."""
     ids: list[str] = []
     sent_at: dict[str, float] = {}
-    pollers: list[asyncio.Task[float | None]] = []
+    watchers: list[asyncio.Task[float | None]] = []
     sample = sampled(n) if run is not None else set()
     outcomes = run.starts if run is not None else Outcomes()
 
@@ -424,31 +424,32 @@ async def _start_calls(
         ids.append(call_id)
         sent_at[call_id] = wall
         if i in sample:
-            pollers.append(asyncio.create_task(_poll_active(poller, call_id, began)))
+            watchers.append(asyncio.create_task(_await_active(watcher, call_id, began)))
 
     wall_s = await bounded(n, concurrency, one)
     if run is not None:
         run.started = len(ids)
         run.start_wall_s = wall_s
-        run.active_sampled = len(pollers)
-    return ids, sent_at, pollers
+        run.active_sampled = len(watchers)
+    return ids, sent_at, watchers
 
 
-async def _poll_active(client: httpx.AsyncClient, call_id: str, began: float) -> float | None:
-    """Seconds from the offer until the call shows a provider session id; None if never."""
-    deadline = began + SETTLE_TIMEOUT_S
-    while time.monotonic() < deadline:
-        try:
-            response = await client.get(f"/v1/calls/{call_id}")
-            if response.status_code == 200:
-                body = response.json()
-                if body.get("provider_session_id"):
-                    return time.monotonic() - began
-                if body.get("state") in ("ended", "failed"):
+async def _await_active(client: httpx.AsyncClient, call_id: str, began: float) -> float | None:
+    """Seconds from the offer until the call's event stream says `session.ready` (the provider
+    session id is known); None if it never does. The stream replays history, so opening it
+    late loses nothing, and one streaming request per call loads the service far less than
+    polling `GET /v1/calls/{id}` would."""
+    try:
+        async with asyncio.timeout(SETTLE_TIMEOUT_S):
+            url = f"/v1/calls/{call_id}/events"
+            async with client.stream("GET", url, timeout=SETTLE_TIMEOUT_S) as response:
+                if response.status_code != 200:
                     return None
-        except httpx.HTTPError:
-            pass
-        await asyncio.sleep(POLL_INTERVAL_S)
+                async for line in response.aiter_lines():
+                    if line.strip() == "event: session.ready":
+                        return time.monotonic() - began
+    except (httpx.HTTPError, TimeoutError):
+        pass
     return None
 
 
@@ -508,13 +509,13 @@ async def run_via(children: Children, n: int, hold_s: float, concurrency: int, o
         await provider.wait_http(f"{provider_url}/healthz")
         await orchestrator.wait_http(f"{url}/healthz")
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        poll_limits = httpx.Limits(max_connections=20, max_keepalive_connections=20)
+        watch_limits = httpx.Limits(max_connections=ACTIVE_SAMPLE, max_keepalive_connections=0)
         async with (
             httpx.AsyncClient(base_url=url, timeout=HTTP_TIMEOUT_S, limits=limits) as client,
-            httpx.AsyncClient(base_url=url, timeout=HTTP_TIMEOUT_S, limits=poll_limits) as poller,
+            httpx.AsyncClient(base_url=url, timeout=HTTP_TIMEOUT_S, limits=watch_limits) as watcher,
         ):
             # Warm-up: first requests import and build things lazily; not counted.
-            warm, _, _ = await _start_calls(client, poller, offer, WARMUP_CALLS, 4, None)
+            warm, _, _ = await _start_calls(client, watcher, offer, WARMUP_CALLS, 4, None)
             await _wait_all_active(client, warm, 20)
             await _delete_calls(client, warm, 4, Outcomes())
             await asyncio.sleep(1.0)
@@ -523,7 +524,7 @@ async def run_via(children: Children, n: int, hold_s: float, concurrency: int, o
             provider_cpu0 = cpu_s(provider_pid)
 
             cpu0, bench0 = cpu_s(pid), time.process_time()
-            ids, sent_at, pollers = await _start_calls(client, poller, offer, n, concurrency, run)
+            ids, sent_at, watchers = await _start_calls(client, watcher, offer, n, concurrency, run)
             run.start_cpu_s = cpu_s(pid) - cpu0
             run.bench_start_cpu_s = time.process_time() - bench0
             run.provider_start_cpu_s = cpu_s(provider_pid) - provider_cpu0
@@ -531,8 +532,8 @@ async def run_via(children: Children, n: int, hold_s: float, concurrency: int, o
                 f"  via callbridge N={n}: {run.started} started in {run.start_wall_s:.1f} s "
                 f"({run.starts.failed} failed)"
             )
-            if pollers:
-                done, pending = await asyncio.wait(pollers, timeout=SETTLE_TIMEOUT_S)
+            if watchers:
+                done, pending = await asyncio.wait(watchers, timeout=SETTLE_TIMEOUT_S)
                 for task in pending:
                     task.cancel()
                 for task in done:
@@ -935,7 +936,7 @@ def report(ns: list[int], via: dict[int, Run], direct: dict[int, Run], log_dir: 
                 f"active p50/p99 "
                 f"{ms(percentile(run.active, 50))}/{ms(percentile(run.active, 99))} ms over "
                 f"{len(run.active)}/{run.active_sampled} "
-                + ("polled calls" if side != "direct" else "calls")
+                + ("sampled calls" if side != "direct" else "calls")
             )
             if run.joined:
                 say(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -11,9 +12,9 @@ from fastapi import FastAPI
 
 from service.app import create_app
 from service.calls.manager import CallManager
-from service.embedded import EmbeddedServer
 from service.settings import Settings
 from tests.e2e.redis_server import redis_server  # noqa: F401
+from tests.e2e.servers import running_server
 
 
 @dataclass
@@ -42,17 +43,12 @@ Serve = Callable[[Any], Awaitable[str]]
 @pytest.fixture
 async def serve() -> AsyncIterator[Serve]:
     """Serve any ASGI app on a free loopback port for the test's duration; returns its URL."""
-    servers: list[EmbeddedServer] = []
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def start(app: Any) -> str:
-        server = EmbeddedServer(app)
-        await server.start()
-        servers.append(server)
-        return server.url
+        async def start(app: Any) -> str:
+            return await stack.enter_async_context(running_server(app))
 
-    yield start
-    for server in reversed(servers):
-        await server.stop()
+        yield start
 
 
 @pytest.fixture
