@@ -23,7 +23,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: lint typecheck
-	bash scripts/ensure_chromium.sh
+	bash scripts/ensure_system_packages.sh
 	$(BIN)/pytest
 
 bench: $(STAMP)
