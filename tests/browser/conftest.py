@@ -1,7 +1,7 @@
 """Headless Chromium (Debian's /usr/bin/chromium) driven by Playwright, and the service it calls.
 
 The browser tests are skipped when Chromium or Playwright is missing or Chromium cannot start,
-except under CI (`CI=true`), where that is a failure: `scripts/ensure_chromium.sh` installs it.
+except under CI (`CI=true`), where that is a failure: `scripts/ensure_system_packages.sh` installs it.
 No browser is ever downloaded: Playwright only drives the system Chromium.
 """
 
@@ -64,7 +64,7 @@ def chromium_arguments(fake_audio: Path | None = None) -> list[str]:
 
 def _chromium_problem() -> str | None:
     if not CHROMIUM.exists():
-        return f"{CHROMIUM} is missing; run scripts/ensure_chromium.sh"
+        return f"{CHROMIUM} is missing; run scripts/ensure_system_packages.sh"
     try:
         done = subprocess.run(
             [str(CHROMIUM), "--headless", "--no-sandbox", "--version"],
