@@ -19,6 +19,31 @@ _OPS: dict[type[ast.AST], object] = {
     ast.UAdd: operator.pos,
 }
 _WORDS = {"plus": "+", "minus": "-", "times": "*", "multiplied by": "*", "divided by": "/"}
+_UNITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+_NUMBER_WORD = re.compile(
+    r"\b(?:("
+    + "|".join(_TENS)
+    + r")(?:[\s-]+("
+    + "|".join(_UNITS[1:10])
+    + r"))?|("
+    + "|".join(_UNITS)
+    + r"))\b"
+)
+
+
+def _digits(text: str) -> str:
+    """Spoken numbers below 100 as digits: speech recognisers write "two plus three"."""
+
+    def value(match: re.Match[str]) -> str:
+        tens, unit, single = match.groups()
+        if single is not None:
+            return str(_UNITS.index(single))
+        return str((_TENS.index(tens) + 2) * 10 + (_UNITS.index(unit) if unit else 0))
+
+    return _NUMBER_WORD.sub(value, text)
+
+
 _EXPR = re.compile(r"[-+*/().\d\s]{3,}")
 
 
@@ -38,7 +63,7 @@ def _evaluate(node: ast.AST) -> float:
 
 
 def _arithmetic(request: str) -> str | None:
-    text = request.lower()
+    text = _digits(request.lower())
     for word, symbol in _WORDS.items():
         text = text.replace(word, symbol)
     for match in _EXPR.finditer(text):

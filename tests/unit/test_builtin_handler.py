@@ -29,3 +29,11 @@ def test_other_requests_are_acknowledged_with_their_text() -> None:
 
 def test_code_is_never_evaluated() -> None:
     assert "= " not in compose_answer("__import__('os').system('true') + 1", NOW)
+
+
+def test_spoken_number_words_are_computed() -> None:
+    assert compose_answer("what is two plus three", NOW) == "The result is 2 + 3 = 5."
+
+
+def test_compound_number_words_are_computed() -> None:
+    assert compose_answer("forty-two minus twelve", NOW) == "The result is 42 - 12 = 30."
