@@ -1,7 +1,8 @@
 """Headless Chromium (Debian's /usr/bin/chromium) driven by Playwright, and the service it calls.
 
 The browser tests are skipped when Chromium or Playwright is missing or Chromium cannot start,
-except under CI (`CI=true`), where that is a failure: `scripts/ensure_system_packages.sh` installs it.
+except under CI (`CI=true`), where that is a failure: `scripts/ensure_system_packages.sh`
+installs it.
 No browser is ever downloaded: Playwright only drives the system Chromium.
 """
 
