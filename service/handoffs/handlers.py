@@ -77,9 +77,13 @@ def _from_command(command: str) -> Handler:
         assert proc.stdout is not None
         assert proc.stderr is not None
         try:
-            proc.stdin.write(delegation.envelope.encode())
-            await proc.stdin.drain()
-            proc.stdin.close()
+            try:
+                proc.stdin.write(delegation.envelope.encode())
+                await proc.stdin.drain()
+                proc.stdin.close()
+            except (BrokenPipeError, ConnectionResetError):
+                # A command may answer without reading its input; its exit status decides.
+                pass
             answer: list[str] = []
             async for raw in proc.stdout:
                 line = raw.decode(errors="replace").rstrip("\n")

@@ -1,0 +1,139 @@
+"""Handlers of every kind run by the worker: progress, answers, failures and timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import pytest
+from fastapi import FastAPI, Request
+
+from service.handoffs import HandoffEvent, MemoryQueue, Worker, load_handler
+from signaling.realtime import Delegation, build_envelope
+from tests.e2e.conftest import Serve
+
+REQUEST = "what is 2 plus 3"
+
+
+def _delegation(tool_call_id: str = "call_1") -> Delegation:
+    envelope = build_envelope(REQUEST, ())
+    assert envelope is not None
+    return Delegation(
+        call_id="rtc_handlers",
+        tool_call_id=tool_call_id,
+        handoff_id=f"rtc_handlers:{tool_call_id}",
+        item_id="item_1",
+        request=REQUEST,
+        transcript_delta=(),
+        envelope=envelope,
+        steering=False,
+    )
+
+
+async def _run(spec: str, *, timeout_s: float = 10.0) -> list[HandoffEvent]:
+    """Put one handoff through a real worker; the events the owner receives, until the last."""
+    queue = MemoryQueue(max_deliveries=1)
+    worker = Worker(queue, load_handler(spec), name="w", timeout_s=timeout_s)
+    worker.start()
+    await queue.put(_delegation(), "owner")
+    events: list[HandoffEvent] = []
+    async with asyncio.timeout(timeout_s + 10):
+        async for event in queue.events("owner"):
+            events.append(event)
+            if event.kind in ("result", "failed"):
+                break
+    await worker.stop()
+    assert await queue.depth() == 0, "the job was acknowledged or given up"
+    return events
+
+
+async def test_python_handler_progress_lines_come_before_the_answer() -> None:
+    events = await _run("service.handoffs.builtin:answer")
+    assert [e.kind for e in events] == ["started", "progress", "result"]
+    assert events[-1].text == "The result is 2 + 3 = 5."
+
+
+async def test_command_handler_reads_the_envelope_and_reports_progress() -> None:
+    script = (
+        "import sys; envelope = sys.stdin.read(); "
+        "print('progress: got', len(envelope), 'bytes', flush=True); "
+        "print('answer:', envelope.count('<input>'))"
+    )
+    events = await _run(f'cmd:{sys.executable} -c "{script}"')
+    assert [e.kind for e in events] == ["started", "progress", "result"]
+    assert events[1].text.startswith("got ")
+    assert events[-1].text == "answer: 1"
+
+
+async def test_command_handler_that_exits_non_zero_gives_the_model_an_error() -> None:
+    events = await _run("cmd:echo nope >&2; exit 3")
+    assert events[-1].kind == "failed"
+    assert "exited with 3" in events[-1].text
+    assert "nope" in events[-1].text
+
+
+async def test_handler_over_its_time_limit_gives_the_model_an_error() -> None:
+    events = await _run("cmd:sleep 5", timeout_s=0.3)
+    assert events[-1].kind == "failed"
+    assert "did not answer within 0.3 s" in events[-1].text
+
+
+async def test_http_handler_receives_the_delegation_as_json(serve: Serve) -> None:
+    received: list[dict[str, object]] = []
+    app = FastAPI()
+
+    @app.post("/handoff")
+    async def handoff(request: Request) -> dict[str, str]:
+        received.append(await request.json())
+        return {"output": "from http"}
+
+    url = await serve(app)
+    events = await _run(f"{url}/handoff")
+    assert events[-1].kind == "result"
+    assert events[-1].text == "from http"
+    assert received[0]["request"] == REQUEST
+    assert str(received[0]["envelope"]).startswith("<realtime_delegation>")
+
+
+async def test_http_handler_error_status_is_a_failure(serve: Serve) -> None:
+    app = FastAPI()
+
+    @app.post("/handoff")
+    async def handoff() -> None:
+        raise RuntimeError("broken backend")
+
+    url = await serve(app)
+    events = await _run(f"{url}/handoff")
+    assert events[-1].kind == "failed"
+    assert "500" in events[-1].text
+
+
+async def test_a_failing_handoff_is_retried_before_it_is_given_up() -> None:
+    queue = MemoryQueue(max_deliveries=2)
+    attempts = 0
+
+    async def flaky(delegation: Delegation) -> str:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise RuntimeError("transient")
+        return "second time lucky"
+
+    module = type(sys)("flaky_handlers")
+    module.flaky = flaky  # type: ignore[attr-defined]
+    sys.modules["flaky_handlers"] = module
+    worker = Worker(queue, load_handler("flaky_handlers:flaky"), name="w")
+    worker.start()
+    await queue.put(_delegation(), "owner")
+    async with asyncio.timeout(10):
+        async for event in queue.events("owner"):
+            if event.kind in ("result", "failed"):
+                break
+    await worker.stop()
+    assert (event.kind, event.text, attempts) == ("result", "second time lucky", 2)
+
+
+def test_a_malformed_handler_spec_is_refused() -> None:
+    for spec in ("nocolon", "cmd:", "module:", ":func"):
+        with pytest.raises(ValueError, match="handler"):
+            load_handler(spec)
