@@ -270,10 +270,12 @@ class Outcomes:
         if len(self.details) < 3:
             self.details.append(f"{response.status_code}: {response.text[:200].strip()}")
 
-    def error(self, exc: BaseException) -> None:
+    def error(self, exc: BaseException, context: str = "") -> None:
         self.errors[type(exc).__name__] += 1
         if len(self.details) < 3:
-            self.details.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+            cause = exc.__cause__ or exc.__context__
+            because = f" (from {type(cause).__name__}: {cause})" if cause is not None else ""
+            self.details.append(f"{type(exc).__name__}: {exc!s:.200}{because}{context}")
 
     @property
     def failed(self) -> int:
@@ -413,7 +415,7 @@ async def _start_calls(
                     "/v1/calls", content=offer, headers={"content-type": "application/sdp"}
                 )
             except httpx.HTTPError as exc:
-                outcomes.error(exc)
+                outcomes.error(exc, f" after {time.monotonic() - began:.3f} s, request #{i}")
                 return
             took = time.monotonic() - began
         if response.status_code != 201:
@@ -664,9 +666,10 @@ class DirectCall:
         if self.ws is None:
             return False
         try:
-            await self.ws.send(json.dumps(user_message(text), separators=(",", ":")))
-            await self.ws.send(json.dumps(response_create(), separators=(",", ":")))
-        except ConnectionClosed:
+            async with asyncio.timeout(HTTP_TIMEOUT_S):
+                await self.ws.send(json.dumps(user_message(text), separators=(",", ":")))
+                await self.ws.send(json.dumps(response_create(), separators=(",", ":")))
+        except (ConnectionClosed, TimeoutError):
             return False
         return True
 
@@ -706,7 +709,7 @@ async def run_direct(
                     try:
                         response = await client.post("/v1/realtime/calls", files=files)
                     except httpx.HTTPError as exc:
-                        record.error(exc)
+                        record.error(exc, f" after {time.monotonic() - began:.3f} s, request #{i}")
                         return
                     took = time.monotonic() - began
                 if response.status_code != 201:
