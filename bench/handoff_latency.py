@@ -13,9 +13,10 @@ What is measured:
   sideband (here: to the model). Reported: t1 - t0 and t2 - t0.
 - Bare Redis in the same run: PING, and XADD by one client until another client, blocked in
   XREADGROUP on the stream, has the entry.
-- Throughput through Redis: `--jobs` handoffs put on the queue at once, answered by 1 and by
-  4 `callbridge worker` processes (built-in handler, default concurrency); the rate is handoffs
-  whose result is back at the one owner per second.
+- Throughput through Redis: handoffs put on the queue at once, answered by 1 and by 4
+  `callbridge worker` processes (default concurrency 4), with the built-in handler (instant)
+  and with one that waits 50 ms; the rate is handoffs whose result is back at the one owner
+  per second.
 
 Redis is a private redis-server on a free port. Run: `.venv/bin/python bench/handoff_latency.py`.
 """
@@ -129,7 +130,8 @@ async def trivial_handler(timings: Timings, delegation: Delegation) -> AsyncIter
 
 
 async def measure_latency(queue: HandoffQueue, count: int) -> Timings:
-    """`count` handoffs one after another through `queue` (after a warm-up, not counted)."""
+    """`count` handoffs one after another through `queue` (after a warm-up, not counted);
+    closes `queue`."""
     timings = Timings()
     worker = Worker(queue, lambda d: trivial_handler(timings, d), name="bench-worker")
     call = SimulatedCall(queue, timings)
@@ -152,9 +154,12 @@ async def measure_latency(queue: HandoffQueue, count: int) -> Timings:
             await call.one_turn(answered)
     finally:
         listener.cancel()
+        await worker.stop(grace_s=1.0)
+        # Closing also ends the listener should redis-py have swallowed the cancellation,
+        # which it can when it arrives while an acknowledgement is in flight.
+        await queue.aclose()
         with contextlib.suppress(asyncio.CancelledError):
             await listener
-        await worker.stop(grace_s=1.0)
     for table in (timings.delivered, timings.handler_started, timings.output_sent):
         for handoff_id in warm:
             table.pop(handoff_id, None)
@@ -179,6 +184,10 @@ async def measure_ping(url: str, count: int) -> list[float]:
         return samples
 
 
+async def read_one(client: Redis, stream: str, group: str) -> Any:
+    return await client.xreadgroup(group, "reader", {stream: ">"}, count=1, block=5000)
+
+
 async def measure_stream_hop(url: str, count: int) -> list[float]:
     """XADD by one client until a second one, already blocked in XREADGROUP, has the entry."""
     stream, group = "bench:hop", "readers"
@@ -186,9 +195,7 @@ async def measure_stream_hop(url: str, count: int) -> list[float]:
         await producer.xgroup_create(stream, group, id="$", mkstream=True)
         samples = []
         for _ in range(count + WARMUP):
-            reader = asyncio.create_task(
-                consumer.xreadgroup(group, "reader", {stream: ">"}, count=1, block=5000)
-            )
+            reader = asyncio.create_task(read_one(consumer, stream, group))
             # Long enough for the XREADGROUP to reach Redis and block there.
             await asyncio.sleep(0.002)
             started = time.perf_counter()
@@ -217,9 +224,35 @@ def bench_delegation(n: int) -> Delegation:
     )
 
 
+@dataclass(frozen=True)
+class WorkerHandler:
+    """A handler for the worker processes of the throughput runs."""
+
+    label: str
+    spec: str
+    jobs: int
+
+
+BUILTIN = WorkerHandler("built-in handler (instant)", "service.handoffs.builtin:answer", 3000)
+# Answers after 50 ms without using the CPU, like a handler waiting on another service;
+# loaded by the workers from this file.
+WAITING = WorkerHandler("handler waiting 50 ms", "handoff_latency:wait_50_ms", 800)
+
+
+async def wait_50_ms(delegation: Delegation) -> str:
+    """The `WAITING` handler."""
+    await asyncio.sleep(0.05)
+    return f"answered {delegation.request!r}"
+
+
 @contextlib.contextmanager
-def worker_processes(url: str, count: int) -> Iterator[None]:
-    env = {**os.environ, "CALLBRIDGE_QUEUE": url, "CALLBRIDGE_LOG_LEVEL": "WARNING"}
+def worker_processes(url: str, count: int, handler: WorkerHandler) -> Iterator[None]:
+    env = {
+        **os.environ,
+        "CALLBRIDGE_QUEUE": url,
+        "CALLBRIDGE_HANDLER": handler.spec,
+        "PYTHONPATH": str(Path(__file__).resolve().parent),
+    }
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "service.cli", "worker", "--name", f"bench-{n}"],
@@ -238,11 +271,11 @@ def worker_processes(url: str, count: int) -> Iterator[None]:
             process.wait(timeout=15)
 
 
-async def measure_throughput(url: str, workers: int, jobs: int) -> float:
+async def measure_throughput(url: str, workers: int, handler: WorkerHandler) -> float:
     """Handoffs per second, put all at once, until every result is back at the owner."""
-    queue = RedisStreamQueue(url)
     async with Redis.from_url(url) as admin:
         await admin.flushdb()
+    queue = RedisStreamQueue(url)
     results = queue.events(REPLY_TO)
 
     async def answered(count: int) -> None:
@@ -251,20 +284,20 @@ async def measure_throughput(url: str, workers: int, jobs: int) -> float:
             event = await anext(results)
             seen += event.kind in ("result", "failed")
 
-    with worker_processes(url, workers):
+    with worker_processes(url, workers, handler):
         # Warm-up: every worker process is up and consuming before the clock starts.
         for n in range(WARMUP * workers):
             await queue.put(bench_delegation(n), REPLY_TO)
         await answered(WARMUP * workers)
         started = time.perf_counter()
-        collect = asyncio.create_task(answered(jobs))
-        for n in range(jobs):
+        collect = asyncio.create_task(answered(handler.jobs))
+        for n in range(handler.jobs):
             await queue.put(bench_delegation(WARMUP * workers + n), REPLY_TO)
         await collect
         elapsed = time.perf_counter() - started
     await results.aclose()
     await queue.aclose()
-    return jobs / elapsed
+    return handler.jobs / elapsed
 
 
 # Redis server
@@ -285,11 +318,9 @@ def redis_server() -> Iterator[str]:
         sys.exit("redis-server is not installed")
     port = free_port()
     with tempfile.TemporaryDirectory() as workdir:
-        process = subprocess.Popen(
-            [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-            + ["--appendonly", "no", "--dir", workdir],
-            stdout=subprocess.DEVNULL,
-        )
+        command = [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        command += ["--appendonly", "no", "--dir", workdir]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 10
             while True:
@@ -319,17 +350,17 @@ def row(name: str, samples: Sequence[float]) -> str:
     return f"  {name:<52} {p50:>8.3f} {p99:>8.3f}"
 
 
-async def run(count: int, jobs: int) -> None:
+async def run(count: int) -> None:
     with redis_server() as url:
         memory = await measure_latency(MemoryQueue(), count)
-        redis_queue = RedisStreamQueue(url)
-        try:
-            redis = await measure_latency(redis_queue, count)
-        finally:
-            await redis_queue.aclose()
+        redis = await measure_latency(RedisStreamQueue(url), count)
         ping = await measure_ping(url, count)
         hop = await measure_stream_hop(url, count)
-        rates = {workers: await measure_throughput(url, workers, jobs) for workers in (1, 4)}
+        rates = {
+            (handler, workers): await measure_throughput(url, workers, handler)
+            for handler in (BUILTIN, WAITING)
+            for workers in (1, 4)
+        }
 
     triggers = ", ".join(sorted(memory.trigger_events | redis.trigger_events))
     print(f"handoff latency: {count} handoffs per queue, one at a time, after {WARMUP} warm-up")
@@ -350,20 +381,19 @@ async def run(count: int, jobs: int) -> None:
     print(row("bare redis: PING round trip", ping))
     print(row("bare redis: XADD -> blocked XREADGROUP has the entry", hop))
     print()
-    print(f"throughput through redis streams: {jobs} handoffs put at once, built-in handler,")
-    print("  `callbridge worker` processes (concurrency 4 each), results back at one owner")
-    for workers, rate in rates.items():
-        label = "worker" if workers == 1 else "workers"
-        print(f"  {workers} {label:<8} {rate:>8,.0f} handoffs/s")
+    print("throughput through redis streams: handoffs put at once, answered by `callbridge worker`")
+    print(f"  processes (concurrency 4 each), results back at one owner; {os.cpu_count()} CPUs")
+    for (handler, workers), rate in rates.items():
+        label = f"{handler.label}, {handler.jobs} handoffs, {workers} worker(s)"
+        print(f"  {label:<58} {rate:>8,.0f} handoffs/s")
 
 
 def main() -> None:
     """Measure everything and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--count", type=int, default=500, help="handoffs per latency run")
-    parser.add_argument("--jobs", type=int, default=3000, help="handoffs per throughput run")
     args = parser.parse_args()
-    asyncio.run(run(args.count, args.jobs))
+    asyncio.run(run(args.count))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import math
+import wave
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -20,7 +22,8 @@ TIME_BASE = Fraction(1, SAMPLE_RATE)
 _FULL_SCALE = 32768.0
 
 
-def _frame(samples: npt.NDArray[np.int16], pts: int) -> av.AudioFrame:
+def samples_frame(samples: npt.NDArray[np.int16], pts: int) -> av.AudioFrame:
+    """A 48 kHz mono PCM16 frame holding `samples`, starting at sample `pts`."""
     frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
     frame.sample_rate = SAMPLE_RATE
     frame.pts = pts
@@ -30,7 +33,7 @@ def _frame(samples: npt.NDArray[np.int16], pts: int) -> av.AudioFrame:
 
 def silence_frame(pts: int) -> av.AudioFrame:
     """One 20 ms frame of digital silence starting at sample `pts`."""
-    return _frame(np.zeros(SAMPLES_PER_FRAME, dtype=np.int16), pts)
+    return samples_frame(np.zeros(SAMPLES_PER_FRAME, dtype=np.int16), pts)
 
 
 def tone_frame(freq_hz: float, pts: int, amplitude: float = 0.3) -> av.AudioFrame:
@@ -40,8 +43,8 @@ def tone_frame(freq_hz: float, pts: int, amplitude: float = 0.3) -> av.AudioFram
     without clicks.
     """
     t = (pts + np.arange(SAMPLES_PER_FRAME)) / SAMPLE_RATE
-    wave = amplitude * (_FULL_SCALE - 1) * np.sin(2 * math.pi * freq_hz * t)
-    return _frame(np.round(wave).astype(np.int16), pts)
+    sine = amplitude * (_FULL_SCALE - 1) * np.sin(2 * math.pi * freq_hz * t)
+    return samples_frame(np.round(sine).astype(np.int16), pts)
 
 
 def tone_frames(freq_hz: float, amplitude: float = 0.3) -> Iterator[av.AudioFrame]:
@@ -90,21 +93,39 @@ def rms_dbfs(pcm: bytes) -> float:
     return 20 * math.log10(rms / _FULL_SCALE)
 
 
+def read_pcm16(source: Path | bytes, rate: int) -> bytes:
+    """Decode an audio file (WAV or anything FFmpeg reads), or its bytes, to PCM16 mono at `rate`.
+
+    Raises av.FFmpegError when the data is not audio FFmpeg can decode.
+    """
+    converter = Pcm16Converter(rate)
+    chunks: list[bytes] = []
+    with av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source)) as container:
+        for frame in container.decode(audio=0):
+            chunks.append(converter.convert(frame))
+    chunks.append(converter.flush())
+    return b"".join(chunks)
+
+
+def write_wav(path: Path, pcm: bytes, rate: int) -> Path:
+    """Write PCM16 little-endian mono samples at `rate` as a WAV file; returns `path`."""
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(pcm)
+    return path
+
+
 def read_wav_frames(path: Path) -> list[av.AudioFrame]:
     """Decode an audio file (WAV or anything FFmpeg reads) into 20 ms 48 kHz mono frames.
 
     The last frame is padded with silence to a whole frame.
     """
-    converter = Pcm16Converter(SAMPLE_RATE)
-    chunks: list[bytes] = []
-    with av.open(str(path)) as container:
-        for frame in container.decode(audio=0):
-            chunks.append(converter.convert(frame))
-    chunks.append(converter.flush())
-    samples = np.frombuffer(b"".join(chunks), dtype="<i2").astype(np.int16)
+    samples = np.frombuffer(read_pcm16(path, SAMPLE_RATE), dtype="<i2").astype(np.int16)
     padding = -samples.size % SAMPLES_PER_FRAME
     samples = np.concatenate([samples, np.zeros(padding, dtype=np.int16)])
     return [
-        _frame(samples[start : start + SAMPLES_PER_FRAME], start)
+        samples_frame(samples[start : start + SAMPLES_PER_FRAME], start)
         for start in range(0, samples.size, SAMPLES_PER_FRAME)
     ]

@@ -85,7 +85,6 @@ def serve(settings: Settings, host: str, port: int) -> None:
         host=host,
         port=port,
         log_config=None,
-        ws="websockets",
         timeout_graceful_shutdown=5,
     )
     log.info("serving on http://%s:%d (provider: %s)", host, port, settings.provider)

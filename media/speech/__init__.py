@@ -1,0 +1,1 @@
+"""Offline speech: voice activity detection, recognition (pocketsphinx), synthesis (espeak-ng)."""
