@@ -8,12 +8,15 @@ so a forwarded request behaves exactly like a local one.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from service.api.models import SessionOverrides
 from service.auth import Principal, may_control
-from service.calls.manager import CallManager
+
+if TYPE_CHECKING:
+    from service.calls.manager import CallManager
 
 Reply = tuple[int, dict[str, Any]]
 
@@ -33,8 +36,6 @@ async def execute(
     manager: CallManager, op: str, call_id: str, body: dict[str, Any], principal: Principal
 ) -> Reply:
     """Run `op` (`get`, `hangup`, `message`, `session`) on a call this instance owns."""
-    from service.api.models import SessionOverrides
-
     call = manager.get(call_id)
     # A call someone else started is reported as unknown: its existence is not their business.
     if call is None or not may_control(principal, call.started_by):

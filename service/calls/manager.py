@@ -11,6 +11,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from service.auth import Principal
+from service.calls.control import execute
 from service.calls.directory import CallDirectory, ControlReply, ControlRequest
 from service.calls.record import Call
 from service.calls.session import CallSession
@@ -215,8 +216,6 @@ class CallManager:
             self._refresher = asyncio.create_task(self._refresh(), name="directory-refresh")
 
     async def _serve_control(self, request: ControlRequest) -> ControlReply:
-        from service.calls.control import execute
-
         principal = Principal(**request.body.get("principal", {"kind": "anonymous"}))
         status, body = await execute(
             self, request.op, request.call_id, request.body.get("body", {}), principal
