@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit e2e bench clean
+.PHONY: run test lint typecheck bench cluster clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: lint typecheck
 
 bench: $(STAMP)
 	$(BIN)/python bench/sideband_ingest.py
+	$(BIN)/python bench/handoff_latency.py
+	$(BIN)/python bench/capacity.py
+
+cluster: $(STAMP)
+	scripts/cluster.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -4,8 +4,9 @@ What is measured:
 
 - Latency, one handoff at a time, everything in this process on one event loop, no WebRTC.
   A call is simulated by wiring `CallState` to the stand-in provider's model (`Conversation`)
-  back to back, as the sideband would: typed user text makes the model call `background_agent`,
-  and its server events reach `CallState.feed_raw` as JSON text, one message at a time.
+  back to back, as the sideband would (10 handoffs per call): typed user text makes the model
+  call `background_agent`, and its server events reach `CallState.feed_raw` as JSON text, one
+  message at a time.
   t0 = the message that completes the tool call is handed to `feed_raw` (the sideband has just
   delivered it). The `Delegation` goes on the queue; a `Worker` with a trivial handler takes
   it; t1 = the handler starts. The worker's result travels back on the owner's events stream
@@ -64,6 +65,9 @@ CALL_ID = "rtc_u0_BenchHandoffLatency0001"
 REQUEST = "please ask the background agent what is 2 plus 3"
 REPLY_TO = "results:bench-owner"
 WARMUP = 20
+# Each simulated call makes this many handoffs; handling a tool call costs more the longer the
+# call's transcript is, which is not what this benchmark is about.
+HANDOFFS_PER_CALL = 10
 
 
 # The simulated call
@@ -82,10 +86,10 @@ class Timings:
 class SimulatedCall:
     """`CallState` and the stand-in model, connected as the sideband connects them."""
 
-    def __init__(self, queue: HandoffQueue, timings: Timings) -> None:
+    def __init__(self, call_id: str, queue: HandoffQueue, timings: Timings) -> None:
         self.queue = queue
         self.timings = timings
-        self.state = CallState(CALL_ID, SessionConfig())
+        self.state = CallState(call_id, SessionConfig())
         ids = itertools.count(1)
         self.model = Conversation(new_id=lambda prefix: f"{prefix}_{next(ids):08d}")
 
@@ -111,7 +115,7 @@ class SimulatedCall:
             elif isinstance(action, SendEvent):
                 item = action.payload.get("item") or {}
                 if item.get("type") == "function_call_output":
-                    handoff_id = f"{CALL_ID}:{item['call_id']}"
+                    handoff_id = f"{self.state.call_id}:{item['call_id']}"
                     self.timings.output_sent[handoff_id] = time.perf_counter()
                 await self.deliver(self.model.handle_client_event(action.payload))
 
@@ -134,23 +138,27 @@ async def measure_latency(queue: HandoffQueue, count: int) -> Timings:
     closes `queue`."""
     timings = Timings()
     worker = Worker(queue, lambda d: trivial_handler(timings, d), name="bench-worker")
-    call = SimulatedCall(queue, timings)
+    calls: dict[str, SimulatedCall] = {}
     answered = asyncio.Event()
 
     async def owner() -> None:
         async for event in queue.events(REPLY_TO):
             if event.kind == "result":
+                call = calls[event.call_id]
                 await call.apply(call.state.submit_result(event.handoff_id, event.text))
                 answered.set()
 
     worker.start()
     listener = asyncio.create_task(owner())
+    warm: set[str] = set()
     try:
-        await call.join()
-        for _ in range(WARMUP):
-            await call.one_turn(answered)
-        warm = set(timings.delivered)
-        for _ in range(count):
+        for n in range(WARMUP + count):
+            if n % HANDOFFS_PER_CALL == 0:
+                call = SimulatedCall(f"rtc_bench_{n:08d}", queue, timings)
+                calls[call.state.call_id] = call
+                await call.join()
+            if n == WARMUP:
+                warm = set(timings.delivered)
             await call.one_turn(answered)
     finally:
         listener.cancel()
@@ -363,7 +371,10 @@ async def run(count: int) -> None:
         }
 
     triggers = ", ".join(sorted(memory.trigger_events | redis.trigger_events))
-    print(f"handoff latency: {count} handoffs per queue, one at a time, after {WARMUP} warm-up")
+    print(
+        f"handoff latency: {count} handoffs per queue, one at a time, after {WARMUP} warm-up,"
+        f" {HANDOFFS_PER_CALL} per call"
+    )
     print("  (one process and event loop: CallState + stand-in model + queue + Worker, no WebRTC)")
     print(f"  t0 = the sideband message completing the background_agent call ({triggers})")
     print("       is handed to CallState.feed_raw")

@@ -100,7 +100,8 @@ def read_pcm16(source: Path | bytes, rate: int) -> bytes:
     """
     converter = Pcm16Converter(rate)
     chunks: list[bytes] = []
-    with av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source)) as container:
+    file = io.BytesIO(source) if isinstance(source, bytes) else str(source)
+    with av.open(file, mode="r") as container:
         for frame in container.decode(audio=0):
             chunks.append(converter.convert(frame))
     chunks.append(converter.flush())

@@ -88,6 +88,7 @@ def create_provider_app(config: LocalProviderConfig, calls: CallRegistry | None 
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
             await registry.end_all()
+            registry.close()
 
     app = FastAPI(title="callbridge local provider", lifespan=lifespan)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import string
 import time
@@ -15,12 +16,19 @@ from aiortc import RTCPeerConnection
 from media.local_provider.config import LocalProviderConfig
 from media.local_provider.model import Conversation
 from media.local_provider.server_events import JsonObject
+from media.local_provider.speech import ProviderSpeech
 from media.local_provider.voice import ReplyVoice
+from media.speech.recognizer_pool import RecognitionFailed, RecognizerPool
+from media.speech.synthesis import SynthesisError
+from media.speech.utterances import UtteranceSegmenter
+from media.speech.vad import SpeechStarted, UtteranceEnded
 from signaling.ids import CallId
 
 CallState = Literal["active", "ended"]
 
 _ID_ALPHABET = string.ascii_letters + string.digits
+
+log = logging.getLogger("callbridge.provider")
 
 
 def new_call_id() -> CallId:
@@ -46,6 +54,10 @@ class LocalCall:
     Every server event goes to every subscriber, in the order the conversation produced it;
     a lock serialises "feed the conversation, broadcast the result" so that subscribers on
     different transports all see one order.
+
+    With `speech`, the caller's audio is transcribed into user turns and replies are spoken
+    (as far as the provider has a recognizer and a synthesizer); without it, the call hears
+    text only and answers with a tone.
     """
 
     def __init__(
@@ -55,6 +67,7 @@ class LocalCall:
         *,
         reply_delay_s: float,
         created_at: float,
+        speech: ProviderSpeech | None = None,
     ) -> None:
         self.call_id = call_id
         self.conversation = conversation
@@ -62,6 +75,13 @@ class LocalCall:
         self.peer: RTCPeerConnection | None = None
         self.voice = ReplyVoice()
         self.inbound_audio_frames = 0
+        self._recognizers: RecognizerPool | None = speech.recognizers if speech else None
+        self._speech = speech if speech is not None and speech.can_speak else None
+        self._hearing = UtteranceSegmenter()
+        # Utterances are transcribed, and replies synthesized, one at a time and in order, so
+        # that neither overtakes the one before.
+        self._transcribing = asyncio.Lock()
+        self._synthesizing = asyncio.Lock()
         self._reply_delay_s = reply_delay_s
         self._state: CallState = "active"
         self._subscribers: list[EventSink] = []
@@ -102,17 +122,25 @@ class LocalCall:
             await self._broadcast(self.conversation.handle_client_text(text))
             self._schedule_reply()
 
-    async def user_spoke(self, text: str) -> None:
-        """Broadcast the events of the user saying `text` (the hook for offline ASR)."""
+    async def user_spoke(self, text: str, *, audio_ms: tuple[int, int] | None = None) -> None:
+        """Broadcast the events of the user saying `text`, heard at `audio_ms` if known."""
         async with self._lock:
             if self._state != "active":
                 return
-            await self._broadcast(self.conversation.user_spoke(text))
+            await self._broadcast(self.conversation.user_spoke(text, audio_ms=audio_ms))
             self._schedule_reply()
 
     def on_user_audio(self, frame: av.AudioFrame) -> None:
-        """One 20 ms frame of the caller's audio. Counted only, until offline ASR hooks in."""
+        """One 20 ms frame of the caller's audio: counted, and transcribed when it is speech."""
         self.inbound_audio_frames += 1
+        recognizers = self._recognizers
+        if recognizers is None or self._state != "active":
+            return
+        for event in self._hearing.hear(frame):
+            if isinstance(event, SpeechStarted):
+                recognizers.warm_up()
+            else:
+                self.spawn(self._transcribe(recognizers, event))
 
     async def end(self) -> bool:
         """End the call: close sideband sockets and the peer. False if it had already ended."""
@@ -139,6 +167,7 @@ class LocalCall:
             "session_id": self.conversation.session["id"],
             "subscribers": len(self._subscribers),
             "inbound_audio_frames": self.inbound_audio_frames,
+            "user_speaking": self._hearing.in_speech,
             "speaking": self.voice.speaking,
             "client_event_types": [event.get("type") for event in self.conversation.client_events],
             "function_call_outputs": self.conversation.function_call_output_counts(),
@@ -165,8 +194,43 @@ class LocalCall:
             events = self.conversation.finish_response()
             for event in events:
                 if event["type"] == "response.output_audio_transcript.done":
-                    self.voice.speak(event["transcript"])
+                    self._voice_reply(event["transcript"])
             await self._broadcast(events)
+
+    async def _transcribe(self, recognizers: RecognizerPool, utterance: UtteranceEnded) -> None:
+        async with self._transcribing:
+            try:
+                recognition = await recognizers.transcribe(utterance.pcm)
+            except RecognitionFailed as exc:
+                log.warning("call %s: speech recognition failed: %s", self.call_id, exc)
+                return
+            log.debug(
+                "call %s: heard %r (%s, %.0f ms)",
+                self.call_id,
+                recognition.text,
+                recognition.source,
+                recognition.seconds * 1000,
+            )
+            if recognition.text:
+                await self.user_spoke(
+                    recognition.text, audio_ms=(utterance.start_ms, utterance.end_ms)
+                )
+
+    def _voice_reply(self, transcript: str) -> None:
+        if self._speech is None:
+            self.voice.tone_for(transcript)
+        else:
+            self.spawn(self._say(self._speech, transcript))
+
+    async def _say(self, speech: ProviderSpeech, transcript: str) -> None:
+        async with self._synthesizing:
+            try:
+                pcm = await speech.speech_for(transcript)
+            except SynthesisError as exc:
+                log.warning("call %s: speech synthesis failed: %s", self.call_id, exc)
+                self.voice.tone_for(transcript)
+                return
+            self.voice.say(pcm)
 
 
 class CallRegistry:
@@ -178,6 +242,7 @@ class CallRegistry:
         self._config = config
         self._clock = clock
         self._calls: dict[str, LocalCall] = {}
+        self._speech = ProviderSpeech(config)
 
     def create(self, session: Mapping[str, Any] | None = None) -> LocalCall:
         """Register a new active call whose session starts from `session`.
@@ -190,6 +255,7 @@ class CallRegistry:
             conversation,
             reply_delay_s=self._config.reply_delay_s,
             created_at=self._clock(),
+            speech=self._speech,
         )
         self._calls[call.call_id] = call
         return call
@@ -223,3 +289,7 @@ class CallRegistry:
         """End every active call (provider shutdown)."""
         for call in list(self._calls.values()):
             await call.end()
+
+    def close(self) -> None:
+        """Release what the calls shared (speech recognition workers); after `end_all`."""
+        self._speech.close()

@@ -173,15 +173,20 @@ class Conversation:
             event_id = client_event_id if isinstance(client_event_id, str) else None
             return [self._events.error(refusal.code, refusal.message, refusal.param, event_id)]
 
-    def user_spoke(self, text: str) -> list[JsonObject]:
+    def user_spoke(self, text: str, *, audio_ms: tuple[int, int] | None = None) -> list[JsonObject]:
         """The events of the user saying `text`: VAD, the audio item, its transcription.
 
+        `audio_ms` is where the speech started and ended in the input audio, as heard; without
+        it the speech is placed after the previous one, lasting a guess from its word count.
         In a conversational session whose turn detection creates responses, a response is
         started too (unless one is already in progress).
         """
-        start_ms = self._audio_ms + _SPEECH_GAP_MS
-        end_ms = start_ms + _SPEECH_MS_PER_WORD * max(1, len(text.split()))
-        self._audio_ms = end_ms
+        if audio_ms is None:
+            start_ms = self._audio_ms + _SPEECH_GAP_MS
+            end_ms = start_ms + _SPEECH_MS_PER_WORD * max(1, len(text.split()))
+        else:
+            start_ms, end_ms = audio_ms
+        self._audio_ms = max(self._audio_ms, end_ms)
         events, item = self._events.user_speech(
             text, start_ms=start_ms, end_ms=end_ms, previous_item_id=self._last_item_id()
         )

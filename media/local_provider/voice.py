@@ -1,4 +1,5 @@
-"""The local provider's outbound audio: a beep on answer, a tone while replying, else silence."""
+"""The local provider's outbound audio: a beep on answer, then spoken replies (or a tone for
+each reply when there is no speech synthesizer), else silence."""
 
 from __future__ import annotations
 
@@ -6,8 +7,16 @@ import math
 from collections.abc import Iterator
 
 import av
+import numpy as np
+import numpy.typing as npt
 
-from media.audio import FRAME_SECONDS, SAMPLES_PER_FRAME, silence_frame, tone_frame
+from media.audio import (
+    FRAME_SECONDS,
+    SAMPLES_PER_FRAME,
+    samples_frame,
+    silence_frame,
+    tone_frame,
+)
 
 GREETING_SECONDS = 0.3
 SECONDS_PER_CHARACTER = 0.05
@@ -18,29 +27,41 @@ _TONE_HZ = 440.0
 class ReplyVoice:
     """Frame source for one call's outbound track.
 
-    Speaking is counted in frames rather than wall time: the track pulls one frame per 20 ms,
-    so a frame budget is a duration without a clock.
+    Speech queued with `say` plays first, in the order queued; a tone plays while a tone budget
+    is left. The budget is counted in frames rather than wall time: the track pulls one frame
+    per 20 ms, so a frame count is a duration without a clock.
     """
 
     def __init__(self) -> None:
-        self._frames_left = math.ceil(GREETING_SECONDS / FRAME_SECONDS)
+        self._tone_frames_left = math.ceil(GREETING_SECONDS / FRAME_SECONDS)
+        self._speech: npt.NDArray[np.int16] = np.zeros(0, dtype=np.int16)
 
     @property
     def speaking(self) -> bool:
-        """Whether the next frame is tone."""
-        return self._frames_left > 0
+        """Whether the next frame is speech or tone."""
+        return self._speech.size > 0 or self._tone_frames_left > 0
 
-    def speak(self, transcript: str) -> None:
+    def say(self, pcm: bytes) -> None:
+        """Queue speech: PCM16 little-endian mono samples at 48 kHz."""
+        samples = np.frombuffer(pcm, dtype="<i2").astype(np.int16)
+        self._speech = np.concatenate([self._speech, samples])
+
+    def tone_for(self, transcript: str) -> None:
         """Sound a tone about as long as saying `transcript` would take (capped)."""
         seconds = min(MAX_REPLY_SECONDS, SECONDS_PER_CHARACTER * len(transcript))
-        self._frames_left = max(self._frames_left, math.ceil(seconds / FRAME_SECONDS))
+        self._tone_frames_left = max(self._tone_frames_left, math.ceil(seconds / FRAME_SECONDS))
 
     def frames(self) -> Iterator[av.AudioFrame]:
-        """Endless 20 ms frames: tone while speaking, silence otherwise."""
+        """Endless 20 ms frames: speech, then tone, while there is any; silence otherwise."""
         pts = 0
         while True:
-            if self._frames_left > 0:
-                self._frames_left -= 1
+            if self._speech.size > 0:
+                chunk = self._speech[:SAMPLES_PER_FRAME]
+                self._speech = self._speech[SAMPLES_PER_FRAME:]
+                padding = np.zeros(SAMPLES_PER_FRAME - chunk.size, dtype=np.int16)
+                yield samples_frame(np.concatenate([chunk, padding]), pts)
+            elif self._tone_frames_left > 0:
+                self._tone_frames_left -= 1
                 yield tone_frame(_TONE_HZ, pts)
             else:
                 yield silence_frame(pts)

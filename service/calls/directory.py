@@ -16,7 +16,7 @@ Both streams are trimmed, and expire when unused so that those of departed insta
 They are read with plain XREAD rather than a consumer group: a control request is worth
 carrying out only while its requester still waits for the answer, so it must never be
 redelivered later (a hang-up replayed minutes after it timed out would surprise everyone).
-Each request carries its deadline, and the owner drops requests that arrive after it.
+Each request carries its timeout, and the owner drops requests older than that by Redis' clock.
 """
 
 from __future__ import annotations
@@ -235,17 +235,16 @@ class CallDirectory:
     ) -> ControlReply:
         """Ask instance `owner` to carry out `op` on `call_id` and return its reply.
 
-        Raises `DirectoryUnavailable` when the request cannot be handed to Redis, and
-        `ControlTimeout` when no reply comes within `timeout_s` (the owner is gone or stuck);
-        a request that reaches the owner after that is dropped, not carried out.
+        Raises `DirectoryUnavailable` when the request cannot be handed to Redis (within
+        `timeout_s`), and `ControlTimeout` when no reply comes within `timeout_s` of Redis
+        taking it (the owner is gone or stuck); a request that reaches the owner after that is
+        dropped, not carried out.
         """
         if self._closed:
             raise DirectoryUnavailable("the call directory is closed")
         self._ensure_reader()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
         request_id = uuid.uuid4().hex
-        reply: asyncio.Future[ControlReply] = loop.create_future()
+        reply: asyncio.Future[ControlReply] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = reply
         fields: _Fields = {
             "request_id": request_id,
@@ -253,7 +252,7 @@ class CallDirectory:
             "call_id": call_id,
             "body": json.dumps(body),
             "reply_to": self.instance_id,
-            "deadline_ms": round((time.time() + timeout_s) * 1000),
+            "timeout_ms": round(timeout_s * 1000),
         }
         try:
             try:
@@ -262,8 +261,10 @@ class CallDirectory:
                 raise DirectoryUnavailable("redis did not take the request in time") from None
             except (RedisError, OSError) as exc:
                 raise DirectoryUnavailable(f"redis is unreachable: {exc}") from exc
+            # Counted from Redis taking the request, as the owner counts from Redis' stamp on
+            # it: so the owner never starts a request whose requester has stopped waiting.
             try:
-                return await asyncio.wait_for(reply, max(0.0, deadline - loop.time()))
+                return await asyncio.wait_for(reply, timeout_s)
             except TimeoutError:
                 raise ControlTimeout(
                     f"instance {owner} did not answer {op!r} for call {call_id} "
@@ -284,10 +285,20 @@ class CallDirectory:
 
     async def _serve(self, handler: ControlHandler) -> None:
         async for entries in self._read(self._control_key(self.instance_id), "control requests"):
+            now_ms = await self._redis_now_ms()
             for entry_id, fields in entries:
-                request = _parse_request(entry_id, fields)
+                request = _parse_request(entry_id, fields, now_ms)
                 if request is not None:
                     self._spawn(self._answer(handler, request), f"control-{request.op}")
+
+    async def _redis_now_ms(self) -> int:
+        """Redis' clock, the one that stamped the entry ids: instances' clocks may disagree."""
+        try:
+            seconds, microseconds = await self._redis.time()
+        except (RedisError, OSError):
+            # Redis answered the read a moment ago; should it fail now, ours is close enough.
+            return round(time.time() * 1000)
+        return int(seconds) * 1000 + int(microseconds) // 1000
 
     async def _answer(self, handler: ControlHandler, request: ControlRequest) -> None:
         try:
@@ -405,18 +416,21 @@ class CallDirectory:
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
-            await asyncio.wait(list(self._tasks))
+            # Bounded: a loop whose cancellation redis-py swallowed ends only once its blocking
+            # read returns, and a handler might ignore cancellation altogether.
+            await asyncio.wait(list(self._tasks), timeout=_BLOCK_MS / 1000)
         for reply in self._waiting.values():
             if not reply.done():
                 reply.set_exception(DirectoryUnavailable("the call directory is closed"))
         await self._redis.aclose()
 
 
-def _parse_request(entry_id: str, fields: dict[str, str]) -> ControlRequest | None:
-    """The request in a control stream entry; None when it is unreadable or past its deadline."""
+def _parse_request(entry_id: str, fields: dict[str, str], now_ms: int) -> ControlRequest | None:
+    """The request in a control stream entry; None when it is unreadable, or when its requester
+    has stopped waiting (the entry id is the time Redis took the request, in ms)."""
     try:
-        if int(fields["deadline_ms"]) < time.time() * 1000:
-            log.info("control request %s arrived after its deadline; dropped", entry_id)
+        if int(entry_id.split("-")[0]) + int(fields["timeout_ms"]) < now_ms:
+            log.info("control request %s arrived after its requester gave up; dropped", entry_id)
             return None
         body = json.loads(fields["body"])
         if not isinstance(body, dict):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from service.auth import Principal
 from service.calls.control import execute
@@ -66,7 +66,6 @@ class CallManager:
         self._reserved = 0
         self.draining = False
         self._listener: asyncio.Task[None] | None = None
-        self._refresher: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.directory = directory_factory(self.instance_id) if directory_factory else None
 
@@ -152,7 +151,8 @@ class CallManager:
         CALL_STARTS.labels(outcome="started").inc()
         session.start()
         if self.directory is not None:
-            await self._directory_op(self.directory.register(call.call_id))
+            # In the background: a slow broker must not delay the SDP answer.
+            self._spawn(self._directory_op(self.directory.register(call.call_id)))
         log.info("call started", extra={"call_id": call.call_id})
         return call, created.answer_sdp
 
@@ -171,9 +171,12 @@ class CallManager:
             self._ended.popitem(last=False)
         if self.directory is not None:
             # Kept registered for a while would be nicer; unregistering keeps lookups exact.
-            task = asyncio.create_task(self._directory_op(self.directory.unregister(call.call_id)))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._spawn(self._directory_op(self.directory.unregister(call.call_id)))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _directory_op(self, operation: Awaitable[None]) -> None:
         try:
@@ -212,8 +215,8 @@ class CallManager:
         """Route worker events to calls, and serve forwarded control requests, in the background."""
         self._listener = asyncio.create_task(self._listen(), name="handoff-events")
         if self.directory is not None:
+            # The directory keeps its registrations fresh while this instance lives.
             self.directory.start(self._serve_control)
-            self._refresher = asyncio.create_task(self._refresh(), name="directory-refresh")
 
     async def _serve_control(self, request: ControlRequest) -> ControlReply:
         principal = Principal(**request.body.get("principal", {"kind": "anonymous"}))
@@ -221,12 +224,6 @@ class CallManager:
             self, request.op, request.call_id, request.body.get("body", {}), principal
         )
         return ControlReply(status, body)
-
-    async def _refresh(self) -> None:
-        assert self.directory is not None
-        while True:
-            await asyncio.sleep(self.directory.ttl_s / 3)
-            await self._directory_op(self.directory.refresh(list(self.sessions)))
 
     async def _listen(self) -> None:
         while True:
@@ -276,11 +273,10 @@ class CallManager:
             await session.end("shutdown")
         for session in list(self.sessions.values()):
             await session.aclose()
-        for task in (self._listener, self._refresher):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._listener is not None:
+            self._listener.cancel()
+            # Bounded: a broker client can swallow a cancellation mid-command.
+            await asyncio.wait({self._listener}, timeout=2.0)
         if self._background:
             await asyncio.wait(set(self._background), timeout=2.0)
         if self.directory is not None:

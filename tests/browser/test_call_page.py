@@ -7,6 +7,7 @@ answers arithmetic, and the assistant reads the result back.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from scripts.make_test_utterances import TEST_UTTERANCES
 from tests.browser.conftest import LaunchBrowser
 
 try:
@@ -110,6 +112,44 @@ async def test_call_with_a_handoff_then_hang_up(
         response = await client.get(f"/v1/calls/{call_id}")
     assert response.status_code == 200
     assert response.json()["state"] == "ended"
+    assert opened.errors == []
+
+
+async def test_a_spoken_request_is_transcribed_handed_off_and_answered(
+    browser: LaunchBrowser,
+    service_url: str,
+    artifacts_dir: Path,
+    utterance_wavs: dict[str, Path],
+) -> None:
+    # Chromium's fake microphone plays the synthesized request once, then silence.
+    speaking_browser = functools.partial(browser, fake_audio=utterance_wavs["request"])
+    opened = await open_call_page(
+        speaking_browser, service_url, viewport={"width": 1100, "height": 900}
+    )
+    page = opened.page
+    status = page.get_by_test_id("status")
+    await page.get_by_test_id("start").click()
+    await expect(status).to_have_attribute("data-state", "connected", timeout=CONNECT_TIMEOUT_MS)
+    call_id = await page.evaluate("window.callbridge.callId")
+
+    transcript = page.get_by_test_id("transcript")
+    spoken = TEST_UTTERANCES["request"]
+    user_turn = transcript.locator('li[data-role="user"]')
+    await expect(user_turn).to_have_text(spoken, timeout=HANDOFF_TIMEOUT_MS)
+    handoff = page.get_by_test_id("handoffs").locator("li[data-handoff-id]")
+    await expect(handoff).to_have_attribute("data-state", "completed", timeout=HANDOFF_TIMEOUT_MS)
+    await expect(handoff).to_contain_text("5")
+    answer = transcript.locator('li[data-role="assistant"]', has_text=re.compile(r"\b5\b"))
+    await expect(answer.first).to_be_visible(timeout=HANDOFF_TIMEOUT_MS)
+    await expect(page.get_by_test_id("error")).to_be_hidden()
+    await page.screenshot(path=artifacts_dir / "spoken-call.png", full_page=True)
+
+    await page.get_by_test_id("hangup").click()
+    await expect(status).to_have_attribute("data-state", "ended", timeout=CONNECT_TIMEOUT_MS)
+    async with httpx.AsyncClient(base_url=service_url, timeout=10) as client:
+        response = await client.get(f"/v1/calls/{call_id}")
+    assert response.json()["state"] == "ended"
+    assert response.json()["end_reason"] == "hangup"
     assert opened.errors == []
 
 
