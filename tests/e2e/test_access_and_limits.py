@@ -9,6 +9,7 @@ import pytest
 
 from tests.e2e.conftest import RunningService, Serve, StartService
 from tests.e2e.faulty_provider import FaultyProvider
+from tests.e2e.processes import free_port
 from tests.unit.sdp_samples import AIORTC_OFFER
 
 SDP = {"content-type": "application/sdp"}
@@ -211,3 +212,20 @@ async def test_delete_on_the_location_ends_the_session_and_then_it_is_gone_for_c
         record = await client.get(location)
     assert ended.status_code == 409
     assert record.json()["state"] == "ended"
+
+
+async def test_a_provider_outage_is_reported_but_does_not_make_the_instance_unready(
+    start_service: StartService,
+) -> None:
+    dead_port = free_port()
+    service = await start_service(
+        provider="openai", provider_url=f"http://127.0.0.1:{dead_port}", api_key="sk-x"
+    )
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        ready = await client.get("/readyz")
+        metrics = await client.get("/metrics")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["status"] == "pass"
+    assert body["checks"]["provider:reachable"][0]["status"] == "warn"
+    assert "callbridge_provider_up 0.0" in metrics.text
