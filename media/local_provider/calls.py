@@ -76,7 +76,7 @@ class LocalCall:
         self.voice = ReplyVoice()
         self.inbound_audio_frames = 0
         self._recognizers: RecognizerPool | None = speech.recognizers if speech else None
-        self._speech = speech if speech is not None and speech.can_speak else None
+        self._speaker = speech if speech is not None and speech.can_speak else None
         self._hearing = UtteranceSegmenter()
         # Utterances are transcribed, and replies synthesized, one at a time and in order, so
         # that neither overtakes the one before.
@@ -217,10 +217,10 @@ class LocalCall:
                 )
 
     def _voice_reply(self, transcript: str) -> None:
-        if self._speech is None:
+        if self._speaker is None:
             self.voice.tone_for(transcript)
         else:
-            self.spawn(self._say(self._speech, transcript))
+            self.spawn(self._say(self._speaker, transcript))
 
     async def _say(self, speech: ProviderSpeech, transcript: str) -> None:
         async with self._synthesizing:

@@ -8,7 +8,7 @@ lack is logged once, when the provider starts.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
+import importlib
 import logging
 
 from media.audio import SAMPLE_RATE
@@ -30,7 +30,7 @@ class ProviderSpeech:
         if not config.media:
             # Without media there is no audio to hear or to speak into.
             return
-        if importlib.util.find_spec("pocketsphinx") is None:
+        if not _recognizer_installed():
             log.warning(
                 "pocketsphinx is not installed: the local provider does not transcribe callers' "
                 "audio; it hears typed text only"
@@ -62,3 +62,11 @@ class ProviderSpeech:
         """Stop the recognizer workers."""
         if self.recognizers is not None:
             self.recognizers.close()
+
+
+def _recognizer_installed() -> bool:
+    try:
+        importlib.import_module("pocketsphinx")
+    except ImportError:
+        return False
+    return True

@@ -27,7 +27,8 @@ _recognizer: PhraseRecognizer | None = None
 
 def _start_worker(phrases: tuple[str, ...]) -> None:
     global _recognizer
-    # Imported here, in the worker: the parent never loads pocketsphinx or its models.
+    # Imported in the worker only: this module must import without pocketsphinx, so that a
+    # provider without it can start (text-only).
     from media.speech.recognizer import PhraseRecognizer
 
     _recognizer = PhraseRecognizer(phrases)

@@ -18,8 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from scripts.make_test_utterances import TEST_UTTERANCES
+from scripts.make_test_utterances import TEST_UTTERANCES, write_test_utterance
 from tests.browser.conftest import LaunchBrowser
+from tests.conftest import require_espeak
 
 try:
     from playwright.async_api import Page, Route, expect
@@ -31,6 +32,7 @@ except ImportError:  # the conftest fixtures skip (or fail under CI) with the re
 PROMPT = "please ask the background agent what is 2 plus 3"
 CONNECT_TIMEOUT_MS = 20_000
 HANDOFF_TIMEOUT_MS = 30_000
+MICROPHONE_LEAD_S = 1.5
 
 
 @dataclass
@@ -116,13 +118,14 @@ async def test_call_with_a_handoff_then_hang_up(
 
 
 async def test_a_spoken_request_is_transcribed_handed_off_and_answered(
-    browser: LaunchBrowser,
-    service_url: str,
-    artifacts_dir: Path,
-    utterance_wavs: dict[str, Path],
+    service_url: str, browser: LaunchBrowser, artifacts_dir: Path, tmp_path: Path
 ) -> None:
-    # Chromium's fake microphone plays the synthesized request once, then silence.
-    speaking_browser = functools.partial(browser, fake_audio=utterance_wavs["request"])
+    # Chromium's fake microphone plays the synthesized request once, then silence. It starts
+    # playing when the page opens the microphone, before the call is connected (about 0.2 s
+    # here; ICE gathering may take up to 2 s): the leading silence covers that.
+    require_espeak()
+    request = write_test_utterance(tmp_path, "request", lead_s=MICROPHONE_LEAD_S)
+    speaking_browser = functools.partial(browser, fake_audio=request)
     opened = await open_call_page(
         speaking_browser, service_url, viewport={"width": 1100, "height": 900}
     )
@@ -134,8 +137,8 @@ async def test_a_spoken_request_is_transcribed_handed_off_and_answered(
 
     transcript = page.get_by_test_id("transcript")
     spoken = TEST_UTTERANCES["request"]
-    user_turn = transcript.locator('li[data-role="user"]')
-    await expect(user_turn).to_have_text(spoken, timeout=HANDOFF_TIMEOUT_MS)
+    said = transcript.locator('li[data-role="user"] p')
+    await expect(said).to_have_text([spoken], timeout=HANDOFF_TIMEOUT_MS)
     handoff = page.get_by_test_id("handoffs").locator("li[data-handoff-id]")
     await expect(handoff).to_have_attribute("data-state", "completed", timeout=HANDOFF_TIMEOUT_MS)
     await expect(handoff).to_contain_text("5")
