@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from media.local_provider import LocalProviderConfig, create_provider_app
+from media.local_provider.config import DEFAULT_ASR_PHRASES
 from service.api.calls import router as calls_router
 from service.api.calls import tokens_router
 from service.api.ops import router as ops_router
@@ -32,10 +33,14 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 def local_provider_config(settings: Settings) -> LocalProviderConfig:
     """The embedded stand-in provider's configuration, derived from ours."""
+    phrases = settings.split(settings.local_phrases)
     return LocalProviderConfig(
         api_key=settings.api_key_value(),
         trigger_phrase=settings.local_trigger_phrase,
         media=settings.local_media,
+        asr_phrases=tuple(phrases) if phrases else DEFAULT_ASR_PHRASES,
+        asr_processes=settings.local_asr_processes,
+        tts_voice=settings.local_tts_voice,
     )
 
 

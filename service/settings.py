@@ -134,6 +134,15 @@ class Settings(BaseSettings):
     local_trigger_phrase: str = Field(
         "background agent", description="Phrase that makes the local provider call the tool."
     )
+    local_phrases: str = Field(
+        "",
+        description="Local provider: comma-separated phrases speech is decoded against first "
+        "(empty: the built-in list); other speech falls back to the general model.",
+    )
+    local_asr_processes: int = Field(
+        1, ge=1, le=16, description="Local provider: processes decoding speech."
+    )
+    local_tts_voice: str = Field("en-us", description="Local provider: espeak-ng voice.")
     local_media: bool = Field(
         True,
         description="Local provider: answer with a real WebRTC peer. `false`: signaling and "

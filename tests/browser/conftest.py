@@ -95,7 +95,7 @@ def chromium_path() -> Path:
 
 
 @pytest.fixture
-async def browser(chromium_path: Path) -> AsyncIterator[LaunchBrowser]:
+async def browser(chromium_path: Path, service_url: str) -> AsyncIterator[LaunchBrowser]:
     """A factory of headless Chromium browsers, all closed after the test."""
     from playwright.async_api import Error as PlaywrightError
     from playwright.async_api import async_playwright
