@@ -96,7 +96,11 @@ def chromium_path() -> Path:
 
 @pytest.fixture
 async def browser(chromium_path: Path, service_url: str) -> AsyncIterator[LaunchBrowser]:
-    """A factory of headless Chromium browsers, all closed after the test."""
+    """A factory of headless Chromium browsers, all closed after the test.
+
+    It depends on `service_url` so that the browsers close first: the service's shutdown waits
+    for the page's open event stream.
+    """
     from playwright.async_api import Error as PlaywrightError
     from playwright.async_api import async_playwright
 
