@@ -83,6 +83,12 @@ class Settings(BaseSettings):
         description="Redis: a handoff silent this long is taken from its worker by another. "
         "Default: the handler timeout plus 30 s.",
     )
+    ended_call_retention_s: float = Field(
+        300.0,
+        ge=0,
+        description="How long an ended call stays findable through the call directory, so "
+        "any instance can still show its record.",
+    )
     instance_id: str | None = Field(
         None, description="This instance's name in the call directory (default: random)."
     )

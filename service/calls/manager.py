@@ -67,6 +67,8 @@ class CallManager:
         self.draining = False
         self._listener: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        # Delayed clean-ups that shutdown may cancel: the directory's keys expire by themselves.
+        self._lingering: set[asyncio.Task[None]] = set()
         self.directory = directory_factory(self.instance_id) if directory_factory else None
 
     # Capacity
@@ -171,12 +173,19 @@ class CallManager:
             self._ended.popitem(last=False)
         if self.directory is not None:
             # Kept registered for a while would be nicer; unregistering keeps lookups exact.
-            self._spawn(self._directory_op(self.directory.unregister(call.call_id)))
+            self._spawn(self._unregister_later(call.call_id), lingering=True)
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    async def _unregister_later(self, call_id: str) -> None:
+        # The record stays here a while after the call ends; so does the way to it.
+        await asyncio.sleep(self.settings.ended_call_retention_s)
+        if self.directory is not None:
+            await self._directory_op(self.directory.unregister(call_id))
+
+    def _spawn(self, work: Coroutine[Any, Any, None], *, lingering: bool = False) -> None:
         task = asyncio.create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        tasks = self._lingering if lingering else self._background
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def _directory_op(self, operation: Awaitable[None]) -> None:
         try:
@@ -277,6 +286,8 @@ class CallManager:
             self._listener.cancel()
             # Bounded: a broker client can swallow a cancellation mid-command.
             await asyncio.wait({self._listener}, timeout=2.0)
+        for task in self._lingering:
+            task.cancel()
         if self._background:
             await asyncio.wait(set(self._background), timeout=2.0)
         if self.directory is not None:

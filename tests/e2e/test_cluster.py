@@ -265,7 +265,9 @@ async def test_hang_up_sent_to_the_other_instance_ends_the_call_at_the_owner(
         call_id = call_id_of(call)
         hangup = await http.delete(f"{other}/v1/calls/{call_id}")
         at_owner = await call_record(http, owner, call_id)
+        ended_via_other = await call_record(http, other, call_id)
         at_provider = await provider_record(http, cluster, call_id)
     assert hangup.status_code == 200, hangup.text
     assert (at_owner["state"], at_owner["end_reason"]) == ("ended", "hangup")
+    assert ended_via_other["state"] == "ended", "an ended call's record is found from any instance"
     assert at_provider["state"] == "ended"
