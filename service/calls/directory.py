@@ -31,20 +31,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from dataclasses import dataclass
 from typing import Any, Final
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
+from service.redis_client import BACKOFF_MAX_S, BACKOFF_MIN_S, redis_client
+
 log = logging.getLogger("callbridge.directory")
 
-_CONNECT_TIMEOUT_S: Final = 2.0
 _BLOCK_MS: Final = 2000
-# Added to the longest blocking read so that a silent network drop is noticed, not waited out.
-_REPLY_MARGIN_S: Final = 2.0
-_BACKOFF_MIN_S: Final = 0.05
-_BACKOFF_MAX_S: Final = 2.0
 _READ_BATCH: Final = 100
 _STREAM_MAXLEN: Final = 1000
 # A control stream outlives any request in it by far; an idle one belongs to a departed
@@ -116,15 +110,7 @@ class CallDirectory:
             raise ValueError("ttl_s must be positive")
         self.instance_id = instance_id
         self.ttl_s = ttl_s
-        self._redis = Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=_CONNECT_TIMEOUT_S,
-            socket_timeout=_BLOCK_MS / 1000 + _REPLY_MARGIN_S,
-            # The loops back off and resume on their own; a client-side retry would only make
-            # `owner_of` and `request` slower to report an outage.
-            retry=Retry(NoBackoff(), 0),
-        )
+        self._redis = redis_client(url, longest_block_ms=_BLOCK_MS)
         self._unregister_script = self._redis.register_script(_UNREGISTER_SCRIPT)
         self._prefix = prefix
         self._ttl_ms = max(1, round(ttl_s * 1000))
@@ -207,18 +193,18 @@ class CallDirectory:
     async def _refresh_forever(self) -> None:
         """Keep this instance's calls registered: every `ttl_s / 3`, at once after an outage,
         and with backoff while Redis does not answer."""
-        delay = _BACKOFF_MIN_S
+        delay = BACKOFF_MIN_S
         while not self._closed:
             # Cleared before writing: a wish for a refresh made meanwhile is kept for the wait.
             self._refresh_now.clear()
             async with self._writes:
                 written = await self._write_entries(sorted(self._mine))
             if written:
-                delay = _BACKOFF_MIN_S
+                delay = BACKOFF_MIN_S
                 wait = self._refresh_every_s
             else:
                 wait = delay
-                delay = min(delay * 2, _BACKOFF_MAX_S)
+                delay = min(delay * 2, BACKOFF_MAX_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._refresh_now.wait(), wait)
 
@@ -347,7 +333,7 @@ class CallDirectory:
         must not be missed, and anything older is stale and ignored by the caller.
         """
         last_id = _STREAM_START
-        delay = _BACKOFF_MIN_S
+        delay = BACKOFF_MIN_S
         failing = False
         # Checked as well as cancellation: redis-py may turn a cancellation that hits a
         # broken connection into a ConnectionError.
@@ -366,12 +352,12 @@ class CallDirectory:
                     log.warning("reading %s from redis failed, retrying: %s", what, exc)
                 failing = True
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, _BACKOFF_MAX_S)
+                delay = min(delay * 2, BACKOFF_MAX_S)
                 continue
             if failing:
                 log.info("redis is back; %s resumed", what)
                 failing = False
-                delay = _BACKOFF_MIN_S
+                delay = BACKOFF_MIN_S
                 # Redis may have restarted empty: write our calls back without waiting.
                 self._refresh_now.set()
             # After a restart the stream starts afresh, but its ids come from the clock, so

@@ -23,15 +23,13 @@ from collections import deque
 from collections.abc import AsyncGenerator
 from typing import Any, Final
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT
 
 from service.handoffs.queue import HandoffEvent, HandoffJob, QueueUnavailable
+from service.redis_client import BACKOFF_MAX_S, BACKOFF_MIN_S, redis_client
 from signaling.realtime import Delegation
 
 log = logging.getLogger("callbridge.queue")
@@ -39,12 +37,7 @@ log = logging.getLogger("callbridge.queue")
 # Errors meaning "Redis cannot be reached right now", as opposed to Redis refusing a command.
 _UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError)
 _OWNER: Final = "owner"
-_CONNECT_TIMEOUT_S: Final = 2.0
-# Added to the longest blocking read so that a silent network drop is noticed, not waited out.
-_REPLY_MARGIN_S: Final = 2.0
 _PING_TIMEOUT_S: Final = 1.0
-_BACKOFF_MIN_S: Final = 0.05
-_BACKOFF_MAX_S: Final = 2.0
 _EVENTS_BATCH: Final = 100
 _SWEEP_DONE: Final = "0-0"
 
@@ -71,15 +64,7 @@ class RedisStreamQueue:
     ) -> None:
         if min(claim_idle_ms, max_deliveries, maxlen, block_ms) < 1 or buffer_limit < 0:
             raise ValueError("queue limits must be positive (buffer_limit may be 0)")
-        self._redis = Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=_CONNECT_TIMEOUT_S,
-            socket_timeout=block_ms / 1000 + _REPLY_MARGIN_S,
-            # Our loops back off and resume on their own; a client-side retry would only delay
-            # `put` falling back to its buffer.
-            retry=Retry(NoBackoff(), 0),
-        )
+        self._redis = redis_client(url, longest_block_ms=block_ms)
         self._handoffs = f"{prefix}:handoffs"
         self._dead = f"{prefix}:dead"
         self._results_prefix = f"{prefix}:results:"
@@ -131,7 +116,7 @@ class RedisStreamQueue:
             self._flusher = asyncio.create_task(self._flush(), name="redis-queue-flush")
 
     async def _flush(self) -> None:
-        delay = _BACKOFF_MIN_S
+        delay = BACKOFF_MIN_S
         while self._buffer and not self._closed.is_set():
             try:
                 await self._add_handoff(self._buffer[0])
@@ -140,10 +125,10 @@ class RedisStreamQueue:
                 # the handoff would leave its tool call without an output.
                 log.debug("buffered handoffs still waiting for redis: %s", exc)
                 await self._pause(delay)
-                delay = min(delay * 2, _BACKOFF_MAX_S)
+                delay = min(delay * 2, BACKOFF_MAX_S)
                 continue
             self._buffer.popleft()
-            delay = _BACKOFF_MIN_S
+            delay = BACKOFF_MIN_S
         if not self._buffer:
             log.info("buffered handoffs sent to redis")
 
@@ -162,7 +147,7 @@ class RedisStreamQueue:
         """
         cursor = _SWEEP_DONE
         group_missing = False
-        delay = _BACKOFF_MIN_S
+        delay = BACKOFF_MIN_S
         while not self._closed.is_set():
             try:
                 if group_missing:
@@ -175,7 +160,7 @@ class RedisStreamQueue:
                 log.warning("redis unreachable, consumer %s waiting: %s", consumer, exc)
                 cursor = _SWEEP_DONE
                 await self._pause(delay)
-                delay = min(delay * 2, _BACKOFF_MAX_S)
+                delay = min(delay * 2, BACKOFF_MAX_S)
                 continue
             except ResponseError as exc:
                 if not _is_nogroup(exc):
@@ -183,7 +168,7 @@ class RedisStreamQueue:
                 cursor = _SWEEP_DONE
                 group_missing = True
                 continue
-            delay = _BACKOFF_MIN_S
+            delay = BACKOFF_MIN_S
             if job is not None:
                 yield job
 
@@ -374,7 +359,7 @@ class RedisStreamQueue:
         # may have been lost on the way while Redis counts its entries as delivered.
         backlog = True
         group_missing = False
-        delay = _BACKOFF_MIN_S
+        delay = BACKOFF_MIN_S
         while not self._closed.is_set():
             try:
                 if group_missing:
@@ -396,7 +381,7 @@ class RedisStreamQueue:
                     )
                     fetched.extend(_entries(reply))
                     backlog = backlog and bool(fetched)
-                    delay = _BACKOFF_MIN_S
+                    delay = BACKOFF_MIN_S
                     continue
             except _UNREACHABLE as exc:
                 if self._closed.is_set():
@@ -404,7 +389,7 @@ class RedisStreamQueue:
                 log.warning("redis unreachable, events for %s waiting: %s", reply_to, exc)
                 backlog = True
                 await self._pause(delay)
-                delay = min(delay * 2, _BACKOFF_MAX_S)
+                delay = min(delay * 2, BACKOFF_MAX_S)
                 continue
             except ResponseError as exc:
                 if not _is_nogroup(exc):
