@@ -1,4 +1,5 @@
-"""HTTP client for the provider's call endpoints: create a call, hang it up.
+"""HTTP client for the provider's call endpoints: create a call, hang it up, and answer, refuse
+or transfer a phone call (PROTOCOL §1.4, https://platform.openai.com/docs/api-reference/realtime-calls).
 
 One pooled `httpx.AsyncClient` per provider. Errors become typed exceptions that carry the
 provider's status and message, never the request headers (which hold the API key).
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from signaling.credentials import Credentials, CredentialsError, HttpxCredentials
 from signaling.ids import CallId
 from signaling.location import LocationError, parse_call_id
 
@@ -95,13 +97,20 @@ class ProviderClient:
         timeout_s: float = 10.0,
         connect_timeout_s: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        credentials: Credentials | None = None,
+        create_query: dict[str, str] | None = None,
     ) -> None:
+        """`credentials` replace the bearer `api_key` header (Azure: `api-key` or Entra ID);
+        `api_key` is still redacted from error messages. `create_query` is added to the call
+        creation URL (Azure: `webrtcfilter=on`)."""
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._create_query = create_query or {}
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key and not credentials else {}
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             headers=headers,
+            auth=HttpxCredentials(credentials) if credentials else None,
             timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
             transport=transport,
@@ -118,6 +127,8 @@ class ProviderClient:
             raise ProviderTimeout(f"provider timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             raise ProviderUnavailable(f"provider unreachable ({type(exc).__name__})") from None
+        except CredentialsError as exc:
+            raise ProviderUnavailable(f"no provider credentials: {exc}") from None
 
     async def create_call(self, offer_sdp: str, session: dict[str, Any] | None) -> CreatedCall:
         """POST the offer (and the session, as multipart) and return the answer and call id."""
@@ -125,6 +136,7 @@ class ProviderClient:
             response = await self._send(
                 "POST",
                 "/v1/realtime/calls",
+                params=self._create_query,
                 content=offer_sdp.encode(),
                 headers={"Content-Type": "application/sdp", "Accept": "application/sdp"},
             )
@@ -133,7 +145,9 @@ class ProviderClient:
                 "sdp": (None, offer_sdp.encode(), "application/sdp"),
                 "session": (None, json.dumps(session).encode(), "application/json"),
             }
-            response = await self._send("POST", "/v1/realtime/calls", files=files)
+            response = await self._send(
+                "POST", "/v1/realtime/calls", params=self._create_query, files=files
+            )
         if response.status_code not in (200, 201):
             message, code = _error_message(response, self._api_key)
             raise ProviderRejected(message, status=response.status_code, code=code)
@@ -163,10 +177,40 @@ class ProviderClient:
             message, code = _error_message(response, self._api_key)
             raise ProviderRejected(message, status=response.status_code, code=code)
 
+    async def accept(self, call_id: CallId, session: dict[str, Any]) -> None:
+        """Answer a ringing phone call with a GA session object (`type: "realtime"`, model, …).
+
+        `CallNotFound` when the call has gone (it rang out or the caller hung up).
+        """
+        await self._call_control(call_id, "accept", session)
+
+    async def reject(self, call_id: CallId, status_code: int | None = None) -> None:
+        """Refuse a ringing phone call with a SIP status (the provider's default: 603 Decline)."""
+        body = None if status_code is None else {"status_code": status_code}
+        await self._call_control(call_id, "reject", body)
+
+    async def refer(self, call_id: CallId, target_uri: str) -> None:
+        """Transfer a phone call with a SIP REFER to a `tel:` or `sip:` URI."""
+        await self._call_control(call_id, "refer", {"target_uri": target_uri})
+
+    async def _call_control(
+        self, call_id: CallId, action: str, body: dict[str, Any] | None
+    ) -> None:
+        kwargs: dict[str, Any] = {"headers": {"Accept": "*/*"}}
+        if body is not None:
+            kwargs["json"] = body
+        response = await self._send("POST", f"/v1/realtime/calls/{call_id}/{action}", **kwargs)
+        if response.status_code == 404:
+            message, code = _error_message(response, self._api_key)
+            raise CallNotFound(message, status=404, code=code)
+        if response.status_code >= 400:
+            message, code = _error_message(response, self._api_key)
+            raise ProviderRejected(message, status=response.status_code, code=code)
+
     async def probe(self) -> bool:
         """Whether the provider answers HTTP at all (any status counts as reachable)."""
         try:
             await self._client.get("/v1/realtime/calls", timeout=2.0)
-        except httpx.HTTPError:
+        except (httpx.HTTPError, CredentialsError):
             return False
         return True

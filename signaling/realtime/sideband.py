@@ -17,6 +17,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from signaling.credentials import Credentials, CredentialsError
 from signaling.ids import CallId
 
 # websockets logs handshake headers at debug level; our logging setup redacts the key, and
@@ -79,9 +80,13 @@ class Sideband:
         ping_interval_s: float = 20.0,
         open_timeout_s: float = 10.0,
         rng: random.Random | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
+        """`credentials`, when given, replace the bearer `api_key` header and are asked for
+        headers at every join (an Entra ID token may have been refreshed meanwhile)."""
         self.url = url
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._credentials = credentials
         self._policy = policy
         self._ping_interval_s = ping_interval_s
         self._open_timeout_s = open_timeout_s
@@ -100,9 +105,12 @@ class Sideband:
         last = "no attempt made"
         for attempt in range(1, self._policy.max_attempts + 1):
             try:
+                headers = self._headers
+                if self._credentials is not None:
+                    headers = await self._credentials.headers()
                 self._ws = await connect(
                     self.url,
-                    additional_headers=self._headers,
+                    additional_headers=headers,
                     ping_interval=self._ping_interval_s,
                     ping_timeout=self._ping_interval_s,
                     open_timeout=self._open_timeout_s,
@@ -119,7 +127,7 @@ class Sideband:
                 if status in (401, 403):
                     raise SidebandRejected(f"provider refused the sideband: {status}") from None
                 last = f"HTTP {status}"
-            except (OSError, TimeoutError, InvalidHandshake) as exc:
+            except (OSError, TimeoutError, InvalidHandshake, CredentialsError) as exc:
                 last = type(exc).__name__
             if attempt < self._policy.max_attempts:
                 await asyncio.sleep(self._policy.delay(attempt, self._rng.random()))
