@@ -17,13 +17,18 @@ from service.api.calls import router as calls_router
 from service.api.calls import tokens_router
 from service.api.ops import router as ops_router
 from service.api.problems import install_problem_handlers
+from service.api.webhooks import router as webhooks_router
 from service.api.whip import AcceptPostOnOptions
 from service.calls.directory import CallDirectory
+from service.calls.incoming import IncomingCalls
 from service.calls.manager import CallManager
+from service.calls.sip_router import load_router
 from service.embedded import EmbeddedServer
 from service.handoffs import Worker, load_handler, open_queue
+from service.providers import call_creation_query, provider_credentials
 from service.ratelimit import RateLimiter
 from service.settings import Settings
+from service.webhook_verification import ReplayCache, WebhookVerifier
 from signaling.provider import ProviderClient
 
 log = logging.getLogger("callbridge")
@@ -41,12 +46,25 @@ def local_provider_config(settings: Settings) -> LocalProviderConfig:
         asr_phrases=tuple(phrases) if phrases else DEFAULT_ASR_PHRASES,
         asr_processes=settings.local_asr_processes,
         tts_voice=settings.local_tts_voice,
+        flavor=settings.local_flavor,
+        webhook_secret=(
+            settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+        ),
     )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service; everything it runs starts in the lifespan and stops with it."""
     settings = settings or Settings()
+    # Resolved now, so that a bad router spec or webhook secret stops the service at startup.
+    sip_router = load_router(settings.sip_router)
+    webhook_verifier = (
+        WebhookVerifier(
+            settings.webhook_secret.get_secret_value(), ReplayCache(settings.webhook_replay_cache)
+        )
+        if settings.webhook_secret
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,11 +76,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             embedded_url = embedded.url
             log.info("embedded local provider at %s", embedded_url)
         base_url = settings.provider_base_url(embedded_url)
+        credentials = provider_credentials(settings)
         provider = ProviderClient(
             base_url,
             settings.api_key_value(),
             timeout_s=settings.provider_timeout_s,
             connect_timeout_s=settings.provider_connect_timeout_s,
+            credentials=credentials,
+            create_query=call_creation_query(settings),
         )
         queue = open_queue(
             settings.queue,
@@ -83,8 +104,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             provider_base_url=base_url,
             instance_id=settings.instance_id,
             directory_factory=directory_factory,
+            credentials=credentials,
         )
         manager.start_listening()
+        incoming_calls = IncomingCalls(
+            manager,
+            sip_router,
+            router_timeout_s=settings.sip_router_timeout_s,
+            max_ringing=settings.max_calls,
+        )
+        app.state.incoming_calls = incoming_calls
         worker: Worker | None = None
         if settings.embedded_worker:
             worker = Worker(
@@ -99,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await incoming_calls.aclose()
             await manager.drain(0.0)
             await manager.aclose()
             if worker is not None:
@@ -115,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.webhook_verifier = webhook_verifier
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     install_problem_handlers(app)
     origins = settings.split(settings.cors_origins)
@@ -131,6 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(calls_router)
     app.include_router(tokens_router)
     app.include_router(ops_router)
+    app.include_router(webhooks_router)
     if STATIC_DIR.is_dir():
         app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
     return app

@@ -59,3 +59,15 @@ PROVIDER_ERRORS = Counter(
 PROVIDER_UP = Gauge(
     "callbridge_provider_up", "1 when the last provider probe answered.", registry=REGISTRY
 )
+WEBHOOKS = Counter(
+    "callbridge_webhooks_total",
+    "Provider webhooks by outcome (handled, ignored, bad_signature, replayed, malformed).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+SIP_CALLS = Counter(
+    "callbridge_sip_calls_total",
+    "Incoming phone calls by routing outcome.",
+    ["outcome"],
+    registry=REGISTRY,
+)

@@ -23,8 +23,10 @@ class Settings(BaseSettings):
     )
 
     # Provider
-    provider: Literal["local", "openai"] = Field(
-        "local", description="`local` runs the offline stand-in provider in-process; `openai`."
+    provider: Literal["local", "openai", "azure"] = Field(
+        "local",
+        description="`local` runs the offline stand-in provider in-process; `openai`; `azure` "
+        "(Azure OpenAI: `api-key` or Entra ID auth, see `CALLBRIDGE_AZURE_*`).",
     )
     provider_url: str | None = Field(
         None,
@@ -50,6 +52,17 @@ class Settings(BaseSettings):
     )
     transcription_model: str = Field(
         "gpt-4o-mini-transcribe", description="Input transcription model."
+    )
+    azure_resource: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$",
+        description="Azure OpenAI resource name: the base URL is "
+        "https://{resource}.openai.azure.com/openai (or set `CALLBRIDGE_PROVIDER_URL`).",
+    )
+    azure_auth: Literal["api-key", "entra-id"] = Field(
+        "api-key",
+        description="Azure auth: the `api-key` header (`CALLBRIDGE_API_KEY`), or a Microsoft "
+        "Entra ID token from azure-identity (`pip install 'callbridge[azure]'`).",
     )
     provider_timeout_s: float = Field(10.0, gt=0, description="HTTP timeout for provider calls.")
     provider_connect_timeout_s: float = Field(
@@ -95,6 +108,24 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(4, ge=1, description="Handoffs one worker runs at once.")
     embedded_worker: bool = Field(
         True, description="Run a worker inside `serve` (the offline default)."
+    )
+
+    # Phone calls (SIP)
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="Standard Webhooks secret (`whsec_...`) of the provider's webhooks; unset: "
+        "`POST /v1/provider/webhooks` answers 404.",
+    )
+    webhook_replay_cache: int = Field(
+        10000, ge=1, description="Webhook ids remembered to refuse replays (oldest forgotten)."
+    )
+    sip_router: str | None = Field(
+        None,
+        description="Decides incoming phone calls: `module:function` or an http(s) URL "
+        "answering accept, reject or refer. Unset: accept with the session defaults.",
+    )
+    sip_router_timeout_s: float = Field(
+        3.0, gt=0, description="A router slower than this: the call is rejected with 480."
     )
 
     # HTTP
@@ -149,6 +180,11 @@ class Settings(BaseSettings):
         1, ge=1, le=16, description="Local provider: processes decoding speech."
     )
     local_tts_voice: str = Field("en-us", description="Local provider: espeak-ng voice.")
+    local_flavor: Literal["openai", "azure"] = Field(
+        "openai",
+        description="Local provider: `azure` demands the `api-key` header (not a bearer key) "
+        "and also serves under `/openai`, like Azure OpenAI.",
+    )
     local_media: bool = Field(
         True,
         description="Local provider: answer with a real WebRTC peer. `false`: signaling and "
@@ -177,6 +213,10 @@ class Settings(BaseSettings):
             return base.removesuffix("/v1")
         if self.provider == "openai":
             return OPENAI_API_BASE
+        if self.provider == "azure":
+            if not self.azure_resource:
+                raise ValueError("provider azure needs CALLBRIDGE_AZURE_RESOURCE or _PROVIDER_URL")
+            return f"https://{self.azure_resource}.openai.azure.com/openai"
         if embedded_url is None:
             raise ValueError("the local provider's URL is known only once it is running")
         return embedded_url
@@ -189,7 +229,7 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value, for log redaction."""
         values = [self.api_key_value() or "", *self.api_token_list()]
-        for secret in (self.ops_token, self.call_token_secret):
+        for secret in (self.ops_token, self.call_token_secret, self.webhook_secret):
             if secret is not None:
                 values.append(secret.get_secret_value())
         return [v for v in values if v]

@@ -21,9 +21,11 @@ from media.local_provider.errors import error_body
 from media.local_provider.sdp import fake_answer, offer_problem
 from media.local_provider.server_events import JsonObject
 from media.local_provider.session import find_session_problem
+from media.local_provider.sip import PhoneExchange, register_phone_routes
 
 CALLS_PATH = "/v1/realtime/calls"
 CALL_ENDED_REASON = "call_ended"
+AZURE_PREFIX = "/openai"
 
 
 class _ProviderError(Exception):
@@ -99,6 +101,10 @@ def create_provider_app(config: LocalProviderConfig, calls: CallRegistry | None 
     def authorized(headers: Headers) -> bool:
         if config.api_key is None:
             return True
+        if config.flavor == "azure":
+            return hmac.compare_digest(
+                headers.get("api-key", "").strip().encode(), config.api_key.encode()
+            )
         scheme, _, token = headers.get("authorization", "").partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(
             token.strip().encode(), config.api_key.encode()
@@ -173,6 +179,10 @@ def create_provider_app(config: LocalProviderConfig, calls: CallRegistry | None 
         await websocket.accept()
         await _relay(websocket, call)
 
+    register_phone_routes(app, PhoneExchange(config, registry), authorized)
+    if config.flavor == "azure":
+        # Azure serves the same API under /openai: https://{resource}.openai.azure.com/openai/v1/…
+        app.mount(AZURE_PREFIX, app)
     return app
 
 

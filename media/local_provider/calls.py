@@ -244,14 +244,17 @@ class CallRegistry:
         self._calls: dict[str, LocalCall] = {}
         self._speech = ProviderSpeech(config)
 
-    def create(self, session: Mapping[str, Any] | None = None) -> LocalCall:
+    def create(
+        self, session: Mapping[str, Any] | None = None, *, call_id: CallId | None = None
+    ) -> LocalCall:
         """Register a new active call whose session starts from `session`.
 
+        `call_id`: the id a phone call was announced with (default: a new one).
         Raises ValueError when `session` is not an acceptable GA session object.
         """
         conversation = Conversation(trigger_phrase=self._config.trigger_phrase, session=session)
         call = LocalCall(
-            new_call_id(),
+            call_id or new_call_id(),
             conversation,
             reply_delay_s=self._config.reply_delay_s,
             created_at=self._clock(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from media.speech.synthesis import DEFAULT_VOICE, ESPEAK_COMMAND
 
@@ -37,6 +38,9 @@ class LocalProviderConfig:
     voices. Words must be in pocketsphinx's dictionary (write numbers as words).
     `asr_processes`: worker processes decoding speech, shared by all calls.
     `tts_command`: the espeak-ng executable that speaks replies; `tts_voice` its voice.
+    `flavor`: `azure` demands `api-key: <api_key>` instead of the bearer header and also serves
+    every route under `/openai`, as Azure OpenAI does.
+    `webhook_secret`: the `whsec_` secret simulated phone calls sign their webhooks with.
     """
 
     api_key: str | None = None
@@ -48,3 +52,5 @@ class LocalProviderConfig:
     asr_processes: int = 1
     tts_command: str = ESPEAK_COMMAND
     tts_voice: str = DEFAULT_VOICE
+    flavor: Literal["openai", "azure"] = "openai"
+    webhook_secret: str | None = None

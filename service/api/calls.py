@@ -19,7 +19,7 @@ from service.api.guards import (
     require_api_token,
     require_ops,
 )
-from service.api.models import MessageIn, SessionOverrides, StartOverrides
+from service.api.models import MessageIn, ReferIn, SessionOverrides, StartOverrides
 from service.api.problems import Problem
 from service.auth import Principal, may_control, mint_call_token
 from service.calls.control import execute
@@ -157,7 +157,7 @@ _OFFER_BODY: dict[str, Any] = {
 }
 
 
-def _json_body(model: type[SessionOverrides] | type[MessageIn]) -> dict[str, Any]:
+def _json_body(model: type[SessionOverrides] | type[MessageIn] | type[ReferIn]) -> dict[str, Any]:
     return {
         "requestBody": {
             "required": True,
@@ -337,6 +337,19 @@ async def post_session(call_id: str, request: Request, principal: Caller) -> JSO
     return await _control(
         request, principal, "session", call_id, overrides.model_dump(exclude_none=True)
     )
+
+
+@router.post("/{call_id}/refer", status_code=202, openapi_extra=_json_body(ReferIn))
+async def refer_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
+    """Transfer a live phone call (SIP REFER); 409 for a WebRTC call, which cannot be."""
+    settings = request.app.state.settings
+    _known_call_id(call_id)
+    body = await read_limited(request, settings.max_json_bytes)
+    try:
+        refer = ReferIn.model_validate(_parse_json(body, "body"))
+    except ValidationError as exc:
+        raise _validation_problem(exc, "transfer") from None
+    return await _control(request, principal, "refer", call_id, {"target_uri": refer.target_uri})
 
 
 @router.get("/{call_id}/events")

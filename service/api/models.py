@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.calls.sip_router import TARGET_URI_PATTERN
 from signaling.realtime import VOICES
 
 Voice = Literal[VOICES]  # type: ignore[valid-type]
@@ -33,3 +34,11 @@ class MessageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(min_length=1)
+
+
+class ReferIn(BaseModel):
+    """Where to transfer a phone call: a `tel:` (RFC 3966) or `sip:`/`sips:` URI."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target_uri: str = Field(pattern=TARGET_URI_PATTERN, examples=["tel:+14155550123"])

@@ -19,6 +19,7 @@ from service.calls.stream import CallEventStream
 from service.handoffs.queue import HandoffEvent, HandoffQueue
 from service.metrics import ACTIVE_CALLS, CALL_SETUP_SECONDS, CALL_STARTS, CALLS_ENDED
 from service.settings import Settings
+from signaling.credentials import Credentials
 from signaling.ids import CallId
 from signaling.provider import ProviderClient, ProviderError
 from signaling.realtime import CallState, Delegation, SessionConfig, session_payload
@@ -53,11 +54,13 @@ class CallManager:
         instance_id: str | None = None,
         directory_factory: Callable[[str], CallDirectory] | None = None,
         recent_ended: int = 1000,
+        credentials: Credentials | None = None,
     ) -> None:
         self.settings = settings
         self.provider = provider
         self.queue = queue
         self.provider_base_url = provider_base_url
+        self.credentials = credentials
         self.instance_id = instance_id or f"cb-{uuid.uuid4().hex[:12]}"
         self.reply_to = f"results:{self.instance_id}"
         self.sessions: dict[str, CallSession] = {}
@@ -90,6 +93,15 @@ class CallManager:
             transcription_model=s.transcription_model,
         )
 
+    def _admit(self) -> None:
+        """Raise `Draining` or `CapacityExceeded` when no new call may start now."""
+        if self.draining:
+            CALL_STARTS.labels(outcome="draining").inc()
+            raise Draining("this instance is draining")
+        if self._reserved >= self.settings.max_calls:
+            CALL_STARTS.labels(outcome="capacity").inc()
+            raise CapacityExceeded(f"all {self.settings.max_calls} call slots are in use")
+
     # Lifecycle of one call
 
     async def start(
@@ -97,12 +109,7 @@ class CallManager:
     ) -> tuple[Call, str]:
         """Create the call at the provider and start its session; return the SDP answer."""
         received = time.monotonic()
-        if self.draining:
-            CALL_STARTS.labels(outcome="draining").inc()
-            raise Draining("this instance is draining")
-        if self._reserved >= self.settings.max_calls:
-            CALL_STARTS.labels(outcome="capacity").inc()
-            raise CapacityExceeded(f"all {self.settings.max_calls} call slots are in use")
+        self._admit()
         # Reserved before the first await, so concurrent starts cannot overshoot the cap.
         self._reserved += 1
         try:
@@ -126,10 +133,48 @@ class CallManager:
             idle_timeout_s=self.settings.idle_timeout_s,
             started_by=started_by,
         )
-        state = CallState(created.call_id, config, new_item_id=_new_item_id)
+        self._open_session(call, received)
+        return call, created.answer_sdp
+
+    async def accept_incoming(
+        self, call_id: CallId, config: SessionConfig, sip_headers: dict[str, str]
+    ) -> Call:
+        """Answer a ringing phone call with `config`, then join its sideband as for WebRTC.
+
+        Raises `Draining` or `CapacityExceeded` without answering, and the provider's
+        `ProviderError` (`CallNotFound` when the caller is gone) if the answer fails.
+        """
+        received = time.monotonic()
+        self._admit()
+        self._reserved += 1
+        try:
+            await self.provider.accept(call_id, session_payload(config, include_model=True))
+        except ProviderError:
+            self._reserved -= 1
+            CALL_STARTS.labels(outcome="provider_error").inc()
+            raise
+        except BaseException:
+            self._reserved -= 1
+            raise
+        call = Call(
+            call_id=call_id,
+            config=config,
+            owner=self.instance_id,
+            answered_at=time.time(),
+            max_duration_s=self.settings.max_call_duration_s,
+            idle_timeout_s=self.settings.idle_timeout_s,
+            kind="sip",
+            sip_headers=dict(sip_headers),
+        )
+        self._open_session(call, received)
+        return call
+
+    def _open_session(self, call: Call, received: float) -> None:
+        """Track an answered call and join its sideband in the background."""
+        state = CallState(call.call_id, call.config, new_item_id=_new_item_id)
         call.transcript = state.transcript
         sideband = Sideband(
-            sideband_url(self.provider_base_url, created.call_id),
+            sideband_url(self.provider_base_url, call.call_id),
             self.settings.api_key_value(),
             policy=ReconnectPolicy(
                 self.settings.sideband_max_attempts,
@@ -137,6 +182,7 @@ class CallManager:
                 self.settings.sideband_backoff_max_s,
             ),
             ping_interval_s=self.settings.sideband_ping_interval_s,
+            credentials=self.credentials,
         )
         session = CallSession(
             call,
@@ -156,7 +202,6 @@ class CallManager:
             # In the background: a slow broker must not delay the SDP answer.
             self._spawn(self._directory_op(self.directory.register(call.call_id)))
         log.info("call started", extra={"call_id": call.call_id})
-        return call, created.answer_sdp
 
     async def _enqueue(self, delegation: Delegation) -> None:
         await self.queue.put(delegation, self.reply_to)
@@ -217,6 +262,16 @@ class CallManager:
             return self._ended.get(call_id)
         await session.end(reason)
         return session.call
+
+    async def refer(self, call_id: CallId, target_uri: str) -> None:
+        """Transfer a live phone call to `target_uri` (SIP REFER); the provider ends it after.
+
+        Raises `ProviderError` when the provider refuses.
+        """
+        session = self.sessions.get(call_id)
+        await self.provider.refer(call_id, target_uri)
+        if session is not None:
+            session.call.transferred_to = target_uri
 
     # Worker events
 

@@ -11,6 +11,7 @@ from signaling.realtime import SessionConfig, Transcript
 
 CallStateName = Literal["starting", "active", "ended", "failed"]
 HandoffStateName = Literal["queued", "running", "completed", "failed"]
+CallKind = Literal["webrtc", "sip"]
 
 
 def _iso(ts: float | None) -> str | None:
@@ -74,6 +75,10 @@ class Call:
     errors: list[dict[str, Any]] = field(default_factory=list)
     sideband_reconnects: int = 0
     started_by: str | None = None
+    kind: CallKind = "webrtc"
+    # From, To and Call-ID of a phone call, as the provider's incoming-call webhook gave them.
+    sip_headers: dict[str, str] = field(default_factory=dict)
+    transferred_to: str | None = None
 
     @property
     def live(self) -> bool:
@@ -105,6 +110,9 @@ class Call:
                 "ends_by": _iso(self.created_at + self.max_duration_s),
             },
             "sideband_reconnects": self.sideband_reconnects,
+            "kind": self.kind,
+            "sip_headers": dict(self.sip_headers) if self.kind == "sip" else None,
+            "transferred_to": self.transferred_to,
         }
         if full:
             entries = self.transcript.snapshot() if self.transcript else ()
