@@ -1,0 +1,310 @@
+"""Phone calls (SIP) end to end: the stand-in rings callbridge's webhook, callbridge decides.
+
+The stand-in provider signs a `realtime.call.incoming` webhook (Standard Webhooks) and sends it
+to `POST /v1/provider/webhooks`; callbridge verifies it, asks the router, and accepts, rejects
+or refers the call at the stand-in with the real API's requests. An accepted call's sideband is
+joined as for a WebRTC call, so handoffs work the same. The stand-in's phone-leg record shows
+what reached it: the control requests, the reject status, the refer target, what the caller
+heard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import inspect
+import json
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from standardwebhooks import Webhook
+
+from media.local_provider import LocalProviderConfig, create_provider_app
+from media.peer import CallClient
+from tests.e2e.conftest import RunningService, Serve, StartService
+from tests.e2e.sip_routers import FRONT_DESK, PIRATE
+
+SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+REQUEST = "please ask the background agent what is 2 plus 3"
+CALLER = "sip:+14155550100@example.com"
+CALLED = "sip:+18005550199@example.com"
+
+
+async def _wait_until(predicate: Any, timeout_s: float = 10.0) -> None:
+    async def poll() -> None:
+        while True:
+            result = predicate()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(poll(), timeout_s)
+
+
+class Phone:
+    """The stand-in's phone network, driven over HTTP, and the service it rings."""
+
+    def __init__(self, provider_url: str, service: RunningService) -> None:
+        self.provider_url = provider_url
+        self.service = service
+        self.webhook_url = f"{service.url}/v1/provider/webhooks"
+
+    async def ring(self, *, deliver: bool = True) -> dict[str, Any]:
+        async with httpx.AsyncClient(base_url=self.provider_url) as client:
+            response = await client.post(
+                "/local/sip/ring",
+                json={
+                    "webhook_url": self.webhook_url,
+                    "from": CALLER,
+                    "to": CALLED,
+                    "deliver": deliver,
+                },
+            )
+        assert response.status_code == 201
+        leg: dict[str, Any] = response.json()
+        return leg
+
+    async def leg(self, call_id: str) -> dict[str, Any]:
+        async with httpx.AsyncClient(base_url=self.provider_url) as client:
+            response = await client.get(f"/local/sip/calls/{call_id}")
+        assert response.status_code == 200
+        leg: dict[str, Any] = response.json()
+        return leg
+
+    async def say(self, call_id: str, text: str) -> None:
+        async with httpx.AsyncClient(base_url=self.provider_url) as client:
+            response = await client.post(f"/local/sip/calls/{call_id}/say", json={"text": text})
+        assert response.status_code == 202
+
+    async def deliver(self, headers: dict[str, str], body: str) -> httpx.Response:
+        async with httpx.AsyncClient() as client:
+            return await client.post(self.webhook_url, content=body, headers=headers)
+
+    async def joined(self, call_id: str) -> None:
+        def ready() -> bool:
+            session = self.service.manager.session(call_id)
+            return session is not None and session.call.session_id is not None
+
+        await _wait_until(ready)
+
+    async def decided(self, call_id: str) -> dict[str, Any]:
+        async def not_ringing() -> bool:
+            return (await self.leg(call_id))["state"] != "ringing"
+
+        await _wait_until(not_ringing)
+        return await self.leg(call_id)
+
+
+@pytest.fixture
+async def phone_network(serve: Serve, start_service: StartService) -> Any:
+    """Start the stand-in and a service with the given settings; return a `Phone`."""
+
+    async def start(**overrides: Any) -> Phone:
+        provider_url = await serve(
+            create_provider_app(LocalProviderConfig(media=False, webhook_secret=SECRET))
+        )
+        service = await start_service(
+            provider="openai", provider_url=provider_url, webhook_secret=SECRET, **overrides
+        )
+        return Phone(provider_url, service)
+
+    return start
+
+
+async def _service_record(phone: Phone, call_id: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=phone.service.url) as client:
+        response = await client.get(f"/v1/calls/{call_id}")
+    assert response.status_code == 200
+    record: dict[str, Any] = response.json()
+    return record
+
+
+async def test_an_incoming_call_is_accepted_and_its_sideband_joined(phone_network: Any) -> None:
+    phone: Phone = await phone_network()
+    leg = await phone.ring()
+    call_id = leg["call_id"]
+    assert leg["webhook_status"] == 200
+    await phone.joined(call_id)
+    leg = await phone.leg(call_id)
+    assert leg["state"] == "accepted"
+    assert leg["control_requests"] == ["accept"]
+    assert leg["accepted_session"]["type"] == "realtime"
+    assert "session.update" in leg["call"]["client_event_types"]
+
+
+async def test_a_phone_call_record_shows_its_kind_and_sip_headers(phone_network: Any) -> None:
+    phone: Phone = await phone_network()
+    leg = await phone.ring()
+    await phone.joined(leg["call_id"])
+    record = await _service_record(phone, leg["call_id"])
+    call_header = next(h["value"] for h in leg["sip_headers"] if h["name"] == "Call-ID")
+    assert record["kind"] == "sip"
+    assert record["sip_headers"] == {"From": CALLER, "To": CALLED, "Call-ID": call_header}
+
+
+async def test_a_phone_callers_handoff_is_answered_and_the_answer_delivered(
+    phone_network: Any,
+) -> None:
+    phone: Phone = await phone_network()
+    call_id = (await phone.ring())["call_id"]
+    await phone.joined(call_id)
+    await phone.say(call_id, REQUEST)
+
+    async def answered() -> bool:
+        return any("2 + 3 = 5" in said for said in (await phone.leg(call_id))["heard"])
+
+    await _wait_until(answered)
+    record = await _service_record(phone, call_id)
+    handoff = record["handoffs"][0]
+    assert handoff["request"] == REQUEST
+    assert (handoff["state"], handoff["delivered_to_model"]) == ("completed", True)
+    tool_call_id = handoff["tool_call_id"]
+    assert (await phone.leg(call_id))["call"]["function_call_outputs"] == {tool_call_id: 1}
+
+
+async def test_a_call_the_router_rejects_gets_its_status_at_the_provider(
+    phone_network: Any,
+) -> None:
+    phone: Phone = await phone_network(sip_router="tests.e2e.sip_routers:busy")
+    leg = await phone.decided((await phone.ring())["call_id"])
+    assert (leg["state"], leg["reject_status_code"]) == ("rejected", 486)
+    assert phone.service.manager.get(leg["call_id"]) is None
+
+
+async def test_a_router_that_cannot_decide_rejects_the_call_as_unavailable(
+    phone_network: Any,
+) -> None:
+    phone: Phone = await phone_network(sip_router="tests.e2e.sip_routers:undecided")
+    leg = await phone.decided((await phone.ring())["call_id"])
+    assert (leg["state"], leg["reject_status_code"]) == ("rejected", 480)
+
+
+async def test_a_router_refers_a_call_to_its_target(phone_network: Any) -> None:
+    phone: Phone = await phone_network(sip_router="tests.e2e.sip_routers:front_desk")
+    leg = await phone.decided((await phone.ring())["call_id"])
+    assert (leg["state"], leg["refer_target_uri"]) == ("referred", FRONT_DESK)
+    assert leg["control_requests"] == ["refer"]
+
+
+async def test_a_router_accepts_with_session_overrides(phone_network: Any) -> None:
+    phone: Phone = await phone_network(sip_router="tests.e2e.sip_routers:pirate")
+    call_id = (await phone.ring())["call_id"]
+    await phone.joined(call_id)
+    leg = await phone.leg(call_id)
+    assert leg["accepted_session"]["instructions"] == PIRATE
+    assert (await _service_record(phone, call_id))["session"]["instructions"] == PIRATE
+
+
+async def test_refer_transfers_an_answered_phone_call(phone_network: Any) -> None:
+    phone: Phone = await phone_network()
+    call_id = (await phone.ring())["call_id"]
+    await phone.joined(call_id)
+    async with httpx.AsyncClient(base_url=phone.service.url) as client:
+        response = await client.post(f"/v1/calls/{call_id}/refer", json={"target_uri": FRONT_DESK})
+    assert response.status_code == 202
+    leg = await phone.leg(call_id)
+    assert (leg["state"], leg["refer_target_uri"]) == ("referred", FRONT_DESK)
+
+    async def ended() -> bool:
+        return (await _service_record(phone, call_id))["state"] in ("ended", "failed")
+
+    await _wait_until(ended)
+    assert (await _service_record(phone, call_id))["transferred_to"] == FRONT_DESK
+
+
+async def test_refer_refuses_a_target_that_is_not_a_tel_or_sip_uri(phone_network: Any) -> None:
+    phone: Phone = await phone_network()
+    call_id = (await phone.ring())["call_id"]
+    await phone.joined(call_id)
+    async with httpx.AsyncClient(base_url=phone.service.url) as client:
+        response = await client.post(
+            f"/v1/calls/{call_id}/refer", json={"target_uri": "https://example.com"}
+        )
+    assert response.status_code == 422
+    assert (await phone.leg(call_id))["control_requests"] == ["accept"]
+
+
+async def test_hangup_ends_a_phone_call_at_the_provider(phone_network: Any) -> None:
+    phone: Phone = await phone_network()
+    call_id = (await phone.ring())["call_id"]
+    await phone.joined(call_id)
+    async with httpx.AsyncClient(base_url=phone.service.url) as client:
+        assert (await client.delete(f"/v1/calls/{call_id}")).status_code == 200
+    assert (await phone.leg(call_id))["call"]["state"] == "ended"
+    assert (await _service_record(phone, call_id))["end_reason"] == "hangup"
+
+
+async def test_a_webhook_with_a_bad_signature_is_refused_and_changes_nothing(
+    phone_network: Any,
+) -> None:
+    phone: Phone = await phone_network()
+    leg = await phone.ring(deliver=False)
+    headers, body = leg["webhook"]["headers"], leg["webhook"]["body"]
+    forged = body.replace(CALLER, "sip:+19995550100@example.com")
+    response = await phone.deliver(headers, forged)
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    await asyncio.sleep(0.2)
+    assert (await phone.leg(leg["call_id"]))["control_requests"] == []
+    assert phone.service.manager.get(leg["call_id"]) is None
+
+
+async def test_a_webhook_with_a_stale_timestamp_is_refused_and_changes_nothing(
+    phone_network: Any,
+) -> None:
+    phone: Phone = await phone_network()
+    leg = await phone.ring(deliver=False)
+    headers, body = dict(leg["webhook"]["headers"]), leg["webhook"]["body"]
+    stale = datetime.now(UTC) - timedelta(minutes=6)
+    headers["webhook-timestamp"] = str(int(stale.timestamp()))
+    headers["webhook-signature"] = Webhook(SECRET).sign(headers["webhook-id"], stale, body)
+    response = await phone.deliver(headers, body)
+    assert response.status_code == 401
+    await asyncio.sleep(0.2)
+    assert (await phone.leg(leg["call_id"]))["control_requests"] == []
+    assert phone.service.manager.get(leg["call_id"]) is None
+
+
+async def test_a_replayed_webhook_is_refused_and_changes_nothing(phone_network: Any) -> None:
+    phone: Phone = await phone_network()
+    leg = await phone.ring(deliver=False)
+    headers, body = leg["webhook"]["headers"], leg["webhook"]["body"]
+    assert (await phone.deliver(headers, body)).status_code == 200
+    await phone.joined(leg["call_id"])
+    replay = await phone.deliver(headers, body)
+    assert replay.status_code == 409
+    assert replay.headers["content-type"] == "application/problem+json"
+    await asyncio.sleep(0.2)
+    assert (await phone.leg(leg["call_id"]))["control_requests"] == ["accept"]
+    assert [c.call_id for c in phone.service.manager.active()] == [leg["call_id"]]
+
+
+async def test_a_forged_delivery_does_not_block_the_genuine_one(phone_network: Any) -> None:
+    phone: Phone = await phone_network()
+    leg = await phone.ring(deliver=False)
+    headers, body = leg["webhook"]["headers"], leg["webhook"]["body"]
+    assert (await phone.deliver(headers, body + " ")).status_code == 401
+    assert (await phone.deliver(headers, body)).status_code == 200
+    await phone.joined(leg["call_id"])
+
+
+async def test_webhooks_are_not_found_without_a_secret(start_service: StartService) -> None:
+    service = await start_service()
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        response = await client.post("/v1/provider/webhooks", content=json.dumps({}))
+    assert response.status_code == 404
+
+
+async def test_refer_is_refused_for_a_webrtc_call(start_service: StartService) -> None:
+    service = await start_service()
+    async with CallClient(f"{service.url}/v1/calls") as call:
+        assert call.location is not None
+        async with httpx.AsyncClient() as client:
+            response = await client.post(f"{call.location}/refer", json={"target_uri": FRONT_DESK})
+    assert response.status_code == 409
+    assert response.json()["type"].endswith("/not-a-phone-call")
