@@ -1,4 +1,4 @@
-"""The `callbridge` command: `serve`, `worker`, `provider`, `dial`."""
+"""The `callbridge` command: `serve`, `worker`, `provider`, `dial`, `ring`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from service.logs import configure_logging
 from service.settings import Settings
 
 log = logging.getLogger("callbridge")
+
+DEFAULT_PROVIDER_URL = "http://127.0.0.1:8090"
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -79,6 +81,33 @@ def _dial(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _ring(args: argparse.Namespace, settings: Settings) -> int:
+    from media.phone import RingError, format_phone_report, ring
+    from service.providers import provider_credentials
+
+    audio = args.play.read_bytes() if args.play else None
+
+    async def run() -> str:
+        credentials = provider_credentials(settings)
+        headers = await credentials.headers() if credentials else {}
+        report = await ring(
+            args.provider or settings.provider_url or DEFAULT_PROVIDER_URL,
+            args.url,
+            headers=headers,
+            say=args.say,
+            play=audio,
+            seconds=args.seconds,
+        )
+        return format_phone_report(report)
+
+    try:
+        print(asyncio.run(run()))
+    except RingError as exc:
+        print(f"ring failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="callbridge", description=__doc__)
@@ -96,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     provider = sub.add_parser("provider", help="run the local stand-in provider alone")
     provider.add_argument("--host", default="127.0.0.1")
-    provider.add_argument("--port", type=int, default=8090)
+    provider.add_argument("--port", type=int, default=int(DEFAULT_PROVIDER_URL.rsplit(":", 1)[1]))
     provider.set_defaults(func=_provider)
 
     dial = sub.add_parser("dial", help="make a WebRTC call to a call-start URL")
@@ -105,6 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
     dial.add_argument("--seconds", type=float, default=5.0)
     dial.add_argument("--token", default=None, help="bearer token for the service")
     dial.set_defaults(func=_dial)
+
+    ring = sub.add_parser(
+        "ring", help="place a simulated phone call (via the local provider) to a webhook URL"
+    )
+    ring.add_argument("url", help="the service's webhook, e.g. http://HOST/v1/provider/webhooks")
+    ring.add_argument(
+        "--provider", default=None, help=f"local provider URL (default {DEFAULT_PROVIDER_URL})"
+    )
+    ring.add_argument("--say", action="append", default=[], help="a caller's turn, as text")
+    ring.add_argument("--play", type=Path, default=None, help="WAV file the caller speaks")
+    ring.add_argument("--seconds", type=float, default=10.0, help="wait per step")
+    ring.set_defaults(func=_ring)
     return parser
 
 
