@@ -15,6 +15,7 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.websockets import WebSocketDisconnect
 
 from media.local_provider.answerer import InvalidOffer, answer_offer
+from media.local_provider.azure_paths import AzurePaths
 from media.local_provider.calls import CallRegistry, LocalCall
 from media.local_provider.config import LocalProviderConfig
 from media.local_provider.errors import error_body
@@ -25,7 +26,6 @@ from media.local_provider.sip import PhoneExchange, register_phone_routes
 
 CALLS_PATH = "/v1/realtime/calls"
 CALL_ENDED_REASON = "call_ended"
-AZURE_PREFIX = "/openai"
 
 
 class _ProviderError(Exception):
@@ -181,8 +181,7 @@ def create_provider_app(config: LocalProviderConfig, calls: CallRegistry | None 
 
     register_phone_routes(app, PhoneExchange(config, registry), authorized)
     if config.flavor == "azure":
-        # Azure serves the same API under /openai: https://{resource}.openai.azure.com/openai/v1/…
-        app.mount(AZURE_PREFIX, app)
+        app.add_middleware(AzurePaths)
     return app
 
 
