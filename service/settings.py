@@ -183,7 +183,7 @@ class Settings(BaseSettings):
     local_flavor: Literal["openai", "azure"] = Field(
         "openai",
         description="Local provider: `azure` demands the `api-key` header (not a bearer key) "
-        "and also serves under `/openai`, like Azure OpenAI.",
+        "and serves the API only under `/openai`, like Azure OpenAI.",
     )
     local_media: bool = Field(
         True,
