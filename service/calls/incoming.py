@@ -51,6 +51,10 @@ class IncomingCalls:
 
     async def _decide(self, call: IncomingCall) -> None:
         extra = {"call_id": call.call_id}
+        if self._manager.get(call.call_id) is not None:
+            # Announced again under another webhook id: it was answered the first time.
+            log.info("phone call already answered", extra=extra)
+            return
         try:
             decision = await self._route(call)
             if isinstance(decision, Accept):
