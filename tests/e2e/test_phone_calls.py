@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI, Request
 from standardwebhooks import Webhook
 
 from media.local_provider import LocalProviderConfig, create_provider_app
@@ -308,3 +309,29 @@ async def test_refer_is_refused_for_a_webrtc_call(start_service: StartService) -
             response = await client.post(f"{call.location}/refer", json={"target_uri": FRONT_DESK})
     assert response.status_code == 409
     assert response.json()["type"].endswith("/not-a-phone-call")
+
+
+async def test_the_webhook_is_answered_before_an_http_router_decides(
+    serve: Serve, phone_network: Any
+) -> None:
+    release = asyncio.Event()
+    asked: list[dict[str, Any]] = []
+    router_app = FastAPI()
+
+    @router_app.post("/route")
+    async def route(request: Request) -> dict[str, Any]:
+        asked.append(await request.json())
+        await release.wait()
+        return {"action": "reject", "status_code": 404}
+
+    router_url = await serve(router_app)
+    phone: Phone = await phone_network(sip_router=f"{router_url}/route")
+    leg = await phone.ring()
+    assert leg["webhook_status"] == 200
+    await _wait_until(lambda: bool(asked))
+    assert (await phone.leg(leg["call_id"]))["state"] == "ringing"
+    release.set()
+    leg = await phone.decided(leg["call_id"])
+    assert (leg["state"], leg["reject_status_code"]) == ("rejected", 404)
+    assert asked[0]["call_id"] == leg["call_id"]
+    assert asked[0]["sip_headers"]["From"] == CALLER

@@ -17,6 +17,7 @@ from signaling.credentials import (
     EntraIdToken,
     IssuedToken,
     RefreshPolicy,
+    azure_identity_source,
 )
 
 
@@ -106,3 +107,14 @@ def test_a_failing_token_source_raises_credentials_error_and_is_retried() -> Non
     with pytest.raises(CredentialsError):
         asyncio.run(credentials.headers())
     assert asyncio.run(credentials.headers()) == {"Authorization": "Bearer ok"}
+
+
+def test_entra_id_without_azure_identity_installed_says_how_to_install_it() -> None:
+    try:
+        import azure.identity.aio  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("azure-identity is installed")
+    with pytest.raises(CredentialsError, match=r"callbridge\[azure\]"):
+        azure_identity_source()
