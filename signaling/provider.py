@@ -1,5 +1,5 @@
 """HTTP client for the provider's call endpoints: create a call, hang it up, and answer, refuse
-or transfer a phone call (PROTOCOL §1.4, https://platform.openai.com/docs/api-reference/realtime-calls).
+or transfer a phone call (https://platform.openai.com/docs/api-reference/realtime-calls).
 
 One pooled `httpx.AsyncClient` per provider. Errors become typed exceptions that carry the
 provider's status and message, never the request headers (which hold the API key).

@@ -1,8 +1,8 @@
 """Simulated phone calls: the stand-in rings a webhook and takes accept, reject and refer.
 
 The real provider receives a SIP INVITE, POSTs a signed `realtime.call.incoming` webhook and
-waits for `POST /v1/realtime/calls/{call_id}/accept|reject|refer` (PROTOCOL §1.4 and §10.5;
-https://platform.openai.com/docs/guides/realtime-sip). Here a request to `POST /local/sip/ring`
+waits for `POST /v1/realtime/calls/{call_id}/accept|reject|refer`
+(https://platform.openai.com/docs/guides/realtime-sip). Here a request to `POST /local/sip/ring`
 plays the phone network: the stand-in signs the same webhook with the Standard Webhooks scheme
 and sends it. Once accepted, the call is an ordinary local call, joined by its sideband; the
 caller "speaks" through `POST /local/sip/calls/{call_id}/say`, with text or a WAV file, and what

@@ -40,11 +40,12 @@ CALL_INCOMING = "realtime.call.incoming"
 
 def _incoming_call(event: dict[str, Any]) -> IncomingCall:
     data = event.get("data")
-    call_id = data.get("call_id") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        data = {}
+    call_id = data.get("call_id")
     if not isinstance(call_id, str) or not is_valid_call_id(call_id):
         WEBHOOKS.labels(outcome="malformed").inc()
         raise Problem(400, "the event names no valid data.call_id", kind="bad-webhook")
-    assert isinstance(data, dict)
     return IncomingCall(CallId(call_id), kept_sip_headers(data.get("sip_headers")))
 
 
