@@ -13,6 +13,7 @@ The `/local/...` routes are the stand-in's own (the real provider has no such th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections import OrderedDict
@@ -232,14 +233,15 @@ class PhoneExchange:
         """The caller says `text` (as if recognised from their voice)."""
         await self._answered(call_id).user_spoke(text)
 
-    def say_audio(self, call_id: str, audio: bytes) -> int:
+    async def say_audio(self, call_id: str, audio: bytes) -> int:
         """The caller speaks `audio` (WAV or any format FFmpeg decodes); returns its frames.
 
         Raises ValueError when the bytes are not decodable audio.
         """
         call = self._answered(call_id)
         try:
-            pcm = read_pcm16(audio, SAMPLE_RATE)
+            # Decoding a long file takes a while; the event loop serves other calls meanwhile.
+            pcm = await asyncio.to_thread(read_pcm16, audio, SAMPLE_RATE)
         except Exception as exc:
             raise ValueError(f"not decodable audio: {type(exc).__name__}") from None
         samples = np.frombuffer(pcm, dtype="<i2").astype(np.int16)
@@ -379,7 +381,7 @@ def register_phone_routes(app: FastAPI, exchange: PhoneExchange, authorized: Aut
         if len(audio) > MAX_WAV_BYTES:
             raise ProviderHttpError(413, "The audio is too large.", code="too_large")
         try:
-            frames = exchange.say_audio(call_id, audio)
+            frames = await exchange.say_audio(call_id, audio)
         except ValueError as exc:
             raise ProviderHttpError(400, str(exc), code="invalid_audio") from None
         return {"frames": frames}
