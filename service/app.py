@@ -135,6 +135,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await worker.stop()
             await queue.aclose()
             await provider.aclose()
+            if credentials is not None:
+                await credentials.aclose()
             if embedded is not None:
                 await embedded.stop()
 

@@ -89,7 +89,10 @@ def _ring(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run() -> str:
         credentials = provider_credentials(settings)
-        headers = await credentials.headers() if credentials else {}
+        headers = {}
+        if credentials is not None:
+            headers = await credentials.headers()
+            await credentials.aclose()
         report = await ring(
             args.provider or settings.provider_url or DEFAULT_PROVIDER_URL,
             args.url,

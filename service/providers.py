@@ -11,11 +11,11 @@ import time
 
 from service.settings import Settings
 from signaling.credentials import (
+    AzureIdentityTokens,
     AzureKey,
     BearerKey,
     Credentials,
     EntraIdToken,
-    azure_identity_source,
 )
 
 AZURE_CALL_QUERY = {"webrtcfilter": "on"}
@@ -29,7 +29,7 @@ def provider_credentials(settings: Settings) -> Credentials | None:
     key = settings.api_key_value()
     if settings.provider == "azure":
         if settings.azure_auth == "entra-id":
-            return EntraIdToken(azure_identity_source(), time.time)
+            return EntraIdToken(AzureIdentityTokens(), time.time)
         return AzureKey(key) if key else None
     return BearerKey(key) if key else None
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,6 +35,10 @@ class Credentials(Protocol):
         """The headers to send with the next request; raises `CredentialsError`."""
         ...
 
+    async def aclose(self) -> None:
+        """Release what obtaining the headers holds (an identity client's connections)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class BearerKey:
@@ -46,6 +50,9 @@ class BearerKey:
         """The bearer header."""
         return {"Authorization": f"Bearer {self.key}"}
 
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
 
 @dataclass(frozen=True, slots=True)
 class AzureKey:
@@ -56,6 +63,9 @@ class AzureKey:
     async def headers(self) -> dict[str, str]:
         """The `api-key` header."""
         return {"api-key": self.key}
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +90,18 @@ class RefreshPolicy:
         return held is None or now >= held.expires_on - self.margin_s
 
 
-TokenSource = Callable[[], Awaitable[IssuedToken]]
+class TokenSource(Protocol):
+    """Where access tokens come from."""
+
+    async def fetch(self) -> IssuedToken:
+        """A fresh token."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the source's connections."""
+        ...
+
+
 Clock = Callable[[], float]
 
 
@@ -105,7 +126,7 @@ class EntraIdToken:
         async with self._lock:
             if self._policy.needs_refresh(self._held, self._clock()):
                 try:
-                    self._held = await self._source()
+                    self._held = await self._source.fetch()
                 except CredentialsError:
                     raise
                 except Exception as exc:
@@ -115,27 +136,37 @@ class EntraIdToken:
             assert self._held is not None
             return {"Authorization": f"Bearer {self._held.token}"}
 
+    async def aclose(self) -> None:
+        """Close the token source."""
+        await self._source.aclose()
 
-def azure_identity_source(scope: str = ENTRA_SCOPE) -> TokenSource:
+
+class AzureIdentityTokens:
     """Tokens from `azure.identity.aio.DefaultAzureCredential` (the `callbridge[azure]` extra).
 
     Imported lazily so that the dependency is needed only when Entra ID auth is configured.
     Raises `CredentialsError` when `azure-identity` is not installed.
     See https://learn.microsoft.com/python/api/azure-identity/azure.identity.aio.defaultazurecredential
     """
-    try:
-        identity: Any = importlib.import_module("azure.identity.aio")
-    except ImportError:
-        raise CredentialsError(
-            "Entra ID auth needs azure-identity: pip install 'callbridge[azure]'"
-        ) from None
-    credential = identity.DefaultAzureCredential()
 
-    async def fetch() -> IssuedToken:
-        access = await credential.get_token(scope)
+    def __init__(self, scope: str = ENTRA_SCOPE) -> None:
+        try:
+            identity: Any = importlib.import_module("azure.identity.aio")
+        except ImportError:
+            raise CredentialsError(
+                "Entra ID auth needs azure-identity: pip install 'callbridge[azure]'"
+            ) from None
+        self._scope = scope
+        self._credential: Any = identity.DefaultAzureCredential()
+
+    async def fetch(self) -> IssuedToken:
+        """A token for the scope (azure-identity's `AccessToken`: `token`, `expires_on`)."""
+        access = await self._credential.get_token(self._scope)
         return IssuedToken(str(access.token), float(access.expires_on))
 
-    return fetch
+    async def aclose(self) -> None:
+        """Close the credential's HTTP sessions."""
+        await self._credential.close()
 
 
 class HttpxCredentials(httpx.Auth):

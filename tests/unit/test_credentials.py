@@ -11,13 +11,13 @@ import asyncio
 import pytest
 
 from signaling.credentials import (
+    AzureIdentityTokens,
     AzureKey,
     BearerKey,
     CredentialsError,
     EntraIdToken,
     IssuedToken,
     RefreshPolicy,
-    azure_identity_source,
 )
 
 
@@ -55,9 +55,12 @@ class _Tokens:
         self.clock = clock
         self.issued = 0
 
-    async def __call__(self) -> IssuedToken:
+    async def fetch(self) -> IssuedToken:
         self.issued += 1
         return IssuedToken(f"token-{self.issued}", self.clock[0] + 3600.0)
+
+    async def aclose(self) -> None:
+        pass
 
 
 def test_entra_token_is_reused_until_it_nears_expiry_then_replaced() -> None:
@@ -94,16 +97,19 @@ def test_concurrent_requests_share_one_token_refresh() -> None:
 
 
 def test_a_failing_token_source_raises_credentials_error_and_is_retried() -> None:
-    attempts = 0
+    class Flaky:
+        attempts = 0
 
-    async def flaky() -> IssuedToken:
-        nonlocal attempts
-        attempts += 1
-        if attempts == 1:
-            raise OSError("identity endpoint down")
-        return IssuedToken("ok", 10_000.0)
+        async def fetch(self) -> IssuedToken:
+            self.attempts += 1
+            if self.attempts == 1:
+                raise OSError("identity endpoint down")
+            return IssuedToken("ok", 10_000.0)
 
-    credentials = EntraIdToken(flaky, lambda: 0.0)
+        async def aclose(self) -> None:
+            pass
+
+    credentials = EntraIdToken(Flaky(), lambda: 0.0)
     with pytest.raises(CredentialsError):
         asyncio.run(credentials.headers())
     assert asyncio.run(credentials.headers()) == {"Authorization": "Bearer ok"}
@@ -117,4 +123,19 @@ def test_entra_id_without_azure_identity_installed_says_how_to_install_it() -> N
     else:
         pytest.skip("azure-identity is installed")
     with pytest.raises(CredentialsError, match=r"callbridge\[azure\]"):
-        azure_identity_source()
+        AzureIdentityTokens()
+
+
+def test_closing_entra_credentials_closes_the_token_source() -> None:
+    class Source:
+        closed = False
+
+        async def fetch(self) -> IssuedToken:
+            return IssuedToken("t", 10_000.0)
+
+        async def aclose(self) -> None:
+            self.closed = True
+
+    source = Source()
+    asyncio.run(EntraIdToken(source, lambda: 0.0).aclose())
+    assert source.closed
