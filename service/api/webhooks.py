@@ -6,8 +6,8 @@ in the background (`IncomingCalls`). Statuses:
 - 200 `{"status": "ringing"}`: a verified `realtime.call.incoming`; it is being decided.
 - 200 `{"status": "ignored"}`: a verified event of another type.
 - 401: no or bad signature headers, a wrong signature, or a timestamp more than 5 minutes off.
-- 409: a verified delivery whose `webhook-id` was seen before. The call it announced has been
-  decided already; the repeat changes nothing.
+- 400: a verified delivery whose `webhook-id` was seen before (a replay). The call it announced
+  has been decided already; the repeat changes nothing.
 - 400: a verified delivery that is not a JSON object or names no valid call id.
 - 404: webhooks are not enabled (`CALLBRIDGE_WEBHOOK_SECRET` unset).
 """
@@ -65,7 +65,7 @@ async def provider_webhook(request: Request) -> JSONResponse:
         raise Problem(401, f"webhook not verified: {exc}", kind="bad-webhook-signature") from None
     except WebhookReplayed as exc:
         WEBHOOKS.labels(outcome="replayed").inc()
-        raise Problem(409, str(exc), kind="webhook-replayed") from None
+        raise Problem(400, str(exc), kind="webhook-replayed") from None
     except WebhookMalformed as exc:
         WEBHOOKS.labels(outcome="malformed").inc()
         raise Problem(400, str(exc), kind="bad-webhook") from None

@@ -278,7 +278,7 @@ async def test_a_replayed_webhook_is_refused_and_changes_nothing(phone_network: 
     assert (await phone.deliver(headers, body)).status_code == 200
     await phone.joined(leg["call_id"])
     replay = await phone.deliver(headers, body)
-    assert replay.status_code == 409
+    assert replay.status_code == 400
     assert replay.headers["content-type"] == "application/problem+json"
     await asyncio.sleep(0.2)
     assert (await phone.leg(leg["call_id"]))["control_requests"] == ["accept"]
