@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from media.local_provider.errors import error_object
 from media.local_provider.server_events import (
     IdFactory,
     JsonObject,
@@ -26,6 +27,7 @@ from media.local_provider.session import (
     creates_response_on_speech,
     default_session,
     find_session_problem,
+    interrupts_response,
     session_view,
     updated_session,
 )
@@ -120,6 +122,14 @@ class Conversation:
         self._response: _Response | None = None
         self._tool_called_for: set[str] = set()
         self._audio_ms = 0
+        # Speech heard but not yet over: its item id and where it started.
+        self._speech: tuple[str, int] | None = None
+        # Committed speech items waiting for their transcript, with their duration in ms.
+        self._untranscribed: dict[str, int] = {}
+        # (response id, item id) of the last spoken reply, and of the one playing now.
+        self._spoken: tuple[str, str] | None = None
+        self._playing: tuple[str, str] | None = None
+        self._assistant_audio = False
 
     @property
     def session(self) -> JsonObject:
@@ -130,6 +140,11 @@ class Conversation:
     def client_events(self) -> list[JsonObject]:
         """Every client event received so far (parsed), oldest first."""
         return copy.deepcopy(self._client_events)
+
+    @property
+    def playing_response_id(self) -> str | None:
+        """The id of the response whose audio is playing, if any."""
+        return self._playing[0] if self._playing is not None else None
 
     @property
     def active_response_id(self) -> str | None:
@@ -178,22 +193,116 @@ class Conversation:
 
         `audio_ms` is where the speech started and ended in the input audio, as heard; without
         it the speech is placed after the previous one, lasting a guess from its word count.
-        In a conversational session whose turn detection creates responses, a response is
-        started too (unless one is already in progress).
+        The same as `speech_started`, `speech_stopped` and `speech_transcribed` in a row.
         """
         if audio_ms is None:
             start_ms = self._audio_ms + _SPEECH_GAP_MS
             end_ms = start_ms + _SPEECH_MS_PER_WORD * max(1, len(text.split()))
         else:
             start_ms, end_ms = audio_ms
+        events = self.speech_started(start_ms)
+        stopped, item_id = self.speech_stopped(end_ms)
+        return events + stopped + self.speech_transcribed(item_id, text)
+
+    def speech_started(self, start_ms: int, *, played_ms: int = 0) -> list[JsonObject]:
+        """The VAD heard speech begin at `start_ms` of the input audio.
+
+        With server VAD and `interrupt_response` (the default) this is a barge-in: a response in
+        progress is cancelled (`response.done`, status `cancelled`, reason `turn_detected`) and
+        a reply that is playing is cut: `output_audio_buffer.cleared`, then
+        `conversation.item.truncated` at `played_ms`, how much of it the caller heard. See
+        https://platform.openai.com/docs/guides/realtime-vad
+        """
+        if self._speech is not None:
+            return []
+        item_id = self._events.new_id("item")
+        self._speech = (item_id, start_ms)
+        events = [self._events.speech_started(item_id=item_id, start_ms=start_ms)]
+        if interrupts_response(self._session):
+            if self._response is not None:
+                events.append(self._cancel(self._response, reason="turn_detected"))
+            if self._playing is not None:
+                response_id, reply_id = self._playing
+                self._playing = None
+                events += [
+                    self._events.event("output_audio_buffer.cleared", response_id=response_id),
+                    self._events.event(
+                        "conversation.item.truncated",
+                        item_id=reply_id,
+                        content_index=0,
+                        audio_end_ms=played_ms,
+                    ),
+                ]
+        return events
+
+    def speech_stopped(self, end_ms: int) -> tuple[list[JsonObject], str]:
+        """The VAD heard speech end at `end_ms`: the audio is committed as a user item.
+
+        Returns the events and the item's id, which `speech_transcribed` takes. Speech that
+        stops without having started (the shell missed the start) starts at `end_ms`.
+        """
+        item_id, start_ms = self._speech or (self._events.new_id("item"), end_ms)
+        self._speech = None
         self._audio_ms = max(self._audio_ms, end_ms)
-        events, item = self._events.user_speech(
-            text, start_ms=start_ms, end_ms=end_ms, previous_item_id=self._last_item_id()
+        events, item = self._events.speech_stopped(
+            item_id=item_id, end_ms=end_ms, previous_item_id=self._last_item_id()
         )
         self._items.append(item)
-        if creates_response_on_speech(self._session) and self._response is None:
+        self._untranscribed[item_id] = max(0, end_ms - start_ms)
+        return events, item_id
+
+    def speech_transcribed(self, item_id: str, text: str) -> list[JsonObject]:
+        """The transcription of committed speech item `item_id` ([] for an unknown item).
+
+        In a conversational session whose turn detection creates responses, non-empty speech
+        starts a response too (unless one is already in progress).
+        """
+        duration_ms = self._untranscribed.pop(item_id, None)
+        if duration_ms is None:
+            return []
+        events = self._events.transcription(
+            item_id=item_id, text=text, audio_seconds=duration_ms / 1000
+        )
+        index = self._index_of(item_id)
+        if index is not None:
+            self._items[index]["content"][0]["transcript"] = text
+        if text and creates_response_on_speech(self._session) and self._response is None:
             events.append(self._start_response(self._session["output_modalities"]))
         return events
+
+    def speech_not_transcribed(self, item_id: str, reason: str) -> list[JsonObject]:
+        """Transcription of committed speech item `item_id` failed ([] for an unknown item)."""
+        if self._untranscribed.pop(item_id, None) is None:
+            return []
+        error = error_object(reason, code="transcription_failed", type="server_error")
+        return [
+            self._events.event(
+                "conversation.item.input_audio_transcription.failed",
+                item_id=item_id,
+                content_index=0,
+                error=error,
+            )
+        ]
+
+    def audio_started(self, response_id: str) -> list[JsonObject]:
+        """The spoken reply of `response_id` begins to play: `output_audio_buffer.started`.
+
+        [] unless `response_id` is the last response that finished with an audio message.
+        """
+        if self._spoken is None or self._spoken[0] != response_id:
+            return []
+        self._playing = self._spoken
+        return [self._events.event("output_audio_buffer.started", response_id=response_id)]
+
+    def audio_stopped(self, response_id: str) -> list[JsonObject]:
+        """The reply of `response_id` has played to its end: `output_audio_buffer.stopped`.
+
+        [] when that reply is not playing (it was cleared, or never started).
+        """
+        if self._playing is None or self._playing[0] != response_id:
+            return []
+        self._playing = None
+        return [self._events.event("output_audio_buffer.stopped", response_id=response_id)]
 
     def finish_response(self) -> list[JsonObject]:
         """The output and `response.done` of the response in progress ([] when none is)."""
@@ -219,6 +328,9 @@ class Conversation:
                 previous_item_id=self._last_item_id(),
             )
             output.append(item)
+            if "audio" in response.modalities:
+                self._spoken = (response.id, item["id"])
+                self._assistant_audio = True
         self._items.extend(output)
         events.append(
             self._events.event("response.done", response=self._response_object(response, output))
@@ -257,11 +369,7 @@ class Conversation:
             case "input_audio_buffer.clear":
                 return [self._events.event("input_audio_buffer.cleared")]
             case "output_audio_buffer.clear":
-                return [
-                    self._events.event(
-                        "output_audio_buffer.cleared", response_id=self.active_response_id
-                    )
-                ]
+                return self._clear_output_audio()
             case None:
                 raise _ClientError(
                     "missing_required_parameter", "Missing required parameter: 'type'.", "type"
@@ -280,6 +388,14 @@ class Conversation:
         if problem is not None:
             raise _ClientError(problem.code, problem.message, problem.param)
         assert isinstance(session, Mapping)
+        voice = _requested_voice(session)
+        if voice is not None and self._assistant_audio and voice != _requested_voice(self._session):
+            # https://platform.openai.com/docs/api-reference/realtime-client-events/session/update
+            raise _ClientError(
+                "cannot_update_voice",
+                "Cannot update a conversation's voice if assistant audio is present.",
+                "session.audio.output.voice",
+            )
         self._session = updated_session(self._session, session)
         return [self._events.event("session.updated", session=session_view(self._session))]
 
@@ -365,10 +481,22 @@ class Conversation:
             raise _ClientError(
                 "invalid_value", "response_id is not the active response.", "response_id"
             )
+        return [self._cancel(response, reason="client_cancelled")]
+
+    def _cancel(self, response: _Response, *, reason: str) -> JsonObject:
         self._response = None
         cancelled = self._response_object(response, [], status="cancelled")
-        cancelled["status_details"] = {"type": "cancelled", "reason": "client_cancelled"}
-        return [self._events.event("response.done", response=cancelled)]
+        cancelled["status_details"] = {"type": "cancelled", "reason": reason}
+        return self._events.event("response.done", response=cancelled)
+
+    def _clear_output_audio(self) -> list[JsonObject]:
+        cut = self._playing or self._spoken
+        if cut is None:
+            raise _ClientError(
+                "invalid_value", "There is no output audio to clear: nothing has been spoken."
+            )
+        self._playing = None
+        return [self._events.event("output_audio_buffer.cleared", response_id=cut[0])]
 
     # -- responses ----------------------------------------------------------------------------
 
@@ -424,6 +552,13 @@ class Conversation:
                 "invalid_value", f"Item with item_id {item_id!r} not found.", "item_id"
             )
         return self._items[index]
+
+
+def _requested_voice(session: Mapping[str, Any]) -> object:
+    """The voice a session update asks for, if it names one."""
+    audio = session.get("audio")
+    output = audio.get("output") if isinstance(audio, Mapping) else None
+    return output.get("voice") if isinstance(output, Mapping) else None
 
 
 def _client_item(item: object) -> JsonObject:

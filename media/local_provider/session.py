@@ -133,3 +133,11 @@ def creates_response_on_speech(session: Mapping[str, Any]) -> bool:
     if not isinstance(turn_detection, Mapping):
         return False
     return bool(turn_detection.get("create_response", True))
+
+
+def interrupts_response(session: Mapping[str, Any]) -> bool:
+    """Whether speech onset interrupts the reply (server or semantic VAD, the default)."""
+    turn_detection = session.get("audio", {}).get("input", {}).get("turn_detection")
+    if not isinstance(turn_detection, Mapping):
+        return False
+    return bool(turn_detection.get("interrupt_response", True))
