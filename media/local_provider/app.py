@@ -6,23 +6,41 @@ import asyncio
 import contextlib
 import hmac
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import Headers, UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.websockets import WebSocketDisconnect
 
 from media.local_provider.answerer import InvalidOffer, answer_offer
 from media.local_provider.calls import CallRegistry, LocalCall
+from media.local_provider.client_secrets import (
+    DEFAULT_TTL_S,
+    MAX_TTL_S,
+    MIN_TTL_S,
+    SECRET_PREFIX,
+    ClientSecrets,
+)
 from media.local_provider.config import LocalProviderConfig
 from media.local_provider.errors import error_body
 from media.local_provider.sdp import fake_answer, offer_problem
-from media.local_provider.server_events import JsonObject
-from media.local_provider.session import find_session_problem
+from media.local_provider.server_events import JsonObject, random_id
+from media.local_provider.session import (
+    default_session,
+    find_session_problem,
+    session_view,
+    updated_session,
+)
 
 CALLS_PATH = "/v1/realtime/calls"
+CLIENT_SECRETS_PATH = "/v1/realtime/client_secrets"
+MAX_JSON_BYTES = 64 * 1024
 CALL_ENDED_REASON = "call_ended"
 
 
@@ -46,7 +64,10 @@ def _invalid_api_key() -> _ProviderError:
 
 def _call_not_found(call_id: str) -> _ProviderError:
     return _ProviderError(
-        404, f"Call {call_id!r} not found or already ended.", code="call_not_found", param="call_id"
+        404,
+        f"Call with id {call_id!r} not found or already ended.",
+        code="call_id_not_found",
+        param="call_id",
     )
 
 
@@ -74,8 +95,12 @@ def create_provider_app(config: LocalProviderConfig, calls: CallRegistry | None 
     """The stand-in provider as an ASGI app.
 
     Pass `calls` to keep a handle on the registry (tests use it to make the user "speak").
+    Every non-2xx answer, unknown routes included, is the OpenAI error object
+    `{"error": {"message", "type", "code", "param"}}`
+    (https://platform.openai.com/docs/guides/error-codes).
     """
     registry = calls if calls is not None else CallRegistry(config)
+    client_secrets = ClientSecrets()
     sweep_interval_s = max(0.05, min(5.0, config.call_ttl_s / 4))
 
     @contextlib.asynccontextmanager
@@ -91,22 +116,35 @@ def create_provider_app(config: LocalProviderConfig, calls: CallRegistry | None 
             registry.close()
 
     app = FastAPI(title="callbridge local provider", lifespan=lifespan)
-
-    @app.exception_handler(_ProviderError)
-    async def provider_error(request: Request, exc: _ProviderError) -> JSONResponse:
-        return exc.response()
+    # Browsers holding an ephemeral key call `/v1/realtime/calls` from their own origin.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["Location"],
+    )
+    _add_error_handlers(app)
 
     def authorized(headers: Headers) -> bool:
         if config.api_key is None:
             return True
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            token.strip().encode(), config.api_key.encode()
-        )
+        return hmac.compare_digest(_bearer_token(headers).encode(), config.api_key.encode())
 
     def require_key(request: Request) -> None:
         if not authorized(request.headers):
             raise _invalid_api_key()
+
+    def session_of_client_secret(request: Request) -> Mapping[str, Any] | None:
+        """The session an `ek_` bearer token starts; None for any other credential."""
+        token = _bearer_token(request.headers)
+        if not token.startswith(SECRET_PREFIX):
+            require_key(request)
+            return None
+        secret = client_secrets.valid(token, now=time.time())
+        if secret is None:
+            raise _invalid_api_key()
+        return secret.session
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -114,8 +152,10 @@ def create_provider_app(config: LocalProviderConfig, calls: CallRegistry | None 
 
     @app.post(CALLS_PATH)
     async def create_call(request: Request) -> Response:
-        require_key(request)
+        granted = session_of_client_secret(request)
         offer, session = await _read_offer(request)
+        if granted is not None:
+            session = updated_session(granted, session or {})
         problem = offer_problem(offer)
         if problem is not None:
             raise _ProviderError(400, problem, code="invalid_offer", param="sdp")
@@ -154,26 +194,122 @@ def create_provider_app(config: LocalProviderConfig, calls: CallRegistry | None 
             raise _call_not_found(call_id)
         return call.debug_record()
 
+    @app.post(CLIENT_SECRETS_PATH)
+    async def create_client_secret(request: Request) -> JsonObject:
+        require_key(request)
+        session, ttl_s = _client_secret_request(await _read_json(request))
+        secret = client_secrets.issue(session, ttl_s=ttl_s, now=time.time())
+        view = session_view(updated_session(default_session(random_id("sess")), session))
+        return {"value": secret.value, "expires_at": secret.expires_at, "session": view}
+
     @app.websocket("/v1/realtime")
-    async def sideband(websocket: WebSocket) -> None:
+    async def realtime_socket(websocket: WebSocket) -> None:
         if not authorized(websocket.headers):
             await _deny(websocket, _invalid_api_key())
             return
-        call_id = websocket.query_params.get("call_id")
-        if not call_id:
+        params = websocket.query_params
+        call_id = params.get("call_id")
+        if call_id:
+            call = registry.active(call_id)
+            if call is None:
+                await _deny(websocket, _call_not_found(call_id))
+                return
+            await websocket.accept()
+            await _relay(websocket, call)
+            return
+        model = params.get("model")
+        if params.get("intent") == "transcription":
+            session: JsonObject = {"type": "transcription"}
+        elif model:
+            session = {"type": "realtime", "model": model}
+        else:
             missing = _ProviderError(
-                400, "Missing required parameter: 'call_id'.", code="missing_required_parameter"
+                400,
+                "Missing required parameter: 'model' (or 'call_id').",
+                code="missing_required_parameter",
+                param="model",
             )
             await _deny(websocket, missing)
             return
-        call = registry.active(call_id)
-        if call is None:
-            await _deny(websocket, _call_not_found(call_id))
-            return
+        # A plain WebSocket session is a call without media that lasts as long as its socket.
+        call = registry.create(session, audio=False)
         await websocket.accept()
-        await _relay(websocket, call)
+        try:
+            await _relay(websocket, call)
+        finally:
+            await call.end()
 
     return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Answer every error, the framework's included, with the OpenAI error object."""
+
+    @app.exception_handler(_ProviderError)
+    async def provider_error(request: Request, exc: _ProviderError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # What api.openai.com answers for a path or method it does not serve.
+        message = f"Invalid URL ({request.method} {request.url.path})"
+        if exc.status_code not in (404, 405):
+            message = str(exc.detail)
+        body = error_body(message, code=None)
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        body = error_body("The request is not valid.", code="invalid_request")
+        return JSONResponse(body, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        body = error_body("The server had an error.", code=None, type="server_error")
+        return JSONResponse(body, status_code=500)
+
+
+def _bearer_token(headers: Headers) -> str:
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+async def _read_json(request: Request) -> JsonObject:
+    if len(await request.body()) > MAX_JSON_BYTES:
+        raise _ProviderError(413, "The request body is too large.", code="request_too_large")
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise _ProviderError(
+            400, "We could not parse the JSON body of your request.", code="invalid_json"
+        ) from exc
+    if not isinstance(body, dict):
+        raise _ProviderError(400, "The request body must be a JSON object.", code="invalid_type")
+    return body
+
+
+def _client_secret_request(body: JsonObject) -> tuple[JsonObject, int]:
+    """The session and lifetime (seconds) a client-secret request asks for."""
+    session = body.get("session", {"type": "realtime"})
+    problem = find_session_problem(session)
+    if problem is not None:
+        raise _ProviderError(400, problem.message, code=problem.code, param=problem.param)
+    expires_after = body.get("expires_after") or {}
+    ttl_s = expires_after.get("seconds", DEFAULT_TTL_S) if isinstance(expires_after, dict) else None
+    if (
+        not isinstance(ttl_s, int)
+        or isinstance(ttl_s, bool)
+        or not MIN_TTL_S <= ttl_s <= MAX_TTL_S
+        or expires_after.get("anchor", "created_at") != "created_at"
+    ):
+        raise _ProviderError(
+            400,
+            f"Invalid 'expires_after': seconds must be {MIN_TTL_S} to {MAX_TTL_S}, "
+            "anchor 'created_at'.",
+            code="invalid_value",
+            param="expires_after",
+        )
+    return session, ttl_s
 
 
 async def _relay(websocket: WebSocket, call: LocalCall) -> None:

@@ -305,8 +305,10 @@ class CallRegistry:
         self._calls: dict[str, LocalCall] = {}
         self._speech = ProviderSpeech(config)
 
-    def create(self, session: Mapping[str, Any] | None = None) -> LocalCall:
+    def create(self, session: Mapping[str, Any] | None = None, *, audio: bool = True) -> LocalCall:
         """Register a new active call whose session starts from `session`.
+
+        `audio`: False for a call that has no media at all (a plain WebSocket session).
 
         Raises ValueError when `session` is not an acceptable GA session object.
         """
@@ -316,7 +318,7 @@ class CallRegistry:
             conversation,
             reply_delay_s=self._config.reply_delay_s,
             created_at=self._clock(),
-            speech=self._speech,
+            speech=self._speech if audio else None,
         )
         self._calls[call.call_id] = call
         return call

@@ -8,7 +8,7 @@ from typing import Any
 def error_object(
     message: str,
     *,
-    code: str,
+    code: str | None,
     param: str | None = None,
     type: str = "invalid_request_error",
 ) -> dict[str, Any]:
@@ -19,7 +19,7 @@ def error_object(
 def error_body(
     message: str,
     *,
-    code: str,
+    code: str | None,
     param: str | None = None,
     type: str = "invalid_request_error",
 ) -> dict[str, Any]:

@@ -28,6 +28,7 @@ _VIEW_KEYS = {
     "transcription": ("type", "id", "audio"),
 }
 _OBJECT_NAMES = {"realtime": "realtime.session", "transcription": "realtime.transcription_session"}
+_TRANSCRIPTION_TURN_DETECTION = ("type", "threshold", "prefix_padding_ms", "silence_duration_ms")
 # The server owns these; an update naming them must not overwrite them.
 _SERVER_OWNED = ("id", "object")
 
@@ -121,7 +122,14 @@ def session_view(session: Mapping[str, Any]) -> dict[str, Any]:
     view = {key: copy.deepcopy(session[key]) for key in _VIEW_KEYS[kind] if key in session}
     view["object"] = _OBJECT_NAMES[kind]
     if kind == "transcription":
-        view["audio"] = {"input": view.get("audio", {}).get("input", {})}
+        audio_input = view.get("audio", {}).get("input", {})
+        turn_detection = audio_input.get("turn_detection")
+        if isinstance(turn_detection, dict):
+            # A transcription session creates no responses, so these switches do not exist.
+            audio_input["turn_detection"] = {
+                k: v for k, v in turn_detection.items() if k in _TRANSCRIPTION_TURN_DETECTION
+            }
+        view["audio"] = {"input": audio_input}
     return view
 
 

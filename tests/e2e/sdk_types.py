@@ -3,6 +3,13 @@
 Strict means: JSON-mode strict pydantic validation (no coercion: a string is never a number,
 an int is never a bool) and no field the SDK's model does not declare, at any depth (the SDK's
 models allow extra fields, so that is checked by walking the validated tree).
+
+One allowance: `session.created` / `session.updated` type their `session` with the SDK's
+*request* models, which have no `id` or `object`, although the API reference shows both in these
+events (https://platform.openai.com/docs/api-reference/realtime-server-events/session/created).
+Their session is therefore validated, just as strictly, by the SDK's session *response* models
+(`RealtimeSessionCreateResponse`, which declares `id` and `object`), and the event around it by
+the event model.
 """
 
 from __future__ import annotations
@@ -14,8 +21,8 @@ from typing import Any
 from openai.types.realtime import (
     ClientSecretCreateResponse,
     RealtimeServerEvent,
-    RealtimeSessionCreateRequest,
-    RealtimeTranscriptionSessionCreateRequest,
+    RealtimeSessionCreateResponse,
+    RealtimeTranscriptionSessionCreateResponse,
 )
 from pydantic import BaseModel
 
@@ -29,6 +36,9 @@ SERVER_EVENT_MODELS: dict[str, type[BaseModel]] = {
 
 class NotConformant(AssertionError):
     """A wire object the SDK's types reject (or accept only by ignoring fields)."""
+
+
+_SESSION_EVENTS = ("session.created", "session.updated")
 
 
 def extra_fields(value: object, path: str = "") -> list[str]:
@@ -47,13 +57,18 @@ def extra_fields(value: object, path: str = "") -> list[str]:
     return found
 
 
-def validate_strictly(model: type[BaseModel], obj: dict[str, Any]) -> BaseModel:
-    """`obj` validated strictly by `model`; raises NotConformant naming what is wrong."""
+def validate_strictly(
+    model: type[BaseModel], obj: dict[str, Any], *, skip: tuple[str, ...] = ()
+) -> BaseModel:
+    """`obj` validated strictly by `model`; raises NotConformant naming what is wrong.
+
+    `skip`: paths (as `extra_fields` names them) whose subtrees are not checked for extras.
+    """
     try:
         validated = model.model_validate_json(json.dumps(obj), strict=True)
     except ValueError as exc:
         raise NotConformant(f"{model.__name__} rejects {obj!r}: {exc}") from exc
-    extras = extra_fields(validated)
+    extras = [path for path in extra_fields(validated) if not path.startswith(skip)]
     if extras:
         raise NotConformant(f"{model.__name__} does not declare {extras} in {obj!r}")
     return validated
@@ -61,17 +76,21 @@ def validate_strictly(model: type[BaseModel], obj: dict[str, Any]) -> BaseModel:
 
 def validate_server_event(event: dict[str, Any]) -> BaseModel:
     """One server event validated strictly by the SDK's model for its `type`."""
-    model = SERVER_EVENT_MODELS.get(event.get("type", ""))
+    kind = event.get("type", "")
+    model = SERVER_EVENT_MODELS.get(kind)
     if model is None:
-        raise NotConformant(f"the SDK knows no server event of type {event.get('type')!r}")
+        raise NotConformant(f"the SDK knows no server event of type {kind!r}")
+    if kind in _SESSION_EVENTS:
+        validate_session(event["session"])
+        return validate_strictly(model, event, skip=(".session.",))
     return validate_strictly(model, event)
 
 
 def validate_session(session: dict[str, Any]) -> BaseModel:
-    """A session object (as in `session.created`) validated by the SDK's session models."""
+    """A session object (as the server shows it) validated by the SDK's session models."""
     if session.get("type") == "transcription":
-        return validate_strictly(RealtimeTranscriptionSessionCreateRequest, session)
-    return validate_strictly(RealtimeSessionCreateRequest, session)
+        return validate_strictly(RealtimeTranscriptionSessionCreateResponse, session)
+    return validate_strictly(RealtimeSessionCreateResponse, session)
 
 
 def validate_client_secret(answer: dict[str, Any]) -> BaseModel:
