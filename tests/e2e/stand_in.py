@@ -107,6 +107,7 @@ class AudioCaller:
     """
 
     calls_url: str
+    token: str | None = None
     events: list[JsonObject] = field(default_factory=list)
     marks: dict[str, int] = field(default_factory=dict)
     arrived_at: dict[str, float] = field(default_factory=dict)
@@ -119,6 +120,10 @@ class AudioCaller:
     _frames_sent: int = 0
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     @property
     def call_id(self) -> str:
@@ -139,7 +144,7 @@ class AudioCaller:
             response = await http.post(
                 self.calls_url,
                 content=pc.localDescription.sdp,
-                headers={"Content-Type": "application/sdp"},
+                headers={"Content-Type": "application/sdp", **self._auth},
             )
         response.raise_for_status()
         self.location = response.headers["location"]
@@ -184,7 +189,7 @@ class AudioCaller:
         """Hang up at the provider and close the peer."""
         if self.location:
             async with httpx.AsyncClient(timeout=10) as http:
-                await http.post(self.calls_url + "/" + self.call_id + "/hangup")
+                await http.post(self.calls_url + "/" + self.call_id + "/hangup", headers=self._auth)
         for task in self._tasks:
             task.cancel()
         if self._pc is not None:
@@ -218,9 +223,9 @@ class AudioCaller:
 
 
 @contextlib.asynccontextmanager
-async def audio_call(provider: Provider) -> AsyncIterator[AudioCaller]:
-    """A connected `AudioCaller` on `provider`, hung up afterwards."""
-    caller = AudioCaller(provider.calls_url)
+async def audio_call(provider: Provider, token: str | None = None) -> AsyncIterator[AudioCaller]:
+    """A connected `AudioCaller` on `provider` (with key `token`), hung up afterwards."""
+    caller = AudioCaller(provider.calls_url, token)
     try:
         await caller.connect()
         yield caller
