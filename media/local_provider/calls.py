@@ -323,6 +323,10 @@ class CallRegistry:
         self._calls[call.call_id] = call
         return call
 
+    def call_ids(self) -> list[str]:
+        """The ids of every call the registry knows, active or ended, oldest first."""
+        return list(self._calls)
+
     def get(self, call_id: str) -> LocalCall | None:
         """The call with this id, active or ended, if the registry still knows it."""
         return self._calls.get(call_id)
