@@ -318,7 +318,8 @@ class CallRegistry:
             conversation,
             reply_delay_s=self._config.reply_delay_s,
             created_at=self._clock(),
-            speech=self._speech if audio else None,
+            # Without media (capacity runs) there is no track to hear or to speak into.
+            speech=self._speech if audio and self._config.media else None,
         )
         self._calls[call.call_id] = call
         return call

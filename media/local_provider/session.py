@@ -101,7 +101,8 @@ def default_session(session_id: str) -> dict[str, Any]:
 
 
 def updated_session(current: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """`current` with `update` applied: objects merge key by key, anything else replaces."""
+    """`current` with `update` applied: objects of the same `type` merge key by key, anything
+    else replaces."""
     return _merged(current, {k: v for k, v in update.items() if k not in _SERVER_OWNED})
 
 
@@ -109,7 +110,12 @@ def _merged(current: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, 
     merged = copy.deepcopy(dict(current))
     for key, value in update.items():
         old = merged.get(key)
-        if isinstance(old, Mapping) and isinstance(value, Mapping):
+        # An object of another `type` (server to semantic VAD, say) has other fields: replace it.
+        if (
+            isinstance(old, Mapping)
+            and isinstance(value, Mapping)
+            and value.get("type", old.get("type")) == old.get("type")
+        ):
             merged[key] = _merged(old, value)
         else:
             merged[key] = copy.deepcopy(value)

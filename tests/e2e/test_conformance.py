@@ -3,7 +3,7 @@
 A scripted set of calls (a text turn, a spoken turn from a WAV, a tool call, a barge-in, a clear,
 each refusal, plain WebSocket sessions, client secrets and HTTP errors) runs against the stand-in;
 everything it sends is validated strictly by the SDK's own pydantic models (see
-`tests/e2e/sdk_types.py` for what "strictly" means).
+`tests/sdk_types.py` for what "strictly" means).
 """
 
 from __future__ import annotations
@@ -22,12 +22,14 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from media.audio import FRAME_MS, read_wav_frames
 from media.local_provider.config import LocalProviderConfig
-from tests.e2e.sdk_types import (
+from media.peer import CallClient
+from tests.e2e.conftest import StartService
+from tests.e2e.stand_in import Provider, audio_call, local_provider, make_offer, voiced_onset_ms
+from tests.sdk_types import (
     validate_client_secret,
     validate_server_event,
     validate_strictly,
 )
-from tests.e2e.stand_in import Provider, audio_call, local_provider, make_offer, voiced_onset_ms
 
 API_KEY = "sk-conformance"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -281,3 +283,29 @@ async def test_every_http_error_is_the_openai_error_object(
     body = response.json()
     assert list(body) == ["error"]
     validate_strictly(ErrorObject, body["error"])
+
+
+async def test_a_call_driven_by_callbridge_conforms(start_service: StartService) -> None:
+    async with local_provider(LocalProviderConfig()) as provider:
+        service = await start_service(provider="local", provider_url=provider.base_url)
+        async with CallClient(f"{service.url}/v1/calls") as caller:
+            assert caller.location is not None
+            call_id = caller.location.rsplit("/", 1)[-1]
+            async with connect(provider.sideband_url(f"call_id={call_id}")) as websocket:
+                side = Sideband(websocket)
+                await side.until("session.created")
+                async with httpx.AsyncClient(base_url=service.url) as http:
+                    await http.post(
+                        f"/v1/calls/{call_id}/messages",
+                        json={"text": "Ask the background agent what is two plus three"},
+                    )
+                await side.until("response.function_call_arguments.done")
+                await side.until(
+                    "response.done", lambda e: e["response"]["output"][0]["type"] == "message"
+                )
+                async with httpx.AsyncClient(base_url=service.url) as http:
+                    await http.post(f"/v1/calls/{call_id}/session", json={"voice": "ash"})
+                refused = await side.until("error")
+
+    assert refused["error"]["code"] == "cannot_update_voice"
+    assert_conformant(side.events + caller.events)
