@@ -312,14 +312,17 @@ class CallRegistry:
 
         Raises ValueError when `session` is not an acceptable GA session object.
         """
-        conversation = Conversation(trigger_phrase=self._config.trigger_phrase, session=session)
+        # Without media (capacity runs) there is no track to hear or to speak into.
+        audio = audio and self._config.media
+        conversation = Conversation(
+            trigger_phrase=self._config.trigger_phrase, session=session, plays_audio=audio
+        )
         call = LocalCall(
             new_call_id(),
             conversation,
             reply_delay_s=self._config.reply_delay_s,
             created_at=self._clock(),
-            # Without media (capacity runs) there is no track to hear or to speak into.
-            speech=self._speech if audio and self._config.media else None,
+            speech=self._speech if audio else None,
         )
         self._calls[call.call_id] = call
         return call

@@ -103,9 +103,12 @@ class Conversation:
         trigger_phrase: str = "background agent",
         session: Mapping[str, Any] | None = None,
         new_id: IdFactory = random_id,
+        plays_audio: bool = True,
     ) -> None:
         """Start a conversation, optionally configured by a call-creation `session` object.
 
+        `plays_audio`: whether spoken replies are played to the caller (a WebRTC call), which is
+        when `output_audio_buffer.*` events exist.
         Raises ValueError when `session` is not an acceptable GA session object.
         """
         self._events = ServerEvents(new_id)
@@ -126,7 +129,8 @@ class Conversation:
         self._speech: tuple[str, int] | None = None
         # Committed speech items waiting for their transcript, with their duration in ms.
         self._untranscribed: dict[str, int] = {}
-        # (response id, item id) of the last spoken reply, and of the one playing now.
+        self._plays_audio = plays_audio
+        # (response id, item id) of the spoken reply waiting to play, and of the one playing.
         self._spoken: tuple[str, str] | None = None
         self._playing: tuple[str, str] | None = None
         self._assistant_audio = False
@@ -221,9 +225,12 @@ class Conversation:
         if interrupts_response(self._session):
             if self._response is not None:
                 events.append(self._cancel(self._response, reason="turn_detected"))
-            if self._playing is not None:
-                response_id, reply_id = self._playing
-                self._playing = None
+            cut = self._playing or self._spoken
+            if cut is not None:
+                # A reply still waiting to play was not heard at all.
+                played_ms = played_ms if cut == self._playing else 0
+                self._playing = self._spoken = None
+                response_id, reply_id = cut
                 events += [
                     self._events.event("output_audio_buffer.cleared", response_id=response_id),
                     self._events.event(
@@ -287,11 +294,11 @@ class Conversation:
     def audio_started(self, response_id: str) -> list[JsonObject]:
         """The spoken reply of `response_id` begins to play: `output_audio_buffer.started`.
 
-        [] unless `response_id` is the last response that finished with an audio message.
+        [] unless `response_id` is the spoken reply waiting to play (not cut meanwhile).
         """
         if self._spoken is None or self._spoken[0] != response_id:
             return []
-        self._playing = self._spoken
+        self._playing, self._spoken = self._spoken, None
         return [self._events.event("output_audio_buffer.started", response_id=response_id)]
 
     def audio_stopped(self, response_id: str) -> list[JsonObject]:
@@ -329,8 +336,9 @@ class Conversation:
             )
             output.append(item)
             if "audio" in response.modalities:
-                self._spoken = (response.id, item["id"])
                 self._assistant_audio = True
+                if self._plays_audio:
+                    self._spoken = (response.id, item["id"])
         self._items.extend(output)
         events.append(
             self._events.event("response.done", response=self._response_object(response, output))
@@ -492,10 +500,8 @@ class Conversation:
     def _clear_output_audio(self) -> list[JsonObject]:
         cut = self._playing or self._spoken
         if cut is None:
-            raise _ClientError(
-                "invalid_value", "There is no output audio to clear: nothing has been spoken."
-            )
-        self._playing = None
+            raise _ClientError("invalid_value", "There is no output audio to clear.")
+        self._playing = self._spoken = None
         return [self._events.event("output_audio_buffer.cleared", response_id=cut[0])]
 
     # -- responses ----------------------------------------------------------------------------

@@ -261,3 +261,25 @@ def test_retrieving_an_unknown_item_is_an_error_naming_the_client_event() -> Non
 
     error = only(events, "error")["error"]
     assert (error["param"], error["event_id"]) == ("item_id", "evt_r")
+
+
+def test_speech_before_a_finished_reply_starts_playing_cuts_it_at_zero() -> None:
+    conv = conversation()
+    conv.user_spoke("hello")
+    done = only(conv.finish_response(), "response.done")["response"]
+
+    events = conv.speech_started(9000, played_ms=700)
+
+    truncated = only(events, "conversation.item.truncated")
+    assert (truncated["item_id"], truncated["audio_end_ms"]) == (done["output"][0]["id"], 0)
+    assert conv.audio_started(done["id"]) == []
+
+
+def test_a_conversation_that_plays_no_audio_has_no_output_audio_buffer() -> None:
+    conv = conversation(plays_audio=False)
+    conv.user_spoke("hello")
+    response_id = only(conv.finish_response(), "response.done")["response"]["id"]
+
+    assert conv.audio_started(response_id) == []
+    assert types(conv.handle_client_event({"type": "output_audio_buffer.clear"})) == ["error"]
+    assert types(conv.speech_started(9000)) == ["input_audio_buffer.speech_started"]
