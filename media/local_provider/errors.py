@@ -54,7 +54,8 @@ def call_id_not_found(call_id: str) -> ProviderError:
     """404 `call_id_not_found`: the call is unknown or has ended."""
     return ProviderError(
         404,
-        f"Call with id {call_id!r} not found or already ended.",
+        # The real API's wording (reported in https://github.com/openai/codex/issues/35094).
+        f"No session found for the provided call_id ({call_id!r}: unknown or ended).",
         code="call_id_not_found",
         param="call_id",
     )

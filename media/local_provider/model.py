@@ -442,10 +442,15 @@ class Conversation:
         return [self._events.event("conversation.item.deleted", item_id=item["id"])]
 
     def _truncate_item(self, event: Mapping[str, Any]) -> list[JsonObject]:
-        item = self._find_item(event)
-        if item.get("role") != "assistant":
+        item_id = event.get("item_id")
+        index = self._index_of(item_id) if isinstance(item_id, str) else None
+        item = self._items[index] if index is not None else None
+        if item is None or item.get("role") != "assistant":
+            # The code clients report for this refusal from the real API.
             raise _ClientError(
-                "invalid_value", "Only assistant messages can be truncated.", "item_id"
+                "item_truncate_invalid_item_id",
+                "Only an assistant message in the conversation can be truncated.",
+                "item_id",
             )
         return [
             self._events.event(
