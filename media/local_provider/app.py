@@ -28,7 +28,7 @@ from media.local_provider.errors import ProviderError, call_id_not_found, error_
 from media.local_provider.sdp import fake_answer, offer_problem
 from media.local_provider.server_events import JsonObject, random_id
 from media.local_provider.session import default_session, session_view, updated_session
-from media.local_provider.sockets import add_realtime_socket
+from media.local_provider.sockets import add_realtime_socket, add_unknown_socket_refusal
 
 CALLS_PATH = "/v1/realtime/calls"
 CLIENT_SECRETS_PATH = "/v1/realtime/client_secrets"
@@ -76,6 +76,7 @@ def create_provider_app(config: LocalProviderConfig, calls: CallRegistry | None 
     _add_call_routes(app, context)
     _add_client_secret_routes(app, context)
     add_realtime_socket(app, context)
+    add_unknown_socket_refusal(app)
     return app
 
 

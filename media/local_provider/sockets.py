@@ -84,6 +84,18 @@ def add_realtime_socket(app: FastAPI, context: ProviderContext) -> None:
             await call.end()
 
 
+def add_unknown_socket_refusal(app: FastAPI) -> None:
+    """Refuse WebSockets on any other path with 404 and the OpenAI error object.
+
+    Add it after every other WebSocket route: it matches every path.
+    """
+
+    @app.websocket("/{path:path}")
+    async def unknown_socket(websocket: WebSocket, path: str) -> None:
+        message = f"Invalid URL (GET /{path})"
+        await _deny(websocket, ProviderError(404, message, code=None))
+
+
 async def _relay(websocket: WebSocket, call: LocalCall) -> None:
     """Greet the socket, then feed its messages to the call until either side closes."""
     sink = WebSocketSink(websocket)

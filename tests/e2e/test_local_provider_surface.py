@@ -81,6 +81,20 @@ async def test_a_refused_sideband_handshake_is_not_logged_as_an_error(
     assert any("404" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_websocket_to_an_unknown_path_is_refused_with_the_error_object(
+    provider: Provider,
+) -> None:
+    url = provider.base_url.replace("http://", "ws://") + "/v1/elsewhere"
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(url, additional_headers=AUTH):
+            pass
+
+    assert refused.value.response.status_code == 404
+    assert json.loads(refused.value.response.body)["error"]["message"] == (
+        "Invalid URL (GET /v1/elsewhere)"
+    )
+
+
 async def test_a_plain_websocket_session_starts_with_the_model_asked_for(
     provider: Provider,
 ) -> None:
