@@ -4,13 +4,15 @@ Pure and synchronous: no sockets, no clocks, and no randomness except through th
 factory. The I/O shell decides *when* things happen; in particular a response started by
 `response.create` (or by user speech) stays in progress until the shell calls
 `finish_response()`, which is what lets a second `response.create` meet an active response.
+Likewise the shell reports what it hears (`speech_started`, `speech_stopped`, then
+`speech_transcribed`) and what it plays (`audio_started`, `audio_stopped`) as it happens.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -46,6 +48,8 @@ CLIENT_EVENT_TYPES = (
     "response.cancel",
 )
 
+MAX_CLIENT_EVENTS = 1000
+"""How many client events a conversation keeps for inspection (a call can run for an hour)."""
 _MESSAGE_ROLES = ("user", "assistant", "system", "developer")
 _SPEECH_MS_PER_WORD = 300
 _SPEECH_GAP_MS = 200
@@ -94,7 +98,8 @@ class Conversation:
     """One call's session and conversation, driven by client events and user speech.
 
     Every returned server event has a fresh `event_id` and shares no mutable state with the
-    conversation. Every client event handed in is kept, in order, in `client_events`.
+    conversation. The latest MAX_CLIENT_EVENTS client events handed in are kept, in order, in
+    `client_events` (audio appends without their audio).
     """
 
     def __init__(
@@ -121,7 +126,8 @@ class Conversation:
             self._session = updated_session(self._session, session)
         self._conversation_id = new_id("conv")
         self._items: list[JsonObject] = []
-        self._client_events: list[JsonObject] = []
+        self._client_events: deque[JsonObject] = deque(maxlen=MAX_CLIENT_EVENTS)
+        self._function_call_outputs: Counter[str] = Counter()
         self._response: _Response | None = None
         self._tool_called_for: set[str] = set()
         self._audio_ms = 0
@@ -143,7 +149,7 @@ class Conversation:
     @property
     def client_events(self) -> list[JsonObject]:
         """Every client event received so far (parsed), oldest first."""
-        return copy.deepcopy(self._client_events)
+        return copy.deepcopy(list(self._client_events))
 
     @property
     def playing_response_id(self) -> str | None:
@@ -157,16 +163,7 @@ class Conversation:
 
     def function_call_output_counts(self) -> dict[str, int]:
         """How many `function_call_output` items the client created, per `call_id`."""
-        counts: Counter[str] = Counter()
-        for event in self._client_events:
-            item = event.get("item")
-            if (
-                event.get("type") == "conversation.item.create"
-                and isinstance(item, Mapping)
-                and item.get("type") == "function_call_output"
-            ):
-                counts[str(item.get("call_id"))] += 1
-        return dict(counts)
+        return dict(self._function_call_outputs)
 
     def session_created(self) -> JsonObject:
         """The `session.created` event a new connection receives first."""
@@ -184,7 +181,15 @@ class Conversation:
 
     def handle_client_event(self, event: Mapping[str, Any]) -> list[JsonObject]:
         """The server events answering one client event (an `error` event when refused)."""
-        self._client_events.append(copy.deepcopy(dict(event)))
+        kept = copy.deepcopy({k: v for k, v in event.items() if k != "audio"})
+        self._client_events.append(kept)
+        item = event.get("item")
+        if (
+            event.get("type") == "conversation.item.create"
+            and isinstance(item, Mapping)
+            and item.get("type") == "function_call_output"
+        ):
+            self._function_call_outputs[str(item.get("call_id"))] += 1
         client_event_id = event.get("event_id")
         try:
             return self._dispatch(event)

@@ -81,7 +81,9 @@ def add_realtime_socket(app: FastAPI, context: ProviderContext) -> None:
         try:
             await _relay(websocket, call)
         finally:
+            # Nothing can join a plain session, so nothing needs its record afterwards.
             await call.end()
+            context.calls.forget(call)
 
 
 def add_unknown_socket_refusal(app: FastAPI) -> None:

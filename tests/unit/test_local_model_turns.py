@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from media.local_provider.model import Conversation
+from media.local_provider.model import MAX_CLIENT_EVENTS, Conversation
 from media.local_provider.server_events import IdFactory, JsonObject
 
 
@@ -283,3 +283,15 @@ def test_a_conversation_that_plays_no_audio_has_no_output_audio_buffer() -> None
     assert conv.audio_started(response_id) == []
     assert types(conv.handle_client_event({"type": "output_audio_buffer.clear"})) == ["error"]
     assert types(conv.speech_started(9000)) == ["input_audio_buffer.speech_started"]
+
+
+def test_the_client_events_kept_are_bounded_and_carry_no_audio() -> None:
+    conv = conversation()
+    append = {"type": "input_audio_buffer.append", "audio": "AAAA" * 100}
+    for _ in range(MAX_CLIENT_EVENTS + 5):
+        conv.handle_client_event(append)
+
+    kept = conv.client_events
+
+    assert len(kept) == MAX_CLIENT_EVENTS
+    assert kept[0] == {"type": "input_audio_buffer.append"}
