@@ -111,6 +111,48 @@ async def test_an_openai_agents_realtime_agent_attached_by_call_id_runs_a_tool(
     assert answer == "Here is what the background agent found: 2 + 3 = 5"
 
 
+async def test_an_openai_agents_realtime_agent_on_a_plain_websocket_session_answers(
+    provider: Provider,
+) -> None:
+    agent = RealtimeAgent(name="plain", instructions="Be brief.")
+    runner = RealtimeRunner(starting_agent=agent)
+    session = await runner.run(
+        model_config={"url": provider.sideband_url("model=gpt-realtime"), "api_key": API_KEY}
+    )
+    answer = ""
+    async with session:
+        await session.send_message("hello")
+        async with asyncio.timeout(15):
+            async for event in session:
+                if event.type == "error":
+                    pytest.fail(f"openai-agents reported an error: {event.error}")
+                if (
+                    event.type == "raw_model_event"
+                    and event.data.type == "raw_server_event"
+                    and event.data.data.get("type") == "response.output_audio_transcript.done"
+                ):
+                    answer = event.data.data["transcript"]
+                    break
+
+    assert answer == "You said: hello"
+
+
+async def test_pydantic_ai_on_a_plain_websocket_session_completes_a_turn(
+    provider: Provider,
+) -> None:
+    model = OpenAIRealtimeModel(
+        "gpt-realtime", provider=OpenAIProvider(base_url=provider.api_url, api_key=API_KEY)
+    )
+    realtime = Agent(instructions="Be brief.").realtime(model)
+
+    async with realtime.session() as session:
+        await session.send("hello")
+        async with asyncio.timeout(15):
+            turn = [event async for event in _until_turn_complete(session)]
+
+    assert isinstance(turn[-1], RealtimeTurnCompleteEvent)
+
+
 async def test_pydantic_ai_relays_a_webrtc_offer_and_its_sideband_completes_a_turn(
     provider: Provider,
 ) -> None:
