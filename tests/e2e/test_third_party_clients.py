@@ -8,6 +8,7 @@ the stand-in.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -38,6 +39,15 @@ TOOL_REQUEST = "Please ask the background agent what is two plus three"
 async def provider() -> AsyncIterator[Provider]:
     async with local_provider(LocalProviderConfig(api_key=API_KEY)) as running:
         yield running
+
+
+def errors_logged_by_openai_agents(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What openai-agents logged at ERROR (it logs server events its types reject there)."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith("openai.agents") and r.levelno >= logging.ERROR
+    ]
 
 
 def user_message(text: str) -> dict[str, Any]:
@@ -71,7 +81,7 @@ async def test_the_openai_sdk_creates_a_call_and_joins_it_by_call_id(provider: P
 
 
 async def test_an_openai_agents_realtime_agent_attached_by_call_id_runs_a_tool(
-    provider: Provider,
+    provider: Provider, caplog: pytest.LogCaptureFixture
 ) -> None:
     asked: list[str] = []
 
@@ -107,12 +117,13 @@ async def test_an_openai_agents_realtime_agent_attached_by_call_id_runs_a_tool(
                         break
 
     assert asked == [TOOL_REQUEST]
+    assert errors_logged_by_openai_agents(caplog) == []
     assert kinds.index("tool_start") < kinds.index("tool_end")
     assert answer == "Here is what the background agent found: 2 + 3 = 5"
 
 
 async def test_an_openai_agents_realtime_agent_on_a_plain_websocket_session_answers(
-    provider: Provider,
+    provider: Provider, caplog: pytest.LogCaptureFixture
 ) -> None:
     agent = RealtimeAgent(name="plain", instructions="Be brief.")
     runner = RealtimeRunner(starting_agent=agent)
@@ -135,6 +146,7 @@ async def test_an_openai_agents_realtime_agent_on_a_plain_websocket_session_answ
                     break
 
     assert answer == "You said: hello"
+    assert errors_logged_by_openai_agents(caplog) == []
 
 
 async def test_pydantic_ai_on_a_plain_websocket_session_completes_a_turn(
