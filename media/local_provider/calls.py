@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import string
@@ -21,7 +22,7 @@ from media.local_provider.voice import ReplyVoice
 from media.speech.recognizer_pool import RecognitionFailed, RecognizerPool
 from media.speech.synthesis import SynthesisError
 from media.speech.utterances import UtteranceSegmenter
-from media.speech.vad import SpeechStarted, UtteranceEnded
+from media.speech.vad import SpeechStarted, UtteranceEnded, VadEvent
 from signaling.ids import CallId
 
 CallState = Literal["active", "ended"]
@@ -55,9 +56,11 @@ class LocalCall:
     a lock serialises "feed the conversation, broadcast the result" so that subscribers on
     different transports all see one order.
 
-    With `speech`, the caller's audio is transcribed into user turns and replies are spoken
-    (as far as the provider has a recognizer and a synthesizer); without it, the call hears
-    text only and answers with a tone.
+    With `speech`, the caller's audio is heard as the real API's server VAD hears it (speech
+    start and stop as they happen, then the transcription) and replies are spoken, as far as
+    the provider has a recognizer and a synthesizer; a spoken reply is framed by
+    `output_audio_buffer.started` / `.stopped`, and caller speech cuts it short (barge-in).
+    Without `speech` (a plain WebSocket session) the call has no audio at all.
     """
 
     def __init__(
@@ -76,7 +79,12 @@ class LocalCall:
         self.voice = ReplyVoice()
         self.inbound_audio_frames = 0
         self._recognizers: RecognizerPool | None = speech.recognizers if speech else None
+        self._has_voice = speech is not None
         self._speaker = speech if speech is not None and speech.can_speak else None
+        self._heard: asyncio.Queue[VadEvent] = asyncio.Queue()
+        self._listening = False
+        # Set when the reply playing now is cut short (barge-in or `output_audio_buffer.clear`).
+        self._cut = asyncio.Event()
         self._hearing = UtteranceSegmenter()
         # Utterances are transcribed, and replies synthesized, one at a time and in order, so
         # that neither overtakes the one before.
@@ -122,6 +130,15 @@ class LocalCall:
             await self._broadcast(self.conversation.handle_client_text(text))
             self._schedule_reply()
 
+    async def speech_started(self, start_ms: int) -> None:
+        """The caller began speaking at `start_ms` of their audio: VAD event, maybe barge-in."""
+        async with self._lock:
+            if self._state == "active":
+                played_ms = self.voice.played_ms
+                await self._broadcast(
+                    self.conversation.speech_started(start_ms, played_ms=played_ms)
+                )
+
     async def user_spoke(self, text: str, *, audio_ms: tuple[int, int] | None = None) -> None:
         """Broadcast the events of the user saying `text`, heard at `audio_ms` if known."""
         async with self._lock:
@@ -139,8 +156,10 @@ class LocalCall:
         for event in self._hearing.hear(frame):
             if isinstance(event, SpeechStarted):
                 recognizers.warm_up()
-            else:
-                self.spawn(self._transcribe(recognizers, event))
+            self._heard.put_nowait(event)
+            if not self._listening:
+                self._listening = True
+                self.spawn(self._listen(recognizers))
 
     async def end(self) -> bool:
         """End the call: close sideband sockets and the peer. False if it had already ended."""
@@ -174,6 +193,9 @@ class LocalCall:
         }
 
     async def _broadcast(self, events: list[JsonObject]) -> None:
+        if any(event["type"] == "output_audio_buffer.cleared" for event in events):
+            self.voice.clear()
+            self._cut.set()
         for event in events:
             for sink in list(self._subscribers):
                 if not await sink.send_event(event):
@@ -192,45 +214,84 @@ class LocalCall:
             if self._state != "active" or self.conversation.active_response_id != response_id:
                 return
             events = self.conversation.finish_response()
-            for event in events:
-                if event["type"] == "response.output_audio_transcript.done":
-                    self._voice_reply(event["transcript"])
             await self._broadcast(events)
+        if not self._has_voice:
+            return
+        for event in events:
+            if event["type"] == "response.output_audio_transcript.done":
+                self.spawn(self._say(response_id, event["transcript"]))
 
-    async def _transcribe(self, recognizers: RecognizerPool, utterance: UtteranceEnded) -> None:
+    async def _listen(self, recognizers: RecognizerPool) -> None:
+        """Report what the VAD heard, in order; transcribe each utterance in the background."""
+        while True:
+            heard = await self._heard.get()
+            if isinstance(heard, SpeechStarted):
+                await self.speech_started(heard.start_ms)
+                continue
+            async with self._lock:
+                if self._state != "active":
+                    return
+                events, item_id = self.conversation.speech_stopped(heard.end_ms)
+                await self._broadcast(events)
+            self.spawn(self._transcribe(recognizers, heard, item_id))
+
+    async def _transcribe(
+        self, recognizers: RecognizerPool, utterance: UtteranceEnded, item_id: str
+    ) -> None:
         async with self._transcribing:
             try:
                 recognition = await recognizers.transcribe(utterance.pcm)
             except RecognitionFailed as exc:
                 log.warning("call %s: speech recognition failed: %s", self.call_id, exc)
-                return
-            log.debug(
-                "call %s: heard %r (%s, %.0f ms)",
-                self.call_id,
-                recognition.text,
-                recognition.source,
-                recognition.seconds * 1000,
-            )
-            if recognition.text:
-                await self.user_spoke(
-                    recognition.text, audio_ms=(utterance.start_ms, utterance.end_ms)
+                events = self.conversation.speech_not_transcribed(item_id, str(exc))
+            else:
+                log.debug(
+                    "call %s: heard %r (%s, %.0f ms)",
+                    self.call_id,
+                    recognition.text,
+                    recognition.source,
+                    recognition.seconds * 1000,
                 )
+                events = self.conversation.speech_transcribed(item_id, recognition.text)
+            async with self._lock:
+                if self._state != "active":
+                    return
+                await self._broadcast(events)
+                self._schedule_reply()
 
-    def _voice_reply(self, transcript: str) -> None:
-        if self._speaker is None:
-            self.voice.tone_for(transcript)
-        else:
-            self.spawn(self._say(self._speaker, transcript))
+    async def _say(self, response_id: str, transcript: str) -> None:
+        """Speak the reply of `response_id`, between `output_audio_buffer.started` and `.stopped`.
 
-    async def _say(self, speech: ProviderSpeech, transcript: str) -> None:
+        Replies are spoken one at a time, in the order they were made.
+        """
         async with self._synthesizing:
-            try:
-                pcm = await speech.speech_for(transcript)
-            except SynthesisError as exc:
-                log.warning("call %s: speech synthesis failed: %s", self.call_id, exc)
-                self.voice.tone_for(transcript)
-                return
-            self.voice.say(pcm)
+            pcm = await self._synthesize(transcript)
+            async with self._lock:
+                events = self.conversation.audio_started(response_id)
+                if self._state != "active" or not events:
+                    return
+                self._cut.clear()
+                seconds = (
+                    self.voice.say(pcm) if pcm is not None else self.voice.tone_for(transcript)
+                )
+                await self._broadcast(events)
+            # The track pulls a frame every 20 ms, so the reply has played after its duration
+            # unless it was cut short first.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._cut.wait(), seconds)
+            async with self._lock:
+                if self._state == "active":
+                    await self._broadcast(self.conversation.audio_stopped(response_id))
+
+    async def _synthesize(self, transcript: str) -> bytes | None:
+        """`transcript` spoken, or None when the reply is a tone (no or a failing synthesizer)."""
+        if self._speaker is None:
+            return None
+        try:
+            return await self._speaker.speech_for(transcript)
+        except SynthesisError as exc:
+            log.warning("call %s: speech synthesis failed: %s", self.call_id, exc)
+            return None
 
 
 class CallRegistry:
@@ -245,23 +306,37 @@ class CallRegistry:
         self._speech = ProviderSpeech(config)
 
     def create(
-        self, session: Mapping[str, Any] | None = None, *, call_id: CallId | None = None
+        self,
+        session: Mapping[str, Any] | None = None,
+        *,
+        call_id: CallId | None = None,
+        audio: bool = True,
     ) -> LocalCall:
         """Register a new active call whose session starts from `session`.
 
         `call_id`: the id a phone call was announced with (default: a new one).
+        `audio`: False for a call that has no media at all (a plain WebSocket session).
+
         Raises ValueError when `session` is not an acceptable GA session object.
         """
-        conversation = Conversation(trigger_phrase=self._config.trigger_phrase, session=session)
+        # Without media (capacity runs) there is no track to hear or to speak into.
+        audio = audio and self._config.media
+        conversation = Conversation(
+            trigger_phrase=self._config.trigger_phrase, session=session, plays_audio=audio
+        )
         call = LocalCall(
             call_id or new_call_id(),
             conversation,
             reply_delay_s=self._config.reply_delay_s,
             created_at=self._clock(),
-            speech=self._speech,
+            speech=self._speech if audio else None,
         )
         self._calls[call.call_id] = call
         return call
+
+    def call_ids(self) -> list[str]:
+        """The ids of every call the registry knows, active or ended, oldest first."""
+        return list(self._calls)
 
     def get(self, call_id: str) -> LocalCall | None:
         """The call with this id, active or ended, if the registry still knows it."""

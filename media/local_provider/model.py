@@ -4,17 +4,20 @@ Pure and synchronous: no sockets, no clocks, and no randomness except through th
 factory. The I/O shell decides *when* things happen; in particular a response started by
 `response.create` (or by user speech) stays in progress until the shell calls
 `finish_response()`, which is what lets a second `response.create` meet an active response.
+Likewise the shell reports what it hears (`speech_started`, `speech_stopped`, then
+`speech_transcribed`) and what it plays (`audio_started`, `audio_stopped`) as it happens.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from media.local_provider.errors import error_object
 from media.local_provider.server_events import (
     IdFactory,
     JsonObject,
@@ -26,6 +29,7 @@ from media.local_provider.session import (
     creates_response_on_speech,
     default_session,
     find_session_problem,
+    interrupts_response,
     session_view,
     updated_session,
 )
@@ -44,6 +48,8 @@ CLIENT_EVENT_TYPES = (
     "response.cancel",
 )
 
+MAX_CLIENT_EVENTS = 1000
+"""How many client events a conversation keeps for inspection (a call can run for an hour)."""
 _MESSAGE_ROLES = ("user", "assistant", "system", "developer")
 _SPEECH_MS_PER_WORD = 300
 _SPEECH_GAP_MS = 200
@@ -92,7 +98,8 @@ class Conversation:
     """One call's session and conversation, driven by client events and user speech.
 
     Every returned server event has a fresh `event_id` and shares no mutable state with the
-    conversation. Every client event handed in is kept, in order, in `client_events`.
+    conversation. The latest MAX_CLIENT_EVENTS client events handed in are kept, in order, in
+    `client_events` (audio appends without their audio).
     """
 
     def __init__(
@@ -101,9 +108,12 @@ class Conversation:
         trigger_phrase: str = "background agent",
         session: Mapping[str, Any] | None = None,
         new_id: IdFactory = random_id,
+        plays_audio: bool = True,
     ) -> None:
         """Start a conversation, optionally configured by a call-creation `session` object.
 
+        `plays_audio`: whether spoken replies are played to the caller (a WebRTC call), which is
+        when `output_audio_buffer.*` events exist.
         Raises ValueError when `session` is not an acceptable GA session object.
         """
         self._events = ServerEvents(new_id)
@@ -116,10 +126,20 @@ class Conversation:
             self._session = updated_session(self._session, session)
         self._conversation_id = new_id("conv")
         self._items: list[JsonObject] = []
-        self._client_events: list[JsonObject] = []
+        self._client_events: deque[JsonObject] = deque(maxlen=MAX_CLIENT_EVENTS)
+        self._function_call_outputs: Counter[str] = Counter()
         self._response: _Response | None = None
         self._tool_called_for: set[str] = set()
         self._audio_ms = 0
+        # Speech heard but not yet over: its item id and where it started.
+        self._speech: tuple[str, int] | None = None
+        # Committed speech items waiting for their transcript, with their duration in ms.
+        self._untranscribed: dict[str, int] = {}
+        self._plays_audio = plays_audio
+        # (response id, item id) of the spoken reply waiting to play, and of the one playing.
+        self._spoken: tuple[str, str] | None = None
+        self._playing: tuple[str, str] | None = None
+        self._assistant_audio = False
 
     @property
     def session(self) -> JsonObject:
@@ -129,7 +149,12 @@ class Conversation:
     @property
     def client_events(self) -> list[JsonObject]:
         """Every client event received so far (parsed), oldest first."""
-        return copy.deepcopy(self._client_events)
+        return copy.deepcopy(list(self._client_events))
+
+    @property
+    def playing_response_id(self) -> str | None:
+        """The id of the response whose audio is playing, if any."""
+        return self._playing[0] if self._playing is not None else None
 
     @property
     def active_response_id(self) -> str | None:
@@ -138,16 +163,7 @@ class Conversation:
 
     def function_call_output_counts(self) -> dict[str, int]:
         """How many `function_call_output` items the client created, per `call_id`."""
-        counts: Counter[str] = Counter()
-        for event in self._client_events:
-            item = event.get("item")
-            if (
-                event.get("type") == "conversation.item.create"
-                and isinstance(item, Mapping)
-                and item.get("type") == "function_call_output"
-            ):
-                counts[str(item.get("call_id"))] += 1
-        return dict(counts)
+        return dict(self._function_call_outputs)
 
     def session_created(self) -> JsonObject:
         """The `session.created` event a new connection receives first."""
@@ -165,7 +181,15 @@ class Conversation:
 
     def handle_client_event(self, event: Mapping[str, Any]) -> list[JsonObject]:
         """The server events answering one client event (an `error` event when refused)."""
-        self._client_events.append(copy.deepcopy(dict(event)))
+        kept = copy.deepcopy({k: v for k, v in event.items() if k != "audio"})
+        self._client_events.append(kept)
+        item = event.get("item")
+        if (
+            event.get("type") == "conversation.item.create"
+            and isinstance(item, Mapping)
+            and item.get("type") == "function_call_output"
+        ):
+            self._function_call_outputs[str(item.get("call_id"))] += 1
         client_event_id = event.get("event_id")
         try:
             return self._dispatch(event)
@@ -178,22 +202,119 @@ class Conversation:
 
         `audio_ms` is where the speech started and ended in the input audio, as heard; without
         it the speech is placed after the previous one, lasting a guess from its word count.
-        In a conversational session whose turn detection creates responses, a response is
-        started too (unless one is already in progress).
+        The same as `speech_started`, `speech_stopped` and `speech_transcribed` in a row.
         """
         if audio_ms is None:
             start_ms = self._audio_ms + _SPEECH_GAP_MS
             end_ms = start_ms + _SPEECH_MS_PER_WORD * max(1, len(text.split()))
         else:
             start_ms, end_ms = audio_ms
+        events = self.speech_started(start_ms)
+        stopped, item_id = self.speech_stopped(end_ms)
+        return events + stopped + self.speech_transcribed(item_id, text)
+
+    def speech_started(self, start_ms: int, *, played_ms: int = 0) -> list[JsonObject]:
+        """The VAD heard speech begin at `start_ms` of the input audio.
+
+        With server VAD and `interrupt_response` (the default) this is a barge-in: a response in
+        progress is cancelled (`response.done`, status `cancelled`, reason `turn_detected`) and
+        a reply that is playing is cut: `output_audio_buffer.cleared`, then
+        `conversation.item.truncated` at `played_ms`, how much of it the caller heard. See
+        https://platform.openai.com/docs/guides/realtime-vad
+        """
+        if self._speech is not None:
+            return []
+        item_id = self._events.new_id("item")
+        self._speech = (item_id, start_ms)
+        events = [self._events.speech_started(item_id=item_id, start_ms=start_ms)]
+        if interrupts_response(self._session):
+            if self._response is not None:
+                events.append(self._cancel(self._response, reason="turn_detected"))
+            cut = self._playing or self._spoken
+            if cut is not None:
+                # A reply still waiting to play was not heard at all.
+                played_ms = played_ms if cut == self._playing else 0
+                self._playing = self._spoken = None
+                response_id, reply_id = cut
+                events += [
+                    self._events.event("output_audio_buffer.cleared", response_id=response_id),
+                    self._events.event(
+                        "conversation.item.truncated",
+                        item_id=reply_id,
+                        content_index=0,
+                        audio_end_ms=played_ms,
+                    ),
+                ]
+        return events
+
+    def speech_stopped(self, end_ms: int) -> tuple[list[JsonObject], str]:
+        """The VAD heard speech end at `end_ms`: the audio is committed as a user item.
+
+        Returns the events and the item's id, which `speech_transcribed` takes. Speech that
+        stops without having started (the shell missed the start) starts at `end_ms`.
+        """
+        item_id, start_ms = self._speech or (self._events.new_id("item"), end_ms)
+        self._speech = None
         self._audio_ms = max(self._audio_ms, end_ms)
-        events, item = self._events.user_speech(
-            text, start_ms=start_ms, end_ms=end_ms, previous_item_id=self._last_item_id()
+        events, item = self._events.speech_stopped(
+            item_id=item_id, end_ms=end_ms, previous_item_id=self._last_item_id()
         )
         self._items.append(item)
-        if creates_response_on_speech(self._session) and self._response is None:
+        self._untranscribed[item_id] = max(0, end_ms - start_ms)
+        return events, item_id
+
+    def speech_transcribed(self, item_id: str, text: str) -> list[JsonObject]:
+        """The transcription of committed speech item `item_id` ([] for an unknown item).
+
+        In a conversational session whose turn detection creates responses, non-empty speech
+        starts a response too (unless one is already in progress).
+        """
+        duration_ms = self._untranscribed.pop(item_id, None)
+        if duration_ms is None:
+            return []
+        events = self._events.transcription(
+            item_id=item_id, text=text, audio_seconds=duration_ms / 1000
+        )
+        index = self._index_of(item_id)
+        if index is not None:
+            self._items[index]["content"][0]["transcript"] = text
+        if text and creates_response_on_speech(self._session) and self._response is None:
             events.append(self._start_response(self._session["output_modalities"]))
         return events
+
+    def speech_not_transcribed(self, item_id: str, reason: str) -> list[JsonObject]:
+        """Transcription of committed speech item `item_id` failed ([] for an unknown item)."""
+        if self._untranscribed.pop(item_id, None) is None:
+            return []
+        error = error_object(reason, code="transcription_failed", type="server_error")
+        return [
+            self._events.event(
+                "conversation.item.input_audio_transcription.failed",
+                item_id=item_id,
+                content_index=0,
+                error=error,
+            )
+        ]
+
+    def audio_started(self, response_id: str) -> list[JsonObject]:
+        """The spoken reply of `response_id` begins to play: `output_audio_buffer.started`.
+
+        [] unless `response_id` is the spoken reply waiting to play (not cut meanwhile).
+        """
+        if self._spoken is None or self._spoken[0] != response_id:
+            return []
+        self._playing, self._spoken = self._spoken, None
+        return [self._events.event("output_audio_buffer.started", response_id=response_id)]
+
+    def audio_stopped(self, response_id: str) -> list[JsonObject]:
+        """The reply of `response_id` has played to its end: `output_audio_buffer.stopped`.
+
+        [] when that reply is not playing (it was cleared, or never started).
+        """
+        if self._playing is None or self._playing[0] != response_id:
+            return []
+        self._playing = None
+        return [self._events.event("output_audio_buffer.stopped", response_id=response_id)]
 
     def finish_response(self) -> list[JsonObject]:
         """The output and `response.done` of the response in progress ([] when none is)."""
@@ -219,6 +340,10 @@ class Conversation:
                 previous_item_id=self._last_item_id(),
             )
             output.append(item)
+            if "audio" in response.modalities:
+                self._assistant_audio = True
+                if self._plays_audio:
+                    self._spoken = (response.id, item["id"])
         self._items.extend(output)
         events.append(
             self._events.event("response.done", response=self._response_object(response, output))
@@ -257,11 +382,7 @@ class Conversation:
             case "input_audio_buffer.clear":
                 return [self._events.event("input_audio_buffer.cleared")]
             case "output_audio_buffer.clear":
-                return [
-                    self._events.event(
-                        "output_audio_buffer.cleared", response_id=self.active_response_id
-                    )
-                ]
+                return self._clear_output_audio()
             case None:
                 raise _ClientError(
                     "missing_required_parameter", "Missing required parameter: 'type'.", "type"
@@ -280,6 +401,14 @@ class Conversation:
         if problem is not None:
             raise _ClientError(problem.code, problem.message, problem.param)
         assert isinstance(session, Mapping)
+        voice = _requested_voice(session)
+        if voice is not None and self._assistant_audio and voice != _requested_voice(self._session):
+            # https://platform.openai.com/docs/api-reference/realtime-client-events/session/update
+            raise _ClientError(
+                "cannot_update_voice",
+                "Cannot update a conversation's voice if assistant audio is present.",
+                "session.audio.output.voice",
+            )
         self._session = updated_session(self._session, session)
         return [self._events.event("session.updated", session=session_view(self._session))]
 
@@ -318,10 +447,15 @@ class Conversation:
         return [self._events.event("conversation.item.deleted", item_id=item["id"])]
 
     def _truncate_item(self, event: Mapping[str, Any]) -> list[JsonObject]:
-        item = self._find_item(event)
-        if item.get("role") != "assistant":
+        item_id = event.get("item_id")
+        index = self._index_of(item_id) if isinstance(item_id, str) else None
+        item = self._items[index] if index is not None else None
+        if item is None or item.get("role") != "assistant":
+            # The code clients report for this refusal from the real API.
             raise _ClientError(
-                "invalid_value", "Only assistant messages can be truncated.", "item_id"
+                "item_truncate_invalid_item_id",
+                "Only an assistant message in the conversation can be truncated.",
+                "item_id",
             )
         return [
             self._events.event(
@@ -365,10 +499,20 @@ class Conversation:
             raise _ClientError(
                 "invalid_value", "response_id is not the active response.", "response_id"
             )
+        return [self._cancel(response, reason="client_cancelled")]
+
+    def _cancel(self, response: _Response, *, reason: str) -> JsonObject:
         self._response = None
         cancelled = self._response_object(response, [], status="cancelled")
-        cancelled["status_details"] = {"type": "cancelled", "reason": "client_cancelled"}
-        return [self._events.event("response.done", response=cancelled)]
+        cancelled["status_details"] = {"type": "cancelled", "reason": reason}
+        return self._events.event("response.done", response=cancelled)
+
+    def _clear_output_audio(self) -> list[JsonObject]:
+        cut = self._playing or self._spoken
+        if cut is None:
+            raise _ClientError("invalid_value", "There is no output audio to clear.")
+        self._playing = self._spoken = None
+        return [self._events.event("output_audio_buffer.cleared", response_id=cut[0])]
 
     # -- responses ----------------------------------------------------------------------------
 
@@ -424,6 +568,13 @@ class Conversation:
                 "invalid_value", f"Item with item_id {item_id!r} not found.", "item_id"
             )
         return self._items[index]
+
+
+def _requested_voice(session: Mapping[str, Any]) -> object:
+    """The voice a session update asks for, if it names one."""
+    audio = session.get("audio")
+    output = audio.get("output") if isinstance(audio, Mapping) else None
+    return output.get("voice") if isinstance(output, Mapping) else None
 
 
 def _client_item(item: object) -> JsonObject:

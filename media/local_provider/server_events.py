@@ -51,11 +51,16 @@ class ServerEvents:
         error = error_object(message, code=code, param=param)
         return self.event("error", error={**error, "event_id": client_event_id})
 
-    def user_speech(
-        self, text: str, *, start_ms: int, end_ms: int, previous_item_id: str | None
+    def speech_started(self, *, item_id: str, start_ms: int) -> JsonObject:
+        """`input_audio_buffer.speech_started`: the VAD heard speech begin at `start_ms`."""
+        return self.event(
+            "input_audio_buffer.speech_started", audio_start_ms=start_ms, item_id=item_id
+        )
+
+    def speech_stopped(
+        self, *, item_id: str, end_ms: int, previous_item_id: str | None
     ) -> tuple[list[JsonObject], JsonObject]:
-        """VAD, the committed audio item and its transcription; and the item, transcribed."""
-        item_id = self.new_id("item")
+        """The end of speech: VAD stop, the committed audio item (not yet transcribed); the item."""
         item: JsonObject = {
             "id": item_id,
             "object": "realtime.item",
@@ -66,27 +71,27 @@ class ServerEvents:
         }
         previous = {"previous_item_id": previous_item_id}
         events = [
-            self.event(
-                "input_audio_buffer.speech_started", audio_start_ms=start_ms, item_id=item_id
-            ),
             self.event("input_audio_buffer.speech_stopped", audio_end_ms=end_ms, item_id=item_id),
             self.event("input_audio_buffer.committed", **previous, item_id=item_id),
             # Transcription finishes after the item exists, as on the real service, so the item
-            # events still carry a null transcript.
+            # events carry a null transcript.
             self.event("conversation.item.added", **previous, item=item),
             self.event("conversation.item.done", **previous, item=item),
         ]
+        return events, item
+
+    def transcription(self, *, item_id: str, text: str, audio_seconds: float) -> list[JsonObject]:
+        """The streamed transcription of input audio item `item_id`."""
         part = {"item_id": item_id, "content_index": 0}
-        events += [
+        events = [
             self.event(f"{_INPUT_TRANSCRIPTION}.delta", **part, delta=delta)
             for delta in chunks(text)
         ]
-        usage = {"type": "duration", "seconds": (end_ms - start_ms) / 1000}
+        usage = {"type": "duration", "seconds": audio_seconds}
         events.append(
             self.event(f"{_INPUT_TRANSCRIPTION}.completed", **part, transcript=text, usage=usage)
         )
-        item["content"][0]["transcript"] = text
-        return events, item
+        return events
 
     def tool_call(
         self, response_id: str, prompt: str, *, previous_item_id: str | None

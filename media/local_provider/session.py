@@ -28,6 +28,7 @@ _VIEW_KEYS = {
     "transcription": ("type", "id", "audio"),
 }
 _OBJECT_NAMES = {"realtime": "realtime.session", "transcription": "realtime.transcription_session"}
+_TRANSCRIPTION_TURN_DETECTION = ("type", "threshold", "prefix_padding_ms", "silence_duration_ms")
 # The server owns these; an update naming them must not overwrite them.
 _SERVER_OWNED = ("id", "object")
 
@@ -100,7 +101,8 @@ def default_session(session_id: str) -> dict[str, Any]:
 
 
 def updated_session(current: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """`current` with `update` applied: objects merge key by key, anything else replaces."""
+    """`current` with `update` applied: objects of the same `type` merge key by key, anything
+    else replaces."""
     return _merged(current, {k: v for k, v in update.items() if k not in _SERVER_OWNED})
 
 
@@ -108,7 +110,12 @@ def _merged(current: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, 
     merged = copy.deepcopy(dict(current))
     for key, value in update.items():
         old = merged.get(key)
-        if isinstance(old, Mapping) and isinstance(value, Mapping):
+        # An object of another `type` (server to semantic VAD, say) has other fields: replace it.
+        if (
+            isinstance(old, Mapping)
+            and isinstance(value, Mapping)
+            and value.get("type", old.get("type")) == old.get("type")
+        ):
             merged[key] = _merged(old, value)
         else:
             merged[key] = copy.deepcopy(value)
@@ -121,7 +128,14 @@ def session_view(session: Mapping[str, Any]) -> dict[str, Any]:
     view = {key: copy.deepcopy(session[key]) for key in _VIEW_KEYS[kind] if key in session}
     view["object"] = _OBJECT_NAMES[kind]
     if kind == "transcription":
-        view["audio"] = {"input": view.get("audio", {}).get("input", {})}
+        audio_input = view.get("audio", {}).get("input", {})
+        turn_detection = audio_input.get("turn_detection")
+        if isinstance(turn_detection, dict):
+            # A transcription session creates no responses, so these switches do not exist.
+            audio_input["turn_detection"] = {
+                k: v for k, v in turn_detection.items() if k in _TRANSCRIPTION_TURN_DETECTION
+            }
+        view["audio"] = {"input": audio_input}
     return view
 
 
@@ -133,3 +147,11 @@ def creates_response_on_speech(session: Mapping[str, Any]) -> bool:
     if not isinstance(turn_detection, Mapping):
         return False
     return bool(turn_detection.get("create_response", True))
+
+
+def interrupts_response(session: Mapping[str, Any]) -> bool:
+    """Whether speech onset interrupts the reply (server or semantic VAD, the default)."""
+    turn_detection = session.get("audio", {}).get("input", {}).get("turn_detection")
+    if not isinstance(turn_detection, Mapping):
+        return False
+    return bool(turn_detection.get("interrupt_response", True))

@@ -32,7 +32,7 @@ from starlette.datastructures import Headers
 from media.audio import SAMPLE_RATE, SAMPLES_PER_FRAME, read_pcm16, samples_frame
 from media.local_provider.calls import CallRegistry, LocalCall, new_call_id
 from media.local_provider.config import LocalProviderConfig
-from media.local_provider.errors import error_body
+from media.local_provider.errors import ProviderError, invalid_api_key
 from media.local_provider.server_events import JsonObject
 from media.local_provider.session import find_session_problem
 from signaling.ids import CallId
@@ -52,19 +52,6 @@ WEBHOOK_TIMEOUT_S = 10.0
 TARGET_URI_PREFIXES = ("tel:", "sip:", "sips:")
 
 Authorized = Callable[[Headers], bool]
-
-
-class ProviderHttpError(Exception):
-    """An error answered with an OpenAI error body."""
-
-    def __init__(self, status: int, message: str, *, code: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = error_body(message, code=code, param=param)
-
-    def response(self) -> JSONResponse:
-        """The error as an HTTP response."""
-        return JSONResponse(self.body, status_code=self.status)
 
 
 class RingRequest(BaseModel):
@@ -144,10 +131,10 @@ class PhoneExchange:
         self._legs: OrderedDict[str, PhoneLeg] = OrderedDict()
 
     def leg(self, call_id: str) -> PhoneLeg:
-        """The phone leg with this id; `ProviderHttpError` 404 when there is none."""
+        """The phone leg with this id; `ProviderError` 404 when there is none."""
         leg = self._legs.get(call_id)
         if leg is None:
-            raise ProviderHttpError(
+            raise ProviderError(
                 404, f"Call {call_id!r} not found.", code="call_not_found", param="call_id"
             )
         return leg
@@ -159,7 +146,7 @@ class PhoneExchange:
     def signed_webhook(self, leg: PhoneLeg) -> tuple[dict[str, str], str]:
         """The `realtime.call.incoming` delivery for `leg`: headers and body, signed now."""
         if not self._config.webhook_secret:
-            raise ProviderHttpError(
+            raise ProviderError(
                 400, "The stand-in has no webhook secret configured.", code="no_webhook_secret"
             )
         now = datetime.now(UTC)
@@ -207,7 +194,7 @@ class PhoneExchange:
         leg = self._ringing(call_id, "accept")
         problem = find_session_problem(session)
         if problem is not None:
-            raise ProviderHttpError(400, problem.message, code=problem.code, param=problem.param)
+            raise ProviderError(400, problem.message, code=problem.code, param=problem.param)
         assert isinstance(session, dict)
         call = self._registry.create(session, call_id=leg.call_id)
         leg.state, leg.accepted_session = "accepted", session
@@ -271,14 +258,12 @@ class PhoneExchange:
         self.leg(call_id)
         call = self._registry.active(call_id)
         if call is None:
-            raise ProviderHttpError(
-                409, f"Call {call_id!r} is not answered.", code="call_not_answered"
-            )
+            raise ProviderError(409, f"Call {call_id!r} is not answered.", code="call_not_answered")
         return call
 
 
-def _not_live(call_id: str, state: str) -> ProviderHttpError:
-    return ProviderHttpError(
+def _not_live(call_id: str, state: str) -> ProviderError:
+    return ProviderError(
         400, f"Call {call_id!r} is {state}, not ringing.", code="invalid_call_state"
     )
 
@@ -287,14 +272,14 @@ async def _json_object(request: Request, *, required: bool) -> dict[str, Any]:
     raw = await request.body()
     if not raw.strip():
         if required:
-            raise ProviderHttpError(400, "A JSON body is required.", code="invalid_json")
+            raise ProviderError(400, "A JSON body is required.", code="invalid_json")
         return {}
     try:
         body = json.loads(raw)
     except ValueError:
-        raise ProviderHttpError(400, "The body is not valid JSON.", code="invalid_json") from None
+        raise ProviderError(400, "The body is not valid JSON.", code="invalid_json") from None
     if not isinstance(body, dict):
-        raise ProviderHttpError(400, "The body must be a JSON object.", code="invalid_type")
+        raise ProviderError(400, "The body must be a JSON object.", code="invalid_type")
     return body
 
 
@@ -303,13 +288,7 @@ def register_phone_routes(app: FastAPI, exchange: PhoneExchange, authorized: Aut
 
     def require_key(request: Request) -> None:
         if not authorized(request.headers):
-            raise ProviderHttpError(
-                401, "Incorrect or missing API key provided.", code="invalid_api_key"
-            )
-
-    @app.exception_handler(ProviderHttpError)
-    async def provider_http_error(request: Request, exc: ProviderHttpError) -> JSONResponse:
-        return exc.response()
+            raise invalid_api_key()
 
     @app.post(CALLS_PATH + "/{call_id}/accept")
     async def accept(call_id: str, request: Request) -> Response:
@@ -323,7 +302,7 @@ def register_phone_routes(app: FastAPI, exchange: PhoneExchange, authorized: Aut
         body = await _json_object(request, required=False)
         status = body.get("status_code", DEFAULT_REJECT_STATUS)
         if not isinstance(status, int) or not 400 <= status <= 699:
-            raise ProviderHttpError(
+            raise ProviderError(
                 400, "status_code must be a SIP final status.", code="invalid_value"
             )
         exchange.reject(call_id, status)
@@ -334,7 +313,7 @@ def register_phone_routes(app: FastAPI, exchange: PhoneExchange, authorized: Aut
         require_key(request)
         target = (await _json_object(request, required=True)).get("target_uri")
         if not isinstance(target, str) or not target.startswith(TARGET_URI_PREFIXES):
-            raise ProviderHttpError(
+            raise ProviderError(
                 400,
                 "target_uri must be a tel: or sip: URI.",
                 code="invalid_value",
@@ -349,9 +328,7 @@ def register_phone_routes(app: FastAPI, exchange: PhoneExchange, authorized: Aut
         try:
             ring_request = RingRequest.model_validate(await _json_object(request, required=True))
         except ValidationError as exc:
-            raise ProviderHttpError(
-                400, str(exc.errors()[0]["msg"]), code="invalid_value"
-            ) from None
+            raise ProviderError(400, str(exc.errors()[0]["msg"]), code="invalid_value") from None
         leg, headers, body = await exchange.ring(ring_request)
         answer: JsonObject = leg.record(None)
         if not ring_request.deliver:
@@ -370,18 +347,18 @@ def register_phone_routes(app: FastAPI, exchange: PhoneExchange, authorized: Aut
         if media_type == "application/json":
             text = (await _json_object(request, required=True)).get("text")
             if not isinstance(text, str) or not text.strip():
-                raise ProviderHttpError(400, "text must be a non-empty string.", code="invalid")
+                raise ProviderError(400, "text must be a non-empty string.", code="invalid")
             await exchange.say_text(call_id, text)
             return {"said": text}
         if not media_type.startswith("audio/"):
-            raise ProviderHttpError(
+            raise ProviderError(
                 415, "Send application/json {text} or an audio file.", code="unsupported"
             )
         audio = await request.body()
         if len(audio) > MAX_WAV_BYTES:
-            raise ProviderHttpError(413, "The audio is too large.", code="too_large")
+            raise ProviderError(413, "The audio is too large.", code="too_large")
         try:
             frames = await exchange.say_audio(call_id, audio)
         except ValueError as exc:
-            raise ProviderHttpError(400, str(exc), code="invalid_audio") from None
+            raise ProviderError(400, str(exc), code="invalid_audio") from None
         return {"frames": frames}

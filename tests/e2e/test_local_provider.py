@@ -443,7 +443,7 @@ async def test_hanging_up_an_unknown_call_is_404(
     response = await http.post(f"{provider.calls_url}/rtc_unknown/hangup")
 
     assert response.status_code == 404
-    assert response.json()["error"]["code"] == "call_not_found"
+    assert response.json()["error"]["code"] == "call_id_not_found"
 
 
 async def test_hanging_up_twice_is_404_the_second_time(

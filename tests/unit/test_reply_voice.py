@@ -85,3 +85,24 @@ def test_the_voice_is_speaking_while_speech_is_queued() -> None:
     next(frames)
 
     assert (queued, voice.speaking) == (True, False)
+
+
+def test_played_ms_counts_the_frames_of_the_latest_reply_pulled() -> None:
+    voice = ReplyVoice()
+    frames = past_the_greeting(voice)
+    seconds = voice.say(pcm(*([5] * (SAMPLES_PER_FRAME * 10))))
+    for _ in range(3):
+        next(frames)
+
+    assert (seconds, voice.played_ms) == (10 * FRAME_SECONDS, 60)
+
+
+def test_clearing_the_voice_silences_it_at_once() -> None:
+    voice = ReplyVoice()
+    frames = past_the_greeting(voice)
+    voice.say(pcm(*([5] * (SAMPLES_PER_FRAME * 10))))
+    next(frames)
+
+    voice.clear()
+
+    assert (voice.speaking, samples(next(frames))) == (False, [0] * SAMPLES_PER_FRAME)
