@@ -103,6 +103,20 @@ class Settings(BaseSettings):
     max_sdp_bytes: int = Field(65536, gt=0, description="Largest accepted SDP offer.")
     max_json_bytes: int = Field(65536, gt=0, description="Largest accepted JSON body.")
     max_message_chars: int = Field(4096, gt=0, description="Largest injected text message.")
+    max_form_parts: int = Field(
+        4, ge=2, description="Most parts a multipart call-start body may have (past it: 413)."
+    )
+    max_form_part_headers: int = Field(
+        4, ge=1, description="Most header lines one multipart part may have (past it: 400)."
+    )
+    max_form_header_bytes: int = Field(
+        1024,
+        ge=128,
+        description="Longest multipart header line, and longest request Content-Type (400).",
+    )
+    max_form_header_params: int = Field(
+        8, ge=1, description="Most `;` parameters one multipart header may carry (400)."
+    )
     max_calls: int = Field(100, ge=1, description="Concurrent calls per instance.")
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", description="`auto`: human-readable on a terminal, JSON lines otherwise."

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from service.api.bodies import parse_form, read_limited
+from service.api.bodies import FormLimits, read_form, read_limited
 from service.api.guards import (
     authenticate,
     check_rate,
@@ -28,6 +28,7 @@ from service.calls.manager import CallManager, CapacityExceeded, Draining
 from service.calls.record import Call
 from service.calls.session import CallSession
 from service.metrics import CALL_STARTS, PROVIDER_ERRORS
+from service.settings import Settings
 from signaling.ids import CallId, is_valid_call_id
 from signaling.provider import (
     ProviderBadResponse,
@@ -80,8 +81,7 @@ async def _read_offer(request: Request) -> tuple[bytes, StartOverrides]:
     if media_type == "application/sdp":
         return await read_limited(request, settings.max_sdp_bytes), StartOverrides()
     if media_type == "multipart/form-data":
-        body = await read_limited(request, settings.max_sdp_bytes + settings.max_json_bytes + 4096)
-        parts = parse_form(content_type, body)
+        parts = await read_form(request, _form_limits(settings))
         if "sdp" not in parts:
             raise Problem(400, "multipart body has no 'sdp' part", kind="bad-multipart")
         unknown = sorted(set(parts) - {"sdp", "session"})
@@ -103,6 +103,22 @@ async def _read_offer(request: Request) -> tuple[bytes, StartOverrides]:
         f"Content-Type must be application/sdp or multipart/form-data, not {media_type or 'none'}",
         kind="unsupported-media-type",
         headers={"Accept-Post": ACCEPT_POST},
+    )
+
+
+def _form_limits(settings: Settings) -> FormLimits:
+    # Room for the two fields plus the boundaries and part headers around them.
+    overhead = (
+        settings.max_form_parts
+        * settings.max_form_part_headers
+        * (settings.max_form_header_bytes + 2)
+    )
+    return FormLimits(
+        max_bytes=settings.max_sdp_bytes + settings.max_json_bytes + overhead,
+        max_parts=settings.max_form_parts,
+        max_part_headers=settings.max_form_part_headers,
+        max_header_bytes=settings.max_form_header_bytes,
+        max_header_params=settings.max_form_header_params,
     )
 
 
