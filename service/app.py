@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.api_key_value(),
             timeout_s=settings.provider_timeout_s,
             connect_timeout_s=settings.provider_connect_timeout_s,
+            max_response_bytes=settings.provider_max_response_bytes,
         )
         queue = open_queue(
             settings.queue,

@@ -51,7 +51,15 @@ class Settings(BaseSettings):
     transcription_model: str = Field(
         "gpt-4o-mini-transcribe", description="Input transcription model."
     )
-    provider_timeout_s: float = Field(10.0, gt=0, description="HTTP timeout for provider calls.")
+    provider_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Total deadline of one provider HTTP request: connect, send and the whole "
+        "answer (not per read).",
+    )
+    provider_max_response_bytes: int = Field(
+        1 << 20, gt=0, description="Largest provider HTTP answer read (past it: 502)."
+    )
     provider_connect_timeout_s: float = Field(
         5.0, gt=0, description="TCP connect timeout for provider calls."
     )

@@ -33,6 +33,8 @@ from signaling.ids import CallId, is_valid_call_id
 from signaling.provider import (
     ProviderBadResponse,
     ProviderError,
+    ProviderRateLimited,
+    ProviderRefusedOffer,
     ProviderTimeout,
     ProviderUnavailable,
 )
@@ -127,12 +129,33 @@ def _apply(config: SessionConfig, overrides: SessionOverrides) -> SessionConfig:
     return replace(config, **changes)
 
 
+# Retry-After (seconds) for a 503 when the provider's 429 named no usable delay.
+_RETRY_AFTER_S = 5
+
+
 def _provider_problem(exc: ProviderError) -> Problem:
     PROVIDER_ERRORS.labels(status=str(exc.status or type(exc).__name__)).inc()
     if isinstance(exc, ProviderTimeout):
         return Problem(504, "the provider did not answer in time", kind="provider-timeout")
     if isinstance(exc, ProviderUnavailable):
         return Problem(502, f"the provider is unreachable: {exc.message}", kind="provider-down")
+    if isinstance(exc, ProviderRefusedOffer):
+        # RFC 9725 §4.2: an offer that cannot be used is the client's error (422).
+        return Problem(
+            422,
+            f"the provider refused the offer: {exc.message}",
+            kind="offer-refused",
+            provider_status=exc.status,
+            provider_code=exc.code,
+        )
+    if isinstance(exc, ProviderRateLimited):
+        retry_after = exc.retry_after_s if exc.retry_after_s is not None else _RETRY_AFTER_S
+        return Problem(
+            503,
+            f"the provider is rate limiting calls: {exc.message}",
+            kind="provider-rate-limited",
+            headers={"Retry-After": str(retry_after)},
+        )
     if isinstance(exc, ProviderBadResponse):
         return Problem(502, f"the provider's answer is unusable: {exc.message}", kind="bad-answer")
     return Problem(
