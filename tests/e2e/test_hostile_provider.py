@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from tests.e2e.conftest import RunningService, Serve, StartService
 from tests.e2e.hostile import assert_problem, healthy
-from tests.unit.sdp_samples import AIORTC_OFFER
+from tests.unit.sdp_samples import AIORTC_OFFER, FIREFOX_MAX_BUNDLE
 
 ANSWER = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 
@@ -151,3 +151,30 @@ async def test_a_provider_flooding_its_answer_is_cut_off_at_the_size_cap(
     response = await _start(service)
     assert_problem(response.status_code, response.headers["content-type"], response.json(), 502)
     assert service.manager.active() == []
+
+
+async def test_a_bundle_only_audio_offer_is_forwarded_to_the_provider_unchanged(
+    start_service: StartService, serve: Serve
+) -> None:
+    received: list[bytes] = []
+
+    async def create(request: Request) -> Response:
+        received.append(await request.body())
+        return Response(
+            ANSWER,
+            status_code=201,
+            media_type="application/sdp",
+            headers={"Location": "/v1/realtime/calls/rtc_bundled"},
+        )
+
+    app = Starlette(routes=[Route("/v1/realtime/calls", create, methods=["POST"])])
+    service = await _service(start_service, serve, app)
+    async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+        response = await client.post(
+            "/v1/calls", content=FIREFOX_MAX_BUNDLE, headers={"content-type": "application/sdp"}
+        )
+    assert response.status_code == 201, response.text
+    assert response.content == ANSWER
+    # The offer travels as the `sdp` part of the provider's multipart body, byte for byte.
+    assert len(received) == 1
+    assert b"\r\n\r\n" + FIREFOX_MAX_BUNDLE.encode() + b"\r\n--" in received[0]
