@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, replace
@@ -70,10 +71,15 @@ def _validation_problem(exc: ValidationError, what: str) -> Problem:
 
 
 def _parse_json(body: bytes, what: str) -> object:
+    """`body` as JSON; 400 when it is not, nests too deep, or holds an integer too long to
+    convert (Python's int/str conversion limit, 4300 digits)."""
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Problem(400, f"{what} is not valid JSON: {exc}", kind="bad-json") from None
+    except RecursionError:
+        raise Problem(400, f"{what} nests too deeply", kind="bad-json") from None
+    except ValueError as exc:
+        # JSONDecodeError and UnicodeDecodeError are ValueErrors, as is the integer limit.
+        raise Problem(400, f"{what} is not valid JSON: {str(exc)[:200]}", kind="bad-json") from None
 
 
 async def _read_offer(request: Request) -> tuple[bytes, StartOverrides]:
@@ -378,12 +384,24 @@ async def post_session(call_id: str, request: Request, principal: Caller) -> JSO
     )
 
 
+_EVENT_ID = re.compile(r"[0-9]{1,18}")
+
+
+def _last_event_id(value: str | None) -> int:
+    """The `Last-Event-ID` a resuming client sent (our ids are decimal sequence numbers); 400
+    for anything else, so a hostile value cannot make us convert a huge or non-ASCII number."""
+    if value is None or value == "":
+        return 0
+    if _EVENT_ID.fullmatch(value) is None:
+        raise Problem(400, "Last-Event-ID is not one of this stream's ids", kind="bad-event-id")
+    return int(value)
+
+
 @router.get("/{call_id}/events")
 async def call_events(call_id: str, request: Request, principal: Caller) -> StreamingResponse:
     """Server-Sent Events: transcript, handoffs and call state, with replay of recent history."""
     session = _live_session(request, call_id, principal)
-    last = request.headers.get("last-event-id", "0")
-    after = int(last) if last.isdigit() else 0
+    after = _last_event_id(request.headers.get("last-event-id"))
     stream = session.stream
 
     async def frames() -> AsyncIterator[bytes]:
