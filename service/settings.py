@@ -126,6 +126,12 @@ class Settings(BaseSettings):
         8, ge=1, description="Most `;` parameters one multipart header may carry (400)."
     )
     max_calls: int = Field(100, ge=1, description="Concurrent calls per instance.")
+    sse_send_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="An event-stream subscriber whose socket takes no data this long is dropped "
+        "(during the call, and when it ends).",
+    )
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", description="`auto`: human-readable on a terminal, JSON lines otherwise."
     )

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import asdict, replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from service.api.bodies import FormLimits, read_form, read_limited
@@ -22,6 +22,7 @@ from service.api.guards import (
 )
 from service.api.models import MessageIn, SessionOverrides, StartOverrides
 from service.api.problems import Problem
+from service.api.sse import EventStreamResponse
 from service.auth import Principal, may_control, mint_call_token
 from service.calls.control import execute
 from service.calls.directory import ControlTimeout, DirectoryUnavailable
@@ -398,13 +399,13 @@ def _last_event_id(value: str | None) -> int:
 
 
 @router.get("/{call_id}/events")
-async def call_events(call_id: str, request: Request, principal: Caller) -> StreamingResponse:
+async def call_events(call_id: str, request: Request, principal: Caller) -> EventStreamResponse:
     """Server-Sent Events: transcript, handoffs and call state, with replay of recent history."""
     session = _live_session(request, call_id, principal)
     after = _last_event_id(request.headers.get("last-event-id"))
     stream = session.stream
 
-    async def frames() -> AsyncIterator[bytes]:
+    async def frames() -> AsyncGenerator[bytes, None]:
         yield b": stream open\n\n"
         async for event in stream.subscribe(after, keepalive_s=15.0):
             if event is None:
@@ -413,9 +414,9 @@ async def call_events(call_id: str, request: Request, principal: Caller) -> Stre
             data = json.dumps(event.data, separators=(",", ":"))
             yield f"id: {event.seq}\nevent: {event.name}\ndata: {data}\n\n".encode()
 
-    return StreamingResponse(
+    return EventStreamResponse(
         frames(),
-        media_type="text/event-stream",
+        send_timeout_s=request.app.state.settings.sse_send_timeout_s,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
