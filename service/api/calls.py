@@ -29,7 +29,7 @@ from service.calls.directory import ControlTimeout, DirectoryUnavailable
 from service.calls.manager import CallManager, CapacityExceeded, Draining
 from service.calls.record import Call
 from service.calls.session import CallSession
-from service.metrics import CALL_STARTS, PROVIDER_ERRORS
+from service.metrics import CALL_STARTS, PROVIDER_ERRORS, provider_error_label
 from service.settings import Settings
 from signaling.ids import CallId, is_valid_call_id
 from signaling.provider import (
@@ -136,12 +136,18 @@ def _apply(config: SessionConfig, overrides: SessionOverrides) -> SessionConfig:
     return replace(config, **changes)
 
 
+_ERROR_KIND: dict[type[ProviderError], str] = {
+    ProviderTimeout: "timeout",
+    ProviderUnavailable: "unreachable",
+    ProviderBadResponse: "bad_answer",
+}
 # Retry-After (seconds) for a 503 when the provider's 429 named no usable delay.
 _RETRY_AFTER_S = 5
 
 
 def _provider_problem(exc: ProviderError) -> Problem:
-    PROVIDER_ERRORS.labels(status=str(exc.status or type(exc).__name__)).inc()
+    kind = _ERROR_KIND.get(type(exc))
+    PROVIDER_ERRORS.labels(status=kind or provider_error_label(exc.status)).inc()
     if isinstance(exc, ProviderTimeout):
         return Problem(504, "the provider did not answer in time", kind="provider-timeout")
     if isinstance(exc, ProviderUnavailable):

@@ -17,7 +17,15 @@ from service.calls.record import Call
 from service.calls.session import CallSession
 from service.calls.stream import CallEventStream
 from service.handoffs.queue import HandoffEvent, HandoffQueue
-from service.metrics import ACTIVE_CALLS, CALL_SETUP_SECONDS, CALL_STARTS, CALLS_ENDED
+from service.metrics import (
+    ACTIVE_CALLS,
+    CALL_SETUP_SECONDS,
+    CALL_STARTS,
+    CALLS_ENDED,
+    END_REASONS,
+    OTHER,
+    label,
+)
 from service.settings import Settings
 from signaling.ids import CallId
 from signaling.provider import ProviderClient, ProviderError
@@ -167,7 +175,8 @@ class CallManager:
             return
         self._reserved -= 1
         ACTIVE_CALLS.dec()
-        CALLS_ENDED.labels(reason=(call.end_reason or "unknown").split(":")[0]).inc()
+        reason = (call.end_reason or OTHER).split(":")[0]
+        CALLS_ENDED.labels(reason=label(reason, END_REASONS)).inc()
         self._ended[call.call_id] = call
         while len(self._ended) > self._recent_ended:
             self._ended.popitem(last=False)
