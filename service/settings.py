@@ -97,6 +97,12 @@ class Settings(BaseSettings):
         description="How long an ended call stays findable through the call directory, so "
         "any instance can still show its record.",
     )
+    ended_calls_max_bytes: int = Field(
+        64 << 20,
+        ge=0,
+        description="Total size (as JSON) of the ended-call records an instance keeps for "
+        "`GET /v1/calls/{id}`; the oldest are dropped first.",
+    )
     instance_id: str | None = Field(
         None, description="This instance's name in the call directory (default: random)."
     )
