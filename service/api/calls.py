@@ -21,6 +21,7 @@ from service.api.guards import (
     require_ops,
 )
 from service.api.models import MessageIn, SessionOverrides, StartOverrides
+from service.api.openapi import EXAMPLE_OFFER, SDP_SCHEMA, answers, headers
 from service.api.problems import Problem
 from service.api.sse import EventStreamResponse
 from service.auth import Principal, may_control, mint_call_token
@@ -49,6 +50,8 @@ router = APIRouter(prefix="/v1/calls", tags=["calls"])
 tokens_router = APIRouter(prefix="/v1/call-tokens", tags=["calls"])
 
 TRICKLE_TYPE = "application/trickle-ice-sdpfrag"
+# Routes that exist only to refuse their method in RFC 9725's order; never advertised in Allow.
+REFUSED_METHODS = {"/v1/calls/{call_id}": frozenset({"PATCH"})}
 ACCEPT_POST = "application/sdp, multipart/form-data"
 
 _OFFER_STATUS = {
@@ -192,21 +195,58 @@ _OFFER_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/sdp": {"schema": {"type": "string", "maxLength": 65536}},
+            "application/sdp": {"schema": SDP_SCHEMA, "example": EXAMPLE_OFFER},
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
                     "required": ["sdp"],
+                    "additionalProperties": False,
                     "properties": {
-                        "sdp": {"type": "string"},
-                        "session": {"type": "string", "description": "JSON overrides"},
+                        "sdp": SDP_SCHEMA,
+                        "session": StartOverrides.model_json_schema(),
                     },
-                }
+                },
+                "encoding": {
+                    "sdp": {"contentType": "application/sdp"},
+                    "session": {"contentType": "application/json"},
+                },
             },
         },
     },
-    "responses": {"201": {"description": "The SDP answer", "content": {"application/sdp": {}}}},
 }
+_CALL_ID = "$response.header.Location#regex:/v1/calls/(.+)"
+_STARTED = {
+    201: {
+        "description": "The provider's SDP answer; the call lives at `Location`.",
+        "content": {"application/sdp": {"schema": {"type": "string"}}},
+        "headers": headers("Location", "ETag", "Link"),
+        "links": {
+            name: {"operationId": operation, "parameters": {"call_id": _CALL_ID}}
+            for name, operation in (
+                ("GetCall", "getCall"),
+                ("PostMessage", "postMessage"),
+                ("UpdateSession", "updateSession"),
+                ("FollowEvents", "followEvents"),
+                ("EndCall", "endCall"),
+            )
+        },
+    }
+}
+# One Server-Sent Event as Schemathesis and OpenAPI 3.2 (`itemSchema`) read a stream: its fields.
+_SSE_EVENT = {
+    "type": "object",
+    "required": ["id", "event", "data"],
+    "properties": {
+        "id": {"type": "string"},
+        "event": {"type": "string"},
+        "data": {"type": "string"},
+    },
+}
+_JSON_OK = {"content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+def _ok(status: int, description: str, *header_names: str) -> dict[int, dict[str, Any]]:
+    return {status: {"description": description, **_JSON_OK, "headers": headers(*header_names)}}
 
 
 def _json_body(model: type[SessionOverrides] | type[MessageIn]) -> dict[str, Any]:
@@ -218,7 +258,14 @@ def _json_body(model: type[SessionOverrides] | type[MessageIn]) -> dict[str, Any
     }
 
 
-@router.post("", status_code=201, response_class=Response, openapi_extra=_OFFER_BODY)
+@router.post(
+    "",
+    status_code=201,
+    response_class=Response,
+    operation_id="startCall",
+    openapi_extra=_OFFER_BODY,
+    responses=answers(400, 401, 413, 415, 422, 429, 502, 503, 504, ok=_STARTED),
+)
 async def start_call(request: Request, principal: Caller) -> Response:
     """Start a call: the body is an SDP offer; the answer is the provider's SDP answer."""
     check_rate(request)
@@ -250,20 +297,27 @@ async def start_call(request: Request, principal: Caller) -> Response:
     )
 
 
-@router.options("")
+@router.options(
+    "",
+    status_code=204,
+    response_class=Response,
+    responses={
+        204: {"description": "No content", "headers": headers("Allow", "Accept-Post", "Link")}
+    },
+)
 async def call_options(request: Request) -> Response:
-    """WHIP endpoint OPTIONS: what may be POSTed, and the ICE servers."""
-    return Response(
-        status_code=204,
-        headers={"Accept-Post": ACCEPT_POST, "Allow": "POST, GET, OPTIONS", **_ice_links(request)},
-    )
+    """WHIP endpoint OPTIONS: what may be POSTed, and the ICE servers (`Allow` is added by the
+    method routing)."""
+    return Response(status_code=204, headers={"Accept-Post": ACCEPT_POST, **_ice_links(request)})
 
 
 def _etag(call_id: str) -> str:
     return f'"{call_id}"'
 
 
-@router.get("", dependencies=[Depends(require_ops)])
+@router.get(
+    "", dependencies=[Depends(require_ops)], responses=answers(401, ok=_ok(200, "Live calls"))
+)
 async def list_calls(request: Request) -> JSONResponse:
     """Live calls on this instance."""
     calls = _manager(request).active()
@@ -323,19 +377,27 @@ def _reply(status: int, payload: dict[str, Any]) -> JSONResponse:
     return JSONResponse(payload, status_code=status, media_type=media_type, headers=headers)
 
 
-@router.get("/{call_id}")
+@router.get(
+    "/{call_id}",
+    operation_id="getCall",
+    responses=answers(401, 404, 503, ok=_ok(200, "The call record", "ETag")),
+)
 async def get_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """One call's record, with transcript and handoffs."""
     return await _control(request, principal, "get", call_id, {})
 
 
-@router.delete("/{call_id}")
+@router.delete(
+    "/{call_id}",
+    operation_id="endCall",
+    responses=answers(401, 404, 503, ok=_ok(200, "The final call record", "ETag")),
+)
 async def end_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Hang up: ends the call at the provider (the WHIP session DELETE)."""
     return await _control(request, principal, "hangup", call_id, {})
 
 
-@router.patch("/{call_id}")
+@router.patch("/{call_id}", include_in_schema=False)
 async def patch_call(call_id: str, request: Request, principal: Caller) -> Response:
     """WHIP trickle ICE / ICE restart: the provider takes neither, so it is refused.
 
@@ -355,11 +417,17 @@ async def patch_call(call_id: str, request: Request, principal: Caller) -> Respo
         "trickle ICE and ICE restarts cannot be forwarded to the provider; gather all "
         "candidates before sending the offer",
         kind="no-trickle",
-        headers={"Allow": "GET, DELETE, OPTIONS"},
+        # Allow itself is set by the method routing, from the routes.
     )
 
 
-@router.post("/{call_id}/messages", status_code=202, openapi_extra=_json_body(MessageIn))
+@router.post(
+    "/{call_id}/messages",
+    status_code=202,
+    operation_id="postMessage",
+    openapi_extra=_json_body(MessageIn),
+    responses=answers(400, 401, 404, 409, 413, 422, 503, ok=_ok(202, "Sent to the call")),
+)
 async def post_message(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Inject user text into the live call."""
     settings = request.app.state.settings
@@ -376,7 +444,12 @@ async def post_message(call_id: str, request: Request, principal: Caller) -> JSO
     return await _control(request, principal, "message", call_id, {"text": message.text})
 
 
-@router.post("/{call_id}/session", openapi_extra=_json_body(SessionOverrides))
+@router.post(
+    "/{call_id}/session",
+    operation_id="updateSession",
+    openapi_extra=_json_body(SessionOverrides),
+    responses=answers(400, 401, 404, 409, 413, 422, 503, ok=_ok(200, "The session now")),
+)
 async def post_session(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Change instructions, voice or output modality on the live call."""
     settings = request.app.state.settings
@@ -404,7 +477,24 @@ def _last_event_id(value: str | None) -> int:
     return int(value)
 
 
-@router.get("/{call_id}/events")
+@router.get(
+    "/{call_id}/events",
+    status_code=200,
+    operation_id="followEvents",
+    response_class=EventStreamResponse,
+    responses=answers(
+        400,
+        401,
+        404,
+        409,
+        ok={
+            200: {
+                "description": "Server-Sent Events",
+                "content": {"text/event-stream": {"schema": _SSE_EVENT}},
+            }
+        },
+    ),
+)
 async def call_events(call_id: str, request: Request, principal: Caller) -> EventStreamResponse:
     """Server-Sent Events: transcript, handoffs and call state, with replay of recent history."""
     session = _live_session(request, call_id, principal)
@@ -427,7 +517,12 @@ async def call_events(call_id: str, request: Request, principal: Caller) -> Even
     )
 
 
-@tokens_router.post("", dependencies=[Depends(require_api_token)], status_code=201)
+@tokens_router.post(
+    "",
+    dependencies=[Depends(require_api_token)],
+    status_code=201,
+    responses=answers(401, 403, 404, ok=_ok(201, "A call token")),
+)
 async def mint_token(request: Request) -> JSONResponse:
     """A short-lived call token for a browser (needs an API token and a configured secret)."""
     settings = request.app.state.settings

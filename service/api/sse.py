@@ -25,6 +25,8 @@ class EventStreamResponse(StreamingResponse):
     frame generator is closed, which ends its subscription.
     """
 
+    media_type = "text/event-stream"
+
     def __init__(
         self,
         frames: AsyncGenerator[bytes, None],
