@@ -123,7 +123,7 @@ def _raw_error_message(response: httpx.Response) -> tuple[str, str | None]:
     text = response.text[:2000]
     try:
         body: Any = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return (text.strip() or response.reason_phrase or "no error message"), None
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         err = body["error"]

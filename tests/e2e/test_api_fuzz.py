@@ -43,6 +43,7 @@ def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         serve.stop()
 
 
+@pytest.mark.timeout(900)
 def test_every_schemathesis_check_passes_on_every_operation_and_in_stateful_runs(
     service_url: str, tmp_path: Path
 ) -> None:

@@ -178,3 +178,13 @@ async def test_a_bundle_only_audio_offer_is_forwarded_to_the_provider_unchanged(
     # The offer travels as the `sdp` part of the provider's multipart body, byte for byte.
     assert len(received) == 1
     assert b"\r\n\r\n" + FIREFOX_MAX_BUNDLE.encode() + b"\r\n--" in received[0]
+
+
+async def test_a_provider_error_body_nested_deeper_than_the_stack_is_still_a_bad_gateway(
+    start_service: StartService, serve: Serve
+) -> None:
+    deep = Response(b"[" * 1999 + b"]", status_code=500, media_type="application/json")
+    app, _ = _provider(deep)
+    service = await _service(start_service, serve, app)
+    response = await _start(service)
+    assert_problem(response.status_code, response.headers["content-type"], response.json(), 502)
