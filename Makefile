@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/handoff_latency.py
 	$(BIN)/python bench/capacity.py
 	$(BIN)/python bench/asr_accuracy.py
+	$(BIN)/python bench/hostile_inputs.py
 
 cluster: $(STAMP)
 	scripts/cluster.sh

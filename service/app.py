@@ -10,11 +10,14 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import Route
 
 from media.local_provider import LocalProviderConfig, create_provider_app
 from media.local_provider.config import DEFAULT_ASR_PHRASES
+from service.api.calls import REFUSED_METHODS, tokens_router
 from service.api.calls import router as calls_router
-from service.api.calls import tokens_router
+from service.api.methods import MethodRouting, MethodTable, static_paths
+from service.api.openapi import install_openapi
 from service.api.ops import router as ops_router
 from service.api.problems import install_problem_handlers
 from service.api.webhooks import router as webhooks_router
@@ -84,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             connect_timeout_s=settings.provider_connect_timeout_s,
             credentials=credentials,
             create_query=call_creation_query(settings),
+            max_response_bytes=settings.provider_max_response_bytes,
         )
         queue = open_queue(
             settings.queue,
@@ -150,6 +154,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.webhook_verifier = webhook_verifier
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     install_problem_handlers(app)
+    install_openapi(app)
+    static = static_paths(STATIC_DIR) if STATIC_DIR.is_dir() else frozenset()
+    # Innermost of the middlewares: CORS preflights are answered before it.
+    routers = (calls_router, tokens_router, ops_router, webhooks_router)
+    # The app's own routes (OpenAPI and docs pages) and every router's, with full paths.
+    routes = [r for r in app.router.routes if isinstance(r, Route)]
+    routes += [r for router in routers for r in router.routes if isinstance(r, Route)]
+    app.add_middleware(
+        MethodRouting, table=MethodTable(routes, refused=REFUSED_METHODS, static=static)
+    )
     origins = settings.split(settings.cors_origins)
     if origins:
         app.add_middleware(
@@ -161,10 +175,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
     app.add_middleware(AcceptPostOnOptions)
-    app.include_router(calls_router)
-    app.include_router(tokens_router)
-    app.include_router(ops_router)
-    app.include_router(webhooks_router)
+    for router in routers:
+        app.include_router(router)
     if STATIC_DIR.is_dir():
         app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
     return app

@@ -47,7 +47,8 @@ def verify_call_token(secret: bytes, token: str, now: float) -> Principal | None
     if len(parts) != 4 or parts[0] != CALL_TOKEN_PREFIX or not parts[1].isdigit():
         return None
     body = ".".join(parts[:3])
-    if not hmac.compare_digest(_mac(secret, body), parts[3]):
+    # Compared as bytes: compare_digest refuses str with non-ASCII characters.
+    if not hmac.compare_digest(_mac(secret, body).encode(), parts[3].encode()):
         return None
     if int(parts[1]) <= now:
         return None

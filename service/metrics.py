@@ -1,10 +1,60 @@
-"""Prometheus metrics, one registry for the process."""
+"""Prometheus metrics, one registry for the process.
+
+Every label takes its values from a fixed set defined here, never from what a client or the
+provider sent: `label(value, allowed)` maps anything else to `other`, so no input can grow the
+number of series.
+"""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+OTHER = "other"
+CALL_START_OUTCOMES = frozenset({"started", "bad_offer", "capacity", "draining", "provider_error"})
+SETUP_STAGES = frozenset({"provider_answered", "sideband_joined", "session_updated"})
+END_REASONS = frozenset(
+    {
+        "hangup",
+        "max_duration",
+        "idle_timeout",
+        "provider_ended",
+        "sideband_unavailable",
+        "sideband_lost",
+        "internal_error",
+        "drain",
+        "shutdown",
+        OTHER,
+    }
+)
+HANDOFF_OUTCOMES = frozenset({"completed", "failed", "duplicate"})
+WEBHOOK_OUTCOMES = frozenset({"handled", "ignored", "bad_signature", "replayed", "malformed"})
+SIP_CALL_OUTCOMES = frozenset(
+    {"accepted", "rejected", "referred", "busy", "provider_error", "internal_error"}
+)
+# Provider errors: the HTTP statuses a provider documents, a class for the rest, and the
+# failures that have no status.
+PROVIDER_ERROR_STATUSES = frozenset(
+    {"400", "401", "403", "404", "409", "422", "429", "500", "502", "503", "504"}
+    | {"4xx", "5xx", "timeout", "unreachable", "bad_answer", OTHER}
+)
+
+
+def label(value: str, allowed: frozenset[str]) -> str:
+    """`value` when it is one of `allowed`, else `other`."""
+    return value if value in allowed else OTHER
+
+
+def provider_error_label(status: int | None) -> str:
+    """The `status` label of a provider error answered with HTTP `status`."""
+    exact = str(status)
+    if exact in PROVIDER_ERROR_STATUSES:
+        return exact
+    if status is not None and 400 <= status < 600:
+        return f"{status // 100}xx"
+    return OTHER
+
 
 ACTIVE_CALLS = Gauge("callbridge_active_calls", "Calls not yet ended.", registry=REGISTRY)
 CALL_STARTS = Counter(
@@ -61,13 +111,29 @@ PROVIDER_UP = Gauge(
 )
 WEBHOOKS = Counter(
     "callbridge_webhooks_total",
-    "Provider webhooks by outcome (handled, ignored, bad_signature, replayed, malformed).",
+    "Provider webhooks by outcome (WEBHOOK_OUTCOMES).",
     ["outcome"],
     registry=REGISTRY,
 )
 SIP_CALLS = Counter(
     "callbridge_sip_calls_total",
-    "Incoming phone calls by routing outcome.",
+    "Incoming phone calls by routing outcome (SIP_CALL_OUTCOMES).",
     ["outcome"],
     registry=REGISTRY,
 )
+
+# Every series exists from the start, at zero: the set is fixed, and dashboards see it whole.
+for _outcome in CALL_START_OUTCOMES:
+    CALL_STARTS.labels(outcome=_outcome)
+for _stage in SETUP_STAGES:
+    CALL_SETUP_SECONDS.labels(stage=_stage)
+for _reason in END_REASONS:
+    CALLS_ENDED.labels(reason=_reason)
+for _outcome in HANDOFF_OUTCOMES:
+    HANDOFFS.labels(outcome=_outcome)
+for _status in PROVIDER_ERROR_STATUSES:
+    PROVIDER_ERRORS.labels(status=_status)
+for _outcome in WEBHOOK_OUTCOMES:
+    WEBHOOKS.labels(outcome=_outcome)
+for _outcome in SIP_CALL_OUTCOMES:
+    SIP_CALLS.labels(outcome=_outcome)

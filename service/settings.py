@@ -64,7 +64,15 @@ class Settings(BaseSettings):
         description="Azure auth: the `api-key` header (`CALLBRIDGE_API_KEY`), or a Microsoft "
         "Entra ID token from azure-identity (`pip install 'callbridge[azure]'`).",
     )
-    provider_timeout_s: float = Field(10.0, gt=0, description="HTTP timeout for provider calls.")
+    provider_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Total deadline of one provider HTTP request: connect, send and the whole "
+        "answer (not per read).",
+    )
+    provider_max_response_bytes: int = Field(
+        1 << 20, gt=0, description="Largest provider HTTP answer read (past it: 502)."
+    )
     provider_connect_timeout_s: float = Field(
         5.0, gt=0, description="TCP connect timeout for provider calls."
     )
@@ -102,6 +110,12 @@ class Settings(BaseSettings):
         description="How long an ended call stays findable through the call directory, so "
         "any instance can still show its record.",
     )
+    ended_calls_max_bytes: int = Field(
+        64 << 20,
+        ge=0,
+        description="Total size (as JSON) of the ended-call records an instance keeps for "
+        "`GET /v1/calls/{id}`; the oldest are dropped first.",
+    )
     instance_id: str | None = Field(
         None, description="This instance's name in the call directory (default: random)."
     )
@@ -134,7 +148,27 @@ class Settings(BaseSettings):
     max_sdp_bytes: int = Field(65536, gt=0, description="Largest accepted SDP offer.")
     max_json_bytes: int = Field(65536, gt=0, description="Largest accepted JSON body.")
     max_message_chars: int = Field(4096, gt=0, description="Largest injected text message.")
+    max_form_parts: int = Field(
+        4, ge=2, description="Most parts a multipart call-start body may have (past it: 413)."
+    )
+    max_form_part_headers: int = Field(
+        4, ge=1, description="Most header lines one multipart part may have (past it: 400)."
+    )
+    max_form_header_bytes: int = Field(
+        1024,
+        ge=128,
+        description="Longest multipart header line, and longest request Content-Type (400).",
+    )
+    max_form_header_params: int = Field(
+        8, ge=1, description="Most `;` parameters one multipart header may carry (400)."
+    )
     max_calls: int = Field(100, ge=1, description="Concurrent calls per instance.")
+    sse_send_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="An event-stream subscriber whose socket takes no data this long is dropped "
+        "(during the call, and when it ends).",
+    )
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", description="`auto`: human-readable on a terminal, JSON lines otherwise."
     )

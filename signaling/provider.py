@@ -1,14 +1,21 @@
 """HTTP client for the provider's call endpoints: create a call, hang it up, and answer, refuse
 or transfer a phone call (https://platform.openai.com/docs/api-reference/realtime-calls).
 
-One pooled `httpx.AsyncClient` per provider. Errors become typed exceptions that carry the
-provider's status and message, never the request headers (which hold the API key).
+One pooled `httpx.AsyncClient` per provider. Every request has a total deadline (connect, send
+and the whole answer), not a per-read timeout, and an answer-size cap, so a provider trickling
+or flooding its answer holds nothing for longer than the deadline. Errors become typed
+exceptions that carry the provider's status and message, never the request headers (which hold
+the API key).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+import time
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -34,6 +41,18 @@ class ProviderRejected(ProviderError):
     """The provider answered with an error status (4xx/5xx)."""
 
 
+class ProviderRefusedOffer(ProviderRejected):
+    """The provider refused the SDP offer itself (a 4xx naming the offer or the SDP)."""
+
+
+class ProviderRateLimited(ProviderRejected):
+    """The provider answered 429; `retry_after_s` is its `Retry-After`, when usable."""
+
+    def __init__(self, message: str, *, code: str | None, retry_after_s: int | None) -> None:
+        super().__init__(message, status=429, code=code)
+        self.retry_after_s = retry_after_s
+
+
 class ProviderUnavailable(ProviderError):
     """The provider could not be reached (connection refused, reset, DNS)."""
 
@@ -48,6 +67,39 @@ class ProviderBadResponse(ProviderError):
 
 class CallNotFound(ProviderRejected):
     """The provider does not know the call (already ended or never existed)."""
+
+
+# A provider's `Retry-After` is believed up to this long; past it, the caller is told this.
+MAX_RETRY_AFTER_S = 3600
+_DELAY_SECONDS = re.compile(r"[0-9]{1,10}")
+# Error codes and words by which a provider's 4xx says the offer itself is unusable (OpenAI
+# answers 400 `invalid_offer`; others name the SDP in the message).
+_OFFER_CODES = frozenset({"invalid_offer", "invalid_sdp", "sdp_error"})
+_OFFER_WORDS = re.compile(r"\b(?:sdp|offer)\b", re.IGNORECASE)
+_OUR_CREDENTIALS = frozenset({401, 403})
+
+
+def retry_after_seconds(value: str | None, now: float) -> int | None:
+    """Seconds to wait per a `Retry-After` value (RFC 9110 §10.2.3), capped; None if unusable.
+
+    `value` is delay-seconds or an HTTP-date; `now` is the current POSIX time.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if _DELAY_SECONDS.fullmatch(value):
+        return min(int(value), MAX_RETRY_AFTER_S)
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return max(0, min(round(when - now), MAX_RETRY_AFTER_S))
+
+
+def _refuses_offer(status: int, code: str | None, message: str) -> bool:
+    if not 400 <= status < 500 or status in _OUR_CREDENTIALS or status in (404, 429):
+        return False
+    return code in _OFFER_CODES or _OFFER_WORDS.search(message) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +125,7 @@ def _raw_error_message(response: httpx.Response) -> tuple[str, str | None]:
     text = response.text[:2000]
     try:
         body: Any = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return (text.strip() or response.reason_phrase or "no error message"), None
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         err = body["error"]
@@ -96,6 +148,7 @@ class ProviderClient:
         *,
         timeout_s: float = 10.0,
         connect_timeout_s: float = 5.0,
+        max_response_bytes: int = 1 << 20,
         transport: httpx.AsyncBaseTransport | None = None,
         credentials: Credentials | None = None,
         create_query: dict[str, str] | None = None,
@@ -106,6 +159,8 @@ class ProviderClient:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._create_query = create_query or {}
+        self._deadline_s = timeout_s
+        self._max_response_bytes = max_response_bytes
         headers = {"Authorization": f"Bearer {api_key}"} if api_key and not credentials else {}
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
@@ -120,18 +175,65 @@ class ProviderClient:
         """Close the pooled connections."""
         await self._client.aclose()
 
-    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _send(
+        self, method: str, path: str, *, deadline_s: float | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """The provider's whole answer to one request, within the total deadline.
+
+        Raises `ProviderTimeout` past the deadline, `ProviderUnavailable` on a transport error,
+        `ProviderBadResponse` for an answer over the size cap.
+        """
+        deadline_s = self._deadline_s if deadline_s is None else deadline_s
+        request = self._client.build_request(method, path, **kwargs)
         try:
-            return await self._client.request(method, path, **kwargs)
+            async with asyncio.timeout(deadline_s):
+                response = await self._client.send(request, stream=True)
+                try:
+                    content = await self._read_capped(response)
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            raise ProviderTimeout(f"provider did not answer within {deadline_s} s") from None
         except httpx.TimeoutException as exc:
             raise ProviderTimeout(f"provider timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             raise ProviderUnavailable(f"provider unreachable ({type(exc).__name__})") from None
         except CredentialsError as exc:
             raise ProviderUnavailable(f"no provider credentials: {exc}") from None
+        return httpx.Response(
+            response.status_code, headers=response.headers, content=content, request=request
+        )
+
+    async def _read_capped(self, response: httpx.Response) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self._max_response_bytes:
+                raise ProviderBadResponse(
+                    f"provider's answer exceeds {self._max_response_bytes} bytes",
+                    status=response.status_code,
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _rejection(self, response: httpx.Response) -> ProviderRejected:
+        message, code = _error_message(response, self._api_key)
+        status = response.status_code
+        if status == 429:
+            retry_after = retry_after_seconds(response.headers.get("retry-after"), time.time())
+            return ProviderRateLimited(message, code=code, retry_after_s=retry_after)
+        if _refuses_offer(status, code, message):
+            return ProviderRefusedOffer(message, status=status, code=code)
+        return ProviderRejected(message, status=status, code=code)
 
     async def create_call(self, offer_sdp: str, session: dict[str, Any] | None) -> CreatedCall:
-        """POST the offer (and the session, as multipart) and return the answer and call id."""
+        """POST the offer (and the session, as multipart) and return the answer and call id.
+
+        Raises `ProviderRefusedOffer` when the provider's 4xx says the offer is unusable,
+        `ProviderRateLimited` on 429, `ProviderRejected` for any other error status, and the
+        errors of `_send`.
+        """
         if session is None:
             response = await self._send(
                 "POST",
@@ -149,8 +251,7 @@ class ProviderClient:
                 "POST", "/v1/realtime/calls", params=self._create_query, files=files
             )
         if response.status_code not in (200, 201):
-            message, code = _error_message(response, self._api_key)
-            raise ProviderRejected(message, status=response.status_code, code=code)
+            raise self._rejection(response)
         try:
             answer = response.content.decode("utf-8")
         except UnicodeDecodeError:
@@ -174,8 +275,7 @@ class ProviderClient:
             message, code = _error_message(response, self._api_key)
             raise CallNotFound(message, status=404, code=code)
         if response.status_code >= 400:
-            message, code = _error_message(response, self._api_key)
-            raise ProviderRejected(message, status=response.status_code, code=code)
+            raise self._rejection(response)
 
     async def accept(self, call_id: CallId, session: dict[str, Any]) -> None:
         """Answer a ringing phone call with a GA session object (`type: "realtime"`, model, …).
@@ -204,13 +304,12 @@ class ProviderClient:
             message, code = _error_message(response, self._api_key)
             raise CallNotFound(message, status=404, code=code)
         if response.status_code >= 400:
-            message, code = _error_message(response, self._api_key)
-            raise ProviderRejected(message, status=response.status_code, code=code)
+            raise self._rejection(response)
 
     async def probe(self) -> bool:
         """Whether the provider answers HTTP at all (any status counts as reachable)."""
         try:
-            await self._client.get("/v1/realtime/calls", timeout=2.0)
-        except (httpx.HTTPError, CredentialsError):
-            return False
+            await self._send("GET", "/v1/realtime/calls", deadline_s=min(2.0, self._deadline_s))
+        except ProviderError as exc:
+            return isinstance(exc, ProviderBadResponse)
         return True

@@ -3,7 +3,9 @@
 The provider's answer to a bad offer is an opaque error, so we reject what it cannot use with a
 precise reason first: text that is not an SDP document (RFC 8866), ICE and DTLS attributes with
 impossible values (RFC 8839, RFC 8122), and offers a voice call cannot work with (no live audio
-section, or a section without the transport attributes JSEP requires). It is a check, not a
+section, or a section without the transport attributes JSEP requires). A section with port 0 is
+live when it is `a=bundle-only` and its mid is in the BUNDLE group (RFC 8843 §7.2, RFC 9429
+§5.2.1: Firefox offers so with max-bundle); otherwise port 0 rejects it. It is a check, not a
 rewrite: an accepted offer is passed on exactly as received.
 """
 
@@ -73,6 +75,13 @@ class _MediaSection:
     port: int
     line: int
     attributes: set[str] = field(default_factory=set)
+    mid: str | None = None
+
+    def live(self, bundled: set[str]) -> bool:
+        """Whether the section carries media: a port, or bundle-only inside the BUNDLE group."""
+        if self.port != 0:
+            return True
+        return "bundle-only" in self.attributes and self.mid is not None and self.mid in bundled
 
 
 def check_offer(sdp: bytes | str) -> str:
@@ -83,8 +92,8 @@ def check_offer(sdp: bytes | str) -> str:
     Size is checked before anything else, so an oversized body is never decoded or parsed.
     """
     text = _as_text(sdp)
-    session_attributes, media = _parse(text)
-    _check_acceptable(session_attributes, media)
+    session_attributes, bundled, media = _parse(text)
+    _check_acceptable(session_attributes, bundled, media)
     return text
 
 
@@ -117,13 +126,14 @@ def _as_text(sdp: bytes | str) -> str:
     return text
 
 
-def _parse(text: str) -> tuple[set[str], list[_MediaSection]]:
+def _parse(text: str) -> tuple[set[str], set[str], list[_MediaSection]]:
     lines = re.split(r"\r?\n", text)
     if lines[-1] == "":
         # The terminator of the last line, not an empty line.
         lines.pop()
     session_types: set[str] = set()
     session_attributes: set[str] = set()
+    bundled: set[str] = set()
     media: list[_MediaSection] = []
     attributes = session_attributes
     for number, line in enumerate(lines, start=1):
@@ -134,7 +144,14 @@ def _parse(text: str) -> tuple[set[str], list[_MediaSection]]:
             media.append(_media_section(number, value))
             attributes = media[-1].attributes
         elif kind == "a":
-            attributes.add(_checked_attribute(number, value))
+            name = _checked_attribute(number, value)
+            attributes.add(name)
+            if name == "mid" and media:
+                media[-1].mid = value.partition(":")[2]
+            elif name == "group" and not media:
+                tokens = value.partition(":")[2].split()
+                if tokens[:1] == ["BUNDLE"]:
+                    bundled.update(tokens[1:])
         if not media:
             session_types.add(kind)
     for required in ("o", "s"):
@@ -143,7 +160,7 @@ def _parse(text: str) -> tuple[set[str], list[_MediaSection]]:
                 OfferErrorKind.MALFORMED,
                 f"offer has no {required}= line before its first m= line",
             )
-    return session_attributes, media
+    return session_attributes, bundled, media
 
 
 def _split_line(number: int, line: str) -> tuple[str, str]:
@@ -228,9 +245,11 @@ _ATTRIBUTE_CHECKS: dict[str, Callable[[str], str | None]] = {
 }
 
 
-def _check_acceptable(session_attributes: set[str], media: list[_MediaSection]) -> None:
+def _check_acceptable(
+    session_attributes: set[str], bundled: set[str], media: list[_MediaSection]
+) -> None:
     audio = [section for section in media if section.media == "audio"]
-    if not any(section.port != 0 for section in audio):
+    if not any(section.live(bundled) for section in audio):
         detail = " (only rejected ones, with port 0)" if audio else ""
         raise OfferError(OfferErrorKind.UNACCEPTABLE, f"offer has no audio m-line{detail}")
     for index, section in enumerate(media, start=1):

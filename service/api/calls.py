@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import asdict, replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from service.api.bodies import parse_form, read_limited
+from service.api.bodies import FormLimits, read_form, read_limited
 from service.api.guards import (
     authenticate,
     check_rate,
@@ -20,18 +21,23 @@ from service.api.guards import (
     require_ops,
 )
 from service.api.models import MessageIn, ReferIn, SessionOverrides, StartOverrides
+from service.api.openapi import EXAMPLE_OFFER, SDP_SCHEMA, answers, headers
 from service.api.problems import Problem
+from service.api.sse import EventStreamResponse
 from service.auth import Principal, may_control, mint_call_token
 from service.calls.control import execute
 from service.calls.directory import ControlTimeout, DirectoryUnavailable
 from service.calls.manager import CallManager, CapacityExceeded, Draining
 from service.calls.record import Call
 from service.calls.session import CallSession
-from service.metrics import CALL_STARTS, PROVIDER_ERRORS
+from service.metrics import CALL_STARTS, PROVIDER_ERRORS, provider_error_label
+from service.settings import Settings
 from signaling.ids import CallId, is_valid_call_id
 from signaling.provider import (
     ProviderBadResponse,
     ProviderError,
+    ProviderRateLimited,
+    ProviderRefusedOffer,
     ProviderTimeout,
     ProviderUnavailable,
 )
@@ -44,6 +50,8 @@ router = APIRouter(prefix="/v1/calls", tags=["calls"])
 tokens_router = APIRouter(prefix="/v1/call-tokens", tags=["calls"])
 
 TRICKLE_TYPE = "application/trickle-ice-sdpfrag"
+# Routes that exist only to refuse their method in RFC 9725's order; never advertised in Allow.
+REFUSED_METHODS = {"/v1/calls/{call_id}": frozenset({"PATCH"})}
 ACCEPT_POST = "application/sdp, multipart/form-data"
 
 _OFFER_STATUS = {
@@ -67,10 +75,15 @@ def _validation_problem(exc: ValidationError, what: str) -> Problem:
 
 
 def _parse_json(body: bytes, what: str) -> object:
+    """`body` as JSON; 400 when it is not, nests too deep, or holds an integer too long to
+    convert (Python's int/str conversion limit, 4300 digits)."""
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Problem(400, f"{what} is not valid JSON: {exc}", kind="bad-json") from None
+    except RecursionError:
+        raise Problem(400, f"{what} nests too deeply", kind="bad-json") from None
+    except ValueError as exc:
+        # JSONDecodeError and UnicodeDecodeError are ValueErrors, as is the integer limit.
+        raise Problem(400, f"{what} is not valid JSON: {str(exc)[:200]}", kind="bad-json") from None
 
 
 async def _read_offer(request: Request) -> tuple[bytes, StartOverrides]:
@@ -80,8 +93,7 @@ async def _read_offer(request: Request) -> tuple[bytes, StartOverrides]:
     if media_type == "application/sdp":
         return await read_limited(request, settings.max_sdp_bytes), StartOverrides()
     if media_type == "multipart/form-data":
-        body = await read_limited(request, settings.max_sdp_bytes + settings.max_json_bytes + 4096)
-        parts = parse_form(content_type, body)
+        parts = await read_form(request, _form_limits(settings))
         if "sdp" not in parts:
             raise Problem(400, "multipart body has no 'sdp' part", kind="bad-multipart")
         unknown = sorted(set(parts) - {"sdp", "session"})
@@ -106,17 +118,60 @@ async def _read_offer(request: Request) -> tuple[bytes, StartOverrides]:
     )
 
 
+def _form_limits(settings: Settings) -> FormLimits:
+    # Room for the two fields plus the boundaries and part headers around them.
+    overhead = (
+        settings.max_form_parts
+        * settings.max_form_part_headers
+        * (settings.max_form_header_bytes + 2)
+    )
+    return FormLimits(
+        max_bytes=settings.max_sdp_bytes + settings.max_json_bytes + overhead,
+        max_parts=settings.max_form_parts,
+        max_part_headers=settings.max_form_part_headers,
+        max_header_bytes=settings.max_form_header_bytes,
+        max_header_params=settings.max_form_header_params,
+    )
+
+
 def _apply(config: SessionConfig, overrides: SessionOverrides) -> SessionConfig:
     changes = overrides.model_dump(exclude_none=True)
     return replace(config, **changes)
 
 
+_ERROR_KIND: dict[type[ProviderError], str] = {
+    ProviderTimeout: "timeout",
+    ProviderUnavailable: "unreachable",
+    ProviderBadResponse: "bad_answer",
+}
+# Retry-After (seconds) for a 503 when the provider's 429 named no usable delay.
+_RETRY_AFTER_S = 5
+
+
 def _provider_problem(exc: ProviderError) -> Problem:
-    PROVIDER_ERRORS.labels(status=str(exc.status or type(exc).__name__)).inc()
+    kind = _ERROR_KIND.get(type(exc))
+    PROVIDER_ERRORS.labels(status=kind or provider_error_label(exc.status)).inc()
     if isinstance(exc, ProviderTimeout):
         return Problem(504, "the provider did not answer in time", kind="provider-timeout")
     if isinstance(exc, ProviderUnavailable):
         return Problem(502, f"the provider is unreachable: {exc.message}", kind="provider-down")
+    if isinstance(exc, ProviderRefusedOffer):
+        # RFC 9725 §4.2: an offer that cannot be used is the client's error (422).
+        return Problem(
+            422,
+            f"the provider refused the offer: {exc.message}",
+            kind="offer-refused",
+            provider_status=exc.status,
+            provider_code=exc.code,
+        )
+    if isinstance(exc, ProviderRateLimited):
+        retry_after = exc.retry_after_s if exc.retry_after_s is not None else _RETRY_AFTER_S
+        return Problem(
+            503,
+            f"the provider is rate limiting calls: {exc.message}",
+            kind="provider-rate-limited",
+            headers={"Retry-After": str(retry_after)},
+        )
     if isinstance(exc, ProviderBadResponse):
         return Problem(502, f"the provider's answer is unusable: {exc.message}", kind="bad-answer")
     return Problem(
@@ -140,21 +195,59 @@ _OFFER_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/sdp": {"schema": {"type": "string", "maxLength": 65536}},
+            "application/sdp": {"schema": SDP_SCHEMA, "example": EXAMPLE_OFFER},
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
                     "required": ["sdp"],
+                    "additionalProperties": False,
                     "properties": {
-                        "sdp": {"type": "string"},
-                        "session": {"type": "string", "description": "JSON overrides"},
+                        "sdp": SDP_SCHEMA,
+                        "session": StartOverrides.model_json_schema(),
                     },
-                }
+                },
+                "encoding": {
+                    "sdp": {"contentType": "application/sdp"},
+                    "session": {"contentType": "application/json"},
+                },
             },
         },
     },
-    "responses": {"201": {"description": "The SDP answer", "content": {"application/sdp": {}}}},
 }
+_CALL_ID = "$response.header.Location#regex:/v1/calls/(.+)"
+_STARTED = {
+    201: {
+        "description": "The provider's SDP answer; the call lives at `Location`.",
+        "content": {"application/sdp": {"schema": {"type": "string"}}},
+        "headers": headers("Location", "ETag", "Link"),
+        "links": {
+            name: {"operationId": operation, "parameters": {"call_id": _CALL_ID}}
+            for name, operation in (
+                ("GetCall", "getCall"),
+                ("PostMessage", "postMessage"),
+                ("UpdateSession", "updateSession"),
+                ("FollowEvents", "followEvents"),
+                ("ReferCall", "referCall"),
+                ("EndCall", "endCall"),
+            )
+        },
+    }
+}
+# One Server-Sent Event as Schemathesis and OpenAPI 3.2 (`itemSchema`) read a stream: its fields.
+_SSE_EVENT = {
+    "type": "object",
+    "required": ["id", "event", "data"],
+    "properties": {
+        "id": {"type": "string"},
+        "event": {"type": "string"},
+        "data": {"type": "string"},
+    },
+}
+_JSON_OK = {"content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+def _ok(status: int, description: str, *header_names: str) -> dict[int, dict[str, Any]]:
+    return {status: {"description": description, **_JSON_OK, "headers": headers(*header_names)}}
 
 
 def _json_body(model: type[SessionOverrides] | type[MessageIn] | type[ReferIn]) -> dict[str, Any]:
@@ -166,7 +259,14 @@ def _json_body(model: type[SessionOverrides] | type[MessageIn] | type[ReferIn]) 
     }
 
 
-@router.post("", status_code=201, response_class=Response, openapi_extra=_OFFER_BODY)
+@router.post(
+    "",
+    status_code=201,
+    response_class=Response,
+    operation_id="startCall",
+    openapi_extra=_OFFER_BODY,
+    responses=answers(400, 401, 413, 415, 422, 429, 502, 503, 504, ok=_STARTED),
+)
 async def start_call(request: Request, principal: Caller) -> Response:
     """Start a call: the body is an SDP offer; the answer is the provider's SDP answer."""
     check_rate(request)
@@ -198,20 +298,27 @@ async def start_call(request: Request, principal: Caller) -> Response:
     )
 
 
-@router.options("")
+@router.options(
+    "",
+    status_code=204,
+    response_class=Response,
+    responses={
+        204: {"description": "No content", "headers": headers("Allow", "Accept-Post", "Link")}
+    },
+)
 async def call_options(request: Request) -> Response:
-    """WHIP endpoint OPTIONS: what may be POSTed, and the ICE servers."""
-    return Response(
-        status_code=204,
-        headers={"Accept-Post": ACCEPT_POST, "Allow": "POST, GET, OPTIONS", **_ice_links(request)},
-    )
+    """WHIP endpoint OPTIONS: what may be POSTed, and the ICE servers (`Allow` is added by the
+    method routing)."""
+    return Response(status_code=204, headers={"Accept-Post": ACCEPT_POST, **_ice_links(request)})
 
 
 def _etag(call_id: str) -> str:
     return f'"{call_id}"'
 
 
-@router.get("", dependencies=[Depends(require_ops)])
+@router.get(
+    "", dependencies=[Depends(require_ops)], responses=answers(401, ok=_ok(200, "Live calls"))
+)
 async def list_calls(request: Request) -> JSONResponse:
     """Live calls on this instance."""
     calls = _manager(request).active()
@@ -271,19 +378,27 @@ def _reply(status: int, payload: dict[str, Any]) -> JSONResponse:
     return JSONResponse(payload, status_code=status, media_type=media_type, headers=headers)
 
 
-@router.get("/{call_id}")
+@router.get(
+    "/{call_id}",
+    operation_id="getCall",
+    responses=answers(401, 404, 503, ok=_ok(200, "The call record", "ETag")),
+)
 async def get_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """One call's record, with transcript and handoffs."""
     return await _control(request, principal, "get", call_id, {})
 
 
-@router.delete("/{call_id}")
+@router.delete(
+    "/{call_id}",
+    operation_id="endCall",
+    responses=answers(401, 404, 503, ok=_ok(200, "The final call record", "ETag")),
+)
 async def end_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Hang up: ends the call at the provider (the WHIP session DELETE)."""
     return await _control(request, principal, "hangup", call_id, {})
 
 
-@router.patch("/{call_id}")
+@router.patch("/{call_id}", include_in_schema=False)
 async def patch_call(call_id: str, request: Request, principal: Caller) -> Response:
     """WHIP trickle ICE / ICE restart: the provider takes neither, so it is refused.
 
@@ -303,11 +418,17 @@ async def patch_call(call_id: str, request: Request, principal: Caller) -> Respo
         "trickle ICE and ICE restarts cannot be forwarded to the provider; gather all "
         "candidates before sending the offer",
         kind="no-trickle",
-        headers={"Allow": "GET, DELETE, OPTIONS"},
+        # Allow itself is set by the method routing, from the routes.
     )
 
 
-@router.post("/{call_id}/messages", status_code=202, openapi_extra=_json_body(MessageIn))
+@router.post(
+    "/{call_id}/messages",
+    status_code=202,
+    operation_id="postMessage",
+    openapi_extra=_json_body(MessageIn),
+    responses=answers(400, 401, 404, 409, 413, 422, 503, ok=_ok(202, "Sent to the call")),
+)
 async def post_message(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Inject user text into the live call."""
     settings = request.app.state.settings
@@ -324,7 +445,12 @@ async def post_message(call_id: str, request: Request, principal: Caller) -> JSO
     return await _control(request, principal, "message", call_id, {"text": message.text})
 
 
-@router.post("/{call_id}/session", openapi_extra=_json_body(SessionOverrides))
+@router.post(
+    "/{call_id}/session",
+    operation_id="updateSession",
+    openapi_extra=_json_body(SessionOverrides),
+    responses=answers(400, 401, 404, 409, 413, 422, 503, ok=_ok(200, "The session now")),
+)
 async def post_session(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Change instructions, voice or output modality on the live call."""
     settings = request.app.state.settings
@@ -339,7 +465,13 @@ async def post_session(call_id: str, request: Request, principal: Caller) -> JSO
     )
 
 
-@router.post("/{call_id}/refer", status_code=202, openapi_extra=_json_body(ReferIn))
+@router.post(
+    "/{call_id}/refer",
+    status_code=202,
+    operation_id="referCall",
+    openapi_extra=_json_body(ReferIn),
+    responses=answers(400, 401, 404, 409, 413, 422, 502, 503, ok=_ok(202, "Transfer requested")),
+)
 async def refer_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Transfer a live phone call (SIP REFER); 409 for a WebRTC call, which cannot be."""
     settings = request.app.state.settings
@@ -352,15 +484,44 @@ async def refer_call(call_id: str, request: Request, principal: Caller) -> JSONR
     return await _control(request, principal, "refer", call_id, {"target_uri": refer.target_uri})
 
 
-@router.get("/{call_id}/events")
-async def call_events(call_id: str, request: Request, principal: Caller) -> StreamingResponse:
+_EVENT_ID = re.compile(r"[0-9]{1,18}")
+
+
+def _last_event_id(value: str | None) -> int:
+    """The `Last-Event-ID` a resuming client sent (our ids are decimal sequence numbers); 400
+    for anything else, so a hostile value cannot make us convert a huge or non-ASCII number."""
+    if value is None or value == "":
+        return 0
+    if _EVENT_ID.fullmatch(value) is None:
+        raise Problem(400, "Last-Event-ID is not one of this stream's ids", kind="bad-event-id")
+    return int(value)
+
+
+@router.get(
+    "/{call_id}/events",
+    status_code=200,
+    operation_id="followEvents",
+    response_class=EventStreamResponse,
+    responses=answers(
+        400,
+        401,
+        404,
+        409,
+        ok={
+            200: {
+                "description": "Server-Sent Events",
+                "content": {"text/event-stream": {"schema": _SSE_EVENT}},
+            }
+        },
+    ),
+)
+async def call_events(call_id: str, request: Request, principal: Caller) -> EventStreamResponse:
     """Server-Sent Events: transcript, handoffs and call state, with replay of recent history."""
     session = _live_session(request, call_id, principal)
-    last = request.headers.get("last-event-id", "0")
-    after = int(last) if last.isdigit() else 0
+    after = _last_event_id(request.headers.get("last-event-id"))
     stream = session.stream
 
-    async def frames() -> AsyncIterator[bytes]:
+    async def frames() -> AsyncGenerator[bytes, None]:
         yield b": stream open\n\n"
         async for event in stream.subscribe(after, keepalive_s=15.0):
             if event is None:
@@ -369,14 +530,19 @@ async def call_events(call_id: str, request: Request, principal: Caller) -> Stre
             data = json.dumps(event.data, separators=(",", ":"))
             yield f"id: {event.seq}\nevent: {event.name}\ndata: {data}\n\n".encode()
 
-    return StreamingResponse(
+    return EventStreamResponse(
         frames(),
-        media_type="text/event-stream",
+        send_timeout_s=request.app.state.settings.sse_send_timeout_s,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 
-@tokens_router.post("", dependencies=[Depends(require_api_token)], status_code=201)
+@tokens_router.post(
+    "",
+    dependencies=[Depends(require_api_token)],
+    status_code=201,
+    responses=answers(401, 403, 404, ok=_ok(201, "A call token")),
+)
 async def mint_token(request: Request) -> JSONResponse:
     """A short-lived call token for a browser (needs an API token and a configured secret)."""
     settings = request.app.state.settings

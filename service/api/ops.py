@@ -5,25 +5,42 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.guards import require_ops
+from service.api.openapi import answers
 from service.calls.manager import CallManager
 from service.handoffs import QueueUnavailable
 from service.metrics import PROVIDER_UP, QUEUE_BUFFERED, QUEUE_DEPTH, REGISTRY
 
 router = APIRouter(tags=["ops"])
+HEALTH_JSON = "application/health+json"
 
 
-@router.get("/healthz")
-async def healthz() -> JSONResponse:
+class HealthResponse(JSONResponse):
+    """`application/health+json` (draft-inadarei-api-health-check)."""
+
+    media_type = HEALTH_JSON
+
+
+@router.get("/healthz", response_class=HealthResponse)
+async def healthz() -> HealthResponse:
     """Liveness: the process answers. Checks nothing external on purpose."""
-    return JSONResponse({"status": "pass"}, media_type="application/health+json")
+    return HealthResponse({"status": "pass"})
 
 
-@router.get("/readyz")
-async def readyz(request: Request) -> JSONResponse:
+@router.get(
+    "/readyz",
+    response_class=HealthResponse,
+    responses={
+        503: {
+            "description": "Not ready",
+            "content": {HEALTH_JSON: {"schema": {"type": "object"}}},
+        }
+    },
+)
+async def readyz(request: Request) -> HealthResponse:
     """Readiness, health+json style: queue reachable, capacity left, not draining.
 
     The provider's reachability is reported but does not make the instance unready: a
@@ -50,14 +67,18 @@ async def readyz(request: Request) -> JSONResponse:
         ],
     }
     ready = queue_ok and manager.capacity_left > 0 and not manager.draining
-    return JSONResponse(
+    return HealthResponse(
         {"status": "pass" if ready else "fail", "checks": checks},
         status_code=200 if ready else 503,
-        media_type="application/health+json",
     )
 
 
-@router.get("/metrics", dependencies=[Depends(require_ops)])
+@router.get(
+    "/metrics",
+    dependencies=[Depends(require_ops)],
+    response_class=PlainTextResponse,
+    responses=answers(401),
+)
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition."""
     manager: CallManager = request.app.state.manager

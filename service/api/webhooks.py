@@ -21,6 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from service.api.bodies import read_limited
+from service.api.openapi import answers
 from service.api.problems import Problem
 from service.calls.incoming import IncomingCalls
 from service.calls.sip_router import IncomingCall, kept_sip_headers
@@ -49,7 +50,17 @@ def _incoming_call(event: dict[str, Any]) -> IncomingCall:
     return IncomingCall(CallId(call_id), kept_sip_headers(data.get("sip_headers")))
 
 
-@router.post("/webhooks")
+_HANDLED = {
+    200: {
+        "description": "Verified: `ringing` (an incoming call being decided) or `ignored`.",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+
+
+@router.post(
+    "/webhooks", operation_id="providerWebhook", responses=answers(400, 401, 404, 413, ok=_HANDLED)
+)
 async def provider_webhook(request: Request) -> JSONResponse:
     """Verify a provider webhook and act on it (see the module docstring for statuses)."""
     verifier: WebhookVerifier | None = request.app.state.webhook_verifier

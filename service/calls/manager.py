@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -17,7 +18,15 @@ from service.calls.record import Call
 from service.calls.session import CallSession
 from service.calls.stream import CallEventStream
 from service.handoffs.queue import HandoffEvent, HandoffQueue
-from service.metrics import ACTIVE_CALLS, CALL_SETUP_SECONDS, CALL_STARTS, CALLS_ENDED
+from service.metrics import (
+    ACTIVE_CALLS,
+    CALL_SETUP_SECONDS,
+    CALL_STARTS,
+    CALLS_ENDED,
+    END_REASONS,
+    OTHER,
+    label,
+)
 from service.settings import Settings
 from signaling.credentials import Credentials
 from signaling.ids import CallId
@@ -66,6 +75,9 @@ class CallManager:
         self.sessions: dict[str, CallSession] = {}
         self._ended: OrderedDict[str, Call] = OrderedDict()
         self._recent_ended = recent_ended
+        # Serialised size of each retained ended call, and their total: bounded by a budget.
+        self._ended_bytes: dict[str, int] = {}
+        self.ended_total_bytes = 0
         self._reserved = 0
         self.draining = False
         self._listener: asyncio.Task[None] | None = None
@@ -212,13 +224,29 @@ class CallManager:
             return
         self._reserved -= 1
         ACTIVE_CALLS.dec()
-        CALLS_ENDED.labels(reason=(call.end_reason or "unknown").split(":")[0]).inc()
-        self._ended[call.call_id] = call
-        while len(self._ended) > self._recent_ended:
-            self._ended.popitem(last=False)
+        reason = (call.end_reason or OTHER).split(":")[0]
+        CALLS_ENDED.labels(reason=label(reason, END_REASONS)).inc()
+        self._retain(call)
         if self.directory is not None:
             # Kept registered for a while would be nicer; unregistering keeps lookups exact.
             self._spawn(self._unregister_later(call.call_id), lingering=True)
+
+    def _retain(self, call: Call) -> None:
+        """Keep an ended call's record, within the count and the byte budget (oldest go first).
+
+        A record is measured as its JSON (what `GET /v1/calls/{id}` would serve); one larger
+        than the whole budget is not kept.
+        """
+        size = len(json.dumps(call.to_json(full=True), separators=(",", ":")))
+        self.ended_total_bytes += size - self._ended_bytes.get(call.call_id, 0)
+        self._ended_bytes[call.call_id] = size
+        self._ended[call.call_id] = call
+        budget = self.settings.ended_calls_max_bytes
+        while self._ended and (
+            len(self._ended) > self._recent_ended or self.ended_total_bytes > budget
+        ):
+            evicted, _ = self._ended.popitem(last=False)
+            self.ended_total_bytes -= self._ended_bytes.pop(evicted)
 
     async def _unregister_later(self, call_id: str) -> None:
         # The record stays here a while after the call ends; so does the way to it.
@@ -316,6 +344,7 @@ class CallManager:
             record.output = event.text if event.kind == "result" else None
             record.error = event.text if event.kind == "failed" else None
             record.finished_at = time.time()
+            self._retain(call)
 
     # Shutdown
 

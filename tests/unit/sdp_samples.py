@@ -125,3 +125,35 @@ AIORTC_OFFER = "\r\n".join(
         "",
     )
 )
+
+# Firefox with bundlePolicy max-bundle: only the BUNDLE-tagged section has a port; the audio
+# section is port 0 and `a=bundle-only` (RFC 8843 §7.2, RFC 9429 §5.2.1).
+FIREFOX_MAX_BUNDLE = "\r\n".join(
+    (
+        "v=0",
+        "o=mozilla...THIS_IS_SDPARTA-99.0 1 0 IN IP4 0.0.0.0",
+        "s=-",
+        "t=0 0",
+        "a=fingerprint:sha-256 " + ":".join(["AB"] * 32),
+        "a=group:BUNDLE 0 1",
+        "a=ice-options:trickle",
+        "a=msid-semantic:WMS *",
+        "m=application 9 UDP/DTLS/SCTP webrtc-datachannel",
+        "c=IN IP4 0.0.0.0",
+        "a=sendrecv",
+        "a=ice-pwd:abcdefghijklmnopqrstuv",
+        "a=ice-ufrag:abcd",
+        "a=mid:0",
+        "a=setup:actpass",
+        "a=sctp-port:5000",
+        "a=max-message-size:1073741823",
+        "m=audio 0 UDP/TLS/RTP/SAVPF 109",
+        "c=IN IP4 0.0.0.0",
+        "a=bundle-only",
+        "a=sendrecv",
+        "a=mid:1",
+        "a=rtcp-mux",
+        "a=rtpmap:109 opus/48000/2",
+        "",
+    )
+)

@@ -37,3 +37,25 @@ def test_spoken_number_words_are_computed() -> None:
 
 def test_compound_number_words_are_computed() -> None:
     assert compose_answer("forty-two minus twelve", NOW) == "The result is 42 - 12 = 30."
+
+
+def test_unary_signs_and_precedence_follow_arithmetic() -> None:
+    assert compose_answer("what is -2 * 3 + 10 / -5", NOW) == "The result is -2 * 3 + 10 / -5 = -8."
+
+
+def test_a_sum_of_two_thousand_terms_is_answered() -> None:
+    answer = compose_answer("what is " + "+".join(["1"] * 2000), NOW)
+    assert answer.endswith("= 2000.")
+
+
+def test_parentheses_nested_ten_thousand_deep_are_answered() -> None:
+    answer = compose_answer("(" * 10_000 + "2+3" + ")" * 10_000, NOW)
+    assert answer.endswith("= 5.")
+
+
+def test_a_result_too_large_for_a_number_is_refused() -> None:
+    assert "= " not in compose_answer("9" * 400 + " * " + "9" * 400, NOW)
+
+
+def test_unbalanced_parentheses_are_not_an_answer() -> None:
+    assert "= " not in compose_answer("((1 + 2)", NOW)

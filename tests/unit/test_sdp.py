@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from signaling.sdp import MAX_OFFER_BYTES, OfferError, OfferErrorKind, check_offer
-from tests.unit.sdp_samples import AIORTC_OFFER, CHROME_OFFER
+from tests.unit.sdp_samples import AIORTC_OFFER, CHROME_OFFER, FIREFOX_MAX_BUNDLE
 
 FINGERPRINT = "a=fingerprint:sha-256 " + ":".join(["AB"] * 32)
 TRANSPORT = (
@@ -559,3 +559,22 @@ def test_arbitrary_input_is_accepted_unchanged_or_refused_with_an_offer_error(
     except OfferError:
         return
     assert text == (offer.decode() if isinstance(offer, bytes) else offer)
+
+
+def test_bundle_only_audio_with_port_zero_in_the_bundle_group_is_live() -> None:
+    assert check_offer(FIREFOX_MAX_BUNDLE) == FIREFOX_MAX_BUNDLE
+
+
+def test_bundle_only_audio_whose_mid_is_outside_the_bundle_group_is_rejected() -> None:
+    offer = FIREFOX_MAX_BUNDLE.replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 0")
+    assert_unacceptable(offer, "offer has no audio m-line (only rejected ones, with port 0)")
+
+
+def test_port_zero_audio_without_bundle_only_is_rejected_even_in_the_bundle_group() -> None:
+    offer = FIREFOX_MAX_BUNDLE.replace("a=bundle-only\r\n", "")
+    assert_unacceptable(offer, "offer has no audio m-line (only rejected ones, with port 0)")
+
+
+def test_an_empty_group_attribute_is_not_a_bundle_group() -> None:
+    offer = FIREFOX_MAX_BUNDLE.replace("a=group:BUNDLE 0 1", "a=group:")
+    assert_unacceptable(offer, "offer has no audio m-line (only rejected ones, with port 0)")

@@ -1,0 +1,115 @@
+"""Which methods each path answers, derived from the routes themselves (RFC 9110 §9, §10.2.1).
+
+One middleware answers, for every path, what the routing layer would get wrong or leave out:
+404 for a path no route serves, whatever the method (the static mount must not turn a POST into
+405); `OPTIONS` with `Allow` where no route defines it; 405 with `Allow` for a method the path
+does not take; and `Allow` on every 405 and `OPTIONS` answer lists exactly the methods that
+work there. A route listed in `refused` exists only to refuse its method in a protocol's own
+order (WHIP's trickle-ICE `PATCH`, RFC 9725 §4.3.1), so it is never advertised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.problems import problem_response
+
+_STATIC_METHODS = frozenset({"GET", "HEAD"})
+
+
+def static_paths(directory: Path) -> frozenset[str]:
+    """The URL paths a `StaticFiles(html=True)` mount at `/` serves from `directory`."""
+    files = {f"/{p.relative_to(directory).as_posix()}" for p in directory.rglob("*") if p.is_file()}
+    if "/index.html" in files:
+        files.add("/")
+    return frozenset(files)
+
+
+class MethodTable:
+    """The methods each path of an app answers, from its routes."""
+
+    def __init__(
+        self,
+        routes: list[Route],
+        *,
+        refused: Mapping[str, frozenset[str]],
+        static: frozenset[str],
+    ) -> None:
+        self._routes = routes
+        self._refused = refused
+        self._static = static
+
+    def allowed(self, path: str) -> frozenset[str]:
+        """Methods that work on `path` (empty when no route serves it); OPTIONS included."""
+        methods: set[str] = set()
+        for route in self._routes:
+            if route.methods and route.path_regex.match(path):
+                methods |= route.methods - self._refused.get(route.path, frozenset())
+        if path in self._static:
+            methods |= _STATIC_METHODS
+        if methods:
+            methods.add("OPTIONS")
+        return frozenset(methods)
+
+    def routed(self, path: str, method: str) -> bool:
+        """Whether a route of the app itself handles `method` on `path` (refusals included)."""
+        return any(
+            route.methods is not None
+            and method in route.methods
+            and route.path_regex.match(path) is not None
+            for route in self._routes
+        )
+
+
+def allow_header(methods: frozenset[str]) -> str:
+    """The `Allow` value for `methods`."""
+    return ", ".join(sorted(methods))
+
+
+class MethodRouting:
+    """ASGI middleware answering 404, 405 and `OPTIONS` from a `MethodTable` (see module doc)."""
+
+    def __init__(self, app: ASGIApp, table: MethodTable) -> None:
+        self.app = app
+        self.table = table
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        allowed = self.table.allowed(path)
+        allow = allow_header(allowed)
+        if not allowed:
+            response = problem_response(404, "no such resource", instance=path)
+            await response(scope, receive, send)
+            return
+        if method == "OPTIONS" and not self.table.routed(path, method):
+            await Response(status_code=204, headers={"Allow": allow})(scope, receive, send)
+            return
+        if method not in allowed and not self.table.routed(path, method):
+            response = problem_response(
+                405,
+                f"{method} is not allowed here",
+                headers={"Allow": allow},
+                instance=path,
+            )
+            await response(scope, receive, send)
+            return
+
+        async def with_allow(message: Message) -> None:
+            if message["type"] == "http.response.start" and (
+                message["status"] == 405 or method == "OPTIONS"
+            ):
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"allow"]
+                headers.append((b"allow", allow.encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_allow)

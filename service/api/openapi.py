@@ -1,0 +1,139 @@
+"""What the OpenAPI document says each operation answers: statuses, content types, headers.
+
+Routes declare their answers with `answers(...)`; `install_openapi` removes what the framework
+would add that we never answer (its 422 `HTTPValidationError`, since every error here is
+`application/problem+json`, RFC 9457).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from service.api.problems import PROBLEM_JSON, TITLES
+
+# A call-start offer the service accepts (audio plus the events data channel), for the document's
+# examples and for clients that generate requests from it.
+EXAMPLE_OFFER = "\r\n".join(
+    (
+        "v=0",
+        "o=- 4004613311 4004613311 IN IP4 0.0.0.0",
+        "s=-",
+        "t=0 0",
+        "a=group:BUNDLE 0 1",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+        "c=IN IP4 0.0.0.0",
+        "a=mid:0",
+        "a=sendrecv",
+        "a=rtcp-mux",
+        "a=rtpmap:111 opus/48000/2",
+        "a=ice-ufrag:abcd",
+        "a=ice-pwd:abcdefghijklmnopqrstuv",
+        "a=fingerprint:sha-256 " + ":".join(["AB"] * 32),
+        "a=setup:actpass",
+        "m=application 9 UDP/DTLS/SCTP webrtc-datachannel",
+        "c=IN IP4 0.0.0.0",
+        "a=mid:1",
+        "a=sctp-port:5000",
+        "a=ice-ufrag:abcd",
+        "a=ice-pwd:abcdefghijklmnopqrstuv",
+        "a=fingerprint:sha-256 " + ":".join(["AB"] * 32),
+        "a=setup:actpass",
+        "",
+    )
+)
+
+SDP_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "format": "sdp",
+    "description": "An SDP offer (RFC 8866) with a live audio section and the transport "
+    "attributes JSEP requires (RFC 9429).",
+    "minLength": 1,
+    "maxLength": 65536,
+    "example": EXAMPLE_OFFER,
+}
+
+_STRING = {"type": "string"}
+HEADERS: dict[str, dict[str, Any]] = {
+    "Allow": {
+        "description": "Methods this resource answers (RFC 9110 §10.2.1).",
+        "schema": _STRING,
+    },
+    "Accept-Post": {"description": "Media types a POST here takes (RFC 9725).", "schema": _STRING},
+    "Retry-After": {
+        "description": "Seconds to wait before retrying (RFC 9110 §10.2.3).",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    },
+    "WWW-Authenticate": {"description": "Bearer challenge (RFC 6750 §3).", "schema": _STRING},
+    "Location": {"description": "The call's resource (RFC 9725 §4.2).", "schema": _STRING},
+    "ETag": {"description": "The WHIP session's entity tag (RFC 9725 §4.3).", "schema": _STRING},
+    "Link": {"description": 'ICE servers, `rel="ice-server"` (RFC 9725 §4.6).', "schema": _STRING},
+}
+# Headers a problem with this status may carry.
+_PROBLEM_HEADERS = {
+    401: ("WWW-Authenticate",),
+    405: ("Allow",),
+    415: ("Accept-Post",),
+    429: ("Retry-After",),
+    503: ("Retry-After",),
+}
+_PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+    },
+}
+
+
+def headers(*names: str) -> dict[str, Any]:
+    """Response header objects for `names` (none is promised on every answer)."""
+    return {name: HEADERS[name] for name in names}
+
+
+def answers(
+    *problems: int, ok: dict[int, dict[str, Any]] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """A route's `responses=`: its successful answers `ok` plus problem+json for `problems`."""
+    documented: dict[int | str, dict[str, Any]] = {}
+    for status, answer in (ok or {}).items():
+        documented[status] = answer
+    for status in problems:
+        documented[status] = {
+            "description": TITLES[status],
+            "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}},
+            "headers": headers(*_PROBLEM_HEADERS.get(status, ())),
+        }
+    return documented
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Serve the document as the routes declare it, without the framework's own 422."""
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+            )
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    responses = operation.get("responses", {})
+                    if responses.get("422", {}).get("description") == "Validation Error":
+                        del responses["422"]
+            schemas = schema.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+            if "components" in schema and not schemas:
+                schema["components"].pop("schemas", None)
+                if not schema["components"]:
+                    del schema["components"]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = document  # type: ignore[method-assign]

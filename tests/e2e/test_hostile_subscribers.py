@@ -1,0 +1,115 @@
+"""Event-stream subscribers that never read: dropped, and nothing of theirs outlives the call."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+import httpx
+
+from service.calls.session import CallSession
+from tests.e2e.conftest import RunningService, Serve, StartService
+from tests.e2e.faulty_provider import FaultyProvider
+from tests.e2e.hostile import healthy, request_head
+from tests.unit.sdp_samples import AIORTC_OFFER
+
+
+def _said(n: int) -> str:
+    return json.dumps(
+        {
+            "type": "conversation.item.input_audio_transcription.completed",
+            "item_id": f"item_{n}",
+            "content_index": 0,
+            "transcript": f"{n} " + "x" * 4000,
+        }
+    )
+
+
+def _http_requests_in_flight() -> int:
+    # Each HTTP request the server is still answering is one uvicorn task running the app.
+    return sum(
+        1
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "") == "RequestResponseCycle.run_asgi"
+    )
+
+
+async def _until(predicate: object, timeout_s: float = 30.0) -> None:
+    async def poll() -> None:
+        while not predicate():  # type: ignore[operator]  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(poll(), timeout_s)
+
+
+async def _call(
+    start_service: StartService, serve: Serve, provider: FaultyProvider
+) -> tuple[RunningService, str, CallSession]:
+    service = await start_service(
+        provider="openai",
+        provider_url=await serve(provider.app()),
+        api_key="sk-subscribers",
+        sse_send_timeout_s=0.5,
+    )
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        response = await client.post(
+            "/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
+        )
+    assert response.status_code == 201, response.text
+    call_id = response.headers["location"].rsplit("/", 1)[1]
+    session = service.manager.session(call_id)
+    assert session is not None
+    await asyncio.wait_for(provider.connected.wait(), 10)
+    return service, call_id, session
+
+
+async def _silent_subscriber(service: RunningService, call_id: str) -> socket.socket:
+    """A subscriber with a tiny receive window that never reads what it asked for."""
+    host, port = service.url.removeprefix("http://").split(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    await asyncio.get_running_loop().sock_sendall(
+        sock, request_head("GET", f"/v1/calls/{call_id}/events", {})
+    )
+    return sock
+
+
+async def test_a_subscriber_that_never_reads_is_dropped_while_the_call_goes_on(
+    start_service: StartService, serve: Serve
+) -> None:
+    provider = FaultyProvider()
+    service, call_id, session = await _call(start_service, serve, provider)
+    sock = await _silent_subscriber(service, call_id)
+    try:
+        await _until(lambda: _http_requests_in_flight() == 1)
+        # Events small enough not to lag the subscriber off: only its socket is full.
+        for n in range(3000):
+            await provider.push(call_id, _said(n))
+        await _until(lambda: _http_requests_in_flight() == 0)
+        assert session.call.state == "active"
+        assert await healthy(service.url)
+    finally:
+        sock.close()
+
+
+async def test_a_stream_whose_subscriber_never_reads_closes_when_the_call_ends(
+    start_service: StartService, serve: Serve
+) -> None:
+    provider = FaultyProvider()
+    service, call_id, session = await _call(start_service, serve, provider)
+    sock = await _silent_subscriber(service, call_id)
+    try:
+        await _until(lambda: _http_requests_in_flight() == 1)
+        for n in range(3000):
+            await provider.push(call_id, _said(n))
+        async with httpx.AsyncClient(base_url=service.url) as client:
+            assert (await client.delete(f"/v1/calls/{call_id}")).status_code == 200
+        await asyncio.wait_for(session.wait_ended(), 10)
+        await _until(lambda: _http_requests_in_flight() == 0)
+        assert session.stream._subscribers == set()
+        assert await healthy(service.url)
+    finally:
+        sock.close()

@@ -1,0 +1,113 @@
+"""The HTTP surface says what it does: Allow lists exactly what works, unknown paths are 404."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import RunningService, StartService
+from tests.e2e.hostile import assert_problem, healthy
+from tests.unit.sdp_samples import AIORTC_OFFER
+
+CALL_METHODS = {"DELETE", "GET", "OPTIONS"}
+
+
+def _allow(response: httpx.Response) -> set[str]:
+    return {method.strip() for method in response.headers["allow"].split(",")}
+
+
+@pytest.fixture
+async def service(start_service: StartService) -> RunningService:
+    return await start_service(local_media=False)
+
+
+async def _call(client: httpx.AsyncClient) -> str:
+    response = await client.post(
+        "/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
+    )
+    assert response.status_code == 201, response.text
+    return response.headers["location"]
+
+
+async def test_options_on_a_call_lists_the_methods_that_work_there(
+    service: RunningService,
+) -> None:
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        location = await _call(client)
+        response = await client.options(location)
+        await client.delete(location)
+    assert response.status_code == 204
+    assert _allow(response) == CALL_METHODS
+
+
+@pytest.mark.parametrize("method", ["PUT", "POST"])
+async def test_a_method_a_call_does_not_take_is_405_with_the_same_allow(
+    service: RunningService, method: str
+) -> None:
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        location = await _call(client)
+        response = await client.request(method, location, content=b"{}")
+        await client.delete(location)
+    assert_problem(response.status_code, response.headers["content-type"], response.json(), 405)
+    assert _allow(response) == CALL_METHODS
+
+
+async def test_the_refused_trickle_patch_names_the_same_allow(service: RunningService) -> None:
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        location = await _call(client)
+        response = await client.patch(
+            location,
+            content=b"a=end-of-candidates\r\n",
+            headers={"content-type": "application/trickle-ice-sdpfrag", "if-match": "*"},
+        )
+        await client.delete(location)
+    assert_problem(response.status_code, response.headers["content-type"], response.json(), 405)
+    assert _allow(response) == CALL_METHODS
+
+
+async def test_options_on_the_whip_endpoint_keeps_accept_post_and_lists_its_methods(
+    service: RunningService,
+) -> None:
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        response = await client.options("/v1/calls")
+    assert response.status_code == 204
+    assert _allow(response) == {"GET", "OPTIONS", "POST"}
+    assert "application/sdp" in response.headers["accept-post"]
+
+
+@pytest.mark.parametrize("path", ["/v1/nothing", "/nothing.html", "/v1/calls/rtc_x/nothing"])
+@pytest.mark.parametrize("method", ["GET", "POST", "OPTIONS"])
+async def test_an_unknown_path_is_404_whatever_the_method(
+    service: RunningService, path: str, method: str
+) -> None:
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        response = await client.request(method, path)
+    assert_problem(response.status_code, response.headers["content-type"], response.json(), 404)
+    assert await healthy(service.url)
+
+
+async def test_the_page_answers_get_and_refuses_post_with_allow(service: RunningService) -> None:
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        page = await client.get("/")
+        post = await client.post("/", content=b"x")
+        options = await client.options("/app.js")
+    assert page.status_code == 200
+    assert_problem(post.status_code, post.headers["content-type"], post.json(), 405)
+    assert _allow(post) == {"GET", "HEAD", "OPTIONS"}
+    assert _allow(options) == {"GET", "HEAD", "OPTIONS"}
+
+
+async def test_every_documented_operation_lists_problem_json_for_its_errors(
+    service: RunningService,
+) -> None:
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        document = (await client.get("/openapi.json")).json()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for status, answer in operation["responses"].items():
+                if int(status) >= 400 and path not in ("/readyz",):
+                    assert list(answer["content"]) == ["application/problem+json"], (
+                        method,
+                        path,
+                        status,
+                    )
