@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import uuid
 from collections import OrderedDict
@@ -22,7 +23,7 @@ from service.settings import Settings
 from signaling.ids import CallId
 from signaling.provider import ProviderClient, ProviderError
 from signaling.realtime import CallState, Delegation, SessionConfig, session_payload
-from signaling.realtime.sideband import ReconnectPolicy, Sideband, sideband_url
+from signaling.realtime.sideband import Sideband, sideband_url
 
 log = logging.getLogger("callbridge.calls")
 
@@ -126,16 +127,18 @@ class CallManager:
             idle_timeout_s=self.settings.idle_timeout_s,
             started_by=started_by,
         )
-        state = CallState(created.call_id, config, new_item_id=_new_item_id)
+        state = CallState(
+            created.call_id,
+            config,
+            limits=self.settings.call_limits(),
+            new_item_id=_new_item_id,
+            jitter=random.random,
+            secrets=self.settings.secrets(),
+        )
         call.transcript = state.transcript
         sideband = Sideband(
             sideband_url(self.provider_base_url, created.call_id),
             self.settings.api_key_value(),
-            policy=ReconnectPolicy(
-                self.settings.sideband_max_attempts,
-                self.settings.sideband_backoff_s,
-                self.settings.sideband_backoff_max_s,
-            ),
             ping_interval_s=self.settings.sideband_ping_interval_s,
         )
         session = CallSession(
