@@ -10,8 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from signaling.realtime.client_events import SessionConfig, session_update
-from signaling.realtime.delegation import Delegation
 from signaling.realtime.actions import (
     Action,
     EndCall,
@@ -26,6 +24,8 @@ from signaling.realtime.actions import (
     SessionSettings,
     SpeechActivity,
 )
+from signaling.realtime.client_events import SessionConfig, session_update
+from signaling.realtime.delegation import Delegation
 from signaling.realtime.end_reasons import CallEnd, EndReason
 from signaling.realtime.state import CallState
 from signaling.realtime.transcript import TranscriptEntry
