@@ -8,18 +8,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import assert_never
 
 from service.calls.record import Call
+from service.calls.reporting import CallReporter
 from service.calls.stream import CallEventStream
 from service.handoffs.queue import HandoffEvent
-from service.metrics import (
-    CALL_SETUP_SECONDS,
-    EVENTS,
-    HANDOFF_SECONDS,
-    HANDOFFS,
-    SIDEBAND_RECONNECTS,
-)
+from service.metrics import HANDOFFS
 from signaling.provider import CallNotFound, ProviderClient, ProviderError
 from signaling.realtime import (
     Action,
@@ -30,20 +24,9 @@ from signaling.realtime import (
     EndCall,
     EndReason,
     EnqueueHandoff,
-    EventObserved,
-    HandoffDelivered,
     HangUp,
-    IgnoredEvent,
-    Joined,
-    LimitReached,
-    PublishTranscript,
-    ReportError,
     SendEvent,
     SessionConfig,
-    SessionReady,
-    SessionSettings,
-    SleepUntil,
-    SpeechActivity,
 )
 from signaling.realtime.sideband import Sideband, SidebandError, SidebandRefused
 
@@ -73,10 +56,10 @@ class CallSession:
         self.call, self.state, self.sideband = call, state, sideband
         self.provider, self.stream = provider, stream
         self._enqueue, self._on_end = enqueue, on_end
-        self._offer_received_at = offer_received_at
         self._ended = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._log = logging.LoggerAdapter(log, {"call_id": call.call_id})
+        self._reporter = CallReporter(call, stream, self._log, offer_received_at)
 
     def start(self) -> None:
         """Run the call in the background (the SDP answer is not delayed by the join)."""
@@ -124,43 +107,14 @@ class CallSession:
                         await self._apply(self.state.send_failed(payload, time.time()))
                 case Connect():
                     await self._apply(await self._connect())
-                case SleepUntil(at):
-                    self._log.info("sideband rejoin in %.2f s", max(at - time.time(), 0.0))
-                case Joined(rejoin):
-                    self._joined(rejoin)
-                case PublishTranscript(kind, role, item_id, text):
-                    data = {"role": role, "item_id": item_id, "text": text}
-                    self.stream.publish(f"transcript.{kind}", data)
                 case EnqueueHandoff(delegation):
                     await self._handoff(delegation)
-                case HandoffDelivered(handoff_id):
-                    record = self.call.handoffs.get(handoff_id)
-                    if record is not None:
-                        record.delivered = True
-                        HANDOFF_SECONDS.observe(time.time() - record.queued_at)
-                case SessionReady(session_id):
-                    self._session_ready(session_id)
-                case SessionSettings(requested, confirmed):
-                    self.call.config, self.call.confirmed_config = requested, confirmed
-                case ReportError(code, message):
-                    self.call.errors.append({"code": code, "message": message, "at": time.time()})
-                    self._log.warning("provider error: %s %s", code, message)
-                    self.stream.publish("call.error", {"code": code, "message": message})
-                case LimitReached(kind, limit):
-                    self.call.limits_reached[kind] = limit
-                    self._log.warning("per-call cap reached: %s=%d; excess is dropped", kind, limit)
                 case HangUp():
                     await self._hangup_at_provider()
                 case EndCall(end):
                     await self._finish(end)
-                case SpeechActivity():
-                    pass
-                case EventObserved(label):
-                    EVENTS.labels(type=label).inc()
-                case IgnoredEvent(type_name, reason):
-                    self._log.debug("ignored provider event %s: %s", type_name, reason)
                 case _:
-                    assert_never(action)
+                    self._reporter.apply(action)
 
     async def _connect(self) -> list[Action]:
         try:
@@ -170,25 +124,6 @@ class CallSession:
         except SidebandError as exc:
             return self.state.join_failed(None, None, time.time(), str(exc))
         return self.state.link_opened(time.time())
-
-    def _joined(self, rejoin: bool) -> None:
-        if rejoin:
-            SIDEBAND_RECONNECTS.inc()
-            self.call.sideband_reconnects += 1
-        else:
-            self.call.joined_at = time.time()
-            elapsed = time.monotonic() - self._offer_received_at
-            CALL_SETUP_SECONDS.labels(stage="sideband_joined").observe(elapsed)
-        if self.call.state == "starting":
-            self.call.state = "active"
-            self.stream.publish("call.state", {"state": "active"})
-
-    def _session_ready(self, session_id: str | None) -> None:
-        if self.call.session_id is None:
-            elapsed = time.monotonic() - self._offer_received_at
-            CALL_SETUP_SECONDS.labels(stage="session_updated").observe(elapsed)
-        self.call.session_id = session_id
-        self.stream.publish("session.ready", {"provider_session_id": session_id})
 
     async def _handoff(self, delegation: Delegation) -> None:
         record = self.call.handoff_queued(delegation)
