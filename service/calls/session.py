@@ -75,18 +75,24 @@ class CallSession:
             frames = 0
             while not self.state.ended:
                 delay = max(self.state.wake_at - time.time(), 0.0)
-                if not self.sideband.connected:
+                sb = self.sideband
+                if not sb.connected and self.state.link_status == "open":
+                    # Closed under a send: report it like a close seen by receive.
+                    await self._apply(
+                        self.state.link_closed(sb.close_code, sb.close_reason, time.time())
+                    )
+                    continue
+                if not sb.connected:
                     await asyncio.sleep(min(delay, 3600.0))
                     await self._apply(self.state.tick(time.time()))
                     continue
                 try:
                     async with asyncio.timeout(delay if delay != float("inf") else None):
-                        raw = await self.sideband.receive()
+                        raw = await sb.receive()
                 except TimeoutError:
                     await self._apply(self.state.tick(time.time()))
                     continue
                 if raw is None:
-                    sb = self.sideband
                     await self._apply(
                         self.state.link_closed(sb.close_code, sb.close_reason, time.time())
                     )
