@@ -268,7 +268,10 @@ async def test_a_sideband_refused_after_creation_fails_the_call_naming_the_code_
 
 
 async def test_the_provider_key_quoted_in_a_sideband_error_reaches_neither_record_nor_stream(
-    start_service: StartService, serve: Serve, provider: FaultyProvider
+    start_service: StartService,
+    serve: Serve,
+    provider: FaultyProvider,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     service, call_id, _session = await _ready(start_service, serve, provider)
     events = SseRecorder(f"{service.url}/v1/calls/{call_id}/events")
@@ -281,3 +284,20 @@ async def test_the_provider_key_quoted_in_a_sideband_error_reaches_neither_recor
     record = await _record(service, call_id)
     assert KEY not in json.dumps(record)
     assert "[REDACTED]" in record["errors"][0]["message"]
+    assert KEY not in caplog.text
+
+
+# Issue 10, item 4: provider-chosen event types never become metric labels
+
+
+async def test_unknown_event_types_are_counted_under_one_unknown_label(
+    start_service: StartService, serve: Serve, provider: FaultyProvider
+) -> None:
+    service, call_id, session = await _ready(start_service, serve, provider)
+    frames = [json.dumps({"type": f"invented.kind_{n}"}) for n in range(200)]
+    await provider.push(call_id, *frames, json.dumps({"type": "error", "error": {"message": "x"}}))
+    await _wait(lambda: bool(session.call.errors))
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        metrics = (await client.get("/metrics")).text
+    assert "invented.kind" not in metrics
+    assert 'callbridge_provider_events_total{type="unknown"}' in metrics
