@@ -151,7 +151,7 @@ async def probe(client: httpx.AsyncClient, path: str, until: asyncio.Event) -> l
         response = await client.get(path)
         latencies.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200, response.status_code
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.02)
     return latencies
 
 
