@@ -9,25 +9,14 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from signaling.realtime.end_reasons import EndReason
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 OTHER = "other"
 CALL_START_OUTCOMES = frozenset({"started", "bad_offer", "capacity", "draining", "provider_error"})
 SETUP_STAGES = frozenset({"provider_answered", "sideband_joined", "session_updated"})
-END_REASONS = frozenset(
-    {
-        "hangup",
-        "max_duration",
-        "idle_timeout",
-        "provider_ended",
-        "sideband_unavailable",
-        "sideband_lost",
-        "internal_error",
-        "drain",
-        "shutdown",
-        OTHER,
-    }
-)
+END_REASONS = frozenset({reason.value for reason in EndReason} | {OTHER})
 HANDOFF_OUTCOMES = frozenset({"completed", "failed", "duplicate"})
 WEBHOOK_OUTCOMES = frozenset({"handled", "ignored", "bad_signature", "replayed", "malformed"})
 SIP_CALL_OUTCOMES = frozenset(

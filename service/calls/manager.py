@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 import uuid
 from collections import OrderedDict
@@ -32,7 +33,7 @@ from signaling.credentials import Credentials
 from signaling.ids import CallId
 from signaling.provider import ProviderClient, ProviderError
 from signaling.realtime import CallState, Delegation, SessionConfig, session_payload
-from signaling.realtime.sideband import ReconnectPolicy, Sideband, sideband_url
+from signaling.realtime.sideband import Sideband, sideband_url
 
 log = logging.getLogger("callbridge.calls")
 
@@ -183,16 +184,18 @@ class CallManager:
 
     def _open_session(self, call: Call, received: float) -> None:
         """Track an answered call and join its sideband in the background."""
-        state = CallState(call.call_id, call.config, new_item_id=_new_item_id)
+        state = CallState(
+            call.call_id,
+            call.config,
+            limits=self.settings.call_limits(),
+            new_item_id=_new_item_id,
+            jitter=random.random,
+            secrets=self.settings.secrets(),
+        )
         call.transcript = state.transcript
         sideband = Sideband(
             sideband_url(self.provider_base_url, call.call_id),
             self.settings.api_key_value(),
-            policy=ReconnectPolicy(
-                self.settings.sideband_max_attempts,
-                self.settings.sideband_backoff_s,
-                self.settings.sideband_backoff_max_s,
-            ),
             ping_interval_s=self.settings.sideband_ping_interval_s,
             credentials=self.credentials,
         )
@@ -224,7 +227,7 @@ class CallManager:
             return
         self._reserved -= 1
         ACTIVE_CALLS.dec()
-        reason = (call.end_reason or OTHER).split(":")[0]
+        reason = call.end_reason or OTHER
         CALLS_ENDED.labels(reason=label(reason, END_REASONS)).inc()
         self._retain(call)
         if self.directory is not None:

@@ -178,12 +178,13 @@ const END_REASONS = {
   provider_ended: "the voice provider ended it",
   sideband_lost: "the service lost its link to the call",
   sideband_unavailable: "the service could not join the call",
+  sideband_refused: "the voice provider refused the service's link to the call",
   internal_error: "of an internal error in the service",
 };
 
 function endReasonWords(reason) {
   if (!reason) return "";
-  const key = String(reason).split(":")[0];
+  const key = String(reason);
   return END_REASONS[key] || String(reason).replaceAll("_", " ");
 }
 
