@@ -24,6 +24,8 @@ _ws_log.setLevel(logging.INFO)
 
 
 _REFUSAL_BODY_BYTES = 4096
+CLOSE_TIMEOUT_S = 1.0
+"""Seconds `close()` waits for the provider's close frame before dropping the connection."""
 
 
 class SidebandError(Exception):
@@ -108,6 +110,9 @@ class Sideband:
                 ping_timeout=self._ping_interval_s,
                 open_timeout=self._open_timeout_s,
                 max_size=16 * 1024 * 1024,
+                # Closing comes after the hang-up: a provider still flushing a backlog at us
+                # must not hold the call's end (the default waits 10 s for its close frame).
+                close_timeout=CLOSE_TIMEOUT_S,
                 logger=_ws_log,
                 user_agent_header="callbridge",
             )

@@ -51,6 +51,8 @@ async def _call(
         provider_url=await serve(provider.app()),
         api_key="sk-subscribers",
         sse_send_timeout_s=0.5,
+        # The stream must carry megabytes to fill the socket: above the default per-call cap.
+        max_transcript_bytes=50_000_000,
     )
     async with httpx.AsyncClient(base_url=service.url) as client:
         response = await client.post(
