@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             queue_url = settings.queue
 
             def directory_factory(instance_id: str) -> CallDirectory:
-                return CallDirectory(queue_url, instance_id)
+                return CallDirectory(queue_url, instance_id, ttl_s=settings.call_lease_s)
 
         manager = CallManager(
             settings,
@@ -115,7 +115,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    app.state.rate_limiter = RateLimiter(
+        settings.rate_limit_per_minute,
+        settings.rate_limit_burst,
+        redis_url=None if settings.queue == "memory" else settings.queue,
+    )
     install_problem_handlers(app)
     origins = settings.split(settings.cors_origins)
     if origins:

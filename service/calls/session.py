@@ -60,6 +60,7 @@ class CallSession:
         *,
         offer_received_at: float,
         on_end: Callable[[Call], None],
+        restored: bool = False,
     ) -> None:
         self.call = call
         self.state = state
@@ -75,6 +76,11 @@ class CallSession:
         self._task: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._session_ready_seen = False
+        # A call restored from the store (taken over) was set up elsewhere: no setup metrics.
+        self._restored = restored
+        # Held while an event is applied, and by `pause` during a handover.
+        self._applying = asyncio.Lock()
+        self.detached = False
         self._log = logging.LoggerAdapter(log, {"call_id": call.call_id})
 
     def start(self) -> None:
@@ -103,7 +109,8 @@ class CallSession:
             while not self._ending:
                 raw = await self.sideband.receive()
                 if raw is not None:
-                    await self._apply(self.state.feed_raw(raw))
+                    async with self._applying:
+                        await self._apply(self.state.feed_raw(raw))
                     continue
                 if self._ending:
                     break
@@ -116,7 +123,7 @@ class CallSession:
 
     async def _on_joined(self, *, first: bool) -> None:
         self.call.joined_at = self.call.joined_at or time.time()
-        if first:
+        if first and not self._restored:
             CALL_SETUP_SECONDS.labels(stage="sideband_joined").observe(
                 time.monotonic() - self._offer_received_at
             )
@@ -229,7 +236,7 @@ class CallSession:
             await self._enqueue(delegation)
         except Exception as exc:
             log.warning("handoff could not be queued: %s", exc, extra=extra)
-            await self.handoff_event(
+            await self._handoff_event(
                 HandoffEvent(
                     "failed",
                     delegation.handoff_id,
@@ -240,7 +247,15 @@ class CallSession:
             )
 
     async def handoff_event(self, event: HandoffEvent) -> None:
-        """Apply a worker's event; once the call has ended, results are recorded, not sent."""
+        """Apply a worker's event; once the call has ended, results are recorded, not sent.
+
+        Not applied once the session is `detached` (the caller sends it on to the new owner).
+        """
+        async with self._applying:
+            if not self.detached:
+                await self._handoff_event(event)
+
+    async def _handoff_event(self, event: HandoffEvent) -> None:
         record = self.call.handoffs.get(event.handoff_id)
         if record is None:
             record = HandoffRecord(event.handoff_id, event.tool_call_id, "", False)
@@ -278,6 +293,29 @@ class CallSession:
             record.delivered = True
             HANDOFF_SECONDS.observe(record.finished_at - record.queued_at)
             await self._apply(actions)
+
+    # Handing the call over to another instance
+
+    async def pause(self) -> None:
+        """Stop applying provider and worker events (they wait) until `resume` or `detach`."""
+        await self._applying.acquire()
+
+    def resume(self) -> None:
+        """Apply events again after `pause`."""
+        if self._applying.locked():
+            self._applying.release()
+
+    async def detach(self) -> None:
+        """Leave the call to the instance that took it over: stop, close our sideband link,
+        and do not end the call."""
+        self.detached = True
+        self._ending = True
+        current = asyncio.current_task()
+        for task in (self._task, self._watchdog):
+            if task is not None and task is not current and not task.done():
+                task.cancel()
+        self.resume()
+        await self.sideband.close()
 
     # Control from the API
 
