@@ -68,6 +68,7 @@ _ERRORS: Final[dict[str, type[CallError]]] = {
     cls.__name__: cls for cls in (UnknownCall, CallAlreadyEnded, InvalidCommand, OwnerUnreachable)
 }
 _ADOPT: Final = "adopt"
+_CONTROL_TIMEOUT_S: Final = 5.0
 # How long a peer taking over a call during a handover may take to join its sideband.
 _HANDOVER_JOIN_S: Final = 5.0
 
@@ -121,6 +122,8 @@ class CallManager:
         self._closing: dict[str, CallSession] = {}
         self._save_soon = asyncio.Event()
         self._saving = asyncio.Lock()
+        # A live owner answers in milliseconds; one that does not for two leases has died.
+        self._control_timeout_s = min(_CONTROL_TIMEOUT_S, 2 * settings.call_lease_s)
 
     # Capacity
 
@@ -378,7 +381,11 @@ class CallManager:
         assert self.directory is not None
         try:
             reply = await self.directory.request(
-                owner, command_name(command), command.call_id, command_to_json(command)
+                owner,
+                command_name(command),
+                command.call_id,
+                command_to_json(command),
+                timeout_s=self._control_timeout_s,
             )
         except (ControlTimeout, DirectoryUnavailable) as exc:
             return await self._owner_silent(command, exc)
