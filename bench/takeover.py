@@ -98,7 +98,9 @@ class Run:
     missing: int
 
 
-async def run(lease_s: float, calls: int, poll_s: float, offer: str, workdir: Path) -> Run:
+async def run(
+    lease_s: float, calls: int, poll_s: float, offer: str, workdir: Path, log_level: str
+) -> Run:
     redis_port, provider_port = free_port(), free_port()
     ports = {"a": free_port(), "b": free_port()}
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
@@ -129,7 +131,7 @@ async def run(lease_s: float, calls: int, poll_s: float, offer: str, workdir: Pa
                 "CALLBRIDGE_CALL_LEASE_S": str(lease_s),
                 "CALLBRIDGE_DRAIN_TIMEOUT_S": "0",
                 "CALLBRIDGE_RATE_LIMIT_BURST": "10000",
-                "CALLBRIDGE_LOG_LEVEL": "WARNING",
+                "CALLBRIDGE_LOG_LEVEL": log_level,
             },
             workdir / f"instance-{name}-{lease_s:g}.log",
         )
@@ -263,12 +265,16 @@ async def main() -> None:
     parser.add_argument("--leases", default="1,2,5", help="lease settings in seconds")
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--poll", type=float, default=0.05, help="provider poll period, s")
+    parser.add_argument("--logs", type=Path, help="keep the processes' logs (at INFO) here")
     args = parser.parse_args()
     offer = await make_offer()
     runs = []
     with tempfile.TemporaryDirectory(prefix="takeover-") as tmp:
+        workdir = args.logs or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        level = "INFO" if args.logs else "WARNING"
         for lease in sorted(float(v) for v in args.leases.split(",")):
-            runs.append(await run(lease, args.calls, args.poll, offer, Path(tmp)))
+            runs.append(await run(lease, args.calls, args.poll, offer, workdir, level))
     report(runs, args.calls, args.poll)
 
 

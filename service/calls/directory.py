@@ -128,19 +128,27 @@ class CallDirectory:
 
     # The registry
 
-    async def register(self, call_id: str) -> None:
-        """Record this instance as `call_id`'s owner for `ttl_s`.
+    async def register(self, call_id: str) -> bool:
+        """Record this instance as `call_id`'s owner for `ttl_s`, unless another instance
+        holds its lease (then False, and the listener given to `start` is told).
 
-        While Redis is unreachable the call is only remembered; the background refresh
+        While Redis is unreachable the call is only remembered (True); the background refresh
         writes it once Redis is back.
         """
         async with self._writes:
             self._mine.add(call_id)
             try:
-                await self._redis.set(self._call_key(call_id), self.instance_id, px=self._ttl_ms)
+                lost, _ = await self.leases.renew([call_id])
             except (RedisError, OSError) as exc:
                 log.warning("call %s not registered yet (redis: %s); retrying", call_id, exc)
                 self._refresh_now.set()
+                return True
+            if not lost:
+                return True
+            self._mine.discard(call_id)
+            if self._on_leases is not None:
+                self._on_leases(lost, set())
+            return False
 
     async def unregister(self, call_id: str) -> None:
         """Forget `call_id`, and remove its entry if it still names this instance.

@@ -121,7 +121,8 @@ class CallManager:
         self._dirty: set[str] = set()
         self._closing: dict[str, CallSession] = {}
         self._save_soon = asyncio.Event()
-        self._saving = asyncio.Lock()
+        # One lock per call being saved: a call's saves must not overtake each other.
+        self._saving: dict[str, asyncio.Lock] = {}
         # A live owner answers in milliseconds; one that does not for two leases has died.
         self._control_timeout_s = min(_CONTROL_TIMEOUT_S, 2 * settings.call_lease_s)
 
@@ -192,8 +193,7 @@ class CallManager:
         session.start()
         if self.directory is not None:
             # In the background: a slow broker must not delay the SDP answer.
-            self._spawn(self._directory_op(self.directory.register(call.call_id)))
-            self._mark_dirty(call.call_id)
+            self._spawn(self._register(call.call_id))
         log.info("call started", extra={"call_id": call.call_id})
         return call, created.answer_sdp
 
@@ -228,6 +228,16 @@ class CallManager:
             restored=restored,
         )
 
+    async def _register(self, call_id: str) -> None:
+        """Take the new call's lease, then save it: a call saved as live without a lease
+        would look abandoned to the other instances."""
+        directory, _ = self._cluster()
+        try:
+            await directory.register(call_id)
+        except Exception as exc:
+            log.warning("call directory update failed: %s", exc)
+        self._mark_dirty(call_id)
+
     async def _enqueue(self, delegation: Delegation) -> None:
         await self.queue.put(delegation, self.reply_to)
 
@@ -260,22 +270,23 @@ class CallManager:
     # Saving calls to the store
 
     def _mark_dirty(self, call_id: str) -> None:
+        if self.store is None:
+            return
         self._dirty.add(call_id)
         self._save_soon.set()
 
     async def _save_forever(self) -> None:
-        """Save changed calls, oldest change first; a failed save is retried with backoff."""
+        """Save changed calls (each call's saves in order, calls concurrently); a failed save
+        is retried with backoff."""
         delay = 0.05
         while True:
             await self._save_soon.wait()
             self._save_soon.clear()
-            failed = False
-            for call_id in sorted(self._dirty):
-                self._dirty.discard(call_id)
-                if not await self._save(call_id):
-                    self._dirty.add(call_id)
-                    failed = True
+            dirty, self._dirty = sorted(self._dirty), set()
+            saved = await asyncio.gather(*(self._save(call_id) for call_id in dirty))
+            failed = [call_id for call_id, ok in zip(dirty, saved, strict=True) if not ok]
             if failed:
+                self._dirty.update(failed)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 self._save_soon.set()
@@ -286,11 +297,13 @@ class CallManager:
         """Save one call's state and new events now; False when Redis did not take them."""
         if self.store is None:
             return True
-        async with self._saving:
+        lock = self._saving.setdefault(call_id, asyncio.Lock())
+        async with lock:
             session = self.sessions.get(call_id)
             ended = session is None
             session = session or self._closing.get(call_id)
             if session is None:
+                self._saving.pop(call_id, None)
                 return True
             stream = session.stream
             events = stream.take_pending() if isinstance(stream, ClusterEventStream) else []
@@ -308,6 +321,7 @@ class CallManager:
                 return False
             if ended:
                 self._closing.pop(call_id, None)
+                self._saving.pop(call_id, None)
                 if self.directory is not None:
                     await self._directory_op(self.directory.unregister(call_id))
             return True
@@ -427,6 +441,8 @@ class CallManager:
         if await self._take_over(command.call_id, stored):
             return await self._execute_here(command)
         owner = await self._owner_of(command.call_id)
+        if command.call_id in self.sessions:
+            return await self._execute_here(command)
         if owner is not None and owner != self.instance_id:
             return await self._execute_at(owner, command)
         raise OwnerUnreachable("the call is being taken over; try again")
@@ -577,10 +593,11 @@ class CallManager:
         return True
 
     async def _take_over_forever(self) -> None:
-        """Claim live calls whose lease lapsed, every half lease period."""
+        """Claim live calls whose lease lapsed, every quarter lease period."""
         directory, store = self._cluster()
         while True:
-            await asyncio.sleep(self.settings.call_lease_s / 2)
+            # A quarter lease: a lapsed lease is noticed soon, for two Redis commands a look.
+            await asyncio.sleep(self.settings.call_lease_s / 4)
             if self.draining:
                 continue
             try:
@@ -589,8 +606,8 @@ class CallManager:
             except (RedisError, OSError) as exc:
                 log.debug("looking for calls to take over failed: %s", exc)
                 continue
-            for call_id in orphans:
-                await self._take_over(call_id)
+            # Concurrently: each takeover waits on Redis a few times, and calls wait meanwhile.
+            await asyncio.gather(*(self._take_over(call_id) for call_id in orphans))
 
     def _on_leases(self, lost: set[str], rewritten: set[str]) -> None:
         for call_id in lost:
@@ -610,6 +627,7 @@ class CallManager:
         self._reserved -= 1
         ACTIVE_CALLS.dec()
         self._dirty.discard(call_id)
+        self._saving.pop(call_id, None)
         await session.detach()
 
     # Worker events
