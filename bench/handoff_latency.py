@@ -95,7 +95,8 @@ class SimulatedCall:
 
     async def join(self) -> None:
         """The sideband connects: the session is configured."""
-        await self.apply(self.state.joined())
+        self.state.start(0.0)
+        await self.apply(self.state.link_opened(0.0))
 
     async def deliver(self, events: Sequence[dict[str, Any]]) -> None:
         """Server events arriving on the sideband, each as the JSON text the socket carries."""

@@ -26,9 +26,9 @@ from typing import Annotated, Any, Union, get_args
 from openai.types.realtime import RealtimeServerEvent
 from pydantic import Field, TypeAdapter
 
+from signaling.realtime import CallState, EnqueueHandoff
 from signaling.realtime.client_events import SessionConfig
 from signaling.realtime.events import parse_server_event
-from signaling.realtime.state import CallState, EnqueueHandoff
 
 # The shipped SDK adapter manages under 10,000 events/s; this default keeps a full run, all
 # baselines included, at about half a minute.
@@ -227,7 +227,8 @@ def _best_of(runs: int, work: Callable[[], object]) -> float:
 
 def _feed_all(events: Sequence[str]) -> int:
     state = CallState(CALL_ID, SessionConfig())
-    state.joined()
+    state.start(0.0)
+    state.link_opened(0.0)
     handoffs = 0
     for raw in events:
         for action in state.feed_raw(raw):

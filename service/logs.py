@@ -12,6 +12,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from signaling.redaction import redact
+
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {
     "message",
     "asctime",
@@ -23,20 +25,17 @@ _QUIET = ("aioice", "aiortc", "httpx", "httpcore", "websockets")
 
 
 class RedactSecrets(logging.Filter):
-    """Replaces each secret with `[REDACTED]` in the message, arguments and traceback."""
+    """Replaces each secret, and anything key-shaped, with `[REDACTED]` in the message,
+    arguments and traceback (`signaling.redaction.redact`)."""
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
         self.secrets = [s for s in secrets if s]
 
     def _clean(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "[REDACTED]")
-        return text
+        return redact(text, self.secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
         record.msg = self._clean(record.getMessage())
         record.args = None
         if record.exc_info:

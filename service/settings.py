@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from signaling.realtime import VOICES
+from signaling.realtime import VOICES, CallLimits, ReconnectPolicy
 
 OPENAI_API_BASE = "https://api.openai.com"
 
@@ -68,6 +68,23 @@ class Settings(BaseSettings):
     )
     idle_timeout_s: float = Field(
         300.0, gt=0, description="Calls with no transcript or speech activity this long end."
+    )
+    max_transcript_items: int = Field(
+        10_000,
+        ge=1,
+        description="Conversation items kept per call; later items are counted, not kept.",
+    )
+    max_transcript_bytes: int = Field(
+        1_000_000,
+        ge=1,
+        description="UTF-8 bytes of transcript text kept per call; later text is counted, "
+        "not kept.",
+    )
+    max_errors_per_call: int = Field(
+        100,
+        ge=1,
+        description="Errors recorded, published and logged per call; later ones are counted "
+        "in the call's `limits_reached`, not reported one by one.",
     )
 
     # Handoffs
@@ -197,6 +214,19 @@ class Settings(BaseSettings):
         if embedded_url is None:
             raise ValueError("the local provider's URL is known only once it is running")
         return embedded_url
+
+    def call_limits(self) -> CallLimits:
+        """The limits each call runs under."""
+        return CallLimits(
+            max_duration_s=self.max_call_duration_s,
+            idle_timeout_s=self.idle_timeout_s,
+            reconnect=ReconnectPolicy(
+                self.sideband_max_attempts, self.sideband_backoff_s, self.sideband_backoff_max_s
+            ),
+            max_transcript_items=self.max_transcript_items,
+            max_transcript_bytes=self.max_transcript_bytes,
+            max_errors=self.max_errors_per_call,
+        )
 
     def api_token_list(self) -> list[str]:
         """The configured API tokens."""

@@ -14,6 +14,7 @@ import httpx
 
 from signaling.ids import CallId
 from signaling.location import LocationError, parse_call_id
+from signaling.redaction import redact
 
 
 class ProviderError(Exception):
@@ -62,9 +63,8 @@ def _error_message(response: httpx.Response, secret: str | None) -> tuple[str, s
     A provider that echoes our key back in an error must not make us pass it on.
     """
     message, code = _raw_error_message(response)
-    if secret:
-        message = message.replace(secret, "[REDACTED]")
-    return message, code
+    secrets = (secret,) if secret else ()
+    return redact(message, secrets), (redact(code, secrets) if code else code)
 
 
 def _raw_error_message(response: httpx.Response) -> tuple[str, str | None]:

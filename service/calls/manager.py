@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 import uuid
 from collections import OrderedDict
@@ -60,7 +61,7 @@ from service.settings import Settings
 from signaling.ids import CallId
 from signaling.provider import CallNotFound, ProviderClient, ProviderError
 from signaling.realtime import CallState, Delegation, SessionConfig, session_payload
-from signaling.realtime.sideband import ReconnectPolicy, Sideband, sideband_url
+from signaling.realtime.sideband import Sideband, sideband_url
 
 log = logging.getLogger("callbridge.calls")
 
@@ -184,7 +185,14 @@ class CallManager:
             idle_timeout_s=self.settings.idle_timeout_s,
             started_by=started_by,
         )
-        state = CallState(created.call_id, config, new_item_id=_new_item_id)
+        state = CallState(
+            created.call_id,
+            config,
+            limits=self.settings.call_limits(),
+            new_item_id=_new_item_id,
+            jitter=random.random,
+            secrets=self.settings.secrets(),
+        )
         call.transcript = state.transcript
         session = self._new_session(call, state, offer_received_at=received)
         self.sessions[call.call_id] = session
@@ -198,7 +206,7 @@ class CallManager:
         return call, created.answer_sdp
 
     def _new_session(
-        self, call: Call, state: CallState, *, offer_received_at: float, restored: bool = False
+        self, call: Call, state: CallState, *, offer_received_at: float
     ) -> CallSession:
         call_id = call.call_id
         stream = (
@@ -209,11 +217,6 @@ class CallManager:
         sideband = Sideband(
             sideband_url(self.provider_base_url, call_id),
             self.settings.api_key_value(),
-            policy=ReconnectPolicy(
-                self.settings.sideband_max_attempts,
-                self.settings.sideband_backoff_s,
-                self.settings.sideband_backoff_max_s,
-            ),
             ping_interval_s=self.settings.sideband_ping_interval_s,
         )
         return CallSession(
@@ -225,7 +228,6 @@ class CallManager:
             self._enqueue,
             offer_received_at=offer_received_at,
             on_end=self._ended_call,
-            restored=restored,
         )
 
     async def _register(self, call_id: str) -> None:
@@ -310,7 +312,7 @@ class CallManager:
             stored = StoredCall(
                 {**record_to_json(session.call), "owner": self.instance_id},
                 session.call.to_json(),
-                session.state.snapshot(),  # type: ignore[attr-defined]
+                session.state.snapshot(),
             )
             try:
                 await self.store.save(call_id, stored, events, ended=ended)
@@ -550,7 +552,17 @@ class CallManager:
                 await leases.release(call_id)
                 await store.forget(call_id)
                 return False
-            self._restore(call_id, stored)
+            try:
+                self._restore(call_id, stored)
+            except (KeyError, TypeError, ValueError) as exc:
+                # Nobody can carry it on: hang it up rather than leave it billed and unserved.
+                log.error("call %s cannot be restored (%s); hanging up", call_id, exc)
+                self._reserved -= 1
+                await store.forget(call_id)
+                await leases.release(call_id)
+                with contextlib.suppress(OwnerUnreachable):
+                    await self._hang_up_at_provider(call_id)
+                return False
             previous = {str(stored.record.get("owner", "")), *await leases.known_instances()}
             previous.discard(self.instance_id)
             previous.discard("")
@@ -569,9 +581,15 @@ class CallManager:
     def _restore(self, call_id: str, stored: StoredCall) -> None:
         assert self.directory is not None
         call = record_from_json(stored.record, self.instance_id)
-        state = CallState.restore(stored.core, new_item_id=_new_item_id)  # type: ignore[attr-defined]
+        state = CallState.restore(
+            stored.core,
+            limits=self.settings.call_limits(),
+            new_item_id=_new_item_id,
+            jitter=random.random,
+            secrets=self.settings.secrets(),
+        )
         call.transcript = state.transcript
-        session = self._new_session(call, state, offer_received_at=time.monotonic(), restored=True)
+        session = self._new_session(call, state, offer_received_at=time.monotonic())
         self.sessions[call_id] = session
         ACTIVE_CALLS.inc()
         self.directory.adopt(call_id)

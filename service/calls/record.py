@@ -6,8 +6,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from service.handoffs.queue import HandoffEvent
 from signaling.ids import CallId
-from signaling.realtime import SessionConfig, Transcript
+from signaling.realtime import CallEnd, Delegation, SessionConfig, Transcript
 
 CallStateName = Literal["starting", "active", "ended", "failed"]
 HandoffStateName = Literal["queued", "running", "completed", "failed"]
@@ -68,20 +69,69 @@ class Call:
     session_id: str | None = None
     max_duration_s: float = 0.0
     idle_timeout_s: float = 0.0
-    last_activity: float = field(default_factory=time.monotonic)
     transcript: Transcript | None = None
     handoffs: dict[str, HandoffRecord] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
     sideband_reconnects: int = 0
     started_by: str | None = None
+    confirmed_config: SessionConfig | None = None
+    end_code: str | None = None
+    end_message: str | None = None
+    limits_reached: dict[str, int] = field(default_factory=dict)
 
     @property
     def live(self) -> bool:
         """Whether the call has not ended."""
         return self.state in ("starting", "active")
 
+    def ended(self, end: CallEnd) -> None:
+        """Record how the call ended."""
+        self.state = "failed" if end.failed else "ended"
+        self.ended_at = time.time()
+        self.end_reason = end.reason.value
+        self.end_code, self.end_message = end.code, end.message
+
+    def handoff_queued(self, delegation: Delegation) -> HandoffRecord:
+        """Record a handoff going to the queue."""
+        record = HandoffRecord(
+            handoff_id=delegation.handoff_id,
+            tool_call_id=delegation.tool_call_id,
+            request=delegation.request,
+            steering=delegation.steering,
+        )
+        self.handoffs[delegation.handoff_id] = record
+        return record
+
+    def handoff_event(self, event: HandoffEvent) -> bool:
+        """Record a worker's event; return whether it is news for the model (progress, or a
+        handoff's first result or failure: a redelivered handoff may report twice)."""
+        record = self.handoffs.get(event.handoff_id)
+        if record is None:
+            record = HandoffRecord(event.handoff_id, event.tool_call_id, "", False)
+            self.handoffs[event.handoff_id] = record
+        if event.kind == "started":
+            if record.state == "queued":
+                record.state = "running"
+            return False
+        if event.kind == "progress":
+            record.progress.append(event.text)
+            return True
+        if record.state in ("completed", "failed"):
+            return False
+        record.finished_at = time.time()
+        if event.kind == "result":
+            record.state, record.output = "completed", event.text
+        else:
+            record.state, record.error = "failed", event.text
+        return True
+
     def to_json(self, *, full: bool = True) -> dict[str, Any]:
-        """The API shape; `full` adds transcript, handoffs and errors."""
+        """The API shape; `full` adds transcript, handoffs and errors.
+
+        `session` shows the settings in force (confirmed by the provider's `session.updated`);
+        `session_requested` those last asked for, which differ while an update is in flight.
+        """
+        shown = self.confirmed_config or self.config
         body: dict[str, Any] = {
             "id": self.call_id,
             "state": self.state,
@@ -91,14 +141,14 @@ class Call:
             "sideband_joined_at": _iso(self.joined_at),
             "ended_at": _iso(self.ended_at),
             "end_reason": self.end_reason,
+            "end_detail": (
+                {"code": self.end_code, "message": self.end_message}
+                if self.end_code or self.end_message
+                else None
+            ),
             "provider_session_id": self.session_id,
-            "session": {
-                "mode": self.config.mode,
-                "instructions": self.config.instructions,
-                "voice": self.config.voice,
-                "output_modality": self.config.output_modality,
-                "model": self.config.model,
-            },
+            "session": _session_json(shown),
+            "session_requested": _session_json(self.config),
             "limits": {
                 "max_duration_s": self.max_duration_s,
                 "idle_timeout_s": self.idle_timeout_s,
@@ -114,4 +164,15 @@ class Call:
             ]
             body["handoffs"] = [h.to_json() for h in self.handoffs.values()]
             body["errors"] = list(self.errors[-50:])
+            body["limits_reached"] = dict(self.limits_reached)
         return body
+
+
+def _session_json(config: SessionConfig) -> dict[str, Any]:
+    return {
+        "mode": config.mode,
+        "instructions": config.instructions,
+        "voice": config.voice,
+        "output_modality": config.output_modality,
+        "model": config.model,
+    }

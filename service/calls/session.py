@@ -1,4 +1,5 @@
-"""`CallSession`: the task that owns one call's sideband and applies `CallState`'s actions."""
+"""`CallSession`: the I/O loop of one call. `CallState` decides; this only does what it says:
+receive → feed → apply; sleep → tick. It holds no protocol state."""
 
 from __future__ import annotations
 
@@ -7,47 +8,38 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, assert_never
 
-from service.calls.record import Call, HandoffRecord
+from service.calls.record import Call
+from service.calls.reporting import CallReporter
 from service.calls.stream import CallEventStream
 from service.handoffs.queue import HandoffEvent
-from service.metrics import (
-    CALL_SETUP_SECONDS,
-    EVENTS,
-    HANDOFF_SECONDS,
-    HANDOFFS,
-    SIDEBAND_RECONNECTS,
-)
+from service.metrics import HANDOFFS
 from signaling.provider import CallNotFound, ProviderClient, ProviderError
 from signaling.realtime import (
     Action,
-    CallEnded,
+    CallEnd,
     CallState,
+    Connect,
     Delegation,
+    EndCall,
+    EndReason,
     EnqueueHandoff,
-    EventObserved,
-    IgnoredEvent,
-    PublishTranscript,
-    ReportError,
+    HangUp,
     SendEvent,
     SessionConfig,
-    SessionReady,
-    SpeechActivity,
 )
-from signaling.realtime.sideband import (
-    Sideband,
-    SidebandError,
-    SidebandGone,
-)
+from signaling.realtime.sideband import Sideband, SidebandError, SidebandRefused
 
 log = logging.getLogger("callbridge.call")
 
 Enqueue = Callable[[Delegation], Awaitable[None]]
 
+YIELD_EVERY = 64
+"""Frames handled before the loop yields, so a flooding provider cannot starve other calls."""
+
 
 class CallSession:
-    """Joins the sideband, feeds the state machine, and ends the call exactly once."""
+    """Runs one call: joins its sideband, feeds `CallState`, applies its actions."""
 
     def __init__(
         self,
@@ -60,194 +52,111 @@ class CallSession:
         *,
         offer_received_at: float,
         on_end: Callable[[Call], None],
-        restored: bool = False,
     ) -> None:
-        self.call = call
-        self.state = state
-        self.sideband = sideband
-        self.provider = provider
-        self.stream = stream
-        self._enqueue = enqueue
-        self._offer_received_at = offer_received_at
-        self._on_end = on_end
-        self._unsent: list[dict[str, Any]] = []
-        self._ending = False
+        self.call, self.state, self.sideband = call, state, sideband
+        self.provider, self.stream = provider, stream
+        self._enqueue, self._on_end = enqueue, on_end
         self._ended = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._watchdog: asyncio.Task[None] | None = None
-        self._session_ready_seen = False
-        # A call restored from the store (taken over) was set up elsewhere: no setup metrics.
-        self._restored = restored
-        # Held while an event is applied, and by `pause` during a handover.
-        self._applying = asyncio.Lock()
-        self.detached = False
         self._log = logging.LoggerAdapter(log, {"call_id": call.call_id})
+        self._reporter = CallReporter(call, stream, self._log, offer_received_at)
+        # Held while the core takes an input, and by `pause` while the call is handed over.
+        self._applying = asyncio.Lock()
+        self._paused = False
+        self.detached = False
 
     def start(self) -> None:
-        """Run the session in the background (the SDP answer is not delayed by the join)."""
+        """Run the call in the background (the SDP answer is not delayed by the join)."""
         self._task = asyncio.create_task(self._run(), name=f"call-{self.call.call_id}")
-        self._watchdog = asyncio.create_task(self._watch(), name=f"watch-{self.call.call_id}")
 
     async def wait_ended(self) -> None:
         """Return once the call has ended."""
         await self._ended.wait()
 
-    # The sideband loop
-
     async def _run(self) -> None:
         try:
-            try:
-                await self.sideband.join()
-            except SidebandGone:
-                await self._finish("provider_ended", hangup=False, failed=True)
-                return
-            except SidebandError as exc:
-                self._log.warning("sideband join failed, hanging up: %s", exc)
-                await self._finish("sideband_unavailable", hangup=True, failed=True)
-                return
-            await self._on_joined(first=True)
-            while not self._ending:
-                raw = await self.sideband.receive()
-                if raw is not None:
+            await self._apply(self.state.start(time.time()))
+            frames = 0
+            while not self.state.ended:
+                delay = max(self.state.wake_at - time.time(), 0.0)
+                sb = self.sideband
+                if not sb.connected and self.state.link_status == "open":
+                    # Closed under a send: report it like a close seen by receive.
                     async with self._applying:
-                        await self._apply(self.state.feed_raw(raw))
+                        await self._apply(
+                            self.state.link_closed(sb.close_code, sb.close_reason, time.time())
+                        )
                     continue
-                if self._ending:
-                    break
-                await self._rejoin()
-        except asyncio.CancelledError:
-            raise
+                if not sb.connected:
+                    await asyncio.sleep(min(delay, 3600.0))
+                    async with self._applying:
+                        await self._apply(self.state.tick(time.time()))
+                    continue
+                try:
+                    async with asyncio.timeout(delay if delay != float("inf") else None):
+                        raw = await sb.receive()
+                except TimeoutError:
+                    async with self._applying:
+                        await self._apply(self.state.tick(time.time()))
+                    continue
+                async with self._applying:
+                    if raw is None:
+                        await self._apply(
+                            self.state.link_closed(sb.close_code, sb.close_reason, time.time())
+                        )
+                        continue
+                    await self._apply(self.state.feed_raw(raw, time.time()))
+                frames += 1
+                if frames % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
         except Exception:
             self._log.exception("call session crashed; hanging up")
-            await self._finish("internal_error", hangup=True, failed=True)
-
-    async def _on_joined(self, *, first: bool) -> None:
-        self.call.joined_at = self.call.joined_at or time.time()
-        if first and not self._restored:
-            CALL_SETUP_SECONDS.labels(stage="sideband_joined").observe(
-                time.monotonic() - self._offer_received_at
-            )
-        if self.call.state == "starting":
-            self.call.state = "active"
-            self.stream.publish("call.state", {"state": "active"})
-        await self._apply(self.state.joined())
-        pending, self._unsent = self._unsent, []
-        for payload in pending:
-            await self._send(payload)
-
-    async def _rejoin(self) -> None:
-        code, reason = self.sideband.close_code, self.sideband.close_reason
-        self._log.info("sideband closed (code=%s reason=%r); rejoining", code, reason)
-        self.state.disconnected()
-        SIDEBAND_RECONNECTS.inc()
-        self.call.sideband_reconnects += 1
-        try:
-            await self.sideband.join()
-        except SidebandGone:
-            await self._finish("provider_ended", hangup=False)
-            return
-        except SidebandError as exc:
-            self._log.warning("sideband lost for good, hanging up: %s", exc)
-            await self._finish("sideband_lost", hangup=True)
-            return
-        await self._on_joined(first=False)
-
-    async def _watch(self) -> None:
-        """Enforce the maximum duration and the idle timeout (the sideband may never hear
-        that the browser left)."""
-        deadline = time.monotonic() + self.call.max_duration_s
-        while not self._ending:
-            now = time.monotonic()
-            idle_at = self.call.last_activity + self.call.idle_timeout_s
-            if now >= deadline:
-                await self.end("max_duration")
-                return
-            if now >= idle_at:
-                await self.end("idle_timeout")
-                return
-            await asyncio.sleep(min(deadline, idle_at) - now + 0.01)
-
-    # Applying actions
-
-    async def _send(self, payload: dict[str, Any]) -> None:
-        if not await self.sideband.send(payload):
-            # Not lost: sent after the next rejoin.
-            self._unsent.append(payload)
-
-    def _touch(self) -> None:
-        self.call.last_activity = time.monotonic()
+            await self._apply(self.state.end(EndReason.INTERNAL_ERROR))
 
     async def _apply(self, actions: list[Action]) -> None:
         for action in actions:
             match action:
                 case SendEvent(payload):
-                    await self._send(payload)
-                case PublishTranscript(kind, role, item_id, text):
-                    self._touch()
-                    self.stream.publish(
-                        f"transcript.{kind}", {"role": role, "item_id": item_id, "text": text}
-                    )
+                    if not await self.sideband.send(payload):
+                        await self._apply(self.state.send_failed(payload, time.time()))
+                case Connect():
+                    await self._apply(await self._connect())
                 case EnqueueHandoff(delegation):
-                    self._touch()
                     await self._handoff(delegation)
-                case SessionReady(session_id):
-                    self.call.session_id = session_id
-                    if not self._session_ready_seen:
-                        self._session_ready_seen = True
-                        CALL_SETUP_SECONDS.labels(stage="session_updated").observe(
-                            time.monotonic() - self._offer_received_at
-                        )
-                    self.stream.publish("session.ready", {"provider_session_id": session_id})
-                case ReportError(code, message):
-                    error = {"code": code, "message": message, "at": time.time()}
-                    self.call.errors.append(error)
-                    self._log.warning("provider error event: %s %s", code, message)
-                    self.stream.publish("call.error", {"code": code, "message": message})
-                case CallEnded(reason):
-                    await self._finish(f"provider_ended:{reason}", hangup=True)
-                case SpeechActivity():
-                    self._touch()
-                case EventObserved(type_name):
-                    EVENTS.labels(type=type_name).inc()
-                case IgnoredEvent(type_name, reason):
-                    self._log.debug("ignored provider event %s: %s", type_name, reason)
+                case HangUp():
+                    await self._hangup_at_provider()
+                case EndCall(end):
+                    await self._finish(end)
                 case _:
-                    assert_never(action)
+                    self._reporter.apply(action)
+
+    async def _connect(self) -> list[Action]:
+        try:
+            await self.sideband.connect()
+        except SidebandRefused as exc:
+            return self.state.join_failed(exc.status, exc.code, time.time(), exc.message)
+        except SidebandError as exc:
+            return self.state.join_failed(None, None, time.time(), str(exc))
+        return self.state.link_opened(time.time())
 
     async def _handoff(self, delegation: Delegation) -> None:
-        record = HandoffRecord(
-            handoff_id=delegation.handoff_id,
-            tool_call_id=delegation.tool_call_id,
-            request=delegation.request,
-            steering=delegation.steering,
-        )
-        self.call.handoffs[delegation.handoff_id] = record
-        self.stream.publish(
-            "handoff.queued",
-            {
-                "handoff_id": delegation.handoff_id,
-                "request": delegation.request,
-                "steering": delegation.steering,
-            },
-        )
-        extra = {"call_id": self.call.call_id, "handoff_id": delegation.handoff_id}
-        log.info("handoff queued", extra=extra)
+        record = self.call.handoff_queued(delegation)
+        data = {"handoff_id": record.handoff_id, "request": record.request}
+        self.stream.publish("handoff.queued", {**data, "steering": record.steering})
+        self._log.info("handoff queued: %s", record.handoff_id)
         try:
             await self._enqueue(delegation)
         except Exception as exc:
-            log.warning("handoff could not be queued: %s", exc, extra=extra)
+            self._log.warning("handoff could not be queued: %s", exc)
+            message = "the handoff queue is unavailable; please try again later"
             await self._handoff_event(
                 HandoffEvent(
-                    "failed",
-                    delegation.handoff_id,
-                    delegation.call_id,
-                    delegation.tool_call_id,
-                    "the handoff queue is unavailable; please try again later",
+                    "failed", record.handoff_id, self.call.call_id, record.tool_call_id, message
                 )
             )
 
     async def handoff_event(self, event: HandoffEvent) -> None:
-        """Apply a worker's event; once the call has ended, results are recorded, not sent.
+        """Apply a worker's event; once the call has ended, results are only recorded.
 
         Not applied once the session is `detached` (the caller sends it on to the new owner).
         """
@@ -256,101 +165,74 @@ class CallSession:
                 await self._handoff_event(event)
 
     async def _handoff_event(self, event: HandoffEvent) -> None:
-        record = self.call.handoffs.get(event.handoff_id)
-        if record is None:
-            record = HandoffRecord(event.handoff_id, event.tool_call_id, "", False)
-            self.call.handoffs[event.handoff_id] = record
-        self._touch()
-        if event.kind == "started":
-            if record.state == "queued":
-                record.state = "running"
+        if not self.call.handoff_event(event):
+            if event.kind in ("result", "failed"):
+                HANDOFFS.labels(outcome="duplicate").inc()
             return
+        hid, now = event.handoff_id, time.time()
         if event.kind == "progress":
-            record.progress.append(event.text)
-            self.stream.publish(
-                "handoff.progress", {"handoff_id": event.handoff_id, "text": event.text}
-            )
-            if self.call.live:
-                await self._apply(self.state.submit_progress(event.handoff_id, event.text))
-            return
-        if record.state in ("completed", "failed"):
-            # A redelivered handoff's second result: the tool call already has its output.
-            HANDOFFS.labels(outcome="duplicate").inc()
-            return
-        record.finished_at = time.time()
-        if event.kind == "result":
-            record.state, record.output = "completed", event.text
-            actions = self.state.submit_result(event.handoff_id, event.text)
-            name = "handoff.completed"
-            payload = {"handoff_id": event.handoff_id, "output": event.text}
+            self.stream.publish("handoff.progress", {"handoff_id": hid, "text": event.text})
+            actions = self.state.submit_progress(hid, event.text, now)
+        elif event.kind == "result":
+            self.stream.publish("handoff.completed", {"handoff_id": hid, "output": event.text})
+            actions = self.state.submit_result(hid, event.text, now)
         else:
-            record.state, record.error = "failed", event.text
-            actions = self.state.submit_failure(event.handoff_id, event.text)
-            name = "handoff.failed"
-            payload = {"handoff_id": event.handoff_id, "error": event.text}
-        self.stream.publish(name, payload)
-        if self.call.live:
-            record.delivered = True
-            HANDOFF_SECONDS.observe(record.finished_at - record.queued_at)
-            await self._apply(actions)
+            self.stream.publish("handoff.failed", {"handoff_id": hid, "error": event.text})
+            actions = self.state.submit_failure(hid, event.text, now)
+        await self._apply(actions)
+
+    async def inject_text(self, text: str) -> None:
+        """Add user text to the conversation and ask for a response."""
+        await self._apply(self.state.inject_user_text(text, time.time()))
+
+    async def update_session(self, config: SessionConfig) -> None:
+        """Ask for new session settings (the record shows them once confirmed)."""
+        await self._apply(self.state.update_session(config))
 
     # Handing the call over to another instance
 
     async def pause(self) -> None:
-        """Stop applying provider and worker events (they wait) until `resume` or `detach`."""
+        """Stop taking provider and worker events (they wait) until `resume` or `detach`;
+        an input being applied is finished first."""
         await self._applying.acquire()
+        self._paused = True
 
     def resume(self) -> None:
-        """Apply events again after `pause`."""
-        if self._applying.locked():
+        """Take events again after `pause`."""
+        if self._paused:
+            self._paused = False
             self._applying.release()
 
     async def detach(self) -> None:
-        """Leave the call to the instance that took it over: stop, close our sideband link,
-        and do not end the call."""
+        """Leave the call to the instance that took it over: stop (after the input being
+        applied), close our sideband link, and do not end the call."""
+        if not self._paused:
+            await self.pause()
         self.detached = True
-        self._ending = True
-        current = asyncio.current_task()
-        for task in (self._task, self._watchdog):
-            if task is not None and task is not current and not task.done():
-                task.cancel()
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
         self.resume()
         await self.sideband.close()
 
-    # Control from the API
-
-    async def inject_text(self, text: str) -> None:
-        """Add user text to the conversation and ask for a response."""
-        self._touch()
-        await self._apply(self.state.inject_user_text(text))
-
-    async def update_session(self, config: SessionConfig) -> None:
-        """Change the live session's settings."""
-        self.call.config = config
-        await self._apply(self.state.update_session(config))
-
     async def end(self, reason: str) -> None:
-        """End the call: hang up at the provider, close the sideband."""
-        await self._finish(reason, hangup=True)
+        """End the call for `reason` (an `EndReason` value): hang up, close the sideband."""
+        await self._apply(self.state.end(EndReason(reason)))
+        await self._ended.wait()
 
-    async def _finish(self, reason: str, *, hangup: bool, failed: bool = False) -> None:
-        if self._ending:
-            await self._ended.wait()
-            return
-        self._ending = True
-        self._log.info("call ending: %s", reason)
-        if hangup:
-            await self._hangup_at_provider()
+    async def _finish(self, end: CallEnd) -> None:
+        log_at = logging.WARNING if end.failed or end.code else logging.INFO
+        self._log.log(
+            log_at, "call ending: %s %s %s", end.reason.value, end.code or "", end.message or ""
+        )
         await self.sideband.close()
-        self.call.state = "failed" if failed else "ended"
-        self.call.ended_at = time.time()
-        self.call.end_reason = reason
-        self.stream.publish("call.state", {"state": self.call.state, "reason": reason})
+        self.call.ended(end)
+        detail = {"code": end.code} if end.code else {}
+        self.stream.publish(
+            "call.state", {"state": self.call.state, "reason": end.reason.value, **detail}
+        )
         self.stream.close()
-        current = asyncio.current_task()
-        for task in (self._task, self._watchdog):
-            if task is not None and task is not current and not task.done():
-                task.cancel()
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
         self._on_end(self.call)
         self._ended.set()
 
@@ -367,9 +249,8 @@ class CallSession:
                 await asyncio.sleep(0.2 * (attempt + 1))
 
     async def aclose(self) -> None:
-        """Cancel the tasks (after `end`)."""
-        for task in (self._task, self._watchdog):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        """Cancel the loop (after `end`)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

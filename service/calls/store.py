@@ -17,7 +17,6 @@ its keys expire after `retention_s`.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Final
@@ -131,8 +130,9 @@ class CallStore:
 
 
 def record_to_json(call: Call) -> dict[str, Any]:
-    """Everything of a `Call` a successor needs (not the transcript: the core holds it)."""
-    idle_for = max(0.0, time.monotonic() - call.last_activity)
+    """Everything of a `Call` a successor needs (not the transcript and the activity times:
+    the core's snapshot holds them)."""
+    confirmed = call.confirmed_config
     return {
         "call_id": call.call_id,
         "config": asdict(call.config),
@@ -145,8 +145,10 @@ def record_to_json(call: Call) -> dict[str, Any]:
         "session_id": call.session_id,
         "max_duration_s": call.max_duration_s,
         "idle_timeout_s": call.idle_timeout_s,
-        # Monotonic clocks differ between processes: kept as wall-clock time.
-        "last_activity_at": time.time() - idle_for,
+        "confirmed_config": asdict(confirmed) if confirmed is not None else None,
+        "end_code": call.end_code,
+        "end_message": call.end_message,
+        "limits_reached": dict(call.limits_reached),
         "handoffs": [asdict(h) for h in call.handoffs.values()],
         "errors": list(call.errors[-50:]),
         "sideband_reconnects": call.sideband_reconnects,
@@ -157,7 +159,7 @@ def record_to_json(call: Call) -> dict[str, Any]:
 def record_from_json(data: dict[str, Any], owner: str) -> Call:
     """A `Call` as `record_to_json` saved it, now owned by `owner`."""
     handoffs = [HandoffRecord(**h) for h in data["handoffs"]]
-    idle_for = max(0.0, time.time() - float(data["last_activity_at"]))
+    confirmed = data["confirmed_config"]
     return Call(
         call_id=CallId(data["call_id"]),
         config=SessionConfig(**data["config"]),
@@ -171,7 +173,10 @@ def record_from_json(data: dict[str, Any], owner: str) -> Call:
         session_id=data["session_id"],
         max_duration_s=data["max_duration_s"],
         idle_timeout_s=data["idle_timeout_s"],
-        last_activity=time.monotonic() - idle_for,
+        confirmed_config=SessionConfig(**confirmed) if confirmed is not None else None,
+        end_code=data["end_code"],
+        end_message=data["end_message"],
+        limits_reached=dict(data["limits_reached"]),
         handoffs={h.handoff_id: h for h in handoffs},
         errors=list(data["errors"]),
         sideband_reconnects=data["sideband_reconnects"],

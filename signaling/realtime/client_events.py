@@ -188,3 +188,35 @@ def response_create() -> dict[str, Any]:
 def response_cancel() -> dict[str, Any]:
     """Cancel the model's response in progress."""
     return {"type": "response.cancel"}
+
+
+def _changed(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    diff: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            nested = _changed(before, value)
+            if nested:
+                diff[key] = nested
+        elif value != before:
+            diff[key] = value
+    return diff
+
+
+def session_diff(confirmed: SessionConfig, config: SessionConfig) -> dict[str, Any] | None:
+    """A `session.update` carrying only what `config` changes from `confirmed`, or None when
+    nothing changes. The session `type` is always included, as the GA API requires it; a
+    change of mode sends the whole session."""
+    before = session_payload(confirmed, include_model=False)
+    after = session_payload(config, include_model=False)
+    if before.get("type") != after.get("type"):
+        return session_update(config)
+    diff = _changed(before, after)
+    if not diff:
+        return None
+    return {"type": "session.update", "session": {"type": after["type"], **diff}}
+
+
+def item_retrieve(item_id: str) -> dict[str, Any]:
+    """Ask for item `item_id` in full (`conversation.item.retrieve`, PROTOCOL §10.4)."""
+    return {"type": "conversation.item.retrieve", "item_id": item_id}

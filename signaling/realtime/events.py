@@ -170,10 +170,28 @@ class ResponseCreated:
 
 @dataclass(frozen=True, slots=True)
 class ResponseDone:
-    """A model response ended with `status` (completed, cancelled, failed, incomplete)."""
+    """A model response ended with `status` (completed, cancelled, failed, incomplete).
+
+    From `response.status_details` (PROTOCOL §10.2): `reason` (`max_output_tokens`,
+    `turn_detected`, ...) and, for a failed response, the error's `error_code` and
+    `error_message`. `output` holds the response's items that parsed (function calls included).
+    """
 
     response_id: str | None
     status: str | None
+    reason: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    output: tuple[Item, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRetrieved:
+    """`conversation.item.retrieved`: the full item we asked for with
+    `conversation.item.retrieve` (PROTOCOL §10.4); `previous_item_id` when the provider says."""
+
+    item: Item
+    previous_item_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +276,7 @@ ServerEvent: TypeAlias = (
     | ConversationItemAdded
     | ConversationItemDone
     | OutputItemDone
+    | ItemRetrieved
     | FunctionCallArgumentsDone
     | ResponseCreated
     | ResponseDone
@@ -284,7 +303,6 @@ _IGNORED_TYPES: Final = frozenset(
     {
         "conversation.created",
         "conversation.item.deleted",
-        "conversation.item.retrieved",
         "conversation.item.truncated",
         "conversation.item.input_audio_transcription.segment",
         "input_audio_buffer.cleared",
@@ -492,8 +510,31 @@ def _response_created(obj: JsonObject) -> ServerEvent:
 
 def _response_done(obj: JsonObject) -> ServerEvent:
     response = obj.get("response")
-    status = _opt_str(response, "status") if isinstance(response, dict) else None
-    return ResponseDone(response_id=_response_id(obj), status=status)
+    body: JsonObject = response if isinstance(response, dict) else {}
+    details = body.get("status_details")
+    detail: JsonObject = details if isinstance(details, dict) else {}
+    error = detail.get("error")
+    failure: JsonObject = error if isinstance(error, dict) else {}
+    output: list[Item] = []
+    raw_output = body.get("output")
+    if isinstance(raw_output, list):
+        for entry in raw_output:
+            try:
+                output.append(_item({"item": entry}))
+            except _Invalid:
+                continue
+    return ResponseDone(
+        response_id=_response_id(obj),
+        status=_opt_str(body, "status"),
+        reason=_opt_str(detail, "reason"),
+        error_code=_opt_str(failure, "code") or _opt_str(failure, "type"),
+        error_message=_opt_str(failure, "message"),
+        output=tuple(output),
+    )
+
+
+def _item_retrieved(obj: JsonObject) -> ServerEvent:
+    return ItemRetrieved(item=_item(obj), previous_item_id=_opt_str(obj, "previous_item_id"))
 
 
 def _response_cancelled(obj: JsonObject) -> ServerEvent:
@@ -578,6 +619,7 @@ _PARSERS: Final[dict[str, Callable[[JsonObject], ServerEvent]]] = {
     "conversation.item.created": _item_added,
     "conversation.item.done": _item_done,
     "response.output_item.done": _output_item_done,
+    "conversation.item.retrieved": _item_retrieved,
     "response.function_call_arguments.done": _function_call_arguments_done,
     "response.created": _response_created,
     "response.done": _response_done,
@@ -661,6 +703,8 @@ def event_type_name(event: ServerEvent) -> str:
             return "conversation.item.done"
         case OutputItemDone():
             return "response.output_item.done"
+        case ItemRetrieved():
+            return "conversation.item.retrieved"
         case FunctionCallArgumentsDone():
             return "response.function_call_arguments.done"
         case ResponseCreated():
@@ -685,3 +729,17 @@ def event_type_name(event: ServerEvent) -> str:
             return MALFORMED_TYPE_NAME
         case _:
             assert_never(event)
+
+
+UNKNOWN_TYPE_LABEL: Final = "unknown"
+"""The metric label of every event type this module does not know."""
+
+KNOWN_TYPE_LABELS: Final = frozenset({*_PARSERS, *_IGNORED_TYPES, MALFORMED_TYPE_NAME})
+"""Every value `metric_label` can return besides `UNKNOWN_TYPE_LABEL`: a fixed set, so a
+provider inventing event types cannot grow the metric's series."""
+
+
+def metric_label(event: ServerEvent) -> str:
+    """`event_type_name(event)` when it is one of `KNOWN_TYPE_LABELS`, else `"unknown"`."""
+    name = event_type_name(event)
+    return name if name in KNOWN_TYPE_LABELS else UNKNOWN_TYPE_LABEL

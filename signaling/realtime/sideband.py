@@ -1,16 +1,13 @@
 """The sideband: a WebSocket to `{provider}/v1/realtime?call_id=...` (thin I/O shell).
 
-It only moves text frames. What they mean is `CallState`'s business; when to rejoin is the
-caller's, helped by `join()`, which retries with exponential backoff and full jitter.
+It only moves text frames and reports what happened. What the frames mean, and when to join
+again, is `CallState`'s business.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import random
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -25,20 +22,34 @@ _ws_log = logging.getLogger("callbridge.sideband.ws")
 _ws_log.setLevel(logging.INFO)
 
 
+_REFUSAL_BODY_BYTES = 4096
+
+
 class SidebandError(Exception):
-    """The sideband could not be joined."""
+    """A join attempt failed without an HTTP answer (network, timeout, bad handshake)."""
 
 
-class SidebandGone(SidebandError):
-    """The provider says the call does not exist any more (404/410 on join)."""
+class SidebandRefused(SidebandError):
+    """The provider answered the handshake with HTTP `status` (and, from its JSON error body,
+    `code` and `message`, unredacted)."""
+
+    def __init__(self, status: int, code: str | None, message: str) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.code = code
+        self.message = message
 
 
-class SidebandRejected(SidebandError):
-    """The provider refused our credentials (401/403): retrying cannot help."""
-
-
-class SidebandUnavailable(SidebandError):
-    """Every join attempt failed."""
+def _refusal(status: int, body: bytes | None) -> SidebandRefused:
+    code = message = None
+    try:
+        error = json.loads((body or b"")[:_REFUSAL_BODY_BYTES]).get("error")
+        if isinstance(error, dict):
+            code = error.get("code") if isinstance(error.get("code"), str) else None
+            message = error.get("message") if isinstance(error.get("message"), str) else None
+    except (ValueError, AttributeError, RecursionError):
+        pass
+    return SidebandRefused(status, code, message or "")
 
 
 def sideband_url(provider_base_url: str, call_id: CallId) -> str:
@@ -53,39 +64,21 @@ def sideband_url(provider_base_url: str, call_id: CallId) -> str:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class ReconnectPolicy:
-    """Bounded exponential backoff with full jitter."""
-
-    max_attempts: int = 5
-    base_delay_s: float = 0.2
-    max_delay_s: float = 5.0
-
-    def delay(self, attempt: int, unit: float) -> float:
-        """Delay before retry number `attempt` (1-based), with `unit` a random number in [0, 1)."""
-        ceiling = min(self.max_delay_s, self.base_delay_s * 2.0 ** (attempt - 1))
-        return ceiling * (0.5 + unit / 2)
-
-
 class Sideband:
-    """One call's sideband connection; `join()` again after it closes to rejoin."""
+    """One call's sideband connection; `connect()` again after it closes to rejoin."""
 
     def __init__(
         self,
         url: str,
         api_key: str | None,
         *,
-        policy: ReconnectPolicy = ReconnectPolicy(),
         ping_interval_s: float = 20.0,
         open_timeout_s: float = 10.0,
-        rng: random.Random | None = None,
     ) -> None:
         self.url = url
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._policy = policy
         self._ping_interval_s = ping_interval_s
         self._open_timeout_s = open_timeout_s
-        self._rng = rng or random.Random()
         self._ws: ClientConnection | None = None
         self.close_code: int | None = None
         self.close_reason: str = ""
@@ -95,35 +88,25 @@ class Sideband:
         """Whether a connection is open."""
         return self._ws is not None
 
-    async def join(self) -> None:
-        """Connect, retrying per the policy; raise a `SidebandError` subclass when it cannot."""
-        last = "no attempt made"
-        for attempt in range(1, self._policy.max_attempts + 1):
-            try:
-                self._ws = await connect(
-                    self.url,
-                    additional_headers=self._headers,
-                    ping_interval=self._ping_interval_s,
-                    ping_timeout=self._ping_interval_s,
-                    open_timeout=self._open_timeout_s,
-                    max_size=16 * 1024 * 1024,
-                    logger=_ws_log,
-                    user_agent_header="callbridge",
-                )
-                self.close_code, self.close_reason = None, ""
-                return
-            except InvalidStatus as exc:
-                status = exc.response.status_code
-                if status in (404, 410):
-                    raise SidebandGone(f"provider answered {status}: the call is over") from None
-                if status in (401, 403):
-                    raise SidebandRejected(f"provider refused the sideband: {status}") from None
-                last = f"HTTP {status}"
-            except (OSError, TimeoutError, InvalidHandshake) as exc:
-                last = type(exc).__name__
-            if attempt < self._policy.max_attempts:
-                await asyncio.sleep(self._policy.delay(attempt, self._rng.random()))
-        raise SidebandUnavailable(f"sideband join failed {self._policy.max_attempts} times: {last}")
+    async def connect(self) -> None:
+        """One connection attempt; raise `SidebandRefused` when the provider answers with an
+        HTTP status instead of upgrading, `SidebandError` when it does not answer."""
+        try:
+            self._ws = await connect(
+                self.url,
+                additional_headers=self._headers,
+                ping_interval=self._ping_interval_s,
+                ping_timeout=self._ping_interval_s,
+                open_timeout=self._open_timeout_s,
+                max_size=16 * 1024 * 1024,
+                logger=_ws_log,
+                user_agent_header="callbridge",
+            )
+        except InvalidStatus as exc:
+            raise _refusal(exc.response.status_code, exc.response.body) from None
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            raise SidebandError(type(exc).__name__) from None
+        self.close_code, self.close_reason = None, ""
 
     async def receive(self) -> str | bytes | None:
         """The next frame, or None once the connection has closed."""

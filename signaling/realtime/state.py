@@ -1,25 +1,51 @@
-"""The per-call state machine: sideband server events in, actions for the I/O shell out.
+"""The per-call machine: it owns the whole call, the driver only does I/O.
 
-Sans-I/O: `CallState` never touches a socket, clock or queue. The shell feeds it what the
-sideband receives and what workers report, and carries out the actions it returns, in order.
+Sans-I/O: `CallState` never touches a socket, clock or queue. Its inputs are sideband frames,
+link reports (`link_opened`, `link_closed`, `join_failed`, `send_failed`), worker reports,
+control commands and `tick(now)`; each returns the actions (`signaling.realtime.actions`) the
+driver carries out, in order. Times are seconds on one clock the driver chooses (wall-clock
+time, so a snapshot taken on one instance means the same on another).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeAlias, assert_never
+import dataclasses
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any, Final, assert_never
 
+from signaling.realtime.actions import (
+    Action,
+    Connect,
+    EndCall,
+    EnqueueHandoff,
+    EventObserved,
+    HandoffDelivered,
+    HangUp,
+    IgnoredEvent,
+    Joined,
+    LimitReached,
+    PublishTranscript,
+    ReportError,
+    SendEvent,
+    SessionReady,
+    SessionSettings,
+    SleepUntil,
+    SpeechActivity,
+)
 from signaling.realtime.client_events import (
     BACKGROUND_AGENT_TOOL,
     REMAIN_SILENT_TOOL,
     SessionConfig,
     function_call_output,
+    item_retrieve,
     response_create,
+    session_diff,
     session_update,
     user_message,
 )
-from signaling.realtime.delegation import Delegation, build_envelope, extract_request
+from signaling.realtime.delegation import Delegation, build_envelope
+from signaling.realtime.end_reasons import CallEnd, EndReason
 from signaling.realtime.events import (
     ConversationItemAdded,
     ConversationItemDone,
@@ -30,6 +56,7 @@ from signaling.realtime.events import (
     InputTranscriptDelta,
     InputTranscriptFailed,
     Item,
+    ItemRetrieved,
     KnownIgnored,
     MalformedEvent,
     OutputAudioDelta,
@@ -47,9 +74,21 @@ from signaling.realtime.events import (
     SpeechStopped,
     UnknownEvent,
     event_type_name,
+    metric_label,
     parse_server_event,
 )
-from signaling.realtime.transcript import Role, Transcript
+from signaling.realtime.limits import CallLimits
+from signaling.realtime.link import Link, LinkStatus
+from signaling.realtime.outbox import Outbox
+from signaling.realtime.responses import ResponseArbiter
+from signaling.realtime.tool_calls import (
+    RETRY_OUTPUT,
+    UNKNOWN_TOOL_OUTPUT,
+    ToolCall,
+    parse_prompt,
+)
+from signaling.realtime.transcript import Role, Transcript, TranscriptMark
+from signaling.redaction import redact
 
 STEERING_ACK: Final = "This was sent to steer the previous background agent task."
 """The output that answers a `background_agent` call made while another one is running."""
@@ -66,92 +105,13 @@ TERMINAL_ERROR_CODES: Final = frozenset(
 """Error codes after which the call is over. `session_expired` ends a session at its time
 limit; the call codes cover a call the provider no longer knows (PROTOCOL §1.4)."""
 
+QUIET_CANCEL_REASONS: Final = frozenset({"turn_detected"})
+"""Cancelled responses not reported as errors: the user talking over the model is normal."""
 
-@dataclass(frozen=True, slots=True)
-class SendEvent:
-    """Send `payload` as one JSON text message on the sideband."""
+SNAPSHOT_VERSION: Final = 1
+"""The `version` of `CallState.snapshot()` output."""
 
-    payload: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class PublishTranscript:
-    """Publish transcript progress: `text` is the new piece for a delta, the whole text for
-    done."""
-
-    kind: Literal["delta", "done"]
-    role: Role
-    item_id: str
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class EnqueueHandoff:
-    """Put `delegation` on the handoff queue for a worker."""
-
-    delegation: Delegation
-
-
-@dataclass(frozen=True, slots=True)
-class SessionReady:
-    """The provider applied our session configuration."""
-
-    session_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class ReportError:
-    """The provider reported an error; the call goes on unless `CallEnded` follows."""
-
-    code: str | None
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class CallEnded:
-    """The provider ended the call; `reason` is its error code."""
-
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class SpeechActivity:
-    """Someone is speaking: the call is alive."""
-
-
-@dataclass(frozen=True, slots=True)
-class EventObserved:
-    """An event of wire type `type_name` arrived (for metrics)."""
-
-    type_name: str
-
-
-@dataclass(frozen=True, slots=True)
-class IgnoredEvent:
-    """An event was dropped for `reason` (for debug logs)."""
-
-    type_name: str
-    reason: str
-
-
-Action: TypeAlias = (
-    SendEvent
-    | PublishTranscript
-    | EnqueueHandoff
-    | SessionReady
-    | ReportError
-    | CallEnded
-    | SpeechActivity
-    | EventObserved
-    | IgnoredEvent
-)
-"""Everything `CallState` asks its shell to do."""
-
-
-@dataclass(slots=True)
-class _Handoff:
-    tool_call_id: str
-    finished: bool = False
+_OFFERED_TOOLS: Final = f"{BACKGROUND_AGENT_TOOL}, {REMAIN_SILENT_TOOL}"
 
 
 def _sequential_item_ids() -> Callable[[], str]:
@@ -165,12 +125,17 @@ def _sequential_item_ids() -> Callable[[], str]:
     return next_id
 
 
-class CallState:
-    """The state of one call's sideband: transcript, open tool calls, pending replies.
+def _keep_jitter() -> float:
+    return 0.5
 
-    It starts disconnected: whatever it has to send before `joined()` is queued. Item ids for
-    the messages it adds come from `new_item_id`; the default counts from 1, so a shell that
-    may rejoin a call after a restart should inject unique ids (at most 32 characters).
+
+class CallState:
+    """One call: link, outbox, tool calls, responses, session settings, transcript, end.
+
+    `new_item_id` names the items we add (at most 32 characters; the default counts from 1,
+    so a driver that may rejoin a call after a restart should inject unique ids). `jitter`
+    returns a number in [0, 1) for backoff jitter. `secrets` are redacted, with anything
+    key-shaped, from all provider text the core passes on.
     """
 
     def __init__(
@@ -178,29 +143,48 @@ class CallState:
         call_id: str,
         config: SessionConfig,
         *,
+        limits: CallLimits | None = None,
         new_item_id: Callable[[], str] | None = None,
+        jitter: Callable[[], float] | None = None,
+        secrets: Iterable[str] = (),
     ) -> None:
         self._call_id = call_id
-        self._config = config
+        self._limits = limits or CallLimits()
         self._new_item_id = new_item_id or _sequential_item_ids()
-        self._transcript = Transcript()
-        self._mark = self._transcript.mark()
+        self._jitter = jitter or _keep_jitter
+        self._secrets = tuple(secrets)
+        self._requested = config
+        self._confirmed: SessionConfig | None = None
+        self._session_updates: OrderedDict[str, SessionConfig] = OrderedDict()
         self._session_id: str | None = None
-        self._connected = False
-        self._outbox: list[dict[str, Any]] = []
-        # Items sent but not yet echoed by the provider: a frame written just before the link
-        # dropped can be lost without any error, so these are sent again on rejoin.
-        self._unconfirmed: dict[str, dict[str, Any]] = {}
-        # Unconfirmed items that asked for a reply: its response.create may have been lost too.
-        self._respond_to: set[str] = set()
-        self._response_active = False
-        self._response_wanted = False
-        self._control_items: set[str] = set()
-        self._seen_tool_calls: set[str] = set()
-        self._seen_tool_items: set[str] = set()
-        self._handoffs: dict[str, _Handoff] = {}
+        self._events_stamped = 0
+        self._outbox = Outbox(self._new_event_id)
+        self._link = Link(self._limits.reconnect)
+        self._responses = ResponseArbiter()
+        self._transcript = Transcript(
+            max_items=self._limits.max_transcript_items,
+            max_bytes=self._limits.max_transcript_bytes,
+        )
+        self._mark = self._transcript.mark()
+        self._tool_calls: dict[str, ToolCall] = {}
+        self._tool_items: dict[str, str] = {}
+        self._handoffs: dict[str, str] = {}
         self._open: set[str] = set()
-        self._answered: set[str] = set()
+        self._control_items: set[str] = set()
+        # Answered handoffs whose reply has not started yet; once a response.create goes
+        # out they wait under its event id for `response.created`.
+        self._awaiting_reply: list[str] = []
+        self._reply_for: dict[str, list[str]] = {}
+        self._repairing = False
+        self._retrieving: set[str] = set()
+        self._started_at: float | None = None
+        self._last_activity = 0.0
+        self._ended = False
+        self._errors = 0
+        self.dropped_errors = 0
+        self._limits_hit: set[str] = set()
+
+    # What the driver and the record read
 
     @property
     def call_id(self) -> str:
@@ -209,8 +193,13 @@ class CallState:
 
     @property
     def config(self) -> SessionConfig:
-        """The session configuration last asked for."""
-        return self._config
+        """The session settings requested (the confirmed ones when a request was refused)."""
+        return self._requested
+
+    @property
+    def confirmed_config(self) -> SessionConfig | None:
+        """The settings the provider confirmed with `session.updated`; None before that."""
+        return self._confirmed
 
     @property
     def transcript(self) -> Transcript:
@@ -223,6 +212,16 @@ class CallState:
         return self._session_id
 
     @property
+    def link_status(self) -> LinkStatus:
+        """`joining`, `open` or `lost`."""
+        return self._link.status
+
+    @property
+    def ended(self) -> bool:
+        """Whether `EndCall` was emitted."""
+        return self._ended
+
+    @property
     def open_handoffs(self) -> frozenset[str]:
         """Tool call ids of `background_agent` calls still waiting for their output."""
         return frozenset(self._open)
@@ -230,152 +229,421 @@ class CallState:
     @property
     def answered(self) -> frozenset[str]:
         """Tool call ids given their `function_call_output` (sent, or queued until rejoin)."""
-        return frozenset(self._answered)
+        return frozenset(t for t, call in self._tool_calls.items() if call.answered)
 
-    def joined(self) -> list[Action]:
-        """The sideband (re)connected: configure the session, then flush what was queued."""
-        self._connected = True
-        # A response running when the link dropped may have ended unseen; waiting for its
-        # response.done could hold a reply back forever.
-        self._response_active = False
-        actions: list[Action] = [SendEvent(session_update(self._config))]
-        queued = {id(payload) for payload in self._outbox}
-        resent = {
-            item_id: payload
-            for item_id, payload in self._unconfirmed.items()
-            if id(payload) not in queued
-        }
-        actions.extend(SendEvent(payload) for payload in resent.values())
-        if self._respond_to.intersection(resent):
-            self._response_wanted = True
-        actions.extend(SendEvent(payload) for payload in self._outbox)
-        self._outbox.clear()
-        if self._response_wanted:
-            self._response_wanted = False
-            actions.append(SendEvent(response_create()))
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """Copies of every tool call record, in the order the calls were seen."""
+        return tuple(dataclasses.replace(call) for call in self._tool_calls.values())
+
+    @property
+    def wake_at(self) -> float:
+        """When `tick` next has something to do (a join, the idle or maximum-duration end)."""
+        if self._ended or self._started_at is None:
+            return float("inf")
+        at = min(
+            self._started_at + self._limits.max_duration_s,
+            self._last_activity + self._limits.idle_timeout_s,
+        )
+        if self._link.status == "joining":
+            at = min(at, self._link.join_at)
+        return at
+
+    # Time and the link
+
+    def start(self, now: float) -> list[Action]:
+        """The driver starts running the call: join the sideband."""
+        if self._started_at is None:
+            self._started_at = now
+            self._last_activity = now
+        self._link.join_at = now
+        return self.tick(now)
+
+    def tick(self, now: float) -> list[Action]:
+        """Time passed: end an idle or overlong call, or start a join that is due."""
+        if self._ended or self._started_at is None:
+            return []
+        if now >= self._started_at + self._limits.max_duration_s:
+            return self._finish(CallEnd(EndReason.MAX_DURATION), hang_up=True)
+        if now >= self._last_activity + self._limits.idle_timeout_s:
+            return self._finish(CallEnd(EndReason.IDLE_TIMEOUT), hang_up=True)
+        if self._link.connect_due(now):
+            return [Connect()]
+        return []
+
+    def link_opened(self, now: float) -> list[Action]:
+        """A sideband connection opened: exactly one `session.update`, then the items the
+        provider may not have, then what waited, then a `response.create` if one is due."""
+        if self._ended:
+            return []
+        rejoin = self._link.opened()
+        if rejoin:
+            self._repairing = True
+        actions: list[Action] = [Joined(rejoin)]
+        self._session_updates.clear()
+        update = self._outbox.stamp(session_update(self._requested))
+        self._session_updates[update["event_id"]] = self._requested
+        actions.append(self._emit(update))
+        actions.extend(self._emit(payload) for payload in self._outbox.for_new_connection())
+        if self._responses.wanted:
+            actions.extend(self._request_response())
         return actions
 
-    def disconnected(self) -> None:
-        """The sideband dropped: queue sends until the next `joined()`."""
-        self._connected = False
+    def link_closed(self, code: int | None, reason: str, now: float) -> list[Action]:
+        """The connection closed (`code`, `reason` from the close frame, if any)."""
+        if self._ended:
+            return []
+        self._link_lost()
+        return self._retry_or_end(now, f"closed with code {code} {reason!r}".strip())
 
-    def feed_raw(self, raw: str | bytes) -> list[Action]:
+    def join_failed(
+        self, status: int | None, code: str | None, now: float, message: str = ""
+    ) -> list[Action]:
+        """A join failed: HTTP `status` of the refused handshake (None: no answer), the
+        provider's error `code` and `message` from the refusal body, when it sent one."""
+        if self._ended:
+            return []
+        self._link_lost()
+        detail = self._redact(message) or (f"HTTP {status}" if status else "no answer")
+        safe_code = self._redact(code) if code else None
+        if status in (404, 410) and self._link.joins > 0:
+            # The call existed and is over: nothing left to hang up.
+            end = CallEnd(EndReason.PROVIDER_ENDED, code=safe_code or str(status), message=detail)
+            return self._finish(end, hang_up=False)
+        if status in (401, 403, 404, 410):
+            # Refused before we ever joined: its WebRTC leg may still be up and billed
+            # (PROTOCOL §10.3), so it is hung up all the same.
+            end = CallEnd(
+                EndReason.SIDEBAND_REFUSED,
+                failed=True,
+                code=safe_code or str(status),
+                message=f"the provider refused the sideband (HTTP {status}): {detail}",
+            )
+            return self._finish(end, hang_up=True)
+        return self._retry_or_end(now, detail)
+
+    def send_failed(self, payload: dict[str, Any], now: float) -> list[Action]:
+        """The driver could not send `payload` (from a `SendEvent`): the core decides what
+        goes out on the next connection. The link's close is reported separately."""
+        event_id = payload.get("event_id")
+        kind = payload.get("type")
+        if kind == "response.create":
+            if self._responses.in_flight == event_id:
+                self._responses.link_lost(resend=True)
+                self._awaiting_reply[:0] = self._reply_for.pop(str(event_id), [])
+        elif kind == "session.update":
+            # The next connection sends its own, from the settings requested then.
+            self._session_updates.pop(str(event_id), None)
+        else:
+            self._outbox.send_failed(payload)
+        return []
+
+    def _link_lost(self) -> None:
+        # What a lost response.create was for: items the provider may not have, or answers
+        # not yet spoken.
+        self._responses.link_lost(resend=self._outbox.unconfirmed or bool(self._reply_for))
+        for handoff_ids in self._reply_for.values():
+            self._awaiting_reply[:0] = handoff_ids
+        self._reply_for.clear()
+        self._session_updates.clear()
+
+    def _retry_or_end(self, now: float, detail: str) -> list[Action]:
+        if self._link.failed(now, self._jitter()):
+            if self._link.join_at <= now:
+                return self.tick(now)
+            return [SleepUntil(self._link.join_at)]
+        attempts = self._limits.reconnect.max_attempts
+        if self._link.joins == 0:
+            end = CallEnd(
+                EndReason.SIDEBAND_UNAVAILABLE,
+                failed=True,
+                message=f"sideband join failed {attempts} times: {detail}",
+            )
+        else:
+            end = CallEnd(
+                EndReason.SIDEBAND_LOST,
+                message=f"sideband rejoin failed {attempts} times: {detail}",
+            )
+        return self._finish(end, hang_up=True)
+
+    def end(self, reason: EndReason) -> list[Action]:
+        """End the call for `reason` from our side: hang up at the provider, then end."""
+        if self._ended:
+            return []
+        return self._finish(CallEnd(reason, failed=reason is EndReason.INTERNAL_ERROR), True)
+
+    def _finish(self, end: CallEnd, hang_up: bool) -> list[Action]:
+        self._ended = True
+        self._link.give_up()
+        return [HangUp(), EndCall(end)] if hang_up else [EndCall(end)]
+
+    # Sideband frames
+
+    def feed_raw(self, raw: str | bytes, now: float | None = None) -> list[Action]:
         """Parse and handle one sideband message; never raises."""
-        return self.feed(parse_server_event(raw))
+        return self.feed(parse_server_event(raw), now)
 
-    def feed(self, event: ServerEvent) -> list[Action]:
-        """Handle one server event."""
+    def feed(self, event: ServerEvent, now: float | None = None) -> list[Action]:
+        """Handle one server event received at `now` (None: do not count it as activity)."""
+        if self._ended:
+            return []
+        self._link.delivered()
+        actions: list[Action] = [EventObserved(metric_label(event))]
+        actions.extend(self._handle(event))
+        if now is not None and any(
+            isinstance(a, PublishTranscript | SpeechActivity | EnqueueHandoff) for a in actions
+        ):
+            self._last_activity = now
+        actions.extend(self._limit_reports())
+        return actions
+
+    def _handle(self, event: ServerEvent) -> list[Action]:
         type_name = event_type_name(event)
-        actions: list[Action] = [EventObserved(type_name)]
         match event:
             case SessionUpdated(session_id=session_id):
-                if session_id is not None:
-                    self._session_id = session_id
-                actions.append(SessionReady(self._session_id))
+                return self._session_updated(session_id)
             case InputTranscriptDelta(item_id=item_id, delta=delta):
-                actions.extend(self._delta(item_id, "user", delta))
+                return self._delta(item_id, "user", delta)
             case InputTranscriptCompleted(item_id=item_id, transcript=text):
-                actions.extend(self._final(item_id, "user", text))
+                return self._final(item_id, "user", text)
             case InputTranscriptFailed(item_id=item_id, message=message):
-                actions.append(ReportError(None, f"transcription of {item_id} failed: {message}"))
+                return self._report(None, f"transcription of {item_id} failed: {message}")
             case OutputTranscriptDelta(item_id=item_id, delta=delta):
-                actions.extend(self._delta(item_id, "assistant", delta))
+                return self._delta(item_id, "assistant", delta)
             case OutputTranscriptDone(item_id=item_id, text=text):
-                actions.extend(self._final(item_id, "assistant", text))
+                return self._final(item_id, "assistant", text)
             case OutputAudioDelta() | SpeechStarted() | SpeechStopped():
-                actions.append(SpeechActivity())
+                return [SpeechActivity()]
             case ConversationItemAdded(item=item, previous_item_id=previous):
-                actions.extend(self._item(item, previous))
+                return self._item(item, previous)
             case ConversationItemDone(item=item, previous_item_id=previous):
-                actions.extend(self._item(item, previous))
-                actions.extend(self._function_call_item(type_name, item))
+                return self._item(item, previous) + self._function_call_item(type_name, item)
+            case ItemRetrieved(item=item, previous_item_id=previous):
+                return self._retrieved(type_name, item, previous)
             case OutputItemDone(item=item):
-                actions.extend(self._function_call_item(type_name, item))
+                return self._function_call_item(type_name, item)
             case FunctionCallArgumentsDone(
                 item_id=item_id, call_id=call_id, name=name, arguments=arguments
             ):
-                actions.extend(self._tool_call(type_name, call_id, item_id, name, arguments))
+                return self._tool_call(type_name, call_id, item_id, name, arguments, False)
             case InputAudioCommitted(item_id=item_id, previous_item_id=previous):
                 self._transcript.place(item_id, previous)
+                return []
             case ResponseCreated():
-                self._response_active = True
+                ours = self._responses.created()
+                delivered = self._reply_for.pop(ours, []) if ours is not None else []
+                return [HandoffDelivered(h) for h in delivered if self._delivered(h)]
             case ResponseDone() | ResponseCancelled():
-                self._response_active = False
-                if self._response_wanted and self._connected:
-                    self._response_wanted = False
-                    actions.append(SendEvent(response_create()))
-            case ErrorEvent(code=code, message=message):
-                actions.append(ReportError(code, message))
-                if code in TERMINAL_ERROR_CODES:
-                    actions.append(CallEnded(code))
+                return self._response_ended(type_name, event)
+            case ErrorEvent():
+                return self._error(event)
             case SessionCreated() | RateLimitsUpdated() | KnownIgnored():
-                pass
+                return []
             case UnknownEvent():
-                actions.append(IgnoredEvent(type_name, "unknown event type"))
+                return [IgnoredEvent(type_name, "unknown event type")]
             case MalformedEvent(reason=reason):
-                actions.append(IgnoredEvent(type_name, reason))
+                return [IgnoredEvent(type_name, reason)]
             case _:
                 assert_never(event)
+
+    # Session settings
+
+    def update_session(self, config: SessionConfig) -> list[Action]:
+        """Ask for `config`. On an open link only what differs from the confirmed settings
+        goes out; otherwise the next connection's `session.update` carries it."""
+        if self._ended:
+            return []
+        self._requested = config
+        actions: list[Action] = [SessionSettings(config, self._confirmed)]
+        if self._link.status != "open":
+            return actions
+        base = self._confirmed
+        payload = session_update(config) if base is None else session_diff(base, config)
+        if payload is None:
+            return actions
+        stamped = self._outbox.stamp(payload)
+        self._session_updates[stamped["event_id"]] = config
+        return [*actions, self._emit(stamped)]
+
+    def _session_updated(self, session_id: str | None) -> list[Action]:
+        if session_id is not None:
+            self._session_id = session_id
+        actions: list[Action] = [SessionReady(self._session_id)]
+        if self._session_updates:
+            # The provider answers updates in order: this confirms the oldest one in flight.
+            _, self._confirmed = self._session_updates.popitem(last=False)
+            actions.append(SessionSettings(self._requested, self._confirmed))
         return actions
 
-    def submit_result(self, handoff_id: str, output: str) -> list[Action]:
+    def _session_refused(self, event_id: str, code: str | None, message: str) -> list[Action]:
+        self._session_updates.pop(event_id, None)
+        if self._confirmed is not None:
+            # The whole update is refused (PROTOCOL §10.1): the confirmed settings stay in
+            # force, and later updates are computed against them.
+            self._requested = self._confirmed
+        return [
+            *self._report(code, f"session.update refused: {message}"),
+            SessionSettings(self._requested, self._confirmed),
+        ]
+
+    # Errors and responses
+
+    def _error(self, event: ErrorEvent) -> list[Action]:
+        refused = self._outbox.sent_type(event.event_id)
+        if refused == "response.create" and event.event_id is not None:
+            if self._responses.refused(event.event_id, event.code):
+                self._awaiting_reply[:0] = self._reply_for.pop(event.event_id, [])
+                return [IgnoredEvent("error", "response.create refused: a response is active")]
+            self._awaiting_reply[:0] = self._reply_for.pop(event.event_id, [])
+        if refused == "session.update" and event.event_id is not None:
+            return self._session_refused(event.event_id, event.code, event.message)
+        if refused == "conversation.item.retrieve":
+            return [IgnoredEvent("error", f"item retrieval refused: {event.code}")]
+        actions = self._report(event.code, event.message)
+        if event.code in TERMINAL_ERROR_CODES:
+            end = CallEnd(
+                EndReason.PROVIDER_ENDED,
+                code=self._redact(event.code),
+                message=self._redact(event.message),
+            )
+            actions.extend(self._finish(end, hang_up=True))
+        return actions
+
+    def _response_ended(
+        self, type_name: str, event: ResponseDone | ResponseCancelled
+    ) -> list[Action]:
+        actions: list[Action] = []
+        if isinstance(event, ResponseDone):
+            actions.extend(self._response_outcome(event))
+            incomplete = event.status == "incomplete"
+            for item in event.output:
+                if item.type == "function_call":
+                    actions.extend(self._function_call_item(type_name, item, incomplete))
+        if self._responses.done(self._link.status == "open"):
+            actions.extend(self._send_response_create())
+        return actions
+
+    def _response_outcome(self, event: ResponseDone) -> list[Action]:
+        if event.status == "failed":
+            code = event.error_code or event.reason or "response_failed"
+            message = event.error_message or "the response failed"
+            return self._report(code, f"response {event.response_id} failed: {message}")
+        if event.status in ("cancelled", "incomplete") and event.reason is not None:
+            if event.reason in QUIET_CANCEL_REASONS:
+                return []
+            return self._report(
+                event.reason, f"response {event.response_id} {event.status}: {event.reason}"
+            )
+        return []
+
+    def _request_response(self) -> list[Action]:
+        if self._responses.request(self._link.status == "open"):
+            return self._send_response_create()
+        return []
+
+    def _send_response_create(self) -> list[Action]:
+        payload = self._outbox.stamp(response_create())
+        self._responses.sending(payload["event_id"])
+        if self._awaiting_reply:
+            self._reply_for[payload["event_id"]] = self._awaiting_reply
+            self._awaiting_reply = []
+        return [self._emit(payload)]
+
+    def _delivered(self, handoff_id: str) -> bool:
+        call = self._tool_calls.get(self._handoffs.get(handoff_id, ""))
+        if call is None or call.delivered:
+            return False
+        call.delivered = True
+        return True
+
+    def _report(self, code: str | None, message: str) -> list[Action]:
+        if self._errors < self._limits.max_errors:
+            self._errors += 1
+            return [ReportError(self._redact(code) if code else None, self._redact(message))]
+        self.dropped_errors += 1
+        return self._limit_hit("errors", self._limits.max_errors)
+
+    def _limit_reports(self) -> list[Action]:
+        actions: list[Action] = []
+        if self._transcript.dropped_items:
+            actions.extend(self._limit_hit("transcript_items", self._transcript.max_items))
+        if self._transcript.dropped_bytes:
+            actions.extend(self._limit_hit("transcript_bytes", self._transcript.max_bytes))
+        return actions
+
+    def _limit_hit(self, kind: str, limit: int) -> list[Action]:
+        if kind in self._limits_hit:
+            return []
+        self._limits_hit.add(kind)
+        return [LimitReached(kind, limit)]
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self._secrets)
+
+    # Worker reports and control
+
+    def submit_result(self, handoff_id: str, output: str, now: float | None = None) -> list[Action]:
         """A worker finished `handoff_id` with `output`; only its first result counts.
 
         The open tool call gets `output` as its `function_call_output`; a steering handoff,
         whose tool call was acknowledged at once, reaches the model as a `[BACKEND]` message.
-        Either way the model is asked to respond.
+        Either way a response is asked for (now, or once the running one is done).
         """
-        handoff = self._handoffs.get(handoff_id)
-        if handoff is None or handoff.finished:
+        call = self._tool_calls.get(self._handoffs.get(handoff_id, ""))
+        if call is None or call.result_in or self._ended:
             return []
-        handoff.finished = True
-        if handoff.tool_call_id in self._answered:
+        call.result_in = True
+        if now is not None:
+            self._last_activity = now
+        self._awaiting_reply.append(handoff_id)
+        if call.answered:
             return self._backend_message(output, respond=True)
-        return self._answer(handoff.tool_call_id, output, respond=True)
+        return self._answer(call, output, respond=True)
 
-    def submit_failure(self, handoff_id: str, message: str) -> list[Action]:
+    def submit_failure(
+        self, handoff_id: str, message: str, now: float | None = None
+    ) -> list[Action]:
         """A worker gave up on `handoff_id`; the model is told, so it never waits forever."""
-        return self.submit_result(handoff_id, f"The background agent failed: {message}")
+        return self.submit_result(handoff_id, f"The background agent failed: {message}", now)
 
-    def submit_progress(self, handoff_id: str, text: str) -> list[Action]:
+    def submit_progress(self, handoff_id: str, text: str, now: float | None = None) -> list[Action]:
         """Tell the model what the worker on `handoff_id` is doing, without asking for a reply.
 
         Dropped once the handoff has its result, or if it is unknown.
         """
-        handoff = self._handoffs.get(handoff_id)
-        if handoff is None or handoff.finished:
+        call = self._tool_calls.get(self._handoffs.get(handoff_id, ""))
+        if call is None or call.result_in or self._ended:
             return []
+        if now is not None:
+            self._last_activity = now
         return self._backend_message(text)
 
-    def inject_user_text(self, text: str) -> list[Action]:
+    def inject_user_text(self, text: str, now: float | None = None) -> list[Action]:
         """Add typed user text to the conversation and ask the model to respond."""
+        if self._ended:
+            return []
+        if now is not None:
+            self._last_activity = now
         return self._send(user_message(text, item_id=self._new_item_id()), respond=True)
 
-    def update_session(self, config: SessionConfig) -> list[Action]:
-        """Switch to `config`; while disconnected it is applied on the next `joined()`."""
-        self._config = config
-        return [SendEvent(session_update(config))] if self._connected else []
+    # Sending
+
+    def _new_event_id(self) -> str:
+        self._events_stamped += 1
+        return f"cb_ev_{self._events_stamped}"
+
+    def _emit(self, payload: dict[str, Any]) -> SendEvent:
+        self._outbox.sent(payload)
+        return SendEvent(payload)
 
     def _send(self, payload: dict[str, Any], *, respond: bool = False) -> list[Action]:
-        item_id = payload.get("item", {}).get("id")
-        if isinstance(item_id, str):
-            self._unconfirmed[item_id] = payload
-            if respond:
-                self._respond_to.add(item_id)
-        if self._connected:
-            actions: list[Action] = [SendEvent(payload)]
+        stamped = self._outbox.stamp(payload)
+        actions: list[Action] = []
+        if self._link.status == "open":
+            actions.append(self._emit(stamped))
         else:
-            self._outbox.append(payload)
-            actions = []
+            self._outbox.queue(stamped)
         return actions + self._request_response() if respond else actions
-
-    def _request_response(self) -> list[Action]:
-        # One response at a time may write to the conversation; wishes made meanwhile
-        # collapse into a single response.create once it ends.
-        if self._response_active or not self._connected:
-            self._response_wanted = True
-            return []
-        return [SendEvent(response_create())]
 
     def _backend_message(self, text: str, *, respond: bool = False) -> list[Action]:
         item_id = self._new_item_id()
@@ -383,15 +651,19 @@ class CallState:
         self._control_items.add(item_id)
         return self._send(user_message(BACKEND_PREFIX + text, item_id=item_id), respond=respond)
 
-    def _answer(self, tool_call_id: str, output: str, *, respond: bool) -> list[Action]:
-        if tool_call_id in self._answered:
+    def _answer(self, call: ToolCall, output: str, *, respond: bool) -> list[Action]:
+        if call.answered:
             return []
-        self._answered.add(tool_call_id)
-        self._open.discard(tool_call_id)
+        call.output_item_id = self._new_item_id()
+        if call.status != "refused":
+            call.status = "answered"
+        self._open.discard(call.tool_call_id)
         return self._send(
-            function_call_output(tool_call_id, output, item_id=self._new_item_id()),
+            function_call_output(call.tool_call_id, output, item_id=call.output_item_id),
             respond=respond,
         )
+
+    # Transcript and items
 
     def _delta(self, item_id: str, role: Role, delta: str) -> list[Action]:
         if self._transcript.apply_delta(item_id, role, delta):
@@ -406,20 +678,63 @@ class CallState:
     def _item(self, item: Item, previous_item_id: str | None) -> list[Action]:
         if item.id is None:
             return []
-        self._unconfirmed.pop(item.id, None)
-        self._respond_to.discard(item.id)
+        self._outbox.confirmed(item.id)
+        actions = self._repair_gap(previous_item_id)
         self._transcript.place(item.id, previous_item_id)
+        if item.type == "function_call_output" and item.call_id is not None:
+            self._output_seen(item.call_id, item.id)
         typed_by_user = (
             item.type == "message" and item.role == "user" and "input_text" in item.content_types
         )
         if typed_by_user and item.text is not None and item.id not in self._control_items:
-            return self._final(item.id, "user", item.text)
-        return []
+            actions.extend(self._final(item.id, "user", item.text))
+        return actions
 
-    def _function_call_item(self, type_name: str, item: Item) -> list[Action]:
+    def _repair_gap(self, previous_item_id: str | None) -> list[Action]:
+        # After a rejoin, an item placed after one we never saw reveals a gap: fetch the
+        # missing item (PROTOCOL §10.4); its own predecessor is checked when it arrives.
+        if (
+            not self._repairing
+            or previous_item_id is None
+            or previous_item_id in self._transcript
+            or previous_item_id in self._retrieving
+            or len(self._retrieving) >= self._limits.max_transcript_items
+        ):
+            return []
+        self._retrieving.add(previous_item_id)
+        return self._send(item_retrieve(previous_item_id))
+
+    def _retrieved(self, type_name: str, item: Item, previous: str | None) -> list[Action]:
+        actions = self._item(item, previous)
+        if item.id is None or item.id in self._control_items:
+            return actions
+        if item.type == "message" and item.text is not None:
+            if item.role == "user":
+                actions.extend(self._final(item.id, "user", item.text))
+            elif item.role == "assistant":
+                actions.extend(self._final(item.id, "assistant", item.text))
+        return actions + self._function_call_item(type_name, item)
+
+    def _output_seen(self, tool_call_id: str, item_id: str) -> None:
+        # An output already in the conversation (sent before a takeover, or found by gap
+        # repair) answers its call: a second one must never go out.
+        call = self._tool_calls.get(tool_call_id)
+        if call is not None and not call.answered:
+            call.output_item_id = item_id
+            call.status = "answered" if call.status != "refused" else call.status
+            self._open.discard(tool_call_id)
+
+    # Tool calls
+
+    def _function_call_item(
+        self, type_name: str, item: Item, incomplete: bool = False
+    ) -> list[Action]:
         if item.type != "function_call":
             return []
-        return self._tool_call(type_name, item.call_id, item.id, item.name, item.arguments)
+        if item.status not in (None, "completed", "incomplete"):
+            return []
+        cut = incomplete or item.status == "incomplete"
+        return self._tool_call(type_name, item.call_id, item.id, item.name, item.arguments, cut)
 
     def _tool_call(
         self,
@@ -428,41 +743,71 @@ class CallState:
         item_id: str | None,
         name: str | None,
         arguments: str | None,
+        incomplete: bool,
     ) -> list[Action]:
         tool_call_id = call_id or item_id
         # Without a name (the beta arguments event) the call cannot be classified yet; the
         # item's own done event will carry it.
         if tool_call_id is None or name is None:
             return []
-        # Each completed call is announced by up to three events; only the first counts.
-        if tool_call_id in self._seen_tool_calls or item_id in self._seen_tool_items:
+        # Each completed call is announced by up to four events; only the first counts.
+        if tool_call_id in self._tool_calls or (
+            item_id is not None and item_id in self._tool_items
+        ):
             return []
-        self._seen_tool_calls.add(tool_call_id)
+        if len(self._tool_calls) >= self._limits.max_transcript_items:
+            return self._limit_hit("tool_calls", self._limits.max_transcript_items)
+        call = ToolCall(tool_call_id=tool_call_id, name=name, item_id=item_id)
+        self._tool_calls[tool_call_id] = call
         if item_id is not None:
-            self._seen_tool_items.add(item_id)
-        if self._config.mode == "transcription":
+            self._tool_items[item_id] = tool_call_id
+        if self._requested.mode == "transcription":
             return [IgnoredEvent(type_name, f"tool call {name!r} in transcription mode")]
         if name == REMAIN_SILENT_TOOL:
-            return self._answer(tool_call_id, "", respond=False)
-        if name == BACKGROUND_AGENT_TOOL:
-            return self._handoff(tool_call_id, item_id or tool_call_id, arguments or "")
-        return []
+            return self._answer(call, "", respond=False)
+        if name != BACKGROUND_AGENT_TOOL:
+            return self._refuse(
+                call,
+                "unknown_tool",
+                f"the model called {name!r}, a tool we did not offer",
+                UNKNOWN_TOOL_OUTPUT.format(name=name, tools=_OFFERED_TOOLS),
+            )
+        if incomplete:
+            reason = "its arguments were cut off before they were complete"
+            return self._refuse(
+                call, "tool_call_incomplete", reason, RETRY_OUTPUT.format(reason=reason)
+            )
+        prompt = parse_prompt(arguments)
+        if prompt is None:
+            reason = "its arguments were not a JSON object with a string prompt"
+            return self._refuse(
+                call, "tool_call_malformed", reason, RETRY_OUTPUT.format(reason=reason)
+            )
+        return self._handoff(call, prompt)
 
-    def _handoff(self, tool_call_id: str, item_id: str, arguments: str) -> list[Action]:
-        request = extract_request(arguments)
+    def _refuse(self, call: ToolCall, code: str, reason: str, output: str) -> list[Action]:
+        call.status = "refused"
+        call.reason = reason
+        return [
+            *self._report(code, f"tool call {call.tool_call_id} refused: {reason}"),
+            *self._answer(call, output, respond=True),
+        ]
+
+    def _handoff(self, call: ToolCall, request: str) -> list[Action]:
         delta = self._transcript.since(self._mark)
         self._mark = self._transcript.mark()
         envelope = build_envelope(request, delta)
         if envelope is None:
-            return self._answer(tool_call_id, EMPTY_REQUEST_OUTPUT, respond=True)
+            return self._answer(call, EMPTY_REQUEST_OUTPUT, respond=True)
         steering = bool(self._open)
-        handoff_id = f"{self._call_id}:{tool_call_id}"
-        self._handoffs[handoff_id] = _Handoff(tool_call_id)
+        handoff_id = f"{self._call_id}:{call.tool_call_id}"
+        call.status, call.handoff_id, call.steering = "handed_off", handoff_id, steering
+        self._handoffs[handoff_id] = call.tool_call_id
         delegation = Delegation(
             call_id=self._call_id,
-            tool_call_id=tool_call_id,
+            tool_call_id=call.tool_call_id,
             handoff_id=handoff_id,
-            item_id=item_id,
+            item_id=call.item_id or call.tool_call_id,
             request=request,
             transcript_delta=delta,
             envelope=envelope,
@@ -470,6 +815,107 @@ class CallState:
         )
         actions: list[Action] = [EnqueueHandoff(delegation)]
         if steering:
-            return actions + self._answer(tool_call_id, STEERING_ACK, respond=True)
-        self._open.add(tool_call_id)
+            return actions + self._answer(call, STEERING_ACK, respond=True)
+        self._open.add(call.tool_call_id)
         return actions
+
+    # Snapshots, for another instance to carry the call on
+
+    def snapshot(self) -> dict[str, Any]:
+        """The call's state as a JSON-serialisable dict, bounded by the per-call caps.
+
+        Keys: `version`, `call_id`, `requested` and `confirmed` session settings (field dicts;
+        `confirmed` may be None), `session_id`, `transcript` (every known item id with its
+        text and place), `mark` (the transcript mark of the last handoff), `tool_calls`
+        (records, answered or not), `pending_handoffs` (handoff ids without a result),
+        `control_items`, `outbox` (unsent and unconfirmed client events), `reply_wanted`,
+        `awaiting_reply`, `retrieving`, `events_stamped`, `started_at`, `last_activity`,
+        `errors`, `dropped_errors`.
+        """
+        awaiting = [*self._awaiting_reply, *(h for hs in self._reply_for.values() for h in hs)]
+        return {
+            "version": SNAPSHOT_VERSION,
+            "call_id": self._call_id,
+            "requested": dataclasses.asdict(self._requested),
+            "confirmed": dataclasses.asdict(self._confirmed) if self._confirmed else None,
+            "session_id": self._session_id,
+            "transcript": self._transcript.to_json(),
+            "mark": self._mark.included,
+            "tool_calls": [call.to_json() for call in self._tool_calls.values()],
+            "pending_handoffs": [
+                call.handoff_id
+                for call in self._tool_calls.values()
+                if call.handoff_id is not None and not call.result_in
+            ],
+            "control_items": sorted(self._control_items),
+            "outbox": self._outbox.to_json(),
+            "reply_wanted": self._responses.wanted or self._responses.in_flight is not None,
+            "awaiting_reply": awaiting,
+            "retrieving": sorted(self._retrieving),
+            "events_stamped": self._events_stamped,
+            "started_at": self._started_at,
+            "last_activity": self._last_activity,
+            "errors": self._errors,
+            "dropped_errors": self.dropped_errors,
+        }
+
+    @classmethod
+    def restore(
+        cls,
+        snapshot: dict[str, Any],
+        *,
+        limits: CallLimits | None = None,
+        new_item_id: Callable[[], str] | None = None,
+        jitter: Callable[[], float] | None = None,
+        secrets: Iterable[str] = (),
+    ) -> CallState:
+        """A `CallState` carrying on from `snapshot()` output, with the link not yet open
+        (`start(now)` joins it). The first connection counts as a rejoin: gap repair is on,
+        and a 404 on joining means the call is over. Raise `ValueError` on a bad snapshot."""
+        try:
+            if snapshot["version"] != SNAPSHOT_VERSION:
+                raise ValueError(f"unknown snapshot version {snapshot['version']!r}")
+            state = cls(
+                str(snapshot["call_id"]),
+                SessionConfig(**snapshot["requested"]),
+                limits=limits,
+                new_item_id=new_item_id,
+                jitter=jitter,
+                secrets=secrets,
+            )
+            confirmed = snapshot["confirmed"]
+            state._confirmed = SessionConfig(**confirmed) if confirmed else None
+            state._session_id = snapshot["session_id"]
+            state._transcript = Transcript.from_json(
+                snapshot["transcript"],
+                max_items=state._limits.max_transcript_items,
+                max_bytes=state._limits.max_transcript_bytes,
+            )
+            state._mark = TranscriptMark(int(snapshot["mark"]))
+            for raw in snapshot["tool_calls"]:
+                call = ToolCall.from_json(raw)
+                state._tool_calls[call.tool_call_id] = call
+                if call.item_id is not None:
+                    state._tool_items[call.item_id] = call.tool_call_id
+                if call.handoff_id is not None:
+                    state._handoffs[call.handoff_id] = call.tool_call_id
+                if call.status == "handed_off" and not call.answered and not call.steering:
+                    state._open.add(call.tool_call_id)
+            state._control_items = {str(i) for i in snapshot["control_items"]}
+            state._outbox.restore(snapshot["outbox"])
+            state._responses.wanted = bool(snapshot["reply_wanted"])
+            state._awaiting_reply = [str(h) for h in snapshot["awaiting_reply"]]
+            if state._awaiting_reply:
+                state._responses.wanted = True
+            state._retrieving = {str(i) for i in snapshot["retrieving"]}
+            state._events_stamped = int(snapshot["events_stamped"])
+            started = snapshot["started_at"]
+            state._started_at = float(started) if started is not None else None
+            state._last_activity = float(snapshot["last_activity"])
+            state._errors = int(snapshot["errors"])
+            state.dropped_errors = int(snapshot["dropped_errors"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"bad call snapshot: {exc}") from None
+        state._link.joins = 1
+        state._repairing = True
+        return state

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
-from typing import Literal
+from typing import Any, Literal
 
 Role = Literal["user", "assistant"]
 """Who said a transcript entry."""
@@ -46,12 +46,15 @@ class _Node:
         "parent",
         "placed",
         "role",
+        "size",
     )
 
     def __init__(self, item_id: str) -> None:
         self.item_id = item_id
         self.role: Role | None = None
         self.chunks: list[str] = []
+        # UTF-8 bytes of the text, for the call's transcript byte cap.
+        self.size = 0
         self.final = False
         # Position in the order in which items first gained text; None while they have none.
         self.included_at: int | None = None
@@ -78,18 +81,48 @@ class Transcript:
     after X comes right after X, ahead of items placed after X earlier, as the provider inserts
     it there. Items never placed, or placed after an item never seen, keep the order in which
     they first appeared. Items without visible text are left out of every read.
+
+    Bounded: at most `max_items` items and `max_bytes` bytes of UTF-8 text. Past a cap, new
+    items and text are dropped and counted in `dropped_items` and `dropped_bytes`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_items: int = 10_000, max_bytes: int = 1_000_000) -> None:
         self._nodes: dict[str, _Node] = {}
         self._roots: list[str] = []
         self._included = 0
+        self._bytes = 0
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.dropped_items = 0
+        self.dropped_bytes = 0
 
-    def _node(self, item_id: str) -> _Node:
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._nodes
+
+    @property
+    def size(self) -> int:
+        """UTF-8 bytes of text held."""
+        return self._bytes
+
+    def _node(self, item_id: str) -> _Node | None:
         node = self._nodes.get(item_id)
         if node is None:
+            if len(self._nodes) >= self.max_items:
+                self.dropped_items += 1
+                return None
             node = self._nodes[item_id] = _Node(item_id)
         return node
+
+    def _resize(self, node: _Node, new_size: int) -> bool:
+        if self._bytes - node.size + new_size > self.max_bytes:
+            self.dropped_bytes += max(new_size - node.size, 0)
+            return False
+        self._bytes += new_size - node.size
+        node.size = new_size
+        return True
 
     def _include(self, node: _Node) -> None:
         self._included += 1
@@ -103,7 +136,9 @@ class Transcript:
         if not delta:
             return False
         node = self._node(item_id)
-        if node.final:
+        if node is None or node.final:
+            return False
+        if not self._resize(node, node.size + len(delta.encode())):
             return False
         if node.role is None:
             node.role = role
@@ -118,7 +153,9 @@ class Transcript:
         A repeated final with the same text changes nothing.
         """
         node = self._node(item_id)
-        if node.final and node.text() == text:
+        if node is None or (node.final and node.text() == text):
+            return False
+        if not self._resize(node, len(text.encode())):
             return False
         if node.role is None:
             node.role = role
@@ -137,11 +174,13 @@ class Transcript:
         if previous_item_id == item_id:
             return
         node = self._node(item_id)
+        if node is None:
+            return
         if node.placed and (node.parent == previous_item_id or previous_item_id is None):
             return
-        if previous_item_id is not None:
-            # An unseen predecessor is created here so that it first appears now.
-            self._node(previous_item_id)
+        # An unseen predecessor is created here so that it first appears now.
+        if previous_item_id is not None and self._node(previous_item_id) is None:
+            return
         if node.placed:
             self._siblings(node.parent).remove(item_id)
         node.placed = True
@@ -192,3 +231,57 @@ class Transcript:
     def since(self, mark: TranscriptMark) -> tuple[TranscriptEntry, ...]:
         """Entries, in conversation order, of items that had no text yet when `mark` was taken."""
         return self._entries(after=mark.included)
+
+    def to_json(self) -> dict[str, Any]:
+        """Every item with its text and place, JSON-able, for `from_json`."""
+        return {
+            "included": self._included,
+            "roots": list(self._roots),
+            "items": [
+                {
+                    "item_id": n.item_id,
+                    "role": n.role,
+                    "text": n.text(),
+                    "final": n.final,
+                    "included_at": n.included_at,
+                    "placed": n.placed,
+                    "parent": n.parent,
+                    "children": list(n.children),
+                }
+                for n in self._nodes.values()
+            ],
+        }
+
+    @classmethod
+    def from_json(
+        cls, data: dict[str, Any], *, max_items: int = 10_000, max_bytes: int = 1_000_000
+    ) -> Transcript:
+        """Rebuild from `to_json` output; raise `ValueError` on a bad shape."""
+        transcript = cls(max_items=max_items, max_bytes=max_bytes)
+        try:
+            for raw in data["items"]:
+                node = transcript._node(str(raw["item_id"]))
+                if node is None:
+                    break
+                role = raw["role"]
+                node.role = role if role in ("user", "assistant") else None
+                text = str(raw["text"])
+                if text and transcript._resize(node, len(text.encode())):
+                    node.chunks = [text]
+                node.final = bool(raw["final"])
+                node.included_at = raw["included_at"]
+                node.placed = bool(raw["placed"])
+                node.parent = raw["parent"]
+                node.children = [str(c) for c in raw["children"]]
+            transcript._roots = [str(r) for r in data["roots"]]
+            transcript._included = int(data["included"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"bad transcript snapshot: {exc}") from None
+        known = transcript._nodes
+        # Links to items beyond the cap are dropped rather than followed.
+        transcript._roots = [r for r in transcript._roots if r in known]
+        for node in known.values():
+            node.children = [c for c in node.children if c in known]
+            if node.parent is not None and node.parent not in known:
+                node.parent, node.placed = None, False
+        return transcript

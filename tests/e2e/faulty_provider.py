@@ -1,6 +1,9 @@
 """A provider that misbehaves on purpose, served for real on a loopback port.
 
 Each call-creation request takes the next behaviour from `script`; everything it saw is recorded.
+The sideband can be scripted as real providers behave in public bug reports (PROTOCOL §10):
+connections upgraded and closed at once, handshakes refused with a JSON error, `response.create`
+refused while a response is active, voice changes refused.
 """
 
 from __future__ import annotations
@@ -33,6 +36,40 @@ class FaultyProvider:
     received: list[dict[str, Any]] = field(default_factory=list)
     sockets: dict[str, WebSocket] = field(default_factory=dict)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
+    close_at_once: int = 0
+    close_code: int = 1011
+    refuse_next_join: tuple[int, str] | None = None
+    refuse_response_creates: int = 0
+    refuse_voice_updates: bool = False
+    connections: list[list[dict[str, Any]]] = field(default_factory=list)
+
+    async def _refuse(self, socket: WebSocket, event: dict[str, Any], code: str, text: str) -> None:
+        error = {"type": "invalid_request_error", "code": code, "message": text}
+        error["event_id"] = event.get("event_id")
+        await socket.send_text(json.dumps({"type": "error", "event_id": "evt_p", "error": error}))
+
+    async def _answer(self, socket: WebSocket, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "session.update":
+            voice = event["session"].get("audio", {}).get("output", {}).get("voice")
+            if self.refuse_voice_updates and voice is not None:
+                text = "Cannot update a conversation's voice if assistant audio is present."
+                await self._refuse(socket, event, "cannot_update_voice", text)
+                return
+            reply = {"type": "session.updated", "session": {"id": "sess_fault"}}
+            await socket.send_text(json.dumps(reply))
+        elif kind == "response.create":
+            if self.refuse_response_creates > 0:
+                self.refuse_response_creates -= 1
+                text = "Conversation already has an active response in progress: resp_vad."
+                await self._refuse(socket, event, "conversation_already_has_active_response", text)
+                return
+            response = {"id": f"resp_{len(self.received)}", "status": "completed", "output": []}
+            await socket.send_text(json.dumps({"type": "response.created", "response": response}))
+            await socket.send_text(json.dumps({"type": "response.done", "response": response}))
+        elif kind == "conversation.item.create":
+            echo = {"type": "conversation.item.added", "item": event["item"]}
+            await socket.send_text(json.dumps(echo))
 
     async def push(self, call_id: str, *frames: str | bytes) -> None:
         """Send raw frames to the call's sideband, as the provider would."""
@@ -118,10 +155,24 @@ class FaultyProvider:
                 self.refuse_sideband -= 1
                 await websocket.send_denial_response(Response(status_code=503))
                 return
+            if self.refuse_next_join is not None:
+                status, code = self.refuse_next_join
+                self.refuse_next_join = None
+                error = {"code": code, "message": "No session found for the provided call_id"}
+                body = json.dumps({"error": error})
+                denial = Response(body, status_code=status, media_type="application/json")
+                await websocket.send_denial_response(denial)
+                return
             if call_id in self.ended or call_id not in self.created:
                 await websocket.send_denial_response(Response(status_code=404))
                 return
             await websocket.accept()
+            if self.close_at_once > 0:
+                self.close_at_once -= 1
+                await websocket.close(code=self.close_code)
+                return
+            connection: list[dict[str, Any]] = []
+            self.connections.append(connection)
             self.sockets[call_id] = websocket
             self.connected.set()
             await websocket.send_text(json.dumps({"type": "session.created", "session": {}}))
@@ -129,9 +180,8 @@ class FaultyProvider:
                 while True:
                     event = json.loads(await websocket.receive_text())
                     self.received.append(event)
-                    if event.get("type") == "session.update":
-                        reply = {"type": "session.updated", "session": {"id": "sess_fault"}}
-                        await websocket.send_text(json.dumps(reply))
+                    connection.append(event)
+                    await self._answer(websocket, event)
             except Exception:
                 return
             finally:

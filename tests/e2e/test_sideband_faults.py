@@ -40,13 +40,14 @@ def provider() -> FaultyProvider:
 
 
 async def _call(
-    start_service: StartService, serve: Serve, provider: FaultyProvider
+    start_service: StartService, serve: Serve, provider: FaultyProvider, **settings: object
 ) -> tuple[RunningService, str, CallSession]:
     service = await start_service(
         provider="openai",
         provider_url=await serve(provider.app()),
         api_key="sk-faults",
         sideband_backoff_s=0.05,
+        **settings,
     )
     async with httpx.AsyncClient(base_url=service.url) as client:
         response = await client.post(
@@ -135,7 +136,9 @@ async def test_malformed_unknown_and_binary_events_never_break_the_call(
 async def test_a_subscriber_that_stops_reading_is_cut_off_and_the_call_goes_on(
     start_service: StartService, serve: Serve, provider: FaultyProvider
 ) -> None:
-    service, call_id, session = await _call(start_service, serve, provider)
+    service, call_id, session = await _call(
+        start_service, serve, provider, max_transcript_bytes=10_000_000
+    )
     host, port = service.url.removeprefix("http://").split(":")
     _reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(f"GET /v1/calls/{call_id}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode())

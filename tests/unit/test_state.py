@@ -10,21 +10,24 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from signaling.realtime.client_events import SessionConfig, session_update
-from signaling.realtime.delegation import Delegation
-from signaling.realtime.state import (
+from signaling.realtime.actions import (
     Action,
-    CallEnded,
-    CallState,
+    EndCall,
     EnqueueHandoff,
     EventObserved,
+    HangUp,
     IgnoredEvent,
     PublishTranscript,
     ReportError,
     SendEvent,
     SessionReady,
+    SessionSettings,
     SpeechActivity,
 )
+from signaling.realtime.client_events import SessionConfig, session_update
+from signaling.realtime.delegation import Delegation
+from signaling.realtime.end_reasons import CallEnd, EndReason
+from signaling.realtime.state import CallState
 from signaling.realtime.transcript import TranscriptEntry
 from tests.unit.realtime_samples import (
     BETA_CALL,
@@ -54,8 +57,15 @@ def new_state(config: SessionConfig = CONFIG) -> CallState:
 
 def joined_state(config: SessionConfig = CONFIG) -> CallState:
     state = new_state(config)
-    state.joined()
+    state.start(0.0)
+    state.link_opened(0.0)
     return state
+
+
+def rejoin(state: CallState) -> list[Action]:
+    """The link drops after delivering events, and a new connection opens."""
+    state.link_closed(1006, "", 0.0)
+    return state.link_opened(0.0)
 
 
 def feed_all(state: CallState, frames: Iterable[str]) -> list[Action]:
@@ -63,11 +73,26 @@ def feed_all(state: CallState, frames: Iterable[str]) -> list[Action]:
 
 
 def significant(actions: Iterable[Action]) -> list[Action]:
-    return [action for action in actions if not isinstance(action, EventObserved)]
+    return [
+        strip_ids(action)
+        for action in actions
+        if not isinstance(action, EventObserved | SessionSettings)
+    ]
+
+
+def strip_ids(action: Action) -> Action:
+    """`action` without our event id, which every client event carries."""
+    if isinstance(action, SendEvent):
+        return SendEvent({k: v for k, v in action.payload.items() if k != "event_id"})
+    return action
 
 
 def sent(actions: Iterable[Action]) -> list[dict[str, Any]]:
-    return [action.payload for action in actions if isinstance(action, SendEvent)]
+    return [
+        {k: v for k, v in action.payload.items() if k != "event_id"}
+        for action in actions
+        if isinstance(action, SendEvent)
+    ]
 
 
 def delegations(actions: Iterable[Action]) -> list[Delegation]:
@@ -195,13 +220,13 @@ def handoff_id(tool_call_id: str) -> str:
 
 def test_joining_sends_the_session_update_first() -> None:
     state = CallState(CALL_ID, CONFIG)
-    assert state.joined() == [SendEvent(session_update(CONFIG))]
+    assert sent(state.link_opened(0.0)) == [session_update(CONFIG)]
 
 
 def test_sends_before_the_first_join_are_flushed_after_the_session_update() -> None:
     state = CallState(CALL_ID, CONFIG)
     assert state.inject_user_text("hello") == []
-    actions = state.joined()
+    actions = state.link_opened(0.0)
     assert sent(actions)[0]["type"] == "session.update"
     assert sent(actions)[1]["item"]["content"] == [{"type": "input_text", "text": "hello"}]
     assert sent(actions)[2:] == [RESPONSE_CREATE]
@@ -210,9 +235,9 @@ def test_sends_before_the_first_join_are_flushed_after_the_session_update() -> N
 def test_sends_while_disconnected_wait_for_the_next_join() -> None:
     state = joined_state()
     feed_all(state, [call_done("call_1")])
-    state.disconnected()
+    state.link_closed(1006, "", 0.0)
     assert state.submit_result(handoff_id("call_1"), "All green.") == []
-    assert sent(state.joined()) == [
+    assert sent(state.link_opened(0.0)) == [
         session_update(CONFIG),
         output("ctl_1", "call_1", "All green."),
         RESPONSE_CREATE,
@@ -222,10 +247,10 @@ def test_sends_while_disconnected_wait_for_the_next_join() -> None:
 def test_a_rejoin_sends_the_queue_only_once() -> None:
     state = new_state()
     state.inject_user_text("hello")
-    state.joined()
+    state.link_opened(0.0)
     state.feed_raw(typed_item("ctl_1", "hello"))
-    state.disconnected()
-    assert state.joined() == [SendEvent(session_update(CONFIG))]
+    state.link_closed(1006, "", 0.0)
+    assert sent(state.link_opened(0.0)) == [session_update(CONFIG)]
 
 
 def test_a_rejoin_does_not_wait_for_a_response_that_ended_unseen() -> None:
@@ -234,23 +259,23 @@ def test_a_rejoin_does_not_wait_for_a_response_that_ended_unseen() -> None:
     answer = output("ctl_1", "call_1", "ok")
     assert sent(state.submit_result(handoff_id("call_1"), "ok")) == [answer]
     state.feed_raw(echo(answer))
-    state.disconnected()
-    assert sent(state.joined())[1:] == [RESPONSE_CREATE]
+    state.link_closed(1006, "", 0.0)
+    assert sent(state.link_opened(0.0))[1:] == [RESPONSE_CREATE]
 
 
 def test_updating_the_session_while_connected_sends_it() -> None:
     state = joined_state()
     text_config = SessionConfig(instructions="Be brief.", output_modality="text")
-    assert state.update_session(text_config) == [SendEvent(session_update(text_config))]
+    assert sent(state.update_session(text_config)) == [session_update(text_config)]
     assert state.config == text_config
 
 
 def test_updating_the_session_while_disconnected_applies_it_on_join() -> None:
     state = joined_state()
-    state.disconnected()
+    state.link_closed(1006, "", 0.0)
     text_config = SessionConfig(instructions="Be brief.", output_modality="text")
-    assert state.update_session(text_config) == []
-    assert state.joined() == [SendEvent(session_update(text_config))]
+    assert sent(state.update_session(text_config)) == []
+    assert sent(state.link_opened(0.0)) == [session_update(text_config)]
 
 
 def test_session_updated_makes_the_session_ready_with_its_id() -> None:
@@ -273,8 +298,8 @@ def test_a_session_update_echo_without_id_keeps_the_known_id() -> None:
 def test_a_message_the_provider_never_echoed_is_sent_again_after_a_rejoin() -> None:
     state = joined_state()
     state.inject_user_text("hello")
-    state.disconnected()
-    assert created_items(state.joined()) == [user_text("ctl_1", "hello")]
+    state.link_closed(1006, "", 0.0)
+    assert created_items(state.link_opened(0.0)) == [user_text("ctl_1", "hello")]
 
 
 @pytest.mark.parametrize(
@@ -285,49 +310,51 @@ def test_a_message_the_provider_echoed_is_not_sent_again(event_type: str) -> Non
     state = joined_state()
     state.inject_user_text("hello")
     state.feed_raw(echo(user_text("ctl_1", "hello"), event_type))
-    state.disconnected()
-    assert state.joined() == [SendEvent(session_update(CONFIG))]
+    state.link_closed(1006, "", 0.0)
+    assert sent(state.link_opened(0.0)) == [session_update(CONFIG)]
 
 
 def test_the_echo_of_another_item_does_not_confirm_ours() -> None:
     state = joined_state()
     state.inject_user_text("hello")
     state.feed_raw(typed_item("item_t1", "hello"))
-    state.disconnected()
-    assert created_items(state.joined()) == [user_text("ctl_1", "hello")]
+    state.link_closed(1006, "", 0.0)
+    assert created_items(state.link_opened(0.0)) == [user_text("ctl_1", "hello")]
 
 
 def test_a_progress_message_the_provider_never_echoed_is_sent_again_after_a_rejoin() -> None:
     state = joined_state()
     feed_all(state, [call_done("call_1")])
     state.submit_progress(handoff_id("call_1"), "Running tests")
-    state.disconnected()
-    assert created_items(state.joined()) == [backend_message("ctl_1", "Running tests")]
+    state.link_closed(1006, "", 0.0)
+    assert created_items(state.link_opened(0.0)) == [backend_message("ctl_1", "Running tests")]
 
 
 def test_an_unconfirmed_tool_output_is_sent_again_under_the_same_item_id() -> None:
     state = joined_state()
     feed_all(state, [call_done("call_1")])
     first = created_items(state.submit_result(handoff_id("call_1"), "All green."))
-    state.disconnected()
-    assert created_items(state.joined()) == first == [output("ctl_1", "call_1", "All green.")]
+    state.link_closed(1006, "", 0.0)
+    assert (
+        created_items(state.link_opened(0.0)) == first == [output("ctl_1", "call_1", "All green.")]
+    )
 
 
 def test_resending_a_tool_output_does_not_answer_the_call_again() -> None:
     state = joined_state()
     feed_all(state, [call_done("call_1")])
     state.submit_result(handoff_id("call_1"), "All green.")
-    state.disconnected()
-    state.joined()
+    state.link_closed(1006, "", 0.0)
+    state.link_opened(0.0)
     assert state.answered == frozenset({"call_1"})
     assert state.submit_result(handoff_id("call_1"), "All green.") == []
 
 
 def test_items_queued_while_disconnected_are_sent_once_on_the_next_join() -> None:
     state = joined_state()
-    state.disconnected()
+    state.link_closed(1006, "", 0.0)
     state.inject_user_text("hello")
-    assert sent(state.joined()) == [
+    assert sent(state.link_opened(0.0)) == [
         session_update(CONFIG),
         user_text("ctl_1", "hello"),
         RESPONSE_CREATE,
@@ -337,9 +364,9 @@ def test_items_queued_while_disconnected_are_sent_once_on_the_next_join() -> Non
 def test_unconfirmed_items_are_sent_again_before_the_queued_ones() -> None:
     state = joined_state()
     state.inject_user_text("first")
-    state.disconnected()
+    state.link_closed(1006, "", 0.0)
     state.inject_user_text("second")
-    assert sent(state.joined()) == [
+    assert sent(state.link_opened(0.0)) == [
         session_update(CONFIG),
         user_text("ctl_1", "first"),
         user_text("ctl_2", "second"),
@@ -349,11 +376,11 @@ def test_unconfirmed_items_are_sent_again_before_the_queued_ones() -> None:
 
 def test_a_queued_item_stays_unconfirmed_until_the_provider_echoes_it() -> None:
     state = joined_state()
-    state.disconnected()
+    state.link_closed(1006, "", 0.0)
     state.inject_user_text("hello")
-    state.joined()
-    state.disconnected()
-    assert created_items(state.joined()) == [user_text("ctl_1", "hello")]
+    state.link_opened(0.0)
+    state.link_closed(1006, "", 0.0)
+    assert created_items(state.link_opened(0.0)) == [user_text("ctl_1", "hello")]
 
 
 # Every event
@@ -374,7 +401,7 @@ def test_speech_and_output_audio_count_as_activity() -> None:
 def test_unknown_events_are_ignored() -> None:
     state = joined_state()
     assert state.feed_raw('{"type":"response.hologram.delta"}') == [
-        EventObserved("response.hologram.delta"),
+        EventObserved("unknown"),
         IgnoredEvent("response.hologram.delta", "unknown event type"),
     ]
 
@@ -623,7 +650,7 @@ def test_a_transcript_that_completes_late_goes_with_the_next_handoff() -> None:
 
 def test_an_empty_request_with_no_transcript_is_answered_at_once() -> None:
     state = joined_state()
-    actions = state.feed_raw(call_done("call_1", arguments=""))
+    actions = state.feed_raw(call_done("call_1", arguments='{"prompt":""}'))
     assert delegations(actions) == []
     assert sent(actions) == [
         output("ctl_1", "call_1", "The background agent was not called: the request was empty."),
@@ -635,7 +662,7 @@ def test_an_empty_request_with_no_transcript_is_answered_at_once() -> None:
 def test_an_empty_request_delegates_the_transcript_instead() -> None:
     state = joined_state()
     feed_all(state, [user_said("item_u1", "deploy it")])
-    (delegation,) = delegations(state.feed_raw(call_done("call_1", arguments="")))
+    (delegation,) = delegations(state.feed_raw(call_done("call_1", arguments='{"prompt":""}')))
     assert delegation.request == ""
     assert "<input>user: deploy it</input>" in delegation.envelope
 
@@ -665,6 +692,7 @@ def test_the_steering_acknowledgement_waits_for_the_running_response() -> None:
 def test_a_steering_result_reaches_the_model_as_a_backend_message() -> None:
     state = joined_state()
     feed_all(state, [call_done("call_1"), call_done("call_2")])
+    feed_all(state, [response_created("resp_1"), response_done("resp_1")])
     actions = state.submit_result(handoff_id("call_2"), "Lint is clean.")
     assert sent(actions) == [backend_message("ctl_2", "Lint is clean."), RESPONSE_CREATE]
     assert state.answered == frozenset({"call_2"})
@@ -673,6 +701,7 @@ def test_a_steering_result_reaches_the_model_as_a_backend_message() -> None:
 def test_the_open_call_still_gets_its_own_result_after_steering() -> None:
     state = joined_state()
     feed_all(state, [call_done("call_1"), call_done("call_2")])
+    feed_all(state, [response_created("resp_1"), response_done("resp_1")])
     actions = state.submit_result(handoff_id("call_1"), "All done.")
     assert sent(actions) == [output("ctl_2", "call_1", "All done."), RESPONSE_CREATE]
 
@@ -742,9 +771,20 @@ def test_remain_silent_is_answered_once_however_often_it_is_announced() -> None:
     assert sent(state.feed_raw(frame)) == []
 
 
-def test_calls_to_tools_we_did_not_offer_are_left_alone() -> None:
+def test_a_call_to_a_tool_we_did_not_offer_is_answered_with_an_error_and_reported() -> None:
     state = joined_state()
-    assert significant(state.feed_raw(call_done("call_x", name="get_weather"))) == []
+    actions = significant(state.feed_raw(call_done("call_x", name="get_weather")))
+    assert actions[0] == ReportError(
+        "unknown_tool",
+        "tool call call_x refused: the model called 'get_weather', a tool we did not offer",
+    )
+    (answer,) = created_items(actions)
+    assert answer["item"]["call_id"] == "call_x"
+    assert "no tool named 'get_weather'" in answer["item"]["output"]
+    assert sent(actions)[-1] == RESPONSE_CREATE
+    assert not delegations(actions)
+    (record,) = state.tool_calls
+    assert (record.status, record.answered) == ("refused", True)
 
 
 def test_transcription_mode_never_hands_off() -> None:
@@ -829,7 +869,14 @@ def test_an_expired_session_ends_the_call() -> None:
     )
     assert significant(state.feed_raw(frame)) == [
         ReportError("session_expired", "Your session hit the maximum duration of 60 minutes."),
-        CallEnded("session_expired"),
+        HangUp(),
+        EndCall(
+            CallEnd(
+                EndReason.PROVIDER_ENDED,
+                code="session_expired",
+                message="Your session hit the maximum duration of 60 minutes.",
+            )
+        ),
     ]
 
 
@@ -840,8 +887,8 @@ def test_a_reply_is_asked_for_again_when_an_unconfirmed_message_is_resent() -> N
         "conversation.item.create",
         "response.create",
     ]
-    state.disconnected()
-    resent = [a.payload["type"] for a in state.joined() if isinstance(a, SendEvent)]
+    state.link_closed(1006, "", 0.0)
+    resent = [a.payload["type"] for a in state.link_opened(0.0) if isinstance(a, SendEvent)]
     assert resent == ["session.update", "conversation.item.create", "response.create"]
 
 
@@ -851,6 +898,6 @@ def test_no_reply_is_asked_for_when_a_resent_item_did_not_want_one() -> None:
         '{"type":"conversation.item.done","item":{"id":"it_1","type":"function_call",'
         '"name":"remain_silent","call_id":"call_9","arguments":"{}"}}'
     )
-    state.disconnected()
-    resent = [a.payload["type"] for a in state.joined() if isinstance(a, SendEvent)]
+    state.link_closed(1006, "", 0.0)
+    resent = [a.payload["type"] for a in state.link_opened(0.0) if isinstance(a, SendEvent)]
     assert resent == ["session.update", "conversation.item.create"]

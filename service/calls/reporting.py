@@ -1,0 +1,111 @@
+"""What the call core reports, applied to the call's record, event stream, metrics and logs.
+
+These are the actions that need no I/O towards the provider or the queue; `CallSession`
+carries out the others itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TypeAlias, assert_never
+
+from service.calls.record import Call
+from service.calls.stream import CallEventStream
+from service.metrics import CALL_SETUP_SECONDS, EVENTS, HANDOFF_SECONDS, SIDEBAND_RECONNECTS
+from signaling.realtime import (
+    EventObserved,
+    HandoffDelivered,
+    IgnoredEvent,
+    Joined,
+    LimitReached,
+    PublishTranscript,
+    ReportError,
+    SessionReady,
+    SessionSettings,
+    SleepUntil,
+    SpeechActivity,
+)
+
+Report: TypeAlias = (
+    Joined
+    | PublishTranscript
+    | HandoffDelivered
+    | SessionReady
+    | SessionSettings
+    | ReportError
+    | LimitReached
+    | SleepUntil
+    | SpeechActivity
+    | EventObserved
+    | IgnoredEvent
+)
+"""The actions `CallReporter` applies."""
+
+
+class CallReporter:
+    """Applies reports to one call's record, stream, metrics and log."""
+
+    def __init__(
+        self,
+        call: Call,
+        stream: CallEventStream,
+        log: logging.LoggerAdapter[logging.Logger],
+        offer_received_at: float,
+    ) -> None:
+        self.call, self.stream, self.log = call, stream, log
+        self._offer_received_at = offer_received_at
+
+    def apply(self, report: Report) -> None:
+        """Record `report`; never raises for a well-formed report."""
+        call = self.call
+        match report:
+            case Joined(rejoin):
+                self._joined(rejoin)
+            case PublishTranscript(kind, role, item_id, text):
+                data = {"role": role, "item_id": item_id, "text": text}
+                self.stream.publish(f"transcript.{kind}", data)
+            case HandoffDelivered(handoff_id):
+                record = call.handoffs.get(handoff_id)
+                if record is not None:
+                    record.delivered = True
+                    HANDOFF_SECONDS.observe(time.time() - record.queued_at)
+            case SessionReady(session_id):
+                if call.session_id is None:
+                    self._setup_stage("session_updated")
+                call.session_id = session_id
+                self.stream.publish("session.ready", {"provider_session_id": session_id})
+            case SessionSettings(requested, confirmed):
+                call.config, call.confirmed_config = requested, confirmed
+            case ReportError(code, message):
+                call.errors.append({"code": code, "message": message, "at": time.time()})
+                self.log.warning("provider error: %s %s", code, message)
+                self.stream.publish("call.error", {"code": code, "message": message})
+            case LimitReached(kind, limit):
+                call.limits_reached[kind] = limit
+                self.log.warning("per-call cap reached: %s=%d; excess is dropped", kind, limit)
+            case SleepUntil(at):
+                self.log.info("sideband rejoin in %.2f s", max(at - time.time(), 0.0))
+            case SpeechActivity():
+                pass
+            case EventObserved(label):
+                EVENTS.labels(type=label).inc()
+            case IgnoredEvent(type_name, reason):
+                self.log.debug("ignored provider event %s: %s", type_name, reason)
+            case _:
+                assert_never(report)
+
+    def _joined(self, rejoin: bool) -> None:
+        if rejoin:
+            SIDEBAND_RECONNECTS.inc()
+            self.call.sideband_reconnects += 1
+        else:
+            self.call.joined_at = time.time()
+            self._setup_stage("sideband_joined")
+        if self.call.state == "starting":
+            self.call.state = "active"
+            self.stream.publish("call.state", {"state": "active"})
+
+    def _setup_stage(self, stage: str) -> None:
+        elapsed = time.monotonic() - self._offer_received_at
+        CALL_SETUP_SECONDS.labels(stage=stage).observe(elapsed)
