@@ -122,6 +122,9 @@ class CallManager:
         self._dirty: set[str] = set()
         self._closing: dict[str, CallSession] = {}
         self._save_soon = asyncio.Event()
+        # Calls whose lease this instance has written: only those are saved (as live), or a
+        # new call could look abandoned to the others before its lease is there.
+        self._leased: set[str] = set()
         # One lock per call being saved: a call's saves must not overtake each other.
         self._saving: dict[str, asyncio.Lock] = {}
         # A live owner answers in milliseconds; one that does not for two leases has died.
@@ -238,6 +241,7 @@ class CallManager:
             await directory.register(call_id)
         except Exception as exc:
             log.warning("call directory update failed: %s", exc)
+        self._leased.add(call_id)
         self._mark_dirty(call_id)
 
     async def _enqueue(self, delegation: Delegation) -> None:
@@ -307,6 +311,9 @@ class CallManager:
             if session is None:
                 self._saving.pop(call_id, None)
                 return True
+            if call_id not in self._leased:
+                # Saved once `_register` has written the lease (it marks the call again).
+                return True
             stream = session.stream
             events = stream.take_pending() if isinstance(stream, ClusterEventStream) else []
             stored = StoredCall(
@@ -324,6 +331,7 @@ class CallManager:
             if ended:
                 self._closing.pop(call_id, None)
                 self._saving.pop(call_id, None)
+                self._leased.discard(call_id)
                 if self.directory is not None:
                     await self._directory_op(self.directory.unregister(call_id))
             return True
@@ -593,6 +601,7 @@ class CallManager:
         self.sessions[call_id] = session
         ACTIVE_CALLS.inc()
         self.directory.adopt(call_id)
+        self._leased.add(call_id)
         session.start()
         self._mark_dirty(call_id)
 
@@ -646,6 +655,7 @@ class CallManager:
         ACTIVE_CALLS.dec()
         self._dirty.discard(call_id)
         self._saving.pop(call_id, None)
+        self._leased.discard(call_id)
         await session.detach()
 
     # Worker events

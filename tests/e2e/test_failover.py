@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,7 +186,11 @@ async def provider_record(
 
 
 async def wait_until(
-    http: httpx.AsyncClient, instance: str, call_id: str, check: Any, what: str
+    http: httpx.AsyncClient,
+    instance: str,
+    call_id: str,
+    check: Callable[[dict[str, Any]], bool],
+    what: str,
 ) -> dict[str, Any]:
     """The call's record (read at `instance`) once `check(record)` holds."""
     deadline = time.monotonic() + WAIT_S
@@ -208,6 +212,23 @@ def handoffs_answered(record: dict[str, Any]) -> bool:
     return bool(handoffs) and all(
         h["state"] in ("completed", "failed") and h["delivered_to_model"] for h in handoffs
     )
+
+
+def answer_spoken_at_b(before: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+    """Whether a record shows the call owned by `b`, its handoff answered, and the model's
+    reply to the answer added to the transcript as it was `before`."""
+
+    def check(record: dict[str, Any]) -> bool:
+        transcript = record["transcript"]
+        return (
+            record["owner"] == "b"
+            and handoffs_answered(record)
+            and len(transcript) > len(before["transcript"])
+            and transcript[-1]["role"] == "assistant"
+            and transcript[-1]["final"]
+        )
+
+    return check
 
 
 @dataclass
@@ -286,14 +307,8 @@ async def test_calls_of_a_killed_instance_are_taken_over_with_their_handoffs_and
         cluster.kill("a")
         after = await asyncio.gather(
             *(
-                wait_until(
-                    http,
-                    b,
-                    c,
-                    lambda r: r["owner"] == "b" and handoffs_answered(r),
-                    "finished its handoff at b",
-                )
-                for c in call_ids
+                wait_until(http, b, c, answer_spoken_at_b(old), "spoke its answer at b")
+                for c, old in zip(call_ids, before, strict=True)
             )
         )
         await asyncio.gather(*(s.connect(b) for s in streams))
