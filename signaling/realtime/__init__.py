@@ -33,6 +33,7 @@ from signaling.realtime.client_events import (
     response_create,
     session_diff,
     session_payload,
+    session_touch,
     session_update,
     user_message,
 )
@@ -109,6 +110,7 @@ __all__ = [
     "response_create",
     "session_diff",
     "session_payload",
+    "session_touch",
     "session_update",
     "user_message",
 ]

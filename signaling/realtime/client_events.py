@@ -217,6 +217,15 @@ def session_diff(confirmed: SessionConfig, config: SessionConfig) -> dict[str, A
     return {"type": "session.update", "session": {"type": after["type"], **diff}}
 
 
+def session_touch(config: SessionConfig) -> dict[str, Any]:
+    """A `session.update` that changes nothing (only the session `type`); the provider still
+    answers it with `session.updated`, confirming the settings in force."""
+    return {
+        "type": "session.update",
+        "session": {"type": session_payload(config, include_model=False)["type"]},
+    }
+
+
 def item_retrieve(item_id: str) -> dict[str, Any]:
     """Ask for item `item_id` in full (`conversation.item.retrieve`, PROTOCOL §10.4)."""
     return {"type": "conversation.item.retrieve", "item_id": item_id}

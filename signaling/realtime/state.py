@@ -41,6 +41,7 @@ from signaling.realtime.client_events import (
     item_retrieve,
     response_create,
     session_diff,
+    session_touch,
     session_update,
     user_message,
 )
@@ -281,7 +282,14 @@ class CallState:
             self._repairing = True
         actions: list[Action] = [Joined(rejoin)]
         self._session_updates.clear()
-        update = self._outbox.stamp(session_update(self._requested))
+        # The session outlives the link: a rejoin sends only what changed since the provider
+        # last confirmed, so a setting it refuses once (a voice) is not sent again.
+        base = self._confirmed
+        if base is None:
+            payload = session_update(self._requested)
+        else:
+            payload = session_diff(base, self._requested) or session_touch(self._requested)
+        update = self._outbox.stamp(payload)
         self._session_updates[update["event_id"]] = self._requested
         actions.append(self._emit(update))
         actions.extend(self._emit(payload) for payload in self._outbox.for_new_connection())

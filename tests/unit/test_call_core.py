@@ -499,3 +499,15 @@ def test_a_tool_call_found_by_gap_repair_is_handed_off_once() -> None:
     handoffs = [a for a in state.feed_raw(retrieved) if isinstance(a, EnqueueHandoff)]
     assert [h.delegation.tool_call_id for h in handoffs] == ["call_gap"]
     assert not [a for a in state.feed_raw(call_done("call_gap")) if isinstance(a, EnqueueHandoff)]
+
+
+def test_a_rejoin_sends_only_what_changed_since_the_provider_confirmed() -> None:
+    state = open_state()
+    state.feed_raw(frame("session.updated", session={"id": "sess_1"}))
+    state.link_closed(1006, "", 1.0)
+    (update,) = sent(state.link_opened(1.0))
+    assert update["session"] == {"type": "realtime"}
+    state.link_closed(1006, "", 2.0)
+    state.update_session(SessionConfig(instructions="Be terse."))
+    (update,) = sent(state.link_opened(2.0))
+    assert update["session"] == {"type": "realtime", "instructions": "Be terse."}
