@@ -146,6 +146,8 @@ async def run(
         ):
             call_ids = await start_calls(http, a, offer, calls)
             await wait_joined(http, provider_url, call_ids)
+            # Established calls are measured: their leases renewed and their state saved.
+            await asyncio.sleep(2 * lease_s)
             killed_at = time.time()
             children["a"].kill()
             rejoined = await watch_rejoins(http, provider_url, call_ids, killed_at, poll_s)
