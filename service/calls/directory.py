@@ -204,10 +204,6 @@ class CallDirectory:
         """Keep renewing the lease of `call_id`, which this instance has just claimed."""
         self._mine.add(call_id)
 
-    def refresh_soon(self) -> None:
-        """Renew the leases now rather than at the next period."""
-        self._refresh_now.set()
-
     async def _refresh_forever(self) -> None:
         """Keep this instance's calls registered: every `ttl_s / 3`, at once after an outage,
         and with backoff while Redis does not answer."""

@@ -151,10 +151,6 @@ class CallLeases:
         self._left = True
         await self._redis.zrem(self._instances, self.instance_id)
 
-    async def announced(self) -> bool:
-        """Whether Redis knows this instance (False after Redis lost its data)."""
-        return await self._redis.zscore(self._instances, self.instance_id) is not None
-
     async def known_instances(self) -> list[str]:
         """Every instance Redis remembers, alive or lapsed (not long ago)."""
         return [str(i) for i in await self._redis.zrange(self._instances, 0, -1)]
