@@ -379,7 +379,8 @@ class CallManager:
         if self.directory is None or call_id in self.sessions:
             return await self._execute_here(command)
         owner = await self._owner_of(call_id)
-        if owner is None and call_id in self._ended:
+        if owner in (None, self.instance_id) and call_id in self._ended:
+            # Ended here; its lease may not be let go of yet.
             return await self._execute_here(command)
         if owner is None:
             return await self._execute_unowned(command)

@@ -346,7 +346,7 @@ async def test_a_call_whose_owner_was_killed_can_be_hung_up_from_the_other_insta
 ) -> None:
     a, b = cluster.urls["a"], cluster.urls["b"]
     call_id = await start_call(http, a)
-    await wait_until(http, a, call_id, lambda r: r["state"] == "active", "became active")
+    await wait_until(http, b, call_id, lambda r: r["state"] == "active", "became active")
     cluster.kill("a")
     hangup = await eventually(http, "DELETE", f"{b}/v1/calls/{call_id}")
     at_provider = await provider_record(http, cluster, call_id)
