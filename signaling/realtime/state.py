@@ -171,7 +171,8 @@ class CallState:
         self._tool_items: dict[str, str] = {}
         self._handoffs: dict[str, str] = {}
         self._open: set[str] = set()
-        self._control_items: set[str] = set()
+        # Ordered, so the oldest is forgotten first past the item cap.
+        self._control_items: dict[str, None] = {}
         # Answered handoffs whose reply has not started yet; once a response.create goes
         # out they wait under its event id for `response.created`.
         self._awaiting_reply: list[str] = []
@@ -656,7 +657,9 @@ class CallState:
     def _backend_message(self, text: str, *, respond: bool = False) -> list[Action]:
         item_id = self._new_item_id()
         # Registered so that the provider's echo of it stays out of the transcript.
-        self._control_items.add(item_id)
+        self._control_items[item_id] = None
+        if len(self._control_items) > self._limits.max_transcript_items:
+            del self._control_items[next(iter(self._control_items))]
         return self._send(user_message(BACKEND_PREFIX + text, item_id=item_id), respond=respond)
 
     def _answer(self, call: ToolCall, output: str, *, respond: bool) -> list[Action]:
@@ -855,7 +858,7 @@ class CallState:
                 for call in self._tool_calls.values()
                 if call.handoff_id is not None and not call.result_in
             ],
-            "control_items": sorted(self._control_items),
+            "control_items": list(self._control_items),
             "outbox": self._outbox.to_json(),
             "reply_wanted": self._responses.wanted or self._responses.in_flight is not None,
             "awaiting_reply": awaiting,
@@ -909,7 +912,7 @@ class CallState:
                     state._handoffs[call.handoff_id] = call.tool_call_id
                 if call.status == "handed_off" and not call.answered and not call.steering:
                     state._open.add(call.tool_call_id)
-            state._control_items = {str(i) for i in snapshot["control_items"]}
+            state._control_items = dict.fromkeys(str(i) for i in snapshot["control_items"])
             state._outbox.restore(snapshot["outbox"])
             state._responses.wanted = bool(snapshot["reply_wanted"])
             state._awaiting_reply = [str(h) for h in snapshot["awaiting_reply"]]
