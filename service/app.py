@@ -99,7 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             queue_url = settings.queue
 
             def directory_factory(instance_id: str) -> CallDirectory:
-                return CallDirectory(queue_url, instance_id)
+                return CallDirectory(queue_url, instance_id, ttl_s=settings.call_lease_s)
 
         manager = CallManager(
             settings,
@@ -152,7 +152,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.webhook_verifier = webhook_verifier
-    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    app.state.rate_limiter = RateLimiter(
+        settings.rate_limit_per_minute,
+        settings.rate_limit_burst,
+        redis_url=None if settings.queue == "memory" else settings.queue,
+    )
     install_problem_handlers(app)
     install_openapi(app)
     static = static_paths(STATIC_DIR) if STATIC_DIR.is_dir() else frozenset()

@@ -1,32 +1,56 @@
-"""Per-client token buckets for call starts (pure: the caller passes the time)."""
+"""Call-start rate limits per client, shared by every instance through Redis.
+
+The counting is the `limits` library's moving window (https://limits.readthedocs.io/), kept in
+Redis when the service has one (`async+redis://`, the redis-py implementation), else in memory.
+`rate_per_minute` with bursts up to `burst` becomes one window: at most `burst` starts in any
+`60 * burst / rate_per_minute` seconds, so the long-run rate is `rate_per_minute` and no
+instance can add its own allowance on top.
+"""
 
 from __future__ import annotations
 
+import logging
 import math
-from collections import OrderedDict
+import time
+
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
+from redis.exceptions import RedisError
+
+log = logging.getLogger("callbridge.ratelimit")
 
 
 class RateLimiter:
-    """`rate_per_minute` starts per client, with bursts up to `burst`."""
+    """`rate_per_minute` call starts per client, in bursts of up to `burst`.
 
-    def __init__(self, rate_per_minute: float, burst: int, *, max_clients: int = 10000) -> None:
-        self.rate_per_s = rate_per_minute / 60.0
-        self.burst = burst
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        self._max_clients = max_clients
+    `redis_url`: share the counts through that Redis (None: this process only).
+    """
 
-    def take(self, client: str, now: float) -> float:
-        """Take one token: 0.0 when allowed, else the seconds until one is available."""
-        tokens, last = self._buckets.pop(client, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate_per_s)
-        if tokens >= 1.0:
-            self._remember(client, (tokens - 1.0, now))
+    def __init__(self, rate_per_minute: float, burst: int, *, redis_url: str | None = None) -> None:
+        if rate_per_minute <= 0 or burst < 1:
+            raise ValueError("the rate must be positive and the burst at least 1")
+        window_s = max(1, math.ceil(60.0 * burst / rate_per_minute))
+        self._item = RateLimitItemPerSecond(burst, window_s, namespace="callbridge-starts")
+        storage: Storage = (
+            RedisStorage(f"async+{redis_url}", implementation="redispy")
+            if redis_url is not None
+            else MemoryStorage()
+        )
+        self._limiter = MovingWindowRateLimiter(storage)
+
+    async def take(self, client: str) -> float:
+        """Count one start: 0.0 when allowed, else the seconds until one is.
+
+        While Redis cannot be reached, starts are allowed (and a warning logged): a broken
+        counter must not stop every call.
+        """
+        try:
+            if await self._limiter.hit(self._item, client):
+                return 0.0
+            stats = await self._limiter.get_window_stats(self._item, client)
+        except (StorageError, RedisError, OSError) as exc:
+            log.warning("rate limit not checked (storage: %s)", exc)
             return 0.0
-        self._remember(client, (tokens, now))
-        return math.ceil((1.0 - tokens) / self.rate_per_s * 1000) / 1000
-
-    def _remember(self, client: str, bucket: tuple[float, float]) -> None:
-        # Least recently seen clients are forgotten first: memory stays bounded.
-        self._buckets[client] = bucket
-        while len(self._buckets) > self._max_clients:
-            self._buckets.popitem(last=False)
+        return max(0.001, stats.reset_time - time.time())

@@ -133,6 +133,23 @@ class Settings(BaseSettings):
         description="Total size (as JSON) of the ended-call records an instance keeps for "
         "`GET /v1/calls/{id}`; the oldest are dropped first.",
     )
+    call_lease_s: float = Field(
+        5.0,
+        gt=0,
+        description="Redis: how long a call's ownership lease lasts unrenewed; once it lapses "
+        "another instance takes the call over (renewed every third of it).",
+    )
+    call_events_kept: int = Field(
+        1000,
+        ge=10,
+        description="Redis: SSE events kept per call for `Last-Event-ID` resumption on any "
+        "instance (trimmed approximately).",
+    )
+    drain_handover: bool = Field(
+        True,
+        description="On SIGTERM with live peers, hand calls over to them instead of hanging "
+        "up after the drain timeout (alone, calls are drained either way).",
+    )
     instance_id: str | None = Field(
         None, description="This instance's name in the call directory (default: random)."
     )

@@ -6,7 +6,7 @@ import json
 import re
 import time
 from collections.abc import AsyncGenerator
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -24,12 +24,10 @@ from service.api.models import MessageIn, ReferIn, SessionOverrides, StartOverri
 from service.api.openapi import EXAMPLE_OFFER, SDP_SCHEMA, answers, headers
 from service.api.problems import Problem
 from service.api.sse import EventStreamResponse
-from service.auth import Principal, may_control, mint_call_token
-from service.calls.control import execute
-from service.calls.directory import ControlTimeout, DirectoryUnavailable
-from service.calls.manager import CallManager, CapacityExceeded, Draining
-from service.calls.record import Call
-from service.calls.session import CallSession
+from service.auth import Principal, mint_call_token
+from service.calls.control import Command, GetCall, HangUp, InjectText, Refer, UpdateSession
+from service.calls.manager import CallManager
+from service.calls.stream import follow
 from service.metrics import CALL_STARTS, PROVIDER_ERRORS, provider_error_label
 from service.settings import Settings
 from signaling.ids import CallId, is_valid_call_id
@@ -269,7 +267,7 @@ def _json_body(model: type[SessionOverrides] | type[MessageIn] | type[ReferIn]) 
 )
 async def start_call(request: Request, principal: Caller) -> Response:
     """Start a call: the body is an SDP offer; the answer is the provider's SDP answer."""
-    check_rate(request)
+    await check_rate(request)
     manager = _manager(request)
     raw, overrides = await _read_offer(request)
     try:
@@ -280,10 +278,6 @@ async def start_call(request: Request, principal: Caller) -> Response:
     config = _apply(manager.default_config(), overrides)
     try:
         call, answer = await manager.start(offer, config, started_by=principal.token_id)
-    except CapacityExceeded as exc:
-        raise Problem(503, str(exc), kind="at-capacity", headers={"Retry-After": "5"}) from None
-    except Draining as exc:
-        raise Problem(503, str(exc), kind="draining", headers={"Retry-After": "10"}) from None
     except ProviderError as exc:
         raise _provider_problem(exc) from None
     return Response(
@@ -331,51 +325,14 @@ def _known_call_id(call_id: str) -> CallId:
     return CallId(call_id)
 
 
-def _call_for(request: Request, call_id: str, principal: Principal) -> Call:
-    call = _manager(request).get(_known_call_id(call_id))
-    if call is None or not may_control(principal, call.started_by):
-        raise Problem(404, "no such call", kind="unknown-call")
-    return call
+async def _run(request: Request, command: Command) -> Any:
+    """Carry out a call command (here or at its owner); its refusals become problems through
+    the handler `install_problem_handlers` registers for `CallError`."""
+    return await _manager(request).execute(command)
 
 
-def _live_session(request: Request, call_id: str, principal: Principal) -> CallSession:
-    call = _call_for(request, call_id, principal)
-    session = _manager(request).session(call.call_id)
-    if session is None:
-        raise Problem(409, "the call has ended", kind="call-ended")
-    return session
-
-
-async def _control(
-    request: Request, principal: Principal, op: str, call_id: str, body: dict[str, Any]
-) -> JSONResponse:
-    """Run a control operation here, or at the instance that owns the call."""
-    manager = _manager(request)
-    cid = _known_call_id(call_id)
-    directory = manager.directory
-    if manager.get(cid) is None and directory is not None:
-        try:
-            owner = await directory.owner_of(cid)
-            if owner is not None and owner != manager.instance_id:
-                reply = await directory.request(
-                    owner, op, cid, {"body": body, "principal": asdict(principal)}
-                )
-                return _reply(reply.status, reply.body)
-        except (DirectoryUnavailable, ControlTimeout) as exc:
-            raise Problem(
-                503,
-                f"the call's owner cannot be reached: {exc}",
-                kind="owner-unreachable",
-                headers={"Retry-After": "2"},
-            ) from None
-    status, payload = await execute(manager, op, cid, body, principal)
-    return _reply(status, payload)
-
-
-def _reply(status: int, payload: dict[str, Any]) -> JSONResponse:
-    media_type = "application/problem+json" if status >= 400 else "application/json"
-    headers = {"ETag": _etag(str(payload["id"]))} if status < 400 and "id" in payload else None
-    return JSONResponse(payload, status_code=status, media_type=media_type, headers=headers)
+def _record(payload: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(payload, headers={"ETag": _etag(str(payload["id"]))})
 
 
 @router.get(
@@ -385,7 +342,7 @@ def _reply(status: int, payload: dict[str, Any]) -> JSONResponse:
 )
 async def get_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """One call's record, with transcript and handoffs."""
-    return await _control(request, principal, "get", call_id, {})
+    return _record(await _run(request, GetCall(_known_call_id(call_id), principal)))
 
 
 @router.delete(
@@ -395,7 +352,7 @@ async def get_call(call_id: str, request: Request, principal: Caller) -> JSONRes
 )
 async def end_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Hang up: ends the call at the provider (the WHIP session DELETE)."""
-    return await _control(request, principal, "hangup", call_id, {})
+    return _record(await _run(request, HangUp(_known_call_id(call_id), principal)))
 
 
 @router.patch("/{call_id}", include_in_schema=False)
@@ -404,14 +361,14 @@ async def patch_call(call_id: str, request: Request, principal: Caller) -> Respo
 
     The checks run in RFC 9725 order so a client learns the most specific reason.
     """
-    call = _call_for(request, call_id, principal)
+    record = await _run(request, GetCall(_known_call_id(call_id), principal))
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != TRICKLE_TYPE:
         raise Problem(415, f"PATCH takes {TRICKLE_TYPE}", kind="unsupported-media-type")
     if_match = request.headers.get("if-match")
     if if_match is None:
         raise Problem(428, "If-Match with the session's ETag is required", kind="no-if-match")
-    if if_match.strip() not in ("*", _etag(call.call_id)):
+    if if_match.strip() not in ("*", _etag(str(record["id"]))):
         raise Problem(412, "the ETag does not match this session", kind="stale-etag")
     raise Problem(
         405,
@@ -442,7 +399,8 @@ async def post_message(call_id: str, request: Request, principal: Caller) -> JSO
         raise Problem(
             413, f"text exceeds {settings.max_message_chars} characters", kind="too-large"
         )
-    return await _control(request, principal, "message", call_id, {"text": message.text})
+    await _run(request, InjectText(_known_call_id(call_id), principal, message.text))
+    return JSONResponse({"status": "sent"}, status_code=202)
 
 
 @router.post(
@@ -460,9 +418,18 @@ async def post_session(call_id: str, request: Request, principal: Caller) -> JSO
         overrides = SessionOverrides.model_validate(_parse_json(body, "body"))
     except ValidationError as exc:
         raise _validation_problem(exc, "session update") from None
-    return await _control(
-        request, principal, "session", call_id, overrides.model_dump(exclude_none=True)
+    command = UpdateSession(
+        _known_call_id(call_id),
+        principal,
+        instructions=overrides.instructions,
+        voice=overrides.voice,
+        output_modality=overrides.output_modality,
     )
+    return JSONResponse(await _run(request, command))
+
+
+_STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
+_KEEPALIVE_S = 15.0
 
 
 @router.post(
@@ -481,20 +448,23 @@ async def refer_call(call_id: str, request: Request, principal: Caller) -> JSONR
         refer = ReferIn.model_validate(_parse_json(body, "body"))
     except ValidationError as exc:
         raise _validation_problem(exc, "transfer") from None
-    return await _control(request, principal, "refer", call_id, {"target_uri": refer.target_uri})
+    command = Refer(_known_call_id(call_id), principal, refer.target_uri)
+    return JSONResponse(await _run(request, command), status_code=202)
 
 
-_EVENT_ID = re.compile(r"[0-9]{1,18}")
+_EVENT_SEQ = re.compile(r"[0-9]{1,18}")
 
 
-def _last_event_id(value: str | None) -> int:
-    """The `Last-Event-ID` a resuming client sent (our ids are decimal sequence numbers); 400
-    for anything else, so a hostile value cannot make us convert a huge or non-ASCII number."""
-    if value is None or value == "":
-        return 0
-    if _EVENT_ID.fullmatch(value) is None:
+def _last_event_id(value: str | None, pattern: re.Pattern[str]) -> str | None:
+    """The `Last-Event-ID` a resuming client sent, when it has the shape of this stream's ids
+    (`pattern`); 400 for anything else, so a hostile value cannot make us convert a huge or
+    non-ASCII number."""
+    value = (value or "").strip()
+    if value == "":
+        return None
+    if pattern.fullmatch(value) is None:
         raise Problem(400, "Last-Event-ID is not one of this stream's ids", kind="bad-event-id")
-    return int(value)
+    return value
 
 
 @router.get(
@@ -507,6 +477,7 @@ def _last_event_id(value: str | None) -> int:
         401,
         404,
         409,
+        503,
         ok={
             200: {
                 "description": "Server-Sent Events",
@@ -516,23 +487,57 @@ def _last_event_id(value: str | None) -> int:
     ),
 )
 async def call_events(call_id: str, request: Request, principal: Caller) -> EventStreamResponse:
-    """Server-Sent Events: transcript, handoffs and call state, with replay of recent history."""
-    session = _live_session(request, call_id, principal)
-    after = _last_event_id(request.headers.get("last-event-id"))
+    """Server-Sent Events: transcript, handoffs and call state, with replay of recent history.
+
+    With Redis, any instance serves any call's stream and `Last-Event-ID` resumes on any of
+    them (the ids are Redis stream ids); on one instance, only a live call's stream is served
+    (the ids are sequence numbers).
+    """
+    manager = _manager(request)
+    cid = _known_call_id(call_id)
+    store = manager.store
+    send_timeout_s = request.app.state.settings.sse_send_timeout_s
+    if store is not None:
+        last = _last_event_id(request.headers.get("last-event-id"), _STREAM_ID)
+        await manager.visible(cid, principal)
+
+        async def logged() -> AsyncGenerator[bytes, None]:
+            yield b": stream open\n\n"
+            async for event in follow(store, cid, last or "0", keepalive_s=_KEEPALIVE_S):
+                if event is None:
+                    yield b": keepalive\n\n"
+                    continue
+                yield _frame(event.event_id, event.name, event.data)
+
+        return _sse(logged(), send_timeout_s)
+    last = _last_event_id(request.headers.get("last-event-id"), _EVENT_SEQ)
+    record = await _run(request, GetCall(cid, principal))
+    session = manager.session(cid)
+    if session is None or record["state"] in ("ended", "failed"):
+        raise Problem(409, "the call has ended", kind="call-ended")
+    seq = int(last) if last is not None else 0
     stream = session.stream
 
     async def frames() -> AsyncGenerator[bytes, None]:
         yield b": stream open\n\n"
-        async for event in stream.subscribe(after, keepalive_s=15.0):
+        async for event in stream.subscribe(seq, keepalive_s=_KEEPALIVE_S):
             if event is None:
                 yield b": keepalive\n\n"
                 continue
-            data = json.dumps(event.data, separators=(",", ":"))
-            yield f"id: {event.seq}\nevent: {event.name}\ndata: {data}\n\n".encode()
+            yield _frame(str(event.seq), event.name, event.data)
 
+    return _sse(frames(), send_timeout_s)
+
+
+def _frame(event_id: str, name: str, data: dict[str, Any]) -> bytes:
+    body = json.dumps(data, separators=(",", ":"))
+    return f"id: {event_id}\nevent: {name}\ndata: {body}\n\n".encode()
+
+
+def _sse(frames: AsyncGenerator[bytes, None], send_timeout_s: float) -> EventStreamResponse:
     return EventStreamResponse(
-        frames(),
-        send_timeout_s=request.app.state.settings.sse_send_timeout_s,
+        frames,
+        send_timeout_s=send_timeout_s,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 

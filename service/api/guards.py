@@ -52,11 +52,11 @@ def require_ops(request: Request) -> None:
         raise _unauthorized("the ops token is required")
 
 
-def check_rate(request: Request) -> None:
-    """429 with Retry-After when this client starts calls too fast."""
+async def check_rate(request: Request) -> None:
+    """429 with Retry-After when this client starts calls too fast (across the cluster)."""
     limiter = request.app.state.rate_limiter
     client = request.client.host if request.client else "unknown"
-    wait = limiter.take(client, time.monotonic())
+    wait = await limiter.take(client)
     if wait > 0:
         raise Problem(
             429,

@@ -9,6 +9,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.calls.errors import (
+    CallAlreadyEnded,
+    CallError,
+    CapacityExceeded,
+    Draining,
+    InvalidCommand,
+    NotAPhoneCall,
+    OwnerUnreachable,
+    TransferRefused,
+    UnknownCall,
+)
+
 PROBLEM_JSON = "application/problem+json"
 
 TITLES = {
@@ -51,6 +63,28 @@ class Problem(Exception):
         self.kind = kind
         self.headers = headers or {}
         self.extra = extra
+
+
+def call_problem(exc: CallError) -> Problem:
+    """The problem a call-layer refusal answers."""
+    match exc:
+        case UnknownCall():
+            return Problem(404, "no such call", kind="unknown-call")
+        case CallAlreadyEnded():
+            return Problem(409, "the call has ended", kind="call-ended")
+        case InvalidCommand():
+            return Problem(422, str(exc), kind="invalid-request")
+        case CapacityExceeded():
+            return Problem(503, str(exc), kind="at-capacity", headers={"Retry-After": "5"})
+        case Draining():
+            return Problem(503, str(exc), kind="draining", headers={"Retry-After": "10"})
+        case OwnerUnreachable():
+            return Problem(503, str(exc), kind="owner-unreachable", headers={"Retry-After": "1"})
+        case NotAPhoneCall():
+            return Problem(409, str(exc), kind="not-a-phone-call")
+        case TransferRefused(provider_status=status):
+            return Problem(502, str(exc), kind="provider-error", provider_status=status)
+    return Problem(503, str(exc), kind="call-error", headers={"Retry-After": "1"})
 
 
 def problem_response(
@@ -115,7 +149,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         return problem_response(500, "internal error", instance=request.url.path)
 
+    async def on_call_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, CallError)
+        return await on_problem(request, call_problem(exc))
+
     app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(CallError, on_call_error)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(Exception, on_unexpected)

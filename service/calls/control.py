@@ -1,85 +1,108 @@
-"""Control operations on a call, executed by the instance that owns it.
+"""Typed control commands on a call, and their wire form between instances.
 
-The API calls `execute` for a local call; for a call owned by another instance the same
-operation travels through the `CallDirectory` and the owner runs `execute` there. One code path,
-so a forwarded request behaves exactly like a local one.
+The HTTP layer builds a command from a validated request and hands it to
+`CallManager.execute`, which runs it here or at the instance that owns the call; the same
+command travels as JSON through the `CallDirectory` and is carried out there by the same code.
+Failures are `service.calls.errors` exceptions, never HTTP answers.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass
+from typing import Any, Final, Literal
 
-from pydantic import ValidationError
+from service.auth import Principal
+from service.calls.errors import InvalidCommand
 
-from service.api.models import SessionOverrides
-from service.auth import Principal, may_control
-from service.calls.record import Call
-from signaling.provider import ProviderError
-
-if TYPE_CHECKING:
-    from service.calls.manager import CallManager
-
-Reply = tuple[int, dict[str, Any]]
+OutputModality = Literal["audio", "text"]
 
 
-def problem(status: int, detail: str, kind: str) -> Reply:
-    """A problem+json body as a reply."""
-    titles = {
-        404: "Not Found",
-        409: "Conflict",
-        422: "Unprocessable Content",
-        502: "Bad Gateway",
-    }
-    return status, {
-        "type": f"https://callbridge.dev/problems/{kind}",
-        "title": titles.get(status, "Error"),
-        "status": status,
-        "detail": detail,
-    }
+@dataclass(frozen=True, slots=True)
+class GetCall:
+    """The call's record (`Call.to_json()`), live or recently ended."""
+
+    call_id: str
+    principal: Principal
 
 
-async def execute(
-    manager: CallManager, op: str, call_id: str, body: dict[str, Any], principal: Principal
-) -> Reply:
-    """Run `op` (`get`, `hangup`, `message`, `session`, `refer`) on a call this instance owns."""
-    call = manager.get(call_id)
-    # A call someone else started is reported as unknown: its existence is not their business.
-    if call is None or not may_control(principal, call.started_by):
-        return problem(404, "no such call", "unknown-call")
-    if op == "get":
-        return 200, call.to_json()
-    if op == "hangup":
-        await manager.hangup(call.call_id)
-        return 200, call.to_json(full=False)
-    session = manager.session(call_id)
-    if session is None:
-        return problem(409, "the call has ended", "call-ended")
-    if op == "message":
-        await session.inject_text(str(body["text"]))
-        return 202, {"status": "sent"}
-    if op == "session":
-        try:
-            overrides = SessionOverrides.model_validate(body)
-        except ValidationError:
-            return problem(422, "invalid session update", "invalid-request")
-        changes = overrides.model_dump(exclude_none=True)
-        await session.update_session(replace(session.call.config, **changes))
-        return 200, session.call.to_json(full=False)["session"]
-    if op == "refer":
-        return await _refer(manager, session.call, str(body["target_uri"]))
-    return problem(422, f"unknown control operation {op!r}", "invalid-request")
+@dataclass(frozen=True, slots=True)
+class HangUp:
+    """End the call at the provider; answers the record without transcript."""
+
+    call_id: str
+    principal: Principal
 
 
-async def _refer(manager: CallManager, call: Call, target_uri: str) -> Reply:
-    # The call exists and is live but is not a phone call: a conflict with its state, not a
-    # bad request (the same body is fine for a phone call).
-    if call.kind != "sip":
-        return problem(409, "only a phone call (SIP) can be transferred", "not-a-phone-call")
+@dataclass(frozen=True, slots=True)
+class InjectText:
+    """Add user text to the live conversation and ask for a response."""
+
+    call_id: str
+    principal: Principal
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateSession:
+    """Change session settings of the live call; None leaves a setting as it is."""
+
+    call_id: str
+    principal: Principal
+    instructions: str | None = None
+    voice: str | None = None
+    output_modality: OutputModality | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The settings this command sets."""
+        fields = {
+            "instructions": self.instructions,
+            "voice": self.voice,
+            "output_modality": self.output_modality,
+        }
+        return {name: value for name, value in fields.items() if value is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class Refer:
+    """Transfer a live phone call with a SIP REFER to `target_uri` (`tel:`, `sip:`, `sips:`)."""
+
+    call_id: str
+    principal: Principal
+    target_uri: str
+
+
+Command = GetCall | HangUp | InjectText | UpdateSession | Refer
+
+_KINDS: Final[dict[str, type[Command]]] = {
+    "get": GetCall,
+    "hangup": HangUp,
+    "message": InjectText,
+    "session": UpdateSession,
+    "refer": Refer,
+}
+_NAMES: Final = {kind: name for name, kind in _KINDS.items()}
+
+
+def command_name(command: Command) -> str:
+    """The command's wire name (`get`, `hangup`, `message`, `session`, `refer`)."""
+    return _NAMES[type(command)]
+
+
+def command_to_json(command: Command) -> dict[str, Any]:
+    """The command's fields as a JSON object (`principal` nested)."""
+    return asdict(command)
+
+
+def command_from_json(name: str, data: dict[str, Any]) -> Command:
+    """Parse `command_to_json` output; `InvalidCommand` on an unknown name or bad fields."""
+    kind = _KINDS.get(name)
+    if kind is None:
+        raise InvalidCommand(f"unknown control command {name!r}")
     try:
-        await manager.refer(call.call_id, target_uri)
-    except ProviderError as exc:
-        reply = problem(502, f"the provider refused the transfer: {exc.message}", "provider-error")
-        reply[1]["provider_status"] = exc.status
-        return reply
-    return 202, {"status": "referred", "target_uri": target_uri}
+        principal = Principal(**data["principal"])
+        fields = {k: v for k, v in data.items() if k != "principal"}
+        if not all(isinstance(v, str) or v is None for v in fields.values()):
+            raise TypeError("command fields must be strings")
+        return kind(principal=principal, **fields)
+    except (KeyError, TypeError) as exc:
+        raise InvalidCommand(f"malformed {name!r} command: {exc}") from None

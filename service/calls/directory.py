@@ -6,8 +6,9 @@ may reach any instance, so that instance looks the owner up here and asks it to 
 
 Keys (all under `prefix`):
 
-- `{prefix}:calls:{call_id}` — the owning instance's id. It expires after `ttl_s` unless
-  refreshed, so the calls of an instance that died vanish on their own.
+- `{prefix}:calls:{call_id}` — the owning instance's id: the call's lease (`CallLeases`). It
+  expires after `ttl_s` unless renewed, so that another instance can take over the calls of one
+  that died; a renewal never takes a call back from the instance that took it over.
 - `{prefix}:control:{instance_id}` — control requests for one instance.
 - `{prefix}:control-replies:{instance_id}` — replies to one instance's requests, matched to
   the waiting request by its `request_id`.
@@ -34,6 +35,7 @@ from typing import Any, Final
 from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
+from service.calls.lease import CallLeases
 from service.redis_client import BACKOFF_MAX_S, BACKOFF_MIN_S, redis_client
 
 log = logging.getLogger("callbridge.directory")
@@ -45,14 +47,6 @@ _STREAM_MAXLEN: Final = 1000
 # instance (or one nobody has asked anything for a while) and may go.
 _STREAM_IDLE_S: Final = 3600.0
 _STREAM_START: Final = "0-0"
-
-# Compare-and-delete in one step: between a GET and a DEL another instance could take over.
-_UNREGISTER_SCRIPT: Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 
 _Fields = dict[FieldT, EncodableT]
 _Entry = tuple[str, dict[str, str]]
@@ -81,6 +75,9 @@ class ControlReply:
 
 
 ControlHandler = Callable[[ControlRequest], Awaitable[ControlReply]]
+# Told the calls whose lease another instance holds now, and those whose lease had vanished
+# and was written again.
+LeaseListener = Callable[[set[str], set[str]], None]
 
 
 class DirectoryUnavailable(Exception):
@@ -111,7 +108,9 @@ class CallDirectory:
         self.instance_id = instance_id
         self.ttl_s = ttl_s
         self._redis = redis_client(url, longest_block_ms=_BLOCK_MS)
-        self._unregister_script = self._redis.register_script(_UNREGISTER_SCRIPT)
+        self.redis = self._redis
+        self.leases = CallLeases(self._redis, instance_id, lease_s=ttl_s, prefix=prefix)
+        self._on_leases: LeaseListener | None = None
         self._prefix = prefix
         self._ttl_ms = max(1, round(ttl_s * 1000))
         self._refresh_every_s = ttl_s / 3
@@ -129,19 +128,27 @@ class CallDirectory:
 
     # The registry
 
-    async def register(self, call_id: str) -> None:
-        """Record this instance as `call_id`'s owner for `ttl_s`.
+    async def register(self, call_id: str) -> bool:
+        """Record this instance as `call_id`'s owner for `ttl_s`, unless another instance
+        holds its lease (then False, and the listener given to `start` is told).
 
-        While Redis is unreachable the call is only remembered; the background refresh
+        While Redis is unreachable the call is only remembered (True); the background refresh
         writes it once Redis is back.
         """
         async with self._writes:
             self._mine.add(call_id)
             try:
-                await self._redis.set(self._call_key(call_id), self.instance_id, px=self._ttl_ms)
+                lost, _ = await self.leases.renew([call_id])
             except (RedisError, OSError) as exc:
                 log.warning("call %s not registered yet (redis: %s); retrying", call_id, exc)
                 self._refresh_now.set()
+                return True
+            if not lost:
+                return True
+            self._mine.discard(call_id)
+            if self._on_leases is not None:
+                self._on_leases(lost, set())
+            return False
 
     async def unregister(self, call_id: str) -> None:
         """Forget `call_id`, and remove its entry if it still names this instance.
@@ -151,9 +158,7 @@ class CallDirectory:
         async with self._writes:
             self._mine.discard(call_id)
             try:
-                await self._unregister_script(
-                    keys=[self._call_key(call_id)], args=[self.instance_id]
-                )
+                await self.leases.release(call_id)
             except (RedisError, OSError) as exc:
                 log.warning("call %s not unregistered (redis: %s); it expires", call_id, exc)
 
@@ -177,18 +182,27 @@ class CallDirectory:
         return None if owner is None else str(owner)
 
     async def _write_entries(self, call_ids: list[str]) -> bool:
-        """SET each entry with a fresh expiry; False when Redis did not take them."""
-        if not call_ids:
-            return True
+        """Renew each lease and this instance's heartbeat; False when Redis did not take them.
+
+        Calls another instance has taken over are forgotten here and reported to the listener
+        given to `start`, as are those whose lease had vanished.
+        """
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for call_id in call_ids:
-                    pipe.set(self._call_key(call_id), self.instance_id, px=self._ttl_ms)
-                await pipe.execute()
+            if await self.leases.check_epoch():
+                log.warning("redis has lost its data: writing this instance's calls back")
+            await self.leases.heartbeat()
+            lost, rewritten = await self.leases.renew(call_ids)
         except (RedisError, OSError) as exc:
             log.warning("could not refresh %d calls (redis: %s)", len(call_ids), exc)
             return False
+        self._mine -= lost
+        if (lost or rewritten) and self._on_leases is not None:
+            self._on_leases(lost, rewritten)
         return True
+
+    def adopt(self, call_id: str) -> None:
+        """Keep renewing the lease of `call_id`, which this instance has just claimed."""
+        self._mine.add(call_id)
 
     async def _refresh_forever(self) -> None:
         """Keep this instance's calls registered: every `ttl_s / 3`, at once after an outage,
@@ -259,12 +273,14 @@ class CallDirectory:
         finally:
             self._waiting.pop(request_id, None)
 
-    def start(self, handler: ControlHandler) -> None:
+    def start(self, handler: ControlHandler, on_leases: LeaseListener | None = None) -> None:
         """In the background: serve control requests addressed to this instance with `handler`,
-        keep this instance's calls registered, and collect replies to its own requests."""
+        keep this instance's calls registered (telling `on_leases` of lost and rewritten
+        leases), and collect replies to its own requests."""
         if self._started or self._closed:
             raise RuntimeError("the call directory was already started or is closed")
         self._started = True
+        self._on_leases = on_leases
         self._spawn(self._serve(handler), "directory-serve")
         self._spawn(self._refresh_forever(), "directory-refresh")
         self._ensure_reader()

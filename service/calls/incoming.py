@@ -12,7 +12,8 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from service.calls.manager import CallManager, CapacityExceeded, Draining
+from service.calls.errors import CapacityExceeded, Draining
+from service.calls.manager import CallManager
 from service.calls.sip_router import (
     Accept,
     IncomingCall,

@@ -1,8 +1,18 @@
-"""`CallManager`: starts calls, owns their sessions, routes worker events back to them."""
+"""`CallManager`: starts calls, owns their sessions, runs control commands, and, with Redis,
+keeps each call's lease and saved state so that any instance can serve it or take it over.
+
+In a cluster (a `CallDirectory`), the owner of a call holds its lease (`service.calls.lease`)
+and saves the call (record, core snapshot, SSE events) to the `CallStore` as it changes. Every
+instance looks for live calls whose lease has lapsed and claims them; the claimer restores the
+call from the store, moves the worker answers addressed to the old owner to itself, and rejoins
+the sideband by call id. A draining instance with live peers hands its calls over instead of
+hanging them up.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -10,14 +20,45 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from dataclasses import replace
+from typing import Any, Final
 
-from service.auth import Principal
-from service.calls.control import execute
-from service.calls.directory import CallDirectory, ControlReply, ControlRequest
+from redis.exceptions import RedisError
+
+from service.auth import Principal, may_control
+from service.calls.control import (
+    Command,
+    GetCall,
+    HangUp,
+    InjectText,
+    Refer,
+    UpdateSession,
+    command_from_json,
+    command_name,
+    command_to_json,
+)
+from service.calls.directory import (
+    CallDirectory,
+    ControlReply,
+    ControlRequest,
+    ControlTimeout,
+    DirectoryUnavailable,
+)
+from service.calls.errors import (
+    CallAlreadyEnded,
+    CallError,
+    CapacityExceeded,
+    Draining,
+    InvalidCommand,
+    NotAPhoneCall,
+    OwnerUnreachable,
+    TransferRefused,
+    UnknownCall,
+)
 from service.calls.record import Call
 from service.calls.session import CallSession
-from service.calls.stream import CallEventStream
+from service.calls.store import CallStore, StoredCall, record_from_json, record_to_json
+from service.calls.stream import CallEventStream, ClusterEventStream
 from service.handoffs.queue import HandoffEvent, HandoffQueue
 from service.metrics import (
     ACTIVE_CALLS,
@@ -31,11 +72,27 @@ from service.metrics import (
 from service.settings import Settings
 from signaling.credentials import Credentials
 from signaling.ids import CallId
-from signaling.provider import ProviderClient, ProviderError
+from signaling.provider import CallNotFound, ProviderClient, ProviderError
 from signaling.realtime import CallState, Delegation, SessionConfig, session_payload
 from signaling.realtime.sideband import Sideband, sideband_url
 
 log = logging.getLogger("callbridge.calls")
+
+_ERRORS: Final[dict[str, type[CallError]]] = {
+    cls.__name__: cls
+    for cls in (
+        UnknownCall,
+        CallAlreadyEnded,
+        InvalidCommand,
+        OwnerUnreachable,
+        NotAPhoneCall,
+        TransferRefused,
+    )
+}
+_ADOPT: Final = "adopt"
+_CONTROL_TIMEOUT_S: Final = 5.0
+# How long a peer taking over a call during a handover may take to join its sideband.
+_HANDOVER_JOIN_S: Final = 5.0
 
 
 def _new_item_id() -> str:
@@ -43,16 +100,8 @@ def _new_item_id() -> str:
     return f"cb_{uuid.uuid4().hex[:24]}"
 
 
-class CapacityExceeded(Exception):
-    """Every call slot of this instance is taken."""
-
-
-class Draining(Exception):
-    """The instance is shutting down and takes no new calls."""
-
-
 class CallManager:
-    """The registry of this instance's calls."""
+    """The registry of this instance's calls, and the entry point of every call command."""
 
     def __init__(
         self,
@@ -66,26 +115,46 @@ class CallManager:
         recent_ended: int = 1000,
         credentials: Credentials | None = None,
     ) -> None:
+        """`credentials` replace the bearer key on the sideband (Azure `api-key`, Entra ID)."""
         self.settings = settings
+        self.credentials = credentials
         self.provider = provider
         self.queue = queue
         self.provider_base_url = provider_base_url
-        self.credentials = credentials
         self.instance_id = instance_id or f"cb-{uuid.uuid4().hex[:12]}"
-        self.reply_to = f"results:{self.instance_id}"
+        # Worker answers are routed by call lease to the instance's own results stream.
+        self.reply_to = self.instance_id
         self.sessions: dict[str, CallSession] = {}
         self._ended: OrderedDict[str, Call] = OrderedDict()
         self._recent_ended = recent_ended
-        # Serialised size of each retained ended call, and their total: bounded by a budget.
         self._ended_bytes: dict[str, int] = {}
         self.ended_total_bytes = 0
         self._reserved = 0
         self.draining = False
         self._listener: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
-        # Delayed clean-ups that shutdown may cancel: the directory's keys expire by themselves.
-        self._lingering: set[asyncio.Task[None]] = set()
         self.directory = directory_factory(self.instance_id) if directory_factory else None
+        self.store = (
+            CallStore(
+                self.directory.redis,
+                prefix="callbridge",
+                events_maxlen=settings.call_events_kept,
+                retention_s=settings.ended_call_retention_s,
+            )
+            if self.directory is not None
+            else None
+        )
+        # Calls with changes not yet saved; ended sessions wait in `_closing` for their last save.
+        self._dirty: set[str] = set()
+        self._closing: dict[str, CallSession] = {}
+        self._save_soon = asyncio.Event()
+        # Calls whose lease this instance has written: only those are saved (as live), or a
+        # new call could look abandoned to the others before its lease is there.
+        self._leased: set[str] = set()
+        # One lock per call being saved: a call's saves must not overtake each other.
+        self._saving: dict[str, asyncio.Lock] = {}
+        # A live owner answers in milliseconds; one that does not for two leases has died.
+        self._control_timeout_s = min(_CONTROL_TIMEOUT_S, 2 * settings.call_lease_s)
 
     # Capacity
 
@@ -106,21 +175,15 @@ class CallManager:
             transcription_model=s.transcription_model,
         )
 
-    def _admit(self) -> None:
-        """Raise `Draining` or `CapacityExceeded` when no new call may start now."""
-        if self.draining:
-            CALL_STARTS.labels(outcome="draining").inc()
-            raise Draining("this instance is draining")
-        if self._reserved >= self.settings.max_calls:
-            CALL_STARTS.labels(outcome="capacity").inc()
-            raise CapacityExceeded(f"all {self.settings.max_calls} call slots are in use")
-
     # Lifecycle of one call
 
     async def start(
         self, offer_sdp: str, config: SessionConfig, *, started_by: str | None = None
     ) -> tuple[Call, str]:
-        """Create the call at the provider and start its session; return the SDP answer."""
+        """Create the call at the provider and start its session; return the SDP answer.
+
+        Raises `Draining`, `CapacityExceeded`, or the provider's `ProviderError`.
+        """
         received = time.monotonic()
         self._admit()
         # Reserved before the first await, so concurrent starts cannot overshoot the cap.
@@ -182,6 +245,15 @@ class CallManager:
         self._open_session(call, received)
         return call
 
+    def _admit(self) -> None:
+        """Raise `Draining` or `CapacityExceeded` when no new call may start now."""
+        if self.draining:
+            CALL_STARTS.labels(outcome="draining").inc()
+            raise Draining("this instance is draining")
+        if self._reserved >= self.settings.max_calls:
+            CALL_STARTS.labels(outcome="capacity").inc()
+            raise CapacityExceeded(f"all {self.settings.max_calls} call slots are in use")
+
     def _open_session(self, call: Call, received: float) -> None:
         """Track an answered call and join its sideband in the background."""
         state = CallState(
@@ -193,30 +265,52 @@ class CallManager:
             secrets=self.settings.secrets(),
         )
         call.transcript = state.transcript
-        sideband = Sideband(
-            sideband_url(self.provider_base_url, call.call_id),
-            self.settings.api_key_value(),
-            ping_interval_s=self.settings.sideband_ping_interval_s,
-            credentials=self.credentials,
-        )
-        session = CallSession(
-            call,
-            state,
-            sideband,
-            self.provider,
-            CallEventStream(),
-            self._enqueue,
-            offer_received_at=received,
-            on_end=self._ended_call,
-        )
+        session = self._new_session(call, state, offer_received_at=received)
         self.sessions[call.call_id] = session
         ACTIVE_CALLS.inc()
         CALL_STARTS.labels(outcome="started").inc()
         session.start()
         if self.directory is not None:
             # In the background: a slow broker must not delay the SDP answer.
-            self._spawn(self._directory_op(self.directory.register(call.call_id)))
+            self._spawn(self._register(call.call_id))
         log.info("call started", extra={"call_id": call.call_id})
+
+    def _new_session(
+        self, call: Call, state: CallState, *, offer_received_at: float
+    ) -> CallSession:
+        call_id = call.call_id
+        stream = (
+            ClusterEventStream(lambda: self._mark_dirty(call_id))
+            if self.store is not None
+            else CallEventStream()
+        )
+        sideband = Sideband(
+            sideband_url(self.provider_base_url, call_id),
+            self.settings.api_key_value(),
+            ping_interval_s=self.settings.sideband_ping_interval_s,
+            credentials=self.credentials,
+        )
+        return CallSession(
+            call,
+            state,
+            sideband,
+            self.provider,
+            stream,
+            self._enqueue,
+            offer_received_at=offer_received_at,
+            on_end=self._ended_call,
+        )
+
+    async def _register(self, call_id: str) -> None:
+        """Take the new call's lease, then save it: a call saved as live without a lease
+        would look abandoned to the other instances."""
+        directory, _ = self._cluster()
+        try:
+            await directory.register(call_id)
+        except Exception as exc:
+            log.warning("call directory update failed: %s", exc)
+        self._leased.add(call_id)
+        self._mark_dirty(call_id)
 
     async def _enqueue(self, delegation: Delegation) -> None:
         await self.queue.put(delegation, self.reply_to)
@@ -227,12 +321,12 @@ class CallManager:
             return
         self._reserved -= 1
         ACTIVE_CALLS.dec()
-        reason = call.end_reason or OTHER
-        CALLS_ENDED.labels(reason=label(reason, END_REASONS)).inc()
+        CALLS_ENDED.labels(reason=label(call.end_reason or OTHER, END_REASONS)).inc()
         self._retain(call)
-        if self.directory is not None:
-            # Kept registered for a while would be nicer; unregistering keeps lookups exact.
-            self._spawn(self._unregister_later(call.call_id), lingering=True)
+        if self.store is not None:
+            # Its last events and state are saved, then its lease is let go.
+            self._closing[call.call_id] = session
+            self._mark_dirty(call.call_id)
 
     def _retain(self, call: Call) -> None:
         """Keep an ended call's record, within the count and the byte budget (oldest go first).
@@ -251,17 +345,10 @@ class CallManager:
             evicted, _ = self._ended.popitem(last=False)
             self.ended_total_bytes -= self._ended_bytes.pop(evicted)
 
-    async def _unregister_later(self, call_id: str) -> None:
-        # The record stays here a while after the call ends; so does the way to it.
-        await asyncio.sleep(self.settings.ended_call_retention_s)
-        if self.directory is not None:
-            await self._directory_op(self.directory.unregister(call_id))
-
-    def _spawn(self, work: Coroutine[Any, Any, None], *, lingering: bool = False) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
-        tasks = self._lingering if lingering else self._background
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _directory_op(self, operation: Awaitable[None]) -> None:
         try:
@@ -269,56 +356,416 @@ class CallManager:
         except Exception as exc:
             log.warning("call directory update failed: %s", exc)
 
-    # Lookups and control
+    # Saving calls to the store
+
+    def _mark_dirty(self, call_id: str) -> None:
+        if self.store is None:
+            return
+        self._dirty.add(call_id)
+        self._save_soon.set()
+
+    async def _save_forever(self) -> None:
+        """Save changed calls (each call's saves in order, calls concurrently); a failed save
+        is retried with backoff."""
+        delay = 0.05
+        while True:
+            await self._save_soon.wait()
+            self._save_soon.clear()
+            dirty, self._dirty = sorted(self._dirty), set()
+            saved = await asyncio.gather(*(self._save(call_id) for call_id in dirty))
+            failed = [call_id for call_id, ok in zip(dirty, saved, strict=True) if not ok]
+            if failed:
+                self._dirty.update(failed)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                self._save_soon.set()
+            else:
+                delay = 0.05
+
+    async def _save(self, call_id: str) -> bool:
+        """Save one call's state and new events now; False when Redis did not take them."""
+        if self.store is None:
+            return True
+        lock = self._saving.setdefault(call_id, asyncio.Lock())
+        async with lock:
+            session = self.sessions.get(call_id)
+            ended = session is None
+            session = session or self._closing.get(call_id)
+            if session is None:
+                self._saving.pop(call_id, None)
+                return True
+            if call_id not in self._leased:
+                # Saved once `_register` has written the lease (it marks the call again).
+                return True
+            stream = session.stream
+            events = stream.take_pending() if isinstance(stream, ClusterEventStream) else []
+            stored = StoredCall(
+                {**record_to_json(session.call), "owner": self.instance_id},
+                session.call.to_json(),
+                session.state.snapshot(),
+            )
+            try:
+                await self.store.save(call_id, stored, events, ended=ended)
+            except (RedisError, OSError) as exc:
+                log.warning("call %s not saved yet (redis: %s)", call_id, exc)
+                if isinstance(stream, ClusterEventStream):
+                    stream.put_back(events)
+                return False
+            if ended:
+                self._closing.pop(call_id, None)
+                self._saving.pop(call_id, None)
+                self._leased.discard(call_id)
+                if self.directory is not None:
+                    await self._directory_op(self.directory.unregister(call_id))
+            return True
+
+    # Lookups
 
     def get(self, call_id: str) -> Call | None:
-        """A live or recently ended call."""
+        """A live or recently ended call of this instance."""
         session = self.sessions.get(call_id)
         if session is not None:
             return session.call
         return self._ended.get(call_id)
 
     def session(self, call_id: str) -> CallSession | None:
-        """The live session of a call."""
+        """The live session of a call of this instance."""
         return self.sessions.get(call_id)
 
     def active(self) -> list[Call]:
-        """Live calls."""
+        """Live calls of this instance."""
         return [s.call for s in self.sessions.values()]
 
     async def hangup(self, call_id: CallId, reason: str = "hangup") -> Call | None:
-        """End a live call; None if unknown."""
+        """End a live call of this instance; None if unknown here."""
         session = self.sessions.get(call_id)
         if session is None:
             return self._ended.get(call_id)
         await session.end(reason)
         return session.call
 
-    async def refer(self, call_id: CallId, target_uri: str) -> None:
-        """Transfer a live phone call to `target_uri` (SIP REFER); the provider ends it after.
+    async def visible(self, call_id: str, principal: Principal) -> None:
+        """Raise `UnknownCall` unless the call exists (anywhere) and `principal` may see it."""
+        await self.execute(GetCall(call_id, principal))
 
-        Raises `ProviderError` when the provider refuses.
+    # Commands
+
+    async def execute(self, command: Command) -> Any:
+        """Carry out `command` here, or at the instance that owns the call.
+
+        Returns the command's result (`GetCall`: the record; `HangUp`: the record without
+        transcript; `InjectText`: None; `UpdateSession`: the session settings). Raises
+        `UnknownCall`, `CallAlreadyEnded`, `InvalidCommand`, or `OwnerUnreachable` when the
+        owner or Redis cannot be reached in time.
         """
+        call_id = command.call_id
+        if self.directory is None or call_id in self.sessions:
+            return await self._execute_here(command)
+        owner = await self._owner_of(call_id)
+        if owner in (None, self.instance_id) and call_id in self._ended:
+            # Ended here; its lease may not be let go of yet.
+            return await self._execute_here(command)
+        if owner is None:
+            return await self._execute_unowned(command)
+        if owner == self.instance_id:
+            if call_id in self.sessions:
+                return await self._execute_here(command)
+            raise OwnerUnreachable("the call is being taken over; try again")
+        return await self._execute_at(owner, command)
+
+    def _cluster(self) -> tuple[CallDirectory, CallStore]:
+        if self.directory is None or self.store is None:
+            raise RuntimeError("only an instance with Redis has a cluster")
+        return self.directory, self.store
+
+    async def _owner_of(self, call_id: str) -> str | None:
+        assert self.directory is not None
+        try:
+            return await self.directory.owner_of(call_id)
+        except DirectoryUnavailable as exc:
+            raise OwnerUnreachable(str(exc)) from None
+
+    async def _execute_at(self, owner: str, command: Command) -> Any:
+        assert self.directory is not None
+        try:
+            reply = await self.directory.request(
+                owner,
+                command_name(command),
+                command.call_id,
+                command_to_json(command),
+                timeout_s=self._control_timeout_s,
+            )
+        except (ControlTimeout, DirectoryUnavailable) as exc:
+            return await self._owner_silent(command, exc)
+        if reply.status == 200:
+            return reply.body.get("result")
+        error = _ERRORS.get(str(reply.body.get("error")), OwnerUnreachable)
+        raise error(str(reply.body.get("detail", "the owner refused the command")))
+
+    async def _owner_silent(self, command: Command, exc: Exception) -> Any:
+        """The owner holds the lease but does not answer (it may have just died). A record is
+        answered from the store and a hang-up goes straight to the provider; the rest waits
+        for the lease to lapse."""
+        stored = await self._load(command.call_id)
+        if stored is None or not may_control(command.principal, stored.record["started_by"]):
+            raise OwnerUnreachable(f"the call's owner cannot be reached: {exc}") from None
+        if isinstance(command, GetCall):
+            return stored.view
+        if isinstance(command, HangUp):
+            await self._hang_up_at_provider(command.call_id)
+            return {k: v for k, v in stored.view.items() if k not in _FULL_ONLY}
+        raise OwnerUnreachable(f"the call's owner cannot be reached: {exc}") from None
+
+    async def _execute_unowned(self, command: Command) -> Any:
+        """Nobody holds the call's lease: it ended (the store still shows it), its owner died
+        (take it over now), or Redis lost its data (wait for the owner to write it back)."""
+        stored = await self._load(command.call_id)
+        if stored is None:
+            stored = await self._wait_for_rewrite(command.call_id)
+        if stored is None:
+            raise UnknownCall("no such call")
+        if not may_control(command.principal, stored.record["started_by"]):
+            raise UnknownCall("no such call")
+        if stored.record["state"] in ("ended", "failed"):
+            if isinstance(command, GetCall):
+                return stored.view
+            if isinstance(command, HangUp):
+                return {k: v for k, v in stored.view.items() if k not in _FULL_ONLY}
+            raise CallAlreadyEnded("the call has ended")
+        if await self._take_over(command.call_id, stored):
+            return await self._execute_here(command)
+        owner = await self._owner_of(command.call_id)
+        if command.call_id in self.sessions:
+            return await self._execute_here(command)
+        if owner is not None and owner != self.instance_id:
+            return await self._execute_at(owner, command)
+        raise OwnerUnreachable("the call is being taken over; try again")
+
+    async def _wait_for_rewrite(self, call_id: str) -> StoredCall | None:
+        """Right after Redis lost its data, owners are writing their calls back (within a
+        renewal period): a call not found then is waited for rather than called unknown."""
+        directory, _ = self._cluster()
+        try:
+            await directory.leases.check_epoch()
+        except (RedisError, OSError) as exc:
+            raise OwnerUnreachable(f"redis is unreachable: {exc}") from None
+        deadline = time.monotonic() + directory.leases.recovering()
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            stored = await self._load(call_id)
+            if stored is not None:
+                return stored
+        return None
+
+    async def _load(self, call_id: str) -> StoredCall | None:
+        _, store = self._cluster()
+        try:
+            return await store.load(call_id)
+        except (RedisError, OSError) as exc:
+            raise OwnerUnreachable(f"redis is unreachable: {exc}") from None
+
+    async def _hang_up_at_provider(self, call_id: str) -> None:
+        try:
+            await self.provider.hangup(CallId(call_id))
+        except CallNotFound:
+            pass
+        except ProviderError as exc:
+            raise OwnerUnreachable(f"the provider did not take the hang-up: {exc}") from None
+
+    async def _execute_here(self, command: Command) -> Any:
+        call = self.get(command.call_id)
+        # A call someone else started is reported as unknown: its existence is not their business.
+        if call is None or not may_control(command.principal, call.started_by):
+            raise UnknownCall("no such call")
+        match command:
+            case GetCall():
+                return call.to_json()
+            case HangUp():
+                await self.hangup(call.call_id)
+                return call.to_json(full=False)
+            case InjectText(text=text):
+                session = self._live(call.call_id)
+                await session.inject_text(text)
+                self._mark_dirty(call.call_id)
+                return None
+            case UpdateSession():
+                session = self._live(call.call_id)
+                try:
+                    config = replace(session.call.config, **command.changes())
+                except (TypeError, ValueError) as exc:
+                    raise InvalidCommand(f"invalid session update: {exc}") from None
+                await session.update_session(config)
+                self._mark_dirty(call.call_id)
+                return session.call.to_json(full=False)["session"]
+            case Refer(target_uri=target_uri):
+                session = self._live(call.call_id)
+                # A live call that is not a phone call: its kind conflicts, not the request.
+                if call.kind != "sip":
+                    raise NotAPhoneCall("only a phone call (SIP) can be transferred")
+                try:
+                    await self.provider.refer(CallId(call.call_id), target_uri)
+                except ProviderError as exc:
+                    raise TransferRefused(
+                        f"the provider refused the transfer: {exc.message}", exc.status
+                    ) from None
+                session.call.transferred_to = target_uri
+                self._mark_dirty(call.call_id)
+                return {"status": "referred", "target_uri": target_uri}
+
+    def _live(self, call_id: str) -> CallSession:
         session = self.sessions.get(call_id)
-        await self.provider.refer(call_id, target_uri)
-        if session is not None:
-            session.call.transferred_to = target_uri
+        if session is None:
+            raise CallAlreadyEnded("the call has ended")
+        return session
+
+    async def _serve_control(self, request: ControlRequest) -> ControlReply:
+        """Carry out a command another instance forwarded (or take over a handed-over call)."""
+        try:
+            if request.op == _ADOPT:
+                adopted = await self._adopt(request.call_id, str(request.body.get("from", "")))
+                return ControlReply(200, {"result": adopted})
+            command = command_from_json(request.op, request.body)
+            if command.call_id != request.call_id:
+                raise InvalidCommand("the command names another call")
+            return ControlReply(200, {"result": await self._execute_here(command)})
+        except CallError as exc:
+            return ControlReply(409, {"error": type(exc).__name__, "detail": str(exc)})
+
+    # Taking calls over
+
+    async def _take_over(
+        self, call_id: str, stored: StoredCall | None = None, *, handed_from: str | None = None
+    ) -> bool:
+        """Claim `call_id` (from `handed_from`, or because its lease lapsed), restore it from
+        the store and rejoin its sideband. False when another instance was faster, the call is
+        no longer live, or this instance has no room."""
+        directory, store = self._cluster()
+        if self.draining or self._reserved >= self.settings.max_calls or call_id in self.sessions:
+            return False
+        # Reserved before the first await, as for a new call.
+        self._reserved += 1
+        try:
+            leases = directory.leases
+            claimed = await (
+                leases.hand_over(call_id, handed_from) if handed_from else leases.claim(call_id)
+            )
+            if not claimed:
+                self._reserved -= 1
+                return False
+            stored = await store.load(call_id) if handed_from or stored is None else stored
+            if stored is None or stored.record["state"] not in ("starting", "active"):
+                self._reserved -= 1
+                await leases.release(call_id)
+                await store.forget(call_id)
+                return False
+            try:
+                self._restore(call_id, stored)
+            except (KeyError, TypeError, ValueError) as exc:
+                # Nobody can carry it on: hang it up rather than leave it billed and unserved.
+                log.error("call %s cannot be restored (%s); hanging up", call_id, exc)
+                self._reserved -= 1
+                await store.forget(call_id)
+                await leases.release(call_id)
+                with contextlib.suppress(OwnerUnreachable):
+                    await self._hang_up_at_provider(call_id)
+                return False
+            previous = {str(stored.record.get("owner", "")), *await leases.known_instances()}
+            previous.discard(self.instance_id)
+            previous.discard("")
+            moved = await self.queue.reroute(call_id, sorted(previous))
+        except (RedisError, OSError) as exc:
+            if call_id not in self.sessions:
+                self._reserved -= 1
+            log.warning("taking over call %s failed (redis: %s)", call_id, exc)
+            return call_id in self.sessions
+        log.info(
+            "call taken over",
+            extra={"call_id": call_id, "from": stored.record.get("owner"), "answers_moved": moved},
+        )
+        return True
+
+    def _restore(self, call_id: str, stored: StoredCall) -> None:
+        assert self.directory is not None
+        call = record_from_json(stored.record, self.instance_id)
+        state = CallState.restore(
+            stored.core,
+            limits=self.settings.call_limits(),
+            new_item_id=_new_item_id,
+            jitter=random.random,
+            secrets=self.settings.secrets(),
+        )
+        call.transcript = state.transcript
+        session = self._new_session(call, state, offer_received_at=time.monotonic())
+        self.sessions[call_id] = session
+        ACTIVE_CALLS.inc()
+        self.directory.adopt(call_id)
+        self._leased.add(call_id)
+        session.start()
+        self._mark_dirty(call_id)
+
+    async def _adopt(self, call_id: str, from_instance: str) -> bool:
+        """A draining peer hands `call_id` over: take it, and answer once its sideband is up."""
+        if not from_instance:
+            raise InvalidCommand("a handover names the instance handing over")
+        if not await self._take_over(call_id, handed_from=from_instance):
+            return False
+        session = self.sessions.get(call_id)
+        deadline = time.monotonic() + _HANDOVER_JOIN_S
+        while session is not None and not session.sideband.connected:
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        return True
+
+    async def _take_over_forever(self) -> None:
+        """Claim live calls whose lease lapsed, every quarter lease period."""
+        directory, store = self._cluster()
+        while True:
+            # A quarter lease: a lapsed lease is noticed soon, for two Redis commands a look.
+            await asyncio.sleep(self.settings.call_lease_s / 4)
+            if self.draining:
+                continue
+            try:
+                live = [c for c in await store.live_calls() if c not in self.sessions]
+                orphans = await directory.leases.unowned(live)
+            except (RedisError, OSError) as exc:
+                log.debug("looking for calls to take over failed: %s", exc)
+                continue
+            # Concurrently: each takeover waits on Redis a few times, and calls wait meanwhile.
+            await asyncio.gather(*(self._take_over(call_id) for call_id in orphans))
+
+    def _on_leases(self, lost: set[str], rewritten: set[str]) -> None:
+        for call_id in lost:
+            if call_id in self.sessions and not self.draining:
+                # Expected during a handover; otherwise this instance was too slow to renew.
+                log.warning("call taken over by another instance", extra={"call_id": call_id})
+            self._spawn(self._let_go(call_id))
+        for call_id in rewritten:
+            # The lease had vanished (Redis lost its data?): the saved state may be gone too.
+            self._mark_dirty(call_id)
+
+    async def _let_go(self, call_id: str) -> None:
+        """Stop running a call another instance now owns, without ending it."""
+        session = self.sessions.pop(call_id, None)
+        if session is None:
+            return
+        self._reserved -= 1
+        ACTIVE_CALLS.dec()
+        self._dirty.discard(call_id)
+        self._saving.pop(call_id, None)
+        self._leased.discard(call_id)
+        await session.detach()
 
     # Worker events
 
     def start_listening(self) -> None:
-        """Route worker events to calls, and serve forwarded control requests, in the background."""
+        """Route worker events to calls, serve forwarded commands, keep leases and saved state,
+        and take over calls whose owner died, in the background."""
         self._listener = asyncio.create_task(self._listen(), name="handoff-events")
         if self.directory is not None:
-            # The directory keeps its registrations fresh while this instance lives.
-            self.directory.start(self._serve_control)
-
-    async def _serve_control(self, request: ControlRequest) -> ControlReply:
-        principal = Principal(**request.body.get("principal", {"kind": "anonymous"}))
-        status, body = await execute(
-            self, request.op, request.call_id, request.body.get("body", {}), principal
-        )
-        return ControlReply(status, body)
+            self.directory.start(self._serve_control, self._on_leases)
+            self._spawn(self._save_forever())
+            self._spawn(self._take_over_forever())
 
     async def _listen(self) -> None:
         while True:
@@ -332,14 +779,24 @@ class CallManager:
                 await asyncio.sleep(1.0)
 
     async def dispatch(self, event: HandoffEvent) -> None:
-        """Apply one worker event to its call, live or ended."""
+        """Apply one worker event to its call, live or ended; one for a call this instance no
+        longer runs goes on to its owner. Returns once the effect is saved, so the event is
+        acknowledged only then."""
         session = self.sessions.get(event.call_id)
         if session is not None:
             await session.handoff_event(event)
-            return
+            if not session.detached:
+                # Until saved: the event is acknowledged when this returns.
+                while True:
+                    if await self._save(event.call_id):
+                        return
+                    await asyncio.sleep(0.2)
         call = self._ended.get(event.call_id)
         if call is None:
-            log.info("event for an unknown call dropped", extra={"call_id": event.call_id})
+            if self.directory is not None:
+                await self.queue.forward(event, not_to=self.instance_id)
+            else:
+                log.info("event for an unknown call dropped", extra={"call_id": event.call_id})
             return
         record = call.handoffs.get(event.handoff_id)
         if record is not None and event.kind in ("result", "failed"):
@@ -347,13 +804,15 @@ class CallManager:
             record.output = event.text if event.kind == "result" else None
             record.error = event.text if event.kind == "failed" else None
             record.finished_at = time.time()
-            self._retain(call)
 
     # Shutdown
 
     async def drain(self, timeout_s: float) -> None:
-        """Refuse new calls, let live ones finish for `timeout_s`, then hang them up."""
+        """Refuse new calls; hand live calls over to live peers when configured to (and there
+        are peers); otherwise let them finish for `timeout_s`, then hang them up."""
         self.draining = True
+        if self.sessions and self.settings.drain_handover:
+            await self._hand_over_all()
         sessions = list(self.sessions.values())
         if sessions:
             waits = [asyncio.create_task(s.wait_ended()) for s in sessions]
@@ -362,6 +821,53 @@ class CallManager:
                 task.cancel()
         for session in list(self.sessions.values()):
             await session.end("drain")
+
+    async def _hand_over_all(self) -> None:
+        if self.directory is None:
+            return
+        try:
+            await self.directory.leases.leave()
+            peers = await self.directory.leases.peers()
+        except (RedisError, OSError) as exc:
+            log.warning("no handover (redis: %s): calls are drained here", exc)
+            return
+        if not peers:
+            log.info("no live peer: calls are drained here")
+            return
+        call_ids = sorted(self.sessions)
+        log.info("handing %d calls over to %d peers", len(call_ids), len(peers))
+        await asyncio.gather(
+            *(self._hand_over(c, peers[n % len(peers)]) for n, c in enumerate(call_ids))
+        )
+
+    async def _hand_over(self, call_id: str, peer: str) -> None:
+        """Stop applying events, save, let `peer` claim and join; then leave the sideband."""
+        assert self.directory is not None
+        session = self.sessions.get(call_id)
+        if session is None:
+            return
+        await session.pause()
+        if not await self._save(call_id):
+            session.resume()
+            return
+        try:
+            reply = await self.directory.request(
+                peer, _ADOPT, call_id, {"from": self.instance_id}, timeout_s=_HANDOVER_JOIN_S
+            )
+            adopted = reply.status == 200 and bool(reply.body.get("result"))
+        except (ControlTimeout, DirectoryUnavailable) as exc:
+            log.warning("handover of %s to %s failed: %s", call_id, peer, exc)
+            adopted = await self._owner_is(call_id, peer)
+        if not adopted:
+            session.resume()
+            return
+        await self._let_go(call_id)
+
+    async def _owner_is(self, call_id: str, instance: str) -> bool:
+        assert self.directory is not None
+        with contextlib.suppress(RedisError, OSError):
+            return await self.directory.leases.owner_of(call_id) == instance
+        return False
 
     async def aclose(self) -> None:
         """Hang up everything and stop the listener."""
@@ -373,9 +879,15 @@ class CallManager:
             self._listener.cancel()
             # Bounded: a broker client can swallow a cancellation mid-command.
             await asyncio.wait({self._listener}, timeout=2.0)
-        for task in self._lingering:
+        for call_id in list(self._closing):
+            await self._save(call_id)
+        for task in self._background:
             task.cancel()
         if self._background:
             await asyncio.wait(set(self._background), timeout=2.0)
         if self.directory is not None:
             await self.directory.aclose()
+
+
+# What `Call.to_json(full=False)` leaves out.
+_FULL_ONLY: Final = frozenset({"transcript", "handoffs", "errors"})

@@ -60,6 +60,10 @@ class CallSession:
         self._task: asyncio.Task[None] | None = None
         self._log = logging.LoggerAdapter(log, {"call_id": call.call_id})
         self._reporter = CallReporter(call, stream, self._log, offer_received_at)
+        # Held while the core takes an input, and by `pause` while the call is handed over.
+        self._applying = asyncio.Lock()
+        self._paused = False
+        self.detached = False
 
     def start(self) -> None:
         """Run the call in the background (the SDP answer is not delayed by the join)."""
@@ -78,26 +82,30 @@ class CallSession:
                 sb = self.sideband
                 if not sb.connected and self.state.link_status == "open":
                     # Closed under a send: report it like a close seen by receive.
-                    await self._apply(
-                        self.state.link_closed(sb.close_code, sb.close_reason, time.time())
-                    )
+                    async with self._applying:
+                        await self._apply(
+                            self.state.link_closed(sb.close_code, sb.close_reason, time.time())
+                        )
                     continue
                 if not sb.connected:
                     await asyncio.sleep(min(delay, 3600.0))
-                    await self._apply(self.state.tick(time.time()))
+                    async with self._applying:
+                        await self._apply(self.state.tick(time.time()))
                     continue
                 try:
                     async with asyncio.timeout(delay if delay != float("inf") else None):
                         raw = await sb.receive()
                 except TimeoutError:
-                    await self._apply(self.state.tick(time.time()))
+                    async with self._applying:
+                        await self._apply(self.state.tick(time.time()))
                     continue
-                if raw is None:
-                    await self._apply(
-                        self.state.link_closed(sb.close_code, sb.close_reason, time.time())
-                    )
-                    continue
-                await self._apply(self.state.feed_raw(raw, time.time()))
+                async with self._applying:
+                    if raw is None:
+                        await self._apply(
+                            self.state.link_closed(sb.close_code, sb.close_reason, time.time())
+                        )
+                        continue
+                    await self._apply(self.state.feed_raw(raw, time.time()))
                 frames += 1
                 if frames % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
@@ -141,14 +149,22 @@ class CallSession:
         except Exception as exc:
             self._log.warning("handoff could not be queued: %s", exc)
             message = "the handoff queue is unavailable; please try again later"
-            await self.handoff_event(
+            await self._handoff_event(
                 HandoffEvent(
                     "failed", record.handoff_id, self.call.call_id, record.tool_call_id, message
                 )
             )
 
     async def handoff_event(self, event: HandoffEvent) -> None:
-        """Apply a worker's event; once the call has ended, results are only recorded."""
+        """Apply a worker's event; once the call has ended, results are only recorded.
+
+        Not applied once the session is `detached` (the caller sends it on to the new owner).
+        """
+        async with self._applying:
+            if not self.detached:
+                await self._handoff_event(event)
+
+    async def _handoff_event(self, event: HandoffEvent) -> None:
         if not self.call.handoff_event(event):
             if event.kind in ("result", "failed"):
                 HANDOFFS.labels(outcome="duplicate").inc()
@@ -172,6 +188,31 @@ class CallSession:
     async def update_session(self, config: SessionConfig) -> None:
         """Ask for new session settings (the record shows them once confirmed)."""
         await self._apply(self.state.update_session(config))
+
+    # Handing the call over to another instance
+
+    async def pause(self) -> None:
+        """Stop taking provider and worker events (they wait) until `resume` or `detach`;
+        an input being applied is finished first."""
+        await self._applying.acquire()
+        self._paused = True
+
+    def resume(self) -> None:
+        """Take events again after `pause`."""
+        if self._paused:
+            self._paused = False
+            self._applying.release()
+
+    async def detach(self) -> None:
+        """Leave the call to the instance that took it over: stop (after the input being
+        applied), close our sideband link, and do not end the call."""
+        if not self._paused:
+            await self.pause()
+        self.detached = True
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
+        self.resume()
+        await self.sideband.close()
 
     async def end(self, reason: str) -> None:
         """End the call for `reason` (an `EndReason` value): hang up, close the sideband."""

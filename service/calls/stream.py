@@ -1,12 +1,22 @@
-"""A call's event stream: what `GET /v1/calls/{id}/events` serves as Server-Sent Events."""
+"""A call's event stream: what `GET /v1/calls/{id}/events` serves as Server-Sent Events.
+
+`CallEventStream` keeps the stream in this process (one instance, no Redis). In a cluster the
+owner's `ClusterEventStream` also hands every event to the `CallStore`, which logs it in a Redis
+stream, and `follow` serves that log from any instance: `Last-Event-ID` (a stream entry id)
+resumes anywhere, across a takeover too.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
+
+from redis.exceptions import RedisError
+
+from service.calls.store import CallStore, LoggedEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,3 +91,57 @@ class CallEventStream:
                 yield event
         finally:
             self._subscribers.discard(queue)
+
+
+class ClusterEventStream(CallEventStream):
+    """A `CallEventStream` whose events are also kept for the `CallStore` to log.
+
+    `pending` holds events not yet saved; `on_publish` is told (with no arguments) when an
+    event is added, so the owner saves them soon. The local history is kept small: subscribers
+    read the Redis log.
+    """
+
+    def __init__(self, on_publish: Callable[[], None]) -> None:
+        super().__init__(history=1, max_lag=1)
+        self.pending: list[tuple[str, dict[str, Any]]] = []
+        self._on_publish = on_publish
+
+    def publish(self, name: str, data: dict[str, Any]) -> None:
+        """Keep the event for the log (never blocks)."""
+        if self.closed:
+            return
+        super().publish(name, data)
+        self.pending.append((name, data))
+        self._on_publish()
+
+    def take_pending(self) -> list[tuple[str, dict[str, Any]]]:
+        """The events not yet saved, handed to the caller (who puts them back on failure)."""
+        taken, self.pending = self.pending, []
+        return taken
+
+    def put_back(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Events whose save failed: saved first next time, in their order."""
+        self.pending = events + self.pending
+
+
+async def follow(
+    store: CallStore, call_id: str, after: str, *, keepalive_s: float, retry_s: float = 0.5
+) -> AsyncIterator[LoggedEvent | None]:
+    """A call's logged events after id `after` (`0`: all kept), until the one that ends the
+    call; None whenever `keepalive_s` passes without one. A Redis outage is waited out."""
+    block_ms = max(1, round(keepalive_s * 1000))
+    while True:
+        try:
+            events = await store.read_events(call_id, after, block_ms)
+        except (RedisError, OSError):
+            await asyncio.sleep(retry_s)
+            yield None
+            continue
+        if not events:
+            yield None
+            continue
+        for event in events:
+            after = event.event_id
+            yield event
+            if event.final:
+                return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from service.handoffs.queue import HandoffEvent, HandoffJob
 from signaling.realtime import Delegation
@@ -63,6 +63,13 @@ class MemoryQueue:
         queue = self._events[reply_to]
         while True:
             yield await queue.get()
+
+    async def forward(self, event: HandoffEvent, *, not_to: str) -> None:
+        """One instance only: there is nowhere else to send it."""
+
+    async def reroute(self, call_id: str, previous_owners: Sequence[str]) -> int:
+        """One instance only: calls never change owner."""
+        return 0
 
     async def depth(self) -> int:
         """Waiting plus in-flight handoffs."""

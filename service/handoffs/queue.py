@@ -6,7 +6,7 @@ the effect once, because a tool call accepts a single output (`CallState.submit_
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -108,6 +108,15 @@ class HandoffQueue(Protocol):
 
     def events(self, reply_to: str) -> AsyncIterator[HandoffEvent]:
         """Events for the instance listening on `reply_to`, forever."""
+        ...
+
+    async def forward(self, event: HandoffEvent, *, not_to: str) -> None:
+        """Send an event that reached an instance no longer running its call (`not_to`) on to
+        the call's owner."""
+
+    async def reroute(self, call_id: str, previous_owners: Sequence[str]) -> int:
+        """After a takeover: move the call's events still addressed elsewhere to its new owner;
+        returns how many moved."""
         ...
 
     async def depth(self) -> int:

@@ -6,8 +6,16 @@ Keys (all under `prefix`):
   group `group`. Acknowledged entries are deleted, so the stream holds only handoffs that are
   waiting or in flight.
 - `{prefix}:dead` — handoffs given up on, with the reason.
-- `{prefix}:results:{reply_to}` — worker events for one instance, read by its consumer group
-  `owner`, so that events published while the instance was not reading wait for it.
+- `{prefix}:results:{instance}` — worker events for the calls one instance owns, read by its
+  consumer group `owner`, so that events published while the instance was not reading wait for
+  it. An answer finds the call, not the instance: `publish` looks up the call's owner in its
+  lease (`{prefix}:calls:{call_id}`, see `service.calls.lease`) in the same script that appends.
+  With no lease (the owner died and nobody has claimed the call yet) the event goes to the
+  instance that asked, `reply_to`; the successor's `reroute` moves it over, with any the
+  previous owners never consumed.
+- `{prefix}:results-parked:{call_id}` — events an instance received for a call it no longer
+  runs while no other instance holds the lease (`forward`); also moved by `reroute`. Expires
+  `parked_ttl_ms` after the last event.
 
 A job's `delivery` is Redis' own per-entry delivery counter (XPENDING `times_delivered`) and its
 `token` is the stream entry id, so both stay right across workers and processes.
@@ -20,7 +28,7 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any, Final
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -40,6 +48,59 @@ _OWNER: Final = "owner"
 _PING_TIMEOUT_S: Final = 1.0
 _EVENTS_BATCH: Final = 100
 _SWEEP_DONE: Final = "0-0"
+
+# KEYS[1]: the call's lease, KEYS[2]: its parked stream. ARGV[1]: results key prefix, ARGV[2]:
+# an instance not to route to ("" for none), ARGV[3]: maxlen, ARGV[4]: parked TTL ms, ARGV[5]:
+# the asking instance ("" for none), then the entry's fields. One script, so routing and a
+# change of owner never interleave.
+_ROUTE: Final = """
+local owner = redis.call('GET', KEYS[1])
+if not owner and ARGV[5] ~= '' then
+    owner = ARGV[5]
+end
+local dest = KEYS[2]
+if owner and owner ~= ARGV[2] then
+    dest = ARGV[1] .. owner
+end
+redis.call('XADD', dest, 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 6))
+if dest == KEYS[2] then
+    redis.call('PEXPIRE', dest, ARGV[4])
+end
+return dest
+"""
+
+# KEYS[1]: the call's lease, KEYS[2]: its parked stream, KEYS[3...]: other instances' results.
+# ARGV[1]: results key prefix, ARGV[2]: call id, ARGV[3]: maxlen, ARGV[4]: the owners' group.
+# Moves the call's events from all of them to its current owner's results; returns how many.
+_REROUTE: Final = """
+local owner = redis.call('GET', KEYS[1])
+if not owner then
+    return 0
+end
+local dest = ARGV[1] .. owner
+local moved = 0
+for k = 3, #KEYS do
+    if KEYS[k] ~= dest then
+        for _, entry in ipairs(redis.call('XRANGE', KEYS[k], '-', '+')) do
+            local fields = entry[2]
+            for i = 1, #fields, 2 do
+                if fields[i] == 'call_id' and fields[i + 1] == ARGV[2] then
+                    redis.call('XADD', dest, 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
+                    redis.pcall('XACK', KEYS[k], ARGV[4], entry[1])
+                    redis.call('XDEL', KEYS[k], entry[1])
+                    moved = moved + 1
+                end
+            end
+        end
+    end
+end
+for _, entry in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do
+    redis.call('XADD', dest, 'MAXLEN', '~', ARGV[3], '*', unpack(entry[2]))
+    moved = moved + 1
+end
+redis.call('DEL', KEYS[2])
+return moved
+"""
 
 _Entry = tuple[str, dict[str, str] | None]
 _Fields = dict[FieldT, EncodableT]
@@ -61,6 +122,7 @@ class RedisStreamQueue:
         maxlen: int = 100000,
         buffer_limit: int = 1000,
         block_ms: int = 1000,
+        parked_ttl_ms: int = 3_600_000,
     ) -> None:
         if min(claim_idle_ms, max_deliveries, maxlen, block_ms) < 1 or buffer_limit < 0:
             raise ValueError("queue limits must be positive (buffer_limit may be 0)")
@@ -68,6 +130,10 @@ class RedisStreamQueue:
         self._handoffs = f"{prefix}:handoffs"
         self._dead = f"{prefix}:dead"
         self._results_prefix = f"{prefix}:results:"
+        self._prefix = prefix
+        self._parked_ttl_ms = parked_ttl_ms
+        self._route = self._redis.register_script(_ROUTE)
+        self._reroute = self._redis.register_script(_REROUTE)
         self._group = group
         self._claim_idle_ms = claim_idle_ms
         self._max_deliveries = max_deliveries
@@ -338,13 +404,39 @@ class RedisStreamQueue:
     # Results
 
     async def publish(self, reply_to: str, event: HandoffEvent) -> None:
-        """Append a worker event to the owner's results stream."""
-        await self._redis.xadd(
-            self._results_key(reply_to),
-            _event_fields(event),
-            maxlen=self._maxlen,
-            approximate=True,
+        """Append a worker event to the results of the call's current owner (or park it while
+        the call has none). `reply_to` is where the call was when it asked; the lease decides."""
+        await self._publish(event, reply_to=reply_to, not_to="")
+
+    async def forward(self, event: HandoffEvent, *, not_to: str) -> None:
+        """Route `event` to its call's owner unless that is `not_to` (an instance that no longer
+        runs the call, though its lease may still name it): then it is parked for the
+        successor's `reroute`."""
+        await self._publish(event, reply_to="", not_to=not_to)
+
+    async def _publish(self, event: HandoffEvent, *, reply_to: str, not_to: str) -> None:
+        fields = [part for pair in _event_fields(event).items() for part in pair]
+        await self._route(
+            keys=[self._lease_key(event.call_id), self._parked_key(event.call_id)],
+            args=[
+                self._results_prefix,
+                not_to,
+                self._maxlen,
+                self._parked_ttl_ms,
+                reply_to,
+                *fields,
+            ],
         )
+
+    async def reroute(self, call_id: str, previous_owners: Sequence[str]) -> int:
+        """Move `call_id`'s events parked, or left unconsumed at any of `previous_owners`, to
+        its current owner's results (in one script); returns how many moved."""
+        sources = [self._results_key(owner) for owner in previous_owners]
+        moved = await self._reroute(
+            keys=[self._lease_key(call_id), self._parked_key(call_id), *sources],
+            args=[self._results_prefix, call_id, self._maxlen, _OWNER],
+        )
+        return int(moved)
 
     async def events(self, reply_to: str) -> AsyncGenerator[HandoffEvent, None]:
         """Events for `reply_to`, in order, each acknowledged once the caller asks for the next.
@@ -404,6 +496,12 @@ class RedisStreamQueue:
 
     def _results_key(self, reply_to: str) -> str:
         return self._results_prefix + reply_to
+
+    def _lease_key(self, call_id: str) -> str:
+        return f"{self._prefix}:calls:{call_id}"
+
+    def _parked_key(self, call_id: str) -> str:
+        return f"{self._prefix}:results-parked:{call_id}"
 
     # Operations
 
@@ -470,7 +568,8 @@ def _handoff_fields(delegation: Delegation, reply_to: str) -> _Fields:
 
 
 def _event_fields(event: HandoffEvent) -> _Fields:
-    return {"event": json.dumps(event.to_json())}
+    # `call_id` beside the event, so a successor can pick its call's events out of a stream.
+    return {"event": json.dumps(event.to_json()), "call_id": event.call_id}
 
 
 def _parse_event(entry_id: str, fields: dict[str, str] | None) -> HandoffEvent | None:

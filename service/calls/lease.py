@@ -1,0 +1,184 @@
+"""Call ownership as a lease in Redis: who owns each call, for how long, and taking it over.
+
+Keys (all under `prefix`):
+
+- `{prefix}:calls:{call_id}` — the owning instance's id, expiring `lease_s` after its last
+  renewal. The handoff queue reads the same key to route a worker's answer to the owner.
+- `{prefix}:epoch` — a random mark written once: when it is gone or new, Redis has lost its
+  data (a restart without persistence, a `FLUSHALL`) and owners are writing their calls back.
+- `{prefix}:instances` — live instances: a sorted set of ids scored by when their heartbeat
+  lapses (ms since the epoch, by Redis' clock).
+
+Every change of owner is one atomic script, so two instances never both believe they own a
+call: a claim succeeds only on a lapsed (absent) lease, a handover only from the named owner, a
+renewal only while the lease names this instance or has vanished (Redis lost its data: the
+owner is still alive and takes it back at once).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Final
+
+from redis.asyncio import Redis
+
+# KEYS: lease keys. ARGV[1]: this instance, ARGV[2]: lease in ms.
+# Returns the indices (1-based) of the leases another instance holds now, and of those that
+# had vanished (Redis lost them, or this instance was too slow to renew) and are written again.
+_RENEW: Final = """
+local lost = {}
+local rewritten = {}
+for i, key in ipairs(KEYS) do
+    local owner = redis.call('GET', key)
+    if owner == false or owner == ARGV[1] then
+        redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+        if owner == false then
+            table.insert(rewritten, i)
+        end
+    else
+        table.insert(lost, i)
+    end
+end
+return {lost, rewritten}
+"""
+
+# KEYS[1]: lease. ARGV[1]: expected owner, ARGV[2]: new owner, ARGV[3]: lease in ms.
+_HAND_OVER: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+    return 1
+end
+return 0
+"""
+
+_RELEASE: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def lease_key(prefix: str, call_id: str) -> str:
+    """The key naming `call_id`'s owner."""
+    return f"{prefix}:calls:{call_id}"
+
+
+class CallLeases:
+    """This instance's side of the ownership leases. Every method may raise `RedisError` or
+    `OSError` when Redis cannot be reached; the caller decides what that means."""
+
+    def __init__(self, redis: Redis, instance_id: str, *, lease_s: float, prefix: str) -> None:
+        if lease_s <= 0:
+            raise ValueError("lease_s must be positive")
+        self.instance_id = instance_id
+        self.lease_s = lease_s
+        self._redis = redis
+        self._prefix = prefix
+        self._lease_ms = max(1, round(lease_s * 1000))
+        self._instances = f"{prefix}:instances"
+        self._renew = redis.register_script(_RENEW)
+        self._hand_over = redis.register_script(_HAND_OVER)
+        self._release = redis.register_script(_RELEASE)
+        self._left = False
+        self._epoch_key = f"{prefix}:epoch"
+        self._epoch: str | None = None
+        self._data_lost_at = -float("inf")
+
+    async def claim(self, call_id: str) -> bool:
+        """Take `call_id` if nobody holds its lease (a new call, or its owner's lapsed)."""
+        return bool(
+            await self._redis.set(
+                lease_key(self._prefix, call_id), self.instance_id, px=self._lease_ms, nx=True
+            )
+        )
+
+    async def hand_over(self, call_id: str, from_instance: str) -> bool:
+        """Take `call_id` from `from_instance`, which is handing it over; False if it no
+        longer holds the lease."""
+        taken = await self._hand_over(
+            keys=[lease_key(self._prefix, call_id)],
+            args=[from_instance, self.instance_id, self._lease_ms],
+        )
+        return bool(taken)
+
+    async def renew(self, call_ids: Iterable[str]) -> tuple[set[str], set[str]]:
+        """Extend our leases on `call_ids`; return those another instance holds now (this
+        instance must let go of them) and those that had vanished and were written again (their
+        saved state may have gone with them)."""
+        ids = list(call_ids)
+        if not ids:
+            return set(), set()
+        lost, rewritten = await self._renew(
+            keys=[lease_key(self._prefix, c) for c in ids], args=[self.instance_id, self._lease_ms]
+        )
+        return {ids[int(i) - 1] for i in lost}, {ids[int(i) - 1] for i in rewritten}
+
+    async def release(self, call_id: str) -> None:
+        """Drop our lease on `call_id` (the call ended), if we still hold it."""
+        await self._release(keys=[lease_key(self._prefix, call_id)], args=[self.instance_id])
+
+    async def owner_of(self, call_id: str) -> str | None:
+        """The instance holding `call_id`'s lease, or None when it has lapsed."""
+        owner = await self._redis.get(lease_key(self._prefix, call_id))
+        return None if owner is None else str(owner)
+
+    async def unowned(self, call_ids: list[str]) -> list[str]:
+        """Those of `call_ids` whose lease has lapsed."""
+        if not call_ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for call_id in call_ids:
+                pipe.exists(lease_key(self._prefix, call_id))
+            found = await pipe.execute()
+        return [c for c, exists in zip(call_ids, found, strict=True) if not exists]
+
+    async def heartbeat(self) -> None:
+        """Announce this instance alive for one lease period (and forget long-lapsed peers);
+        nothing once it has left."""
+        if self._left:
+            return
+        now_ms = await self._now_ms()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self._instances, {self.instance_id: now_ms + self._lease_ms})
+            pipe.zremrangebyscore(self._instances, "-inf", now_ms - 100 * self._lease_ms)
+            await pipe.execute()
+
+    async def leave(self) -> None:
+        """This instance stops: it is nobody's peer any more."""
+        self._left = True
+        await self._redis.zrem(self._instances, self.instance_id)
+
+    async def known_instances(self) -> list[str]:
+        """Every instance Redis remembers, alive or lapsed (not long ago)."""
+        return [str(i) for i in await self._redis.zrange(self._instances, 0, -1)]
+
+    async def peers(self) -> list[str]:
+        """Other instances whose heartbeat has not lapsed."""
+        now_ms = await self._now_ms()
+        alive = await self._redis.zrangebyscore(self._instances, now_ms, "+inf")
+        return [str(i) for i in alive if i != self.instance_id]
+
+    async def check_epoch(self) -> bool:
+        """Whether Redis has lost its data since the last check (the first check says no)."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._epoch_key, uuid.uuid4().hex, nx=True)
+            pipe.get(self._epoch_key)
+            _, current = await pipe.execute()
+        lost = self._epoch is not None and current != self._epoch
+        self._epoch = str(current)
+        if lost:
+            self._data_lost_at = time.monotonic()
+        return lost
+
+    def recovering(self) -> float:
+        """Seconds left of the lease period after Redis lost its data (0.0 when it has not
+        recently): owners write their calls back within that time."""
+        return max(0.0, self._data_lost_at + self.lease_s - time.monotonic())
+
+    async def _now_ms(self) -> int:
+        # Redis' clock: instances' clocks may disagree.
+        seconds, microseconds = await self._redis.time()
+        return int(seconds) * 1000 + int(microseconds) // 1000

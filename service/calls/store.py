@@ -1,0 +1,184 @@
+"""`CallStore`: each call's state and event log in Redis, kept current by the owner.
+
+Keys (all under `prefix`):
+
+- `{prefix}:state:{call_id}` — JSON: `record` (our `Call`, see `record_to_json`), `view` (the
+  API's `Call.to_json()`, so any instance can answer `GET`), `core` (the call core's
+  `CallState.snapshot()`). Bounded as the record and the core are.
+- `{prefix}:events:{call_id}` — the call's SSE events as a stream (fields `name`, `data`),
+  trimmed to about `events_maxlen` entries; the entry id is the SSE `id`.
+- `{prefix}:live` — the ids of live calls, where instances look for calls whose lease lapsed.
+
+A save writes the state and appends the events in one transaction, so a successor never sees
+events whose effects are missing from the state, or the other way round. Once a call has ended
+its keys expire after `retention_s`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Final
+
+from redis.asyncio import Redis
+
+from service.calls.record import Call, HandoffRecord
+from signaling.ids import CallId
+from signaling.realtime import SessionConfig
+
+_TERMINAL_STATES: Final = ("ended", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """One event of a call's log: its stream id (the SSE `id`), name and JSON data."""
+
+    event_id: str
+    name: str
+    data: dict[str, Any]
+
+    @property
+    def final(self) -> bool:
+        """Whether this event ends the stream (the call ended)."""
+        return self.name == "call.state" and self.data.get("state") in _TERMINAL_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCall:
+    """What `CallStore.load` returns: the parts of a saved call."""
+
+    record: dict[str, Any]
+    view: dict[str, Any]
+    core: dict[str, Any]
+
+
+class CallStore:
+    """Reads and writes calls' saved state and event logs. Methods raise `RedisError` or
+    `OSError` when Redis cannot be reached."""
+
+    def __init__(
+        self, redis: Redis, *, prefix: str, events_maxlen: int, retention_s: float
+    ) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._events_maxlen = events_maxlen
+        self._retention_ms = max(1, round(retention_s * 1000))
+        self._live = f"{prefix}:live"
+
+    async def save(
+        self,
+        call_id: str,
+        stored: StoredCall,
+        events: Sequence[tuple[str, dict[str, Any]]],
+        *,
+        ended: bool,
+    ) -> None:
+        """Write the call's state and append `events` to its log, atomically; an ended call
+        leaves the live set and its keys start to expire."""
+        state_key, events_key = self._state_key(call_id), self._events_key(call_id)
+        body = json.dumps({"record": stored.record, "view": stored.view, "core": stored.core})
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(state_key, body)
+            for name, data in events:
+                pipe.xadd(
+                    events_key,
+                    {"name": name, "data": json.dumps(data, separators=(",", ":"))},
+                    maxlen=self._events_maxlen,
+                    approximate=True,
+                )
+            if ended:
+                pipe.srem(self._live, call_id)
+                pipe.pexpire(state_key, self._retention_ms)
+                pipe.pexpire(events_key, self._retention_ms)
+            else:
+                pipe.sadd(self._live, call_id)
+            await pipe.execute()
+
+    async def load(self, call_id: str) -> StoredCall | None:
+        """The saved call, or None when none is kept (unknown, or expired)."""
+        raw = await self._redis.get(self._state_key(call_id))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return StoredCall(data["record"], data["view"], data["core"])
+
+    async def live_calls(self) -> list[str]:
+        """Ids of calls saved as live."""
+        return sorted(str(c) for c in await self._redis.smembers(self._live))
+
+    async def forget(self, call_id: str) -> None:
+        """Drop a call from the live set (its saved state says it is not live)."""
+        await self._redis.srem(self._live, call_id)
+
+    async def read_events(self, call_id: str, after: str, block_ms: int) -> list[LoggedEvent]:
+        """Events logged after id `after` (`0` for all kept), waiting up to `block_ms`."""
+        reply: Any = await self._redis.xread(
+            {self._events_key(call_id): after}, count=100, block=block_ms
+        )
+        return [
+            LoggedEvent(entry_id, fields["name"], json.loads(fields["data"]))
+            for _, entries in reply or []
+            for entry_id, fields in entries
+        ]
+
+    def _state_key(self, call_id: str) -> str:
+        return f"{self._prefix}:state:{call_id}"
+
+    def _events_key(self, call_id: str) -> str:
+        return f"{self._prefix}:events:{call_id}"
+
+
+def record_to_json(call: Call) -> dict[str, Any]:
+    """Everything of a `Call` a successor needs (not the transcript and the activity times:
+    the core's snapshot holds them)."""
+    confirmed = call.confirmed_config
+    return {
+        "call_id": call.call_id,
+        "config": asdict(call.config),
+        "state": call.state,
+        "created_at": call.created_at,
+        "answered_at": call.answered_at,
+        "joined_at": call.joined_at,
+        "ended_at": call.ended_at,
+        "end_reason": call.end_reason,
+        "session_id": call.session_id,
+        "max_duration_s": call.max_duration_s,
+        "idle_timeout_s": call.idle_timeout_s,
+        "confirmed_config": asdict(confirmed) if confirmed is not None else None,
+        "end_code": call.end_code,
+        "end_message": call.end_message,
+        "limits_reached": dict(call.limits_reached),
+        "handoffs": [asdict(h) for h in call.handoffs.values()],
+        "errors": list(call.errors[-50:]),
+        "sideband_reconnects": call.sideband_reconnects,
+        "started_by": call.started_by,
+    }
+
+
+def record_from_json(data: dict[str, Any], owner: str) -> Call:
+    """A `Call` as `record_to_json` saved it, now owned by `owner`."""
+    handoffs = [HandoffRecord(**h) for h in data["handoffs"]]
+    confirmed = data["confirmed_config"]
+    return Call(
+        call_id=CallId(data["call_id"]),
+        config=SessionConfig(**data["config"]),
+        owner=owner,
+        state=data["state"],
+        created_at=data["created_at"],
+        answered_at=data["answered_at"],
+        joined_at=data["joined_at"],
+        ended_at=data["ended_at"],
+        end_reason=data["end_reason"],
+        session_id=data["session_id"],
+        max_duration_s=data["max_duration_s"],
+        idle_timeout_s=data["idle_timeout_s"],
+        confirmed_config=SessionConfig(**confirmed) if confirmed is not None else None,
+        end_code=data["end_code"],
+        end_message=data["end_message"],
+        limits_reached=dict(data["limits_reached"]),
+        handoffs={h.handoff_id: h for h in handoffs},
+        errors=list(data["errors"]),
+        sideband_reconnects=data["sideband_reconnects"],
+        started_by=data["started_by"],
+    )

@@ -1,0 +1,164 @@
+"""Call ownership leases and answer routing, against a private redis-server.
+
+The `redis_server` fixture comes from `tests.e2e.redis_server` through the e2e conftest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+
+import pytest
+from redis.asyncio import Redis
+
+from service.calls.lease import CallLeases
+from service.handoffs import HandoffEvent, RedisStreamQueue
+from tests.e2e.redis_server import RedisServer
+
+PREFIX = "callbridge"
+CALL = "rtc_call1"
+
+MakeLeases = Callable[..., CallLeases]
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    async with Redis.from_url(redis_server.url, decode_responses=True) as client:
+        yield client
+
+
+@pytest.fixture
+def leases(redis: Redis) -> MakeLeases:
+    def make(instance_id: str, lease_s: float = 5.0) -> CallLeases:
+        return CallLeases(redis, instance_id, lease_s=lease_s, prefix=PREFIX)
+
+    return make
+
+
+@pytest.fixture
+async def queue(redis_server: RedisServer) -> AsyncIterator[RedisStreamQueue]:
+    q = RedisStreamQueue(redis_server.url, block_ms=100)
+    yield q
+    await q.aclose()
+
+
+def answer(text: str = "42") -> HandoffEvent:
+    return HandoffEvent("result", f"{CALL}:tool1", CALL, "tool1", text)
+
+
+async def next_event(queue: RedisStreamQueue, instance: str) -> HandoffEvent:
+    async with aclosing(queue.events(instance)) as events:
+        return await asyncio.wait_for(anext(events), 5.0)
+
+
+# Leases
+
+
+async def test_of_many_instances_claiming_a_lapsed_call_exactly_one_gets_it(
+    leases: MakeLeases,
+) -> None:
+    claims = await asyncio.gather(*(leases(f"i{n}").claim(CALL) for n in range(10)))
+    assert sorted(claims) == [False] * 9 + [True]
+
+
+async def test_a_call_cannot_be_claimed_while_its_owner_holds_the_lease(
+    leases: MakeLeases,
+) -> None:
+    await leases("a").claim(CALL)
+    assert not await leases("b").claim(CALL)
+
+
+async def test_a_lease_that_lapses_can_be_claimed(leases: MakeLeases) -> None:
+    await leases("a", lease_s=0.2).claim(CALL)
+    await asyncio.sleep(0.3)
+    b = leases("b")
+    assert await b.claim(CALL)
+    assert await b.owner_of(CALL) == "b"
+
+
+async def test_renewing_never_takes_a_call_back_from_its_new_owner(leases: MakeLeases) -> None:
+    a, b = leases("a", lease_s=0.2), leases("b")
+    await a.claim(CALL)
+    await asyncio.sleep(0.3)
+    await b.claim(CALL)
+    lost, rewritten = await a.renew([CALL])
+    assert (lost, rewritten) == ({CALL}, set())
+    assert await a.owner_of(CALL) == "b"
+
+
+async def test_renewing_writes_back_a_lease_redis_lost(leases: MakeLeases, redis: Redis) -> None:
+    a = leases("a")
+    await a.claim(CALL)
+    await redis.flushall()
+    lost, rewritten = await a.renew([CALL])
+    assert (lost, rewritten) == (set(), {CALL})
+    assert await a.owner_of(CALL) == "a"
+
+
+async def test_a_handover_is_taken_only_from_the_instance_named(leases: MakeLeases) -> None:
+    a, b, c = leases("a"), leases("b"), leases("c")
+    await a.claim(CALL)
+    refused = await c.hand_over(CALL, "b")
+    taken = await b.hand_over(CALL, "a")
+    assert (refused, taken) == (False, True)
+    assert await c.owner_of(CALL) == "b"
+
+
+async def test_an_instance_that_left_is_nobodys_peer(leases: MakeLeases) -> None:
+    a, b = leases("a"), leases("b")
+    await a.heartbeat()
+    await b.heartbeat()
+    await a.leave()
+    await a.heartbeat()
+    assert await b.peers() == []
+
+
+async def test_losing_redis_data_is_noticed_once(leases: MakeLeases, redis: Redis) -> None:
+    a = leases("a")
+    first = await a.check_epoch()
+    await redis.flushall()
+    assert (first, await a.check_epoch(), await a.check_epoch()) == (False, True, False)
+
+
+# Answers find the call
+
+
+async def test_an_answer_goes_to_the_calls_current_owner_not_to_the_one_that_asked(
+    leases: MakeLeases, queue: RedisStreamQueue
+) -> None:
+    await leases("b").claim(CALL)
+    await queue.publish("a", answer())
+    assert await next_event(queue, "b") == answer()
+
+
+async def test_an_answer_left_at_a_dead_owner_is_moved_to_its_successor(
+    leases: MakeLeases, queue: RedisStreamQueue
+) -> None:
+    await queue.publish("a", answer())
+    await leases("b").claim(CALL)
+    moved = await queue.reroute(CALL, ["a"])
+    assert moved == 1
+    assert await next_event(queue, "b") == answer()
+
+
+async def test_an_answer_for_a_call_its_instance_let_go_is_parked_for_the_successor(
+    leases: MakeLeases, queue: RedisStreamQueue, redis: Redis
+) -> None:
+    await queue.forward(answer(), not_to="a")
+    parked = await redis.xlen(f"{PREFIX}:results-parked:{CALL}")
+    await leases("b").claim(CALL)
+    await queue.reroute(CALL, ["a"])
+    assert parked == 1
+    assert await next_event(queue, "b") == answer()
+
+
+async def test_other_calls_answers_stay_where_they_are_on_a_reroute(
+    leases: MakeLeases, queue: RedisStreamQueue, redis: Redis
+) -> None:
+    other = HandoffEvent("result", "rtc_other:tool", "rtc_other", "tool", "x")
+    await leases("a").claim("rtc_other")
+    await queue.publish("a", other)
+    await leases("b").claim(CALL)
+    assert await queue.reroute(CALL, ["a"]) == 0
+    assert await redis.xlen(f"{PREFIX}:results:a") == 1

@@ -1,0 +1,411 @@
+"""Failover end to end: calls outlive the instance that owned them.
+
+Every part is its own process: the stand-in provider in no-media mode (signaling and sideband
+only, `CALLBRIDGE_LOCAL_MEDIA=false`), two `callbridge serve` instances `a` and `b` with a
+2-second ownership lease, one `callbridge worker` whose handler answers after 3 s (so a handoff
+is in flight when an instance goes), around a private redis-server. A call is started with a
+plain SDP offer; a handoff is asked for with typed user text that makes the stand-in model call
+`background_agent`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from tests.e2e.processes import Process, free_port
+from tests.e2e.redis_server import RedisServer
+from tests.unit.sdp_samples import AIORTC_OFFER
+
+KEY = "sk-x"
+REQUEST = "please ask the background agent what is 2 plus 3"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CALLS = 20
+# Short for quick takeovers, but long enough that a busy owner on a 2-core machine renews in time.
+LEASE_S = 2.0
+WAIT_S = 30.0
+LOG_TAIL_LINES = 40
+
+
+@dataclass
+class Cluster:
+    """The running processes: the provider, the worker and instances `a` and `b` by name."""
+
+    redis: RedisServer
+    provider_url: str
+    tmp_path: Path
+    urls: dict[str, str] = field(default_factory=dict)
+    instances: dict[str, Process] = field(default_factory=dict)
+    others: list[Process] = field(default_factory=list)
+    _ports: dict[str, int] = field(default_factory=dict)
+    _starts: int = 0
+
+    def start_instance(self, name: str) -> None:
+        """Start (or start again) instance `name` on its port and wait until it answers."""
+        port = self._ports.setdefault(name, free_port())
+        self._starts += 1
+        process = Process(
+            ["serve"],
+            {
+                "CALLBRIDGE_PROVIDER": "openai",
+                "CALLBRIDGE_PROVIDER_URL": self.provider_url,
+                "CALLBRIDGE_API_KEY": KEY,
+                "CALLBRIDGE_QUEUE": self.redis.url,
+                "CALLBRIDGE_EMBEDDED_WORKER": "false",
+                "CALLBRIDGE_PORT": str(port),
+                "CALLBRIDGE_INSTANCE_ID": name,
+                "CALLBRIDGE_CALL_LEASE_S": str(LEASE_S),
+                "CALLBRIDGE_DRAIN_TIMEOUT_S": "0",
+                "CALLBRIDGE_RATE_LIMIT_BURST": "1000",
+            },
+            self.tmp_path / f"instance-{name}-{self._starts}.log",
+        ).start()
+        self.instances[name] = process
+        self.urls[name] = f"http://127.0.0.1:{port}"
+        process.wait_http(f"{self.urls[name]}/healthz")
+
+    def kill(self, name: str) -> None:
+        """SIGKILL instance `name`: no drain, no goodbye."""
+        proc = self.instances[name].proc
+        assert proc is not None
+        proc.kill()
+        proc.wait()
+
+    def stop(self, name: str) -> None:
+        """SIGTERM instance `name` and wait for it to exit (it drains first)."""
+        self.instances[name].stop()
+
+    def processes(self) -> list[Process]:
+        return [*self.others, *self.instances.values()]
+
+
+@pytest.fixture
+def cluster(redis_server: RedisServer, tmp_path: Path) -> Iterator[Cluster]:
+    """Provider, worker and instances `a` and `b`, all up and answering."""
+    provider_port = free_port()
+    provider_url = f"http://127.0.0.1:{provider_port}"
+    provider = Process(
+        ["provider", "--port", str(provider_port)],
+        {"CALLBRIDGE_API_KEY": KEY, "CALLBRIDGE_LOCAL_MEDIA": "false"},
+        tmp_path / "provider.log",
+    ).start()
+    worker = Process(
+        ["worker", "--name", "worker-0", "--grace", "1"],
+        {
+            "CALLBRIDGE_QUEUE": redis_server.url,
+            "CALLBRIDGE_HANDLER": "tests.e2e.handlers:slow",
+            "CALLBRIDGE_WORKER_CONCURRENCY": str(2 * CALLS),
+            "PYTHONPATH": str(REPO_ROOT),
+        },
+        tmp_path / "worker.log",
+    ).start()
+    running = Cluster(redis_server, provider_url, tmp_path, others=[provider, worker])
+    try:
+        provider.wait_http(f"{provider_url}/healthz")
+        running.start_instance("a")
+        running.start_instance("b")
+        yield running
+    finally:
+        for process in reversed(running.processes()):
+            process.stop()
+        # Shown by pytest only when the test failed.
+        for process in running.processes():
+            tail = process.output().splitlines()[-LOG_TAIL_LINES:]
+            print(f"--- {process.log_path.name}\n" + "\n".join(tail))
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    async with Redis.from_url(redis_server.url, decode_responses=True) as client:
+        yield client
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        yield client
+
+
+# Helpers
+
+
+async def start_call(http: httpx.AsyncClient, instance: str) -> str:
+    response = await http.post(
+        f"{instance}/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
+    )
+    assert response.status_code == 201, response.text
+    return response.headers["location"].rsplit("/", 1)[1]
+
+
+async def eventually(
+    http: httpx.AsyncClient, method: str, url: str, *, json_body: Any = None
+) -> httpx.Response:
+    """The first answer that is not a 503 (an owner being replaced answers 503 for a moment)."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        response = await http.request(method, url, json=json_body)
+        if response.status_code != 503:
+            return response
+        assert time.monotonic() < deadline, f"{method} {url} kept answering 503: {response.text}"
+        await asyncio.sleep(0.1)
+
+
+async def ask_for_a_handoff(http: httpx.AsyncClient, instance: str, call_id: str) -> None:
+    url = f"{instance}/v1/calls/{call_id}/messages"
+    response = await eventually(http, "POST", url, json_body={"text": REQUEST})
+    assert response.status_code == 202, response.text
+
+
+async def call_record(http: httpx.AsyncClient, instance: str, call_id: str) -> dict[str, Any]:
+    response = await eventually(http, "GET", f"{instance}/v1/calls/{call_id}")
+    assert response.status_code == 200, response.text
+    record: dict[str, Any] = response.json()
+    return record
+
+
+async def provider_record(
+    http: httpx.AsyncClient, cluster: Cluster, call_id: str
+) -> dict[str, Any]:
+    response = await http.get(
+        f"{cluster.provider_url}/v1/realtime/calls/{call_id}",
+        headers={"Authorization": f"Bearer {KEY}"},
+    )
+    assert response.status_code == 200, response.text
+    record: dict[str, Any] = response.json()
+    return record
+
+
+async def wait_until(
+    http: httpx.AsyncClient,
+    instance: str,
+    call_id: str,
+    check: Callable[[dict[str, Any]], bool],
+    what: str,
+) -> dict[str, Any]:
+    """The call's record (read at `instance`) once `check(record)` holds."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        record = await call_record(http, instance, call_id)
+        if check(record):
+            return record
+        assert time.monotonic() < deadline, f"{call_id} never {what}: {record}"
+        await asyncio.sleep(0.1)
+
+
+def handoffs_in(record: dict[str, Any], *states: str) -> bool:
+    return bool(record["handoffs"]) and all(h["state"] in states for h in record["handoffs"])
+
+
+def handoffs_answered(record: dict[str, Any]) -> bool:
+    """Every handoff finished, and its answer taken by the model."""
+    handoffs = record["handoffs"]
+    return bool(handoffs) and all(
+        h["state"] in ("completed", "failed") and h["delivered_to_model"] for h in handoffs
+    )
+
+
+def answer_spoken_at_b(before: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+    """Whether a record shows the call owned by `b`, its handoff answered, and the model's
+    reply to the answer added to the transcript as it was `before`."""
+
+    def check(record: dict[str, Any]) -> bool:
+        transcript = record["transcript"]
+        return (
+            record["owner"] == "b"
+            and handoffs_answered(record)
+            and len(transcript) > len(before["transcript"])
+            and transcript[-1]["role"] == "assistant"
+            and transcript[-1]["final"]
+        )
+
+    return check
+
+
+@dataclass
+class SseClient:
+    """Reads a call's event stream, remembering each event's id; reconnects on demand."""
+
+    call_id: str
+    events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    _task: asyncio.Task[None] | None = None
+
+    @property
+    def last_id(self) -> str | None:
+        return self.events[-1][0] if self.events else None
+
+    async def connect(self, instance: str) -> None:
+        """Follow the stream at `instance`, resuming after the last event received."""
+        opened = asyncio.Event()
+        headers = {"Last-Event-ID": self.last_id} if self.last_id else {}
+        self._task = asyncio.create_task(self._read(instance, headers, opened))
+        await asyncio.wait_for(opened.wait(), WAIT_S)
+
+    async def _read(self, instance: str, headers: dict[str, str], opened: asyncio.Event) -> None:
+        url = f"{instance}/v1/calls/{self.call_id}/events"
+        with contextlib.suppress(httpx.HTTPError):
+            async with (
+                httpx.AsyncClient(timeout=None) as client,
+                client.stream("GET", url, headers=headers) as response,
+            ):
+                assert response.status_code == 200, await response.aread()
+                opened.set()
+                event_id, name, data = "", "message", ""
+                async for line in response.aiter_lines():
+                    if line.startswith("id:"):
+                        event_id = line[3:].strip()
+                    elif line.startswith("event:"):
+                        name = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data += line[5:].strip()
+                    elif line == "" and data:
+                        self.events.append((event_id, name, json.loads(data)))
+                        event_id, name, data = "", "message", ""
+
+    async def wait_for(self, name: str) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while not any(n == name for _, n, _ in self.events):
+            assert time.monotonic() < deadline, f"{self.call_id}: no {name} event"
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+# Losing an instance
+
+
+async def test_calls_of_a_killed_instance_are_taken_over_with_their_handoffs_and_streams(
+    cluster: Cluster, http: httpx.AsyncClient, redis: Redis
+) -> None:
+    a, b = cluster.urls["a"], cluster.urls["b"]
+    call_ids = await asyncio.gather(*(start_call(http, a) for _ in range(CALLS)))
+    streams = [SseClient(c) for c in call_ids]
+    try:
+        await asyncio.gather(*(s.connect(a) for s in streams))
+        await asyncio.gather(*(ask_for_a_handoff(http, a, c) for c in call_ids))
+        before = await asyncio.gather(
+            *(
+                wait_until(http, a, c, lambda r: handoffs_in(r, "queued", "running"), "handed off")
+                for c in call_ids
+            )
+        )
+        await asyncio.gather(*(s.wait_for("handoff.queued") for s in streams))
+
+        cluster.kill("a")
+        after = await asyncio.gather(
+            *(
+                wait_until(http, b, c, answer_spoken_at_b(old), "spoke its answer at b")
+                for c, old in zip(call_ids, before, strict=True)
+            )
+        )
+        await asyncio.gather(*(s.connect(b) for s in streams))
+        await asyncio.gather(*(s.wait_for("handoff.completed") for s in streams))
+        outputs = [
+            (await provider_record(http, cluster, c))["function_call_outputs"] for c in call_ids
+        ]
+        logged = [
+            [entry_id for entry_id, _ in await redis.xrange(f"callbridge:events:{c}")]
+            for c in call_ids
+        ]
+    finally:
+        for stream in streams:
+            await stream.close()
+    hangups = [await http.delete(f"{b}/v1/calls/{c}") for c in call_ids]
+    at_provider = [(await provider_record(http, cluster, c))["state"] for c in call_ids]
+
+    for old, new, output in zip(before, after, outputs, strict=True):
+        [handoff] = new["handoffs"]
+        assert (handoff["state"], handoff["delivered_to_model"]) == ("completed", True)
+        assert output == {handoff["tool_call_id"]: 1}, "the answer reached the model once"
+        old_items = [e["item_id"] for e in old["transcript"]]
+        new_items = [e["item_id"] for e in new["transcript"]]
+        assert new_items[: len(old_items)] == old_items, "the transcript lost an item"
+    for stream, kept in zip(streams, logged, strict=True):
+        received = [event_id for event_id, _, _ in stream.events]
+        assert len(received) == len(set(received)), "an event came twice"
+        assert received == kept[: len(received)], "an event was skipped"
+    assert [h.status_code for h in hangups] == [200] * CALLS
+    assert at_provider == ["ended"] * CALLS
+
+
+async def test_a_call_whose_owner_was_killed_can_be_hung_up_from_the_other_instance_at_once(
+    cluster: Cluster, http: httpx.AsyncClient
+) -> None:
+    a, b = cluster.urls["a"], cluster.urls["b"]
+    call_id = await start_call(http, a)
+    await wait_until(http, b, call_id, lambda r: r["state"] == "active", "became active")
+    cluster.kill("a")
+    hangup = await eventually(http, "DELETE", f"{b}/v1/calls/{call_id}")
+    at_provider = await provider_record(http, cluster, call_id)
+    assert hangup.status_code == 200, hangup.text
+    assert at_provider["state"] == "ended"
+
+
+# Rolling deploys
+
+
+async def test_a_rolling_restart_keeps_every_call_and_every_handoff_once(
+    cluster: Cluster, http: httpx.AsyncClient
+) -> None:
+    a, b = cluster.urls["a"], cluster.urls["b"]
+    call_ids = await asyncio.gather(*(start_call(http, a if n % 2 else b) for n in range(CALLS)))
+    for name in ("a", "b"):
+        survivor = cluster.urls["b" if name == "a" else "a"]
+        await asyncio.gather(*(ask_for_a_handoff(http, survivor, c) for c in call_ids))
+        cluster.stop(name)
+        cluster.start_instance(name)
+        await asyncio.gather(
+            *(
+                wait_until(
+                    http,
+                    survivor,
+                    c,
+                    handoffs_answered,
+                    "finished its handoffs",
+                )
+                for c in call_ids
+            )
+        )
+    records = [await call_record(http, a, c) for c in call_ids]
+    outputs = [(await provider_record(http, cluster, c))["function_call_outputs"] for c in call_ids]
+    at_provider = [(await provider_record(http, cluster, c))["state"] for c in call_ids]
+
+    assert [r["state"] for r in records] == ["active"] * CALLS, "a call was dropped"
+    assert at_provider == ["active"] * CALLS
+    for record, output in zip(records, outputs, strict=True):
+        handoffs = record["handoffs"]
+        assert len(handoffs) == 2
+        assert [h["state"] for h in handoffs] == ["completed", "completed"]
+        assert output == {h["tool_call_id"]: 1 for h in handoffs}, "a handoff lost or doubled"
+
+
+# Redis losing its data
+
+
+async def test_after_flushall_a_live_call_is_registered_again_and_never_unknown(
+    cluster: Cluster, http: httpx.AsyncClient, redis: Redis
+) -> None:
+    a, b = cluster.urls["a"], cluster.urls["b"]
+    call_id = await start_call(http, a)
+    await wait_until(http, b, call_id, lambda r: r["state"] == "active", "became active")
+    await redis.flushall()
+    statuses = []
+    deadline = time.monotonic() + 3 * LEASE_S
+    while time.monotonic() < deadline:
+        statuses.append((await http.get(f"{b}/v1/calls/{call_id}")).status_code)
+    owner = await redis.get(f"callbridge:calls:{call_id}")
+    assert set(statuses) == {200}
+    assert owner == "a"
