@@ -177,7 +177,9 @@ class Children:
         self.all.append(child.start())
         return child, f"http://127.0.0.1:{port}"
 
-    def orchestrator(self, tag: str, provider_url: str) -> tuple[Child, str]:
+    def orchestrator(
+        self, tag: str, provider_url: str, extra: dict[str, str] | None = None
+    ) -> tuple[Child, str]:
         port = free_port()
         env = {
             "CALLBRIDGE_PROVIDER": "openai",
@@ -189,6 +191,7 @@ class Children:
             "CALLBRIDGE_LOG_LEVEL": "WARNING",
             "CALLBRIDGE_LOG_FORMAT": "json",
             "CALLBRIDGE_DRAIN_TIMEOUT_S": "2",
+            **(extra or {}),
         }
         child = Child(
             f"serve[{tag}]",

@@ -6,13 +6,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from media.local_provider import LocalProviderConfig, create_provider_app
-from media.local_provider.config import DEFAULT_ASR_PHRASES
 from service.api.calls import router as calls_router
 from service.api.calls import tokens_router
 from service.api.ops import router as ops_router
@@ -26,13 +25,23 @@ from service.ratelimit import RateLimiter
 from service.settings import Settings
 from signaling.provider import ProviderClient
 
+if TYPE_CHECKING:
+    from media.local_provider import LocalProviderConfig
+
 log = logging.getLogger("callbridge")
 
 STATIC_DIR = Path(__file__).parent / "static"
 
 
 def local_provider_config(settings: Settings) -> LocalProviderConfig:
-    """The embedded stand-in provider's configuration, derived from ours."""
+    """The embedded stand-in provider's configuration, derived from ours.
+
+    Needs the `callbridge[local]` extra (aiortc, av, numpy, pocketsphinx): `media` is imported
+    here rather than at module level so that the control plane runs without it.
+    """
+    from media.local_provider import LocalProviderConfig
+    from media.local_provider.config import DEFAULT_ASR_PHRASES
+
     phrases = settings.split(settings.local_phrases)
     return LocalProviderConfig(
         api_key=settings.api_key_value(),
@@ -53,6 +62,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         embedded: EmbeddedServer | None = None
         embedded_url: str | None = None
         if settings.provider == "local" and not settings.provider_url:
+            try:
+                from media.local_provider import create_provider_app
+            except ImportError as exc:
+                raise RuntimeError(
+                    "CALLBRIDGE_PROVIDER=local needs the local extra: pip install "
+                    f"'callbridge[local]', or set CALLBRIDGE_PROVIDER_URL ({exc})"
+                ) from exc
+
             embedded = EmbeddedServer(create_provider_app(local_provider_config(settings)))
             await embedded.start()
             embedded_url = embedded.url
