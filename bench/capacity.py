@@ -23,7 +23,8 @@ Everything runs on this machine (bench client, provider and orchestrator share i
 the figures are a floor for one orchestrator, not a ceiling. Child logs are kept in a temp
 directory and scanned for tracebacks and errors at the end.
 
-Run: `.venv/bin/python bench/capacity.py [--n 100,500,1000,2000] [--hold 10]`.
+Run: `.venv/bin/python bench/capacity.py [--n 100,500,1000,2000] [--hold 10]`; up to
+`--n 10000` (the orchestrator's `CALLBRIDGE_MAX_CALLS` is raised to fit N).
 """
 
 from __future__ import annotations
@@ -509,7 +510,9 @@ def _metric_total(text: str, name: str, label: str) -> int:
 async def run_via(children: Children, n: int, hold_s: float, concurrency: int, offer: str) -> Run:
     run = Run(n)
     provider, provider_url = children.provider(f"via-{n}")
-    orchestrator, url = children.orchestrator(f"{n}", provider_url)
+    orchestrator, url = children.orchestrator(
+        f"{n}", provider_url, {"CALLBRIDGE_MAX_CALLS": str(max(5000, n + 100))}
+    )
     try:
         await provider.wait_http(f"{provider_url}/healthz")
         await orchestrator.wait_http(f"{url}/healthz")
@@ -871,6 +874,7 @@ VIA_COLUMNS = (
     ("  p99 ms", ""),
     ("  active p50 ms", ""),
     ("  RSS/call KiB", "{:.1f}"),
+    ("  idle RSS MiB", "{:.1f}"),
     ("  CPU %", "{:.0f}"),
 )
 DIRECT_COLUMNS = (
@@ -908,6 +912,7 @@ def report(ns: list[int], via: dict[int, Run], direct: dict[int, Run], log_dir: 
                     ms(percentile(v.starts.latencies, 99)),
                     ms(percentile(v.active, 50)),
                     num(v.rss_per_call_kib, "{:.1f}"),
+                    num(v.rss_idle_kib / 1024 if v.rss_idle_kib else None, "{:.1f}"),
                     num(v.hold_cpu_pct),
                 ],
             )
