@@ -30,6 +30,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/sideband_ingest.py
 	$(BIN)/python bench/handoff_latency.py
 	$(BIN)/python bench/capacity.py
+	$(BIN)/python bench/call_start.py
+	$(BIN)/python bench/peer_agents.py
 	$(BIN)/python bench/asr_accuracy.py
 
 cluster: $(STAMP)
