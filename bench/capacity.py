@@ -75,6 +75,8 @@ ACTIVE_SAMPLE = 100
 WARMUP_CALLS = 3
 HTTP_TIMEOUT_S = 30.0
 PHASE_TIMEOUT_S = 120.0
+# A phase may take longer for large N: at least this many operations per second are expected.
+PHASE_MIN_RATE = 10.0
 SETTLE_TIMEOUT_S = 60.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -349,7 +351,7 @@ async def bounded(
     sem = asyncio.Semaphore(concurrency)
     began = time.monotonic()
     tasks = [asyncio.create_task(work(i, sem)) for i in range(count)]
-    done, pending = await asyncio.wait(tasks, timeout=PHASE_TIMEOUT_S)
+    done, pending = await asyncio.wait(tasks, timeout=max(PHASE_TIMEOUT_S, count / PHASE_MIN_RATE))
     for task in pending:
         task.cancel()
     if pending:
