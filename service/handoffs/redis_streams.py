@@ -492,6 +492,9 @@ class RedisStreamQueue:
                 await self._flusher
             if self._buffer:
                 log.warning("queue closed with %d handoffs never sent to redis", len(self._buffer))
+        if self._ack_sender is not None:
+            # Acknowledgements on their way are sent before the pool goes.
+            await asyncio.wait([self._ack_sender])
         # Closing the pool also drops connections blocked in XREADGROUP, waking their loops.
         await self._redis.aclose()
 
