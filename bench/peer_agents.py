@@ -202,6 +202,7 @@ async def run_callbridge_side(
     await orchestrator.wait_http(f"{url}/healthz")
     process = psutil.Process(orchestrator.pid)
     ids: list[str] = []
+    failures: list[str] = []
     limits = httpx.Limits(max_connections=args.concurrency + 2)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
 
@@ -210,7 +211,8 @@ async def run_callbridge_side(
                 "/v1/calls", content=offer, headers={"content-type": "application/sdp"}
             )
             if response.status_code != 201:
-                raise RuntimeError(f"callbridge answered {response.status_code}: {response.text}")
+                failures.append(f"{response.status_code}: {response.text[:160]}")
+                return
             ids.append(response.headers["location"].rsplit("/", 1)[-1])
 
         async def wait_set_up(count: int) -> None:
@@ -235,7 +237,7 @@ async def run_callbridge_side(
         cpu0 = cpu_seconds(process)
         began = time.perf_counter()
         await bounded(args.n, args.concurrency, start)
-        await wait_set_up(WARMUP + args.n)
+        await wait_set_up(WARMUP + args.n - len(failures))
         setup_cpu = cpu_seconds(process) - cpu0
         wall = time.perf_counter() - began
         cpu1 = cpu_seconds(process)
@@ -251,6 +253,7 @@ async def run_callbridge_side(
         "setup_cpu_s": setup_cpu,
         "setup_wall_s": wall,
         "hold_cpu_s": hold_cpu,
+        "failures": failures,
     }
 
 
@@ -287,6 +290,9 @@ def report(args: argparse.Namespace, via: dict[str, Any], peer: dict[str, Any]) 
             ratio = "-"
         print(f"  {name:<40} {left:>12} {right:>14} {ratio:>7}")
     print(f"  (openai-agents sessions received {peer.get('events', 0)} events)")
+    failures = via.get("failures") or []
+    if failures:
+        print(f"  callbridge refused {len(failures)} starts, e.g. {failures[0]}")
 
 
 async def main_async(args: argparse.Namespace, log_dir: Path) -> None:
