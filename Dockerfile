@@ -13,7 +13,8 @@ COPY pyproject.toml README.md ./
 COPY signaling ./signaling
 COPY media ./media
 COPY service ./service
-RUN pip install .
+# The stand-in provider runs from this image too, so it carries the `local` extra.
+RUN pip install ".[local]"
 
 RUN useradd --create-home --uid 10001 callbridge
 USER callbridge

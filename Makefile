@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,local]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -28,8 +28,12 @@ test: lint typecheck
 
 bench: $(STAMP)
 	$(BIN)/python bench/sideband_ingest.py
+	$(BIN)/python bench/sideband_flood.py
+	$(BIN)/python bench/takeover.py
 	$(BIN)/python bench/handoff_latency.py
 	$(BIN)/python bench/capacity.py
+	$(BIN)/python bench/call_start.py
+	$(BIN)/python bench/peer_agents.py
 	$(BIN)/python bench/asr_accuracy.py
 	$(BIN)/python bench/hostile_inputs.py
 

@@ -23,7 +23,8 @@ Everything runs on this machine (bench client, provider and orchestrator share i
 the figures are a floor for one orchestrator, not a ceiling. Child logs are kept in a temp
 directory and scanned for tracebacks and errors at the end.
 
-Run: `.venv/bin/python bench/capacity.py [--n 100,500,1000,2000] [--hold 10]`.
+Run: `.venv/bin/python bench/capacity.py [--n 100,500,1000,2000] [--hold 10]`; up to
+`--n 10000` (the orchestrator's `CALLBRIDGE_MAX_CALLS` is raised to fit N).
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ ACTIVE_SAMPLE = 100
 WARMUP_CALLS = 3
 HTTP_TIMEOUT_S = 30.0
 PHASE_TIMEOUT_S = 120.0
+# A phase may take longer for large N: at least this many operations per second are expected.
+PHASE_MIN_RATE = 10.0
 SETTLE_TIMEOUT_S = 60.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -177,7 +180,9 @@ class Children:
         self.all.append(child.start())
         return child, f"http://127.0.0.1:{port}"
 
-    def orchestrator(self, tag: str, provider_url: str) -> tuple[Child, str]:
+    def orchestrator(
+        self, tag: str, provider_url: str, extra: dict[str, str] | None = None
+    ) -> tuple[Child, str]:
         port = free_port()
         env = {
             "CALLBRIDGE_PROVIDER": "openai",
@@ -189,6 +194,7 @@ class Children:
             "CALLBRIDGE_LOG_LEVEL": "WARNING",
             "CALLBRIDGE_LOG_FORMAT": "json",
             "CALLBRIDGE_DRAIN_TIMEOUT_S": "2",
+            **(extra or {}),
         }
         child = Child(
             f"serve[{tag}]",
@@ -345,7 +351,7 @@ async def bounded(
     sem = asyncio.Semaphore(concurrency)
     began = time.monotonic()
     tasks = [asyncio.create_task(work(i, sem)) for i in range(count)]
-    done, pending = await asyncio.wait(tasks, timeout=PHASE_TIMEOUT_S)
+    done, pending = await asyncio.wait(tasks, timeout=max(PHASE_TIMEOUT_S, count / PHASE_MIN_RATE))
     for task in pending:
         task.cancel()
     if pending:
@@ -506,7 +512,9 @@ def _metric_total(text: str, name: str, label: str) -> int:
 async def run_via(children: Children, n: int, hold_s: float, concurrency: int, offer: str) -> Run:
     run = Run(n)
     provider, provider_url = children.provider(f"via-{n}")
-    orchestrator, url = children.orchestrator(f"{n}", provider_url)
+    orchestrator, url = children.orchestrator(
+        f"{n}", provider_url, {"CALLBRIDGE_MAX_CALLS": str(max(5000, n + 100))}
+    )
     try:
         await provider.wait_http(f"{provider_url}/healthz")
         await orchestrator.wait_http(f"{url}/healthz")
@@ -868,6 +876,7 @@ VIA_COLUMNS = (
     ("  p99 ms", ""),
     ("  active p50 ms", ""),
     ("  RSS/call KiB", "{:.1f}"),
+    ("  idle RSS MiB", "{:.1f}"),
     ("  CPU %", "{:.0f}"),
 )
 DIRECT_COLUMNS = (
@@ -905,6 +914,7 @@ def report(ns: list[int], via: dict[int, Run], direct: dict[int, Run], log_dir: 
                     ms(percentile(v.starts.latencies, 99)),
                     ms(percentile(v.active, 50)),
                     num(v.rss_per_call_kib, "{:.1f}"),
+                    num(v.rss_idle_kib / 1024 if v.rss_idle_kib else None, "{:.1f}"),
                     num(v.hold_cpu_pct),
                 ],
             )

@@ -12,9 +12,13 @@ What is measured:
   it; t1 = the handler starts. The worker's result travels back on the owner's events stream
   to `CallState.submit_result`; t2 = the `function_call_output` event is handed to the
   sideband (here: to the model). Reported: t1 - t0 and t2 - t0.
+  Then the same through Redis with the worker in its own `callbridge worker` process, as in a
+  deployment: its handler answers with the moment it started (`time.monotonic()`, one clock
+  for all processes on Linux), which is t1.
 - Bare Redis in the same run: PING, and XADD by one client until another client, blocked in
   XREADGROUP on the stream, has the entry.
-- Throughput through Redis: handoffs put on the queue at once, answered by 1 and by 4
+- Throughput through Redis: handoffs put on the queue 32 at a time (as from many calls),
+  answered by 1 and by 4
   `callbridge worker` processes (default concurrency 4), with the built-in handler (instant)
   and with one that waits 50 ms; the rate is handoffs whose result is back at the one owner
   per second.
@@ -68,6 +72,7 @@ WARMUP = 20
 # Each simulated call makes this many handoffs; handling a tool call costs more the longer the
 # call's transcript is, which is not what this benchmark is about.
 HANDOFFS_PER_CALL = 10
+PUTS_IN_FLIGHT = 32
 
 
 # The simulated call
@@ -101,7 +106,7 @@ class SimulatedCall:
     async def deliver(self, events: Sequence[dict[str, Any]]) -> None:
         """Server events arriving on the sideband, each as the JSON text the socket carries."""
         for raw in [json.dumps(event) for event in events]:
-            arrived = time.perf_counter()
+            arrived = time.monotonic()
             actions = self.state.feed_raw(raw)
             if any(isinstance(action, EnqueueHandoff) for action in actions):
                 self.timings.trigger_events.add(json.loads(raw)["type"])
@@ -117,7 +122,7 @@ class SimulatedCall:
                 item = action.payload.get("item") or {}
                 if item.get("type") == "function_call_output":
                     handoff_id = f"{self.state.call_id}:{item['call_id']}"
-                    self.timings.output_sent[handoff_id] = time.perf_counter()
+                    self.timings.output_sent[handoff_id] = time.monotonic()
                 await self.deliver(self.model.handle_client_event(action.payload))
 
     async def one_turn(self, answered: asyncio.Event) -> None:
@@ -130,13 +135,20 @@ class SimulatedCall:
 
 
 async def trivial_handler(timings: Timings, delegation: Delegation) -> AsyncIterator[HandlerStep]:
-    timings.handler_started[delegation.handoff_id] = time.perf_counter()
+    timings.handler_started[delegation.handoff_id] = time.monotonic()
     yield Answer("2 + 3 = 5")
 
 
-async def measure_latency(queue: HandoffQueue, count: int) -> Timings:
+async def stamp_start(delegation: Delegation) -> str:
+    """The handler of the worker-process latency run: answers with the moment it started
+    (`time.monotonic()`, one clock for every process on Linux)."""
+    return repr(time.monotonic())
+
+
+async def measure_latency(queue: HandoffQueue, count: int, *, in_process: bool = True) -> Timings:
     """`count` handoffs one after another through `queue` (after a warm-up, not counted);
-    closes `queue`."""
+    closes `queue`. Without `in_process`, a worker process running `stamp_start` must be
+    consuming from the queue."""
     timings = Timings()
     worker = Worker(queue, lambda d: trivial_handler(timings, d), name="bench-worker")
     calls: dict[str, SimulatedCall] = {}
@@ -145,11 +157,14 @@ async def measure_latency(queue: HandoffQueue, count: int) -> Timings:
     async def owner() -> None:
         async for event in queue.events(REPLY_TO):
             if event.kind == "result":
+                if not in_process:
+                    timings.handler_started[event.handoff_id] = float(event.text)
                 call = calls[event.call_id]
                 await call.apply(call.state.submit_result(event.handoff_id, event.text))
                 answered.set()
 
-    worker.start()
+    if in_process:
+        worker.start()
     listener = asyncio.create_task(owner())
     warm: set[str] = set()
     try:
@@ -246,6 +261,7 @@ BUILTIN = WorkerHandler("built-in handler (instant)", "service.handoffs.builtin:
 # Answers after 50 ms without using the CPU, like a handler waiting on another service;
 # loaded by the workers from this file.
 WAITING = WorkerHandler("handler waiting 50 ms", "handoff_latency:wait_50_ms", 800)
+STAMP = WorkerHandler("handler answering with its start time", "handoff_latency:stamp_start", 0)
 
 
 async def wait_50_ms(delegation: Delegation) -> str:
@@ -300,8 +316,15 @@ async def measure_throughput(url: str, workers: int, handler: WorkerHandler) -> 
         await answered(WARMUP * workers)
         started = time.perf_counter()
         collect = asyncio.create_task(answered(handler.jobs))
-        for n in range(handler.jobs):
-            await queue.put(bench_delegation(WARMUP * workers + n), REPLY_TO)
+        # Many calls hand off at once: PUTS_IN_FLIGHT puts in flight, as from that many calls.
+        first = WARMUP * workers
+        for chunk in range(0, handler.jobs, PUTS_IN_FLIGHT):
+            await asyncio.gather(
+                *(
+                    queue.put(bench_delegation(first + n), REPLY_TO)
+                    for n in range(chunk, min(chunk + PUTS_IN_FLIGHT, handler.jobs))
+                )
+            )
         await collect
         elapsed = time.perf_counter() - started
     await results.aclose()
@@ -356,13 +379,15 @@ def percentile(samples: Sequence[float], q: float) -> float:
 
 def row(name: str, samples: Sequence[float]) -> str:
     p50, p99 = (percentile(samples, q) * 1000 for q in (50, 99))
-    return f"  {name:<52} {p50:>8.3f} {p99:>8.3f}"
+    return f"  {name:<64} {p50:>8.3f} {p99:>8.3f}"
 
 
 async def run(count: int) -> None:
     with redis_server() as url:
         memory = await measure_latency(MemoryQueue(), count)
         redis = await measure_latency(RedisStreamQueue(url), count)
+        with worker_processes(url, 1, STAMP):
+            remote = await measure_latency(RedisStreamQueue(url), count, in_process=False)
         ping = await measure_ping(url, count)
         hop = await measure_stream_hop(url, count)
         rates = {
@@ -372,6 +397,7 @@ async def run(count: int) -> None:
         }
 
     triggers = ", ".join(sorted(memory.trigger_events | redis.trigger_events))
+    remote_start = since_delivery(remote, remote.handler_started)
     print(
         f"handoff latency: {count} handoffs per queue, one at a time, after {WARMUP} warm-up,"
         f" {HANDOFFS_PER_CALL} per call"
@@ -379,7 +405,7 @@ async def run(count: int) -> None:
     print("  (one process and event loop: CallState + stand-in model + queue + Worker, no WebRTC)")
     print(f"  t0 = the sideband message completing the background_agent call ({triggers})")
     print("       is handed to CallState.feed_raw")
-    print(f"  {'':<52} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"  {'':<64} {'p50 ms':>8} {'p99 ms':>8}")
     for name, timings in (("memory queue", memory), ("redis streams", redis)):
         print(
             row(f"{name}: t0 -> handler starts", since_delivery(timings, timings.handler_started))
@@ -390,10 +416,29 @@ async def run(count: int) -> None:
                 since_delivery(timings, timings.output_sent),
             )
         )
+    print(row("redis streams, `callbridge worker` process: t0 -> handler starts", remote_start))
+    print(
+        row(
+            "redis streams, `callbridge worker` process: t0 -> output sent",
+            since_delivery(remote, remote.output_sent),
+        )
+    )
     print(row("bare redis: PING round trip", ping))
     print(row("bare redis: XADD -> blocked XREADGROUP has the entry", hop))
+    hop50 = percentile(hop, 50)
+    for name, samples in (
+        ("worker in this process", since_delivery(redis, redis.handler_started)),
+        ("worker process", remote_start),
+    ):
+        print(
+            f"  t0 -> handler starts p50 / bare XADD -> XREADGROUP p50, {name}:"
+            f" {percentile(samples, 50) / hop50:.2f}x"
+        )
     print()
-    print("throughput through redis streams: handoffs put at once, answered by `callbridge worker`")
+    print(
+        f"throughput through redis streams: handoffs put {PUTS_IN_FLIGHT} at a time, answered by"
+        " `callbridge worker`"
+    )
     print(f"  processes (concurrency 4 each), results back at one owner; {os.cpu_count()} CPUs")
     for (handler, workers), rate in rates.items():
         label = f"{handler.label}, {handler.jobs} handoffs, {workers} worker(s)"

@@ -6,14 +6,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.routing import Route
 
-from media.local_provider import LocalProviderConfig, create_provider_app
-from media.local_provider.config import DEFAULT_ASR_PHRASES
 from service.api.calls import REFUSED_METHODS, tokens_router
 from service.api.calls import router as calls_router
 from service.api.methods import MethodRouting, MethodTable, static_paths
@@ -34,13 +33,23 @@ from service.settings import Settings
 from service.webhook_verification import ReplayCache, WebhookVerifier
 from signaling.provider import ProviderClient
 
+if TYPE_CHECKING:
+    from media.local_provider import LocalProviderConfig
+
 log = logging.getLogger("callbridge")
 
 STATIC_DIR = Path(__file__).parent / "static"
 
 
 def local_provider_config(settings: Settings) -> LocalProviderConfig:
-    """The embedded stand-in provider's configuration, derived from ours."""
+    """The embedded stand-in provider's configuration, derived from ours.
+
+    Needs the `callbridge[local]` extra (aiortc, av, numpy, pocketsphinx): `media` is imported
+    here rather than at module level so that the control plane runs without it.
+    """
+    from media.local_provider import LocalProviderConfig
+    from media.local_provider.config import DEFAULT_ASR_PHRASES
+
     phrases = settings.split(settings.local_phrases)
     return LocalProviderConfig(
         api_key=settings.api_key_value(),
@@ -74,7 +83,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         embedded: EmbeddedServer | None = None
         embedded_url: str | None = None
         if settings.provider == "local" and not settings.provider_url:
-            embedded = EmbeddedServer(create_provider_app(local_provider_config(settings)))
+            try:
+                from media.local_provider import (
+                    DenialAwareWebSocketProtocol,
+                    create_provider_app,
+                )
+            except ImportError as exc:
+                raise RuntimeError(
+                    "CALLBRIDGE_PROVIDER=local needs the local extra: pip install "
+                    f"'callbridge[local]', or set CALLBRIDGE_PROVIDER_URL ({exc})"
+                ) from exc
+
+            # The stand-in's own protocol: a refused sideband handshake is not an ERROR line.
+            embedded = EmbeddedServer(
+                create_provider_app(local_provider_config(settings)),
+                ws=DenialAwareWebSocketProtocol,
+            )
             await embedded.start()
             embedded_url = embedded.url
             log.info("embedded local provider at %s", embedded_url)

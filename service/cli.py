@@ -61,8 +61,15 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+_NEEDS_LOCAL = "`callbridge %s` needs the local extra: pip install 'callbridge[local]' (%s)"
+
+
 def _provider(args: argparse.Namespace, settings: Settings) -> int:
-    from media.local_provider import run_provider
+    try:
+        from media.local_provider import run_provider
+    except ImportError as exc:
+        log.error(_NEEDS_LOCAL, "provider", exc)
+        return 2
     from service.app import local_provider_config
 
     run_provider(local_provider_config(settings), args.host, args.port)
@@ -70,7 +77,11 @@ def _provider(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dial(args: argparse.Namespace, settings: Settings) -> int:
-    from media.peer import DialError, dial, format_report
+    try:
+        from media.peer import DialError, dial, format_report
+    except ImportError as exc:
+        log.error(_NEEDS_LOCAL, "dial", exc)
+        return 2
 
     try:
         report = asyncio.run(dial(args.url, play=args.play, seconds=args.seconds, token=args.token))

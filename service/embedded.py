@@ -25,12 +25,17 @@ class _QuietServer(uvicorn.Server):
 class EmbeddedServer:
     """An ASGI app served on `127.0.0.1:<free port>` until `stop()`."""
 
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, app: Any, *, host: str = "127.0.0.1", port: int = 0, ws: Any = "auto"
+    ) -> None:
+        """`ws`: uvicorn's WebSocket protocol (a name or a protocol class)."""
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
         self.host, self.port = self._sock.getsockname()[:2]
-        config = uvicorn.Config(app, log_config=None, lifespan="on", ws_max_size=16 * 1024 * 1024)
+        config = uvicorn.Config(
+            app, log_config=None, lifespan="on", ws=ws, ws_max_size=16 * 1024 * 1024
+        )
         self._server = _QuietServer(config)
         self._task: asyncio.Task[None] | None = None
 

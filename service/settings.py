@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     sideband_backoff_s: float = Field(0.2, gt=0, description="First reconnect backoff (doubles).")
     sideband_backoff_max_s: float = Field(5.0, gt=0, description="Largest reconnect backoff.")
     sideband_ping_interval_s: float = Field(20.0, gt=0, description="WebSocket keepalive period.")
+    sideband_compression: bool = Field(
+        False,
+        description="Offer permessage-deflate (RFC 7692) on the sideband. Off: each compressed "
+        "connection holds zlib state (tens of KiB per call) for little gain on small JSON events.",
+    )
     max_call_duration_s: float = Field(
         3600.0, gt=0, description="Calls are hung up after this long."
     )

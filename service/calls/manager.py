@@ -288,6 +288,7 @@ class CallManager:
             sideband_url(self.provider_base_url, call_id),
             self.settings.api_key_value(),
             ping_interval_s=self.settings.sideband_ping_interval_s,
+            compression=self.settings.sideband_compression,
             credentials=self.credentials,
         )
         return CallSession(

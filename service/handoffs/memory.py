@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from service.handoffs.queue import HandoffEvent, HandoffJob
 from signaling.realtime import Delegation
@@ -28,8 +28,10 @@ class MemoryQueue:
         """Queue a handoff."""
         self._jobs.put_nowait(HandoffJob(delegation, reply_to, 1, str(next(self._tokens))))
 
-    async def jobs(self, consumer: str) -> AsyncIterator[HandoffJob]:
-        """Hand jobs to one worker."""
+    async def jobs(
+        self, consumer: str, *, capacity: Callable[[], int] | None = None
+    ) -> AsyncIterator[HandoffJob]:
+        """Hand jobs to one worker, one at a time (`capacity` is not needed in memory)."""
         while True:
             job = await self._jobs.get()
             self._in_flight[job.token] = job

@@ -6,7 +6,7 @@ the effect once, because a tool call accepts a single output (`CallState.submit_
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -89,8 +89,14 @@ class HandoffQueue(Protocol):
     async def put(self, delegation: Delegation, reply_to: str) -> None:
         """Queue a handoff; `reply_to` is the owning instance's results address."""
 
-    def jobs(self, consumer: str) -> AsyncIterator[HandoffJob]:
-        """Handoffs for a worker, forever (until the queue is closed)."""
+    def jobs(
+        self, consumer: str, *, capacity: Callable[[], int] | None = None
+    ) -> AsyncIterator[HandoffJob]:
+        """Handoffs for a worker, forever (until the queue is closed).
+
+        `capacity()`, when given, is how many jobs the worker could start right now; a backend
+        may fetch that many at once.
+        """
         ...
 
     async def ack(self, job: HandoffJob) -> None:

@@ -27,10 +27,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import deque
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, Final
 
+import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -143,6 +145,11 @@ class RedisStreamQueue:
         self._buffer: deque[_Fields] = deque()
         self._flusher: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
+        # Set by `fail`/`release`: a job was just made claimable, so the next read sweeps first.
+        self._claimable = False
+        self._acks: list[str] = []
+        self._acked: asyncio.Future[None] | None = None
+        self._ack_sender: asyncio.Task[None] | None = None
 
     @property
     def buffered(self) -> int:
@@ -203,8 +210,16 @@ class RedisStreamQueue:
 
     # Consuming
 
-    async def jobs(self, consumer: str) -> AsyncGenerator[HandoffJob, None]:
+    async def jobs(
+        self, consumer: str, *, capacity: Callable[[], int] | None = None
+    ) -> AsyncGenerator[HandoffJob, None]:
         """Handoffs for `consumer`: reclaimed ones first, then new ones; ends when closed.
+
+        `capacity()` is how many jobs the caller can start at once right now (default 1):
+        new entries are read up to that many per XREADGROUP, so that none waits here, growing
+        idle towards being reclaimed by another consumer. Idle entries are swept (XAUTOCLAIM)
+        when a read times out, when this queue has just made a job claimable (`fail`,
+        `release`), and otherwise at least every `block_ms` while new work keeps coming.
 
         An entry whose delivery count exceeds `max_deliveries` (its workers kept dying) is
         not yielded again: it is dead-lettered and its owner is sent a `failed` event.
@@ -212,6 +227,7 @@ class RedisStreamQueue:
         created again.
         """
         cursor = _SWEEP_DONE
+        sweep_at = 0.0
         group_missing = False
         delay = BACKOFF_MIN_S
         while not self._closed.is_set():
@@ -219,12 +235,26 @@ class RedisStreamQueue:
                 if group_missing:
                     await self._create_group(self._handoffs, self._group)
                     group_missing = False
-                job, cursor = await self._next_job(consumer, cursor)
+                claimed: HandoffJob | None = None
+                if cursor != _SWEEP_DONE or self._claimable or time.monotonic() >= sweep_at:
+                    self._claimable = False
+                    claimed, cursor = await self._claim_one(consumer, cursor)
+                    if cursor == _SWEEP_DONE:
+                        sweep_at = time.monotonic() + self._block_ms / 1000
+                batch: list[HandoffJob | None] = []
+                if claimed is not None:
+                    batch = [claimed]
+                elif cursor == _SWEEP_DONE:
+                    count = max(1, capacity()) if capacity is not None else 1
+                    batch = await self._read_new(consumer, count)
+                    if not batch:
+                        sweep_at = 0.0
             except _UNREACHABLE as exc:
                 if self._closed.is_set():
                     return
                 log.warning("redis unreachable, consumer %s waiting: %s", consumer, exc)
                 cursor = _SWEEP_DONE
+                sweep_at = 0.0
                 await self._pause(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)
                 continue
@@ -232,14 +262,16 @@ class RedisStreamQueue:
                 if not _is_nogroup(exc):
                     raise
                 cursor = _SWEEP_DONE
+                sweep_at = 0.0
                 group_missing = True
                 continue
             delay = BACKOFF_MIN_S
-            if job is not None:
-                yield job
+            for job in batch:
+                if job is not None:
+                    yield job
 
-    async def _next_job(self, consumer: str, cursor: str) -> tuple[HandoffJob | None, str]:
-        """One step of the loop: claim an idle entry, or else wait for a new one."""
+    async def _claim_one(self, consumer: str, cursor: str) -> tuple[HandoffJob | None, str]:
+        """One step of a sweep: claim one idle entry (None when there is none at `cursor`)."""
         # One entry at a time: whatever a consumer claims but has not yet handed to its worker
         # grows idle and would be claimed again by someone else.
         cursor, claimed, trimmed = await self._redis.xautoclaim(
@@ -249,23 +281,22 @@ class RedisStreamQueue:
             log.error(
                 "%d pending handoffs were trimmed away (maxlen) before an answer", len(trimmed)
             )
-        if claimed:
-            entry_id, fields = claimed[0]
-            delivery = await self._times_delivered(entry_id)
-            if delivery is None:
-                # Acknowledged by its slow first worker between our claim and this look-up.
-                return None, cursor
-            return await self._admit(entry_id, fields, delivery), cursor
-        if cursor != _SWEEP_DONE:
+        if not claimed:
             return None, cursor
+        entry_id, fields = claimed[0]
+        delivery = await self._times_delivered(entry_id)
+        if delivery is None:
+            # Acknowledged by its slow first worker between our claim and this look-up.
+            return None, cursor
+        return await self._admit(entry_id, fields, delivery), cursor
+
+    async def _read_new(self, consumer: str, count: int) -> list[HandoffJob | None]:
+        """Up to `count` new entries (waiting up to `block_ms` for the first); None for an entry
+        that was dead-lettered as unreadable."""
         reply = await self._redis.xreadgroup(
-            self._group, consumer, {self._handoffs: ">"}, count=1, block=self._block_ms
+            self._group, consumer, {self._handoffs: ">"}, count=count, block=self._block_ms
         )
-        fresh = _entries(reply)
-        if not fresh:
-            return None, cursor
-        entry_id, fields = fresh[0]
-        return await self._admit(entry_id, fields, 1), cursor
+        return [await self._admit(entry_id, fields, 1) for entry_id, fields in _entries(reply)]
 
     async def _times_delivered(self, entry_id: str) -> int | None:
         rows = await self._redis.xpending_range(
@@ -280,7 +311,7 @@ class RedisStreamQueue:
         fields = fields or {}
         try:
             job = HandoffJob(
-                Delegation.from_json(json.loads(fields["delegation"])),
+                Delegation.from_json(orjson.loads(fields["delegation"])),
                 fields["reply_to"],
                 delivery,
                 entry_id,
@@ -339,16 +370,42 @@ class RedisStreamQueue:
     async def ack(self, job: HandoffJob) -> None:
         """Done: acknowledge and delete the entry.
 
-        If Redis is unreachable the entry stays pending and is redelivered after
-        `claim_idle_ms`; the owner takes only the first result of a tool call.
+        Acknowledgements made while one is on its way to Redis travel together in the next
+        round trip (XACK and XDEL of all their ids, in one transaction). If Redis is
+        unreachable the entries stay pending and are redelivered after `claim_idle_ms`; the
+        owner takes only the first result of a tool call.
         """
+        self._acks.append(job.token)
+        if self._acked is None:
+            self._acked = asyncio.get_running_loop().create_future()
+            self._ack_sender = asyncio.create_task(
+                self._send_acks(self._acked), name="redis-queue-ack"
+            )
+        acked = self._acked
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.xack(self._handoffs, self._group, job.token)
-                pipe.xdel(self._handoffs, job.token)
-                await pipe.execute()
+            # Shielded: a worker cancelled while waiting must not cancel the others' batch.
+            await asyncio.shield(acked)
         except _UNREACHABLE as exc:
             log.warning("could not acknowledge handoff %s: %s", job.token, exc)
+
+    async def _send_acks(self, acked: asyncio.Future[None]) -> None:
+        # Yield once first, so that acknowledgements made in this turn of the loop join in.
+        await asyncio.sleep(0)
+        tokens, self._acks, self._acked = self._acks, [], None
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.xack(self._handoffs, self._group, *tokens)
+                pipe.xdel(self._handoffs, *tokens)
+                await pipe.execute()
+        except Exception as exc:
+            acked.set_exception(exc)
+            # Retrieved here too, as no worker may be left waiting to retrieve it.
+            acked.exception()
+        except BaseException:
+            acked.cancel()
+            raise
+        else:
+            acked.set_result(None)
 
     async def fail(self, job: HandoffJob, message: str) -> bool:
         """Dead-letter the job at `max_deliveries` (True), else make it claimable at once (False).
@@ -400,6 +457,7 @@ class RedisStreamQueue:
             retrycount=job.delivery - 1 if keep_delivery else None,
             justid=True,
         )
+        self._claimable = True
 
     # Results
 
@@ -532,6 +590,9 @@ class RedisStreamQueue:
                 await self._flusher
             if self._buffer:
                 log.warning("queue closed with %d handoffs never sent to redis", len(self._buffer))
+        if self._ack_sender is not None:
+            # Acknowledgements on their way are sent before the pool goes.
+            await asyncio.wait([self._ack_sender])
         # Closing the pool also drops connections blocked in XREADGROUP, waking their loops.
         await self._redis.aclose()
 

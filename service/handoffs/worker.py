@@ -30,6 +30,7 @@ class Worker:
         self.handler = handler
         self.name = name
         self.timeout_s = timeout_s
+        self.concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._consumer: asyncio.Task[None] | None = None
@@ -41,7 +42,7 @@ class Worker:
 
     async def _consume(self) -> None:
         while not self._stopping:
-            jobs = self.queue.jobs(self.name).__aiter__()
+            jobs = self.queue.jobs(self.name, capacity=self._capacity).__aiter__()
             try:
                 while not self._stopping:
                     # A slot first, then a job: a job fetched without a slot would age
@@ -61,6 +62,10 @@ class Worker:
                 # A broker outage must not kill the worker: wait and consume again.
                 log.warning("queue consume failed, retrying: %s", exc)
                 await asyncio.sleep(1.0)
+
+    def _capacity(self) -> int:
+        """Jobs that could start at once: the slot the consumer holds and the free ones."""
+        return self.concurrency - len(self._tasks)
 
     async def _run(self, job: HandoffJob) -> None:
         try:
@@ -82,12 +87,23 @@ class Worker:
         d = job.delegation
         extra = {"call_id": d.call_id, "handoff_id": d.handoff_id}
         started = time.monotonic()
+        # The handler starts while `started` is on its way; every later event waits for it,
+        # so the owner still sees `started` first.
+        announced = asyncio.create_task(
+            self.queue.publish(job.reply_to, HandoffEvent.for_job(job, "started"))
+        )
         try:
-            await self.queue.publish(job.reply_to, HandoffEvent.for_job(job, "started"))
-            answer = await asyncio.wait_for(self._drive(job), self.timeout_s)
+            # A timeout scope rather than wait_for: the handler runs in this task, not a new one.
+            async with asyncio.timeout(self.timeout_s):
+                answer = await self._drive(job, announced)
+            await announced
         except asyncio.CancelledError:
+            announced.cancel()
             raise
         except Exception as exc:
+            # `started` goes before `failed`; if it could not be sent, neither can `failed`.
+            with contextlib.suppress(Exception):
+                await announced
             reason = _describe_failure(exc, self.timeout_s)
             log.warning("handoff failed (delivery %d): %s", job.delivery, reason, extra=extra)
             if await self.queue.fail(job, reason):
@@ -102,11 +118,12 @@ class Worker:
         HANDOFFS.labels(outcome="completed").inc()
         log.info("handoff answered", extra=extra)
 
-    async def _drive(self, job: HandoffJob) -> str:
+    async def _drive(self, job: HandoffJob, announced: asyncio.Task[None]) -> str:
         answer: str | None = None
         async for step in self.handler(job.delegation):
             match step:
                 case Progress(text):
+                    await announced
                     await self.queue.publish(
                         job.reply_to, HandoffEvent.for_job(job, "progress", text)
                     )

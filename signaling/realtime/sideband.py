@@ -78,12 +78,15 @@ class Sideband:
         ping_interval_s: float = 20.0,
         open_timeout_s: float = 10.0,
         credentials: Credentials | None = None,
+        compression: bool = False,
     ) -> None:
         """`credentials`, when given, replace the bearer `api_key` header and are asked for
-        headers at every join (an Entra ID token may have been refreshed meanwhile)."""
+        headers at every join (an Entra ID token may have been refreshed meanwhile).
+        `compression` offers permessage-deflate (RFC 7692), off by default."""
         self.url = url
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._credentials = credentials
+        self._compression = "deflate" if compression else None
         self._ping_interval_s = ping_interval_s
         self._open_timeout_s = open_timeout_s
         self._ws: ClientConnection | None = None
@@ -113,6 +116,7 @@ class Sideband:
                 # Closing comes after the hang-up: a provider still flushing a backlog at us
                 # must not hold the call's end (the default waits 10 s for its close frame).
                 close_timeout=CLOSE_TIMEOUT_S,
+                compression=self._compression,
                 logger=_ws_log,
                 user_agent_header="callbridge",
             )
