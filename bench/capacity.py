@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from offers import make_offer
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
@@ -808,21 +809,6 @@ async def run_direct(
 
 
 # --- the offer, limits, logs, report ----------------------------------------------------------
-
-
-async def make_offer() -> str:
-    """An SDP offer as aiortc writes it: audio plus the `oai-events` data channel."""
-    from aiortc import RTCPeerConnection
-
-    peer = RTCPeerConnection()
-    try:
-        peer.addTransceiver("audio", direction="sendrecv")
-        peer.createDataChannel("oai-events")
-        await peer.setLocalDescription(await peer.createOffer())
-        sdp: str = peer.localDescription.sdp
-        return sdp
-    finally:
-        await peer.close()
 
 
 def raise_nofile() -> tuple[int, int]:

@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 import uvicorn
 from fastapi import FastAPI, Response, WebSocket
+from offers import make_offer
 
 ROOT = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -122,20 +123,6 @@ async def wait_http(client: httpx.AsyncClient, url: str, proc: subprocess.Popen[
                 return
         await asyncio.sleep(0.1)
     raise TimeoutError(url)
-
-
-async def make_offer() -> str:
-    from aiortc import RTCPeerConnection
-
-    peer = RTCPeerConnection()
-    try:
-        peer.addTransceiver("audio", direction="sendrecv")
-        peer.createDataChannel("oai-events")
-        await peer.setLocalDescription(await peer.createOffer())
-        sdp: str = peer.localDescription.sdp
-        return sdp
-    finally:
-        await peer.close()
 
 
 async def events_counted(client: httpx.AsyncClient) -> float:

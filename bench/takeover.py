@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from aiortc import RTCPeerConnection
+from offers import make_offer
 from redis.asyncio import Redis
 
 KEY = "sk-bench"
@@ -70,19 +70,6 @@ async def wait_http(url: str) -> None:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.1)
-
-
-async def make_offer() -> str:
-    """An SDP offer as aiortc writes it: audio plus the `oai-events` data channel."""
-    peer = RTCPeerConnection()
-    try:
-        peer.addTransceiver("audio", direction="sendrecv")
-        peer.createDataChannel("oai-events")
-        await peer.setLocalDescription(await peer.createOffer())
-        sdp: str = peer.localDescription.sdp
-        return sdp
-    finally:
-        await peer.close()
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -7,7 +7,7 @@ import re
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import replace
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
@@ -248,6 +248,9 @@ def _ok(status: int, description: str, *header_names: str) -> dict[int, dict[str
     return {status: {"description": description, **_JSON_OK, "headers": headers(*header_names)}}
 
 
+_Body = TypeVar("_Body", MessageIn, SessionOverrides, ReferIn)
+
+
 def _json_body(model: type[SessionOverrides] | type[MessageIn] | type[ReferIn]) -> dict[str, Any]:
     return {
         "requestBody": {
@@ -379,6 +382,16 @@ async def patch_call(call_id: str, request: Request, principal: Caller) -> Respo
     )
 
 
+async def _json_model(request: Request, model: type[_Body], what: str) -> _Body:
+    """The request's JSON body as `model`: 413 past `max_json_bytes`, 400 for bad JSON, 422
+    for the wrong shape (naming `what` was asked for)."""
+    body = await read_limited(request, request.app.state.settings.max_json_bytes)
+    try:
+        return model.model_validate(_parse_json(body, "body"))
+    except ValidationError as exc:
+        raise _validation_problem(exc, what) from None
+
+
 @router.post(
     "/{call_id}/messages",
     status_code=202,
@@ -390,11 +403,7 @@ async def post_message(call_id: str, request: Request, principal: Caller) -> JSO
     """Inject user text into the live call."""
     settings = request.app.state.settings
     _known_call_id(call_id)
-    body = await read_limited(request, settings.max_json_bytes)
-    try:
-        message = MessageIn.model_validate(_parse_json(body, "body"))
-    except ValidationError as exc:
-        raise _validation_problem(exc, "message") from None
+    message = await _json_model(request, MessageIn, "message")
     if len(message.text) > settings.max_message_chars:
         raise Problem(
             413, f"text exceeds {settings.max_message_chars} characters", kind="too-large"
@@ -411,13 +420,8 @@ async def post_message(call_id: str, request: Request, principal: Caller) -> JSO
 )
 async def post_session(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Change instructions, voice or output modality on the live call."""
-    settings = request.app.state.settings
     _known_call_id(call_id)
-    body = await read_limited(request, settings.max_json_bytes)
-    try:
-        overrides = SessionOverrides.model_validate(_parse_json(body, "body"))
-    except ValidationError as exc:
-        raise _validation_problem(exc, "session update") from None
+    overrides = await _json_model(request, SessionOverrides, "session update")
     command = UpdateSession(
         _known_call_id(call_id),
         principal,
@@ -441,13 +445,8 @@ _KEEPALIVE_S = 15.0
 )
 async def refer_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Transfer a live phone call (SIP REFER); 409 for a WebRTC call, which cannot be."""
-    settings = request.app.state.settings
     _known_call_id(call_id)
-    body = await read_limited(request, settings.max_json_bytes)
-    try:
-        refer = ReferIn.model_validate(_parse_json(body, "body"))
-    except ValidationError as exc:
-        raise _validation_problem(exc, "transfer") from None
+    refer = await _json_model(request, ReferIn, "transfer")
     command = Refer(_known_call_id(call_id), principal, refer.target_uri)
     return JSONResponse(await _run(request, command), status_code=202)
 

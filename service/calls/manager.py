@@ -21,7 +21,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -77,6 +77,7 @@ from signaling.realtime import CallState, Delegation, SessionConfig, session_pay
 from signaling.realtime.sideband import Sideband, sideband_url
 
 log = logging.getLogger("callbridge.calls")
+_T = TypeVar("_T")
 
 _ERRORS: Final[dict[str, type[CallError]]] = {
     cls.__name__: cls
@@ -185,20 +186,8 @@ class CallManager:
         Raises `Draining`, `CapacityExceeded`, or the provider's `ProviderError`.
         """
         received = time.monotonic()
-        self._admit()
-        # Reserved before the first await, so concurrent starts cannot overshoot the cap.
-        self._reserved += 1
-        try:
-            created = await self.provider.create_call(
-                offer_sdp, session_payload(config, include_model=True)
-            )
-        except ProviderError:
-            self._reserved -= 1
-            CALL_STARTS.labels(outcome="provider_error").inc()
-            raise
-        except BaseException:
-            self._reserved -= 1
-            raise
+        payload = session_payload(config, include_model=True)
+        created = await self._reserving(lambda: self.provider.create_call(offer_sdp, payload))
         CALL_SETUP_SECONDS.labels(stage="provider_answered").observe(time.monotonic() - received)
         call = Call(
             call_id=created.call_id,
@@ -221,17 +210,8 @@ class CallManager:
         `ProviderError` (`CallNotFound` when the caller is gone) if the answer fails.
         """
         received = time.monotonic()
-        self._admit()
-        self._reserved += 1
-        try:
-            await self.provider.accept(call_id, session_payload(config, include_model=True))
-        except ProviderError:
-            self._reserved -= 1
-            CALL_STARTS.labels(outcome="provider_error").inc()
-            raise
-        except BaseException:
-            self._reserved -= 1
-            raise
+        payload = session_payload(config, include_model=True)
+        await self._reserving(lambda: self.provider.accept(call_id, payload))
         call = Call(
             call_id=call_id,
             config=config,
@@ -244,6 +224,24 @@ class CallManager:
         )
         self._open_session(call, received)
         return call
+
+    async def _reserving(self, at_provider: Callable[[], Awaitable[_T]]) -> _T:
+        """Take a call slot, then run `at_provider()`; the slot is given back if it fails.
+
+        Raises `Draining` or `CapacityExceeded` before asking the provider anything.
+        """
+        self._admit()
+        # Reserved before the first await, so concurrent starts cannot overshoot the cap.
+        self._reserved += 1
+        try:
+            return await at_provider()
+        except ProviderError:
+            self._reserved -= 1
+            CALL_STARTS.labels(outcome="provider_error").inc()
+            raise
+        except BaseException:
+            self._reserved -= 1
+            raise
 
     def _admit(self) -> None:
         """Raise `Draining` or `CapacityExceeded` when no new call may start now."""
