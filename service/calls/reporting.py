@@ -10,10 +10,18 @@ import logging
 import time
 from typing import TypeAlias, assert_never
 
-from service.calls.record import Call
+from service.calls.record import Call, HandoffRecord
 from service.calls.stream import CallEventStream
-from service.metrics import CALL_SETUP_SECONDS, EVENTS, HANDOFF_SECONDS, SIDEBAND_RECONNECTS
+from service.handoffs.queue import HandoffEvent
+from service.metrics import (
+    CALL_SETUP_SECONDS,
+    EVENTS,
+    HANDOFF_SECONDS,
+    HANDOFFS,
+    SIDEBAND_RECONNECTS,
+)
 from signaling.realtime import (
+    Delegation,
     EventObserved,
     HandoffDelivered,
     IgnoredEvent,
@@ -43,6 +51,14 @@ Report: TypeAlias = (
 """The actions `CallReporter` applies."""
 
 
+_HANDOFF_EVENTS = {
+    "progress": ("handoff.progress", "text"),
+    "result": ("handoff.completed", "output"),
+    "failed": ("handoff.failed", "error"),
+}
+"""A worker event's kind -> the stream event announcing it and the field carrying its text."""
+
+
 class CallReporter:
     """Applies reports to one call's record, stream, metrics and log."""
 
@@ -55,6 +71,25 @@ class CallReporter:
     ) -> None:
         self.call, self.stream, self.log = call, stream, log
         self._offer_received_at = offer_received_at
+
+    def handoff_queued(self, delegation: Delegation) -> HandoffRecord:
+        """Record and announce a handoff on its way to the queue."""
+        record = self.call.handoff_queued(delegation)
+        data = {"handoff_id": record.handoff_id, "request": record.request}
+        self.stream.publish("handoff.queued", {**data, "steering": record.steering})
+        self.log.info("handoff queued: %s", record.handoff_id)
+        return record
+
+    def handoff_event(self, event: HandoffEvent) -> bool:
+        """Record and announce a worker's event; False for one the call already had (a
+        redelivered handoff's second result), which the core must not see."""
+        if not self.call.handoff_event(event):
+            if event.kind in ("result", "failed"):
+                HANDOFFS.labels(outcome="duplicate").inc()
+            return False
+        name, field = _HANDOFF_EVENTS[event.kind]
+        self.stream.publish(name, {"handoff_id": event.handoff_id, field: event.text})
+        return True
 
     def apply(self, report: Report) -> None:
         """Record `report`; never raises for a well-formed report."""

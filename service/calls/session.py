@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -13,7 +14,6 @@ from service.calls.record import Call
 from service.calls.reporting import CallReporter
 from service.calls.stream import CallEventStream
 from service.handoffs.queue import HandoffEvent
-from service.metrics import HANDOFFS
 from signaling.provider import CallNotFound, ProviderClient, ProviderError
 from signaling.realtime import (
     Action,
@@ -82,36 +82,45 @@ class CallSession:
                 sb = self.sideband
                 if not sb.connected and self.state.link_status == "open":
                     # Closed under a send: report it like a close seen by receive.
-                    async with self._applying:
-                        await self._apply(
-                            self.state.link_closed(sb.close_code, sb.close_reason, time.time())
-                        )
+                    await self._input(self._link_closed)
                     continue
                 if not sb.connected:
                     await asyncio.sleep(min(delay, 3600.0))
-                    async with self._applying:
-                        await self._apply(self.state.tick(time.time()))
+                    await self._input(self._tick)
                     continue
                 try:
                     async with asyncio.timeout(delay if delay != float("inf") else None):
                         raw = await sb.receive()
                 except TimeoutError:
-                    async with self._applying:
-                        await self._apply(self.state.tick(time.time()))
+                    await self._input(self._tick)
                     continue
-                async with self._applying:
-                    if raw is None:
-                        await self._apply(
-                            self.state.link_closed(sb.close_code, sb.close_reason, time.time())
-                        )
-                        continue
-                    await self._apply(self.state.feed_raw(raw, time.time()))
+                if raw is None:
+                    await self._input(self._link_closed)
+                    continue
+                await self._input(functools.partial(self._feed, raw))
                 frames += 1
                 if frames % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
         except Exception:
             self._log.exception("call session crashed; hanging up")
             await self._apply(self.state.end(EndReason.INTERNAL_ERROR))
+
+    async def _input(self, take: Callable[[], list[Action]]) -> None:
+        """Give the core one input (`take` runs under the lock a handover pauses) and apply
+        what it decides."""
+        async with self._applying:
+            await self._apply(take())
+
+    def _feed(self, raw: str | bytes) -> list[Action]:
+        return self.state.feed_raw(raw, time.time())
+
+    def _tick(self) -> list[Action]:
+        return self.state.tick(time.time())
+
+    def _link_closed(self) -> list[Action]:
+        return self.state.link_closed(
+            self.sideband.close_code, self.sideband.close_reason, time.time()
+        )
 
     async def _apply(self, actions: list[Action]) -> None:
         for action in actions:
@@ -140,10 +149,7 @@ class CallSession:
         return self.state.link_opened(time.time())
 
     async def _handoff(self, delegation: Delegation) -> None:
-        record = self.call.handoff_queued(delegation)
-        data = {"handoff_id": record.handoff_id, "request": record.request}
-        self.stream.publish("handoff.queued", {**data, "steering": record.steering})
-        self._log.info("handoff queued: %s", record.handoff_id)
+        record = self._reporter.handoff_queued(delegation)
         try:
             await self._enqueue(delegation)
         except Exception as exc:
@@ -165,21 +171,13 @@ class CallSession:
                 await self._handoff_event(event)
 
     async def _handoff_event(self, event: HandoffEvent) -> None:
-        if not self.call.handoff_event(event):
-            if event.kind in ("result", "failed"):
-                HANDOFFS.labels(outcome="duplicate").inc()
+        if not self._reporter.handoff_event(event):
             return
-        hid, now = event.handoff_id, time.time()
-        if event.kind == "progress":
-            self.stream.publish("handoff.progress", {"handoff_id": hid, "text": event.text})
-            actions = self.state.submit_progress(hid, event.text, now)
-        elif event.kind == "result":
-            self.stream.publish("handoff.completed", {"handoff_id": hid, "output": event.text})
-            actions = self.state.submit_result(hid, event.text, now)
-        else:
-            self.stream.publish("handoff.failed", {"handoff_id": hid, "error": event.text})
-            actions = self.state.submit_failure(hid, event.text, now)
-        await self._apply(actions)
+        state = self.state
+        submit = {"progress": state.submit_progress, "result": state.submit_result}.get(
+            event.kind, state.submit_failure
+        )
+        await self._apply(submit(event.handoff_id, event.text, time.time()))
 
     async def inject_text(self, text: str) -> None:
         """Add user text to the conversation and ask for a response."""
