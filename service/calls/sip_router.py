@@ -14,7 +14,6 @@ decides what that means for the call.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Annotated, Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from service.dotted_names import load_callable
 from signaling.ids import CallId
 from signaling.realtime import VOICES
 
@@ -174,12 +174,4 @@ def load_router(spec: str | None) -> Router:
         return accept_all
     if spec.startswith(("http://", "https://")):
         return _from_url(spec)
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"SIP router must be module:function or a URL, not {spec!r}")
-    target: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        target = getattr(target, part)
-    if not callable(target):
-        raise ValueError(f"SIP router {spec!r} is not callable")
-    return _from_callable(target)
+    return _from_callable(load_callable(spec, "SIP router (or a URL)"))

@@ -7,7 +7,6 @@ Every handler is normalised to one shape: an async iterator of `Progress` and fi
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import json
 from collections.abc import AsyncIterator, Callable
@@ -16,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from service.dotted_names import load_callable
 from signaling.realtime import Delegation
 
 PROGRESS_PREFIX = "progress: "
@@ -138,12 +138,4 @@ def load_handler(spec: str) -> Handler:
         if not command:
             raise ValueError("empty handler command")
         return _from_command(command)
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"handler must be module:function, cmd:..., or a URL, not {spec!r}")
-    target: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        target = getattr(target, part)
-    if not callable(target):
-        raise ValueError(f"handler {spec!r} is not callable")
-    return _from_callable(target)
+    return _from_callable(load_callable(spec, "handler (or cmd:..., or a URL)"))

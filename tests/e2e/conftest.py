@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from service.app import create_app
 from service.calls.manager import CallManager
 from service.settings import Settings
-from tests.e2e.redis_server import redis_server  # noqa: F401
+from tests.e2e.redis_server import open_queue, redis, redis_server  # noqa: F401
 from tests.e2e.servers import running_server
 
 

@@ -10,10 +10,14 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from redis.asyncio import Redis
+
+from service.handoffs.redis_streams import RedisStreamQueue
 
 _START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 5.0
@@ -128,3 +132,28 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    """A plain client on the test's redis-server, for looking at keys and streams."""
+    async with Redis.from_url(redis_server.url, decode_responses=True) as client:
+        yield client
+
+
+OpenQueue = Callable[..., RedisStreamQueue]
+
+
+@pytest.fixture
+async def open_queue(redis_server: RedisServer) -> AsyncIterator[OpenQueue]:
+    """Makes queues on the test's server (short blocking reads keep the loops brisk)."""
+    queues: list[RedisStreamQueue] = []
+
+    def make(**options: Any) -> RedisStreamQueue:
+        queue = RedisStreamQueue(redis_server.url, **{"block_ms": 50, **options})
+        queues.append(queue)
+        return queue
+
+    yield make
+    for queue in queues:
+        await queue.aclose()

@@ -23,12 +23,6 @@ MakeLeases = Callable[..., CallLeases]
 
 
 @pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    async with Redis.from_url(redis_server.url, decode_responses=True) as client:
-        yield client
-
-
-@pytest.fixture
 def leases(redis: Redis) -> MakeLeases:
     def make(instance_id: str, lease_s: float = 5.0) -> CallLeases:
         return CallLeases(redis, instance_id, lease_s=lease_s, prefix=PREFIX)

@@ -125,12 +125,6 @@ def cluster(redis_server: RedisServer, tmp_path: Path) -> Iterator[Cluster]:
 
 
 @pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    async with Redis.from_url(redis_server.url, decode_responses=True) as client:
-        yield client
-
-
-@pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=10.0) as client:
         yield client

@@ -17,17 +17,14 @@ from redis.asyncio import Redis
 
 from service.handoffs.handlers import Answer, HandlerError, HandlerStep, Progress
 from service.handoffs.queue import HandoffEvent, HandoffJob, QueueUnavailable
-from service.handoffs.redis_streams import RedisStreamQueue
 from service.handoffs.worker import Worker
 from signaling.realtime import Delegation
 from signaling.realtime.transcript import TranscriptEntry
-from tests.e2e.redis_server import RedisServer
+from tests.e2e.redis_server import OpenQueue, RedisServer
 
 T = TypeVar("T")
 OWNER = "results:instance-a"
 WAIT_S = 5.0
-
-OpenQueue = Callable[..., RedisStreamQueue]
 
 
 def delegation(n: int) -> Delegation:
@@ -70,29 +67,6 @@ async def eventually_async(probe: Callable[[], Awaitable[T]], expected: T) -> No
 async def dead_letters(redis: Redis) -> list[dict[Any, Any]]:
     """The fields of each dead-lettered handoff, oldest first."""
     return [fields or {} for _, fields in await redis.xrange("callbridge:dead") or []]
-
-
-@pytest.fixture
-async def open_queue(redis_server: RedisServer) -> AsyncIterator[OpenQueue]:
-    """Makes queues on the test's server (short blocking reads keep the loops brisk)."""
-    queues: list[RedisStreamQueue] = []
-
-    def make(**options: Any) -> RedisStreamQueue:
-        queue = RedisStreamQueue(redis_server.url, **{"block_ms": 50, **options})
-        queues.append(queue)
-        return queue
-
-    yield make
-    for queue in queues:
-        await queue.aclose()
-
-
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    """A plain client for looking at the streams."""
-    client = Redis.from_url(redis_server.url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -3,39 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
-from typing import Any
 
-import pytest
 from redis.asyncio import Redis
 
-from service.handoffs.redis_streams import RedisStreamQueue
-from tests.e2e.redis_server import RedisServer
+from tests.e2e.redis_server import OpenQueue
 from tests.e2e.test_redis_queue import OWNER, delegation, within
-
-OpenQueue = Callable[..., RedisStreamQueue]
-
-
-@pytest.fixture
-async def open_queue(redis_server: RedisServer) -> AsyncIterator[OpenQueue]:
-    queues: list[RedisStreamQueue] = []
-
-    def make(**options: Any) -> RedisStreamQueue:
-        queue = RedisStreamQueue(redis_server.url, **{"block_ms": 50, **options})
-        queues.append(queue)
-        return queue
-
-    yield make
-    for queue in queues:
-        await queue.aclose()
-
-
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 async def pending_for(redis: Redis, consumer: str) -> int:
