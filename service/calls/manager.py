@@ -198,7 +198,7 @@ class CallManager:
             idle_timeout_s=self.settings.idle_timeout_s,
             started_by=started_by,
         )
-        self._open_session(call, received)
+        await self._open_session(call, received)
         return call, created.answer_sdp
 
     async def accept_incoming(
@@ -222,7 +222,7 @@ class CallManager:
             kind="sip",
             sip_headers=dict(sip_headers),
         )
-        self._open_session(call, received)
+        await self._open_session(call, received)
         return call
 
     async def _reserving(self, at_provider: Callable[[], Awaitable[_T]]) -> _T:
@@ -252,8 +252,10 @@ class CallManager:
             CALL_STARTS.labels(outcome="capacity").inc()
             raise CapacityExceeded(f"all {self.settings.max_calls} call slots are in use")
 
-    def _open_session(self, call: Call, received: float) -> None:
-        """Track an answered call and join its sideband in the background."""
+    async def _open_session(self, call: Call, received: float) -> None:
+        """Track an answered call and join its sideband in the background; in a cluster, wait
+        (a bounded time) until its lease is written, so that any instance finds the call the
+        moment its URL is handed out."""
         state = CallState(
             call.call_id,
             call.config,
@@ -268,10 +270,12 @@ class CallManager:
         ACTIVE_CALLS.inc()
         CALL_STARTS.labels(outcome="started").inc()
         session.start()
-        if self.directory is not None:
-            # In the background: a slow broker must not delay the SDP answer.
-            self._spawn(self._register(call.call_id))
         log.info("call started", extra={"call_id": call.call_id})
+        if self.directory is not None:
+            registered = self._spawn(self._register(call.call_id))
+            # A slow broker delays the SDP answer by at most a lease period; the lease is
+            # written anyway.
+            await asyncio.wait({registered}, timeout=self.settings.call_lease_s)
 
     def _new_session(
         self, call: Call, state: CallState, *, offer_received_at: float
@@ -344,10 +348,11 @@ class CallManager:
             evicted, _ = self._ended.popitem(last=False)
             self.ended_total_bytes -= self._ended_bytes.pop(evicted)
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def _directory_op(self, operation: Awaitable[None]) -> None:
         try:

@@ -278,6 +278,22 @@ class SseClient:
                 await self._task
 
 
+# Finding a call
+
+
+async def test_a_call_is_found_by_every_instance_as_soon_as_its_start_is_answered(
+    cluster: Cluster, http: httpx.AsyncClient
+) -> None:
+    a, b = cluster.urls["a"], cluster.urls["b"]
+
+    async def look_up_at_b_once_started_at_a() -> int:
+        call_id = await start_call(http, a)
+        return (await http.get(f"{b}/v1/calls/{call_id}")).status_code
+
+    statuses = await asyncio.gather(*(look_up_at_b_once_started_at_a() for _ in range(CALLS)))
+    assert statuses == [200] * CALLS
+
+
 # Losing an instance
 
 
