@@ -25,7 +25,15 @@ from service.api.openapi import EXAMPLE_OFFER, SDP_SCHEMA, answers, headers
 from service.api.problems import Problem
 from service.api.sse import EventStreamResponse
 from service.auth import Principal, mint_call_token
-from service.calls.control import Command, GetCall, HangUp, InjectText, Refer, UpdateSession
+from service.calls.control import (
+    Command,
+    DeleteCall,
+    GetCall,
+    HangUp,
+    InjectText,
+    Refer,
+    UpdateSession,
+)
 from service.calls.manager import CallManager
 from service.calls.stream import follow
 from service.metrics import CALL_STARTS, PROVIDER_ERRORS, provider_error_label
@@ -226,7 +234,8 @@ _STARTED = {
                 ("UpdateSession", "updateSession"),
                 ("FollowEvents", "followEvents"),
                 ("ReferCall", "referCall"),
-                ("EndCall", "endCall"),
+                ("HangUpCall", "hangUpCall"),
+                ("DeleteCall", "deleteCall"),
             )
         },
     }
@@ -341,7 +350,7 @@ def _record(payload: dict[str, Any]) -> JSONResponse:
 @router.get(
     "/{call_id}",
     operation_id="getCall",
-    responses=answers(401, 404, 503, ok=_ok(200, "The call record", "ETag")),
+    responses=answers(401, 404, 410, 503, ok=_ok(200, "The call record", "ETag")),
 )
 async def get_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """One call's record, with transcript and handoffs."""
@@ -350,11 +359,23 @@ async def get_call(call_id: str, request: Request, principal: Caller) -> JSONRes
 
 @router.delete(
     "/{call_id}",
-    operation_id="endCall",
-    responses=answers(401, 404, 503, ok=_ok(200, "The final call record", "ETag")),
+    operation_id="deleteCall",
+    responses=answers(401, 404, 410, 503, ok=_ok(200, "The final call record", "ETag")),
 )
-async def end_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
-    """Hang up: ends the call at the provider (the WHIP session DELETE)."""
+async def delete_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
+    """End the call at the provider if it is live (the WHIP session DELETE) and delete it:
+    answers the final record, transcript included; afterwards the call's URLs answer 410."""
+    return _record(await _run(request, DeleteCall(_known_call_id(call_id), principal)))
+
+
+@router.post(
+    "/{call_id}/hangup",
+    operation_id="hangUpCall",
+    responses=answers(401, 404, 410, 503, ok=_ok(200, "The call record, without transcript")),
+)
+async def hang_up_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
+    """End the call at the provider and keep its record readable at the call's URL (for the
+    ended-call retention); a call that has already ended is answered as it is."""
     return _record(await _run(request, HangUp(_known_call_id(call_id), principal)))
 
 
@@ -397,7 +418,7 @@ async def _json_model(request: Request, model: type[_Body], what: str) -> _Body:
     status_code=202,
     operation_id="postMessage",
     openapi_extra=_json_body(MessageIn),
-    responses=answers(400, 401, 404, 409, 413, 422, 503, ok=_ok(202, "Sent to the call")),
+    responses=answers(400, 401, 404, 409, 410, 413, 422, 503, ok=_ok(202, "Sent to the call")),
 )
 async def post_message(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Inject user text into the live call."""
@@ -416,7 +437,7 @@ async def post_message(call_id: str, request: Request, principal: Caller) -> JSO
     "/{call_id}/session",
     operation_id="updateSession",
     openapi_extra=_json_body(SessionOverrides),
-    responses=answers(400, 401, 404, 409, 413, 422, 503, ok=_ok(200, "The session now")),
+    responses=answers(400, 401, 404, 409, 410, 413, 422, 503, ok=_ok(200, "The session now")),
 )
 async def post_session(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Change instructions, voice or output modality on the live call."""
@@ -441,7 +462,9 @@ _KEEPALIVE_S = 15.0
     status_code=202,
     operation_id="referCall",
     openapi_extra=_json_body(ReferIn),
-    responses=answers(400, 401, 404, 409, 413, 422, 502, 503, ok=_ok(202, "Transfer requested")),
+    responses=answers(
+        400, 401, 404, 409, 410, 413, 422, 502, 503, ok=_ok(202, "Transfer requested")
+    ),
 )
 async def refer_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Transfer a live phone call (SIP REFER); 409 for a WebRTC call, which cannot be."""
@@ -476,6 +499,7 @@ def _last_event_id(value: str | None, pattern: re.Pattern[str]) -> str | None:
         401,
         404,
         409,
+        410,
         503,
         ok={
             200: {

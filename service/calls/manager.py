@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 from service.auth import Principal, may_control
 from service.calls.control import (
     Command,
+    DeleteCall,
     GetCall,
     HangUp,
     InjectText,
@@ -47,6 +48,7 @@ from service.calls.directory import (
 from service.calls.errors import (
     CallAlreadyEnded,
     CallError,
+    CallGone,
     CapacityExceeded,
     Draining,
     InvalidCommand,
@@ -84,6 +86,7 @@ _ERRORS: Final[dict[str, type[CallError]]] = {
     for cls in (
         UnknownCall,
         CallAlreadyEnded,
+        CallGone,
         InvalidCommand,
         OwnerUnreachable,
         NotAPhoneCall,
@@ -458,9 +461,10 @@ class CallManager:
         """Carry out `command` here, or at the instance that owns the call.
 
         Returns the command's result (`GetCall`: the record; `HangUp`: the record without
-        transcript; `InjectText`: None; `UpdateSession`: the session settings). Raises
-        `UnknownCall`, `CallAlreadyEnded`, `InvalidCommand`, or `OwnerUnreachable` when the
-        owner or Redis cannot be reached in time.
+        transcript; `DeleteCall`: the full final record; `InjectText`: None; `UpdateSession`:
+        the session settings). Raises `UnknownCall`, `CallGone` (deleted), `CallAlreadyEnded`,
+        `InvalidCommand`, or `OwnerUnreachable` when the owner or Redis cannot be reached in
+        time.
         """
         call_id = command.call_id
         if self.directory is None or call_id in self.sessions:
@@ -513,12 +517,26 @@ class CallManager:
         stored = await self._load(command.call_id)
         if stored is None or not may_control(command.principal, stored.record["started_by"]):
             raise OwnerUnreachable(f"the call's owner cannot be reached: {exc}") from None
+        if stored.deleted:
+            raise CallGone("the call was deleted")
         if isinstance(command, GetCall):
             return stored.view
-        if isinstance(command, HangUp):
+        if isinstance(command, HangUp | DeleteCall):
             await self._hang_up_at_provider(command.call_id)
-            return {k: v for k, v in stored.view.items() if k not in _FULL_ONLY}
+            return await self._ended_answer(command, stored)
         raise OwnerUnreachable(f"the call's owner cannot be reached: {exc}") from None
+
+    async def _ended_answer(self, command: HangUp | DeleteCall, stored: StoredCall) -> Any:
+        """What a hang-up or a deletion of a call that has ended (or is being ended at the
+        provider) answers from its saved record; a deletion is recorded for every instance."""
+        if isinstance(command, HangUp):
+            return {k: v for k, v in stored.view.items() if k not in _FULL_ONLY}
+        _, store = self._cluster()
+        try:
+            await store.mark_deleted(command.call_id)
+        except (RedisError, OSError) as exc:
+            raise OwnerUnreachable(f"redis is unreachable: {exc}") from None
+        return stored.view
 
     async def _execute_unowned(self, command: Command) -> Any:
         """Nobody holds the call's lease: it ended (the store still shows it), its owner died
@@ -530,11 +548,13 @@ class CallManager:
             raise UnknownCall("no such call")
         if not may_control(command.principal, stored.record["started_by"]):
             raise UnknownCall("no such call")
+        if stored.deleted:
+            raise CallGone("the call was deleted")
         if stored.record["state"] in ("ended", "failed"):
             if isinstance(command, GetCall):
                 return stored.view
-            if isinstance(command, HangUp):
-                return {k: v for k, v in stored.view.items() if k not in _FULL_ONLY}
+            if isinstance(command, HangUp | DeleteCall):
+                return await self._ended_answer(command, stored)
             raise CallAlreadyEnded("the call has ended")
         if await self._take_over(command.call_id, stored):
             return await self._execute_here(command)
@@ -581,12 +601,20 @@ class CallManager:
         # A call someone else started is reported as unknown: its existence is not their business.
         if call is None or not may_control(command.principal, call.started_by):
             raise UnknownCall("no such call")
+        if call.deleted or (not call.live and await self._deleted_elsewhere(call.call_id)):
+            raise CallGone("the call was deleted")
         match command:
             case GetCall():
                 return call.to_json()
             case HangUp():
                 await self.hangup(call.call_id)
                 return call.to_json(full=False)
+            case DeleteCall():
+                await self.hangup(call.call_id)
+                call.deleted = True
+                if self.store is not None:
+                    await self._directory_op(self.store.mark_deleted(call.call_id))
+                return call.to_json()
             case InjectText(text=text):
                 session = self._live(call.call_id)
                 await session.inject_text(text)
@@ -615,6 +643,16 @@ class CallManager:
                 session.call.transferred_to = target_uri
                 self._mark_dirty(call.call_id)
                 return {"status": "referred", "target_uri": target_uri}
+
+    async def _deleted_elsewhere(self, call_id: str) -> bool:
+        """Whether another instance deleted this ended call (only a cluster can tell; while
+        Redis is unreachable, the record this instance keeps is served)."""
+        if self.store is None:
+            return False
+        try:
+            return await self.store.is_deleted(call_id)
+        except (RedisError, OSError):
+            return False
 
     def _live(self, call_id: str) -> CallSession:
         session = self.sessions.get(call_id)
