@@ -7,6 +7,8 @@ number of series.
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from signaling.realtime.end_reasons import EndReason
@@ -68,6 +70,15 @@ SIDEBAND_RECONNECTS = Counter(
 EVENTS = Counter(
     "callbridge_provider_events_total", "Provider events by type.", ["type"], registry=REGISTRY
 )
+
+
+@functools.cache
+def provider_events(label: str) -> Counter:
+    """`EVENTS`' counter for one type label, looked up once (a label comes from the fixed set
+    `signaling.realtime.metric_label` returns, so the cache stays small)."""
+    return EVENTS.labels(type=label)
+
+
 HANDOFFS = Counter(
     "callbridge_handoffs_total", "Handoffs by outcome.", ["outcome"], registry=REGISTRY
 )

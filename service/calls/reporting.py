@@ -15,10 +15,10 @@ from service.calls.stream import CallEventStream
 from service.handoffs.queue import HandoffEvent
 from service.metrics import (
     CALL_SETUP_SECONDS,
-    EVENTS,
     HANDOFF_SECONDS,
     HANDOFFS,
     SIDEBAND_RECONNECTS,
+    provider_events,
 )
 from signaling.realtime import (
     Delegation,
@@ -94,7 +94,10 @@ class CallReporter:
     def apply(self, report: Report) -> None:
         """Record `report`; never raises for a well-formed report."""
         call = self.call
+        # Cases are tried in order: the one every provider event brings comes first.
         match report:
+            case EventObserved(label):
+                provider_events(label).inc()
             case Joined(rejoin):
                 self._joined(rejoin)
             case PublishTranscript(kind, role, item_id, text):
@@ -123,8 +126,6 @@ class CallReporter:
                 self.log.info("sideband rejoin in %.2f s", max(at - time.time(), 0.0))
             case SpeechActivity():
                 pass
-            case EventObserved(label):
-                EVENTS.labels(type=label).inc()
             case IgnoredEvent(type_name, reason):
                 self.log.debug("ignored provider event %s: %s", type_name, reason)
             case _:
