@@ -30,7 +30,12 @@ from service.handoffs import Worker, load_handler, open_queue
 from service.providers import call_creation_query, provider_credentials
 from service.ratelimit import RateLimiter
 from service.settings import Settings
-from service.webhook_verification import ReplayCache, WebhookVerifier
+from service.webhook_verification import (
+    LocalReplayGuard,
+    RedisReplayGuard,
+    ReplayGuard,
+    WebhookVerifier,
+)
 from signaling.provider import ProviderClient
 
 if TYPE_CHECKING:
@@ -71,9 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Resolved now, so that a bad router spec or webhook secret stops the service at startup.
     sip_router = load_router(settings.sip_router)
     webhook_verifier = (
-        WebhookVerifier(
-            settings.webhook_secret.get_secret_value(), ReplayCache(settings.webhook_replay_cache)
-        )
+        WebhookVerifier(settings.webhook_secret.get_secret_value())
         if settings.webhook_secret
         else None
     )
@@ -142,6 +145,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_ringing=settings.max_calls,
         )
         app.state.incoming_calls = incoming_calls
+        replays: ReplayGuard = (
+            RedisReplayGuard(manager.directory.redis, prefix="callbridge")
+            if manager.directory is not None
+            else LocalReplayGuard(settings.webhook_replay_cache)
+        )
+        app.state.webhook_replays = replays
         worker: Worker | None = None
         if settings.embedded_worker:
             worker = Worker(

@@ -170,7 +170,10 @@ class Settings(BaseSettings):
         "`POST /v1/provider/webhooks` answers 404.",
     )
     webhook_replay_cache: int = Field(
-        10000, ge=1, description="Webhook ids remembered to refuse replays (oldest forgotten)."
+        10000,
+        ge=1,
+        description="Webhook ids an instance without Redis remembers to refuse replays (oldest "
+        "forgotten); with Redis every id is remembered there, shared by all instances.",
     )
     sip_router: str | None = Field(
         None,

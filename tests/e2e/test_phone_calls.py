@@ -26,6 +26,7 @@ from standardwebhooks import Webhook
 from media.local_provider import LocalProviderConfig, create_provider_app
 from media.peer import CallClient
 from tests.e2e.conftest import RunningService, Serve, StartService
+from tests.e2e.redis_server import RedisServer
 from tests.e2e.sip_routers import FRONT_DESK, PIRATE
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -289,6 +290,33 @@ async def test_a_replayed_webhook_is_refused_and_changes_nothing(phone_network: 
     await asyncio.sleep(0.2)
     assert (await phone.leg(leg["call_id"]))["control_requests"] == ["accept"]
     assert [c.call_id for c in phone.service.manager.active()] == [leg["call_id"]]
+
+
+async def test_a_webhook_replayed_to_another_instance_is_refused_there(
+    phone_network: Any, start_service: StartService, redis_server: RedisServer
+) -> None:
+    phone: Phone = await phone_network(queue=redis_server.url, instance_id="a")
+    other = await start_service(
+        provider="openai",
+        provider_url=phone.provider_url,
+        webhook_secret=SECRET,
+        queue=redis_server.url,
+        instance_id="b",
+    )
+    leg = await phone.ring(deliver=False)
+    headers, body = leg["webhook"]["headers"], leg["webhook"]["body"]
+    assert (await phone.deliver(headers, body)).status_code == 200
+    await phone.joined(leg["call_id"])
+    async with httpx.AsyncClient() as client:
+        replay = await client.post(
+            f"{other.url}/v1/provider/webhooks", content=body, headers=headers
+        )
+    assert (replay.status_code, replay.json()["type"]) == (
+        400,
+        "https://callbridge.dev/problems/webhook-replayed",
+    )
+    await asyncio.sleep(0.2)
+    assert (await phone.leg(leg["call_id"]))["control_requests"] == ["accept"]
 
 
 async def test_a_forged_delivery_does_not_block_the_genuine_one(phone_network: Any) -> None:
