@@ -14,7 +14,7 @@ from service.calls.record import Call
 from service.calls.reporting import CallReporter
 from service.calls.stream import CallEventStream
 from service.handoffs.queue import HandoffEvent
-from signaling.provider import CallNotFound, ProviderClient, ProviderError
+from signaling.ids import CallId
 from signaling.realtime import (
     Action,
     CallEnd,
@@ -33,6 +33,7 @@ from signaling.realtime.sideband import Sideband, SidebandError, SidebandRefused
 log = logging.getLogger("callbridge.call")
 
 Enqueue = Callable[[Delegation], Awaitable[None]]
+HangUpAtProvider = Callable[[CallId], Awaitable[bool]]
 
 YIELD_EVERY = 64
 """Frames handled before the loop yields, so a flooding provider cannot starve other calls."""
@@ -46,7 +47,7 @@ class CallSession:
         call: Call,
         state: CallState,
         sideband: Sideband,
-        provider: ProviderClient,
+        hang_up: HangUpAtProvider,
         stream: CallEventStream,
         enqueue: Enqueue,
         *,
@@ -54,7 +55,7 @@ class CallSession:
         on_end: Callable[[Call], None],
     ) -> None:
         self.call, self.state, self.sideband = call, state, sideband
-        self.provider, self.stream = provider, stream
+        self._hang_up, self.stream = hang_up, stream
         self._enqueue, self._on_end = enqueue, on_end
         self._ended = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -133,7 +134,8 @@ class CallSession:
                 case EnqueueHandoff(delegation):
                     await self._handoff(delegation)
                 case HangUp():
-                    await self._hangup_at_provider()
+                    # Retried in the background until the provider confirms (`Hangups`).
+                    await self._hang_up(self.call.call_id)
                 case EndCall(end):
                     await self._finish(end)
                 case _:
@@ -233,18 +235,6 @@ class CallSession:
             self._task.cancel()
         self._on_end(self.call)
         self._ended.set()
-
-    async def _hangup_at_provider(self) -> None:
-        # A leaked call keeps costing money: retry a transient failure a few times.
-        for attempt in range(3):
-            try:
-                await self.provider.hangup(self.call.call_id)
-                return
-            except CallNotFound:
-                return
-            except ProviderError as exc:
-                self._log.warning("hangup attempt %d failed: %s", attempt + 1, exc.message)
-                await asyncio.sleep(0.2 * (attempt + 1))
 
     async def aclose(self) -> None:
         """Cancel the loop (after `end`)."""

@@ -41,6 +41,7 @@ class FaultyProvider:
     refuse_next_join: tuple[int, str] | None = None
     refuse_response_creates: int = 0
     refuse_voice_updates: bool = False
+    refuse_hangups: int = 0
     connections: list[list[dict[str, Any]]] = field(default_factory=list)
 
     async def _refuse(self, socket: WebSocket, event: dict[str, Any], code: str, text: str) -> None:
@@ -144,6 +145,10 @@ class FaultyProvider:
         @app.post("/v1/realtime/calls/{call_id}/hangup")
         async def hangup(call_id: str) -> Response:
             self.hangups.append(call_id)
+            if self.refuse_hangups > 0:
+                self.refuse_hangups -= 1
+                error = {"message": "overloaded", "type": "server_error", "code": None}
+                return Response(json.dumps({"error": error}), status_code=503)
             await self.end_call(call_id)
             return Response(status_code=200)
 
