@@ -264,6 +264,44 @@ async def test_a_sideband_refused_after_creation_fails_the_call_naming_the_code_
     assert provider.hangups == [call_id]
 
 
+# Hang-up at the provider: a leaked call keeps costing money
+
+
+async def _hang_up(service: RunningService, call_id: str) -> None:
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        response = await client.delete(f"/v1/calls/{call_id}")
+    assert response.status_code == 200, response.text
+
+
+async def test_a_hang_up_the_provider_fails_twice_is_retried_until_it_succeeds(
+    start_service: StartService, serve: Serve, provider: FaultyProvider
+) -> None:
+    service, call_id, _session = await _ready(start_service, serve, provider)
+    provider.hangup_statuses = [503, 502]
+    await _hang_up(service, call_id)
+    assert provider.hangups == [call_id] * 3
+    assert call_id in provider.ended
+
+
+async def test_a_hang_up_failing_every_time_is_given_up_after_three_attempts(
+    start_service: StartService, serve: Serve, provider: FaultyProvider
+) -> None:
+    service, call_id, _session = await _ready(start_service, serve, provider)
+    provider.hangup_statuses = [503] * 10
+    await _hang_up(service, call_id)
+    assert provider.hangups == [call_id] * 3
+    assert (await _record(service, call_id))["end_reason"] == "hangup"
+
+
+async def test_a_hang_up_of_a_call_the_provider_does_not_know_is_not_retried(
+    start_service: StartService, serve: Serve, provider: FaultyProvider
+) -> None:
+    service, call_id, _session = await _ready(start_service, serve, provider)
+    provider.hangup_statuses = [404, 200]
+    await _hang_up(service, call_id)
+    assert provider.hangups == [call_id]
+
+
 # Issue 10, item 3: provider text is redacted before it is stored or served
 
 
