@@ -269,7 +269,7 @@ async def test_a_sideband_refused_after_creation_fails_the_call_naming_the_code_
 
 async def _hang_up(service: RunningService, call_id: str) -> None:
     async with httpx.AsyncClient(base_url=service.url) as client:
-        response = await client.delete(f"/v1/calls/{call_id}")
+        response = await client.post(f"/v1/calls/{call_id}/hangup")
     assert response.status_code == 200, response.text
 
 
