@@ -1,6 +1,6 @@
 """What the call core reports, applied to the call's record, event stream, metrics and logs.
 
-These are the actions that need no I/O towards the provider or the queue (`CallSession`
+These are the actions that need no I/O towards the provider or the queue (`CallEffects`
 carries out the others), and how the call's handoffs and its end are recorded and announced.
 """
 
