@@ -830,7 +830,7 @@ class CallManager:
         session = self.sessions.get(event.call_id)
         if session is not None:
             await session.handoff_event(event)
-            if not session.detached:
+            if not session.gate.detached:
                 # Until saved: the event is acknowledged when this returns.
                 while True:
                     if await self._save(event.call_id):
@@ -891,9 +891,9 @@ class CallManager:
         session = self.sessions.get(call_id)
         if session is None:
             return
-        await session.pause()
+        await session.gate.pause()
         if not await self._save(call_id):
-            session.resume()
+            session.gate.resume()
             return
         try:
             reply = await self.directory.request(
@@ -904,7 +904,7 @@ class CallManager:
             log.warning("handover of %s to %s failed: %s", call_id, peer, exc)
             adopted = await self._owner_is(call_id, peer)
         if not adopted:
-            session.resume()
+            session.gate.resume()
             return
         await self._let_go(call_id)
 

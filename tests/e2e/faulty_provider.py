@@ -3,7 +3,8 @@
 Each call-creation request takes the next behaviour from `script`; everything it saw is recorded.
 The sideband can be scripted as real providers behave in public bug reports (PROTOCOL §10):
 connections upgraded and closed at once, handshakes refused with a JSON error, `response.create`
-refused while a response is active, voice changes refused.
+refused while a response is active, voice changes refused. Hang-ups take their answer's status
+from `hangup_statuses` (200 once it is empty).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class FaultyProvider:
     script: list[Behaviour] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
     hangups: list[str] = field(default_factory=list)
+    hangup_statuses: list[int] = field(default_factory=list)
     sideband_attempts: int = 0
     refuse_sideband: int = 0
     delay_s: float = 30.0
@@ -41,7 +43,6 @@ class FaultyProvider:
     refuse_next_join: tuple[int, str] | None = None
     refuse_response_creates: int = 0
     refuse_voice_updates: bool = False
-    refuse_hangups: int = 0
     connections: list[list[dict[str, Any]]] = field(default_factory=list)
 
     async def _refuse(self, socket: WebSocket, event: dict[str, Any], code: str, text: str) -> None:
@@ -145,10 +146,10 @@ class FaultyProvider:
         @app.post("/v1/realtime/calls/{call_id}/hangup")
         async def hangup(call_id: str) -> Response:
             self.hangups.append(call_id)
-            if self.refuse_hangups > 0:
-                self.refuse_hangups -= 1
-                error = {"message": "overloaded", "type": "server_error", "code": None}
-                return Response(json.dumps({"error": error}), status_code=503)
+            status = self.hangup_statuses.pop(0) if self.hangup_statuses else 200
+            if status != 200:
+                error = {"error": {"code": None, "message": f"hang-up answered {status}"}}
+                return Response(json.dumps(error), status, media_type="application/json")
             await self.end_call(call_id)
             return Response(status_code=200)
 
