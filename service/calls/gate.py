@@ -16,12 +16,14 @@ class HandoverGate:
         self.detached = False
         """Whether the call was left to another instance; inputs are then skipped."""
 
-    async def run(self, take: Callable[[], Awaitable[None]]) -> None:
+    async def run(self, take: Callable[[], Awaitable[None]]) -> bool:
         """Await `take()` alone, after the input before it and after any pause; skip it once
-        detached."""
+        detached. Whether it was taken."""
         async with self._lock:
-            if not self.detached:
-                await take()
+            if self.detached:
+                return False
+            await take()
+            return True
 
     async def pause(self) -> None:
         """Hold every input (they wait) until `resume` or `detach`; the input being taken

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 from service.calls.effects import CallEffects, Enqueue, HangUpAtProvider
+from service.calls.errors import OwnerUnreachable
 from service.calls.gate import HandoverGate
 from service.calls.record import Call
 from service.calls.reporting import CallReporter
@@ -115,12 +116,19 @@ class CallSession:
         await self.gate.run(functools.partial(self._effects.handoff_event, event))
 
     async def inject_text(self, text: str) -> None:
-        """Add user text to the conversation and ask for a response."""
-        await self._effects.apply(self.state.inject_user_text(text, time.time()))
+        """Add user text to the conversation and ask for a response. Raises `OwnerUnreachable`
+        when the call was handed over meanwhile (the command belongs to the new owner)."""
+        await self._command(lambda: self.state.inject_user_text(text, time.time()))
 
     async def update_session(self, config: SessionConfig) -> None:
-        """Ask for new session settings (the record shows them once confirmed)."""
-        await self._effects.apply(self.state.update_session(config))
+        """Ask for new session settings (the record shows them once confirmed); raises as
+        `inject_text` does."""
+        await self._command(lambda: self.state.update_session(config))
+
+    async def _command(self, take: Callable[[], list[Action]]) -> None:
+        # Through the gate, so that a command cannot slip into a call being handed over.
+        if not await self.gate.run(lambda: self._effects.apply(take())):
+            raise OwnerUnreachable("the call was just handed over to another instance; try again")
 
     async def detach(self) -> None:
         """Leave the call to the instance that took it over: stop (after the input being
