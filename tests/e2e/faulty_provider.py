@@ -46,7 +46,7 @@ class FaultyProvider:
     connections: list[list[dict[str, Any]]] = field(default_factory=list)
 
     async def _refuse(self, socket: WebSocket, event: dict[str, Any], code: str, text: str) -> None:
-        error = {"type": "invalid_request_error", "code": code, "message": text}
+        error: dict[str, Any] = {"type": "invalid_request_error", "code": code, "message": text}
         error["event_id"] = event.get("event_id")
         await socket.send_text(json.dumps({"type": "error", "event_id": "evt_p", "error": error}))
 

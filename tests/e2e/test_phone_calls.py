@@ -96,7 +96,7 @@ class Phone:
 
     async def decided(self, call_id: str) -> dict[str, Any]:
         async def not_ringing() -> bool:
-            return (await self.leg(call_id))["state"] != "ringing"
+            return bool((await self.leg(call_id))["state"] != "ringing")
 
         await _wait_until(not_ringing)
         return await self.leg(call_id)
