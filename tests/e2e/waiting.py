@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 POLL_S = 0.02
 
 
-async def until(predicate: Callable[[], bool | Awaitable[bool]], timeout_s: float = 15.0) -> None:
-    """Return once `predicate()` (plain or async) is true; `TimeoutError` after `timeout_s`."""
+async def until(predicate: Callable[[], object], timeout_s: float = 30.0) -> None:
+    """Return once `predicate()` (plain, or returning an awaitable) is truthy; `TimeoutError`
+    after `timeout_s`."""
 
     async def poll() -> None:
         while True:

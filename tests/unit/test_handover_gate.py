@@ -7,9 +7,10 @@ import asyncio
 from service.calls.gate import HandoverGate
 
 
-async def test_an_input_waits_while_the_gate_is_paused_and_is_taken_on_resume() -> None:
+async def _input_waiting_at_a_paused_gate(
+    taken: list[str],
+) -> tuple[HandoverGate, asyncio.Task[bool]]:
     gate = HandoverGate()
-    taken: list[str] = []
 
     async def take() -> None:
         taken.append("input")
@@ -17,6 +18,12 @@ async def test_an_input_waits_while_the_gate_is_paused_and_is_taken_on_resume() 
     await gate.pause()
     waiting = asyncio.create_task(gate.run(take))
     await asyncio.sleep(0.01)
+    return gate, waiting
+
+
+async def test_an_input_waits_while_the_gate_is_paused_and_is_taken_on_resume() -> None:
+    taken: list[str] = []
+    gate, waiting = await _input_waiting_at_a_paused_gate(taken)
     held = list(taken)
     gate.resume()
     assert await waiting is True
@@ -24,15 +31,8 @@ async def test_an_input_waits_while_the_gate_is_paused_and_is_taken_on_resume() 
 
 
 async def test_an_input_waiting_when_the_call_is_handed_over_is_turned_away() -> None:
-    gate = HandoverGate()
     taken: list[str] = []
-
-    async def take() -> None:
-        taken.append("input")
-
-    await gate.pause()
-    waiting = asyncio.create_task(gate.run(take))
-    await asyncio.sleep(0.01)
+    gate, waiting = await _input_waiting_at_a_paused_gate(taken)
     await gate.detach()
     assert await waiting is False
     assert taken == []
