@@ -86,6 +86,8 @@ class CallSession:
                     await self._input(self._link_closed)
                     continue
                 await self._input(functools.partial(self._feed, raw))
+                # Not kept while the next frame is awaited: a quiet call holds no old frame.
+                del raw
                 frames += 1
                 if frames % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
