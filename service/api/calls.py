@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import replace
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -53,6 +53,10 @@ from signaling.sdp import OfferError, OfferErrorKind, check_offer
 Caller = Annotated[Principal, Depends(authenticate)]
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
+
+DEFAULT_CALLS_PAGE = 100
+MAX_CALLS_PAGE = 1000
+"""Live calls `GET /v1/calls` answers at most at once."""
 tokens_router = APIRouter(prefix="/v1/call-tokens", tags=["calls"])
 
 TRICKLE_TYPE = "application/trickle-ice-sdpfrag"
@@ -323,12 +327,21 @@ def _etag(call_id: str) -> str:
 
 
 @router.get(
-    "", dependencies=[Depends(require_ops)], responses=answers(401, ok=_ok(200, "Live calls"))
+    "",
+    dependencies=[Depends(require_ops)],
+    responses=answers(401, 422, 503, ok=_ok(200, "A page of live calls")),
 )
-async def list_calls(request: Request) -> JSONResponse:
-    """Live calls on this instance."""
-    calls = _manager(request).active()
-    return JSONResponse({"calls": [c.to_json(full=False) for c in calls]})
+async def list_calls(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=MAX_CALLS_PAGE)] = DEFAULT_CALLS_PAGE,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+) -> JSONResponse:
+    """Live calls (records without transcript) in call-id order, `limit` at a time, those with
+    an id after `after`; with Redis, those of every instance. `next` is the `after` of the
+    following page, or null."""
+    calls, more = await _manager(request).live_calls(after, limit)
+    following = calls[-1]["id"] if more and calls else None
+    return JSONResponse({"calls": calls, "next": following})
 
 
 def _known_call_id(call_id: str) -> CallId:

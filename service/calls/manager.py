@@ -449,6 +449,25 @@ class CallManager:
         """Live calls of this instance."""
         return [s.call for s in self.sessions.values()]
 
+    async def live_calls(self, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """A page of live calls (records without transcript), by call id after `after`, at most
+        `limit`; and whether more follow. With Redis: every instance's calls, as last saved.
+
+        Raises `OwnerUnreachable` when Redis cannot be reached.
+        """
+        if self.store is None:
+            ids = sorted(c for c in self.sessions if after is None or c > after)
+            page = [self.sessions[c].call.to_json(full=False) for c in ids[:limit]]
+            return page, len(ids) > limit
+        try:
+            ids = [c for c in await self.store.live_calls() if after is None or c > after]
+            views = await self.store.views(ids[:limit])
+        except (RedisError, OSError) as exc:
+            raise OwnerUnreachable(f"redis is unreachable: {exc}") from None
+        return [{k: v for k, v in view.items() if k not in _FULL_ONLY} for view in views], (
+            len(ids) > limit
+        )
+
     async def hangup(self, call_id: CallId, reason: str = "hangup") -> Call | None:
         """End a live call of this instance; None if unknown here."""
         session = self.sessions.get(call_id)

@@ -118,6 +118,13 @@ class CallStore:
         """Ids of calls saved as live."""
         return sorted(str(c) for c in await self._redis.smembers(self._live))
 
+    async def views(self, call_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The saved API views of `call_ids` (one round trip), leaving out those not kept."""
+        if not call_ids:
+            return []
+        raws = await self._redis.mget([self._state_key(c) for c in call_ids])
+        return [json.loads(raw)["view"] for raw in raws if raw is not None]
+
     async def forget(self, call_id: str) -> None:
         """Drop a call from the live set (its saved state says it is not live)."""
         await self._redis.srem(self._live, call_id)

@@ -250,3 +250,26 @@ async def test_a_provider_outage_is_reported_but_does_not_make_the_instance_unre
     assert body["status"] == "pass"
     assert body["checks"]["provider:reachable"][0]["status"] == "warn"
     assert "callbridge_provider_up 0.0" in metrics.text
+
+
+async def test_the_call_listing_pages_by_call_id(start_service: StartService, serve: Serve) -> None:
+    service = await _service(start_service, serve)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        for _ in range(3):
+            await _start(client)
+        first = (await client.get("/v1/calls", params={"limit": 2})).json()
+        rest = (await client.get("/v1/calls", params={"after": first["next"]})).json()
+    ids = [c["id"] for c in first["calls"] + rest["calls"]]
+    assert ids == sorted(service.manager.sessions)
+    assert (len(first["calls"]), first["next"], rest["next"]) == (2, ids[1], None)
+
+
+@pytest.mark.parametrize("query", [{"limit": "0"}, {"limit": "1001"}, {"after": "x" * 65}])
+async def test_a_call_listing_asked_for_out_of_bounds_is_a_422(
+    start_service: StartService, serve: Serve, query: dict[str, str]
+) -> None:
+    service = await _service(start_service, serve)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        response = await client.get("/v1/calls", params=query)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"

@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 
 from tests.e2e.processes import Process, free_port
 from tests.e2e.redis_server import RedisServer
+from tests.e2e.waiting import until
 from tests.unit.sdp_samples import AIORTC_OFFER
 
 KEY = "sk-x"
@@ -292,6 +293,31 @@ async def test_a_call_is_found_by_every_instance_as_soon_as_its_start_is_answere
 
     statuses = await asyncio.gather(*(look_up_at_b_once_started_at_a() for _ in range(CALLS)))
     assert statuses == [200] * CALLS
+
+
+async def test_the_call_listing_of_any_instance_pages_through_every_instances_calls(
+    cluster: Cluster, http: httpx.AsyncClient
+) -> None:
+    a, b = cluster.urls["a"], cluster.urls["b"]
+    started = set(await asyncio.gather(*(start_call(http, a if n % 2 else b) for n in range(10))))
+
+    async def listed() -> list[str]:
+        ids: list[str] = []
+        after: str | None = None
+        while True:
+            params = {"limit": "4", **({"after": after} if after else {})}
+            page = (await http.get(f"{a}/v1/calls", params=params)).json()
+            ids += [c["id"] for c in page["calls"]]
+            after = page["next"]
+            if after is None:
+                return ids
+
+    async def all_listed() -> bool:
+        return set(await listed()) == started
+
+    await until(all_listed)
+    ids = await listed()
+    assert ids == sorted(started)
 
 
 # Losing an instance
