@@ -72,7 +72,9 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         None,
         validation_alias=AliasChoices("CALLBRIDGE_API_KEY", "OPENAI_API_KEY"),
-        description="Provider API key (`OPENAI_API_KEY` is read too). Never logged or returned.",
+        description="Provider API key (`OPENAI_API_KEY` is read too); `serve` refuses to start "
+        "without one for `openai`, and for `azure` with `api-key` auth. Never logged or returned "
+        "(see [Secrets](#secrets)).",
     )
     model: str = Field("gpt-realtime-1.5", description="Realtime model sent at call creation.")
     voice: str = Field("marin", description="Default assistant voice.")
@@ -93,7 +95,8 @@ class Settings(BaseSettings):
         None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$",
         description="Azure OpenAI resource name: the base URL is "
-        "https://{resource}.openai.azure.com/openai (or set `CALLBRIDGE_PROVIDER_URL`).",
+        "https://{resource}.openai.azure.com/openai (or set `CALLBRIDGE_PROVIDER_URL`; `azure` "
+        "needs one of them).",
     )
     azure_auth: Literal["api-key", "entra-id"] = Field(
         "api-key",
@@ -262,7 +265,9 @@ class Settings(BaseSettings):
         None, description="Bearer token for `/metrics` and the call listing (unset: open)."
     )
     call_token_secret: SecretStr | None = Field(
-        None, description="HMAC secret enabling short-lived call tokens (`POST /v1/call-tokens`)."
+        None,
+        description="HMAC secret enabling short-lived call tokens (`POST /v1/call-tokens`); "
+        "needs `CALLBRIDGE_API_TOKENS` (they are minted with an API token).",
     )
     call_token_ttl_s: int = Field(300, ge=10, le=86400, description="Call token lifetime.")
     rate_limit_per_minute: float = Field(
