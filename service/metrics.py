@@ -20,6 +20,7 @@ CALL_START_OUTCOMES = frozenset({"started", "bad_offer", "capacity", "draining",
 SETUP_STAGES = frozenset({"provider_answered", "sideband_joined", "session_updated"})
 END_REASONS = frozenset({reason.value for reason in EndReason} | {OTHER})
 HANDOFF_OUTCOMES = frozenset({"completed", "failed", "duplicate"})
+HANGUP_OUTCOMES = frozenset({"confirmed", "not_found", "retried", "abandoned"})
 WEBHOOK_OUTCOMES = frozenset({"handled", "ignored", "bad_signature", "replayed", "malformed"})
 SIP_CALL_OUTCOMES = frozenset(
     {"accepted", "rejected", "referred", "busy", "provider_error", "internal_error"}
@@ -63,6 +64,14 @@ CALL_SETUP_SECONDS = Histogram(
 )
 CALLS_ENDED = Counter(
     "callbridge_calls_ended_total", "Ended calls by reason.", ["reason"], registry=REGISTRY
+)
+HANGUPS = Counter(
+    "callbridge_provider_hangups_total",
+    "Hang-ups at the provider by outcome: confirmed, not_found (already ended), retried (an "
+    "attempt failed; retried in the background), abandoned (still failing after "
+    "CALLBRIDGE_HANGUP_RETRY_S: the call may be live at the provider).",
+    ["outcome"],
+    registry=REGISTRY,
 )
 SIDEBAND_RECONNECTS = Counter(
     "callbridge_sideband_reconnects_total", "Sideband rejoins after a drop.", registry=REGISTRY
@@ -131,6 +140,8 @@ for _reason in END_REASONS:
     CALLS_ENDED.labels(reason=_reason)
 for _outcome in HANDOFF_OUTCOMES:
     HANDOFFS.labels(outcome=_outcome)
+for _outcome in HANGUP_OUTCOMES:
+    HANGUPS.labels(outcome=_outcome)
 for _status in PROVIDER_ERROR_STATUSES:
     PROVIDER_ERRORS.labels(status=_status)
 for _outcome in WEBHOOK_OUTCOMES:

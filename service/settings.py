@@ -116,9 +116,20 @@ class Settings(BaseSettings):
         5.0, gt=0, description="TCP connect timeout for provider calls."
     )
 
+    hangup_retry_s: float = Field(
+        600.0,
+        gt=0,
+        description="How long a hang-up the provider does not confirm is retried (backoff up "
+        "to 30 s; with Redis, by any instance) before the call is reported as possibly still "
+        'live at the provider (`callbridge_provider_hangups_total{outcome="abandoned"}`).',
+    )
+
     # Sideband
     sideband_max_attempts: int = Field(
-        5, ge=1, description="Attempts to join or rejoin the sideband before giving up."
+        12,
+        ge=1,
+        description="Attempts to join or rejoin the sideband before giving up: with the "
+        "default backoff, 20 to 40 s of provider outage, which the call's media outlives.",
     )
     sideband_backoff_s: float = Field(0.2, gt=0, description="First reconnect backoff (doubles).")
     sideband_backoff_max_s: float = Field(5.0, gt=0, description="Largest reconnect backoff.")

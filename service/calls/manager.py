@@ -57,6 +57,7 @@ from service.calls.errors import (
     TransferRefused,
     UnknownCall,
 )
+from service.calls.hangups import Hangups
 from service.calls.record import Call
 from service.calls.session import CallSession
 from service.calls.store import CallStore, StoredCall, record_from_json, record_to_json
@@ -74,7 +75,7 @@ from service.metrics import (
 from service.settings import Settings
 from signaling.credentials import Credentials
 from signaling.ids import CallId
-from signaling.provider import CallNotFound, ProviderClient, ProviderError
+from signaling.provider import ProviderClient, ProviderError
 from signaling.realtime import CallState, Delegation, SessionConfig, session_payload
 from signaling.realtime.sideband import Sideband, sideband_url
 
@@ -147,6 +148,11 @@ class CallManager:
             )
             if self.directory is not None
             else None
+        )
+        self.hangups = Hangups(
+            provider,
+            retry_for_s=settings.hangup_retry_s,
+            redis=self.directory.redis if self.directory is not None else None,
         )
         # Calls with changes not yet saved; ended sessions wait in `_closing` for their last save.
         self._dirty: set[str] = set()
@@ -300,7 +306,7 @@ class CallManager:
             call,
             state,
             sideband,
-            self.provider,
+            self.hangups.hang_up,
             stream,
             self._enqueue,
             offer_received_at=offer_received_at,
@@ -589,12 +595,8 @@ class CallManager:
             raise OwnerUnreachable(f"redis is unreachable: {exc}") from None
 
     async def _hang_up_at_provider(self, call_id: str) -> None:
-        try:
-            await self.provider.hangup(CallId(call_id))
-        except CallNotFound:
-            pass
-        except ProviderError as exc:
-            raise OwnerUnreachable(f"the provider did not take the hang-up: {exc}") from None
+        # Retried in the background (and, with Redis, by any instance) until confirmed.
+        await self.hangups.hang_up(CallId(call_id))
 
     async def _execute_here(self, command: Command) -> Any:
         call = self.get(command.call_id)
@@ -804,6 +806,7 @@ class CallManager:
         """Route worker events to calls, serve forwarded commands, keep leases and saved state,
         and take over calls whose owner died, in the background."""
         self._listener = asyncio.create_task(self._listen(), name="handoff-events")
+        self.hangups.start()
         if self.directory is not None:
             self.directory.start(self._serve_control, self._on_leases)
             self._spawn(self._save_forever())
@@ -827,7 +830,7 @@ class CallManager:
         session = self.sessions.get(event.call_id)
         if session is not None:
             await session.handoff_event(event)
-            if not session.detached:
+            if not session.gate.detached:
                 # Until saved: the event is acknowledged when this returns.
                 while True:
                     if await self._save(event.call_id):
@@ -888,9 +891,9 @@ class CallManager:
         session = self.sessions.get(call_id)
         if session is None:
             return
-        await session.pause()
+        await session.gate.pause()
         if not await self._save(call_id):
-            session.resume()
+            session.gate.resume()
             return
         try:
             reply = await self.directory.request(
@@ -901,7 +904,7 @@ class CallManager:
             log.warning("handover of %s to %s failed: %s", call_id, peer, exc)
             adopted = await self._owner_is(call_id, peer)
         if not adopted:
-            session.resume()
+            session.gate.resume()
             return
         await self._let_go(call_id)
 
@@ -927,6 +930,7 @@ class CallManager:
             task.cancel()
         if self._background:
             await asyncio.wait(set(self._background), timeout=2.0)
+        await self.hangups.aclose()
         if self.directory is not None:
             await self.directory.aclose()
 

@@ -3,7 +3,8 @@
 Each call-creation request takes the next behaviour from `script`; everything it saw is recorded.
 The sideband can be scripted as real providers behave in public bug reports (PROTOCOL §10):
 connections upgraded and closed at once, handshakes refused with a JSON error, `response.create`
-refused while a response is active, voice changes refused.
+refused while a response is active, voice changes refused. Hang-ups take their answer's status
+from `hangup_statuses` (200 once it is empty).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class FaultyProvider:
     script: list[Behaviour] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
     hangups: list[str] = field(default_factory=list)
+    hangup_statuses: list[int] = field(default_factory=list)
     sideband_attempts: int = 0
     refuse_sideband: int = 0
     delay_s: float = 30.0
@@ -67,7 +69,7 @@ class FaultyProvider:
     connections: list[list[dict[str, Any]]] = field(default_factory=list)
 
     async def _refuse(self, socket: WebSocket, event: dict[str, Any], code: str, text: str) -> None:
-        error = {"type": "invalid_request_error", "code": code, "message": text}
+        error: dict[str, Any] = {"type": "invalid_request_error", "code": code, "message": text}
         error["event_id"] = event.get("event_id")
         await socket.send_text(json.dumps({"type": "error", "event_id": "evt_p", "error": error}))
 
@@ -191,6 +193,10 @@ class FaultyProvider:
         @app.post("/v1/realtime/calls/{call_id}/hangup")
         async def hangup(call_id: str) -> Response:
             self.hangups.append(call_id)
+            status = self.hangup_statuses.pop(0) if self.hangup_statuses else 200
+            if status != 200:
+                error = {"error": {"code": None, "message": f"hang-up answered {status}"}}
+                return Response(json.dumps(error), status, media_type="application/json")
             await self.end_call(call_id)
             return Response(status_code=200)
 

@@ -327,7 +327,7 @@ async def test_calls_of_a_killed_instance_are_taken_over_with_their_handoffs_and
             (await provider_record(http, cluster, c))["function_call_outputs"] for c in call_ids
         ]
         logged = [
-            [entry_id for entry_id, _ in await redis.xrange(f"callbridge:events:{c}")]
+            [entry_id for entry_id, _ in await redis.xrange(f"callbridge:events:{c}") or []]
             for c in call_ids
         ]
     finally:

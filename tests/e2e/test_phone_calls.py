@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import inspect
 import json
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -28,24 +27,12 @@ from media.peer import CallClient
 from tests.e2e.conftest import RunningService, Serve, StartService
 from tests.e2e.redis_server import RedisServer
 from tests.e2e.sip_routers import FRONT_DESK, PIRATE
+from tests.e2e.waiting import until
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 REQUEST = "please ask the background agent what is 2 plus 3"
 CALLER = "sip:+14155550100@example.com"
 CALLED = "sip:+18005550199@example.com"
-
-
-async def _wait_until(predicate: Any, timeout_s: float = 10.0) -> None:
-    async def poll() -> None:
-        while True:
-            result = predicate()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return
-            await asyncio.sleep(0.05)
-
-    await asyncio.wait_for(poll(), timeout_s)
 
 
 class Phone:
@@ -92,13 +79,13 @@ class Phone:
             session = self.service.manager.session(call_id)
             return session is not None and session.call.session_id is not None
 
-        await _wait_until(ready)
+        await until(ready)
 
     async def decided(self, call_id: str) -> dict[str, Any]:
         async def not_ringing() -> bool:
-            return (await self.leg(call_id))["state"] != "ringing"
+            return bool((await self.leg(call_id))["state"] != "ringing")
 
-        await _wait_until(not_ringing)
+        await until(not_ringing)
         return await self.leg(call_id)
 
 
@@ -165,8 +152,8 @@ async def test_a_phone_callers_handoff_is_answered_and_the_answer_delivered(
         return bool(handoffs) and handoffs[0]["delivered_to_model"]
 
     # The caller may hear the answer a moment before our sideband reads `response.created`.
-    await _wait_until(answered)
-    await _wait_until(delivered)
+    await until(answered)
+    await until(delivered)
     record = await _service_record(phone, call_id)
     handoff = record["handoffs"][0]
     assert handoff["request"] == REQUEST
@@ -221,7 +208,7 @@ async def test_refer_transfers_an_answered_phone_call(phone_network: Any) -> Non
     async def ended() -> bool:
         return (await _service_record(phone, call_id))["state"] in ("ended", "failed")
 
-    await _wait_until(ended)
+    await until(ended)
     assert (await _service_record(phone, call_id))["transferred_to"] == FRONT_DESK
 
 
@@ -362,7 +349,7 @@ async def test_the_webhook_is_answered_before_an_http_router_decides(
     phone: Phone = await phone_network(sip_router=f"{router_url}/route")
     leg = await phone.ring()
     assert leg["webhook_status"] == 200
-    await _wait_until(lambda: bool(asked))
+    await until(lambda: bool(asked))
     assert (await phone.leg(leg["call_id"]))["state"] == "ringing"
     release.set()
     leg = await phone.decided(leg["call_id"])
