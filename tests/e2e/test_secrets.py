@@ -19,6 +19,7 @@ from service.logs import configure_logging
 from tests.e2e.conftest import RunningService, Serve, StartService
 from tests.e2e.faulty_provider import Behaviour, FaultyProvider, mangled
 from tests.e2e.sse import SseRecorder
+from tests.e2e.waiting import until
 from tests.unit.sdp_samples import AIORTC_OFFER
 
 KEY = "sk-live-7fQ2secretKEYvalue9XyZ"
@@ -68,14 +69,6 @@ async def _start_call(service: RunningService) -> httpx.Response:
         return await client.post(
             "/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
         )
-
-
-async def _until(predicate: Any) -> None:
-    async def poll() -> None:
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(poll(), 15.0)
 
 
 def _dump(response: httpx.Response) -> str:
@@ -195,7 +188,7 @@ async def test_a_key_in_a_sideband_close_reason_reaches_no_record_or_log(
     call_id = (await _start_call(service)).headers["location"].rsplit("/", 1)[1]
     session = service.manager.session(call_id)
     assert session is not None
-    await _until(lambda: session.call.end_reason is not None)
+    await until(lambda: session.call.end_reason is not None)
     async with httpx.AsyncClient(base_url=service.url) as client:
         record = await client.get(f"/v1/calls/{call_id}")
     assert "bad key [REDACTED]" in record.json()["end_detail"]["message"]
