@@ -5,7 +5,8 @@ One pooled `httpx.AsyncClient` per provider. Every request has a total deadline 
 and the whole answer), not a per-read timeout, and an answer-size cap, so a provider trickling
 or flooding its answer holds nothing for longer than the deadline. Errors become typed
 exceptions that carry the provider's status and message, never the request headers (which hold
-the API key).
+the API key). Everything the provider sends that we pass on (the SDP answer, error messages,
+what a bad `Location` said) is redacted first (`signaling.redaction`).
 """
 
 from __future__ import annotations
@@ -111,13 +112,12 @@ class CreatedCall:
     call_id: CallId
 
 
-def _error_message(response: httpx.Response, secret: str | None) -> tuple[str, str | None]:
+def _error_message(response: httpx.Response, secrets: tuple[str, ...]) -> tuple[str, str | None]:
     """The provider's own error message and code, from its JSON error body when it has one.
 
     A provider that echoes our key back in an error must not make us pass it on.
     """
     message, code = _raw_error_message(response)
-    secrets = (secret,) if secret else ()
     return redact(message, secrets), (redact(code, secrets) if code else code)
 
 
@@ -157,7 +157,7 @@ class ProviderClient:
         `api_key` is still redacted from error messages. `create_query` is added to the call
         creation URL (Azure: `webrtcfilter=on`)."""
         self.base_url = base_url.rstrip("/")
-        self._api_key = api_key
+        self._secrets = (api_key,) if api_key else ()
         self._create_query = create_query or {}
         self._deadline_s = timeout_s
         self._max_response_bytes = max_response_bytes
@@ -218,7 +218,7 @@ class ProviderClient:
         return b"".join(chunks)
 
     def _rejection(self, response: httpx.Response) -> ProviderRejected:
-        message, code = _error_message(response, self._api_key)
+        message, code = _error_message(response, self._secrets)
         status = response.status_code
         if status == 429:
             retry_after = retry_after_seconds(response.headers.get("retry-after"), time.time())
@@ -265,14 +265,22 @@ class ProviderClient:
         try:
             call_id = parse_call_id(location)
         except LocationError as exc:
-            raise ProviderBadResponse(str(exc), status=response.status_code) from None
-        return CreatedCall(answer_sdp=answer, call_id=call_id)
+            raise ProviderBadResponse(
+                redact(str(exc), self._secrets), status=response.status_code
+            ) from None
+        if redact(call_id, self._secrets) != call_id:
+            # The call id is served and logged everywhere: it must not carry a credential.
+            raise ProviderBadResponse(
+                "realtime call Location names a call id holding a credential",
+                status=response.status_code,
+            )
+        return CreatedCall(answer_sdp=redact(answer, self._secrets), call_id=call_id)
 
     async def hangup(self, call_id: CallId) -> None:
         """Ask the provider to end the call; `CallNotFound` if it does not know it."""
         response = await self._send("POST", f"/v1/realtime/calls/{call_id}/hangup")
         if response.status_code == 404:
-            message, code = _error_message(response, self._api_key)
+            message, code = _error_message(response, self._secrets)
             raise CallNotFound(message, status=404, code=code)
         if response.status_code >= 400:
             raise self._rejection(response)
@@ -301,7 +309,7 @@ class ProviderClient:
             kwargs["json"] = body
         response = await self._send("POST", f"/v1/realtime/calls/{call_id}/{action}", **kwargs)
         if response.status_code == 404:
-            message, code = _error_message(response, self._api_key)
+            message, code = _error_message(response, self._secrets)
             raise CallNotFound(message, status=404, code=code)
         if response.status_code >= 400:
             raise self._rejection(response)

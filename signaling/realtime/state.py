@@ -306,7 +306,7 @@ class CallState:
         if self._ended:
             return []
         self._link_lost()
-        return self._retry_or_end(now, f"closed with code {code} {reason!r}".strip())
+        return self._retry_or_end(now, f"closed with code {code} {self._redact(reason)!r}".strip())
 
     def join_failed(
         self, status: int | None, code: str | None, now: float, message: str = ""
