@@ -5,7 +5,9 @@ One middleware answers, for every path, what the routing layer would get wrong o
 405); `OPTIONS` with `Allow` where no route defines it; 405 with `Allow` for a method the path
 does not take; and `Allow` on every 405 and `OPTIONS` answer lists exactly the methods that
 work there. A route listed in `refused` exists only to refuse its method in a protocol's own
-order (WHIP's trickle-ICE `PATCH`, RFC 9725 §4.3.1), so it is never advertised.
+order (WHIP's trickle-ICE `PATCH`, RFC 9725 §4.3.1), so it is never advertised. `HEAD` is
+answered wherever `GET` is (RFC 9110 §9.3.2): the `GET` route runs and only its header section
+is sent.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -52,6 +55,8 @@ class MethodTable:
                 methods |= route.methods - self._refused.get(route.path, frozenset())
         if path in self._static:
             methods |= _STATIC_METHODS
+        if "GET" in methods:
+            methods.add("HEAD")
         if methods:
             methods.add("OPTIONS")
         return frozenset(methods)
@@ -71,6 +76,11 @@ def allow_header(methods: frozenset[str]) -> str:
     return ", ".join(sorted(methods))
 
 
+class _HeadAnswered(OSError):
+    """Raised at a `GET` route's next write once its `HEAD` answer is complete; an `OSError`,
+    which is how a streaming response learns that its client is gone."""
+
+
 class MethodRouting:
     """ASGI middleware answering 404, 405 and `OPTIONS` from a `MethodTable` (see module doc)."""
 
@@ -82,6 +92,37 @@ class MethodRouting:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path: str = scope["path"]
+        if (
+            scope["method"] == "HEAD"
+            and not self.table.routed(path, "HEAD")
+            and self.table.routed(path, "GET")
+        ):
+            await self._head(scope, receive, send)
+            return
+        await self._route(scope, receive, send)
+
+    async def _head(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer `HEAD` with the header section the `GET` route sends, and no content."""
+        answered = False
+
+        async def header_only(message: Message) -> None:
+            nonlocal answered
+            if answered:
+                raise _HeadAnswered("the HEAD answer is complete")
+            if message["type"] == "http.response.body":
+                answered = True
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        try:
+            await self._route({**scope, "method": "GET"}, receive, header_only)
+        except (_HeadAnswered, ClientDisconnect):
+            # An endless `GET` (an event stream) is stopped after its header section.
+            if not answered:
+                raise
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
         allowed = self.table.allowed(path)

@@ -9,7 +9,7 @@ from tests.e2e.conftest import RunningService, StartService
 from tests.e2e.hostile import assert_problem, healthy
 from tests.unit.sdp_samples import AIORTC_OFFER
 
-CALL_METHODS = {"DELETE", "GET", "OPTIONS"}
+CALL_METHODS = {"DELETE", "GET", "HEAD", "OPTIONS"}
 
 
 def _allow(response: httpx.Response) -> set[str]:
@@ -71,7 +71,7 @@ async def test_options_on_the_whip_endpoint_keeps_accept_post_and_lists_its_meth
     async with httpx.AsyncClient(base_url=service.url) as client:
         response = await client.options("/v1/calls")
     assert response.status_code == 204
-    assert _allow(response) == {"GET", "OPTIONS", "POST"}
+    assert _allow(response) == {"GET", "HEAD", "OPTIONS", "POST"}
     assert "application/sdp" in response.headers["accept-post"]
 
 
@@ -84,6 +84,48 @@ async def test_an_unknown_path_is_404_whatever_the_method(
         response = await client.request(method, path)
     assert_problem(response.status_code, response.headers["content-type"], response.json(), 404)
     assert await healthy(service.url)
+
+
+async def test_head_on_healthz_answers_as_get_without_content(service: RunningService) -> None:
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        get = await client.get("/healthz")
+        head = await client.head("/healthz")
+    assert head.status_code == get.status_code == 200
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert head.content == b""
+
+
+async def test_head_on_a_call_answers_its_get_headers(service: RunningService) -> None:
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        location = await _call(client)
+        head = await client.head(location)
+        await client.delete(location)
+    assert head.status_code == 200
+    assert head.headers["etag"]
+    assert head.content == b""
+
+
+async def test_head_on_an_event_stream_answers_its_headers_and_ends(
+    service: RunningService,
+) -> None:
+    async with httpx.AsyncClient(base_url=service.url, timeout=10) as client:
+        location = await _call(client)
+        head = await client.head(f"{location}/events")
+        await client.delete(location)
+    assert head.status_code == 200
+    assert head.headers["content-type"].startswith("text/event-stream")
+    assert head.content == b""
+
+
+async def test_head_where_no_get_is_served_is_405_naming_the_methods(
+    service: RunningService,
+) -> None:
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        location = await _call(client)
+        response = await client.head(f"{location}/messages")
+        await client.delete(location)
+    assert response.status_code == 405
+    assert _allow(response) == {"OPTIONS", "POST"}
 
 
 async def test_the_page_answers_get_and_refuses_post_with_allow(service: RunningService) -> None:
