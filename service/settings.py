@@ -197,8 +197,8 @@ class Settings(BaseSettings):
     call_events_kept: int = Field(
         1000,
         ge=10,
-        description="Redis: SSE events kept per call for `Last-Event-ID` resumption on any "
-        "instance (trimmed approximately).",
+        description="SSE events kept per call for `Last-Event-ID` resumption (with Redis: on "
+        "any instance, trimmed approximately).",
     )
     drain_handover: bool = Field(
         True,

@@ -135,10 +135,24 @@ class CallStore:
             {self._events_key(call_id): after}, count=100, block=block_ms
         )
         return [
-            LoggedEvent(entry_id, fields["name"], json.loads(fields["data"]))
-            for _, entries in reply or []
-            for entry_id, fields in entries
+            _logged(entry_id, fields) for _, entries in reply or [] for entry_id, fields in entries
         ]
+
+    async def read_resumed(
+        self, call_id: str, after: str, count: int = 100
+    ) -> tuple[tuple[str, str] | None, list[LoggedEvent]]:
+        """At one instant: the ids of the oldest and the newest event kept in the call's log
+        (None when it holds none: nothing logged yet, or expired) and up to `count` events
+        after id `after`. Events are appended and trimmed from the front only, so the newest
+        kept is the last id the log issued."""
+        key = self._events_key(call_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xrange(key, count=1)
+            pipe.xrevrange(key, count=1)
+            pipe.xrange(key, min=f"({after}", count=count)
+            oldest, newest, entries = await pipe.execute()
+        bounds = (str(oldest[0][0]), str(newest[0][0])) if oldest and newest else None
+        return bounds, [_logged(entry_id, fields) for entry_id, fields in entries]
 
     def _state_key(self, call_id: str) -> str:
         return f"{self._prefix}:state:{call_id}"
@@ -148,6 +162,10 @@ class CallStore:
 
     def _deleted_key(self, call_id: str) -> str:
         return f"{self._prefix}:deleted:{call_id}"
+
+
+def _logged(entry_id: str, fields: dict[str, str]) -> LoggedEvent:
+    return LoggedEvent(entry_id, fields["name"], json.loads(fields["data"]))
 
 
 def record_to_json(call: Call) -> dict[str, Any]:

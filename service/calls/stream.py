@@ -10,13 +10,30 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
 
+from service.calls.errors import CallError
 from service.calls.store import CallStore, LoggedEvent
+
+GAP_EVENT = "stream.gap"
+"""The event a resumed stream starts with when events after the client's `Last-Event-ID` are
+no longer kept; its id is the point the stream resumes after."""
+
+
+def _gap(last_event_id: str, resumes_after: str) -> dict[str, str]:
+    return {"last_event_id": last_event_id, "resumes_after": resumes_after}
+
+
+class UnissuedEventId(ValueError):
+    """A `Last-Event-ID` beyond the last id the stream has issued."""
+
+
+class EventLogUnavailable(CallError):
+    """The call's event log cannot be read now (Redis unreachable)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +74,11 @@ class CallEventStream:
             else:
                 queue.put_nowait(event)
 
+    def check_resumable(self, after: int) -> None:
+        """Raise `UnissuedEventId` when `after` is beyond the last sequence number published."""
+        if after > self._seq:
+            raise UnissuedEventId(f"event {after} was never sent")
+
     def close(self) -> None:
         """End every subscription after what was already published."""
         self.closed = True
@@ -65,13 +87,19 @@ class CallEventStream:
         self._subscribers.clear()
 
     async def subscribe(
-        self, after: int = 0, *, keepalive_s: float | None = None
+        self, after: int = 0, *, keepalive_s: float | None = None, resumed: bool = False
     ) -> AsyncIterator[StreamEvent | None]:
         """Events with a sequence number above `after` (history first), until closed.
 
-        With `keepalive_s`, None is yielded whenever that long passes without an event.
+        With `keepalive_s`, None is yielded whenever that long passes without an event. With
+        `resumed` (`after` is the client's `Last-Event-ID`), a `GAP_EVENT` comes first when
+        events after `after` are no longer in the history; its `seq` is the last one dropped.
         """
         queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
+        # Decided with the history copied below, in one step: nothing can drop in between.
+        dropped = self._history[0].seq - 1 if self._history else 0
+        if resumed and after < dropped:
+            queue.put_nowait(StreamEvent(dropped, GAP_EVENT, _gap(str(after), str(dropped))))
         for past in self._history:
             if past.seq > after:
                 queue.put_nowait(past)
@@ -124,12 +152,64 @@ class ClusterEventStream(CallEventStream):
         self.pending = events + self.pending
 
 
+# Redis stream ids are `ms-seq`, two unsigned 64-bit numbers (https://redis.io/docs/latest/develop/data-types/streams/#entry-ids).
+_MAX_ID_PART = 2**64 - 1
+
+
+def _entry_id(value: str) -> tuple[int, int]:
+    ms, _, seq = value.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _just_before(entry_id: str) -> str:
+    ms, seq = _entry_id(entry_id)
+    return f"{ms}-{seq - 1}" if seq > 0 else f"{ms - 1}-{_MAX_ID_PART}"
+
+
+async def resume(store: CallStore, call_id: str, after: str) -> list[LoggedEvent]:
+    """The first events of a stream resumed after log id `after` (`ms-seq`, the client's
+    `Last-Event-ID`), read at one instant with the log's bounds: a `GAP_EVENT` first when
+    events after `after` may have been trimmed (its id is just before the oldest event kept),
+    then the events kept after it (at most a batch; `follow` reads on).
+
+    Only the oldest kept id is known, not the newest trimmed one, so an `after` that was the
+    very last event trimmed is reported as a gap too. Raises `UnissuedEventId` when `after` is
+    beyond the last id the log issued, `EventLogUnavailable` when Redis cannot be reached.
+    """
+    try:
+        bounds, events = await store.read_resumed(call_id, after)
+    except (RedisError, OSError) as exc:
+        raise EventLogUnavailable(f"the call's event log cannot be read: {exc}") from None
+    requested = _entry_id(after)
+    if requested > _entry_id(bounds[1] if bounds else "0-0"):
+        raise UnissuedEventId(f"event {after} was never sent")
+    if bounds is None:
+        return events
+    resumes_after = _just_before(bounds[0])
+    if requested < _entry_id(resumes_after):
+        return [LoggedEvent(resumes_after, GAP_EVENT, _gap(after, resumes_after)), *events]
+    return events
+
+
 async def follow(
-    store: CallStore, call_id: str, after: str, *, keepalive_s: float, retry_s: float = 0.5
+    store: CallStore,
+    call_id: str,
+    after: str,
+    *,
+    keepalive_s: float,
+    retry_s: float = 0.5,
+    first: Sequence[LoggedEvent] = (),
 ) -> AsyncIterator[LoggedEvent | None]:
     """A call's logged events after id `after` (`0`: all kept), until the one that ends the
-    call; None whenever `keepalive_s` passes without one. A Redis outage is waited out."""
+    call; None whenever `keepalive_s` passes without one. A Redis outage is waited out.
+
+    `first`: events already read after `after` (`resume`'s), yielded before reading on."""
     block_ms = max(1, round(keepalive_s * 1000))
+    for event in first:
+        after = event.event_id
+        yield event
+        if event.final:
+            return
     while True:
         try:
             events = await store.read_events(call_id, after, block_ms)

@@ -1,0 +1,172 @@
+"""`Last-Event-ID` on a call's event stream, in memory and with Redis: an id the stream never
+sent is a 400; one older than the history kept starts the stream with a `stream.gap` event."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from tests.e2e.conftest import RunningService, StartService
+from tests.e2e.hostile import assert_problem
+from tests.e2e.redis_server import RedisServer
+from tests.unit.sdp_samples import AIORTC_OFFER
+
+KEPT = 10
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One received Server-Sent Event."""
+
+    id: str
+    event: str
+    data: dict[str, Any]
+
+
+async def _frames(
+    client: httpx.AsyncClient, path: str, count: int, last_event_id: str | None = None
+) -> list[Frame]:
+    """The first `count` events of the stream at `path`."""
+    headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
+    frames: list[Frame] = []
+    fields: dict[str, str] = {}
+    async with client.stream("GET", path, headers=headers) as response:
+        assert response.status_code == 200, await response.aread()
+        async for line in response.aiter_lines():
+            if line == "" and "data" in fields:
+                frames.append(Frame(fields["id"], fields["event"], json.loads(fields["data"])))
+                fields = {}
+                if len(frames) == count:
+                    break
+            elif ":" in line and not line.startswith(":"):
+                name, _, value = line.partition(":")
+                fields[name] = value.strip()
+    return frames
+
+
+async def _started_call(client: httpx.AsyncClient) -> str:
+    response = await client.post(
+        "/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
+    )
+    assert response.status_code == 201, response.text
+    return str(response.headers["location"])
+
+
+@dataclass
+class Stream:
+    """A live call whose events the test reads."""
+
+    client: httpx.AsyncClient
+    location: str
+
+
+@pytest.fixture
+async def memory_call(start_service: StartService) -> AsyncIterator[Stream]:
+    service = await start_service(local_media=False, call_events_kept=KEPT)
+    async with httpx.AsyncClient(base_url=service.url, timeout=10) as client:
+        location = await _started_call(client)
+        yield Stream(client, location)
+        await client.delete(location)
+
+
+@pytest.fixture
+async def redis_call(
+    start_service: StartService, redis_server: RedisServer, redis: Redis
+) -> AsyncIterator[Stream]:
+    # Approximate trimming removes whole stream nodes: small nodes make it trim within a test.
+    await redis.config_set("stream-node-max-entries", 2)
+    service: RunningService = await start_service(
+        local_media=False, call_events_kept=KEPT, queue=redis_server.url
+    )
+    async with httpx.AsyncClient(base_url=service.url, timeout=10) as client:
+        location = await _started_call(client)
+        yield Stream(client, location)
+        await client.delete(location)
+
+
+async def _a_sent_id(stream: Stream) -> str:
+    return (await _frames(stream.client, f"{stream.location}/events", 1))[0].id
+
+
+async def _unissued_is_a_400(stream: Stream, unissued: str) -> None:
+    response = await stream.client.get(
+        f"{stream.location}/events", headers={"Last-Event-ID": unissued}
+    )
+    assert_problem(response.status_code, response.headers["content-type"], response.json(), 400)
+
+
+async def test_memory_a_last_event_id_beyond_the_last_sent_is_a_400(memory_call: Stream) -> None:
+    await _a_sent_id(memory_call)
+    await _unissued_is_a_400(memory_call, "999999")
+
+
+async def test_redis_a_last_event_id_beyond_the_last_sent_is_a_400(redis_call: Stream) -> None:
+    await _a_sent_id(redis_call)
+    await _unissued_is_a_400(redis_call, "9999999999999-0")
+
+
+async def test_memory_resuming_from_the_last_sent_id_is_accepted(memory_call: Stream) -> None:
+    sent = await _a_sent_id(memory_call)
+    response = await memory_call.client.post(
+        f"{memory_call.location}/messages", json={"text": "more"}
+    )
+    assert response.status_code == 202
+    frames = await _frames(memory_call.client, f"{memory_call.location}/events", 1, sent)
+    assert frames[0].event != "stream.gap"
+    assert int(frames[0].id) == int(sent) + 1
+
+
+def _order(event_id: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in event_id.split("-"))
+
+
+async def _resumed_from_before_the_history(stream: Stream, first_sent: str) -> list[Frame]:
+    """Resume after `first_sent` once it has left the history: the gap event, then the first
+    event kept."""
+    await _overflow_history_since(stream, first_sent)
+    frames = await _frames(stream.client, f"{stream.location}/events", 2, first_sent)
+    assert frames[0].event == "stream.gap"
+    assert frames[0].data == {"last_event_id": first_sent, "resumes_after": frames[0].id}
+    assert _order(first_sent) < _order(frames[0].id) < _order(frames[1].id)
+    return frames
+
+
+async def _overflow_history_since(stream: Stream, first_sent: str) -> list[Frame]:
+    """Send messages until the oldest event kept is no longer `first_sent`; the stream's
+    first replayed event then."""
+    for turn in range(KEPT):
+        response = await stream.client.post(
+            f"{stream.location}/messages", json={"text": f"turn {turn}"}
+        )
+        assert response.status_code == 202, response.text
+        frames = await _frames(stream.client, f"{stream.location}/events", 1)
+        if frames[0].id != first_sent:
+            return frames
+    raise AssertionError("the call never published more events than are kept")
+
+
+async def test_memory_an_id_older_than_the_history_starts_with_a_gap_event(
+    memory_call: Stream,
+) -> None:
+    first_sent = await _a_sent_id(memory_call)
+    await _resumed_from_before_the_history(memory_call, first_sent)
+
+
+async def test_redis_an_id_older_than_the_history_starts_with_a_gap_event(
+    redis_call: Stream,
+) -> None:
+    first_sent = await _a_sent_id(redis_call)
+    await _resumed_from_before_the_history(redis_call, first_sent)
+
+
+async def test_memory_resuming_from_a_gap_event_id_has_no_second_gap(memory_call: Stream) -> None:
+    first_sent = await _a_sent_id(memory_call)
+    gap = (await _resumed_from_before_the_history(memory_call, first_sent))[0]
+    frames = await _frames(memory_call.client, f"{memory_call.location}/events", 1, gap.id)
+    assert frames[0].event != "stream.gap"
