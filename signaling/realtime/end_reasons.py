@@ -29,6 +29,8 @@ class EndReason(StrEnum):
     """The service shut down."""
     INTERNAL_ERROR = "internal_error"
     """A bug in callbridge; the call is hung up rather than leaked."""
+    CLIENT_GONE = "client_gone"
+    """The client that started the call left before its SDP answer could be sent."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -382,7 +382,8 @@ class CallState:
         """End the call for `reason` from our side: hang up at the provider, then end."""
         if self._ended:
             return []
-        return self._finish(CallEnd(reason, failed=reason is EndReason.INTERNAL_ERROR), True)
+        failed = reason in (EndReason.INTERNAL_ERROR, EndReason.CLIENT_GONE)
+        return self._finish(CallEnd(reason, failed=failed), True)
 
     def _finish(self, end: CallEnd, hang_up: bool) -> list[Action]:
         self._ended = True

@@ -1,6 +1,7 @@
 """A provider that misbehaves on purpose, served for real on a loopback port.
 
 Each call-creation request takes the next behaviour from `script`; everything it saw is recorded.
+A `held` creation answers only once the test sets `release` (`holding` is set when one waits).
 The sideband can be scripted as real providers behave in public bug reports (PROTOCOL §10):
 connections upgraded and closed at once, handshakes refused with a JSON error, `response.create`
 refused while a response is active, voice changes refused. Hang-ups take their answer's status
@@ -21,6 +22,7 @@ Behaviour = Literal[
     "ok",
     "error500",
     "timeout",
+    "held",
     "no_location",
     "bad_location",
     "not_utf8",
@@ -67,6 +69,8 @@ class FaultyProvider:
     refuse_response_creates: int = 0
     refuse_voice_updates: bool = False
     connections: list[list[dict[str, Any]]] = field(default_factory=list)
+    holding: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def _refuse(self, socket: WebSocket, event: dict[str, Any], code: str, text: str) -> None:
         error: dict[str, Any] = {"type": "invalid_request_error", "code": code, "message": text}
@@ -167,6 +171,9 @@ class FaultyProvider:
                 )
             if behaviour == "timeout":
                 await asyncio.sleep(self.delay_s)
+            if behaviour == "held":
+                self.holding.set()
+                await self.release.wait()
             if behaviour == "no_location":
                 return Response(ANSWER, status_code=201, media_type="application/sdp")
             if behaviour == "bad_location":
