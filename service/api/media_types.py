@@ -1,0 +1,36 @@
+"""A request's `Content-Type`, read strictly by RFC 9110's grammar.
+
+RFC 9110 §8.3.1 (https://www.rfc-editor.org/rfc/rfc9110#section-8.3.1):
+`media-type = type "/" subtype parameters`, where §5.6.6 makes each parameter optional between
+semicolons (`text/plain;;charset=utf-8` is well formed) but a parameter that is present must be
+`token "=" ( token / quoted-string )`. Lenient parsers (python-multipart's, the standard
+library's) skip what does not fit, so a value such as `application/sdp;;;;==` would pass as
+`application/sdp`; here it is a malformed header field, answered 400.
+"""
+
+from __future__ import annotations
+
+import re
+
+from service.api.problems import Problem
+
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_QUOTED = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+# Each stretch of whitespace can be matched one way only, so a failed match cannot backtrack
+# exponentially over a long run of `; ; ;`.
+_MEDIA_TYPE = re.compile(
+    rf"({_TOKEN}/{_TOKEN})(?:[ \t]*;(?:[ \t]*{_TOKEN}=(?:{_TOKEN}|{_QUOTED}))?)*[ \t]*"
+)
+
+
+def media_type(content_type: str | None) -> str:
+    """The lower-cased `type/subtype` of a `Content-Type` value; `""` when there is none.
+
+    Raises `Problem` 400 (`bad-content-type`) when the value does not follow RFC 9110 §8.3.1.
+    """
+    if content_type is None or content_type.strip() == "":
+        return ""
+    match = _MEDIA_TYPE.fullmatch(content_type.strip())
+    if match is None:
+        raise Problem(400, "Content-Type is not a well-formed media type", kind="bad-content-type")
+    return match.group(1).lower()

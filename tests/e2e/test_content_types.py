@@ -1,0 +1,108 @@
+"""Request bodies are taken only in the media type a route documents: JSON routes answer 415 to
+anything else, a malformed Content-Type (RFC 9110 §8.3.1) is a 400, and the call-token route,
+which takes no body, refuses one."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import StartService
+from tests.e2e.hostile import assert_problem
+from tests.unit.sdp_samples import AIORTC_OFFER
+
+
+@pytest.fixture
+async def call(start_service: StartService) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    """A client of a service without media, and the path of a live call there."""
+    service = await start_service(local_media=False)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        response = await client.post(
+            "/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
+        )
+        assert response.status_code == 201, response.text
+        location = response.headers["location"]
+        yield client, location
+        await client.delete(location)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/messages", b'{"text": "hello"}'),
+        ("/session", b'{"voice": "cedar"}'),
+        ("/refer", b'{"target_uri": "tel:+14155550123"}'),
+    ],
+)
+async def test_json_sent_as_text_plain_is_a_415_naming_json(
+    call: tuple[httpx.AsyncClient, str], path: str, body: bytes
+) -> None:
+    client, location = call
+    response = await client.post(
+        location + path, content=body, headers={"content-type": "text/plain"}
+    )
+    assert_problem(response.status_code, response.headers["content-type"], response.json(), 415)
+    assert response.headers["accept-post"] == "application/json"
+
+
+async def test_json_without_a_content_type_is_a_415(call: tuple[httpx.AsyncClient, str]) -> None:
+    client, location = call
+    response = await client.post(f"{location}/messages", content=b'{"text": "hello"}')
+    assert_problem(response.status_code, response.headers["content-type"], response.json(), 415)
+
+
+async def test_json_with_media_type_parameters_is_taken(
+    call: tuple[httpx.AsyncClient, str],
+) -> None:
+    client, location = call
+    response = await client.post(
+        f"{location}/messages",
+        content=b'{"text": "hello"}',
+        headers={"content-type": "Application/JSON ; charset=utf-8"},
+    )
+    assert response.status_code == 202, response.text
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/sdp;;;;==", "application/sdp; charset", "application/sdp;=x"]
+)
+async def test_a_call_start_with_a_malformed_content_type_is_a_400(
+    start_service: StartService, content_type: str
+) -> None:
+    service = await start_service(local_media=False)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        response = await client.post(
+            "/v1/calls", content=AIORTC_OFFER, headers={"content-type": content_type}
+        )
+    assert_problem(response.status_code, response.headers["content-type"], response.json(), 400)
+    assert service.manager.active() == []
+
+
+async def test_a_call_start_with_empty_media_type_parameters_is_taken(
+    start_service: StartService,
+) -> None:
+    service = await start_service(local_media=False)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        response = await client.post(
+            "/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp;;"}
+        )
+        assert response.status_code == 201, response.text
+        await client.delete(response.headers["location"])
+
+
+@pytest.mark.parametrize("body", [b"[[[[", b"{}"])
+async def test_a_call_token_request_with_a_body_is_refused(
+    start_service: StartService, body: bytes
+) -> None:
+    service = await start_service(
+        local_media=False, api_tokens="tok-a", call_token_secret="hmac-secret"
+    )
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        response = await client.post(
+            "/v1/call-tokens",
+            content=body,
+            headers={"authorization": "Bearer tok-a", "content-type": "application/json"},
+        )
+    assert_problem(response.status_code, response.headers["content-type"], response.json(), 413)
