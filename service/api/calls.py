@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncGenerator
@@ -20,6 +21,7 @@ from service.api.guards import (
     require_api_token,
     require_ops,
 )
+from service.api.media_types import media_type
 from service.api.models import MessageIn, ReferIn, SessionOverrides, StartOverrides
 from service.api.openapi import EXAMPLE_OFFER, SDP_SCHEMA, answers, headers
 from service.api.problems import Problem
@@ -35,7 +37,8 @@ from service.calls.control import (
     UpdateSession,
 )
 from service.calls.manager import CallManager
-from service.calls.stream import follow
+from service.calls.store import LoggedEvent
+from service.calls.stream import UnissuedEventId, follow, resume
 from service.metrics import CALL_STARTS, PROVIDER_ERRORS, provider_error_label
 from service.settings import Settings
 from signaling.ids import CallId, is_valid_call_id
@@ -47,10 +50,11 @@ from signaling.provider import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from signaling.realtime import SessionConfig
+from signaling.realtime import EndReason, SessionConfig
 from signaling.sdp import OfferError, OfferErrorKind, check_offer
 
 Caller = Annotated[Principal, Depends(authenticate)]
+log = logging.getLogger("callbridge.api")
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
 
@@ -59,7 +63,10 @@ MAX_CALLS_PAGE = 1000
 """Live calls `GET /v1/calls` answers at most at once."""
 tokens_router = APIRouter(prefix="/v1/call-tokens", tags=["calls"])
 
+# nginx's status for a request whose client left before the answer; only logs ever see it.
+CLIENT_CLOSED_REQUEST = 499
 TRICKLE_TYPE = "application/trickle-ice-sdpfrag"
+JSON_TYPE = "application/json"
 # Routes that exist only to refuse their method in RFC 9725's order; never advertised in Allow.
 REFUSED_METHODS = {"/v1/calls/{call_id}": frozenset({"PATCH"})}
 ACCEPT_POST = "application/sdp, multipart/form-data"
@@ -98,11 +105,10 @@ def _parse_json(body: bytes, what: str) -> object:
 
 async def _read_offer(request: Request) -> tuple[bytes, StartOverrides]:
     settings = request.app.state.settings
-    content_type = request.headers.get("content-type", "")
-    media_type = content_type.split(";")[0].strip().lower()
-    if media_type == "application/sdp":
+    offered = media_type(request.headers.get("content-type"))
+    if offered == "application/sdp":
         return await read_limited(request, settings.max_sdp_bytes), StartOverrides()
-    if media_type == "multipart/form-data":
+    if offered == "multipart/form-data":
         parts = await read_form(request, _form_limits(settings))
         if "sdp" not in parts:
             raise Problem(400, "multipart body has no 'sdp' part", kind="bad-multipart")
@@ -122,7 +128,7 @@ async def _read_offer(request: Request) -> tuple[bytes, StartOverrides]:
         return parts["sdp"], overrides
     raise Problem(
         415,
-        f"Content-Type must be application/sdp or multipart/form-data, not {media_type or 'none'}",
+        f"Content-Type must be application/sdp or multipart/form-data, not {offered or 'none'}",
         kind="unsupported-media-type",
         headers={"Accept-Post": ACCEPT_POST},
     )
@@ -218,7 +224,7 @@ _OFFER_BODY: dict[str, Any] = {
                 },
                 "encoding": {
                     "sdp": {"contentType": "application/sdp"},
-                    "session": {"contentType": "application/json"},
+                    "session": {"contentType": JSON_TYPE},
                 },
             },
         },
@@ -254,7 +260,7 @@ _SSE_EVENT = {
         "data": {"type": "string"},
     },
 }
-_JSON_OK = {"content": {"application/json": {"schema": {"type": "object"}}}}
+_JSON_OK = {"content": {JSON_TYPE: {"schema": {"type": "object"}}}}
 
 
 def _ok(status: int, description: str, *header_names: str) -> dict[int, dict[str, Any]]:
@@ -268,7 +274,7 @@ def _json_body(model: type[SessionOverrides] | type[MessageIn] | type[ReferIn]) 
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
+            "content": {JSON_TYPE: {"schema": model.model_json_schema()}},
         }
     }
 
@@ -296,6 +302,12 @@ async def start_call(request: Request, principal: Caller) -> Response:
         call, answer = await manager.start(offer, config, started_by=principal.token_id)
     except ProviderError as exc:
         raise _provider_problem(exc) from None
+    # No await between this check and the answer's first write: a client that leaves later
+    # than this has been sent the call's Location (or the connection broke under it).
+    if await request.is_disconnected():
+        await manager.hangup(call.call_id, reason=EndReason.CLIENT_GONE)
+        log.info("call start abandoned by its client", extra={"call_id": call.call_id})
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
     return Response(
         answer,
         status_code=201,
@@ -399,8 +411,7 @@ async def patch_call(call_id: str, request: Request, principal: Caller) -> Respo
     The checks run in RFC 9725 order so a client learns the most specific reason.
     """
     record = await _run(request, GetCall(_known_call_id(call_id), principal))
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != TRICKLE_TYPE:
+    if media_type(request.headers.get("content-type")) != TRICKLE_TYPE:
         raise Problem(415, f"PATCH takes {TRICKLE_TYPE}", kind="unsupported-media-type")
     if_match = request.headers.get("if-match")
     if if_match is None:
@@ -417,8 +428,15 @@ async def patch_call(call_id: str, request: Request, principal: Caller) -> Respo
 
 
 async def _json_model(request: Request, model: type[_Body], what: str) -> _Body:
-    """The request's JSON body as `model`: 413 past `max_json_bytes`, 400 for bad JSON, 422
-    for the wrong shape (naming `what` was asked for)."""
+    """The request's JSON body as `model`: 415 unless it is `application/json`, 413 past
+    `max_json_bytes`, 400 for bad JSON, 422 for the wrong shape (naming `what` was asked for)."""
+    if media_type(request.headers.get("content-type")) != JSON_TYPE:
+        raise Problem(
+            415,
+            f"Content-Type must be {JSON_TYPE}",
+            kind="unsupported-media-type",
+            headers={"Accept-Post": JSON_TYPE},
+        )
     body = await read_limited(request, request.app.state.settings.max_json_bytes)
     try:
         return model.model_validate(_parse_json(body, "body"))
@@ -431,7 +449,7 @@ async def _json_model(request: Request, model: type[_Body], what: str) -> _Body:
     status_code=202,
     operation_id="postMessage",
     openapi_extra=_json_body(MessageIn),
-    responses=answers(400, 401, 404, 409, 410, 413, 422, 503, ok=_ok(202, "Sent to the call")),
+    responses=answers(400, 401, 404, 409, 410, 413, 415, 422, 503, ok=_ok(202, "Sent to the call")),
 )
 async def post_message(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Inject user text into the live call."""
@@ -446,14 +464,38 @@ async def post_message(call_id: str, request: Request, principal: Caller) -> JSO
     return JSONResponse({"status": "sent"}, status_code=202)
 
 
+_SESSION_ACCEPTED = {
+    202: {
+        "description": "The change is asked of the provider: `session` holds the settings it "
+        "has confirmed (still the old ones), `session_requested` those asked for; the call's "
+        "record shows the change in `session` once the provider confirms it.",
+        "content": {
+            JSON_TYPE: {
+                "schema": {
+                    "type": "object",
+                    "required": ["session", "session_requested"],
+                    "properties": {
+                        "session": {"type": "object"},
+                        "session_requested": {"type": "object"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
 @router.post(
     "/{call_id}/session",
+    status_code=202,
     operation_id="updateSession",
     openapi_extra=_json_body(SessionOverrides),
-    responses=answers(400, 401, 404, 409, 410, 413, 422, 503, ok=_ok(200, "The session now")),
+    responses=answers(400, 401, 404, 409, 410, 413, 415, 422, 503, ok=_SESSION_ACCEPTED),
 )
 async def post_session(call_id: str, request: Request, principal: Caller) -> JSONResponse:
-    """Change instructions, voice or output modality on the live call."""
+    """Ask for new instructions, voice or output modality on the live call: 202 with the
+    confirmed `session` and the `session_requested` (the change applies once the provider
+    confirms it)."""
     _known_call_id(call_id)
     overrides = await _json_model(request, SessionOverrides, "session update")
     command = UpdateSession(
@@ -463,7 +505,7 @@ async def post_session(call_id: str, request: Request, principal: Caller) -> JSO
         voice=overrides.voice,
         output_modality=overrides.output_modality,
     )
-    return JSONResponse(await _run(request, command))
+    return JSONResponse(await _run(request, command), status_code=202)
 
 
 _STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
@@ -476,7 +518,7 @@ _KEEPALIVE_S = 15.0
     operation_id="referCall",
     openapi_extra=_json_body(ReferIn),
     responses=answers(
-        400, 401, 404, 409, 410, 413, 422, 502, 503, ok=_ok(202, "Transfer requested")
+        400, 401, 404, 409, 410, 413, 415, 422, 502, 503, ok=_ok(202, "Transfer requested")
     ),
 )
 async def refer_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
@@ -526,8 +568,9 @@ async def call_events(call_id: str, request: Request, principal: Caller) -> Even
     """Server-Sent Events: transcript, handoffs and call state, with replay of recent history.
 
     With Redis, any instance serves any call's stream and `Last-Event-ID` resumes on any of
-    them (the ids are Redis stream ids); on one instance, only a live call's stream is served
-    (the ids are sequence numbers).
+    them (the ids are Redis stream ids, `ms-seq`); on one instance, only a live call's stream is
+    served (the ids are sequence numbers). 400 for a `Last-Event-ID` the stream never issued;
+    one older than the history kept is answered with a first `stream.gap` event.
     """
     manager = _manager(request)
     cid = _known_call_id(call_id)
@@ -536,10 +579,18 @@ async def call_events(call_id: str, request: Request, principal: Caller) -> Even
     if store is not None:
         last = _last_event_id(request.headers.get("last-event-id"), _STREAM_ID)
         await manager.visible(cid, principal)
+        first: list[LoggedEvent] = []
+        if last is not None:
+            try:
+                first = await resume(store, cid, last)
+            except UnissuedEventId:
+                raise _unissued() from None
 
         async def logged() -> AsyncGenerator[bytes, None]:
             yield b": stream open\n\n"
-            async for event in follow(store, cid, last or "0", keepalive_s=_KEEPALIVE_S):
+            async for event in follow(
+                store, cid, last or "0", keepalive_s=_KEEPALIVE_S, first=first
+            ):
                 if event is None:
                     yield b": keepalive\n\n"
                     continue
@@ -553,16 +604,25 @@ async def call_events(call_id: str, request: Request, principal: Caller) -> Even
         raise Problem(409, "the call has ended", kind="call-ended")
     seq = int(last) if last is not None else 0
     stream = session.stream
+    try:
+        stream.check_resumable(seq)
+    except UnissuedEventId:
+        raise _unissued() from None
+    resumed = last is not None
 
     async def frames() -> AsyncGenerator[bytes, None]:
         yield b": stream open\n\n"
-        async for event in stream.subscribe(seq, keepalive_s=_KEEPALIVE_S):
+        async for event in stream.subscribe(seq, keepalive_s=_KEEPALIVE_S, resumed=resumed):
             if event is None:
                 yield b": keepalive\n\n"
                 continue
             yield _frame(str(event.seq), event.name, event.data)
 
     return _sse(frames(), send_timeout_s)
+
+
+def _unissued() -> Problem:
+    return Problem(400, "Last-Event-ID was never sent by this stream", kind="bad-event-id")
 
 
 def _frame(event_id: str, name: str, data: dict[str, Any]) -> bytes:
@@ -582,10 +642,13 @@ def _sse(frames: AsyncGenerator[bytes, None], send_timeout_s: float) -> EventStr
     "",
     dependencies=[Depends(require_api_token)],
     status_code=201,
-    responses=answers(401, 403, 404, ok=_ok(201, "A call token")),
+    responses=answers(401, 403, 404, 413, ok=_ok(201, "A call token")),
 )
 async def mint_token(request: Request) -> JSONResponse:
-    """A short-lived call token for a browser (needs an API token and a configured secret)."""
+    """A short-lived call token for a browser (needs an API token and a configured secret).
+
+    Takes no request body: 413 when one is sent (none is allowed, so any is too large)."""
+    await read_limited(request, 0)
     settings = request.app.state.settings
     if settings.call_token_secret is None:
         raise Problem(404, "call tokens are not enabled", kind="no-call-tokens")

@@ -293,7 +293,7 @@ class CallManager:
         stream = (
             ClusterEventStream(lambda: self._mark_dirty(call_id))
             if self.store is not None
-            else CallEventStream()
+            else CallEventStream(history=self.settings.call_events_kept)
         )
         sideband = Sideband(
             sideband_url(self.provider_base_url, call_id),
@@ -649,7 +649,8 @@ class CallManager:
                     raise InvalidCommand(f"invalid session update: {exc}") from None
                 await session.update_session(config)
                 self._mark_dirty(call.call_id)
-                return session.call.to_json(full=False)["session"]
+                view = session.call.to_json(full=False)
+                return {"session": view["session"], "session_requested": view["session_requested"]}
             case Refer(target_uri=target_uri):
                 session = self._live(call.call_id)
                 # A live call that is not a phone call: its kind conflicts, not the request.

@@ -241,6 +241,18 @@ async def test_a_refused_voice_change_is_reported_and_the_record_shows_the_setti
     assert (record["session"]["voice"], record["session"]["instructions"]) == ("marin", "Be terse.")
 
 
+async def test_a_session_update_is_answered_202_with_the_confirmed_and_requested_settings(
+    start_service: StartService, serve: Serve, provider: FaultyProvider
+) -> None:
+    service, call_id, _session = await _ready(start_service, serve, provider)
+    provider.refuse_voice_updates = True  # so that the change stays unconfirmed
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        response = await client.post(f"/v1/calls/{call_id}/session", json={"voice": "ash"})
+    assert response.status_code == 202, response.text
+    answer = response.json()
+    assert (answer["session"]["voice"], answer["session_requested"]["voice"]) == ("marin", "ash")
+
+
 # 7. Sideband refused right after the call was created
 
 
