@@ -47,6 +47,17 @@ class LoggedEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class KeptEvents:
+    """What a call's event log keeps: the ids of its oldest and newest events, and whether
+    older ones may have been trimmed. Events are appended and trimmed from the front only, so
+    the newest kept is the last id the log issued."""
+
+    oldest: str
+    newest: str
+    may_be_trimmed: bool
+
+
+@dataclass(frozen=True, slots=True)
 class StoredCall:
     """What `CallStore.load` returns: the parts of a saved call."""
 
@@ -140,19 +151,24 @@ class CallStore:
 
     async def read_resumed(
         self, call_id: str, after: str, count: int = 100
-    ) -> tuple[tuple[str, str] | None, list[LoggedEvent]]:
-        """At one instant: the ids of the oldest and the newest event kept in the call's log
-        (None when it holds none: nothing logged yet, or expired) and up to `count` events
-        after id `after`. Events are appended and trimmed from the front only, so the newest
-        kept is the last id the log issued."""
+    ) -> tuple[KeptEvents | None, list[LoggedEvent]]:
+        """At one instant: what the call's log keeps (None when it holds nothing: nothing
+        logged yet, or expired) and up to `count` events after id `after`."""
         key = self._events_key(call_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.xrange(key, count=1)
             pipe.xrevrange(key, count=1)
+            pipe.xlen(key)
             pipe.xrange(key, min=f"({after}", count=count)
-            oldest, newest, entries = await pipe.execute()
-        bounds = (str(oldest[0][0]), str(newest[0][0])) if oldest and newest else None
-        return bounds, [_logged(entry_id, fields) for entry_id, fields in entries]
+            oldest, newest, length, entries = await pipe.execute()
+        kept = (
+            # Approximate trimming always leaves at least `events_maxlen` entries, so a
+            # shorter log was never trimmed.
+            KeptEvents(str(oldest[0][0]), str(newest[0][0]), length >= self._events_maxlen)
+            if oldest and newest
+            else None
+        )
+        return kept, [_logged(entry_id, fields) for entry_id, fields in entries]
 
     def _state_key(self, call_id: str) -> str:
         return f"{self._prefix}:state:{call_id}"

@@ -172,20 +172,21 @@ async def resume(store: CallStore, call_id: str, after: str) -> list[LoggedEvent
     events after `after` may have been trimmed (its id is just before the oldest event kept),
     then the events kept after it (at most a batch; `follow` reads on).
 
-    Only the oldest kept id is known, not the newest trimmed one, so an `after` that was the
-    very last event trimmed is reported as a gap too. Raises `UnissuedEventId` when `after` is
+    Only the oldest kept id is known, not the newest trimmed one, so once the log may have
+    been trimmed an `after` that was the very last event trimmed is reported as a gap too.
+    Raises `UnissuedEventId` when `after` is
     beyond the last id the log issued, `EventLogUnavailable` when Redis cannot be reached.
     """
     try:
-        bounds, events = await store.read_resumed(call_id, after)
+        kept, events = await store.read_resumed(call_id, after)
     except (RedisError, OSError) as exc:
         raise EventLogUnavailable(f"the call's event log cannot be read: {exc}") from None
     requested = _entry_id(after)
-    if requested > _entry_id(bounds[1] if bounds else "0-0"):
+    if requested > _entry_id(kept.newest if kept else "0-0"):
         raise UnissuedEventId(f"event {after} was never sent")
-    if bounds is None:
+    if kept is None or not kept.may_be_trimmed:
         return events
-    resumes_after = _just_before(bounds[0])
+    resumes_after = _just_before(kept.oldest)
     if requested < _entry_id(resumes_after):
         return [LoggedEvent(resumes_after, GAP_EVENT, _gap(after, resumes_after)), *events]
     return events

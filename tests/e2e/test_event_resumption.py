@@ -170,3 +170,13 @@ async def test_memory_resuming_from_a_gap_event_id_has_no_second_gap(memory_call
     gap = (await _resumed_from_before_the_history(memory_call, first_sent))[0]
     frames = await _frames(memory_call.client, f"{memory_call.location}/events", 1, gap.id)
     assert frames[0].event != "stream.gap"
+
+
+async def test_redis_resuming_before_any_trimming_has_no_gap(redis_call: Stream) -> None:
+    response = await redis_call.client.post(
+        f"{redis_call.location}/messages", json={"text": "more"}
+    )
+    assert response.status_code == 202
+    frames = await _frames(redis_call.client, f"{redis_call.location}/events", 2)
+    resumed = await _frames(redis_call.client, f"{redis_call.location}/events", 1, frames[0].id)
+    assert resumed[0] == frames[1]
