@@ -240,9 +240,11 @@ _STARTED = {
             name: {"operationId": operation, "parameters": {"call_id": _CALL_ID}}
             for name, operation in (
                 ("GetCall", "getCall"),
+                ("GetCallHeaders", "getCallHead"),
                 ("PostMessage", "postMessage"),
                 ("UpdateSession", "updateSession"),
                 ("FollowEvents", "followEvents"),
+                ("FollowEventsHeaders", "followEventsHead"),
                 ("ReferCall", "referCall"),
                 ("HangUpCall", "hangUpCall"),
                 ("DeleteCall", "deleteCall"),
@@ -558,7 +560,9 @@ def _last_event_id(value: str | None, pattern: re.Pattern[str]) -> str | None:
         503,
         ok={
             200: {
-                "description": "Server-Sent Events",
+                "description": "Server-Sent Events. A stream resumed with a `Last-Event-ID` "
+                "older than the history kept starts with a `stream.gap` event (data: "
+                "`last_event_id`, `resumes_after`); one the stream never sent is a 400.",
                 "content": {"text/event-stream": {"schema": _SSE_EVENT}},
             }
         },

@@ -2,7 +2,8 @@
 
 Routes declare their answers with `answers(...)`; `install_openapi` removes what the framework
 would add that we never answer (its 422 `HTTPValidationError`, since every error here is
-`application/problem+json`, RFC 9457).
+`application/problem+json`, RFC 9457), and adds the `HEAD` the method routing answers beside
+every `GET` (RFC 9110 §9.3.2).
 """
 
 from __future__ import annotations
@@ -113,6 +114,26 @@ def answers(
     return documented
 
 
+def _head_of(get: dict[str, Any]) -> dict[str, Any]:
+    """The `HEAD` operation beside a `GET`: the same parameters and answers, without content."""
+    head = {key: value for key, value in get.items() if key not in ("operationId", "responses")}
+    operation_id = get.get("operationId")
+    if operation_id is not None:
+        # FastAPI names an operation `<name>_<path>_get` unless the route names it.
+        head["operationId"] = (
+            f"{operation_id.removesuffix('_get')}_head"
+            if operation_id.endswith("_get")
+            else f"{operation_id}Head"
+        )
+    head["summary"] = f"{get.get('summary', 'GET')} (headers only)"
+    head["description"] = "The header section `GET` answers, without content (RFC 9110 §9.3.2)."
+    head["responses"] = {
+        status: {key: value for key, value in answer.items() if key not in ("content", "links")}
+        for status, answer in get["responses"].items()
+    }
+    return head
+
+
 def install_openapi(app: FastAPI) -> None:
     """Serve the document as the routes declare it, without the framework's own 422."""
 
@@ -126,6 +147,8 @@ def install_openapi(app: FastAPI) -> None:
                     responses = operation.get("responses", {})
                     if responses.get("422", {}).get("description") == "Validation Error":
                         del responses["422"]
+                if "get" in operations and "head" not in operations:
+                    operations["head"] = _head_of(operations["get"])
             schemas = schema.get("components", {}).get("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(name, None)
