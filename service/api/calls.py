@@ -37,8 +37,7 @@ from service.calls.control import (
     UpdateSession,
 )
 from service.calls.manager import CallManager
-from service.calls.store import LoggedEvent
-from service.calls.stream import UnissuedEventId, follow, resume
+from service.calls.stream import UnissuedEventId, check_resumable, follow
 from service.metrics import CALL_STARTS, PROVIDER_ERRORS, provider_error_label
 from service.settings import Settings
 from signaling.ids import CallId, is_valid_call_id
@@ -583,17 +582,17 @@ async def call_events(call_id: str, request: Request, principal: Caller) -> Even
     if store is not None:
         last = _last_event_id(request.headers.get("last-event-id"), _STREAM_ID)
         await manager.visible(cid, principal)
-        first: list[LoggedEvent] = []
         if last is not None:
             try:
-                first = await resume(store, cid, last)
+                await check_resumable(store, cid, last)
             except UnissuedEventId:
                 raise _unissued() from None
+        resumed = last is not None
 
         async def logged() -> AsyncGenerator[bytes, None]:
             yield b": stream open\n\n"
             async for event in follow(
-                store, cid, last or "0", keepalive_s=_KEEPALIVE_S, first=first
+                store, cid, last or "0", keepalive_s=_KEEPALIVE_S, resumed=resumed
             ):
                 if event is None:
                     yield b": keepalive\n\n"

@@ -48,12 +48,10 @@ class LoggedEvent:
 
 @dataclass(frozen=True, slots=True)
 class KeptEvents:
-    """What a call's event log keeps: the ids of its oldest and newest events, and whether
-    older ones may have been trimmed. Events are appended and trimmed from the front only, so
-    the newest kept is the last id the log issued."""
+    """What a call's event log keeps: the id of its oldest event, and whether older ones may
+    have been trimmed (events are appended, and trimmed from the front only)."""
 
     oldest: str
-    newest: str
     may_be_trimmed: bool
 
 
@@ -140,16 +138,19 @@ class CallStore:
         """Drop a call from the live set (its saved state says it is not live)."""
         await self._redis.srem(self._live, call_id)
 
-    async def read_events(self, call_id: str, after: str, block_ms: int) -> list[LoggedEvent]:
-        """Events logged after id `after` (`0` for all kept), waiting up to `block_ms`."""
+    async def wait_for_events(self, call_id: str, after: str, block_ms: int) -> bool:
+        """Whether an event after id `after` is (or, within `block_ms`, gets) logged."""
         reply: Any = await self._redis.xread(
-            {self._events_key(call_id): after}, count=100, block=block_ms
+            {self._events_key(call_id): after}, count=1, block=block_ms
         )
-        return [
-            _logged(entry_id, fields) for _, entries in reply or [] for entry_id, fields in entries
-        ]
+        return bool(reply)
 
-    async def read_resumed(
+    async def last_event_id(self, call_id: str) -> str | None:
+        """The id of the newest event in the call's log (None when it holds none)."""
+        newest = await self._redis.xrevrange(self._events_key(call_id), count=1)
+        return str(newest[0][0]) if newest else None
+
+    async def read_after(
         self, call_id: str, after: str, count: int = 100
     ) -> tuple[KeptEvents | None, list[LoggedEvent]]:
         """At one instant: what the call's log keeps (None when it holds nothing: nothing
@@ -157,16 +158,13 @@ class CallStore:
         key = self._events_key(call_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.xrange(key, count=1)
-            pipe.xrevrange(key, count=1)
             pipe.xlen(key)
             pipe.xrange(key, min=f"({after}", count=count)
-            oldest, newest, length, entries = await pipe.execute()
+            oldest, length, entries = await pipe.execute()
         kept = (
             # Approximate trimming always leaves at least `events_maxlen` entries, so a
             # shorter log was never trimmed.
-            KeptEvents(str(oldest[0][0]), str(newest[0][0]), length >= self._events_maxlen)
-            if oldest and newest
-            else None
+            KeptEvents(str(oldest[0][0]), length >= self._events_maxlen) if oldest else None
         )
         return kept, [_logged(entry_id, fields) for entry_id, fields in entries]
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
 
 from service.calls.errors import CallError
-from service.calls.store import CallStore, LoggedEvent
+from service.calls.store import CallStore, KeptEvents, LoggedEvent
 
 GAP_EVENT = "stream.gap"
 """The event a resumed stream starts with when events after the client's `Last-Event-ID` are
@@ -166,30 +166,26 @@ def _just_before(entry_id: str) -> str:
     return f"{ms}-{seq - 1}" if seq > 0 else f"{ms - 1}-{_MAX_ID_PART}"
 
 
-async def resume(store: CallStore, call_id: str, after: str) -> list[LoggedEvent]:
-    """The first events of a stream resumed after log id `after` (`ms-seq`, the client's
-    `Last-Event-ID`), read at one instant with the log's bounds: a `GAP_EVENT` first when
-    events after `after` may have been trimmed (its id is just before the oldest event kept),
-    then the events kept after it (at most a batch; `follow` reads on).
-
-    Only the oldest kept id is known, not the newest trimmed one, so once the log may have
-    been trimmed an `after` that was the very last event trimmed is reported as a gap too.
-    Raises `UnissuedEventId` when `after` is
-    beyond the last id the log issued, `EventLogUnavailable` when Redis cannot be reached.
-    """
+async def check_resumable(store: CallStore, call_id: str, after: str) -> None:
+    """Raise `UnissuedEventId` when log id `after` (`ms-seq`, a client's `Last-Event-ID`) is
+    beyond the last id the call's log issued, `EventLogUnavailable` when Redis cannot be
+    reached."""
     try:
-        kept, events = await store.read_resumed(call_id, after)
+        newest = await store.last_event_id(call_id)
     except (RedisError, OSError) as exc:
         raise EventLogUnavailable(f"the call's event log cannot be read: {exc}") from None
-    requested = _entry_id(after)
-    if requested > _entry_id(kept.newest if kept else "0-0"):
+    if _entry_id(after) > _entry_id(newest or "0-0"):
         raise UnissuedEventId(f"event {after} was never sent")
+
+
+def _trimmed_after(kept: KeptEvents | None, after: str) -> str | None:
+    """The id just before the oldest event kept, when events after `after` may have been
+    trimmed; else None. Only the oldest kept id is known, not the newest trimmed one, so an
+    `after` that was the very last event trimmed counts as a gap too."""
     if kept is None or not kept.may_be_trimmed:
-        return events
+        return None
     resumes_after = _just_before(kept.oldest)
-    if requested < _entry_id(resumes_after):
-        return [LoggedEvent(resumes_after, GAP_EVENT, _gap(after, resumes_after)), *events]
-    return events
+    return resumes_after if _entry_id(after) < _entry_id(resumes_after) else None
 
 
 async def follow(
@@ -199,30 +195,37 @@ async def follow(
     *,
     keepalive_s: float,
     retry_s: float = 0.5,
-    first: Sequence[LoggedEvent] = (),
+    resumed: bool = False,
 ) -> AsyncIterator[LoggedEvent | None]:
     """A call's logged events after id `after` (`0`: all kept), until the one that ends the
     call; None whenever `keepalive_s` passes without one. A Redis outage is waited out.
 
-    `first`: events already read after `after` (`resume`'s), yielded before reading on."""
+    When events after the last one delivered (or after `after`, with `resumed`: it is the
+    client's `Last-Event-ID`) were trimmed before they could be read, a `GAP_EVENT` comes
+    first; its id is just before the oldest event kept. Each batch is read at one instant
+    with the log's oldest id, so no event is trimmed unseen between the two.
+    """
     block_ms = max(1, round(keepalive_s * 1000))
-    for event in first:
-        after = event.event_id
-        yield event
-        if event.final:
-            return
+    report_gaps = resumed
     while True:
         try:
-            events = await store.read_events(call_id, after, block_ms)
+            kept, events = await store.read_after(call_id, after)
+            if not events and not await store.wait_for_events(call_id, after, block_ms):
+                yield None
+                continue
         except (RedisError, OSError):
             await asyncio.sleep(retry_s)
             yield None
             continue
+        # Woken by new events: they are read on the next turn, with the log's bounds.
         if not events:
-            yield None
             continue
+        gap = _trimmed_after(kept, after) if report_gaps else None
+        if gap is not None:
+            yield LoggedEvent(gap, GAP_EVENT, _gap(after, gap))
         for event in events:
             after = event.event_id
+            report_gaps = True
             yield event
             if event.final:
                 return

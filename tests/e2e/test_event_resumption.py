@@ -12,6 +12,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from service.calls.store import CallStore, StoredCall
+from service.calls.stream import follow
 from tests.e2e.conftest import RunningService, StartService
 from tests.e2e.hostile import assert_problem
 from tests.e2e.redis_server import RedisServer
@@ -180,3 +182,25 @@ async def test_redis_resuming_before_any_trimming_has_no_gap(redis_call: Stream)
     frames = await _frames(redis_call.client, f"{redis_call.location}/events", 2)
     resumed = await _frames(redis_call.client, f"{redis_call.location}/events", 1, frames[0].id)
     assert resumed[0] == frames[1]
+
+
+async def test_redis_a_follower_that_falls_behind_the_trimming_is_told_of_the_gap(
+    redis: Redis,
+) -> None:
+    await redis.config_set("stream-node-max-entries", 2)
+    store = CallStore(redis, prefix="test", events_maxlen=KEPT, retention_s=60)
+    state = StoredCall({}, {}, {})
+    await store.save("rtc_lag", state, [("tick", {"n": 0})], ended=False)
+    events = follow(store, "rtc_lag", "0", keepalive_s=1.0)
+    first = await anext(events)
+    assert first is not None
+    # While the follower is not reading, four logs' worth of events are added (and trimmed).
+    burst = [("tick", {"n": n}) for n in range(1, 4 * KEPT)]
+    await store.save("rtc_lag", state, burst, ended=False)
+    gap, resumed = await anext(events), await anext(events)
+    await events.aclose()
+    assert gap is not None
+    assert resumed is not None
+    assert gap.name == "stream.gap"
+    assert gap.data == {"last_event_id": first.event_id, "resumes_after": gap.event_id}
+    assert resumed.data["n"] > 1
