@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,7 +196,7 @@ async def follow(
     keepalive_s: float,
     retry_s: float = 0.5,
     resumed: bool = False,
-) -> AsyncIterator[LoggedEvent | None]:
+) -> AsyncGenerator[LoggedEvent | None, None]:
     """A call's logged events after id `after` (`0`: all kept), until the one that ends the
     call; None whenever `keepalive_s` passes without one. A Redis outage is waited out.
 

@@ -4,7 +4,6 @@ call is hung up at the provider and its slot is free again."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import httpx
 import pytest
@@ -12,15 +11,8 @@ import pytest
 from tests.e2e.conftest import RunningService, Serve, StartService
 from tests.e2e.faulty_provider import FaultyProvider
 from tests.e2e.redis_server import RedisServer
+from tests.e2e.waiting import until
 from tests.unit.sdp_samples import AIORTC_OFFER
-
-
-async def _wait(predicate: Any, timeout_s: float = 10.0) -> None:
-    async def poll() -> None:
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(poll(), timeout_s)
 
 
 async def _abandon_a_start(service: RunningService, provider: FaultyProvider) -> None:
@@ -49,8 +41,8 @@ async def test_a_start_abandoned_before_the_answer_is_hung_up_and_frees_its_slot
         provider="openai", provider_url=await serve(provider.app()), max_calls=1, queue=queue
     )
     await _abandon_a_start(service, provider)
-    await _wait(lambda: provider.hangups == provider.created == ["rtc_fault0"])
-    await _wait(lambda: service.manager.capacity_left == 1)
+    await until(lambda: provider.hangups == provider.created == ["rtc_fault0"])
+    await until(lambda: service.manager.capacity_left == 1)
     call = service.manager.get("rtc_fault0")
     assert call is not None
     assert (call.state, call.end_reason) == ("failed", "client_gone")
