@@ -20,8 +20,9 @@ from service.calls.errors import CallError
 from service.calls.store import CallStore, KeptEvents, LoggedEvent
 
 GAP_EVENT = "stream.gap"
-"""The event a resumed stream starts with when events after the client's `Last-Event-ID` are
-no longer kept; its id is the point the stream resumes after."""
+"""The event that tells a subscriber it missed events no longer kept: first on a stream resumed
+from a `Last-Event-ID` older than the history, or (Redis) where a follower fell behind the
+log's trimming. Its id is the point the stream goes on after."""
 
 
 def _gap(last_event_id: str, resumes_after: str) -> dict[str, str]:
