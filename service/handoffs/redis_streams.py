@@ -39,6 +39,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT
 
 from service.handoffs.queue import HandoffEvent, HandoffJob, QueueUnavailable
+from service.redis_batch import CommandBatcher
 from service.redis_client import BACKOFF_MAX_S, BACKOFF_MIN_S, redis_client
 from signaling.realtime import Delegation
 
@@ -69,6 +70,13 @@ if dest == KEYS[2] then
     redis.call('PEXPIRE', dest, ARGV[4])
 end
 return dest
+"""
+
+# KEYS[1]: a stream. ARGV[1]: its consumer group, then entry ids. Acknowledges and deletes the
+# entries together, so that the stream never keeps an acknowledged one.
+_DONE: Final = """
+redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
+return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
 """
 
 # KEYS[1]: the call's lease, KEYS[2]: its parked stream, KEYS[3...]: other instances' results.
@@ -134,8 +142,8 @@ class RedisStreamQueue:
         self._results_prefix = f"{prefix}:results:"
         self._prefix = prefix
         self._parked_ttl_ms = parked_ttl_ms
-        self._route = self._redis.register_script(_ROUTE)
         self._reroute = self._redis.register_script(_REROUTE)
+        self._batch = CommandBatcher(self._redis)
         self._group = group
         self._claim_idle_ms = claim_idle_ms
         self._max_deliveries = max_deliveries
@@ -147,9 +155,6 @@ class RedisStreamQueue:
         self._closed = asyncio.Event()
         # Set by `fail`/`release`: a job was just made claimable, so the next read sweeps first.
         self._claimable = False
-        self._acks: list[str] = []
-        self._acked: asyncio.Future[None] | None = None
-        self._ack_sender: asyncio.Task[None] | None = None
 
     @property
     def buffered(self) -> int:
@@ -206,7 +211,10 @@ class RedisStreamQueue:
             log.info("buffered handoffs sent to redis")
 
     async def _add_handoff(self, fields: _Fields) -> None:
-        await self._redis.xadd(self._handoffs, fields, maxlen=self._maxlen, approximate=True)
+        # Batched: many calls handing off at once share a round trip.
+        await self._batch.run(
+            lambda pipe: pipe.xadd(self._handoffs, fields, maxlen=self._maxlen, approximate=True)
+        )
 
     # Consuming
 
@@ -231,6 +239,7 @@ class RedisStreamQueue:
         group_missing = False
         delay = BACKOFF_MIN_S
         while not self._closed.is_set():
+            _raise_if_cancelled()
             try:
                 if group_missing:
                     await self._create_group(self._handoffs, self._group)
@@ -368,44 +377,17 @@ class RedisStreamQueue:
             await pipe.execute()
 
     async def ack(self, job: HandoffJob) -> None:
-        """Done: acknowledge and delete the entry.
+        """Done: acknowledge and delete the entry (together, in a script).
 
-        Acknowledgements made while one is on its way to Redis travel together in the next
-        round trip (XACK and XDEL of all their ids, in one transaction). If Redis is
-        unreachable the entries stay pending and are redelivered after `claim_idle_ms`; the
-        owner takes only the first result of a tool call.
+        Acknowledgements and events made while others are on their way to Redis travel
+        together in the next round trip. If Redis is unreachable the entry stays pending and
+        is redelivered after `claim_idle_ms`; the owner takes only the first result of a tool
+        call.
         """
-        self._acks.append(job.token)
-        if self._acked is None:
-            self._acked = asyncio.get_running_loop().create_future()
-            self._ack_sender = asyncio.create_task(
-                self._send_acks(self._acked), name="redis-queue-ack"
-            )
-        acked = self._acked
         try:
-            # Shielded: a worker cancelled while waiting must not cancel the others' batch.
-            await asyncio.shield(acked)
+            await self._run_script(_DONE, [self._handoffs], [self._group, job.token])
         except _UNREACHABLE as exc:
             log.warning("could not acknowledge handoff %s: %s", job.token, exc)
-
-    async def _send_acks(self, acked: asyncio.Future[None]) -> None:
-        # Yield once first, so that acknowledgements made in this turn of the loop join in.
-        await asyncio.sleep(0)
-        tokens, self._acks, self._acked = self._acks, [], None
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.xack(self._handoffs, self._group, *tokens)
-                pipe.xdel(self._handoffs, *tokens)
-                await pipe.execute()
-        except Exception as exc:
-            acked.set_exception(exc)
-            # Retrieved here too, as no worker may be left waiting to retrieve it.
-            acked.exception()
-        except BaseException:
-            acked.cancel()
-            raise
-        else:
-            acked.set_result(None)
 
     async def fail(self, job: HandoffJob, message: str) -> bool:
         """Dead-letter the job at `max_deliveries` (True), else make it claimable at once (False).
@@ -474,17 +456,17 @@ class RedisStreamQueue:
 
     async def _publish(self, event: HandoffEvent, *, reply_to: str, not_to: str) -> None:
         fields = [part for pair in _event_fields(event).items() for part in pair]
-        await self._route(
-            keys=[self._lease_key(event.call_id), self._parked_key(event.call_id)],
-            args=[
-                self._results_prefix,
-                not_to,
-                self._maxlen,
-                self._parked_ttl_ms,
-                reply_to,
-                *fields,
-            ],
+        await self._run_script(
+            _ROUTE,
+            [self._lease_key(event.call_id), self._parked_key(event.call_id)],
+            [self._results_prefix, not_to, self._maxlen, self._parked_ttl_ms, reply_to, *fields],
         )
+
+    async def _run_script(self, script: str, keys: list[str], args: list[EncodableT]) -> Any:
+        """Run `script` in the next batch. By its text, not its digest: Redis caches it all
+        the same, and a restarted Redis that forgot it cannot answer NOSCRIPT in the middle of
+        a batch."""
+        return await self._batch.run(lambda pipe: pipe.eval(script, len(keys), *keys, *args))
 
     async def reroute(self, call_id: str, previous_owners: Sequence[str]) -> int:
         """Move `call_id`'s events parked, or left unconsumed at any of `previous_owners`, to
@@ -497,39 +479,30 @@ class RedisStreamQueue:
         return int(moved)
 
     async def events(self, reply_to: str) -> AsyncGenerator[HandoffEvent, None]:
-        """Events for `reply_to`, in order, each acknowledged once the caller asks for the next.
+        """Events for `reply_to`, in order, each acknowledged once the caller has asked for the
+        next and the ones already fetched have run out (all of them in the round trip that
+        reads more).
 
         Starts with events handed out earlier but never acknowledged (the previous reader
         stopped), then new ones; survives Redis restarts like `jobs`; ends when closed.
         """
         key = self._results_key(reply_to)
         fetched: deque[_Entry] = deque()
-        to_ack: str | None = None
+        to_ack: list[str] = []
         # Pending entries come first; after a dropped connection too, as the reply to a read
         # may have been lost on the way while Redis counts its entries as delivered.
         backlog = True
         group_missing = False
         delay = BACKOFF_MIN_S
         while not self._closed.is_set():
+            _raise_if_cancelled()
             try:
                 if group_missing:
                     await self._create_group(key, _OWNER)
                     group_missing = False
-                if to_ack is not None:
-                    async with self._redis.pipeline(transaction=True) as pipe:
-                        pipe.xack(key, _OWNER, to_ack)
-                        pipe.xdel(key, to_ack)
-                        await pipe.execute()
-                    to_ack = None
                 if not fetched:
-                    reply = await self._redis.xreadgroup(
-                        _OWNER,
-                        _OWNER,
-                        {key: "0" if backlog else ">"},
-                        count=_EVENTS_BATCH,
-                        block=None if backlog else self._block_ms,
-                    )
-                    fetched.extend(_entries(reply))
+                    fetched.extend(await self._ack_and_read(key, to_ack, backlog=backlog))
+                    to_ack = []
                     backlog = backlog and bool(fetched)
                     delay = BACKOFF_MIN_S
                     continue
@@ -550,7 +523,26 @@ class RedisStreamQueue:
             event = _parse_event(entry_id, fields)
             if event is not None:
                 yield event
-            to_ack = entry_id
+            to_ack.append(entry_id)
+
+    async def _ack_and_read(self, key: str, to_ack: list[str], *, backlog: bool) -> list[_Entry]:
+        """Acknowledge and delete the entries `to_ack` of the results stream `key`, then read
+        up to `_EVENTS_BATCH` more (the pending ones when `backlog`), in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if to_ack:
+                pipe.eval(_DONE, 1, key, _OWNER, *to_ack)
+            pipe.xreadgroup(
+                _OWNER,
+                _OWNER,
+                {key: "0" if backlog else ">"},
+                count=_EVENTS_BATCH,
+                block=None if backlog else self._block_ms,
+            )
+            replies = await pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return _entries(replies[-1])
 
     def _results_key(self, reply_to: str) -> str:
         return self._results_prefix + reply_to
@@ -590,9 +582,9 @@ class RedisStreamQueue:
                 await self._flusher
             if self._buffer:
                 log.warning("queue closed with %d handoffs never sent to redis", len(self._buffer))
-        if self._ack_sender is not None:
-            # Acknowledgements on their way are sent before the pool goes.
-            await asyncio.wait([self._ack_sender])
+        # Commands on their way (acknowledgements, events, handoffs) are sent before the pool
+        # goes.
+        await self._batch.aclose()
         # Closing the pool also drops connections blocked in XREADGROUP, waking their loops.
         await self._redis.aclose()
 
@@ -610,6 +602,19 @@ class RedisStreamQueue:
         """Sleep, but wake at once when the queue is closed."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closed.wait(), seconds)
+
+
+def _raise_if_cancelled() -> None:
+    """Raise `CancelledError` if this task was cancelled but the cancellation was lost.
+
+    On Python 3.11 redis-py's socket writes go through `asyncio.wait_for`, which drops a
+    cancellation that arrives just as the write completes
+    (https://github.com/python/cpython/issues/86296); a loop that goes on reading would then
+    never stop.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _is_nogroup(exc: ResponseError) -> bool:
