@@ -54,23 +54,37 @@ _SWEEP_DONE: Final = "0-0"
 
 # KEYS[1]: the call's lease, KEYS[2]: its parked stream. ARGV[1]: results key prefix, ARGV[2]:
 # an instance not to route to ("" for none), ARGV[3]: maxlen, ARGV[4]: parked TTL ms, ARGV[5]:
-# the asking instance ("" for none), then the entry's fields. One script, so routing and a
-# change of owner never interleave.
-_ROUTE: Final = """
-local owner = redis.call('GET', KEYS[1])
-if not owner and ARGV[5] ~= '' then
-    owner = ARGV[5]
+# the asking instance ("" for none), then the entry's fields from ARGV[fields]. In a script, so
+# routing and a change of owner never interleave.
+_ROUTE_FUNCTION: Final = """
+local function route(fields)
+    local owner = redis.call('GET', KEYS[1])
+    if not owner and ARGV[5] ~= '' then
+        owner = ARGV[5]
+    end
+    local dest = KEYS[2]
+    if owner and owner ~= ARGV[2] then
+        dest = ARGV[1] .. owner
+    end
+    redis.call('XADD', dest, 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, fields))
+    if dest == KEYS[2] then
+        redis.call('PEXPIRE', dest, ARGV[4])
+    end
+    return dest
 end
-local dest = KEYS[2]
-if owner and owner ~= ARGV[2] then
-    dest = ARGV[1] .. owner
-end
-redis.call('XADD', dest, 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 6))
-if dest == KEYS[2] then
-    redis.call('PEXPIRE', dest, ARGV[4])
-end
+"""
+_ROUTE: Final = _ROUTE_FUNCTION + "return route(6)"
+# As `_ROUTE`, and then KEYS[3]: the handoffs stream, ARGV[6]: its consumer group, ARGV[7]: the
+# handoff's entry, acknowledged and deleted once its result is on its way; fields from ARGV[8].
+_COMPLETE: Final = (
+    _ROUTE_FUNCTION
+    + """
+local dest = route(8)
+redis.call('XACK', KEYS[3], ARGV[6], ARGV[7])
+redis.call('XDEL', KEYS[3], ARGV[7])
 return dest
 """
+)
 
 # KEYS[1]: a stream. ARGV[1]: its consumer group, then entry ids. Acknowledges and deletes the
 # entries together, so that the stream never keeps an acknowledged one.
@@ -455,11 +469,29 @@ class RedisStreamQueue:
         await self._publish(event, reply_to="", not_to=not_to)
 
     async def _publish(self, event: HandoffEvent, *, reply_to: str, not_to: str) -> None:
-        fields = [part for pair in _event_fields(event).items() for part in pair]
         await self._run_script(
             _ROUTE,
             [self._lease_key(event.call_id), self._parked_key(event.call_id)],
-            [self._results_prefix, not_to, self._maxlen, self._parked_ttl_ms, reply_to, *fields],
+            [*self._route_args(reply_to, not_to), *_flat_event_fields(event)],
+        )
+
+    def _route_args(self, reply_to: str, not_to: str) -> list[EncodableT]:
+        return [self._results_prefix, not_to, self._maxlen, self._parked_ttl_ms, reply_to]
+
+    async def complete(self, job: HandoffJob, result: HandoffEvent) -> None:
+        """`publish` the job's `result`, then acknowledge and delete its entry, in one script:
+        a handoff is never acknowledged without its result. Raises as `publish`; the entry then
+        stays pending and is redelivered after `claim_idle_ms` (the owner takes only the first
+        result of a tool call)."""
+        await self._run_script(
+            _COMPLETE,
+            [self._lease_key(result.call_id), self._parked_key(result.call_id), self._handoffs],
+            [
+                *self._route_args(job.reply_to, ""),
+                self._group,
+                job.token,
+                *_flat_event_fields(result),
+            ],
         )
 
     async def _run_script(self, script: str, keys: list[str], args: list[EncodableT]) -> Any:
@@ -495,12 +527,12 @@ class RedisStreamQueue:
         group_missing = False
         delay = BACKOFF_MIN_S
         while not self._closed.is_set():
-            _raise_if_cancelled()
             try:
                 if group_missing:
                     await self._create_group(key, _OWNER)
                     group_missing = False
                 if not fetched:
+                    _raise_if_cancelled()
                     fetched.extend(await self._ack_and_read(key, to_ack, backlog=backlog))
                     to_ack = []
                     backlog = backlog and bool(fetched)
@@ -636,6 +668,10 @@ def _handoff_fields(delegation: Delegation, reply_to: str) -> _Fields:
 def _event_fields(event: HandoffEvent) -> _Fields:
     # `call_id` beside the event, so a successor can pick its call's events out of a stream.
     return {"event": json.dumps(event.to_json()), "call_id": event.call_id}
+
+
+def _flat_event_fields(event: HandoffEvent) -> list[EncodableT]:
+    return [part for pair in _event_fields(event).items() for part in pair]
 
 
 def _parse_event(entry_id: str, fields: dict[str, str] | None) -> HandoffEvent | None:
