@@ -14,14 +14,16 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-# Adds exactly one command to the pipeline.
-Command = Callable[[Pipeline], object]
+# Issues exactly one command on the client (returning its reply's awaitable) or the pipeline.
+Command = Callable[[Redis | Pipeline], Any]
 
 
 class CommandBatcher:
     """Sends commands on `redis` in batches, one batch in flight at a time, in the order given.
 
-    Pipelined, not transactional: each command succeeds or fails on its own.
+    Commands given in the same turn of the event loop, or while a batch is on its way, go
+    together in the next one: as one pipeline, not a transaction, so each succeeds or fails on
+    its own.
     """
 
     def __init__(self, redis: Redis) -> None:
@@ -48,9 +50,17 @@ class CommandBatcher:
                 batch, self._waiting = self._waiting, []
                 await self._send_batch(batch)
         finally:
+            # Left over only when this task was cancelled (the loop is closing).
+            for _, reply in self._waiting:
+                reply.cancel()
+            self._waiting = []
             self._sender = None
 
     async def _send_batch(self, batch: list[tuple[Command, asyncio.Future[Any]]]) -> None:
+        if len(batch) == 1:
+            # Alone, it goes as it is: a pipeline would only add work.
+            await self._send_one(*batch[0])
+            return
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for command, _ in batch:
@@ -65,6 +75,17 @@ class CommandBatcher:
                 reply.cancel()
             raise
         for (_, reply), answer in zip(batch, replies, strict=True):
+            _settle(reply, answer)
+
+    async def _send_one(self, command: Command, reply: asyncio.Future[Any]) -> None:
+        try:
+            answer = await command(self._redis)
+        except Exception as exc:
+            _settle(reply, exc)
+        except BaseException:
+            reply.cancel()
+            raise
+        else:
             _settle(reply, answer)
 
     async def aclose(self) -> None:

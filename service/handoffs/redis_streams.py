@@ -227,7 +227,9 @@ class RedisStreamQueue:
     async def _add_handoff(self, fields: _Fields) -> None:
         # Batched: many calls handing off at once share a round trip.
         await self._batch.run(
-            lambda pipe: pipe.xadd(self._handoffs, fields, maxlen=self._maxlen, approximate=True)
+            lambda client: client.xadd(
+                self._handoffs, fields, maxlen=self._maxlen, approximate=True
+            )
         )
 
     # Consuming
@@ -498,7 +500,7 @@ class RedisStreamQueue:
         """Run `script` in the next batch. By its text, not its digest: Redis caches it all
         the same, and a restarted Redis that forgot it cannot answer NOSCRIPT in the middle of
         a batch."""
-        return await self._batch.run(lambda pipe: pipe.eval(script, len(keys), *keys, *args))
+        return await self._batch.run(lambda client: client.eval(script, len(keys), *keys, *args))
 
     async def reroute(self, call_id: str, previous_owners: Sequence[str]) -> int:
         """Move `call_id`'s events parked, or left unconsumed at any of `previous_owners`, to
