@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -414,7 +413,7 @@ class RedisStreamQueue:
         """
         try:
             if job.delivery >= self._max_deliveries:
-                delegation_json = json.dumps(job.delegation.to_json())
+                delegation_json = orjson.dumps(job.delegation.to_json()).decode()
                 await self._bury(job.token, delegation_json, job.reply_to, job.delivery, message)
                 return True
             await self._make_claimable(job, keep_delivery=False)
@@ -664,12 +663,12 @@ def _entries(reply: Any) -> list[_Entry]:
 
 
 def _handoff_fields(delegation: Delegation, reply_to: str) -> _Fields:
-    return {"delegation": json.dumps(delegation.to_json()), "reply_to": reply_to}
+    return {"delegation": orjson.dumps(delegation.to_json()), "reply_to": reply_to}
 
 
 def _event_fields(event: HandoffEvent) -> _Fields:
     # `call_id` beside the event, so a successor can pick its call's events out of a stream.
-    return {"event": json.dumps(event.to_json()), "call_id": event.call_id}
+    return {"event": orjson.dumps(event.to_json()), "call_id": event.call_id}
 
 
 def _flat_event_fields(event: HandoffEvent) -> list[EncodableT]:
@@ -678,7 +677,7 @@ def _flat_event_fields(event: HandoffEvent) -> list[EncodableT]:
 
 def _parse_event(entry_id: str, fields: dict[str, str] | None) -> HandoffEvent | None:
     try:
-        data = json.loads((fields or {})["event"])
+        data = orjson.loads((fields or {})["event"])
         if not isinstance(data, dict):
             raise ValueError("a handoff event must be a JSON object")
         return HandoffEvent.from_json(data)
