@@ -38,11 +38,16 @@ class CommandBatcher:
 
         Cancelling the caller does not take the command back.
         """
+        return await asyncio.shield(self.submit(command))
+
+    def submit(self, command: Command) -> asyncio.Future[Any]:
+        """Queue `command` and return at once; the future ends as `run` would. Its error, if
+        any, counts as retrieved: nobody need wait for it."""
         reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting.append((command, reply))
         if self._sender is None:
             self._sender = asyncio.create_task(self._send(), name="redis-batch")
-        return await asyncio.shield(reply)
+        return reply
 
     async def _send(self) -> None:
         try:

@@ -38,7 +38,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT
 
 from service.handoffs.queue import HandoffEvent, HandoffJob, QueueUnavailable
-from service.redis_batch import CommandBatcher
+from service.redis_batch import Command, CommandBatcher
 from service.redis_client import BACKOFF_MAX_S, BACKOFF_MIN_S, redis_client
 from signaling.realtime import Delegation
 
@@ -512,16 +512,16 @@ class RedisStreamQueue:
         return int(moved)
 
     async def events(self, reply_to: str) -> AsyncGenerator[HandoffEvent, None]:
-        """Events for `reply_to`, in order, each acknowledged once the caller has asked for the
-        next and the ones already fetched have run out (all of them in the round trip that
-        reads more).
+        """Events for `reply_to`, in order, each acknowledged (and deleted) once the caller asks
+        for the next: the acknowledgement goes with the next batch of commands (`publish`,
+        `ack`...) and is waited for before reading more.
 
         Starts with events handed out earlier but never acknowledged (the previous reader
         stopped), then new ones; survives Redis restarts like `jobs`; ends when closed.
         """
         key = self._results_key(reply_to)
         fetched: deque[_Entry] = deque()
-        to_ack: list[str] = []
+        acks: list[asyncio.Future[Any]] = []
         # Pending entries come first; after a dropped connection too, as the reply to a read
         # may have been lost on the way while Redis counts its entries as delivered.
         backlog = True
@@ -534,8 +534,19 @@ class RedisStreamQueue:
                     group_missing = False
                 if not fetched:
                     _raise_if_cancelled()
-                    fetched.extend(await self._ack_and_read(key, to_ack, backlog=backlog))
-                    to_ack = []
+                    if acks:
+                        # An acknowledgement that failed leaves its entry pending: the backlog
+                        # read after the outage hands it out again.
+                        sent, acks = acks, []
+                        await asyncio.gather(*sent)
+                    reply = await self._redis.xreadgroup(
+                        _OWNER,
+                        _OWNER,
+                        {key: "0" if backlog else ">"},
+                        count=_EVENTS_BATCH,
+                        block=None if backlog else self._block_ms,
+                    )
+                    fetched.extend(_entries(reply))
                     backlog = backlog and bool(fetched)
                     delay = BACKOFF_MIN_S
                     continue
@@ -556,26 +567,7 @@ class RedisStreamQueue:
             event = _parse_event(entry_id, fields)
             if event is not None:
                 yield event
-            to_ack.append(entry_id)
-
-    async def _ack_and_read(self, key: str, to_ack: list[str], *, backlog: bool) -> list[_Entry]:
-        """Acknowledge and delete the entries `to_ack` of the results stream `key`, then read
-        up to `_EVENTS_BATCH` more (the pending ones when `backlog`), in one round trip."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            if to_ack:
-                pipe.eval(_DONE, 1, key, _OWNER, *to_ack)
-            pipe.xreadgroup(
-                _OWNER,
-                _OWNER,
-                {key: "0" if backlog else ">"},
-                count=_EVENTS_BATCH,
-                block=None if backlog else self._block_ms,
-            )
-            replies = await pipe.execute(raise_on_error=False)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return _entries(replies[-1])
+            acks.append(self._batch.submit(_acknowledge_event(key, entry_id)))
 
     def _results_key(self, reply_to: str) -> str:
         return self._results_prefix + reply_to
@@ -635,6 +627,10 @@ class RedisStreamQueue:
         """Sleep, but wake at once when the queue is closed."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closed.wait(), seconds)
+
+
+def _acknowledge_event(key: str, entry_id: str) -> Command:
+    return lambda client: client.eval(_DONE, 1, key, _OWNER, entry_id)
 
 
 def _raise_if_cancelled() -> None:
