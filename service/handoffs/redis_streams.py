@@ -513,8 +513,8 @@ class RedisStreamQueue:
 
     async def events(self, reply_to: str) -> AsyncGenerator[HandoffEvent, None]:
         """Events for `reply_to`, in order, each acknowledged (and deleted) once the caller asks
-        for the next: the acknowledgement goes with the next batch of commands (`publish`,
-        `ack`...) and is waited for before reading more.
+        for the next: the acknowledgement goes with this queue's next batch of commands, and is
+        waited for before reading more.
 
         Starts with events handed out earlier but never acknowledged (the previous reader
         stopped), then new ones; survives Redis restarts like `jobs`; ends when closed.
