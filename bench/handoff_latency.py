@@ -275,7 +275,7 @@ class WorkerHandler:
 
 INSTANT = WorkerHandler("handler answering at once", "handoff_latency:answer_at_once", 10000)
 BUILTIN = WorkerHandler(
-    "built-in handler (progress line, answer)", "service.handoffs.builtin:answer", 3000
+    "built-in handler (progress + answer)", "service.handoffs.builtin:answer", 3000
 )
 # Answers after 50 ms without using the CPU, like a handler waiting on another service;
 # loaded by the workers from this file.
