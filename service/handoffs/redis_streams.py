@@ -19,6 +19,10 @@ Keys (all under `prefix`):
 
 A job's `delivery` is Redis' own per-entry delivery counter (XPENDING `times_delivered`) and its
 `token` is the stream entry id, so both stay right across workers and processes.
+
+Handoffs, events and acknowledgements go through one `CommandBatcher`: those made while a round
+trip is under way share the next one, so a busy worker or instance writes to Redis once for many.
+A result and its handoff's acknowledgement are one script (`complete`).
 """
 
 from __future__ import annotations
