@@ -9,26 +9,29 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from service.redis_batch import CommandBatcher
+from service.redis_batch import Command, CommandBatcher
 from tests.e2e.redis_server import RedisServer
+
+
+def add_to_counter(n: int) -> Command:
+    return lambda client: client.incrby("counter", n)
 
 
 async def test_commands_given_together_each_get_their_own_reply(redis: Redis) -> None:
     batch = CommandBatcher(redis)
-    replies = await asyncio.gather(
-        *(batch.run(lambda client, n=n: client.incrby("counter", n)) for n in (1, 2, 3))
-    )
+    replies = await asyncio.gather(*(batch.run(add_to_counter(n)) for n in (1, 2, 3)))
     assert replies == [1, 3, 6]
 
 
 async def test_a_refused_command_fails_alone_in_its_batch(redis: Redis) -> None:
     await redis.set("text", "not a number")
     batch = CommandBatcher(redis)
-    refused, accepted = await asyncio.gather(
+    replies: list[object] = await asyncio.gather(
         batch.run(lambda client: client.incr("text")),
-        batch.run(lambda client: client.incr("counter")),
+        batch.run(add_to_counter(1)),
         return_exceptions=True,
     )
+    refused, accepted = replies
     assert isinstance(refused, ResponseError)
     assert accepted == 1
 
