@@ -16,12 +16,13 @@ What is measured:
   deployment: its handler answers with the moment it started (`time.monotonic()`, one clock
   for all processes on Linux), which is t1.
 - Bare Redis in the same run: PING, and XADD by one client until another client, blocked in
-  XREADGROUP on the stream, has the entry.
+  XREADGROUP on the stream, has the entry; the latter once right before each handoff of the
+  Redis runs, so that the baseline sees the same machine load as the handoffs beside it.
 - Throughput through Redis: handoffs put on the queue 32 at a time (as from many calls),
-  answered by 1 and by 4
-  `callbridge worker` processes (default concurrency 4), with the built-in handler (instant)
-  and with one that waits 50 ms; the rate is handoffs whose result is back at the one owner
-  per second.
+  answered by 1 and by 4 `callbridge worker` processes (default concurrency 4), with a handler
+  that answers at once, with the built-in handler (one progress line, then the answer: three
+  events per handoff) and with one that waits 50 ms; the rate is handoffs whose result is back
+  at the one owner per second.
 
 Redis is a private redis-server on a free port. Run: `.venv/bin/python bench/handoff_latency.py`.
 """
@@ -145,10 +146,12 @@ async def stamp_start(delegation: Delegation) -> str:
     return repr(time.monotonic())
 
 
-async def measure_latency(queue: HandoffQueue, count: int, *, in_process: bool = True) -> Timings:
+async def measure_latency(
+    queue: HandoffQueue, count: int, *, in_process: bool = True, hop: StreamHop | None = None
+) -> Timings:
     """`count` handoffs one after another through `queue` (after a warm-up, not counted);
     closes `queue`. Without `in_process`, a worker process running `stamp_start` must be
-    consuming from the queue."""
+    consuming from the queue. With `hop`, one bare hop is measured before each handoff."""
     timings = Timings()
     worker = Worker(queue, lambda d: trivial_handler(timings, d), name="bench-worker")
     calls: dict[str, SimulatedCall] = {}
@@ -175,6 +178,8 @@ async def measure_latency(queue: HandoffQueue, count: int, *, in_process: bool =
                 await call.join()
             if n == WARMUP:
                 warm = set(timings.delivered)
+            if hop is not None:
+                await hop.measure(counted=n >= WARMUP)
             await call.one_turn(answered)
     finally:
         listener.cancel()
@@ -208,27 +213,38 @@ async def measure_ping(url: str, count: int) -> list[float]:
         return samples
 
 
-async def read_one(client: Redis, stream: str, group: str) -> Any:
-    return await client.xreadgroup(group, "reader", {stream: ">"}, count=1, block=5000)
-
-
-async def measure_stream_hop(url: str, count: int) -> list[float]:
+class StreamHop:
     """XADD by one client until a second one, already blocked in XREADGROUP, has the entry."""
-    stream, group = "bench:hop", "readers"
-    async with Redis.from_url(url) as producer, Redis.from_url(url) as consumer:
-        await producer.xgroup_create(stream, group, id="$", mkstream=True)
-        samples = []
-        for _ in range(count + WARMUP):
-            reader = asyncio.create_task(read_one(consumer, stream, group))
-            # Long enough for the XREADGROUP to reach Redis and block there.
-            await asyncio.sleep(0.002)
-            started = time.perf_counter()
-            await producer.xadd(stream, {"n": 1})
-            reply = await reader
-            samples.append(time.perf_counter() - started)
-            entry_id = reply[0][1][0][0]
-            await consumer.xack(stream, group, entry_id)
-        return samples[WARMUP:]
+
+    STREAM, GROUP = "bench:hop", "readers"
+
+    def __init__(self, url: str) -> None:
+        self.producer = Redis.from_url(url)
+        self.consumer = Redis.from_url(url)
+        self.samples: list[float] = []
+
+    async def __aenter__(self) -> StreamHop:
+        await self.producer.xgroup_create(self.STREAM, self.GROUP, id="$", mkstream=True)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.producer.delete(self.STREAM)
+        await self.producer.aclose()
+        await self.consumer.aclose()
+
+    async def measure(self, *, counted: bool = True) -> None:
+        """One hop; its time goes to `samples` when `counted`."""
+        reader = asyncio.create_task(
+            self.consumer.xreadgroup(self.GROUP, "reader", {self.STREAM: ">"}, count=1, block=5000)
+        )
+        # Long enough for the XREADGROUP to reach Redis and block there.
+        await asyncio.sleep(0.002)
+        started = time.perf_counter()
+        await self.producer.xadd(self.STREAM, {"n": 1})
+        reply = await reader
+        if counted:
+            self.samples.append(time.perf_counter() - started)
+        await self.consumer.xack(self.STREAM, self.GROUP, reply[0][1][0][0])
 
 
 # Throughput with worker processes
@@ -257,11 +273,19 @@ class WorkerHandler:
     jobs: int
 
 
-BUILTIN = WorkerHandler("built-in handler (instant)", "service.handoffs.builtin:answer", 3000)
+INSTANT = WorkerHandler("handler answering at once", "handoff_latency:answer_at_once", 10000)
+BUILTIN = WorkerHandler(
+    "built-in handler (progress + answer)", "service.handoffs.builtin:answer", 3000
+)
 # Answers after 50 ms without using the CPU, like a handler waiting on another service;
 # loaded by the workers from this file.
 WAITING = WorkerHandler("handler waiting 50 ms", "handoff_latency:wait_50_ms", 800)
 STAMP = WorkerHandler("handler answering with its start time", "handoff_latency:stamp_start", 0)
+
+
+async def answer_at_once(delegation: Delegation) -> str:
+    """The `INSTANT` handler."""
+    return "5"
 
 
 async def wait_50_ms(delegation: Delegation) -> str:
@@ -385,14 +409,17 @@ def row(name: str, samples: Sequence[float]) -> str:
 async def run(count: int) -> None:
     with redis_server() as url:
         memory = await measure_latency(MemoryQueue(), count)
-        redis = await measure_latency(RedisStreamQueue(url), count)
-        with worker_processes(url, 1, STAMP):
-            remote = await measure_latency(RedisStreamQueue(url), count, in_process=False)
+        async with StreamHop(url) as local_hop:
+            redis = await measure_latency(RedisStreamQueue(url), count, hop=local_hop)
+        async with StreamHop(url) as remote_hop:
+            with worker_processes(url, 1, STAMP):
+                remote = await measure_latency(
+                    RedisStreamQueue(url), count, in_process=False, hop=remote_hop
+                )
         ping = await measure_ping(url, count)
-        hop = await measure_stream_hop(url, count)
         rates = {
             (handler, workers): await measure_throughput(url, workers, handler)
-            for handler in (BUILTIN, WAITING)
+            for handler in (INSTANT, BUILTIN, WAITING)
             for workers in (1, 4)
         }
 
@@ -424,15 +451,15 @@ async def run(count: int) -> None:
         )
     )
     print(row("bare redis: PING round trip", ping))
-    print(row("bare redis: XADD -> blocked XREADGROUP has the entry", hop))
-    hop50 = percentile(hop, 50)
-    for name, samples in (
-        ("worker in this process", since_delivery(redis, redis.handler_started)),
-        ("worker process", remote_start),
+    print(row("bare redis: XADD -> blocked XREADGROUP has the entry", local_hop.samples))
+    print(row("  (the same, before each handoff of the worker process run)", remote_hop.samples))
+    for name, samples, hop in (
+        ("worker in this process", since_delivery(redis, redis.handler_started), local_hop),
+        ("worker process", remote_start, remote_hop),
     ):
         print(
             f"  t0 -> handler starts p50 / bare XADD -> XREADGROUP p50, {name}:"
-            f" {percentile(samples, 50) / hop50:.2f}x"
+            f" {percentile(samples, 50) / percentile(hop.samples, 50):.2f}x"
         )
     print()
     print(
@@ -442,7 +469,7 @@ async def run(count: int) -> None:
     print(f"  processes (concurrency 4 each), results back at one owner; {os.cpu_count()} CPUs")
     for (handler, workers), rate in rates.items():
         label = f"{handler.label}, {handler.jobs} handoffs, {workers} worker(s)"
-        print(f"  {label:<58} {rate:>8,.0f} handoffs/s")
+        print(f"  {label:<64} {rate:>8,.0f} handoffs/s")
 
 
 def main() -> None:

@@ -7,7 +7,9 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -61,8 +63,20 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         await worker.stop(grace_s=args.grace)
         await queue.aclose()
 
-    asyncio.run(run())
+    _run_on_fastest_loop(run())
     return 0
+
+
+def _run_on_fastest_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on uvloop where it is installed (uvicorn's standard extras bring it, except on
+    Windows), as `serve` does through uvicorn; else on asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
 
 
 _NEEDS_LOCAL = "`callbridge %s` needs the local extra: pip install 'callbridge[local]' (%s)"

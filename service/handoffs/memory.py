@@ -60,6 +60,11 @@ class MemoryQueue:
         """Deliver a worker event to the owner."""
         self._events[reply_to].put_nowait(event)
 
+    async def complete(self, job: HandoffJob, result: HandoffEvent) -> None:
+        """Deliver the job's result, then forget the job."""
+        await self.publish(job.reply_to, result)
+        await self.ack(job)
+
     async def events(self, reply_to: str) -> AsyncIterator[HandoffEvent]:
         """Events for the owner."""
         queue = self._events[reply_to]

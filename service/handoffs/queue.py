@@ -112,6 +112,10 @@ class HandoffQueue(Protocol):
     async def publish(self, reply_to: str, event: HandoffEvent) -> None:
         """Send a worker's event to the owning instance."""
 
+    async def complete(self, job: HandoffJob, result: HandoffEvent) -> None:
+        """`publish` the job's `result` to `job.reply_to`, then `ack` the job; never the
+        acknowledgement without the result. Raises as `publish` does."""
+
     def events(self, reply_to: str) -> AsyncIterator[HandoffEvent]:
         """Events for the instance listening on `reply_to`, forever."""
         ...

@@ -19,13 +19,16 @@ Keys (all under `prefix`):
 
 A job's `delivery` is Redis' own per-entry delivery counter (XPENDING `times_delivered`) and its
 `token` is the stream entry id, so both stay right across workers and processes.
+
+Handoffs, events and acknowledgements go through one `CommandBatcher`: those made while a round
+trip is under way share the next one, so a busy worker or instance writes to Redis once for many.
+A result and its handoff's acknowledgement are one script (`complete`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -39,6 +42,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT
 
 from service.handoffs.queue import HandoffEvent, HandoffJob, QueueUnavailable
+from service.redis_batch import Command, CommandBatcher
 from service.redis_client import BACKOFF_MAX_S, BACKOFF_MIN_S, redis_client
 from signaling.realtime import Delegation
 
@@ -53,22 +57,43 @@ _SWEEP_DONE: Final = "0-0"
 
 # KEYS[1]: the call's lease, KEYS[2]: its parked stream. ARGV[1]: results key prefix, ARGV[2]:
 # an instance not to route to ("" for none), ARGV[3]: maxlen, ARGV[4]: parked TTL ms, ARGV[5]:
-# the asking instance ("" for none), then the entry's fields. One script, so routing and a
-# change of owner never interleave.
-_ROUTE: Final = """
-local owner = redis.call('GET', KEYS[1])
-if not owner and ARGV[5] ~= '' then
-    owner = ARGV[5]
+# the asking instance ("" for none), then the entry's fields from ARGV[fields]. In a script, so
+# routing and a change of owner never interleave.
+_ROUTE_FUNCTION: Final = """
+local function route(fields)
+    local owner = redis.call('GET', KEYS[1])
+    if not owner and ARGV[5] ~= '' then
+        owner = ARGV[5]
+    end
+    local dest = KEYS[2]
+    if owner and owner ~= ARGV[2] then
+        dest = ARGV[1] .. owner
+    end
+    redis.call('XADD', dest, 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, fields))
+    if dest == KEYS[2] then
+        redis.call('PEXPIRE', dest, ARGV[4])
+    end
+    return dest
 end
-local dest = KEYS[2]
-if owner and owner ~= ARGV[2] then
-    dest = ARGV[1] .. owner
-end
-redis.call('XADD', dest, 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 6))
-if dest == KEYS[2] then
-    redis.call('PEXPIRE', dest, ARGV[4])
-end
+"""
+_ROUTE: Final = _ROUTE_FUNCTION + "return route(6)"
+# As `_ROUTE`, and then KEYS[3]: the handoffs stream, ARGV[6]: its consumer group, ARGV[7]: the
+# handoff's entry, acknowledged and deleted once its result is on its way; fields from ARGV[8].
+_COMPLETE: Final = (
+    _ROUTE_FUNCTION
+    + """
+local dest = route(8)
+redis.call('XACK', KEYS[3], ARGV[6], ARGV[7])
+redis.call('XDEL', KEYS[3], ARGV[7])
 return dest
+"""
+)
+
+# KEYS[1]: a stream. ARGV[1]: its consumer group, then entry ids. Acknowledges and deletes the
+# entries together, so that the stream never keeps an acknowledged one.
+_DONE: Final = """
+redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
+return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
 """
 
 # KEYS[1]: the call's lease, KEYS[2]: its parked stream, KEYS[3...]: other instances' results.
@@ -134,8 +159,8 @@ class RedisStreamQueue:
         self._results_prefix = f"{prefix}:results:"
         self._prefix = prefix
         self._parked_ttl_ms = parked_ttl_ms
-        self._route = self._redis.register_script(_ROUTE)
         self._reroute = self._redis.register_script(_REROUTE)
+        self._batch = CommandBatcher(self._redis)
         self._group = group
         self._claim_idle_ms = claim_idle_ms
         self._max_deliveries = max_deliveries
@@ -147,9 +172,6 @@ class RedisStreamQueue:
         self._closed = asyncio.Event()
         # Set by `fail`/`release`: a job was just made claimable, so the next read sweeps first.
         self._claimable = False
-        self._acks: list[str] = []
-        self._acked: asyncio.Future[None] | None = None
-        self._ack_sender: asyncio.Task[None] | None = None
 
     @property
     def buffered(self) -> int:
@@ -206,7 +228,12 @@ class RedisStreamQueue:
             log.info("buffered handoffs sent to redis")
 
     async def _add_handoff(self, fields: _Fields) -> None:
-        await self._redis.xadd(self._handoffs, fields, maxlen=self._maxlen, approximate=True)
+        # Batched: many calls handing off at once share a round trip.
+        await self._batch.run(
+            lambda client: client.xadd(
+                self._handoffs, fields, maxlen=self._maxlen, approximate=True
+            )
+        )
 
     # Consuming
 
@@ -231,6 +258,7 @@ class RedisStreamQueue:
         group_missing = False
         delay = BACKOFF_MIN_S
         while not self._closed.is_set():
+            _raise_if_cancelled()
             try:
                 if group_missing:
                     await self._create_group(self._handoffs, self._group)
@@ -368,44 +396,17 @@ class RedisStreamQueue:
             await pipe.execute()
 
     async def ack(self, job: HandoffJob) -> None:
-        """Done: acknowledge and delete the entry.
+        """Done: acknowledge and delete the entry (together, in a script).
 
-        Acknowledgements made while one is on its way to Redis travel together in the next
-        round trip (XACK and XDEL of all their ids, in one transaction). If Redis is
-        unreachable the entries stay pending and are redelivered after `claim_idle_ms`; the
-        owner takes only the first result of a tool call.
+        Acknowledgements and events made while others are on their way to Redis travel
+        together in the next round trip. If Redis is unreachable the entry stays pending and
+        is redelivered after `claim_idle_ms`; the owner takes only the first result of a tool
+        call.
         """
-        self._acks.append(job.token)
-        if self._acked is None:
-            self._acked = asyncio.get_running_loop().create_future()
-            self._ack_sender = asyncio.create_task(
-                self._send_acks(self._acked), name="redis-queue-ack"
-            )
-        acked = self._acked
         try:
-            # Shielded: a worker cancelled while waiting must not cancel the others' batch.
-            await asyncio.shield(acked)
+            await self._run_script(_DONE, [self._handoffs], [self._group, job.token])
         except _UNREACHABLE as exc:
             log.warning("could not acknowledge handoff %s: %s", job.token, exc)
-
-    async def _send_acks(self, acked: asyncio.Future[None]) -> None:
-        # Yield once first, so that acknowledgements made in this turn of the loop join in.
-        await asyncio.sleep(0)
-        tokens, self._acks, self._acked = self._acks, [], None
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.xack(self._handoffs, self._group, *tokens)
-                pipe.xdel(self._handoffs, *tokens)
-                await pipe.execute()
-        except Exception as exc:
-            acked.set_exception(exc)
-            # Retrieved here too, as no worker may be left waiting to retrieve it.
-            acked.exception()
-        except BaseException:
-            acked.cancel()
-            raise
-        else:
-            acked.set_result(None)
 
     async def fail(self, job: HandoffJob, message: str) -> bool:
         """Dead-letter the job at `max_deliveries` (True), else make it claimable at once (False).
@@ -416,7 +417,7 @@ class RedisStreamQueue:
         """
         try:
             if job.delivery >= self._max_deliveries:
-                delegation_json = json.dumps(job.delegation.to_json())
+                delegation_json = orjson.dumps(job.delegation.to_json()).decode()
                 await self._bury(job.token, delegation_json, job.reply_to, job.delivery, message)
                 return True
             await self._make_claimable(job, keep_delivery=False)
@@ -473,18 +474,36 @@ class RedisStreamQueue:
         await self._publish(event, reply_to="", not_to=not_to)
 
     async def _publish(self, event: HandoffEvent, *, reply_to: str, not_to: str) -> None:
-        fields = [part for pair in _event_fields(event).items() for part in pair]
-        await self._route(
-            keys=[self._lease_key(event.call_id), self._parked_key(event.call_id)],
-            args=[
-                self._results_prefix,
-                not_to,
-                self._maxlen,
-                self._parked_ttl_ms,
-                reply_to,
-                *fields,
+        await self._run_script(
+            _ROUTE,
+            [self._lease_key(event.call_id), self._parked_key(event.call_id)],
+            [*self._route_args(reply_to, not_to), *_flat_event_fields(event)],
+        )
+
+    def _route_args(self, reply_to: str, not_to: str) -> list[EncodableT]:
+        return [self._results_prefix, not_to, self._maxlen, self._parked_ttl_ms, reply_to]
+
+    async def complete(self, job: HandoffJob, result: HandoffEvent) -> None:
+        """`publish` the job's `result`, then acknowledge and delete its entry, in one script:
+        a handoff is never acknowledged without its result. Raises as `publish`; the entry then
+        stays pending and is redelivered after `claim_idle_ms` (the owner takes only the first
+        result of a tool call)."""
+        await self._run_script(
+            _COMPLETE,
+            [self._lease_key(result.call_id), self._parked_key(result.call_id), self._handoffs],
+            [
+                *self._route_args(job.reply_to, ""),
+                self._group,
+                job.token,
+                *_flat_event_fields(result),
             ],
         )
+
+    async def _run_script(self, script: str, keys: list[str], args: list[EncodableT]) -> Any:
+        """Run `script` in the next batch. By its text, not its digest: Redis caches it all
+        the same, and a restarted Redis that forgot it cannot answer NOSCRIPT in the middle of
+        a batch."""
+        return await self._batch.run(lambda client: client.eval(script, len(keys), *keys, *args))
 
     async def reroute(self, call_id: str, previous_owners: Sequence[str]) -> int:
         """Move `call_id`'s events parked, or left unconsumed at any of `previous_owners`, to
@@ -497,14 +516,16 @@ class RedisStreamQueue:
         return int(moved)
 
     async def events(self, reply_to: str) -> AsyncGenerator[HandoffEvent, None]:
-        """Events for `reply_to`, in order, each acknowledged once the caller asks for the next.
+        """Events for `reply_to`, in order, each acknowledged (and deleted) once the caller asks
+        for the next: the acknowledgement goes with this queue's next batch of commands, and is
+        waited for before reading more.
 
         Starts with events handed out earlier but never acknowledged (the previous reader
         stopped), then new ones; survives Redis restarts like `jobs`; ends when closed.
         """
         key = self._results_key(reply_to)
         fetched: deque[_Entry] = deque()
-        to_ack: str | None = None
+        acks: list[asyncio.Future[Any]] = []
         # Pending entries come first; after a dropped connection too, as the reply to a read
         # may have been lost on the way while Redis counts its entries as delivered.
         backlog = True
@@ -515,13 +536,13 @@ class RedisStreamQueue:
                 if group_missing:
                     await self._create_group(key, _OWNER)
                     group_missing = False
-                if to_ack is not None:
-                    async with self._redis.pipeline(transaction=True) as pipe:
-                        pipe.xack(key, _OWNER, to_ack)
-                        pipe.xdel(key, to_ack)
-                        await pipe.execute()
-                    to_ack = None
                 if not fetched:
+                    _raise_if_cancelled()
+                    if acks:
+                        # An acknowledgement that failed leaves its entry pending: the backlog
+                        # read after the outage hands it out again.
+                        sent, acks = acks, []
+                        await asyncio.gather(*sent)
                     reply = await self._redis.xreadgroup(
                         _OWNER,
                         _OWNER,
@@ -550,7 +571,7 @@ class RedisStreamQueue:
             event = _parse_event(entry_id, fields)
             if event is not None:
                 yield event
-            to_ack = entry_id
+            acks.append(self._batch.submit(_acknowledge_event(key, entry_id)))
 
     def _results_key(self, reply_to: str) -> str:
         return self._results_prefix + reply_to
@@ -590,9 +611,9 @@ class RedisStreamQueue:
                 await self._flusher
             if self._buffer:
                 log.warning("queue closed with %d handoffs never sent to redis", len(self._buffer))
-        if self._ack_sender is not None:
-            # Acknowledgements on their way are sent before the pool goes.
-            await asyncio.wait([self._ack_sender])
+        # Commands on their way (acknowledgements, events, handoffs) are sent before the pool
+        # goes.
+        await self._batch.aclose()
         # Closing the pool also drops connections blocked in XREADGROUP, waking their loops.
         await self._redis.aclose()
 
@@ -612,6 +633,23 @@ class RedisStreamQueue:
             await asyncio.wait_for(self._closed.wait(), seconds)
 
 
+def _acknowledge_event(key: str, entry_id: str) -> Command:
+    return lambda client: client.eval(_DONE, 1, key, _OWNER, entry_id)
+
+
+def _raise_if_cancelled() -> None:
+    """Raise `CancelledError` if this task was cancelled but the cancellation was lost.
+
+    On Python 3.11 redis-py's socket writes go through `asyncio.wait_for`, which drops a
+    cancellation that arrives just as the write completes
+    (https://github.com/python/cpython/issues/86296); a loop that goes on reading would then
+    never stop.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _is_nogroup(exc: ResponseError) -> bool:
     return str(exc).startswith("NOGROUP")
 
@@ -625,17 +663,21 @@ def _entries(reply: Any) -> list[_Entry]:
 
 
 def _handoff_fields(delegation: Delegation, reply_to: str) -> _Fields:
-    return {"delegation": json.dumps(delegation.to_json()), "reply_to": reply_to}
+    return {"delegation": orjson.dumps(delegation.to_json()), "reply_to": reply_to}
 
 
 def _event_fields(event: HandoffEvent) -> _Fields:
     # `call_id` beside the event, so a successor can pick its call's events out of a stream.
-    return {"event": json.dumps(event.to_json()), "call_id": event.call_id}
+    return {"event": orjson.dumps(event.to_json()), "call_id": event.call_id}
+
+
+def _flat_event_fields(event: HandoffEvent) -> list[EncodableT]:
+    return [part for pair in _event_fields(event).items() for part in pair]
 
 
 def _parse_event(entry_id: str, fields: dict[str, str] | None) -> HandoffEvent | None:
     try:
-        data = json.loads((fields or {})["event"])
+        data = orjson.loads((fields or {})["event"])
         if not isinstance(data, dict):
             raise ValueError("a handoff event must be a JSON object")
         return HandoffEvent.from_json(data)

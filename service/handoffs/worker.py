@@ -32,6 +32,9 @@ class Worker:
         self.timeout_s = timeout_s
         self.concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
+        # Handoffs holding a slot; a task leaves `_tasks` only a turn of the loop after it
+        # gives its slot back.
+        self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._consumer: asyncio.Task[None] | None = None
         self._stopping = False
@@ -53,6 +56,7 @@ class Worker:
                     except BaseException:
                         self._slots.release()
                         raise
+                    self._running += 1
                     task = asyncio.create_task(self._run(job))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
@@ -65,7 +69,7 @@ class Worker:
 
     def _capacity(self) -> int:
         """Jobs that could start at once: the slot the consumer holds and the free ones."""
-        return self.concurrency - len(self._tasks)
+        return self.concurrency - self._running
 
     async def _run(self, job: HandoffJob) -> None:
         try:
@@ -81,6 +85,7 @@ class Worker:
                 extra={"call_id": job.delegation.call_id, "handoff_id": job.delegation.handoff_id},
             )
         finally:
+            self._running -= 1
             self._slots.release()
 
     async def _handle(self, job: HandoffJob) -> None:
@@ -113,10 +118,10 @@ class Worker:
                 )
             return
         HANDOFF_HANDLER_SECONDS.observe(time.monotonic() - started)
-        await self.queue.publish(job.reply_to, HandoffEvent.for_job(job, "result", answer))
-        await self.queue.ack(job)
+        await self.queue.complete(job, HandoffEvent.for_job(job, "result", answer))
         HANDOFFS.labels(outcome="completed").inc()
-        log.info("handoff answered", extra=extra)
+        # Not at INFO: a busy worker answers thousands a second.
+        log.debug("handoff answered", extra=extra)
 
     async def _drive(self, job: HandoffJob, announced: asyncio.Task[None]) -> str:
         answer: str | None = None

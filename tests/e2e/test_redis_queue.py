@@ -104,6 +104,20 @@ async def test_an_acknowledged_handoff_leaves_the_stream(
     assert await redis.xlen("callbridge:handoffs") == 0
 
 
+async def test_a_completed_handoff_sends_its_result_and_leaves_the_stream(
+    open_queue: OpenQueue, redis: Redis
+) -> None:
+    queue = open_queue()
+    await queue.put(delegation(1), OWNER)
+    async with aclosing(queue.jobs("worker-1")) as jobs:
+        job = await within(anext(jobs))
+        await queue.complete(job, result_for(job, "done"))
+    async with aclosing(queue.events(OWNER)) as events:
+        event = await within(anext(events))
+    assert event == result_for(job, "done")
+    assert await redis.xlen("callbridge:handoffs") == 0
+
+
 async def test_depth_counts_waiting_and_in_flight_handoffs(open_queue: OpenQueue) -> None:
     queue = open_queue()
     for n in range(3):
