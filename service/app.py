@@ -134,7 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         queue = open_queue(
             settings.queue,
             handler_timeout_s=settings.handler_timeout_s,
-            claim_idle_s=settings.queue_claim_idle_s,
+            claim_idle=settings.queue_claim_idle_s,
         )
         directory_factory = None
         if settings.queue != "memory":

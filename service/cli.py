@@ -41,7 +41,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         queue = open_queue(
             settings.queue,
             handler_timeout_s=settings.handler_timeout_s,
-            claim_idle_s=settings.queue_claim_idle_s,
+            claim_idle=settings.queue_claim_idle_s,
         )
         worker = Worker(
             queue,

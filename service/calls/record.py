@@ -23,7 +23,9 @@ def _iso(ts: float | None) -> str | None:
 
 @dataclass
 class HandoffRecord:
-    """One handoff as the call sees it."""
+    """One handoff as the call sees it. `expired`: the call gave up waiting (its deadline
+    passed, or the call ended) and failed it; `late_output` is a result that came after that,
+    which the model never saw."""
 
     handoff_id: str
     tool_call_id: str
@@ -36,6 +38,8 @@ class HandoffRecord:
     queued_at: float = field(default_factory=time.time)
     finished_at: float | None = None
     delivered: bool = False
+    expired: bool = False
+    late_output: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The API shape."""
@@ -49,6 +53,8 @@ class HandoffRecord:
             "error": self.error,
             "progress": list(self.progress),
             "delivered_to_model": self.delivered,
+            "expired": self.expired,
+            "late_output": self.late_output,
             "queued_at": _iso(self.queued_at),
             "finished_at": _iso(self.finished_at),
         }
@@ -124,12 +130,24 @@ class Call:
             record.progress.append(event.text)
             return True
         if record.state in ("completed", "failed"):
+            if record.expired and event.kind == "result" and record.late_output is None:
+                record.late_output = event.text
             return False
         record.finished_at = time.time()
         if event.kind == "result":
             record.state, record.output = "completed", event.text
         else:
             record.state, record.error = "failed", event.text
+        return True
+
+    def handoff_expired(self, handoff_id: str, reason: str) -> bool:
+        """Record that the call gave up waiting for `handoff_id` (see `HandoffRecord.expired`);
+        False when it had already finished or is unknown."""
+        record = self.handoffs.get(handoff_id)
+        if record is None or record.state in ("completed", "failed"):
+            return False
+        record.state, record.error, record.expired = "failed", reason, True
+        record.finished_at = time.time()
         return True
 
     def to_json(self, *, full: bool = True) -> dict[str, Any]:
