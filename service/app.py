@@ -90,7 +90,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     with resolving("SIP_ROUTER"):
         sip_router = load_router(settings.sip_router)
     with resolving("HANDLER"):
-        handler = load_handler(settings.handler) if settings.embedded_worker else None
+        handler = (
+            load_handler(settings.handler, max_text_bytes=settings.handoff_max_text_bytes)
+            if settings.embedded_worker
+            else None
+        )
     with resolving("WEBHOOK_SECRET"):
         webhook_verifier = (
             WebhookVerifier(settings.webhook_secret.get_secret_value())

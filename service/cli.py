@@ -35,7 +35,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         return 2
 
     with resolving("HANDLER"):
-        handler = load_handler(settings.handler)
+        handler = load_handler(settings.handler, max_text_bytes=settings.handoff_max_text_bytes)
 
     async def run() -> None:
         queue = open_queue(

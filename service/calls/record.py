@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from service.calls.handoff_text import utf8_size
 from service.handoffs.queue import HandoffEvent
 from signaling.ids import CallId
 from signaling.realtime import CallEnd, Delegation, SessionConfig, Transcript
@@ -25,7 +26,7 @@ def _iso(ts: float | None) -> str | None:
 class HandoffRecord:
     """One handoff as the call sees it. `expired`: the call gave up waiting (its deadline
     passed, or the call ended) and failed it; `late_output` is a result that came after that,
-    which the model never saw."""
+    which the model never saw. `progress_bytes` is the UTF-8 size of `progress`."""
 
     handoff_id: str
     tool_call_id: str
@@ -40,6 +41,7 @@ class HandoffRecord:
     delivered: bool = False
     expired: bool = False
     late_output: str | None = None
+    progress_bytes: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The API shape."""
@@ -128,6 +130,7 @@ class Call:
             return False
         if event.kind == "progress":
             record.progress.append(event.text)
+            record.progress_bytes += utf8_size(event.text)
             return True
         if record.state in ("completed", "failed"):
             if record.expired and event.kind == "result" and record.late_output is None:
