@@ -3,13 +3,11 @@
 from service.handoffs.handlers import Answer, Handler, HandlerError, Progress, load_handler
 from service.handoffs.memory import MemoryQueue
 from service.handoffs.queue import (
-    MAX_DELIVERIES,
     HandoffEvent,
     HandoffJob,
     HandoffQueue,
     QueueUnavailable,
     claim_idle_s,
-    worst_case_answer_s,
 )
 from service.handoffs.redis_streams import RedisStreamQueue
 from service.handoffs.worker import Worker
@@ -28,7 +26,6 @@ def open_queue(
 
 
 __all__ = [
-    "MAX_DELIVERIES",
     "Answer",
     "Handler",
     "HandlerError",
@@ -40,8 +37,6 @@ __all__ = [
     "QueueUnavailable",
     "RedisStreamQueue",
     "Worker",
-    "claim_idle_s",
     "load_handler",
     "open_queue",
-    "worst_case_answer_s",
 ]
