@@ -90,7 +90,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     with resolving("SIP_ROUTER"):
         sip_router = load_router(settings.sip_router)
     with resolving("HANDLER"):
-        handler = load_handler(settings.handler) if settings.embedded_worker else None
+        handler = (
+            load_handler(settings.handler, max_text_bytes=settings.handoff_max_text_bytes)
+            if settings.embedded_worker
+            else None
+        )
     with resolving("WEBHOOK_SECRET"):
         webhook_verifier = (
             WebhookVerifier(settings.webhook_secret.get_secret_value())
@@ -134,7 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         queue = open_queue(
             settings.queue,
             handler_timeout_s=settings.handler_timeout_s,
-            claim_idle_s=settings.queue_claim_idle_s,
+            claim_idle=settings.queue_claim_idle_s,
         )
         directory_factory = None
         if settings.queue != "memory":

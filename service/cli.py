@@ -37,13 +37,13 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         return 2
 
     with resolving("HANDLER"):
-        handler = load_handler(settings.handler)
+        handler = load_handler(settings.handler, max_text_bytes=settings.handoff_max_text_bytes)
 
     async def run() -> None:
         queue = open_queue(
             settings.queue,
             handler_timeout_s=settings.handler_timeout_s,
-            claim_idle_s=settings.queue_claim_idle_s,
+            claim_idle=settings.queue_claim_idle_s,
         )
         worker = Worker(
             queue,

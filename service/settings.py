@@ -16,6 +16,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.handoffs.queue import claim_idle_s, worst_case_answer_s
 from signaling.realtime import VOICES, CallLimits, ReconnectPolicy
 from signaling.redaction import too_short
 
@@ -175,6 +176,21 @@ class Settings(BaseSettings):
         gt=0,
         description="Redis: a handoff silent this long is taken from its worker by another. "
         "Default: the handler timeout plus 30 s.",
+    )
+    handoff_deadline_s: float | None = Field(
+        None,
+        gt=0,
+        description="A handoff with no result or failure this long after it was queued fails: "
+        "the model gets an error output, a later result is kept in the record as "
+        "`late_output`. Progress does not extend it. Default: 3 deliveries x the longer of the "
+        "handler timeout and the claim idle time, plus one handler timeout (330 s).",
+    )
+    handoff_max_text_bytes: int = Field(
+        32768,
+        ge=1024,
+        description="Largest result, progress message or failure text of a handoff, and total "
+        "progress text per handoff, in UTF-8 bytes: longer text is cut with a marker, more "
+        "progress is dropped; counted in the call's `limits_reached`.",
     )
     ended_call_retention_s: float = Field(
         300.0,
@@ -374,7 +390,15 @@ class Settings(BaseSettings):
             max_transcript_items=self.max_transcript_items,
             max_transcript_bytes=self.max_transcript_bytes,
             max_errors=self.max_errors_per_call,
+            handoff_deadline_s=self.handoff_deadline(),
         )
+
+    def handoff_deadline(self) -> float:
+        """Seconds a call waits for a handoff's result (`handoff_deadline_s` or its default)."""
+        if self.handoff_deadline_s is not None:
+            return self.handoff_deadline_s
+        idle = claim_idle_s(self.handler_timeout_s, self.queue_claim_idle_s)
+        return worst_case_answer_s(self.handler_timeout_s, idle)
 
     def api_token_list(self) -> list[str]:
         """The configured API tokens."""

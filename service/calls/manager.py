@@ -57,6 +57,7 @@ from service.calls.errors import (
     TransferRefused,
     UnknownCall,
 )
+from service.calls.handoff_text import LIMIT_KIND, capped
 from service.calls.hangups import Hangups
 from service.calls.record import Call
 from service.calls.session import CallSession
@@ -846,9 +847,13 @@ class CallManager:
     async def dispatch(self, event: HandoffEvent) -> None:
         """Apply one worker event to its call, live or ended; one for a call this instance no
         longer runs goes on to its owner. Returns once the effect is saved, so the event is
-        acknowledged only then."""
+        acknowledged only then. Its text is cut to `handoff_max_text_bytes` first."""
         session = self.sessions.get(event.call_id)
         if session is not None:
+            bounded = self._bounded(session.call, event)
+            if bounded is None:
+                return
+            event = bounded
             await session.handoff_event(event)
             if not session.gate.detached:
                 # Until saved: the event is acknowledged when this returns.
@@ -863,12 +868,25 @@ class CallManager:
             else:
                 log.info("event for an unknown call dropped", extra={"call_id": event.call_id})
             return
+        if event.handoff_id in call.handoffs and event.kind in ("result", "failed"):
+            bounded = self._bounded(call, event)
+            if bounded is not None:
+                call.handoff_event(bounded)
+
+    def _bounded(self, call: Call, event: HandoffEvent) -> HandoffEvent | None:
+        """`event` within the handoff text cap (None: progress past its budget, dropped)."""
         record = call.handoffs.get(event.handoff_id)
-        if record is not None and event.kind in ("result", "failed"):
-            record.state = "completed" if event.kind == "result" else "failed"
-            record.output = event.text if event.kind == "result" else None
-            record.error = event.text if event.kind == "failed" else None
-            record.finished_at = time.time()
+        limit = self.settings.handoff_max_text_bytes
+        bounded, cut = capped(event, record.progress_bytes if record else 0, limit)
+        if cut and LIMIT_KIND not in call.limits_reached:
+            call.limits_reached[LIMIT_KIND] = limit
+            log.warning(
+                "per-call cap reached: %s=%d; longer handoff text is cut",
+                LIMIT_KIND,
+                limit,
+                extra={"call_id": call.call_id},
+            )
+        return bounded
 
     # Shutdown
 

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from service.calls.handoff_text import utf8_size
 from service.handoffs.queue import HandoffEvent
 from signaling.ids import CallId
 from signaling.realtime import CallEnd, Delegation, SessionConfig, Transcript
@@ -23,7 +24,9 @@ def _iso(ts: float | None) -> str | None:
 
 @dataclass
 class HandoffRecord:
-    """One handoff as the call sees it."""
+    """One handoff as the call sees it. `expired`: the call gave up waiting (its deadline
+    passed, or the call ended) and failed it; `late_output` is a result that came after that,
+    which the model never saw. `progress_bytes` is the UTF-8 size of `progress`."""
 
     handoff_id: str
     tool_call_id: str
@@ -36,6 +39,9 @@ class HandoffRecord:
     queued_at: float = field(default_factory=time.time)
     finished_at: float | None = None
     delivered: bool = False
+    expired: bool = False
+    late_output: str | None = None
+    progress_bytes: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The API shape."""
@@ -49,6 +55,8 @@ class HandoffRecord:
             "error": self.error,
             "progress": list(self.progress),
             "delivered_to_model": self.delivered,
+            "expired": self.expired,
+            "late_output": self.late_output,
             "queued_at": _iso(self.queued_at),
             "finished_at": _iso(self.finished_at),
         }
@@ -122,14 +130,27 @@ class Call:
             return False
         if event.kind == "progress":
             record.progress.append(event.text)
+            record.progress_bytes += utf8_size(event.text)
             return True
         if record.state in ("completed", "failed"):
+            if record.expired and event.kind == "result" and record.late_output is None:
+                record.late_output = event.text
             return False
         record.finished_at = time.time()
         if event.kind == "result":
             record.state, record.output = "completed", event.text
         else:
             record.state, record.error = "failed", event.text
+        return True
+
+    def handoff_expired(self, handoff_id: str, reason: str) -> bool:
+        """Record that the call gave up waiting for `handoff_id` (see `HandoffRecord.expired`);
+        False when it had already finished or is unknown."""
+        record = self.handoffs.get(handoff_id)
+        if record is None or record.state in ("completed", "failed"):
+            return False
+        record.state, record.error, record.expired = "failed", reason, True
+        record.finished_at = time.time()
         return True
 
     def to_json(self, *, full: bool = True) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from signaling.realtime import (
     Delegation,
     EventObserved,
     HandoffDelivered,
+    HandoffExpired,
     IgnoredEvent,
     Joined,
     LimitReached,
@@ -40,6 +41,7 @@ Report: TypeAlias = (
     Joined
     | PublishTranscript
     | HandoffDelivered
+    | HandoffExpired
     | SessionReady
     | SessionSettings
     | ReportError
@@ -93,9 +95,11 @@ class CallReporter:
     def handoff_event(self, event: HandoffEvent) -> bool:
         """Record and announce a worker's event; False for one the call already had (a
         redelivered handoff's second result), which the core must not see."""
+        record = self.call.handoffs.get(event.handoff_id)
+        expired = record is not None and record.expired
         if not self.call.handoff_event(event):
             if event.kind in ("result", "failed"):
-                HANDOFFS.labels(outcome="duplicate").inc()
+                HANDOFFS.labels(outcome="late" if expired else "duplicate").inc()
             return False
         name, field = _HANDOFF_EVENTS[event.kind]
         self.stream.publish(name, {"handoff_id": event.handoff_id, field: event.text})
@@ -132,6 +136,13 @@ class CallReporter:
                 if record is not None:
                     record.delivered = True
                     HANDOFF_SECONDS.observe(time.time() - record.queued_at)
+            case HandoffExpired(handoff_id, reason):
+                if call.handoff_expired(handoff_id, reason):
+                    HANDOFFS.labels(outcome="expired").inc()
+                    self.log.warning("handoff %s failed: %s", handoff_id, reason)
+                    self.stream.publish(
+                        "handoff.failed", {"handoff_id": handoff_id, "error": reason}
+                    )
             case SessionReady(session_id):
                 if call.session_id is None:
                     self._setup_stage("session_updated")

@@ -1,14 +1,19 @@
 """Loading the user's handler: a Python callable, a shell command, or an HTTP endpoint.
 
 Every handler is normalised to one shape: an async iterator of `Progress` and finally one
-`Answer`, so the worker treats them all alike.
+`Answer`, so the worker treats them all alike. Each text is cut to `max_text_bytes` UTF-8
+bytes plus one, so that the call owner, which caps handoff text and marks the cut, still sees
+it was too long; a command's or endpoint's output is read no further than that.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
+import os
+import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,9 +21,13 @@ from typing import Any
 import httpx
 
 from service.dotted_names import load_callable
+from service.handoffs.bounded_read import CHUNK_BYTES, bounded_lines, tail
 from signaling.realtime import Delegation
 
 PROGRESS_PREFIX = "progress: "
+
+STDERR_TAIL_CHARS = 300
+"""The end of a failed command's stderr quoted in its failure."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +52,12 @@ class HandlerError(Exception):
     """The handler failed; the message goes to the model as the error output."""
 
 
-def _from_callable(func: Callable[[Delegation], Any]) -> Handler:
+def _from_callable(func: Callable[[Delegation], Any], max_text_bytes: int) -> Handler:
     """Adapt an async function (returns str) or async generator (yields progress, last = answer)."""
+
+    def bounded(item: object) -> str:
+        # A character is at least one byte: this many characters are over the cap already.
+        return str(item)[: max_text_bytes + 1]
 
     async def run(delegation: Delegation) -> AsyncIterator[HandlerStep]:
         if inspect.isasyncgenfunction(func):
@@ -52,19 +65,22 @@ def _from_callable(func: Callable[[Delegation], Any]) -> Handler:
             async for item in func(delegation):
                 if last is not None:
                     yield Progress(last)
-                last = str(item)
+                last = bounded(item)
             yield Answer(last or "")
             return
         result = func(delegation)
         if inspect.isawaitable(result):
             result = await result
-        yield Answer(str(result))
+        yield Answer(bounded(result))
 
     return run
 
 
-def _from_command(command: str) -> Handler:
-    """A shell command: envelope on stdin; stdout lines starting `progress: ` are progress."""
+def _from_command(command: str, max_text_bytes: int) -> Handler:
+    """A shell command: envelope on stdin; stdout lines starting `progress: ` are progress,
+    the others the answer. Once the answer is over `max_text_bytes` the command is killed and
+    what was read is its answer; progress past that many bytes in all is dropped."""
+    prefix = PROGRESS_PREFIX.encode()
 
     async def run(delegation: Delegation) -> AsyncIterator[HandlerStep]:
         proc = await asyncio.create_subprocess_shell(
@@ -72,10 +88,14 @@ def _from_command(command: str) -> Handler:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            # Its own process group, so that killing it reaches the shell's children too.
+            start_new_session=True,
         )
         assert proc.stdin is not None
         assert proc.stdout is not None
         assert proc.stderr is not None
+        # Read alongside stdout: a command filling the stderr pipe would otherwise block.
+        stderr = asyncio.create_task(tail(proc.stderr, STDERR_TAIL_CHARS * 4))
         try:
             try:
                 proc.stdin.write(delegation.envelope.encode())
@@ -84,58 +104,97 @@ def _from_command(command: str) -> Handler:
             except (BrokenPipeError, ConnectionResetError):
                 # A command may answer without reading its input; its exit status decides.
                 pass
-            answer: list[str] = []
-            async for raw in proc.stdout:
-                line = raw.decode(errors="replace").rstrip("\n")
-                if line.startswith(PROGRESS_PREFIX):
-                    yield Progress(line[len(PROGRESS_PREFIX) :])
-                else:
-                    answer.append(line)
-            stderr = (await proc.stderr.read()).decode(errors="replace").strip()
+            answer = bytearray()
+            progress_bytes = 0
+            overflow = False
+            async for line in bounded_lines(proc.stdout, len(prefix) + max_text_bytes + 1):
+                if line.startswith(prefix):
+                    if progress_bytes <= max_text_bytes:
+                        progress_bytes += len(line) - len(prefix)
+                        yield Progress(line[len(prefix) :].decode(errors="replace"))
+                    continue
+                answer += b"\n" + line if answer else line
+                if len(answer) > max_text_bytes:
+                    overflow = True
+                    break
+            if overflow:
+                stderr.cancel()
+                # Killed, so its exit status says nothing: the answer is what was read.
+                yield Answer(answer[: max_text_bytes + 1].decode(errors="replace"))
+                return
             code = await proc.wait()
+            errors = (await stderr).decode(errors="replace").strip()
         finally:
+            stderr.cancel()
             if proc.returncode is None:
-                proc.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                # What the dead command left in the pipe (at most a pipe's buffer): the pipe
+                # must be read to its end for the exit to be seen.
+                while await proc.stdout.read(CHUNK_BYTES):
+                    pass
                 await proc.wait()
         if code != 0:
-            raise HandlerError(f"handler command exited with {code}: {stderr[-300:]}")
-        yield Answer("\n".join(answer).strip())
+            raise HandlerError(f"handler command exited with {code}: {errors[-STDERR_TAIL_CHARS:]}")
+        yield Answer(answer.decode(errors="replace").strip())
 
     return run
 
 
-def _from_url(url: str) -> Handler:
-    """An HTTP endpoint receiving the delegation as JSON; answers `{"output": ...}` or text."""
+JSON_ESCAPE_FACTOR = 6
+"""Most bytes one byte of text can take in JSON (a control character as `\\u0000`)."""
+
+
+def _from_url(url: str, max_text_bytes: int) -> Handler:
+    """An HTTP endpoint receiving the delegation as JSON; answers `{"output": ...}` or text.
+
+    A text answer is read no further than `max_text_bytes` plus one; a JSON answer longer
+    than a JSON-escaped output of that size fails the handoff."""
+    max_json_bytes = JSON_ESCAPE_FACTOR * max_text_bytes + 1024
 
     async def run(delegation: Delegation) -> AsyncIterator[HandlerStep]:
         async with httpx.AsyncClient(timeout=None) as client:
             try:
-                response = await client.post(url, json=delegation.to_json())
+                async with client.stream("POST", url, json=delegation.to_json()) as response:
+                    is_json = response.headers.get("content-type", "").startswith(
+                        "application/json"
+                    )
+                    limit = max_json_bytes + 1 if is_json else max_text_bytes + 1
+                    raw = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        raw += chunk[: limit - len(raw)]
+                        if len(raw) >= limit:
+                            break
             except httpx.HTTPError as exc:
                 raise HandlerError(f"handler endpoint unreachable: {type(exc).__name__}") from None
         if response.status_code >= 400:
             raise HandlerError(f"handler endpoint answered {response.status_code}")
-        if response.headers.get("content-type", "").startswith("application/json"):
-            try:
-                body = response.json()
-            except json.JSONDecodeError:
-                raise HandlerError("handler endpoint sent invalid JSON") from None
-            if isinstance(body, dict) and isinstance(body.get("output"), str):
-                yield Answer(body["output"])
-                return
-            raise HandlerError('handler endpoint JSON must be {"output": "..."}')
-        yield Answer(response.text)
+        if not is_json:
+            yield Answer(raw.decode(response.encoding or "utf-8", errors="replace"))
+            return
+        if len(raw) > max_json_bytes:
+            raise HandlerError(f"handler endpoint JSON answer over {max_json_bytes} bytes")
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise HandlerError("handler endpoint sent invalid JSON") from None
+        if isinstance(body, dict) and isinstance(body.get("output"), str):
+            yield Answer(body["output"][: max_text_bytes + 1])
+            return
+        raise HandlerError('handler endpoint JSON must be {"output": "..."}')
 
     return run
 
 
-def load_handler(spec: str) -> Handler:
-    """Resolve a handler spec: `module:function`, `cmd:<shell command>` or an http(s) URL."""
+def load_handler(spec: str, *, max_text_bytes: int) -> Handler:
+    """Resolve a handler spec: `module:function`, `cmd:<shell command>` or an http(s) URL;
+    its texts are cut a byte past `max_text_bytes` (see the module docstring). Raise
+    `ValueError` on an empty command, and what `load_callable` raises on a bad name."""
     if spec.startswith(("http://", "https://")):
-        return _from_url(spec)
+        return _from_url(spec, max_text_bytes)
     if spec.startswith("cmd:"):
         command = spec[4:].strip()
         if not command:
             raise ValueError("empty handler command")
-        return _from_command(command)
-    return _from_callable(load_callable(spec, "handler (or cmd:..., or a URL)"))
+        return _from_command(command, max_text_bytes)
+    return _from_callable(load_callable(spec, "handler (or cmd:..., or a URL)"), max_text_bytes)

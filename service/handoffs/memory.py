@@ -7,7 +7,7 @@ import itertools
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 
-from service.handoffs.queue import HandoffEvent, HandoffJob
+from service.handoffs.queue import MAX_DELIVERIES, HandoffEvent, HandoffJob
 from signaling.realtime import Delegation
 
 
@@ -16,7 +16,7 @@ class MemoryQueue:
 
     name = "memory"
 
-    def __init__(self, *, max_deliveries: int = 3) -> None:
+    def __init__(self, *, max_deliveries: int = MAX_DELIVERIES) -> None:
         self._jobs: asyncio.Queue[HandoffJob] = asyncio.Queue()
         self._events: defaultdict[str, asyncio.Queue[HandoffEvent]] = defaultdict(asyncio.Queue)
         self._in_flight: dict[str, HandoffJob] = {}

@@ -8,11 +8,36 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from signaling.realtime import Delegation
 
 HandoffEventKind = Literal["started", "progress", "result", "failed"]
+
+MAX_DELIVERIES: Final = 3
+"""Deliveries of one handoff before it is given up: its handler failed (or timed out) each
+time, or its workers died."""
+
+CLAIM_IDLE_MARGIN_S: Final = 30.0
+"""By default a job is reclaimed once silent for the handler timeout plus this."""
+
+
+def claim_idle_s(handler_timeout_s: float, configured: float | None = None) -> float:
+    """Seconds a job may be silent before another worker takes it: `configured`, else the
+    handler timeout plus `CLAIM_IDLE_MARGIN_S`, so that a slow answer is not computed twice."""
+    return configured if configured is not None else handler_timeout_s + CLAIM_IDLE_MARGIN_S
+
+
+def worst_case_answer_s(handler_timeout_s: float, claim_idle: float) -> float:
+    """Seconds after which a handoff's result or final failure can no longer come while the
+    queue and workers work as designed (so the owner may stop waiting for it).
+
+    Each of the `MAX_DELIVERIES` deliveries lasts at most the longer of the handler timeout (a
+    live worker answers or fails within it) and the claim idle time (a dead worker's job is
+    taken over once silent that long); one more handler timeout covers waiting for a free
+    worker and the sweep that gives the last delivery up.
+    """
+    return MAX_DELIVERIES * max(handler_timeout_s, claim_idle) + handler_timeout_s
 
 
 @dataclass(frozen=True, slots=True)

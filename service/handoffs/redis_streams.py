@@ -41,7 +41,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT
 
-from service.handoffs.queue import HandoffEvent, HandoffJob, QueueUnavailable
+from service.handoffs.queue import MAX_DELIVERIES, HandoffEvent, HandoffJob, QueueUnavailable
 from service.redis_batch import Command, CommandBatcher
 from service.redis_client import BACKOFF_MAX_S, BACKOFF_MIN_S, redis_client
 from signaling.realtime import Delegation
@@ -145,7 +145,7 @@ class RedisStreamQueue:
         prefix: str = "callbridge",
         group: str = "workers",
         claim_idle_ms: int = 30000,
-        max_deliveries: int = 3,
+        max_deliveries: int = MAX_DELIVERIES,
         maxlen: int = 100000,
         buffer_limit: int = 1000,
         block_ms: int = 1000,

@@ -64,6 +64,16 @@ class HandoffDelivered:
 
 
 @dataclass(frozen=True, slots=True)
+class HandoffExpired:
+    """Handoff `handoff_id` had no result by its deadline, or when the call ended: `reason`
+    says which. During the call the model was given `reason` as a failure output; a result
+    arriving later is late and the core ignores it."""
+
+    handoff_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class SessionReady:
     """The provider applied a session configuration (`session.updated`)."""
 
@@ -137,6 +147,7 @@ Action: TypeAlias = (
     | PublishTranscript
     | EnqueueHandoff
     | HandoffDelivered
+    | HandoffExpired
     | SessionReady
     | SessionSettings
     | ReportError

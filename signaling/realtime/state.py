@@ -21,6 +21,7 @@ from signaling.realtime.actions import (
     EnqueueHandoff,
     EventObserved,
     HandoffDelivered,
+    HandoffExpired,
     HangUp,
     IgnoredEvent,
     Joined,
@@ -93,6 +94,12 @@ from signaling.redaction import redact
 
 STEERING_ACK: Final = "This was sent to steer the previous background agent task."
 """The output that answers a `background_agent` call made while another one is running."""
+
+NO_ANSWER_REASON: Final = "it did not answer within {deadline:g} s"
+"""Why a handoff past its deadline failed; the model hears it as a failure."""
+
+CALL_ENDED_REASON: Final = "the call ended before it answered"
+"""Why a handoff still waiting when the call ended failed."""
 
 EMPTY_REQUEST_OUTPUT: Final = "The background agent was not called: the request was empty."
 """The output that answers a `background_agent` call with nothing to delegate."""
@@ -173,6 +180,8 @@ class CallState:
         self._tool_calls: dict[str, ToolCall] = {}
         self._tool_items: dict[str, str] = {}
         self._handoffs: dict[str, str] = {}
+        # Handoffs waiting for their result, by handoff id: what the deadline watches.
+        self._pending: dict[str, ToolCall] = {}
         self._open: set[str] = set()
         # Ordered, so the oldest is forgotten first past the item cap.
         self._control_items: dict[str, None] = {}
@@ -243,13 +252,17 @@ class CallState:
 
     @property
     def wake_at(self) -> float:
-        """When `tick` next has something to do (a join, the idle or maximum-duration end)."""
+        """When `tick` next has something to do (a join, a handoff's deadline, the idle or
+        maximum-duration end)."""
         if self._ended or self._started_at is None:
             return float("inf")
         at = min(
             self._started_at + self._limits.max_duration_s,
             self._last_activity + self._limits.idle_timeout_s,
         )
+        for call in self._pending.values():
+            if call.answer_by is not None:
+                at = min(at, call.answer_by)
         if self._link.status == "joining":
             at = min(at, self._link.join_at)
         return at
@@ -265,16 +278,39 @@ class CallState:
         return self.tick(now)
 
     def tick(self, now: float) -> list[Action]:
-        """Time passed: end an idle or overlong call, or start a join that is due."""
+        """Time passed: end an idle or overlong call, fail the handoffs past their deadline
+        (each as `submit_failure` would, plus `HandoffExpired`), or start a join that is due."""
         if self._ended or self._started_at is None:
             return []
         if now >= self._started_at + self._limits.max_duration_s:
             return self._finish(CallEnd(EndReason.MAX_DURATION), hang_up=True)
         if now >= self._last_activity + self._limits.idle_timeout_s:
             return self._finish(CallEnd(EndReason.IDLE_TIMEOUT), hang_up=True)
+        actions = self._expire_handoffs(now)
         if self._link.connect_due(now):
-            return [Connect()]
-        return []
+            actions.append(Connect())
+        return actions
+
+    def _expire_handoffs(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        self._set_deadlines(now)
+        due = [
+            h
+            for h, call in self._pending.items()
+            if call.answer_by is not None and call.answer_by <= now
+        ]
+        reason = NO_ANSWER_REASON.format(deadline=self._limits.handoff_deadline_s)
+        for handoff_id in due:
+            actions.append(HandoffExpired(handoff_id, reason))
+            actions.extend(self.submit_failure(handoff_id, reason, now))
+        return actions
+
+    def _set_deadlines(self, now: float) -> None:
+        # A handoff made by an event given without a time, or restored from a snapshot that
+        # had no deadlines, is timed from the first time the core is given.
+        for call in self._pending.values():
+            if call.answer_by is None:
+                call.answer_by = now + self._limits.handoff_deadline_s
 
     def link_opened(self, now: float) -> list[Action]:
         """A sideband connection opened: exactly one `session.update`, then the items the
@@ -388,7 +424,12 @@ class CallState:
     def _finish(self, end: CallEnd, hang_up: bool) -> list[Action]:
         self._ended = True
         self._link.give_up()
-        return [HangUp(), EndCall(end)] if hang_up else [EndCall(end)]
+        # Nothing can answer them any more: their records are closed, not left running.
+        expired: list[Action] = [HandoffExpired(h, CALL_ENDED_REASON) for h in self._pending]
+        for call in self._pending.values():
+            call.result_in = True
+        self._pending.clear()
+        return [HangUp(), *expired, EndCall(end)] if hang_up else [*expired, EndCall(end)]
 
     # Sideband frames
 
@@ -406,6 +447,7 @@ class CallState:
         actions.extend(self._handle(event, type_name))
         if now is not None and any(isinstance(a, _ACTIVITY) for a in actions):
             self._last_activity = now
+            self._set_deadlines(now)
         actions.extend(self._limit_reports())
         return actions
 
@@ -604,6 +646,7 @@ class CallState:
         if call is None or call.result_in or self._ended:
             return []
         call.result_in = True
+        self._pending.pop(handoff_id, None)
         if now is not None:
             self._last_activity = now
         self._awaiting_reply.append(handoff_id)
@@ -614,7 +657,11 @@ class CallState:
     def submit_failure(
         self, handoff_id: str, message: str, now: float | None = None
     ) -> list[Action]:
-        """A worker gave up on `handoff_id`; the model is told, so it never waits forever."""
+        """A worker gave up on `handoff_id`; the model is told, so it never waits forever.
+
+        The core does the same itself (`tick`) for a handoff with no result or failure within
+        `CallLimits.handoff_deadline_s` of being handed off; progress does not extend that.
+        """
         return self.submit_result(handoff_id, f"The background agent failed: {message}", now)
 
     def submit_progress(self, handoff_id: str, text: str, now: float | None = None) -> list[Action]:
@@ -816,6 +863,7 @@ class CallState:
         handoff_id = f"{self._call_id}:{call.tool_call_id}"
         call.status, call.handoff_id, call.steering = "handed_off", handoff_id, steering
         self._handoffs[handoff_id] = call.tool_call_id
+        self._pending[handoff_id] = call
         delegation = Delegation(
             call_id=self._call_id,
             tool_call_id=call.tool_call_id,
@@ -840,7 +888,8 @@ class CallState:
         Keys: `version`, `call_id`, `requested` and `confirmed` session settings (field dicts;
         `confirmed` may be None), `session_id`, `transcript` (every known item id with its
         text and place), `mark` (the transcript mark of the last handoff), `tool_calls`
-        (records, answered or not), `pending_handoffs` (handoff ids without a result),
+        (records, answered or not, with each handoff's deadline), `pending_handoffs` (handoff
+        ids without a result),
         `control_items`, `outbox` (unsent and unconfirmed client events), `reply_wanted`,
         `awaiting_reply`, `retrieving`, `events_stamped`, `started_at`, `last_activity`,
         `errors`, `dropped_errors`.
@@ -912,6 +961,8 @@ class CallState:
                     state._tool_items[call.item_id] = call.tool_call_id
                 if call.handoff_id is not None:
                     state._handoffs[call.handoff_id] = call.tool_call_id
+                    if not call.result_in:
+                        state._pending[call.handoff_id] = call
                 if call.status == "handed_off" and not call.answered and not call.steering:
                     state._open.add(call.tool_call_id)
             state._control_items = dict.fromkeys(str(i) for i in snapshot["control_items"])

@@ -23,7 +23,8 @@ UNKNOWN_TOOL_OUTPUT: Final = "There is no tool named {name!r}. The tools are: {t
 @dataclass(slots=True)
 class ToolCall:
     """One tool call; `handoff_id` is set once it went to a worker, `output_item_id` once
-    its output was sent, `reason` says why it was refused."""
+    its output was sent, `reason` says why it was refused. `answer_by` is when a handoff
+    without a result is given up (None until the core knows the time it was handed off)."""
 
     tool_call_id: str
     name: str
@@ -35,6 +36,7 @@ class ToolCall:
     steering: bool = False
     result_in: bool = False
     delivered: bool = False
+    answer_by: float | None = None
 
     @property
     def answered(self) -> bool:

@@ -7,12 +7,14 @@ import sys
 
 import pytest
 from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse
 
 from service.handoffs import HandoffEvent, MemoryQueue, Worker, load_handler
 from signaling.realtime import Delegation, build_envelope
 from tests.e2e.conftest import Serve
 
 REQUEST = "what is 2 plus 3"
+TEXT_CAP = 200_000
 
 
 def _delegation(tool_call_id: str = "call_1") -> Delegation:
@@ -30,10 +32,13 @@ def _delegation(tool_call_id: str = "call_1") -> Delegation:
     )
 
 
-async def _run(spec: str, *, timeout_s: float = 10.0) -> list[HandoffEvent]:
+async def _run(
+    spec: str, *, timeout_s: float = 10.0, max_text_bytes: int = TEXT_CAP
+) -> list[HandoffEvent]:
     """Put one handoff through a real worker; the events the owner receives, until the last."""
     queue = MemoryQueue(max_deliveries=1)
-    worker = Worker(queue, load_handler(spec), name="w", timeout_s=timeout_s)
+    handler = load_handler(spec, max_text_bytes=max_text_bytes)
+    worker = Worker(queue, handler, name="w", timeout_s=timeout_s)
     worker.start()
     await queue.put(_delegation(), "owner")
     events: list[HandoffEvent] = []
@@ -76,6 +81,39 @@ async def test_handler_over_its_time_limit_gives_the_model_an_error() -> None:
     events = await _run("cmd:sleep 5", timeout_s=0.3)
     assert events[-1].kind == "failed"
     assert "did not answer within 0.3 s" in events[-1].text
+
+
+async def test_command_handler_answering_one_line_over_64_kib_is_answered() -> None:
+    events = await _run(f"cmd:{sys.executable} -c \"print('y' * 100_000)\"")
+    assert events[-1].kind == "result"
+    assert events[-1].text == "y" * 100_000
+
+
+async def test_command_handler_answering_past_the_cap_is_stopped_and_its_answer_cut() -> None:
+    endless = "import sys\nwhile True: sys.stdout.write('z' * 65536)"
+    events = await _run(f'cmd:{sys.executable} -c "{endless}"', max_text_bytes=4096)
+    assert events[-1].kind == "result"
+    assert events[-1].text == "z" * 4097, "one byte past the cap, for the owner to mark"
+
+
+async def test_command_handler_progress_past_the_cap_is_dropped() -> None:
+    script = "for i in range(100): print('progress:', 'p' * 100)\nprint('done')"
+    events = await _run(f'cmd:{sys.executable} -c "{script}"', max_text_bytes=1024)
+    progress = [e.text for e in events if e.kind == "progress"]
+    assert sum(len(p) for p in progress) <= 1024 + 101
+    assert events[-1].text == "done"
+
+
+async def test_http_handler_text_answer_is_read_no_further_than_the_cap(serve: Serve) -> None:
+    app = FastAPI()
+
+    @app.post("/handoff")
+    async def handoff() -> PlainTextResponse:
+        return PlainTextResponse("w" * 1_000_000)
+
+    url = await serve(app)
+    events = await _run(f"{url}/handoff", max_text_bytes=4096)
+    assert events[-1].text == "w" * 4097
 
 
 async def test_http_handler_receives_the_delegation_as_json(serve: Serve) -> None:
@@ -122,7 +160,7 @@ async def test_a_failing_handoff_is_retried_before_it_is_given_up() -> None:
     module = type(sys)("flaky_handlers")
     module.flaky = flaky  # type: ignore[attr-defined]
     sys.modules["flaky_handlers"] = module
-    worker = Worker(queue, load_handler("flaky_handlers:flaky"), name="w")
+    worker = Worker(queue, load_handler("flaky_handlers:flaky", max_text_bytes=TEXT_CAP), name="w")
     worker.start()
     await queue.put(_delegation(), "owner")
     async with asyncio.timeout(10):
@@ -136,4 +174,4 @@ async def test_a_failing_handoff_is_retried_before_it_is_given_up() -> None:
 def test_a_malformed_handler_spec_is_refused() -> None:
     for spec in ("nocolon", "cmd:", "module:", ":func"):
         with pytest.raises(ValueError, match="handler"):
-            load_handler(spec)
+            load_handler(spec, max_text_bytes=TEXT_CAP)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 
+from service.calls.handoff_text import CUT_MARKER
 from tests.e2e.conftest import Serve, StartService
 from tests.e2e.faulty_provider import FaultyProvider
 from tests.e2e.hostile import healthy
@@ -59,3 +63,84 @@ async def test_a_sum_of_two_thousand_terms_is_answered_to_the_provider(
         await client.delete(location)
     assert handoff["state"] == "completed"
     assert str(handoff["output"]).endswith("= 2000.")
+
+
+async def _handoff_when(
+    client: httpx.AsyncClient, location: str, done: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    while True:
+        handoffs = (await client.get(location)).json()["handoffs"]
+        if handoffs and done(handoffs[0]):
+            return dict(handoffs[0])
+        await asyncio.sleep(0.05)
+
+
+def _outputs(provider: FaultyProvider) -> list[str]:
+    return [
+        str(e["item"]["output"])
+        for e in provider.received
+        if e["type"] == "conversation.item.create"
+        and e["item"].get("type") == "function_call_output"
+    ]
+
+
+async def test_a_handoff_whose_answer_comes_after_the_deadline_fails_and_keeps_it_as_late(
+    start_service: StartService, serve: Serve
+) -> None:
+    provider = FaultyProvider()
+    service = await start_service(
+        provider="openai",
+        provider_url=await serve(provider.app()),
+        api_key="sk-handoff",
+        handler="tests.e2e.handlers:slow",
+        handoff_deadline_s=0.5,
+    )
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        response = await client.post(
+            "/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
+        )
+        location = response.headers["location"]
+        await asyncio.wait_for(provider.connected.wait(), 10)
+        await provider.push(location.rsplit("/", 1)[1], _tool_call("what is 2+2"))
+        failed = await asyncio.wait_for(
+            _handoff_when(client, location, lambda h: h["state"] == "failed"), 10
+        )
+        late = await asyncio.wait_for(
+            _handoff_when(client, location, lambda h: h["late_output"] is not None), 10
+        )
+        await client.delete(location)
+    reason = "it did not answer within 0.5 s"
+    assert (failed["error"], failed["expired"]) == (reason, True)
+    assert str(late["late_output"]).startswith("slow answer to 'what is 2+2'")
+    assert _outputs(provider) == [f"The background agent failed: {reason}"]
+
+
+async def test_a_handler_answer_over_the_cap_is_cut_with_a_marker_and_counted(
+    start_service: StartService, serve: Serve
+) -> None:
+    provider = FaultyProvider()
+    service = await start_service(
+        provider="openai",
+        provider_url=await serve(provider.app()),
+        api_key="sk-handoff",
+        handler=f"cmd:{sys.executable} -c \"print('x' * 2_000_000)\"",
+        handoff_max_text_bytes=4096,
+    )
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        response = await client.post(
+            "/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
+        )
+        location = response.headers["location"]
+        await asyncio.wait_for(provider.connected.wait(), 10)
+        await provider.push(location.rsplit("/", 1)[1], _tool_call("say a lot"))
+        handoff = await asyncio.wait_for(
+            _handoff_when(client, location, lambda h: h["state"] == "completed"), 10
+        )
+        record = (await client.get(location)).json()
+        await client.delete(location)
+    marker = CUT_MARKER.format(limit=4096)
+    (output,) = _outputs(provider)
+    assert output == handoff["output"]
+    assert output.endswith(marker)
+    assert len(output.encode()) <= 4096
+    assert record["limits_reached"] == {"handoff_text_bytes": 4096}

@@ -16,6 +16,7 @@ from signaling.realtime.actions import (
     EnqueueHandoff,
     EventObserved,
     HandoffDelivered,
+    HandoffExpired,
     HangUp,
     LimitReached,
     PublishTranscript,
@@ -371,6 +372,103 @@ def test_a_call_with_nothing_said_ends_idle_and_is_hung_up() -> None:
 def test_a_call_reaching_its_maximum_duration_ends() -> None:
     state = open_state(CallLimits(idle_timeout_s=1000, max_duration_s=60))
     assert state.tick(60.0) == [HangUp(), EndCall(CallEnd(EndReason.MAX_DURATION))]
+
+
+# Handoff deadlines: a handoff whose answer never comes fails instead of staying open
+
+DEADLINE = CallLimits(handoff_deadline_s=30.0, idle_timeout_s=1000.0)
+NO_ANSWER = "it did not answer within 30 s"
+
+
+def outputs(actions: Iterable[Action]) -> list[str]:
+    return [
+        p["item"]["output"]
+        for p in sent(actions)
+        if p["type"] == "conversation.item.create" and p["item"]["type"] == "function_call_output"
+    ]
+
+
+def test_a_handoff_is_due_for_its_deadline_at_wake_at() -> None:
+    state = open_state(DEADLINE)
+    state.feed_raw(call_done("call_1"), 5.0)
+    assert state.wake_at == 35.0
+
+
+def test_a_handoff_without_a_result_by_its_deadline_gets_a_failure_output() -> None:
+    state = open_state(DEADLINE)
+    state.feed_raw(call_done("call_1"), 5.0)
+    assert state.tick(34.9) == []
+    actions = state.tick(35.0)
+    assert HandoffExpired(f"{CALL_ID}:call_1", NO_ANSWER) in actions
+    assert outputs(actions) == [f"The background agent failed: {NO_ANSWER}"]
+    assert types(actions)[-1] == "response.create"
+    assert state.open_handoffs == frozenset()
+
+
+def test_a_result_after_the_deadline_is_not_sent_to_the_model() -> None:
+    state = open_state(DEADLINE)
+    state.feed_raw(call_done("call_1"), 5.0)
+    state.tick(35.0)
+    assert state.submit_result(f"{CALL_ID}:call_1", "late answer", 36.0) == []
+
+
+def test_a_handoff_expires_once() -> None:
+    state = open_state(DEADLINE)
+    state.feed_raw(call_done("call_1"), 5.0)
+    state.tick(35.0)
+    assert state.tick(40.0) == []
+    assert state.wake_at == 35.0 + 1000.0
+
+
+def test_a_handoff_answered_in_time_has_no_deadline_left() -> None:
+    state = open_state(DEADLINE)
+    state.feed_raw(call_done("call_1"), 5.0)
+    state.submit_result(f"{CALL_ID}:call_1", "All green.", 6.0)
+    assert state.tick(35.0) == []
+    assert state.wake_at == 6.0 + 1000.0
+
+
+def test_progress_does_not_extend_a_handoffs_deadline() -> None:
+    state = open_state(DEADLINE)
+    state.feed_raw(call_done("call_1"), 5.0)
+    state.submit_progress(f"{CALL_ID}:call_1", "still working", 30.0)
+    assert HandoffExpired(f"{CALL_ID}:call_1", NO_ANSWER) in state.tick(35.0)
+
+
+def test_a_steering_handoff_past_its_deadline_is_reported_to_the_model_as_failed() -> None:
+    state = open_state(DEADLINE)
+    state.feed_raw(call_done("call_1"), 5.0)
+    state.feed_raw(call_done("call_2"), 10.0)
+    state.submit_result(f"{CALL_ID}:call_1", "All green.", 11.0)
+    actions = state.tick(40.0)
+    assert HandoffExpired(f"{CALL_ID}:call_2", NO_ANSWER) in actions
+    (message,) = [p["item"] for p in sent(actions) if p["type"] == "conversation.item.create"]
+    assert message["content"][0]["text"] == f"[BACKEND] The background agent failed: {NO_ANSWER}"
+
+
+def test_a_handoff_made_by_an_event_without_a_time_is_timed_from_the_next_tick() -> None:
+    state = open_state(DEADLINE)
+    state.feed_raw(call_done("call_1"))
+    assert state.tick(7.0) == []
+    assert state.wake_at == 37.0
+
+
+def test_a_handoffs_deadline_survives_a_snapshot() -> None:
+    state = open_state(DEADLINE)
+    state.feed_raw(call_done("call_1"), 5.0)
+    restored = CallState.restore(json.loads(json.dumps(state.snapshot())), limits=DEADLINE)
+    restored.start(20.0)
+    restored.link_opened(20.0)
+    assert restored.wake_at == 35.0
+    assert outputs(restored.tick(35.0)) == [f"The background agent failed: {NO_ANSWER}"]
+
+
+def test_a_handoff_still_waiting_when_the_call_ends_is_closed_before_the_end() -> None:
+    state = open_state(DEADLINE)
+    state.feed_raw(call_done("call_1"), 5.0)
+    actions = state.end(EndReason.HANGUP)
+    expired = HandoffExpired(f"{CALL_ID}:call_1", "the call ended before it answered")
+    assert actions == [HangUp(), expired, EndCall(CallEnd(EndReason.HANGUP))]
 
 
 # Hostile provider text: redaction, metric labels, caps
