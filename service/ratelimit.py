@@ -13,11 +13,10 @@ import logging
 import math
 import time
 
-from limits import RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits import RateLimitItemPerSecond, storage, strategies
+from limits.aio import storage as aio_storage
+from limits.aio import strategies as aio_strategies
 from limits.errors import StorageError
-from redis.exceptions import RedisError
 
 log = logging.getLogger("callbridge.ratelimit")
 
@@ -33,12 +32,21 @@ class RateLimiter:
             raise ValueError("the rate must be positive and the burst at least 1")
         window_s = max(1, math.ceil(60.0 * burst / rate_per_minute))
         self._item = RateLimitItemPerSecond(burst, window_s, namespace="callbridge-starts")
-        storage: Storage = (
-            RedisStorage(f"async+{redis_url}", implementation="redispy")
-            if redis_url is not None
-            else MemoryStorage()
-        )
-        self._limiter = MovingWindowRateLimiter(storage)
+        # In memory, the synchronous storage: the asyncio one hands every expiry sweep to a
+        # worker thread, a thread round trip per call start that costs more than the count.
+        self._local: strategies.MovingWindowRateLimiter | None = None
+        self._shared: aio_strategies.MovingWindowRateLimiter | None = None
+        self._storage_errors: tuple[type[Exception], ...] = (StorageError, OSError)
+        if redis_url is None:
+            self._local = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
+        else:
+            # Imported only where a Redis is configured: the in-memory service never loads it.
+            from redis.exceptions import RedisError
+
+            self._storage_errors += (RedisError,)
+            self._shared = aio_strategies.MovingWindowRateLimiter(
+                aio_storage.RedisStorage(f"async+{redis_url}", implementation="redispy")
+            )
 
     async def take(self, client: str) -> float:
         """Count one start: 0.0 when allowed, else the seconds until one is.
@@ -46,11 +54,17 @@ class RateLimiter:
         While Redis cannot be reached, starts are allowed (and a warning logged): a broken
         counter must not stop every call.
         """
-        try:
-            if await self._limiter.hit(self._item, client):
+        if self._local is not None:
+            if self._local.hit(self._item, client):
                 return 0.0
-            stats = await self._limiter.get_window_stats(self._item, client)
-        except (StorageError, RedisError, OSError) as exc:
+            stats = self._local.get_window_stats(self._item, client)
+            return max(0.001, stats.reset_time - time.time())
+        assert self._shared is not None
+        try:
+            if await self._shared.hit(self._item, client):
+                return 0.0
+            stats = await self._shared.get_window_stats(self._item, client)
+        except self._storage_errors as exc:
             log.warning("rate limit not checked (storage: %s)", exc)
             return 0.0
         return max(0.001, stats.reset_time - time.time())
