@@ -23,7 +23,9 @@ from typing import Any
 
 import aiohttp
 import certifi
+from aiohttp.helpers import get_env_proxy_for_url
 from multidict import CIMultiDictProxy
+from yarl import URL
 
 from signaling.credentials import Credentials, CredentialsError
 from signaling.ids import CallId
@@ -122,6 +124,15 @@ def _trust_anchors() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
+def _env_proxy(url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+    """The proxy the environment names for `url` (`HTTPS_PROXY`, `NO_PROXY`, ...), and its
+    credentials: aiohttp's `trust_env` lookup, made once rather than on every request."""
+    try:
+        return get_env_proxy_for_url(URL(url))
+    except LookupError:
+        return None, None
+
+
 def _form(fields: dict[str, tuple[bytes, str]]) -> aiohttp.MultipartWriter:
     """A `multipart/form-data` body of plain fields (no filename), each `name: (value, type)`."""
     form = aiohttp.MultipartWriter("form-data")
@@ -212,6 +223,7 @@ class ProviderClient:
         self._create_query = create_query or {}
         self._deadline_s = timeout_s
         self._max_response_bytes = max_response_bytes
+        proxy, proxy_auth = _env_proxy(self.base_url)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
                 limit=MAX_CONNECTIONS,
@@ -220,8 +232,9 @@ class ProviderClient:
             ),
             # The total deadline is ours (`_send`); only the TCP connect has its own.
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s),
-            # Proxies from the environment (HTTPS_PROXY, NO_PROXY), as with httpx.
-            trust_env=True,
+            # The environment's proxy, read once as httpx did.
+            proxy=proxy,
+            proxy_auth=proxy_auth,
         )
 
     async def aclose(self) -> None:
