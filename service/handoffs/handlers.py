@@ -13,8 +13,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from service.dotted_names import load_callable
 from signaling.realtime import Delegation
 
@@ -106,6 +104,8 @@ def _from_command(command: str) -> Handler:
 
 def _from_url(url: str) -> Handler:
     """An HTTP endpoint receiving the delegation as JSON; answers `{"output": ...}` or text."""
+    # Imported only where an HTTP handler is configured: the service itself never needs httpx.
+    import httpx
 
     async def run(delegation: Delegation) -> AsyncIterator[HandlerStep]:
         async with httpx.AsyncClient(timeout=None) as client:
