@@ -133,13 +133,15 @@ def _env_proxy(url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
         return None, None
 
 
-def _form(fields: dict[str, tuple[bytes, str]]) -> aiohttp.MultipartWriter:
-    """A `multipart/form-data` body of plain fields (no filename), each `name: (value, type)`."""
+async def _form(fields: dict[str, tuple[bytes, str]]) -> tuple[bytes, str]:
+    """A `multipart/form-data` body of plain fields (no filename), each `name: (value, type)`,
+    and its content type. One buffer: written part by part, a request leaves in many small
+    segments."""
     form = aiohttp.MultipartWriter("form-data")
     for name, (value, content_type) in fields.items():
         part = form.append(value, {"Content-Type": content_type})
         part.set_content_disposition("form-data", name=name)
-    return form
+    return await form.as_bytes(), form.content_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +251,7 @@ class ProviderClient:
         deadline_s: float | None = None,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
-        data: bytes | aiohttp.MultipartWriter | None = None,
+        data: bytes | None = None,
     ) -> _Answer:
         """The provider's whole answer to one request, within the total deadline.
 
@@ -326,16 +328,18 @@ class ProviderClient:
                 headers={"Content-Type": "application/sdp", "Accept": "application/sdp"},
             )
         else:
+            body, content_type = await _form(
+                {
+                    "sdp": (offer_sdp.encode(), "application/sdp"),
+                    "session": (json.dumps(session).encode(), "application/json"),
+                }
+            )
             response = await self._send(
                 "POST",
                 "/v1/realtime/calls",
                 params=self._create_query,
-                data=_form(
-                    {
-                        "sdp": (offer_sdp.encode(), "application/sdp"),
-                        "session": (json.dumps(session).encode(), "application/json"),
-                    }
-                ),
+                data=body,
+                headers={"Content-Type": content_type},
             )
         if response.status not in (200, 201):
             raise self._rejection(response)
