@@ -53,20 +53,6 @@ class DialError(Exception):
 
 
 @dataclass(frozen=True)
-class HangupRoute:
-    """How the server that issued the Location wants a call ended."""
-
-    method: str = "DELETE"
-    path_suffix: str = ""
-
-
-CALLBRIDGE_HANGUP = HangupRoute()
-"""callbridge: `DELETE <Location>`."""
-PROVIDER_HANGUP = HangupRoute("POST", "/hangup")
-"""The realtime provider (and its local stand-in): `POST <Location>/hangup`."""
-
-
-@dataclass(frozen=True)
 class DialReport:
     """What one call looked like from the caller's side."""
 
@@ -137,7 +123,6 @@ class CallClient:
         tone_hz: float = 440.0,
         token: str | None = None,
         session: Mapping[str, Any] | None = None,
-        hangup_route: HangupRoute = CALLBRIDGE_HANGUP,
         connect_timeout_s: float = 10.0,
     ) -> None:
         self._url = url
@@ -145,7 +130,6 @@ class CallClient:
         self._play = play
         self._tone_hz = tone_hz
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
-        self._hangup_route = hangup_route
         self._connect_timeout_s = connect_timeout_s
         self._http = httpx.AsyncClient(timeout=connect_timeout_s)
         self._pc: RTCPeerConnection | None = None
@@ -272,10 +256,12 @@ class CallClient:
             return self._hangup_status
         if self._location is None:
             raise DialError("there is no call to hang up")
+        # callbridge, the realtime provider and the stand-in all end a call this way (callbridge
+        # keeps its record readable; DELETE would also forget it).
         url = httpx.URL(self._location)
-        url = url.copy_with(path=url.path + self._hangup_route.path_suffix)
+        url = url.copy_with(path=url.path + "/hangup")
         try:
-            response = await self._http.request(self._hangup_route.method, url, headers=self._auth)
+            response = await self._http.post(url, headers=self._auth)
         except httpx.HTTPError as exc:
             raise DialError(f"hangup request failed: {exc}") from exc
         finally:
@@ -399,15 +385,12 @@ async def dial(
     seconds: float = 5.0,
     token: str | None = None,
     tone_hz: float = 440.0,
-    hangup_route: HangupRoute = CALLBRIDGE_HANGUP,
 ) -> DialReport:
     """Place one call to `url`, keep it up for `seconds`, hang up, and report.
 
     Raises DialError when the call cannot be placed or does not connect.
     """
-    async with CallClient(
-        url, play=play, tone_hz=tone_hz, token=token, hangup_route=hangup_route
-    ) as client:
+    async with CallClient(url, play=play, tone_hz=tone_hz, token=token) as client:
         await asyncio.sleep(seconds)
         await client.hangup()
         return client.report()

@@ -27,10 +27,15 @@ from service.calls.manager import CallManager
 from service.calls.sip_router import load_router
 from service.embedded import EmbeddedServer
 from service.handoffs import Worker, load_handler, open_queue
-from service.providers import call_creation_query, provider_credentials
+from service.providers import call_creation_query, check_credentials, provider_credentials
 from service.ratelimit import RateLimiter
-from service.settings import Settings
-from service.webhook_verification import ReplayCache, WebhookVerifier
+from service.settings import ConfigurationError, Settings, resolving
+from service.webhook_verification import (
+    LocalReplayGuard,
+    RedisReplayGuard,
+    ReplayGuard,
+    WebhookVerifier,
+)
 from signaling.provider import ProviderClient
 
 if TYPE_CHECKING:
@@ -66,34 +71,47 @@ def local_provider_config(settings: Settings) -> LocalProviderConfig:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the service; everything it runs starts in the lifespan and stops with it."""
+    """Build the service; everything it runs starts in the lifespan and stops with it.
+
+    Raises `ConfigurationError` for settings that cannot run it (a real provider without
+    credentials, a handler or SIP router that names nothing, a malformed webhook secret, the
+    local provider without its extra); warns about secrets too short to be redacted.
+    """
     settings = settings or Settings()
-    # Resolved now, so that a bad router spec or webhook secret stops the service at startup.
-    sip_router = load_router(settings.sip_router)
-    webhook_verifier = (
-        WebhookVerifier(
-            settings.webhook_secret.get_secret_value(), ReplayCache(settings.webhook_replay_cache)
+    check_credentials(settings)
+    for name in settings.short_secrets():
+        log.warning(
+            "%s is too short to be kept out of provider text and logs reliably: it is not "
+            "redacted; use a longer secret",
+            name,
         )
-        if settings.webhook_secret
-        else None
-    )
+    # Resolved now, so that a bad spec or secret stops the service before it starts, with one
+    # line naming the setting rather than a traceback from the lifespan.
+    with resolving("SIP_ROUTER"):
+        sip_router = load_router(settings.sip_router)
+    with resolving("HANDLER"):
+        handler = load_handler(settings.handler) if settings.embedded_worker else None
+    with resolving("WEBHOOK_SECRET"):
+        webhook_verifier = (
+            WebhookVerifier(settings.webhook_secret.get_secret_value())
+            if settings.webhook_secret
+            else None
+        )
+    embeds_provider = settings.provider == "local" and not settings.provider_url
+    if embeds_provider:
+        try:
+            from media.local_provider import DenialAwareWebSocketProtocol, create_provider_app
+        except ImportError as exc:
+            raise ConfigurationError(
+                "CALLBRIDGE_PROVIDER=local needs the local extra: pip install "
+                f"'callbridge[local]', or set CALLBRIDGE_PROVIDER_URL ({exc})"
+            ) from None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         embedded: EmbeddedServer | None = None
         embedded_url: str | None = None
-        if settings.provider == "local" and not settings.provider_url:
-            try:
-                from media.local_provider import (
-                    DenialAwareWebSocketProtocol,
-                    create_provider_app,
-                )
-            except ImportError as exc:
-                raise RuntimeError(
-                    "CALLBRIDGE_PROVIDER=local needs the local extra: pip install "
-                    f"'callbridge[local]', or set CALLBRIDGE_PROVIDER_URL ({exc})"
-                ) from exc
-
+        if embeds_provider:
             # The stand-in's own protocol: a refused sideband handshake is not an ERROR line.
             embedded = EmbeddedServer(
                 create_provider_app(local_provider_config(settings)),
@@ -142,11 +160,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_ringing=settings.max_calls,
         )
         app.state.incoming_calls = incoming_calls
+        replays: ReplayGuard = (
+            RedisReplayGuard(manager.directory.redis, prefix="callbridge")
+            if manager.directory is not None
+            else LocalReplayGuard(settings.webhook_replay_cache)
+        )
+        app.state.webhook_replays = replays
         worker: Worker | None = None
-        if settings.embedded_worker:
+        if handler is not None:
             worker = Worker(
                 queue,
-                load_handler(settings.handler),
+                handler,
                 name=f"{manager.instance_id}-worker",
                 concurrency=settings.worker_concurrency,
                 timeout_s=settings.handler_timeout_s,

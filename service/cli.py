@@ -12,7 +12,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from service.logs import configure_logging
-from service.settings import Settings
+from service.settings import ConfigurationError, Settings, describe_invalid, resolving
+from signaling.redaction import redact
 
 log = logging.getLogger("callbridge")
 
@@ -33,6 +34,9 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         log.error("a separate worker needs a shared queue: set CALLBRIDGE_QUEUE=redis://...")
         return 2
 
+    with resolving("HANDLER"):
+        handler = load_handler(settings.handler)
+
     async def run() -> None:
         queue = open_queue(
             settings.queue,
@@ -41,7 +45,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         )
         worker = Worker(
             queue,
-            load_handler(settings.handler),
+            handler,
             name=args.name or f"worker-{__import__('os').getpid()}",
             concurrency=settings.worker_concurrency,
             timeout_s=settings.handler_timeout_s,
@@ -169,10 +173,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        print(f"callbridge: invalid configuration:\n{exc}", file=sys.stderr)
+        print(f"callbridge: invalid configuration: {describe_invalid(exc)}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format, settings.secrets())
-    code: int = args.func(args, settings)
+    try:
+        code: int = args.func(args, settings)
+    except ConfigurationError as exc:
+        # Not a log line, so not filtered: a library's message could quote a secret.
+        problem = redact(str(exc), settings.secrets())
+        print(f"callbridge: invalid configuration: {problem}", file=sys.stderr)
+        return 2
     return code
 
 

@@ -7,6 +7,8 @@ number of series.
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from signaling.realtime.end_reasons import EndReason
@@ -18,6 +20,7 @@ CALL_START_OUTCOMES = frozenset({"started", "bad_offer", "capacity", "draining",
 SETUP_STAGES = frozenset({"provider_answered", "sideband_joined", "session_updated"})
 END_REASONS = frozenset({reason.value for reason in EndReason} | {OTHER})
 HANDOFF_OUTCOMES = frozenset({"completed", "failed", "duplicate"})
+HANGUP_OUTCOMES = frozenset({"confirmed", "not_found", "retried", "abandoned"})
 WEBHOOK_OUTCOMES = frozenset({"handled", "ignored", "bad_signature", "replayed", "malformed"})
 SIP_CALL_OUTCOMES = frozenset(
     {"accepted", "rejected", "referred", "busy", "provider_error", "internal_error"}
@@ -62,12 +65,29 @@ CALL_SETUP_SECONDS = Histogram(
 CALLS_ENDED = Counter(
     "callbridge_calls_ended_total", "Ended calls by reason.", ["reason"], registry=REGISTRY
 )
+HANGUPS = Counter(
+    "callbridge_provider_hangups_total",
+    "Hang-ups at the provider by outcome: confirmed, not_found (already ended), retried (an "
+    "attempt failed; retried in the background), abandoned (still failing after "
+    "CALLBRIDGE_HANGUP_RETRY_S: the call may be live at the provider).",
+    ["outcome"],
+    registry=REGISTRY,
+)
 SIDEBAND_RECONNECTS = Counter(
     "callbridge_sideband_reconnects_total", "Sideband rejoins after a drop.", registry=REGISTRY
 )
 EVENTS = Counter(
     "callbridge_provider_events_total", "Provider events by type.", ["type"], registry=REGISTRY
 )
+
+
+@functools.cache
+def provider_events(label: str) -> Counter:
+    """`EVENTS`' counter for one type label, looked up once (a label comes from the fixed set
+    `signaling.realtime.metric_label` returns, so the cache stays small)."""
+    return EVENTS.labels(type=label)
+
+
 HANDOFFS = Counter(
     "callbridge_handoffs_total", "Handoffs by outcome.", ["outcome"], registry=REGISTRY
 )
@@ -120,6 +140,8 @@ for _reason in END_REASONS:
     CALLS_ENDED.labels(reason=_reason)
 for _outcome in HANDOFF_OUTCOMES:
     HANDOFFS.labels(outcome=_outcome)
+for _outcome in HANGUP_OUTCOMES:
+    HANGUPS.labels(outcome=_outcome)
 for _status in PROVIDER_ERROR_STATUSES:
     PROVIDER_ERRORS.labels(status=_status)
 for _outcome in WEBHOOK_OUTCOMES:

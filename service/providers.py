@@ -7,9 +7,10 @@ browser's data channel receives (https://learn.microsoft.com/azure/ai-foundry/op
 
 from __future__ import annotations
 
+import importlib.util
 import time
 
-from service.settings import Settings
+from service.settings import ConfigurationError, Settings
 from signaling.credentials import (
     AzureIdentityTokens,
     AzureKey,
@@ -32,6 +33,32 @@ def provider_credentials(settings: Settings) -> Credentials | None:
             return EntraIdToken(AzureIdentityTokens(), time.time)
         return AzureKey(key) if key else None
     return BearerKey(key) if key else None
+
+
+def check_credentials(settings: Settings) -> None:
+    """Raise `ConfigurationError` when a real provider is configured with nothing to
+    authenticate with (every call would fail with 401 while the service reports ready).
+
+    Only the `local` provider may go keyless (the stand-in, embedded or separate, accepts
+    calls without a key when it was not given one); Azure with Entra ID needs no key.
+    """
+    if settings.provider == "local" or settings.api_key_value():
+        return
+    if settings.provider == "azure" and settings.azure_auth == "entra-id":
+        try:
+            installed = importlib.util.find_spec("azure.identity") is not None
+        except ModuleNotFoundError:
+            installed = False
+        if not installed:
+            raise ConfigurationError(
+                "CALLBRIDGE_AZURE_AUTH=entra-id needs azure-identity: "
+                "pip install 'callbridge[azure]'"
+            )
+        return
+    hint = " (or CALLBRIDGE_AZURE_AUTH=entra-id)" if settings.provider == "azure" else ""
+    raise ConfigurationError(
+        f"CALLBRIDGE_PROVIDER={settings.provider} needs CALLBRIDGE_API_KEY{hint}"
+    )
 
 
 def call_creation_query(settings: Settings) -> dict[str, str]:

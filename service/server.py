@@ -64,7 +64,7 @@ def is_loopback(host: str) -> bool:
 
 def bind_host(settings: Settings, requested: str) -> str:
     """The address to bind: without API tokens, only loopback is allowed."""
-    if settings.api_token_list() or settings.call_token_secret is not None:
+    if settings.api_token_list():
         return requested
     if not is_loopback(requested):
         log.warning(

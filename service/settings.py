@@ -2,14 +2,52 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from signaling.realtime import VOICES, CallLimits, ReconnectPolicy
+from signaling.redaction import too_short
 
 OPENAI_API_BASE = "https://api.openai.com"
+ENV_PREFIX = "CALLBRIDGE_"
+
+
+class ConfigurationError(ValueError):
+    """The settings are valid one by one but cannot run the service together; the message is
+    one line naming the settings involved."""
+
+
+@contextmanager
+def resolving(name: str) -> Iterator[None]:
+    """Turns what resolving setting `name` (`CALLBRIDGE_` + name) raises, ValueError,
+    ImportError or AttributeError, into a `ConfigurationError` naming it."""
+    try:
+        yield
+    except (ValueError, ImportError, AttributeError) as exc:
+        raise ConfigurationError(f"{ENV_PREFIX}{name}: {exc}") from None
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """One line naming each invalid setting and what is wrong with it (never its value)."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        message = str(error["msg"]).removeprefix("Value error, ")
+        names = [str(part) for part in error["loc"]]
+        if names and not names[0].isupper():
+            names[0] = ENV_PREFIX + names[0].upper()
+        problems.append(f"{'.'.join(names)}: {message}" if names else message)
+    return "; ".join(problems)
 
 
 class Settings(BaseSettings):
@@ -18,9 +56,7 @@ class Settings(BaseSettings):
     The README's settings table is generated from these fields' descriptions.
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix="CALLBRIDGE_", extra="ignore", populate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True)
 
     # Provider
     provider: Literal["local", "openai", "azure"] = Field(
@@ -36,7 +72,9 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         None,
         validation_alias=AliasChoices("CALLBRIDGE_API_KEY", "OPENAI_API_KEY"),
-        description="Provider API key (`OPENAI_API_KEY` is read too). Never logged or returned.",
+        description="Provider API key (`OPENAI_API_KEY` is read too); `serve` refuses to start "
+        "without one for `openai`, and for `azure` with `api-key` auth. Never logged or returned "
+        "(see [Secrets](#secrets)).",
     )
     model: str = Field("gpt-realtime-1.5", description="Realtime model sent at call creation.")
     voice: str = Field("marin", description="Default assistant voice.")
@@ -57,7 +95,8 @@ class Settings(BaseSettings):
         None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$",
         description="Azure OpenAI resource name: the base URL is "
-        "https://{resource}.openai.azure.com/openai (or set `CALLBRIDGE_PROVIDER_URL`).",
+        "https://{resource}.openai.azure.com/openai (or set `CALLBRIDGE_PROVIDER_URL`; `azure` "
+        "needs one of them).",
     )
     azure_auth: Literal["api-key", "entra-id"] = Field(
         "api-key",
@@ -77,9 +116,20 @@ class Settings(BaseSettings):
         5.0, gt=0, description="TCP connect timeout for provider calls."
     )
 
+    hangup_retry_s: float = Field(
+        600.0,
+        gt=0,
+        description="How long a hang-up the provider does not confirm is retried (backoff up "
+        "to 30 s; with Redis, by any instance) before the call is reported as possibly still "
+        'live at the provider (`callbridge_provider_hangups_total{outcome="abandoned"}`).',
+    )
+
     # Sideband
     sideband_max_attempts: int = Field(
-        5, ge=1, description="Attempts to join or rejoin the sideband before giving up."
+        12,
+        ge=1,
+        description="Attempts to join or rejoin the sideband before giving up: with the "
+        "default backoff, 20 to 40 s of provider outage, which the call's media outlives.",
     )
     sideband_backoff_s: float = Field(0.2, gt=0, description="First reconnect backoff (doubles).")
     sideband_backoff_max_s: float = Field(5.0, gt=0, description="Largest reconnect backoff.")
@@ -170,7 +220,10 @@ class Settings(BaseSettings):
         "`POST /v1/provider/webhooks` answers 404.",
     )
     webhook_replay_cache: int = Field(
-        10000, ge=1, description="Webhook ids remembered to refuse replays (oldest forgotten)."
+        10000,
+        ge=1,
+        description="Webhook ids an instance without Redis remembers to refuse replays (oldest "
+        "forgotten); with Redis every id is remembered there, shared by all instances.",
     )
     sip_router: str | None = Field(
         None,
@@ -223,7 +276,9 @@ class Settings(BaseSettings):
         None, description="Bearer token for `/metrics` and the call listing (unset: open)."
     )
     call_token_secret: SecretStr | None = Field(
-        None, description="HMAC secret enabling short-lived call tokens (`POST /v1/call-tokens`)."
+        None,
+        description="HMAC secret enabling short-lived call tokens (`POST /v1/call-tokens`); "
+        "needs `CALLBRIDGE_API_TOKENS` (they are minted with an API token).",
     )
     call_token_ttl_s: int = Field(300, ge=10, le=86400, description="Call token lifetime.")
     rate_limit_per_minute: float = Field(
@@ -278,6 +333,20 @@ class Settings(BaseSettings):
             raise ValueError("queue must be 'memory' or a redis:// URL")
         return value
 
+    @model_validator(mode="after")
+    def _coherent(self) -> Self:
+        if self.call_token_secret is not None and not self.api_token_list():
+            raise ValueError(
+                "CALLBRIDGE_CALL_TOKEN_SECRET needs CALLBRIDGE_API_TOKENS: call tokens are "
+                "minted with an API token, and without one every request would be refused"
+            )
+        if self.provider == "azure" and not (self.azure_resource or self.provider_url):
+            raise ValueError(
+                "CALLBRIDGE_PROVIDER=azure needs CALLBRIDGE_AZURE_RESOURCE or "
+                "CALLBRIDGE_PROVIDER_URL"
+            )
+        return self
+
     def provider_base_url(self, embedded_url: str | None = None) -> str:
         """The provider's base URL (scheme and host, no `/v1`)."""
         if self.provider_url:
@@ -314,11 +383,26 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value, for log redaction."""
-        values = [self.api_key_value() or "", *self.api_token_list()]
-        for secret in (self.ops_token, self.call_token_secret, self.webhook_secret):
+        return [value for _, value in self._named_secrets()]
+
+    def short_secrets(self) -> list[str]:
+        """The settings (by variable name) holding a secret too short to be redacted from
+        provider text and logs reliably (`signaling.redaction.too_short`)."""
+        return list(
+            dict.fromkeys(name for name, value in self._named_secrets() if too_short(value))
+        )
+
+    def _named_secrets(self) -> list[tuple[str, str]]:
+        named = [(f"{ENV_PREFIX}API_KEY", self.api_key_value() or "")]
+        named += [(f"{ENV_PREFIX}API_TOKENS", token) for token in self.api_token_list()]
+        for name, secret in (
+            ("OPS_TOKEN", self.ops_token),
+            ("CALL_TOKEN_SECRET", self.call_token_secret),
+            ("WEBHOOK_SECRET", self.webhook_secret),
+        ):
             if secret is not None:
-                values.append(secret.get_secret_value())
-        return [v for v in values if v]
+                named.append((ENV_PREFIX + name, secret.get_secret_value()))
+        return [(name, value) for name, value in named if value]
 
     @staticmethod
     def split(raw: str) -> list[str]:

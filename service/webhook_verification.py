@@ -6,18 +6,25 @@ HMAC-SHA256 over `{webhook-id}.{webhook-timestamp}.{body}` with the `whsec_` sec
 timestamp at most 5 minutes from now either way. OpenAI signs its webhooks this way
 (https://platform.openai.com/docs/guides/webhooks).
 
-A captured delivery stays validly signed for those 5 minutes; the replay cache remembers every
+A captured delivery stays validly signed for those 5 minutes; a replay guard remembers every
 verified `webhook-id` for twice that (a timestamp may be up to 5 minutes in the future), so a
-second delivery of an id is refused for as long as its signature would pass.
+second delivery of an id is refused for as long as its signature would pass. With Redis the
+guard is shared by every instance (`RedisReplayGuard`), so a delivery replayed to another
+instance behind the same load balancer is refused too; alone, it is this process's memory
+(`LocalReplayGuard`).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from standardwebhooks import Webhook, WebhookVerificationError
 from standardwebhooks.webhooks import EmptyWebhookSecretError
 
@@ -39,6 +46,27 @@ class WebhookReplayed(WebhookRefused):
 
 class WebhookMalformed(WebhookRefused):
     """A verified delivery whose body is not a JSON object."""
+
+
+class ReplayGuardUnavailable(Exception):
+    """The shared replay guard (Redis) cannot be asked now; the delivery should be retried."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedDelivery:
+    """A delivery shown genuine: its `webhook-id` and its JSON object."""
+
+    webhook_id: str
+    event: dict[str, Any]
+
+
+class ReplayGuard(Protocol):
+    """Remembers verified webhook ids for `2 * TIMESTAMP_TOLERANCE_S`."""
+
+    async def first_sighting(self, webhook_id: str) -> bool:
+        """Remember `webhook_id`; True if it was not remembered already. Raises
+        `ReplayGuardUnavailable` when the guard cannot be asked."""
+        ...
 
 
 class ReplayCache:
@@ -70,22 +98,52 @@ class ReplayCache:
         return True
 
 
+class LocalReplayGuard:
+    """A `ReplayGuard` in this process's memory, for an instance without Redis."""
+
+    def __init__(self, capacity: int) -> None:
+        self._cache = ReplayCache(capacity)
+
+    async def first_sighting(self, webhook_id: str) -> bool:
+        """See `ReplayGuard.first_sighting`; never raises."""
+        return self._cache.first_sighting(webhook_id, time.monotonic())
+
+
+class RedisReplayGuard:
+    """A `ReplayGuard` shared by every instance: one `SET NX` key per id, which Redis expires."""
+
+    def __init__(self, redis: Redis, *, prefix: str) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._ttl_ms = round(2 * TIMESTAMP_TOLERANCE_S * 1000)
+
+    async def first_sighting(self, webhook_id: str) -> bool:
+        """See `ReplayGuard.first_sighting`; `ReplayGuardUnavailable` when Redis is not."""
+        key = f"{self._prefix}:webhooks:{webhook_id}"
+        try:
+            return bool(await self._redis.set(key, "1", nx=True, px=self._ttl_ms))
+        except (RedisError, OSError) as exc:
+            raise ReplayGuardUnavailable(f"redis is unreachable: {exc}") from None
+
+
 class WebhookVerifier:
     """Checks one delivery: signature and timestamp first, then that its id is new."""
 
-    def __init__(self, secret: str, replay_cache: ReplayCache) -> None:
+    def __init__(self, secret: str) -> None:
         """`secret`: the `whsec_<base64>` signing secret. Raises ValueError when it is not one."""
         try:
             self._webhook = Webhook(secret)
         except (ValueError, RuntimeError, EmptyWebhookSecretError) as exc:
             raise ValueError(f"the webhook secret is not a whsec_<base64> secret: {exc}") from None
-        self._seen = replay_cache
 
-    def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> dict[str, Any]:
-        """The delivery's JSON object, once it is shown genuine and new.
+    async def verify(
+        self, body: bytes, headers: Mapping[str, str], seen: ReplayGuard
+    ) -> VerifiedDelivery:
+        """The delivery, once it is shown genuine and new (its id is then remembered by `seen`).
 
-        Raises `WebhookUnverified`, then `WebhookReplayed`, then `WebhookMalformed`: an
-        unverified delivery is never remembered, so a forged one cannot block the real one.
+        Raises `WebhookUnverified`, then `WebhookReplayed`, then `WebhookMalformed`, or
+        `ReplayGuardUnavailable`: an unverified delivery is never remembered, so a forged one
+        cannot block the real one.
         """
         wanted = ("webhook-id", "webhook-timestamp", "webhook-signature")
         signed = {name: headers[name] for name in wanted if name in headers}
@@ -96,12 +154,13 @@ class WebhookVerifier:
         except (ValueError, UnicodeDecodeError):
             # A signature that is not `v1,<base64>` or a body that is not UTF-8.
             raise WebhookUnverified("malformed signature header or body") from None
-        if not self._seen.first_sighting(signed["webhook-id"], now):
-            raise WebhookReplayed(f"webhook {signed['webhook-id'][:64]!r} was already delivered")
+        webhook_id = signed["webhook-id"]
+        if not await seen.first_sighting(webhook_id):
+            raise WebhookReplayed(f"webhook {webhook_id[:64]!r} was already delivered")
         try:
             event = json.loads(body)
         except ValueError:
             raise WebhookMalformed("the webhook body is not JSON") from None
         if not isinstance(event, dict):
             raise WebhookMalformed("the webhook body is not a JSON object")
-        return event
+        return VerifiedDelivery(webhook_id, event)

@@ -6,7 +6,8 @@ provider POST costs about a quarter of the CPU). Every request has a total deadl
 send and the whole answer), not a per-read timeout, and an answer-size cap, so a provider
 trickling or flooding its answer holds nothing for longer than the deadline. Errors become typed
 exceptions that carry the provider's status and message, never the request headers (which hold
-the API key).
+the API key). Everything the provider sends that we pass on (the SDP answer, error messages,
+what a bad `Location` said) is redacted first (`signaling.redaction`).
 """
 
 from __future__ import annotations
@@ -171,13 +172,12 @@ class CreatedCall:
     call_id: CallId
 
 
-def _error_message(response: _Answer, secret: str | None) -> tuple[str, str | None]:
+def _error_message(response: _Answer, secrets: tuple[str, ...]) -> tuple[str, str | None]:
     """The provider's own error message and code, from its JSON error body when it has one.
 
     A provider that echoes our key back in an error must not make us pass it on.
     """
     message, code = _raw_error_message(response)
-    secrets = (secret,) if secret else ()
     return redact(message, secrets), (redact(code, secrets) if code else code)
 
 
@@ -219,7 +219,7 @@ class ProviderClient:
         `api_key` is still redacted from error messages. `create_query` is added to the call
         creation URL (Azure: `webrtcfilter=on`)."""
         self.base_url = base_url.rstrip("/")
-        self._api_key = api_key
+        self._secrets = (api_key,) if api_key else ()
         self._credentials = credentials
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._create_query = create_query or {}
@@ -303,7 +303,7 @@ class ProviderClient:
         return b"".join(chunks)
 
     def _rejection(self, response: _Answer) -> ProviderRejected:
-        message, code = _error_message(response, self._api_key)
+        message, code = _error_message(response, self._secrets)
         status = response.status
         if status == 429:
             retry_after = retry_after_seconds(response.headers.get("retry-after"), time.time())
@@ -356,14 +356,22 @@ class ProviderClient:
         try:
             call_id = parse_call_id(location)
         except LocationError as exc:
-            raise ProviderBadResponse(str(exc), status=response.status) from None
-        return CreatedCall(answer_sdp=answer, call_id=call_id)
+            raise ProviderBadResponse(
+                redact(str(exc), self._secrets), status=response.status
+            ) from None
+        if redact(call_id, self._secrets) != call_id:
+            # The call id is served and logged everywhere: it must not carry a credential.
+            raise ProviderBadResponse(
+                "realtime call Location names a call id holding a credential",
+                status=response.status,
+            )
+        return CreatedCall(answer_sdp=redact(answer, self._secrets), call_id=call_id)
 
     async def hangup(self, call_id: CallId) -> None:
         """Ask the provider to end the call; `CallNotFound` if it does not know it."""
         response = await self._send("POST", f"/v1/realtime/calls/{call_id}/hangup")
         if response.status == 404:
-            message, code = _error_message(response, self._api_key)
+            message, code = _error_message(response, self._secrets)
             raise CallNotFound(message, status=404, code=code)
         if response.status >= 400:
             raise self._rejection(response)
@@ -396,7 +404,7 @@ class ProviderClient:
             "POST", f"/v1/realtime/calls/{call_id}/{action}", headers=headers, data=data
         )
         if response.status == 404:
-            message, code = _error_message(response, self._api_key)
+            message, code = _error_message(response, self._secrets)
             raise CallNotFound(message, status=404, code=code)
         if response.status >= 400:
             raise self._rejection(response)

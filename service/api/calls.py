@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import replace
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -25,7 +25,15 @@ from service.api.openapi import EXAMPLE_OFFER, SDP_SCHEMA, answers, headers
 from service.api.problems import Problem
 from service.api.sse import EventStreamResponse
 from service.auth import Principal, mint_call_token
-from service.calls.control import Command, GetCall, HangUp, InjectText, Refer, UpdateSession
+from service.calls.control import (
+    Command,
+    DeleteCall,
+    GetCall,
+    HangUp,
+    InjectText,
+    Refer,
+    UpdateSession,
+)
 from service.calls.manager import CallManager
 from service.calls.stream import follow
 from service.metrics import CALL_STARTS, PROVIDER_ERRORS, provider_error_label
@@ -45,6 +53,10 @@ from signaling.sdp import OfferError, OfferErrorKind, check_offer
 Caller = Annotated[Principal, Depends(authenticate)]
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
+
+DEFAULT_CALLS_PAGE = 100
+MAX_CALLS_PAGE = 1000
+"""Live calls `GET /v1/calls` answers at most at once."""
 tokens_router = APIRouter(prefix="/v1/call-tokens", tags=["calls"])
 
 TRICKLE_TYPE = "application/trickle-ice-sdpfrag"
@@ -226,7 +238,8 @@ _STARTED = {
                 ("UpdateSession", "updateSession"),
                 ("FollowEvents", "followEvents"),
                 ("ReferCall", "referCall"),
-                ("EndCall", "endCall"),
+                ("HangUpCall", "hangUpCall"),
+                ("DeleteCall", "deleteCall"),
             )
         },
     }
@@ -317,12 +330,21 @@ def _etag(call_id: str) -> str:
 
 
 @router.get(
-    "", dependencies=[Depends(require_ops)], responses=answers(401, ok=_ok(200, "Live calls"))
+    "",
+    dependencies=[Depends(require_ops)],
+    responses=answers(401, 422, 503, ok=_ok(200, "A page of live calls")),
 )
-async def list_calls(request: Request) -> JSONResponse:
-    """Live calls on this instance."""
-    calls = _manager(request).active()
-    return JSONResponse({"calls": [c.to_json(full=False) for c in calls]})
+async def list_calls(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=MAX_CALLS_PAGE)] = DEFAULT_CALLS_PAGE,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+) -> JSONResponse:
+    """Live calls (records without transcript) in call-id order, `limit` at a time, those with
+    an id after `after`; with Redis, those of every instance. `next` is the `after` of the
+    following page, or null."""
+    calls, more = await _manager(request).live_calls(after, limit)
+    following = calls[-1]["id"] if more and calls else None
+    return JSONResponse({"calls": calls, "next": following})
 
 
 def _known_call_id(call_id: str) -> CallId:
@@ -344,7 +366,7 @@ def _record(payload: dict[str, Any]) -> JSONResponse:
 @router.get(
     "/{call_id}",
     operation_id="getCall",
-    responses=answers(401, 404, 503, ok=_ok(200, "The call record", "ETag")),
+    responses=answers(401, 404, 410, 503, ok=_ok(200, "The call record", "ETag")),
 )
 async def get_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """One call's record, with transcript and handoffs."""
@@ -353,11 +375,23 @@ async def get_call(call_id: str, request: Request, principal: Caller) -> JSONRes
 
 @router.delete(
     "/{call_id}",
-    operation_id="endCall",
-    responses=answers(401, 404, 503, ok=_ok(200, "The final call record", "ETag")),
+    operation_id="deleteCall",
+    responses=answers(401, 404, 410, 503, ok=_ok(200, "The final call record", "ETag")),
 )
-async def end_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
-    """Hang up: ends the call at the provider (the WHIP session DELETE)."""
+async def delete_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
+    """End the call at the provider if it is live (the WHIP session DELETE) and delete it:
+    answers the final record, transcript included; afterwards the call's URLs answer 410."""
+    return _record(await _run(request, DeleteCall(_known_call_id(call_id), principal)))
+
+
+@router.post(
+    "/{call_id}/hangup",
+    operation_id="hangUpCall",
+    responses=answers(401, 404, 410, 503, ok=_ok(200, "The call record, without transcript")),
+)
+async def hang_up_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
+    """End the call at the provider and keep its record readable at the call's URL (for the
+    ended-call retention); a call that has already ended is answered as it is."""
     return _record(await _run(request, HangUp(_known_call_id(call_id), principal)))
 
 
@@ -400,7 +434,7 @@ async def _json_model(request: Request, model: type[_Body], what: str) -> _Body:
     status_code=202,
     operation_id="postMessage",
     openapi_extra=_json_body(MessageIn),
-    responses=answers(400, 401, 404, 409, 413, 422, 503, ok=_ok(202, "Sent to the call")),
+    responses=answers(400, 401, 404, 409, 410, 413, 422, 503, ok=_ok(202, "Sent to the call")),
 )
 async def post_message(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Inject user text into the live call."""
@@ -419,7 +453,7 @@ async def post_message(call_id: str, request: Request, principal: Caller) -> JSO
     "/{call_id}/session",
     operation_id="updateSession",
     openapi_extra=_json_body(SessionOverrides),
-    responses=answers(400, 401, 404, 409, 413, 422, 503, ok=_ok(200, "The session now")),
+    responses=answers(400, 401, 404, 409, 410, 413, 422, 503, ok=_ok(200, "The session now")),
 )
 async def post_session(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Change instructions, voice or output modality on the live call."""
@@ -444,7 +478,9 @@ _KEEPALIVE_S = 15.0
     status_code=202,
     operation_id="referCall",
     openapi_extra=_json_body(ReferIn),
-    responses=answers(400, 401, 404, 409, 413, 422, 502, 503, ok=_ok(202, "Transfer requested")),
+    responses=answers(
+        400, 401, 404, 409, 410, 413, 422, 502, 503, ok=_ok(202, "Transfer requested")
+    ),
 )
 async def refer_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Transfer a live phone call (SIP REFER); 409 for a WebRTC call, which cannot be."""
@@ -479,6 +515,7 @@ def _last_event_id(value: str | None, pattern: re.Pattern[str]) -> str | None:
         401,
         404,
         409,
+        410,
         503,
         ok={
             200: {

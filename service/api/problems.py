@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service.calls.errors import (
     CallAlreadyEnded,
     CallError,
+    CallGone,
     CapacityExceeded,
     Draining,
     InvalidCommand,
@@ -30,6 +31,7 @@ TITLES = {
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",
+    410: "Gone",
     411: "Length Required",
     412: "Precondition Failed",
     413: "Content Too Large",
@@ -72,6 +74,8 @@ def call_problem(exc: CallError) -> Problem:
             return Problem(404, "no such call", kind="unknown-call")
         case CallAlreadyEnded():
             return Problem(409, "the call has ended", kind="call-ended")
+        case CallGone():
+            return Problem(410, "the call was deleted", kind="call-gone")
         case InvalidCommand():
             return Problem(422, str(exc), kind="invalid-request")
         case CapacityExceeded():

@@ -10,11 +10,11 @@ in the background (`IncomingCalls`). Statuses:
   has been decided already; the repeat changes nothing.
 - 400: a verified delivery that is not a JSON object or names no valid call id.
 - 404: webhooks are not enabled (`CALLBRIDGE_WEBHOOK_SECRET` unset).
+- 503 with `Retry-After`: the shared replay guard (Redis) is unreachable; the provider retries.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -27,6 +27,8 @@ from service.calls.incoming import IncomingCalls
 from service.calls.sip_router import IncomingCall, kept_sip_headers
 from service.metrics import WEBHOOKS
 from service.webhook_verification import (
+    ReplayGuard,
+    ReplayGuardUnavailable,
     WebhookMalformed,
     WebhookReplayed,
     WebhookUnverified,
@@ -59,7 +61,9 @@ _HANDLED = {
 
 
 @router.post(
-    "/webhooks", operation_id="providerWebhook", responses=answers(400, 401, 404, 413, ok=_HANDLED)
+    "/webhooks",
+    operation_id="providerWebhook",
+    responses=answers(400, 401, 404, 413, 503, ok=_HANDLED),
 )
 async def provider_webhook(request: Request) -> JSONResponse:
     """Verify a provider webhook and act on it (see the module docstring for statuses)."""
@@ -69,8 +73,9 @@ async def provider_webhook(request: Request) -> JSONResponse:
             404, "webhooks are not enabled: set CALLBRIDGE_WEBHOOK_SECRET", kind="no-webhooks"
         )
     body = await read_limited(request, request.app.state.settings.max_json_bytes)
+    seen: ReplayGuard = request.app.state.webhook_replays
     try:
-        event = verifier.verify(body, request.headers, time.monotonic())
+        event = (await verifier.verify(body, request.headers, seen)).event
     except WebhookUnverified as exc:
         WEBHOOKS.labels(outcome="bad_signature").inc()
         raise Problem(401, f"webhook not verified: {exc}", kind="bad-webhook-signature") from None
@@ -80,6 +85,13 @@ async def provider_webhook(request: Request) -> JSONResponse:
     except WebhookMalformed as exc:
         WEBHOOKS.labels(outcome="malformed").inc()
         raise Problem(400, str(exc), kind="bad-webhook") from None
+    except ReplayGuardUnavailable as exc:
+        raise Problem(
+            503,
+            f"cannot check for a replay: {exc}",
+            kind="unavailable",
+            headers={"Retry-After": "1"},
+        ) from None
     if event.get("type") != CALL_INCOMING:
         WEBHOOKS.labels(outcome="ignored").inc()
         return JSONResponse({"status": "ignored"})

@@ -1,11 +1,19 @@
 """Calls: the manager, their sessions and records, typed control commands and their errors,
 and, with Redis, ownership leases, saved state and the call directory."""
 
-from service.calls.control import Command, GetCall, HangUp, InjectText, UpdateSession
+from service.calls.control import (
+    Command,
+    DeleteCall,
+    GetCall,
+    HangUp,
+    InjectText,
+    UpdateSession,
+)
 from service.calls.directory import CallDirectory
 from service.calls.errors import (
     CallAlreadyEnded,
     CallError,
+    CallGone,
     CapacityExceeded,
     Draining,
     InvalidCommand,
@@ -20,11 +28,13 @@ __all__ = [
     "CallAlreadyEnded",
     "CallDirectory",
     "CallError",
+    "CallGone",
     "CallLeases",
     "CallManager",
     "CallStore",
     "CapacityExceeded",
     "Command",
+    "DeleteCall",
     "Draining",
     "GetCall",
     "HangUp",

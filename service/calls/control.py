@@ -27,7 +27,17 @@ class GetCall:
 
 @dataclass(frozen=True, slots=True)
 class HangUp:
-    """End the call at the provider; answers the record without transcript."""
+    """End the call at the provider, keeping its record readable; answers the record without
+    transcript."""
+
+    call_id: str
+    principal: Principal
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteCall:
+    """End the call at the provider if it is live, then forget it: answers the full final
+    record, and every later command on the call raises `CallGone`."""
 
     call_id: str
     principal: Principal
@@ -71,11 +81,12 @@ class Refer:
     target_uri: str
 
 
-Command = GetCall | HangUp | InjectText | UpdateSession | Refer
+Command = GetCall | HangUp | DeleteCall | InjectText | UpdateSession | Refer
 
 _KINDS: Final[dict[str, type[Command]]] = {
     "get": GetCall,
     "hangup": HangUp,
+    "delete": DeleteCall,
     "message": InjectText,
     "session": UpdateSession,
     "refer": Refer,
@@ -84,7 +95,7 @@ _NAMES: Final = {kind: name for name, kind in _KINDS.items()}
 
 
 def command_name(command: Command) -> str:
-    """The command's wire name (`get`, `hangup`, `message`, `session`, `refer`)."""
+    """The command's wire name (`get`, `hangup`, `delete`, `message`, `session`, `refer`)."""
     return _NAMES[type(command)]
 
 

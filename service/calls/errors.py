@@ -15,6 +15,10 @@ class CallAlreadyEnded(CallError):
     """The command needs a live call, and this one has ended."""
 
 
+class CallGone(CallError):
+    """The call was deleted (`DeleteCall`): its record is no longer served."""
+
+
 class InvalidCommand(CallError):
     """A command (usually one forwarded by another instance) that cannot be carried out."""
 

@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 from service.auth import Principal, may_control
 from service.calls.control import (
     Command,
+    DeleteCall,
     GetCall,
     HangUp,
     InjectText,
@@ -47,6 +48,7 @@ from service.calls.directory import (
 from service.calls.errors import (
     CallAlreadyEnded,
     CallError,
+    CallGone,
     CapacityExceeded,
     Draining,
     InvalidCommand,
@@ -55,6 +57,7 @@ from service.calls.errors import (
     TransferRefused,
     UnknownCall,
 )
+from service.calls.hangups import Hangups
 from service.calls.record import Call
 from service.calls.session import CallSession
 from service.calls.store import CallStore, StoredCall, record_from_json, record_to_json
@@ -72,7 +75,7 @@ from service.metrics import (
 from service.settings import Settings
 from signaling.credentials import Credentials
 from signaling.ids import CallId
-from signaling.provider import CallNotFound, ProviderClient, ProviderError
+from signaling.provider import ProviderClient, ProviderError
 from signaling.realtime import CallState, Delegation, SessionConfig, session_payload
 from signaling.realtime.sideband import Sideband, sideband_proxy, sideband_url
 
@@ -84,6 +87,7 @@ _ERRORS: Final[dict[str, type[CallError]]] = {
     for cls in (
         UnknownCall,
         CallAlreadyEnded,
+        CallGone,
         InvalidCommand,
         OwnerUnreachable,
         NotAPhoneCall,
@@ -146,6 +150,11 @@ class CallManager:
             if self.directory is not None
             else None
         )
+        self.hangups = Hangups(
+            provider,
+            retry_for_s=settings.hangup_retry_s,
+            redis=self.directory.redis if self.directory is not None else None,
+        )
         # Calls with changes not yet saved; ended sessions wait in `_closing` for their last save.
         self._dirty: set[str] = set()
         self._closing: dict[str, CallSession] = {}
@@ -199,7 +208,7 @@ class CallManager:
             idle_timeout_s=self.settings.idle_timeout_s,
             started_by=started_by,
         )
-        self._open_session(call, received)
+        await self._open_session(call, received)
         return call, created.answer_sdp
 
     async def accept_incoming(
@@ -223,7 +232,7 @@ class CallManager:
             kind="sip",
             sip_headers=dict(sip_headers),
         )
-        self._open_session(call, received)
+        await self._open_session(call, received)
         return call
 
     async def _reserving(self, at_provider: Callable[[], Awaitable[_T]]) -> _T:
@@ -253,8 +262,10 @@ class CallManager:
             CALL_STARTS.labels(outcome="capacity").inc()
             raise CapacityExceeded(f"all {self.settings.max_calls} call slots are in use")
 
-    def _open_session(self, call: Call, received: float) -> None:
-        """Track an answered call and join its sideband in the background."""
+    async def _open_session(self, call: Call, received: float) -> None:
+        """Track an answered call and join its sideband in the background; in a cluster, wait
+        (a bounded time) until its lease is written, so that any instance finds the call the
+        moment its URL is handed out."""
         state = CallState(
             call.call_id,
             call.config,
@@ -269,10 +280,12 @@ class CallManager:
         ACTIVE_CALLS.inc()
         CALL_STARTS.labels(outcome="started").inc()
         session.start()
-        if self.directory is not None:
-            # In the background: a slow broker must not delay the SDP answer.
-            self._spawn(self._register(call.call_id))
         log.info("call started", extra={"call_id": call.call_id})
+        if self.directory is not None:
+            registered = self._spawn(self._register(call.call_id))
+            # A slow broker delays the SDP answer by at most a lease period; the lease is
+            # written anyway.
+            await asyncio.wait({registered}, timeout=self.settings.call_lease_s)
 
     def _new_session(
         self, call: Call, state: CallState, *, offer_received_at: float
@@ -295,7 +308,7 @@ class CallManager:
             call,
             state,
             sideband,
-            self.provider,
+            self.hangups.hang_up,
             stream,
             self._enqueue,
             offer_received_at=offer_received_at,
@@ -346,10 +359,11 @@ class CallManager:
             evicted, _ = self._ended.popitem(last=False)
             self.ended_total_bytes -= self._ended_bytes.pop(evicted)
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def _directory_op(self, operation: Awaitable[None]) -> None:
         try:
@@ -437,6 +451,25 @@ class CallManager:
         """Live calls of this instance."""
         return [s.call for s in self.sessions.values()]
 
+    async def live_calls(self, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """A page of live calls (records without transcript), by call id after `after`, at most
+        `limit`; and whether more follow. With Redis: every instance's calls, as last saved.
+
+        Raises `OwnerUnreachable` when Redis cannot be reached.
+        """
+        if self.store is None:
+            ids = sorted(c for c in self.sessions if after is None or c > after)
+            page = [self.sessions[c].call.to_json(full=False) for c in ids[:limit]]
+            return page, len(ids) > limit
+        try:
+            ids = [c for c in await self.store.live_calls() if after is None or c > after]
+            views = await self.store.views(ids[:limit])
+        except (RedisError, OSError) as exc:
+            raise OwnerUnreachable(f"redis is unreachable: {exc}") from None
+        return [{k: v for k, v in view.items() if k not in _FULL_ONLY} for view in views], (
+            len(ids) > limit
+        )
+
     async def hangup(self, call_id: CallId, reason: str = "hangup") -> Call | None:
         """End a live call of this instance; None if unknown here."""
         session = self.sessions.get(call_id)
@@ -455,9 +488,10 @@ class CallManager:
         """Carry out `command` here, or at the instance that owns the call.
 
         Returns the command's result (`GetCall`: the record; `HangUp`: the record without
-        transcript; `InjectText`: None; `UpdateSession`: the session settings). Raises
-        `UnknownCall`, `CallAlreadyEnded`, `InvalidCommand`, or `OwnerUnreachable` when the
-        owner or Redis cannot be reached in time.
+        transcript; `DeleteCall`: the full final record; `InjectText`: None; `UpdateSession`:
+        the session settings). Raises `UnknownCall`, `CallGone` (deleted), `CallAlreadyEnded`,
+        `InvalidCommand`, or `OwnerUnreachable` when the owner or Redis cannot be reached in
+        time.
         """
         call_id = command.call_id
         if self.directory is None or call_id in self.sessions:
@@ -510,12 +544,26 @@ class CallManager:
         stored = await self._load(command.call_id)
         if stored is None or not may_control(command.principal, stored.record["started_by"]):
             raise OwnerUnreachable(f"the call's owner cannot be reached: {exc}") from None
+        if stored.deleted:
+            raise CallGone("the call was deleted")
         if isinstance(command, GetCall):
             return stored.view
-        if isinstance(command, HangUp):
+        if isinstance(command, HangUp | DeleteCall):
             await self._hang_up_at_provider(command.call_id)
-            return {k: v for k, v in stored.view.items() if k not in _FULL_ONLY}
+            return await self._ended_answer(command, stored)
         raise OwnerUnreachable(f"the call's owner cannot be reached: {exc}") from None
+
+    async def _ended_answer(self, command: HangUp | DeleteCall, stored: StoredCall) -> Any:
+        """What a hang-up or a deletion of a call that has ended (or is being ended at the
+        provider) answers from its saved record; a deletion is recorded for every instance."""
+        if isinstance(command, HangUp):
+            return {k: v for k, v in stored.view.items() if k not in _FULL_ONLY}
+        _, store = self._cluster()
+        try:
+            await store.mark_deleted(command.call_id)
+        except (RedisError, OSError) as exc:
+            raise OwnerUnreachable(f"redis is unreachable: {exc}") from None
+        return stored.view
 
     async def _execute_unowned(self, command: Command) -> Any:
         """Nobody holds the call's lease: it ended (the store still shows it), its owner died
@@ -527,11 +575,13 @@ class CallManager:
             raise UnknownCall("no such call")
         if not may_control(command.principal, stored.record["started_by"]):
             raise UnknownCall("no such call")
+        if stored.deleted:
+            raise CallGone("the call was deleted")
         if stored.record["state"] in ("ended", "failed"):
             if isinstance(command, GetCall):
                 return stored.view
-            if isinstance(command, HangUp):
-                return {k: v for k, v in stored.view.items() if k not in _FULL_ONLY}
+            if isinstance(command, HangUp | DeleteCall):
+                return await self._ended_answer(command, stored)
             raise CallAlreadyEnded("the call has ended")
         if await self._take_over(command.call_id, stored):
             return await self._execute_here(command)
@@ -566,24 +616,28 @@ class CallManager:
             raise OwnerUnreachable(f"redis is unreachable: {exc}") from None
 
     async def _hang_up_at_provider(self, call_id: str) -> None:
-        try:
-            await self.provider.hangup(CallId(call_id))
-        except CallNotFound:
-            pass
-        except ProviderError as exc:
-            raise OwnerUnreachable(f"the provider did not take the hang-up: {exc}") from None
+        # Retried in the background (and, with Redis, by any instance) until confirmed.
+        await self.hangups.hang_up(CallId(call_id))
 
     async def _execute_here(self, command: Command) -> Any:
         call = self.get(command.call_id)
         # A call someone else started is reported as unknown: its existence is not their business.
         if call is None or not may_control(command.principal, call.started_by):
             raise UnknownCall("no such call")
+        if call.deleted or (not call.live and await self._deleted_elsewhere(call.call_id)):
+            raise CallGone("the call was deleted")
         match command:
             case GetCall():
                 return call.to_json()
             case HangUp():
                 await self.hangup(call.call_id)
                 return call.to_json(full=False)
+            case DeleteCall():
+                await self.hangup(call.call_id)
+                call.deleted = True
+                if self.store is not None:
+                    await self._directory_op(self.store.mark_deleted(call.call_id))
+                return call.to_json()
             case InjectText(text=text):
                 session = self._live(call.call_id)
                 await session.inject_text(text)
@@ -612,6 +666,16 @@ class CallManager:
                 session.call.transferred_to = target_uri
                 self._mark_dirty(call.call_id)
                 return {"status": "referred", "target_uri": target_uri}
+
+    async def _deleted_elsewhere(self, call_id: str) -> bool:
+        """Whether another instance deleted this ended call (only a cluster can tell; while
+        Redis is unreachable, the record this instance keeps is served)."""
+        if self.store is None:
+            return False
+        try:
+            return await self.store.is_deleted(call_id)
+        except (RedisError, OSError):
+            return False
 
     def _live(self, call_id: str) -> CallSession:
         session = self.sessions.get(call_id)
@@ -763,6 +827,7 @@ class CallManager:
         """Route worker events to calls, serve forwarded commands, keep leases and saved state,
         and take over calls whose owner died, in the background."""
         self._listener = asyncio.create_task(self._listen(), name="handoff-events")
+        self.hangups.start()
         if self.directory is not None:
             self.directory.start(self._serve_control, self._on_leases)
             self._spawn(self._save_forever())
@@ -786,7 +851,7 @@ class CallManager:
         session = self.sessions.get(event.call_id)
         if session is not None:
             await session.handoff_event(event)
-            if not session.detached:
+            if not session.gate.detached:
                 # Until saved: the event is acknowledged when this returns.
                 while True:
                     if await self._save(event.call_id):
@@ -847,9 +912,9 @@ class CallManager:
         session = self.sessions.get(call_id)
         if session is None:
             return
-        await session.pause()
+        await session.gate.pause()
         if not await self._save(call_id):
-            session.resume()
+            session.gate.resume()
             return
         try:
             reply = await self.directory.request(
@@ -860,7 +925,7 @@ class CallManager:
             log.warning("handover of %s to %s failed: %s", call_id, peer, exc)
             adopted = await self._owner_is(call_id, peer)
         if not adopted:
-            session.resume()
+            session.gate.resume()
             return
         await self._let_go(call_id)
 
@@ -886,6 +951,7 @@ class CallManager:
             task.cancel()
         if self._background:
             await asyncio.wait(set(self._background), timeout=2.0)
+        await self.hangups.aclose()
         if self.directory is not None:
             await self.directory.aclose()
 

@@ -83,6 +83,8 @@ class Call:
     end_code: str | None = None
     end_message: str | None = None
     limits_reached: dict[str, int] = field(default_factory=dict)
+    # Deleted through the API: ended, and no longer served.
+    deleted: bool = False
 
     @property
     def live(self) -> bool:

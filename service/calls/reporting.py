@@ -1,7 +1,7 @@
 """What the call core reports, applied to the call's record, event stream, metrics and logs.
 
-These are the actions that need no I/O towards the provider or the queue; `CallSession`
-carries out the others itself.
+These are the actions that need no I/O towards the provider or the queue (`CallEffects`
+carries out the others), and how the call's handoffs and its end are recorded and announced.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from service.calls.stream import CallEventStream
 from service.handoffs.queue import HandoffEvent
 from service.metrics import (
     CALL_SETUP_SECONDS,
-    EVENTS,
     HANDOFF_SECONDS,
     HANDOFFS,
     SIDEBAND_RECONNECTS,
+    provider_events,
 )
 from signaling.realtime import (
+    CallEnd,
     Delegation,
     EventObserved,
     HandoffDelivered,
@@ -58,6 +59,9 @@ _HANDOFF_EVENTS = {
 }
 """A worker event's kind -> the stream event announcing it and the field carrying its text."""
 
+_QUEUE_DOWN = "the handoff queue is unavailable; please try again later"
+"""What the model is told when a handoff could not be queued."""
+
 
 class CallReporter:
     """Applies reports to one call's record, stream, metrics and log."""
@@ -80,6 +84,12 @@ class CallReporter:
         self.log.info("handoff queued: %s", record.handoff_id)
         return record
 
+    def enqueue_failed(self, record: HandoffRecord, exc: Exception) -> HandoffEvent:
+        """Log why `record`'s handoff could not be queued; the failure to give the core."""
+        self.log.warning("handoff could not be queued: %s", exc)
+        call_id, tool_call_id = self.call.call_id, record.tool_call_id
+        return HandoffEvent("failed", record.handoff_id, call_id, tool_call_id, _QUEUE_DOWN)
+
     def handoff_event(self, event: HandoffEvent) -> bool:
         """Record and announce a worker's event; False for one the call already had (a
         redelivered handoff's second result), which the core must not see."""
@@ -91,10 +101,27 @@ class CallReporter:
         self.stream.publish(name, {"handoff_id": event.handoff_id, field: event.text})
         return True
 
+    def ending(self, end: CallEnd) -> None:
+        """Log why the call is ending: a warning for a failure or a provider's code."""
+        level = logging.WARNING if end.failed or end.code else logging.INFO
+        reason, code, message = end.reason.value, end.code or "", end.message or ""
+        self.log.log(level, "call ending: %s %s %s", reason, code, message)
+
+    def ended(self, end: CallEnd) -> None:
+        """Record the end, announce it as the stream's last event, and close the stream."""
+        self.call.ended(end)
+        detail = {"code": end.code} if end.code else {}
+        data = {"state": self.call.state, "reason": end.reason.value, **detail}
+        self.stream.publish("call.state", data)
+        self.stream.close()
+
     def apply(self, report: Report) -> None:
         """Record `report`; never raises for a well-formed report."""
         call = self.call
+        # Cases are tried in order: the one every provider event brings comes first.
         match report:
+            case EventObserved(label):
+                provider_events(label).inc()
             case Joined(rejoin):
                 self._joined(rejoin)
             case PublishTranscript(kind, role, item_id, text):
@@ -123,8 +150,6 @@ class CallReporter:
                 self.log.info("sideband rejoin in %.2f s", max(at - time.time(), 0.0))
             case SpeechActivity():
                 pass
-            case EventObserved(label):
-                EVENTS.labels(type=label).inc()
             case IgnoredEvent(type_name, reason):
                 self.log.debug("ignored provider event %s: %s", type_name, reason)
             case _:

@@ -8,62 +8,50 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
+from service.calls.effects import CallEffects, Enqueue, HangUpAtProvider
+from service.calls.errors import OwnerUnreachable
+from service.calls.gate import HandoverGate
 from service.calls.record import Call
 from service.calls.reporting import CallReporter
 from service.calls.stream import CallEventStream
 from service.handoffs.queue import HandoffEvent
-from signaling.provider import CallNotFound, ProviderClient, ProviderError
-from signaling.realtime import (
-    Action,
-    CallEnd,
-    CallState,
-    Connect,
-    Delegation,
-    EndCall,
-    EndReason,
-    EnqueueHandoff,
-    HangUp,
-    SendEvent,
-    SessionConfig,
-)
-from signaling.realtime.sideband import Sideband, SidebandError, SidebandRefused
+from signaling.realtime import Action, CallState, EndReason, SessionConfig
+from signaling.realtime.sideband import Sideband
 
 log = logging.getLogger("callbridge.call")
-
-Enqueue = Callable[[Delegation], Awaitable[None]]
 
 YIELD_EVERY = 64
 """Frames handled before the loop yields, so a flooding provider cannot starve other calls."""
 
 
 class CallSession:
-    """Runs one call: joins its sideband, feeds `CallState`, applies its actions."""
+    """Runs one call: joins its sideband, feeds `CallState`, applies its actions.
+
+    Its `gate` holds the call's inputs while the call is handed over to another instance.
+    """
 
     def __init__(
         self,
         call: Call,
         state: CallState,
         sideband: Sideband,
-        provider: ProviderClient,
+        hang_up: HangUpAtProvider,
         stream: CallEventStream,
         enqueue: Enqueue,
         *,
         offer_received_at: float,
         on_end: Callable[[Call], None],
     ) -> None:
-        self.call, self.state, self.sideband = call, state, sideband
-        self.provider, self.stream = provider, stream
-        self._enqueue, self._on_end = enqueue, on_end
+        self.call, self.state, self.sideband, self.stream = call, state, sideband, stream
+        self._on_end = on_end
         self._ended = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._log = logging.LoggerAdapter(log, {"call_id": call.call_id})
-        self._reporter = CallReporter(call, stream, self._log, offer_received_at)
-        # Held while the core takes an input, and by `pause` while the call is handed over.
-        self._applying = asyncio.Lock()
-        self._paused = False
-        self.detached = False
+        reporter = CallReporter(call, stream, self._log, offer_received_at)
+        self._effects = CallEffects(state, sideband, hang_up, enqueue, reporter, self._finished)
+        self.gate = HandoverGate()
 
     def start(self) -> None:
         """Run the call in the background (the SDP answer is not delayed by the join)."""
@@ -75,9 +63,9 @@ class CallSession:
 
     async def _run(self) -> None:
         try:
-            await self._apply(self.state.start(time.time()))
+            await self._effects.apply(self.state.start(time.time()))
             frames = 0
-            while not self.state.ended:
+            while not (self.state.ended or self.gate.detached):
                 delay = max(self.state.wake_at - time.time(), 0.0)
                 sb = self.sideband
                 if not sb.connected and self.state.link_status == "open":
@@ -98,18 +86,18 @@ class CallSession:
                     await self._input(self._link_closed)
                     continue
                 await self._input(functools.partial(self._feed, raw))
+                # Not kept while the next frame is awaited: a quiet call holds no old frame.
+                del raw
                 frames += 1
                 if frames % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
         except Exception:
             self._log.exception("call session crashed; hanging up")
-            await self._apply(self.state.end(EndReason.INTERNAL_ERROR))
+            await self._effects.apply(self.state.end(EndReason.INTERNAL_ERROR))
 
     async def _input(self, take: Callable[[], list[Action]]) -> None:
-        """Give the core one input (`take` runs under the lock a handover pauses) and apply
-        what it decides."""
-        async with self._applying:
-            await self._apply(take())
+        """Give the core one input through the gate and apply what it decides."""
+        await self.gate.run(lambda: self._effects.apply(take()))
 
     def _feed(self, raw: str | bytes) -> list[Action]:
         return self.state.feed_raw(raw, time.time())
@@ -122,129 +110,49 @@ class CallSession:
             self.sideband.close_code, self.sideband.close_reason, time.time()
         )
 
-    async def _apply(self, actions: list[Action]) -> None:
-        for action in actions:
-            match action:
-                case SendEvent(payload):
-                    if not await self.sideband.send(payload):
-                        await self._apply(self.state.send_failed(payload, time.time()))
-                case Connect():
-                    await self._apply(await self._connect())
-                case EnqueueHandoff(delegation):
-                    await self._handoff(delegation)
-                case HangUp():
-                    await self._hangup_at_provider()
-                case EndCall(end):
-                    await self._finish(end)
-                case _:
-                    self._reporter.apply(action)
-
-    async def _connect(self) -> list[Action]:
-        try:
-            await self.sideband.connect()
-        except SidebandRefused as exc:
-            return self.state.join_failed(exc.status, exc.code, time.time(), exc.message)
-        except SidebandError as exc:
-            return self.state.join_failed(None, None, time.time(), str(exc))
-        return self.state.link_opened(time.time())
-
-    async def _handoff(self, delegation: Delegation) -> None:
-        record = self._reporter.handoff_queued(delegation)
-        try:
-            await self._enqueue(delegation)
-        except Exception as exc:
-            self._log.warning("handoff could not be queued: %s", exc)
-            message = "the handoff queue is unavailable; please try again later"
-            await self._handoff_event(
-                HandoffEvent(
-                    "failed", record.handoff_id, self.call.call_id, record.tool_call_id, message
-                )
-            )
-
     async def handoff_event(self, event: HandoffEvent) -> None:
         """Apply a worker's event; once the call has ended, results are only recorded.
 
-        Not applied once the session is `detached` (the caller sends it on to the new owner).
+        Not applied once the gate is `detached` (the caller sends it on to the new owner).
         """
-        async with self._applying:
-            if not self.detached:
-                await self._handoff_event(event)
-
-    async def _handoff_event(self, event: HandoffEvent) -> None:
-        if not self._reporter.handoff_event(event):
-            return
-        state = self.state
-        submit = {"progress": state.submit_progress, "result": state.submit_result}.get(
-            event.kind, state.submit_failure
-        )
-        await self._apply(submit(event.handoff_id, event.text, time.time()))
+        await self.gate.run(functools.partial(self._effects.handoff_event, event))
 
     async def inject_text(self, text: str) -> None:
-        """Add user text to the conversation and ask for a response."""
-        await self._apply(self.state.inject_user_text(text, time.time()))
+        """Add user text to the conversation and ask for a response. Raises `OwnerUnreachable`
+        when the call was handed over meanwhile (the command belongs to the new owner)."""
+        await self._command(lambda: self.state.inject_user_text(text, time.time()))
 
     async def update_session(self, config: SessionConfig) -> None:
-        """Ask for new session settings (the record shows them once confirmed)."""
-        await self._apply(self.state.update_session(config))
+        """Ask for new session settings (the record shows them once confirmed); raises as
+        `inject_text` does."""
+        await self._command(lambda: self.state.update_session(config))
 
-    # Handing the call over to another instance
-
-    async def pause(self) -> None:
-        """Stop taking provider and worker events (they wait) until `resume` or `detach`;
-        an input being applied is finished first."""
-        await self._applying.acquire()
-        self._paused = True
-
-    def resume(self) -> None:
-        """Take events again after `pause`."""
-        if self._paused:
-            self._paused = False
-            self._applying.release()
+    async def _command(self, take: Callable[[], list[Action]]) -> None:
+        # Through the gate, so that a command cannot slip into a call being handed over.
+        if not await self.gate.run(lambda: self._effects.apply(take())):
+            raise OwnerUnreachable("the call was just handed over to another instance; try again")
 
     async def detach(self) -> None:
         """Leave the call to the instance that took it over: stop (after the input being
         applied), close our sideband link, and do not end the call."""
-        if not self._paused:
-            await self.pause()
-        self.detached = True
-        if self._task is not None and self._task is not asyncio.current_task():
-            self._task.cancel()
-        self.resume()
+        await self.gate.detach()
+        self._stop()
         await self.sideband.close()
 
     async def end(self, reason: str) -> None:
         """End the call for `reason` (an `EndReason` value): hang up, close the sideband."""
-        await self._apply(self.state.end(EndReason(reason)))
+        await self._effects.apply(self.state.end(EndReason(reason)))
         await self._ended.wait()
 
-    async def _finish(self, end: CallEnd) -> None:
-        log_at = logging.WARNING if end.failed or end.code else logging.INFO
-        self._log.log(
-            log_at, "call ending: %s %s %s", end.reason.value, end.code or "", end.message or ""
-        )
-        await self.sideband.close()
-        self.call.ended(end)
-        detail = {"code": end.code} if end.code else {}
-        self.stream.publish(
-            "call.state", {"state": self.call.state, "reason": end.reason.value, **detail}
-        )
-        self.stream.close()
-        if self._task is not None and self._task is not asyncio.current_task():
-            self._task.cancel()
+    def _finished(self) -> None:
+        self._stop()
         self._on_end(self.call)
         self._ended.set()
 
-    async def _hangup_at_provider(self) -> None:
-        # A leaked call keeps costing money: retry a transient failure a few times.
-        for attempt in range(3):
-            try:
-                await self.provider.hangup(self.call.call_id)
-                return
-            except CallNotFound:
-                return
-            except ProviderError as exc:
-                self._log.warning("hangup attempt %d failed: %s", attempt + 1, exc.message)
-                await asyncio.sleep(0.2 * (attempt + 1))
+    def _stop(self) -> None:
+        """Cancel the loop, unless it is the caller (it then ends by itself)."""
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
 
     async def aclose(self) -> None:
         """Cancel the loop (after `end`)."""

@@ -8,6 +8,8 @@ Keys (all under `prefix`):
 - `{prefix}:events:{call_id}` — the call's SSE events as a stream (fields `name`, `data`),
   trimmed to about `events_maxlen` entries; the entry id is the SSE `id`.
 - `{prefix}:live` — the ids of live calls, where instances look for calls whose lease lapsed.
+- `{prefix}:deleted:{call_id}` — present once the call was deleted through the API (for
+  `retention_s`): every instance then answers that it is gone.
 
 A save writes the state and appends the events in one transaction, so a successor never sees
 events whose effects are missing from the state, or the other way round. Once a call has ended
@@ -51,6 +53,7 @@ class StoredCall:
     record: dict[str, Any]
     view: dict[str, Any]
     core: dict[str, Any]
+    deleted: bool = False
 
 
 class CallStore:
@@ -97,15 +100,30 @@ class CallStore:
 
     async def load(self, call_id: str) -> StoredCall | None:
         """The saved call, or None when none is kept (unknown, or expired)."""
-        raw = await self._redis.get(self._state_key(call_id))
+        raw, deleted = await self._redis.mget(self._state_key(call_id), self._deleted_key(call_id))
         if raw is None:
             return None
         data = json.loads(raw)
-        return StoredCall(data["record"], data["view"], data["core"])
+        return StoredCall(data["record"], data["view"], data["core"], deleted is not None)
+
+    async def mark_deleted(self, call_id: str) -> None:
+        """Record that the call was deleted through the API (kept for `retention_s`)."""
+        await self._redis.set(self._deleted_key(call_id), "1", px=self._retention_ms)
+
+    async def is_deleted(self, call_id: str) -> bool:
+        """Whether `mark_deleted` was called for the call (within `retention_s`)."""
+        return bool(await self._redis.exists(self._deleted_key(call_id)))
 
     async def live_calls(self) -> list[str]:
         """Ids of calls saved as live."""
         return sorted(str(c) for c in await self._redis.smembers(self._live))
+
+    async def views(self, call_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The saved API views of `call_ids` (one round trip), leaving out those not kept."""
+        if not call_ids:
+            return []
+        raws = await self._redis.mget([self._state_key(c) for c in call_ids])
+        return [json.loads(raw)["view"] for raw in raws if raw is not None]
 
     async def forget(self, call_id: str) -> None:
         """Drop a call from the live set (its saved state says it is not live)."""
@@ -127,6 +145,9 @@ class CallStore:
 
     def _events_key(self, call_id: str) -> str:
         return f"{self._prefix}:events:{call_id}"
+
+    def _deleted_key(self, call_id: str) -> str:
+        return f"{self._prefix}:deleted:{call_id}"
 
 
 def record_to_json(call: Call) -> dict[str, Any]:
@@ -153,6 +174,9 @@ def record_to_json(call: Call) -> dict[str, Any]:
         "errors": list(call.errors[-50:]),
         "sideband_reconnects": call.sideband_reconnects,
         "started_by": call.started_by,
+        "kind": call.kind,
+        "sip_headers": dict(call.sip_headers),
+        "transferred_to": call.transferred_to,
     }
 
 
@@ -181,4 +205,8 @@ def record_from_json(data: dict[str, Any], owner: str) -> Call:
         errors=list(data["errors"]),
         sideband_reconnects=data["sideband_reconnects"],
         started_by=data["started_by"],
+        # Absent from what an older release saved: its calls were WebRTC calls.
+        kind=data.get("kind", "webrtc"),
+        sip_headers=dict(data.get("sip_headers", {})),
+        transferred_to=data.get("transferred_to"),
     )

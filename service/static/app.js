@@ -518,7 +518,7 @@ async function startCall() {
     ui.callId.textContent = call.callId;
     if (current !== call) {
       // Hung up while the offer was on its way: end the call that was just created.
-      void deleteCall(call);
+      void hangUpCall(call);
       return;
     }
     await pc.setRemoteDescription({ type: "answer", sdp: answer });
@@ -534,19 +534,22 @@ async function startCall() {
   }
 }
 
-/** Asks the service to end the call; resolves with an error message or null. */
-async function deleteCall(call, { keepalive = false } = {}) {
+/**
+ * Asks the service to end the call, keeping its record for review (DELETE would also forget it);
+ * resolves with an error message or null.
+ */
+async function hangUpCall(call, { keepalive = false } = {}) {
   if (!call.url) return null;
   const timeout = new AbortController();
   const timer = setTimeout(() => timeout.abort(), HANGUP_TIMEOUT_MS);
   try {
-    const response = await fetch(call.url, {
-      method: "DELETE",
+    const response = await fetch(`${call.url}/hangup`, {
+      method: "POST",
       headers: authHeaders(call),
       keepalive,
       signal: timeout.signal,
     });
-    if (response.ok || response.status === 404) return null;
+    if (response.ok || response.status === 404 || response.status === 410) return null;
     const { detail } = await readProblem(response);
     return problemMessage(response.status, detail, "hang up");
   } catch {
@@ -576,7 +579,7 @@ async function hangUp() {
   setControls({ inCall: true, canMessage: false });
   ui.hangup.disabled = true;
   if (call.mic) for (const track of call.mic.getTracks()) track.stop();
-  const problem = await deleteCall(call);
+  const problem = await hangUpCall(call);
   release(call);
   setState("ended", "Call ended");
   setDetail("");
@@ -587,7 +590,7 @@ async function failCall(call, message) {
   if (call.ending) return;
   call.ending = true;
   showError(message);
-  const problem = await deleteCall(call);
+  const problem = await hangUpCall(call);
   release(call);
   setState("failed", call.answered ? "Call failed" : "Could not start the call");
   setDetail(problem && call.answered ? problem : "");
@@ -732,5 +735,5 @@ $("options-form").addEventListener("submit", (event) => {
 });
 window.addEventListener("pagehide", () => {
   // Leaving the page: don't leave the call running at the provider.
-  if (current && current.url && !current.ending) void deleteCall(current, { keepalive: true });
+  if (current && current.url && !current.ending) void hangUpCall(current, { keepalive: true });
 });

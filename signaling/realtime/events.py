@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias, assert_never
 
+import orjson
+
 JsonObject: TypeAlias = dict[str, Any]
 """A decoded JSON object, as carried in events and client payloads."""
 
@@ -573,7 +575,7 @@ def _raw_json(error: object, event: JsonObject) -> str:
     try:
         return json.dumps(error if error is not None else event, ensure_ascii=False)
     except RecursionError:
-        # Nesting that json.loads just managed can overflow here, deeper in the stack.
+        # Nesting the parser accepted (up to 1,024 levels) can overflow the encoder's stack.
         return "unreadable error"
 
 
@@ -644,11 +646,12 @@ def parse_server_event(raw: str | bytes) -> ServerEvent:
     """
     try:
         text = raw if isinstance(raw, str) else raw.decode("utf-8")
-        obj = json.loads(text)
+        obj = orjson.loads(text)
     except UnicodeDecodeError:
         return MalformedEvent(reason="message is not valid UTF-8", raw_excerpt=_excerpt(raw))
-    except (ValueError, RecursionError):
-        # ValueError covers JSONDecodeError and integers past the digit limit.
+    except ValueError:
+        # orjson's JSONDecodeError, also raised past 1,024 levels of nesting and for lone
+        # surrogates, which could not be stored or served as JSON later.
         return MalformedEvent(reason="message is not valid JSON", raw_excerpt=_excerpt(raw))
     if not isinstance(obj, dict):
         return MalformedEvent(reason="event is not a JSON object", raw_excerpt=_excerpt(raw))
@@ -739,7 +742,7 @@ KNOWN_TYPE_LABELS: Final = frozenset({*_PARSERS, *_IGNORED_TYPES, MALFORMED_TYPE
 provider inventing event types cannot grow the metric's series."""
 
 
-def metric_label(event: ServerEvent) -> str:
-    """`event_type_name(event)` when it is one of `KNOWN_TYPE_LABELS`, else `"unknown"`."""
-    name = event_type_name(event)
-    return name if name in KNOWN_TYPE_LABELS else UNKNOWN_TYPE_LABEL
+def metric_label(type_name: str) -> str:
+    """`type_name` (an `event_type_name`) when it is one of `KNOWN_TYPE_LABELS`, else
+    `"unknown"`."""
+    return type_name if type_name in KNOWN_TYPE_LABELS else UNKNOWN_TYPE_LABEL

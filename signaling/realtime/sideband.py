@@ -137,6 +137,9 @@ class Sideband:
             raise _refusal(exc.response.status_code, exc.response.body) from None
         except (OSError, TimeoutError, InvalidHandshake, CredentialsError) as exc:
             raise SidebandError(type(exc).__name__) from None
+        # Our handshake request (headers, the key among them) is never read again, and held
+        # calls are many: let it go.
+        self._ws.request = None
         self.close_code, self.close_reason = None, ""
 
     async def receive(self) -> str | bytes | None:

@@ -113,6 +113,9 @@ SNAPSHOT_VERSION: Final = 1
 """The `version` of `CallState.snapshot()` output."""
 
 _OFFERED_TOOLS: Final = f"{BACKGROUND_AGENT_TOOL}, {REMAIN_SILENT_TOOL}"
+# Actions that show the call is in use (for the idle timeout); a tuple, which `isinstance`
+# checks faster than a union, once per event.
+_ACTIVITY: Final = (PublishTranscript, SpeechActivity, EnqueueHandoff)
 
 
 def _sequential_item_ids() -> Callable[[], str]:
@@ -303,7 +306,7 @@ class CallState:
         if self._ended:
             return []
         self._link_lost()
-        return self._retry_or_end(now, f"closed with code {code} {reason!r}".strip())
+        return self._retry_or_end(now, f"closed with code {code} {self._redact(reason)!r}".strip())
 
     def join_failed(
         self, status: int | None, code: str | None, now: float, message: str = ""
@@ -397,17 +400,15 @@ class CallState:
         if self._ended:
             return []
         self._link.delivered()
-        actions: list[Action] = [EventObserved(metric_label(event))]
-        actions.extend(self._handle(event))
-        if now is not None and any(
-            isinstance(a, PublishTranscript | SpeechActivity | EnqueueHandoff) for a in actions
-        ):
+        type_name = event_type_name(event)
+        actions: list[Action] = [EventObserved(metric_label(type_name))]
+        actions.extend(self._handle(event, type_name))
+        if now is not None and any(isinstance(a, _ACTIVITY) for a in actions):
             self._last_activity = now
         actions.extend(self._limit_reports())
         return actions
 
-    def _handle(self, event: ServerEvent) -> list[Action]:
-        type_name = event_type_name(event)
+    def _handle(self, event: ServerEvent, type_name: str) -> list[Action]:
         match event:
             case SessionUpdated(session_id=session_id):
                 return self._session_updated(session_id)

@@ -36,6 +36,9 @@ class RunningService:
         return self.manager.provider_base_url
 
 
+STAND_IN_KEY = "sk-stand-in-0123456789abcdef"
+"""The provider key a test service gets when the test names a real provider kind but no key."""
+
 StartService = Callable[..., Awaitable[RunningService]]
 Serve = Callable[[Any], Awaitable[str]]
 
@@ -53,10 +56,13 @@ async def serve() -> AsyncIterator[Serve]:
 
 @pytest.fixture
 async def start_service(serve: Serve) -> StartService:
-    """Start callbridge with settings overrides (local provider and memory queue by default)."""
+    """Start callbridge with settings overrides (local provider and memory queue by default;
+    a real provider kind gets a stand-in key unless one is given, as it refuses to start
+    without one)."""
 
     async def start(**overrides: Any) -> RunningService:
-        overrides.setdefault("api_key", None)
+        keyless = overrides.get("provider", "local") == "local"
+        overrides.setdefault("api_key", None if keyless else STAND_IN_KEY)
         app = create_app(Settings(port=0, **overrides))
         url = await serve(app)
         return RunningService(url, app)

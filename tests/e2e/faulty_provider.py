@@ -3,12 +3,14 @@
 Each call-creation request takes the next behaviour from `script`; everything it saw is recorded.
 The sideband can be scripted as real providers behave in public bug reports (PROTOCOL §10):
 connections upgraded and closed at once, handshakes refused with a JSON error, `response.create`
-refused while a response is active, voice changes refused.
+refused while a response is active, voice changes refused. Hang-ups take their answer's status
+from `hangup_statuses` (200 once it is empty).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -16,10 +18,31 @@ from typing import Any, Literal
 from fastapi import FastAPI, Request, Response, WebSocket
 
 Behaviour = Literal[
-    "ok", "error500", "timeout", "no_location", "bad_location", "not_utf8", "echo_key"
+    "ok",
+    "error500",
+    "timeout",
+    "no_location",
+    "bad_location",
+    "not_utf8",
+    "echo_key",
+    "echo_key_mangled",
+    "key_in_answer",
+    "key_in_call_id",
+    "key_in_bad_location",
 ]
 
 ANSWER = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+
+
+def mangled(key: str) -> list[str]:
+    """The ways a careless provider may quote a key other than verbatim: URL-encoded, with a
+    Unicode hyphen (U+2010), JSON-escaped, and base64-encoded in a `Basic` credential."""
+    return [
+        "".join(f"%{byte:02X}" if not chr(byte).isalnum() else chr(byte) for byte in key.encode()),
+        key.replace("-", "\u2010"),
+        json.dumps(key.replace("-", "\u2010"))[1:-1],
+        "Basic " + base64.b64encode(f"user:{key}".encode()).decode(),
+    ]
 
 
 @dataclass
@@ -29,6 +52,7 @@ class FaultyProvider:
     script: list[Behaviour] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
     hangups: list[str] = field(default_factory=list)
+    hangup_statuses: list[int] = field(default_factory=list)
     sideband_attempts: int = 0
     refuse_sideband: int = 0
     delay_s: float = 30.0
@@ -38,13 +62,14 @@ class FaultyProvider:
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     close_at_once: int = 0
     close_code: int = 1011
+    close_reason: str = ""
     refuse_next_join: tuple[int, str] | None = None
     refuse_response_creates: int = 0
     refuse_voice_updates: bool = False
     connections: list[list[dict[str, Any]]] = field(default_factory=list)
 
     async def _refuse(self, socket: WebSocket, event: dict[str, Any], code: str, text: str) -> None:
-        error = {"type": "invalid_request_error", "code": code, "message": text}
+        error: dict[str, Any] = {"type": "invalid_request_error", "code": code, "message": text}
         error["event_id"] = event.get("event_id")
         await socket.send_text(json.dumps({"type": "error", "event_id": "evt_p", "error": error}))
 
@@ -116,6 +141,30 @@ class FaultyProvider:
                     status_code=401,
                     media_type="application/json",
                 )
+            key = request.headers.get("authorization", "").removeprefix("Bearer ")
+            if behaviour == "echo_key_mangled":
+                message = "Incorrect API key provided: " + ", ".join(mangled(key))
+                return Response(
+                    json.dumps({"error": {"message": message, "type": "invalid_request_error"}}),
+                    status_code=401,
+                    media_type="application/json",
+                )
+            if behaviour == "key_in_answer":
+                return Response(
+                    ANSWER.replace("s=-", f"s={key}"),
+                    status_code=201,
+                    media_type="application/sdp",
+                    headers={"Location": f"/v1/realtime/calls/{call_id}"},
+                )
+            if behaviour in ("key_in_call_id", "key_in_bad_location"):
+                # A call id that is the key (valid characters), or a Location quoting it.
+                suffix = "" if behaviour == "key_in_call_id" else "!"
+                return Response(
+                    ANSWER,
+                    status_code=201,
+                    media_type="application/sdp",
+                    headers={"Location": f"/v1/realtime/calls/rtc_{key}{suffix}"},
+                )
             if behaviour == "timeout":
                 await asyncio.sleep(self.delay_s)
             if behaviour == "no_location":
@@ -144,6 +193,10 @@ class FaultyProvider:
         @app.post("/v1/realtime/calls/{call_id}/hangup")
         async def hangup(call_id: str) -> Response:
             self.hangups.append(call_id)
+            status = self.hangup_statuses.pop(0) if self.hangup_statuses else 200
+            if status != 200:
+                error = {"error": {"code": None, "message": f"hang-up answered {status}"}}
+                return Response(json.dumps(error), status, media_type="application/json")
             await self.end_call(call_id)
             return Response(status_code=200)
 
@@ -169,7 +222,7 @@ class FaultyProvider:
             await websocket.accept()
             if self.close_at_once > 0:
                 self.close_at_once -= 1
-                await websocket.close(code=self.close_code)
+                await websocket.close(code=self.close_code, reason=self.close_reason)
                 return
             connection: list[dict[str, Any]] = []
             self.connections.append(connection)

@@ -201,17 +201,38 @@ async def test_whip_patch_is_answered_as_rfc_9725_allows(
     assert response.headers["content-type"].startswith("application/problem+json")
 
 
-async def test_delete_on_the_location_ends_the_session_and_then_it_is_gone_for_control(
+async def test_delete_on_the_location_answers_the_final_record_and_then_the_call_is_gone(
     start_service: StartService, serve: Serve
 ) -> None:
     service = await _service(start_service, serve)
     async with httpx.AsyncClient(base_url=service.url) as client:
         location = (await _start(client)).headers["location"]
-        assert (await client.delete(location)).status_code == 200
-        ended = await client.post(f"{location}/messages", json={"text": "hi"})
+        deleted = await client.delete(location)
+        after = [
+            await client.get(location),
+            await client.post(f"{location}/messages", json={"text": "hi"}),
+            await client.post(f"{location}/hangup"),
+            await client.get(f"{location}/events"),
+            await client.delete(location),
+        ]
+    assert deleted.status_code == 200
+    assert (deleted.json()["state"], deleted.json()["transcript"]) == ("ended", [])
+    assert [r.status_code for r in after] == [410] * len(after)
+    assert {r.headers["content-type"] for r in after} == {"application/problem+json"}
+
+
+async def test_hang_up_ends_the_call_and_keeps_its_record_readable(
+    start_service: StartService, serve: Serve
+) -> None:
+    service = await _service(start_service, serve)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        location = (await _start(client)).headers["location"]
+        hung_up = await client.post(f"{location}/hangup")
+        message = await client.post(f"{location}/messages", json={"text": "hi"})
         record = await client.get(location)
-    assert ended.status_code == 409
-    assert record.json()["state"] == "ended"
+    assert (hung_up.status_code, hung_up.json()["state"]) == (200, "ended")
+    assert message.status_code == 409
+    assert (record.status_code, record.json()["end_reason"]) == (200, "hangup")
 
 
 async def test_a_provider_outage_is_reported_but_does_not_make_the_instance_unready(
@@ -229,3 +250,26 @@ async def test_a_provider_outage_is_reported_but_does_not_make_the_instance_unre
     assert body["status"] == "pass"
     assert body["checks"]["provider:reachable"][0]["status"] == "warn"
     assert "callbridge_provider_up 0.0" in metrics.text
+
+
+async def test_the_call_listing_pages_by_call_id(start_service: StartService, serve: Serve) -> None:
+    service = await _service(start_service, serve)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        for _ in range(3):
+            await _start(client)
+        first = (await client.get("/v1/calls", params={"limit": 2})).json()
+        rest = (await client.get("/v1/calls", params={"after": first["next"]})).json()
+    ids = [c["id"] for c in first["calls"] + rest["calls"]]
+    assert ids == sorted(service.manager.sessions)
+    assert (len(first["calls"]), first["next"], rest["next"]) == (2, ids[1], None)
+
+
+@pytest.mark.parametrize("query", [{"limit": "0"}, {"limit": "1001"}, {"after": "x" * 65}])
+async def test_a_call_listing_asked_for_out_of_bounds_is_a_422(
+    start_service: StartService, serve: Serve, query: dict[str, str]
+) -> None:
+    service = await _service(start_service, serve)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        response = await client.get("/v1/calls", params=query)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"

@@ -7,8 +7,6 @@ request took Azure's paths and auth.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 from typing import Any
 
 import httpx
@@ -17,22 +15,10 @@ import pytest
 from media.local_provider import LocalProviderConfig, create_provider_app
 from media.peer import CallClient, DialError
 from tests.e2e.conftest import Serve, StartService
+from tests.e2e.waiting import until
 
 AZURE_KEY = "azure-test-key"
 REQUEST = "please ask the background agent what is 2 plus 3"
-
-
-async def _wait_until(predicate: Any, timeout_s: float = 10.0) -> None:
-    async def poll() -> None:
-        while True:
-            result = predicate()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return
-            await asyncio.sleep(0.05)
-
-    await asyncio.wait_for(poll(), timeout_s)
 
 
 @pytest.fixture
@@ -65,7 +51,7 @@ async def test_a_webrtc_call_through_azure_hands_off_and_hangs_up(
                 body = (await client.get(f"/v1/calls/{call_id}")).json()
                 return bool(body["handoffs"]) and body["handoffs"][0]["delivered_to_model"]
 
-            await _wait_until(delivered)
+            await until(delivered)
             handoff = (await client.get(f"/v1/calls/{call_id}")).json()["handoffs"][0]
         assert "2 + 3 = 5" in handoff["output"]
         record = await _stand_in_record(azure_stand_in, call_id)

@@ -17,17 +17,10 @@ from service.calls.session import CallSession
 from tests.e2e.conftest import RunningService, Serve, StartService
 from tests.e2e.faulty_provider import FaultyProvider
 from tests.e2e.sse import SseRecorder
+from tests.e2e.waiting import until
 from tests.unit.sdp_samples import AIORTC_OFFER
 
 KEY = "sk-faults-0123456789"
-
-
-async def _wait(predicate: Any, timeout_s: float = 15.0) -> None:
-    async def poll() -> None:
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(poll(), timeout_s)
 
 
 @pytest.fixture
@@ -61,7 +54,7 @@ async def _ready(
     start_service: StartService, serve: Serve, provider: FaultyProvider, **settings: Any
 ) -> tuple[RunningService, str, CallSession]:
     service, call_id, session = await _start(start_service, serve, provider, **settings)
-    await _wait(lambda: session.call.session_id == "sess_fault")
+    await until(lambda: session.call.session_id == "sess_fault")
     return service, call_id, session
 
 
@@ -124,7 +117,7 @@ async def test_after_a_rejoin_storm_exactly_one_session_update_goes_out_on_the_n
     )
     provider.close_at_once = 3
     await provider.drop(call_id)
-    await _wait(lambda: len(provider.connections) == 2 and session.call.sideband_reconnects > 0)
+    await until(lambda: len(provider.connections) == 2 and session.call.sideband_reconnects > 0)
     await asyncio.sleep(0.2)
     updates = [e for e in provider.connections[-1] if e["type"] == "session.update"]
     assert len(updates) == 1
@@ -141,12 +134,12 @@ async def test_an_answer_refused_for_an_active_response_is_spoken_once_that_resp
     service, call_id, _session = await _ready(start_service, serve, provider)
     provider.refuse_response_creates = 1
     await provider.push(call_id, _tool_call("call_1"))
-    await _wait(lambda: provider.refuse_response_creates == 0 and _outputs(provider, "call_1"))
+    await until(lambda: provider.refuse_response_creates == 0 and _outputs(provider, "call_1"))
     (handoff,) = (await _record(service, call_id))["handoffs"]
     assert handoff["delivered_to_model"] is False
     response = {"id": "resp_vad", "status": "completed", "output": []}
     await provider.push(call_id, json.dumps({"type": "response.done", "response": response}))
-    await _wait(lambda: _count(provider, "response.create") == 2)
+    await until(lambda: _count(provider, "response.create") == 2)
     (handoff,) = (await _record(service, call_id))["handoffs"]
     assert handoff["delivered_to_model"] is True
     assert len(_outputs(provider, "call_1")) == 1
@@ -165,7 +158,7 @@ async def test_a_call_to_a_tool_we_did_not_offer_is_answered_with_an_error_and_r
     error = await events.wait_for(lambda e: e.name == "call.error")
     await events.stop()
     assert error.data["code"] == "unknown_tool"
-    await _wait(lambda: _outputs(provider, "call_w") and _count(provider, "response.create"))
+    await until(lambda: _outputs(provider, "call_w") and _count(provider, "response.create"))
     (output,) = _outputs(provider, "call_w")
     assert "no tool named 'get_weather'" in output["output"]
     assert (await _record(service, call_id))["handoffs"] == []
@@ -191,7 +184,7 @@ async def test_a_truncated_or_malformed_tool_call_is_not_handed_off_and_the_mode
 ) -> None:
     service, call_id, _session = await _ready(start_service, serve, provider)
     await provider.push(call_id, _tool_call("call_t", **fields))
-    await _wait(lambda: _outputs(provider, "call_t"))
+    await until(lambda: _outputs(provider, "call_t"))
     (output,) = _outputs(provider, "call_t")
     assert "again" in output["output"]
     record = await _record(service, call_id)
@@ -234,16 +227,16 @@ async def test_a_refused_voice_change_is_reported_and_the_record_shows_the_setti
     provider.refuse_voice_updates = True
     async with httpx.AsyncClient(base_url=service.url) as client:
         await client.post(f"/v1/calls/{call_id}/session", json={"voice": "ash"})
-        await _wait(lambda: _count(provider, "session.update") == 2)
-        await _wait(lambda: bool(service.manager.get(call_id).errors))  # type: ignore[union-attr]
+        await until(lambda: _count(provider, "session.update") == 2)
+        await until(lambda: bool(service.manager.get(call_id).errors))  # type: ignore[union-attr]
         record = await _record(service, call_id)
         assert record["session"]["voice"] == "marin"
         assert [e["code"] for e in record["errors"]] == ["cannot_update_voice"]
         await client.post(f"/v1/calls/{call_id}/session", json={"instructions": "Be terse."})
-    await _wait(lambda: _count(provider, "session.update") == 3)
+    await until(lambda: _count(provider, "session.update") == 3)
     later = [e for e in provider.received if e["type"] == "session.update"][-1]
     assert later["session"] == {"type": "realtime", "instructions": "Be terse."}
-    await _wait(lambda: _count(provider, "session.update") == 3)
+    await until(lambda: _count(provider, "session.update") == 3)
     record = await _record(service, call_id)
     assert (record["session"]["voice"], record["session"]["instructions"]) == ("marin", "Be terse.")
 
@@ -296,7 +289,7 @@ async def test_unknown_event_types_are_counted_under_one_unknown_label(
     service, call_id, session = await _ready(start_service, serve, provider)
     frames = [json.dumps({"type": f"invented.kind_{n}"}) for n in range(200)]
     await provider.push(call_id, *frames, json.dumps({"type": "error", "error": {"message": "x"}}))
-    await _wait(lambda: bool(session.call.errors))
+    await until(lambda: bool(session.call.errors))
     async with httpx.AsyncClient(base_url=service.url) as client:
         metrics = (await client.get("/metrics")).text
     assert "invented.kind" not in metrics

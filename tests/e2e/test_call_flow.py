@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from media.peer import CallClient, DialError
 from tests.e2e.conftest import RunningService, StartService
 from tests.e2e.processes import Process, free_port
 from tests.e2e.sse import SseEvent, SseRecorder
+from tests.e2e.waiting import until
 
 REQUEST = "please ask the background agent what is 2 plus 3"
 
@@ -27,21 +26,6 @@ async def _provider_record(service: RunningService, call_id: str) -> dict[str, A
     assert response.status_code == 200
     record: dict[str, Any] = response.json()
     return record
-
-
-async def _wait_until(predicate: Any, timeout_s: float = 10.0) -> None:
-    """Poll `predicate` (sync or async) until it is true."""
-
-    async def poll() -> None:
-        while True:
-            result = predicate()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return
-            await asyncio.sleep(0.05)
-
-    await asyncio.wait_for(poll(), timeout_s)
 
 
 def _call_id(client: CallClient) -> str:
@@ -70,7 +54,7 @@ async def test_media_flows_both_ways_and_delete_hangs_up_at_the_provider(
         record = await _provider_record(service, call_id)
         return call.frames_received > 10 and record["inbound_audio_frames"] > 10
 
-    await _wait_until(audio_both_ways)
+    await until(audio_both_ways)
     assert any(e["type"] == "session.created" for e in call.events)
     assert await call.hangup() == 200
     record = await _provider_record(service, call_id)
@@ -102,10 +86,10 @@ async def test_sideband_configures_the_session_without_a_model(
     async def updated() -> bool:
         return "session.update" in (await _provider_record(service, call_id))["client_event_types"]
 
-    await _wait_until(updated)
+    await until(updated)
     session = service.manager.session(call_id)
     assert session is not None
-    await _wait_until(lambda: session.call.session_id is not None)
+    await until(lambda: session.call.session_id is not None)
 
 
 async def test_handoff_round_trip_reaches_worker_and_answer_is_spoken(
@@ -156,7 +140,7 @@ async def test_call_record_includes_transcript_and_handoffs(
             body = (await client.get(f"/v1/calls/{call_id}")).json()
             return bool(body["handoffs"]) and body["handoffs"][0]["state"] == "completed"
 
-        await _wait_until(handoff_done)
+        await until(handoff_done)
         body = (await client.get(f"/v1/calls/{call_id}")).json()
     assert body["transcript"][0] == {
         "item_id": body["transcript"][0]["item_id"],
@@ -197,7 +181,7 @@ async def test_openai_provider_path_reaches_a_separate_provider_process_by_url(
             session = service.manager.session(call_id)
             return session is not None and session.call.session_id is not None
 
-        await _wait_until(joined)
+        await until(joined)
         assert client.dtls_connected
         assert await client.hangup() == 200
     record = await _provider_record(service, call_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
@@ -99,7 +101,7 @@ async def test_oversized_chunked_offer_is_refused_while_streaming(
 ) -> None:
     service = await _service_with(start_service, serve, FaultyProvider())
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(100):
             yield b"a=x\r\n" * 200
 

@@ -256,11 +256,27 @@ async def test_hang_up_sent_to_the_other_instance_ends_the_call_at_the_owner(
     owner, other = cluster.instances
     async with CallClient(f"{owner}/v1/calls") as call:
         call_id = call_id_of(call)
-        hangup = await http.delete(f"{other}/v1/calls/{call_id}")
+        hangup = await http.post(f"{other}/v1/calls/{call_id}/hangup")
         at_owner = await call_record(http, owner, call_id)
         ended_via_other = await call_record(http, other, call_id)
         at_provider = await provider_record(http, cluster, call_id)
     assert hangup.status_code == 200, hangup.text
     assert (at_owner["state"], at_owner["end_reason"]) == ("ended", "hangup")
     assert ended_via_other["state"] == "ended", "an ended call's record is found from any instance"
+    assert at_provider["state"] == "ended"
+
+
+async def test_a_call_deleted_at_the_other_instance_is_gone_at_both(
+    cluster: Cluster, http: httpx.AsyncClient
+) -> None:
+    owner, other = cluster.instances
+    async with CallClient(f"{owner}/v1/calls") as call:
+        call_id = call_id_of(call)
+        deleted = await http.delete(f"{other}/v1/calls/{call_id}")
+        after = [
+            (await http.get(f"{url}/v1/calls/{call_id}")).status_code for url in (owner, other)
+        ]
+        at_provider = await provider_record(http, cluster, call_id)
+    assert (deleted.status_code, deleted.json()["state"]) == (200, "ended"), deleted.text
+    assert after == [410, 410]
     assert at_provider["state"] == "ended"

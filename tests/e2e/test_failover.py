@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 
 from tests.e2e.processes import Process, free_port
 from tests.e2e.redis_server import RedisServer
+from tests.e2e.waiting import until
 from tests.unit.sdp_samples import AIORTC_OFFER
 
 KEY = "sk-x"
@@ -278,6 +279,47 @@ class SseClient:
                 await self._task
 
 
+# Finding a call
+
+
+async def test_a_call_is_found_by_every_instance_as_soon_as_its_start_is_answered(
+    cluster: Cluster, http: httpx.AsyncClient
+) -> None:
+    a, b = cluster.urls["a"], cluster.urls["b"]
+
+    async def look_up_at_b_once_started_at_a() -> int:
+        call_id = await start_call(http, a)
+        return (await http.get(f"{b}/v1/calls/{call_id}")).status_code
+
+    statuses = await asyncio.gather(*(look_up_at_b_once_started_at_a() for _ in range(CALLS)))
+    assert statuses == [200] * CALLS
+
+
+async def test_the_call_listing_of_any_instance_pages_through_every_instances_calls(
+    cluster: Cluster, http: httpx.AsyncClient
+) -> None:
+    a, b = cluster.urls["a"], cluster.urls["b"]
+    started = set(await asyncio.gather(*(start_call(http, a if n % 2 else b) for n in range(10))))
+
+    async def listed() -> list[str]:
+        ids: list[str] = []
+        after: str | None = None
+        while True:
+            params = {"limit": "4", **({"after": after} if after else {})}
+            page = (await http.get(f"{a}/v1/calls", params=params)).json()
+            ids += [c["id"] for c in page["calls"]]
+            after = page["next"]
+            if after is None:
+                return ids
+
+    async def all_listed() -> bool:
+        return set(await listed()) == started
+
+    await until(all_listed)
+    ids = await listed()
+    assert ids == sorted(started)
+
+
 # Losing an instance
 
 
@@ -311,7 +353,7 @@ async def test_calls_of_a_killed_instance_are_taken_over_with_their_handoffs_and
             (await provider_record(http, cluster, c))["function_call_outputs"] for c in call_ids
         ]
         logged = [
-            [entry_id for entry_id, _ in await redis.xrange(f"callbridge:events:{c}")]
+            [entry_id for entry_id, _ in await redis.xrange(f"callbridge:events:{c}") or []]
             for c in call_ids
         ]
     finally:

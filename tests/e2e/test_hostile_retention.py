@@ -53,7 +53,7 @@ async def test_ended_calls_beyond_the_byte_budget_are_forgotten_oldest_first(
             await provider.push(call_id, _said(f"{n} " + "x" * SAID))
             while not session.call.transcript or not session.call.transcript.snapshot():  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
-            assert (await client.delete(location)).status_code == 200
+            assert (await client.post(f"{location}/hangup")).status_code == 200
             locations.append(location)
         first = await client.get(locations[0])
         last = await client.get(locations[-1])

@@ -12,6 +12,7 @@ from service.calls.session import CallSession
 from tests.e2e.conftest import RunningService, Serve, StartService
 from tests.e2e.faulty_provider import FaultyProvider
 from tests.e2e.hostile import healthy, request_head
+from tests.e2e.waiting import until
 from tests.unit.sdp_samples import AIORTC_OFFER
 
 
@@ -33,14 +34,6 @@ def _http_requests_in_flight() -> int:
         for task in asyncio.all_tasks()
         if getattr(task.get_coro(), "__qualname__", "") == "RequestResponseCycle.run_asgi"
     )
-
-
-async def _until(predicate: object, timeout_s: float = 30.0) -> None:
-    async def poll() -> None:
-        while not predicate():  # type: ignore[operator]  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(poll(), timeout_s)
 
 
 async def _call(
@@ -86,11 +79,11 @@ async def test_a_subscriber_that_never_reads_is_dropped_while_the_call_goes_on(
     service, call_id, session = await _call(start_service, serve, provider)
     sock = await _silent_subscriber(service, call_id)
     try:
-        await _until(lambda: _http_requests_in_flight() == 1)
+        await until(lambda: _http_requests_in_flight() == 1)
         # Events small enough not to lag the subscriber off: only its socket is full.
         for n in range(3000):
             await provider.push(call_id, _said(n))
-        await _until(lambda: _http_requests_in_flight() == 0)
+        await until(lambda: _http_requests_in_flight() == 0)
         assert session.call.state == "active"
         assert await healthy(service.url)
     finally:
@@ -104,13 +97,13 @@ async def test_a_stream_whose_subscriber_never_reads_closes_when_the_call_ends(
     service, call_id, session = await _call(start_service, serve, provider)
     sock = await _silent_subscriber(service, call_id)
     try:
-        await _until(lambda: _http_requests_in_flight() == 1)
+        await until(lambda: _http_requests_in_flight() == 1)
         for n in range(3000):
             await provider.push(call_id, _said(n))
         async with httpx.AsyncClient(base_url=service.url) as client:
             assert (await client.delete(f"/v1/calls/{call_id}")).status_code == 200
         await asyncio.wait_for(session.wait_ended(), 10)
-        await _until(lambda: _http_requests_in_flight() == 0)
+        await until(lambda: _http_requests_in_flight() == 0)
         assert session.stream._subscribers == set()
         assert await healthy(service.url)
     finally:

@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from media.local_provider.app import create_provider_app
 from media.local_provider.calls import CallRegistry
 from media.local_provider.config import LocalProviderConfig
-from media.peer import PROVIDER_HANGUP, CallClient, DialError, dial, format_report
+from media.peer import CallClient, DialError, dial, format_report
 from tests.e2e.servers import running_server
 
 API_KEY = "sk-local-test"
@@ -228,7 +228,7 @@ async def test_healthz_answers_ok(provider: Provider, http: httpx.AsyncClient) -
 async def test_a_webrtc_caller_connects_and_gets_audio_and_session_created(
     provider: Provider,
 ) -> None:
-    async with CallClient(provider.calls_url, hangup_route=PROVIDER_HANGUP) as client:
+    async with CallClient(provider.calls_url) as client:
         greeting = await client.wait_for_event("session.created")
         await asyncio.sleep(0.3)
 
@@ -242,23 +242,21 @@ async def test_a_webrtc_caller_connects_and_gets_audio_and_session_created(
 async def test_a_caller_can_configure_the_session_at_call_creation(provider: Provider) -> None:
     session = {"type": "realtime", "output_modalities": ["text"]}
 
-    async with CallClient(
-        provider.calls_url, session=session, hangup_route=PROVIDER_HANGUP
-    ) as client:
+    async with CallClient(provider.calls_url, session=session) as client:
         greeting = await client.wait_for_event("session.created")
 
     assert greeting["session"]["output_modalities"] == ["text"]
 
 
 async def test_the_caller_hears_the_providers_greeting_tone(provider: Provider) -> None:
-    async with CallClient(provider.calls_url, hangup_route=PROVIDER_HANGUP) as client:
+    async with CallClient(provider.calls_url) as client:
         await asyncio.sleep(0.5)
 
         assert client.peak_dbfs > -30
 
 
 async def test_dial_reports_a_whole_call(provider: Provider) -> None:
-    report = await dial(provider.calls_url, seconds=0.3, hangup_route=PROVIDER_HANGUP)
+    report = await dial(provider.calls_url, seconds=0.3)
 
     lines = format_report(report).splitlines()
     assert "ICE connected" in lines
@@ -274,7 +272,7 @@ async def test_the_callers_wav_file_reaches_the_provider(
 ) -> None:
     wav = write_tone_wav(tmp_path / "hello.wav")
 
-    async with CallClient(provider.calls_url, play=wav, hangup_route=PROVIDER_HANGUP) as client:
+    async with CallClient(provider.calls_url, play=wav) as client:
         await asyncio.sleep(0.3)
         assert client.location is not None
         call = provider.calls.get(client.location.rsplit("/", 1)[-1])
@@ -284,7 +282,7 @@ async def test_the_callers_wav_file_reaches_the_provider(
 
 
 async def test_data_channel_and_sideband_both_get_every_event(provider: Provider) -> None:
-    async with CallClient(provider.calls_url, hangup_route=PROVIDER_HANGUP) as client:
+    async with CallClient(provider.calls_url) as client:
         assert client.location is not None
         call_id = client.location.rsplit("/", 1)[-1]
         async with connect(provider.sideband_url(call_id)) as ws:

@@ -19,6 +19,7 @@ from media.local_provider import create_provider_app, provider_server_config
 from media.local_provider.client_secrets import ClientSecrets
 from media.local_provider.config import LocalProviderConfig
 from tests.e2e.stand_in import Provider, local_provider, make_offer
+from tests.e2e.waiting import until
 
 API_KEY = "sk-surface"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -111,13 +112,10 @@ async def test_a_plain_websocket_session_ends_with_its_socket(provider: Provider
         json.loads(await ws.recv())
         (call,) = [provider.calls.get(call_id) for call_id in provider.calls.call_ids()]
         assert call is not None
-        assert call.state == "active"
+        while_open = call.state
 
-    for _ in range(500):
-        if call.state == "ended":
-            break
-        await asyncio.sleep(0.01)
-    assert call.state == "ended"
+    await until(lambda: call.state == "ended", timeout_s=5.0)
+    assert while_open == "active"
 
 
 async def test_a_websocket_without_model_or_call_id_is_refused_with_400(

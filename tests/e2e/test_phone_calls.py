@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import inspect
 import json
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -26,25 +25,14 @@ from standardwebhooks import Webhook
 from media.local_provider import LocalProviderConfig, create_provider_app
 from media.peer import CallClient
 from tests.e2e.conftest import RunningService, Serve, StartService
+from tests.e2e.redis_server import RedisServer
 from tests.e2e.sip_routers import FRONT_DESK, PIRATE
+from tests.e2e.waiting import until
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 REQUEST = "please ask the background agent what is 2 plus 3"
 CALLER = "sip:+14155550100@example.com"
 CALLED = "sip:+18005550199@example.com"
-
-
-async def _wait_until(predicate: Any, timeout_s: float = 10.0) -> None:
-    async def poll() -> None:
-        while True:
-            result = predicate()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return
-            await asyncio.sleep(0.05)
-
-    await asyncio.wait_for(poll(), timeout_s)
 
 
 class Phone:
@@ -91,13 +79,13 @@ class Phone:
             session = self.service.manager.session(call_id)
             return session is not None and session.call.session_id is not None
 
-        await _wait_until(ready)
+        await until(ready)
 
     async def decided(self, call_id: str) -> dict[str, Any]:
         async def not_ringing() -> bool:
-            return (await self.leg(call_id))["state"] != "ringing"
+            return bool((await self.leg(call_id))["state"] != "ringing")
 
-        await _wait_until(not_ringing)
+        await until(not_ringing)
         return await self.leg(call_id)
 
 
@@ -159,11 +147,17 @@ async def test_a_phone_callers_handoff_is_answered_and_the_answer_delivered(
     async def answered() -> bool:
         return any("2 + 3 = 5" in said for said in (await phone.leg(call_id))["heard"])
 
-    await _wait_until(answered)
+    async def delivered() -> bool:
+        handoffs = (await _service_record(phone, call_id))["handoffs"]
+        return bool(handoffs) and handoffs[0]["delivered_to_model"]
+
+    # The caller may hear the answer a moment before our sideband reads `response.created`.
+    await until(answered)
+    await until(delivered)
     record = await _service_record(phone, call_id)
     handoff = record["handoffs"][0]
     assert handoff["request"] == REQUEST
-    assert (handoff["state"], handoff["delivered_to_model"]) == ("completed", True)
+    assert handoff["state"] == "completed"
     tool_call_id = handoff["tool_call_id"]
     assert (await phone.leg(call_id))["call"]["function_call_outputs"] == {tool_call_id: 1}
 
@@ -214,7 +208,7 @@ async def test_refer_transfers_an_answered_phone_call(phone_network: Any) -> Non
     async def ended() -> bool:
         return (await _service_record(phone, call_id))["state"] in ("ended", "failed")
 
-    await _wait_until(ended)
+    await until(ended)
     assert (await _service_record(phone, call_id))["transferred_to"] == FRONT_DESK
 
 
@@ -235,7 +229,7 @@ async def test_hangup_ends_a_phone_call_at_the_provider(phone_network: Any) -> N
     call_id = (await phone.ring())["call_id"]
     await phone.joined(call_id)
     async with httpx.AsyncClient(base_url=phone.service.url) as client:
-        assert (await client.delete(f"/v1/calls/{call_id}")).status_code == 200
+        assert (await client.post(f"/v1/calls/{call_id}/hangup")).status_code == 200
     assert (await phone.leg(call_id))["call"]["state"] == "ended"
     assert (await _service_record(phone, call_id))["end_reason"] == "hangup"
 
@@ -285,6 +279,33 @@ async def test_a_replayed_webhook_is_refused_and_changes_nothing(phone_network: 
     assert [c.call_id for c in phone.service.manager.active()] == [leg["call_id"]]
 
 
+async def test_a_webhook_replayed_to_another_instance_is_refused_there(
+    phone_network: Any, start_service: StartService, redis_server: RedisServer
+) -> None:
+    phone: Phone = await phone_network(queue=redis_server.url, instance_id="a")
+    other = await start_service(
+        provider="openai",
+        provider_url=phone.provider_url,
+        webhook_secret=SECRET,
+        queue=redis_server.url,
+        instance_id="b",
+    )
+    leg = await phone.ring(deliver=False)
+    headers, body = leg["webhook"]["headers"], leg["webhook"]["body"]
+    assert (await phone.deliver(headers, body)).status_code == 200
+    await phone.joined(leg["call_id"])
+    async with httpx.AsyncClient() as client:
+        replay = await client.post(
+            f"{other.url}/v1/provider/webhooks", content=body, headers=headers
+        )
+    assert (replay.status_code, replay.json()["type"]) == (
+        400,
+        "https://callbridge.dev/problems/webhook-replayed",
+    )
+    await asyncio.sleep(0.2)
+    assert (await phone.leg(leg["call_id"]))["control_requests"] == ["accept"]
+
+
 async def test_a_forged_delivery_does_not_block_the_genuine_one(phone_network: Any) -> None:
     phone: Phone = await phone_network()
     leg = await phone.ring(deliver=False)
@@ -328,7 +349,7 @@ async def test_the_webhook_is_answered_before_an_http_router_decides(
     phone: Phone = await phone_network(sip_router=f"{router_url}/route")
     leg = await phone.ring()
     assert leg["webhook_status"] == 200
-    await _wait_until(lambda: bool(asked))
+    await until(lambda: bool(asked))
     assert (await phone.leg(leg["call_id"]))["state"] == "ringing"
     release.set()
     leg = await phone.decided(leg["call_id"])

@@ -2,33 +2,73 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
 import io
+import json
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from media.peer import CallClient, DialError
 from service.logs import configure_logging
-from tests.e2e.conftest import Serve, StartService
-from tests.e2e.faulty_provider import FaultyProvider
+from tests.e2e.conftest import RunningService, Serve, StartService
+from tests.e2e.faulty_provider import Behaviour, FaultyProvider, mangled
+from tests.e2e.sse import SseRecorder
+from tests.e2e.waiting import until
 from tests.unit.sdp_samples import AIORTC_OFFER
 
 KEY = "sk-live-7fQ2secretKEYvalue9XyZ"
+# What identifies the key in any of its mangled forms: its body, and its base64 encoding.
+KEY_BODY = KEY.removeprefix("sk-live-")
+KEY_BASE64 = base64.b64encode(f"user:{KEY}".encode()).decode()[8:-4]
+
+
+@contextlib.contextmanager
+def _logs_at_debug(secrets: list[str]) -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    out = io.StringIO()
+    configure_logging("DEBUG", "json", secrets, stream=out)
+    for name in ("websockets", "websockets.client", "httpx", "httpcore", "callbridge"):
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    try:
+        yield out
+    finally:
+        root.handlers[:], root.level = saved
 
 
 @pytest.fixture
 def debug_logs() -> Iterator[io.StringIO]:
     """Our JSON logging at DEBUG, with the chattiest libraries turned all the way up."""
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
-    out = io.StringIO()
-    configure_logging("DEBUG", "json", [KEY], stream=out)
-    for name in ("websockets", "websockets.client", "httpx", "httpcore", "callbridge"):
-        logging.getLogger(name).setLevel(logging.DEBUG)
-    yield out
-    root.handlers[:], root.level = saved
+    with _logs_at_debug([KEY]) as out:
+        yield out
+
+
+def _leaks(text: str) -> list[str]:
+    """Which tell-tales of the key `text` holds."""
+    return [tell for tell in (KEY, KEY_BODY, KEY_BASE64) if tell in text]
+
+
+async def _faulty(
+    start_service: StartService, serve: Serve, *script: Behaviour, **settings: Any
+) -> tuple[RunningService, FaultyProvider]:
+    provider = FaultyProvider(script=list(script))
+    service = await start_service(
+        provider="openai", provider_url=await serve(provider.app()), api_key=KEY, **settings
+    )
+    return service, provider
+
+
+async def _start_call(service: RunningService) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        return await client.post(
+            "/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
+        )
 
 
 def _dump(response: httpx.Response) -> str:
@@ -84,3 +124,86 @@ async def test_key_appears_nowhere_in_a_whole_call_lifecycle(
     assert KEY not in logs
     for text in seen:
         assert KEY not in text
+
+
+async def test_a_key_quoted_in_the_sdp_answer_does_not_reach_the_browser(
+    start_service: StartService, serve: Serve, debug_logs: io.StringIO
+) -> None:
+    service, _ = await _faulty(start_service, serve, "key_in_answer")
+    response = await _start_call(service)
+    assert response.status_code == 201
+    assert "s=[REDACTED]" in response.text
+    assert _leaks(_dump(response)) == []
+    assert _leaks(debug_logs.getvalue()) == []
+
+
+async def test_a_key_quoted_in_the_location_does_not_reach_the_client(
+    start_service: StartService, serve: Serve, debug_logs: io.StringIO
+) -> None:
+    service, _ = await _faulty(start_service, serve, "key_in_call_id", "key_in_bad_location")
+    for _ in range(2):
+        response = await _start_call(service)
+        assert response.status_code == 502
+        assert _leaks(_dump(response)) == []
+    assert _leaks(debug_logs.getvalue()) == []
+
+
+async def test_a_mangled_key_in_a_provider_error_reaches_no_response_or_log(
+    start_service: StartService, serve: Serve, debug_logs: io.StringIO
+) -> None:
+    service, _ = await _faulty(start_service, serve, "echo_key_mangled")
+    response = await _start_call(service)
+    assert response.status_code == 502
+    assert "Incorrect API key provided" in response.json()["detail"]
+    assert _leaks(_dump(response)) == []
+    assert _leaks(debug_logs.getvalue()) == []
+
+
+async def test_a_mangled_key_in_a_sideband_error_reaches_no_record_stream_or_log(
+    start_service: StartService, serve: Serve, debug_logs: io.StringIO
+) -> None:
+    service, provider = await _faulty(start_service, serve)
+    call_id = (await _start_call(service)).headers["location"].rsplit("/", 1)[1]
+    await asyncio.wait_for(provider.connected.wait(), 15.0)
+    events = SseRecorder(f"{service.url}/v1/calls/{call_id}/events")
+    await events.start()
+    quoted = {"code": "invalid_api_key", "message": "Incorrect key: " + ", ".join(mangled(KEY))}
+    await provider.push(call_id, json.dumps({"type": "error", "error": quoted}))
+    error = await events.wait_for(lambda e: e.name == "call.error")
+    await events.stop()
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        record = await client.get(f"/v1/calls/{call_id}")
+    assert "Incorrect key" in record.json()["errors"][0]["message"]
+    assert _leaks(json.dumps(error.data, ensure_ascii=False)) == []
+    assert _leaks(_dump(record)) == []
+    assert _leaks(debug_logs.getvalue()) == []
+
+
+async def test_a_key_in_a_sideband_close_reason_reaches_no_record_or_log(
+    start_service: StartService, serve: Serve, debug_logs: io.StringIO
+) -> None:
+    service, provider = await _faulty(start_service, serve, sideband_max_attempts=1)
+    provider.close_at_once, provider.close_code = 1, 1008
+    provider.close_reason = f"bad key {KEY.replace('-', '%2D')}"
+    call_id = (await _start_call(service)).headers["location"].rsplit("/", 1)[1]
+    session = service.manager.session(call_id)
+    assert session is not None
+    await until(lambda: session.call.end_reason is not None)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        record = await client.get(f"/v1/calls/{call_id}")
+    assert "bad key [REDACTED]" in record.json()["end_detail"]["message"]
+    assert _leaks(_dump(record)) == []
+    assert _leaks(debug_logs.getvalue()) == []
+
+
+async def test_a_key_too_short_to_redact_is_warned_about_and_leaves_logs_legible(
+    start_service: StartService,
+) -> None:
+    with _logs_at_debug(["k"]) as logs:
+        service = await start_service(api_key="k")
+        async with httpx.AsyncClient(base_url=service.url) as client:
+            assert (await client.get("/readyz")).status_code == 200
+    lines = [json.loads(line) for line in logs.getvalue().splitlines()]
+    warnings = [line["msg"] for line in lines if line["level"] == "warning"]
+    assert any(msg.startswith("CALLBRIDGE_API_KEY is too short") for msg in warnings)
+    assert all("[REDACTED]" not in line["msg"] for line in lines)

@@ -12,6 +12,7 @@ from service.calls.session import CallSession
 from tests.e2e.conftest import RunningService, Serve, StartService
 from tests.e2e.faulty_provider import FaultyProvider
 from tests.e2e.sse import SseRecorder
+from tests.e2e.waiting import until
 from tests.unit.sdp_samples import AIORTC_OFFER
 
 
@@ -24,14 +25,6 @@ def _completed(item_id: str, text: str) -> str:
             "transcript": text,
         }
     )
-
-
-async def _wait(predicate: object, timeout_s: float = 10.0) -> None:
-    async def poll() -> None:
-        while not predicate():  # type: ignore[operator]  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(poll(), timeout_s)
 
 
 @pytest.fixture
@@ -57,7 +50,7 @@ async def _call(
     call_id = response.headers["location"].rsplit("/", 1)[1]
     session = service.manager.session(call_id)
     assert session is not None
-    await _wait(lambda: session.call.session_id == "sess_fault")
+    await until(lambda: session.call.session_id == "sess_fault")
     return service, call_id, session
 
 
@@ -87,7 +80,7 @@ async def test_client_events_sent_while_the_sideband_is_down_are_delivered_after
     await provider.drop(call_id)
     await session.inject_text("typed while the sideband was down")
     await asyncio.wait_for(provider.connected.wait(), 5)
-    await _wait(
+    await until(
         lambda: any(
             e["type"] == "conversation.item.create" and "typed while" in json.dumps(e)
             for e in provider.received
@@ -143,12 +136,12 @@ async def test_a_subscriber_that_stops_reading_is_cut_off_and_the_call_goes_on(
     _reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(f"GET /v1/calls/{call_id}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     await writer.drain()
-    await _wait(lambda: len(session.stream._subscribers) == 1)
+    await until(lambda: len(session.stream._subscribers) == 1)
     big = "x" * 2000
     for n in range(3000):
         await provider.push(call_id, _completed(f"item_{n}", f"{n} {big}"))
-    await _wait(lambda: len(session.call.transcript.snapshot()) == 3000, 30)  # type: ignore[union-attr]
-    await _wait(lambda: len(session.stream._subscribers) == 0, 30)
+    await until(lambda: len(session.call.transcript.snapshot()) == 3000, 30)  # type: ignore[union-attr]
+    await until(lambda: len(session.stream._subscribers) == 0, 30)
     async with httpx.AsyncClient(base_url=service.url) as client:
         record = await client.get(f"/v1/calls/{call_id}")
     writer.close()

@@ -258,7 +258,11 @@ def test_an_incomplete_function_call_item_is_not_handed_off_and_asks_for_a_retry
 
 def test_a_call_in_an_incomplete_response_is_not_handed_off() -> None:
     state = open_state()
-    response = {"id": "resp_1", "status": "incomplete", "output": [call_item("call_1")]}
+    response: dict[str, Any] = {
+        "id": "resp_1",
+        "status": "incomplete",
+        "output": [call_item("call_1")],
+    }
     response["status_details"] = {"type": "incomplete", "reason": "max_output_tokens"}
     actions = state.feed_raw(frame("response.done", response=response))
     assert not [a for a in actions if isinstance(a, EnqueueHandoff)]

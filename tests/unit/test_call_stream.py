@@ -32,7 +32,7 @@ async def test_resume_after_a_sequence_number_skips_what_was_seen() -> None:
 async def test_slow_subscriber_is_cut_off_instead_of_buffering_forever() -> None:
     stream = CallEventStream(max_lag=2)
     events = stream.subscribe().__aiter__()
-    first = asyncio.create_task(events.__anext__())
+    first: asyncio.Future[StreamEvent | None] = asyncio.ensure_future(events.__anext__())
     await asyncio.sleep(0)
     for n in range(5):
         stream.publish("e", {"n": n})

@@ -403,6 +403,8 @@ def test_unknown_types_are_reported_as_unknown() -> None:
         (b"\xff\xfe{}", "message is not valid UTF-8"),
         ("[" * 100_000, "message is not valid JSON"),
         ('{"type": "x", "n": ' + "9" * 5000 + "}", "message is not valid JSON"),
+        # A lone surrogate could be stored nowhere as JSON and served to nobody.
+        ('{"type": "response.output_text.delta", "delta": "\\ud800"}', "message is not valid JSON"),
     ],
 )
 def test_unusable_messages_are_malformed(raw: str | bytes, reason: str) -> None:

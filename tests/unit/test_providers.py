@@ -21,7 +21,9 @@ def test_the_azure_base_url_is_built_from_the_resource_name() -> None:
 
 
 def test_azure_authenticates_with_the_api_key_header() -> None:
-    credentials = provider_credentials(Settings(provider="azure", api_key="k"))
+    credentials = provider_credentials(
+        Settings(provider="azure", azure_resource="res", api_key="k")
+    )
     assert credentials is not None
     assert asyncio.run(credentials.headers()) == {"api-key": "k"}
 

@@ -1,6 +1,8 @@
 """One redaction for all provider text."""
 
-from signaling.redaction import REDACTED, redact
+import base64
+
+from signaling.redaction import REDACTED, redact, too_short
 
 
 def test_configured_secrets_are_replaced() -> None:
@@ -17,3 +19,48 @@ def test_key_shaped_strings_are_replaced_even_when_not_configured() -> None:
 def test_ordinary_text_is_left_alone() -> None:
     text = "Conversation already has an active response in progress: resp_1."
     assert redact(text, ["", "unrelated"]) == text
+
+
+KEY = "sk-proj-Q7xR2mN9vL4kT8wZ1cY6bH3j"
+
+
+def test_a_percent_encoded_secret_is_replaced() -> None:
+    encoded = "".join(c if c.isalnum() else f"%{ord(c):02x}" for c in KEY)
+    assert redact(f"key={encoded}&x=1", [KEY]) == f"key={REDACTED}&x=1"
+
+
+def test_a_secret_with_unicode_hyphens_is_replaced() -> None:
+    hyphenated = KEY.replace("-", "\u2010")
+    assert redact(f"key {hyphenated}.", [KEY]) == f"key {REDACTED}."
+
+
+def test_a_json_escaped_secret_is_replaced() -> None:
+    escaped = "".join(f"\\u{ord(c):04X}" for c in KEY)
+    assert redact(f'{{"key": "{escaped}"}}', [KEY]) == f'{{"key": "{REDACTED}"}}'
+
+
+def test_a_base64_encoded_secret_is_replaced_whatever_precedes_it() -> None:
+    for user in ("", "u", "us"):
+        encoded = base64.b64encode(f"{user}:{KEY}".encode()).decode()
+        # What is left: the few characters that mix the secret's bytes with its neighbours'.
+        head, redacted, tail = redact(encoded, [KEY]).partition(REDACTED)
+        assert redacted
+        assert len(head) <= 4
+        assert len(tail) <= 4
+
+
+def test_a_secret_whose_public_prefix_is_mangled_is_still_replaced() -> None:
+    body = KEY.removeprefix("sk-proj-")
+    assert redact(f"key SK_PROJ_{body}", [KEY]) == f"key SK_PROJ_{REDACTED}"
+
+
+def test_a_secret_too_short_to_redact_leaves_text_alone() -> None:
+    assert too_short("k")
+    assert too_short("sk-proj-abc")
+    assert not too_short(KEY)
+    assert redact("kick the kettle", ["k"]) == "kick the kettle"
+
+
+def test_a_jwt_is_replaced_even_when_not_configured() -> None:
+    jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyMTIzIn0.c2lnbmF0dXJlX2hlcmU"
+    assert redact(f"token {jwt} refused") == f"token {REDACTED} refused"

@@ -75,7 +75,11 @@ def test_an_unknown_action_is_no_decision() -> None:
 
 def test_no_router_accepts_every_call() -> None:
     route = load_router(None)
-    assert asyncio.run(route(IncomingCall(CallId("rtc_1")))) == Accept()
+
+    async def decide() -> object:
+        return await route(IncomingCall(CallId("rtc_1")))
+
+    assert asyncio.run(decide()) == Accept()
 
 
 def test_a_router_spec_must_name_a_function_or_url() -> None:

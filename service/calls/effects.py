@@ -1,0 +1,90 @@
+"""`CallEffects`: carries out what a call's core decides that needs I/O (sending on the sideband,
+joining it, queueing handoffs, hanging up at the provider, ending the call) and gives each
+outcome back to the core. Reports that need no I/O go to `CallReporter`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from service.calls.reporting import CallReporter
+from service.handoffs.queue import HandoffEvent
+from signaling.ids import CallId
+from signaling.realtime import (
+    Action,
+    CallState,
+    Connect,
+    Delegation,
+    EndCall,
+    EnqueueHandoff,
+    HangUp,
+    SendEvent,
+)
+from signaling.realtime.sideband import Sideband, SidebandError, SidebandRefused
+
+Enqueue = Callable[[Delegation], Awaitable[None]]
+HangUpAtProvider = Callable[[CallId], Awaitable[bool]]
+
+
+class CallEffects:
+    """Applies one call's actions; `finished` is called once the call has ended."""
+
+    def __init__(
+        self,
+        state: CallState,
+        sideband: Sideband,
+        hang_up: HangUpAtProvider,
+        enqueue: Enqueue,
+        reporter: CallReporter,
+        finished: Callable[[], None],
+    ) -> None:
+        self.state, self.sideband, self._hang_up = state, sideband, hang_up
+        self._enqueue, self._reporter, self._finished = enqueue, reporter, finished
+
+    async def apply(self, actions: list[Action]) -> None:
+        """Carry out `actions` in order, each followed by what the core makes of its outcome."""
+        for action in actions:
+            match action:
+                case SendEvent(payload):
+                    if not await self.sideband.send(payload):
+                        await self.apply(self.state.send_failed(payload, time.time()))
+                case Connect():
+                    await self.apply(await self._connect())
+                case EnqueueHandoff(delegation):
+                    await self._handoff(delegation)
+                case HangUp():
+                    # Retried in the background until the provider confirms (`Hangups`).
+                    await self._hang_up(self._reporter.call.call_id)
+                case EndCall(end):
+                    self._reporter.ending(end)
+                    await self.sideband.close()
+                    self._reporter.ended(end)
+                    self._finished()
+                case _:
+                    self._reporter.apply(action)
+
+    async def handoff_event(self, event: HandoffEvent) -> None:
+        """Record a worker's event, and give it to the core unless the call already had it."""
+        if not self._reporter.handoff_event(event):
+            return
+        state = self.state
+        submit = {"progress": state.submit_progress, "result": state.submit_result}.get(
+            event.kind, state.submit_failure
+        )
+        await self.apply(submit(event.handoff_id, event.text, time.time()))
+
+    async def _connect(self) -> list[Action]:
+        try:
+            await self.sideband.connect()
+        except SidebandRefused as exc:
+            return self.state.join_failed(exc.status, exc.code, time.time(), exc.message)
+        except SidebandError as exc:
+            return self.state.join_failed(None, None, time.time(), str(exc))
+        return self.state.link_opened(time.time())
+
+    async def _handoff(self, delegation: Delegation) -> None:
+        record = self._reporter.handoff_queued(delegation)
+        try:
+            await self._enqueue(delegation)
+        except Exception as exc:
+            await self.handoff_event(self._reporter.enqueue_failed(record, exc))

@@ -1,0 +1,64 @@
+"""`callbridge serve` refuses a configuration it cannot run with one line naming the setting.
+
+Each case runs the real command; it must exit before it listens, so no port is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def _serve(**env: str) -> subprocess.CompletedProcess[str]:
+    clean = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("CALLBRIDGE_") and name != "OPENAI_API_KEY"
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", "serve", "--port", "0"],
+        env={**clean, **{f"CALLBRIDGE_{name.upper()}": value for name, value in env.items()}},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _one_line_naming(result: subprocess.CompletedProcess[str], setting: str) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("callbridge: invalid configuration: ")
+    assert setting in lines[0]
+    return lines[0]
+
+
+def test_a_call_token_secret_without_api_tokens_is_refused() -> None:
+    line = _one_line_naming(_serve(call_token_secret="x" * 32), "CALLBRIDGE_CALL_TOKEN_SECRET")
+    assert "CALLBRIDGE_API_TOKENS" in line
+
+
+def test_openai_without_a_key_is_refused() -> None:
+    _one_line_naming(_serve(provider="openai"), "CALLBRIDGE_API_KEY")
+
+
+def test_azure_without_a_key_is_refused() -> None:
+    _one_line_naming(_serve(provider="azure", azure_resource="contoso"), "CALLBRIDGE_API_KEY")
+
+
+def test_azure_without_a_resource_is_refused() -> None:
+    result = _serve(provider="azure", api_key="0123456789abcdef0123456789abcdef")
+    _one_line_naming(result, "CALLBRIDGE_AZURE_RESOURCE")
+
+
+def test_an_invalid_setting_is_named_without_its_value() -> None:
+    line = _one_line_naming(
+        _serve(provider="azure", azure_resource="not a resource!"), "CALLBRIDGE_AZURE_RESOURCE"
+    )
+    assert "not a resource!" not in line
+
+
+def test_a_handler_that_names_nothing_is_refused() -> None:
+    _one_line_naming(_serve(handler="no_such_module:answer"), "CALLBRIDGE_HANDLER")

@@ -1,0 +1,106 @@
+"""A call we end is ended at the provider, however long the provider takes to agree."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
+
+from service.calls.hangups import Hangups
+from signaling.provider import ProviderClient
+from tests.e2e.conftest import RunningService, Serve, StartService
+from tests.e2e.faulty_provider import FaultyProvider
+from tests.e2e.waiting import until
+from tests.unit.sdp_samples import AIORTC_OFFER
+
+KEY = "sk-test-hangups"
+
+
+async def _hangup_outcomes(client: httpx.AsyncClient) -> dict[str, float]:
+    exposition = (await client.get("/metrics")).text
+    return {
+        sample.labels["outcome"]: sample.value
+        for family in text_string_to_metric_families(exposition)
+        if family.name == "callbridge_provider_hangups"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+
+
+async def _started(
+    start_service: StartService, serve: Serve, provider: FaultyProvider, **settings: Any
+) -> tuple[RunningService, str]:
+    service = await start_service(
+        provider="openai", provider_url=await serve(provider.app()), api_key=KEY, **settings
+    )
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        started = await client.post(
+            "/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
+        )
+    assert started.status_code == 201, started.text
+    return service, started.headers["location"].rsplit("/", 1)[1]
+
+
+async def test_a_hang_up_the_provider_refuses_for_a_while_is_retried_until_the_call_ends(
+    start_service: StartService, serve: Serve
+) -> None:
+    provider = FaultyProvider(hangup_statuses=[503, 502, 503])
+    service, call_id = await _started(start_service, serve, provider)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        before = await _hangup_outcomes(client)
+        hung_up = await client.post(f"/v1/calls/{call_id}/hangup")
+        await until(lambda: call_id in provider.ended, timeout_s=30.0)
+        after = await _hangup_outcomes(client)
+    assert hung_up.status_code == 200
+    assert provider.hangups == [call_id] * 4
+    assert after["retried"] - before["retried"] == 1
+    assert after["confirmed"] - before["confirmed"] == 1
+    assert service.manager.hangups.retrying == frozenset()
+
+
+async def test_a_hang_up_of_a_call_the_provider_does_not_know_is_not_retried(
+    start_service: StartService, serve: Serve
+) -> None:
+    provider = FaultyProvider(hangup_statuses=[404, 200])
+    service, call_id = await _started(start_service, serve, provider)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        hung_up = await client.post(f"/v1/calls/{call_id}/hangup")
+    assert hung_up.status_code == 200
+    assert provider.hangups == [call_id]
+    assert service.manager.hangups.retrying == frozenset()
+
+
+async def test_a_hang_up_failing_past_the_retry_time_is_counted_as_abandoned(
+    start_service: StartService, serve: Serve
+) -> None:
+    provider = FaultyProvider(hangup_statuses=[503] * 1000)
+    service, call_id = await _started(start_service, serve, provider, hangup_retry_s=1.0)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        before = await _hangup_outcomes(client)
+        await client.post(f"/v1/calls/{call_id}/hangup")
+        await until(lambda: not service.manager.hangups.retrying)
+        after = await _hangup_outcomes(client)
+    assert after["abandoned"] - before["abandoned"] == 1
+    assert call_id not in provider.ended
+
+
+async def test_a_hang_up_left_unfinished_by_a_dead_instance_is_carried_on_by_another(
+    serve: Serve, redis: Redis
+) -> None:
+    provider = FaultyProvider()
+    client = ProviderClient(await serve(provider.app()), KEY)
+    # What an instance that died while retrying leaves behind: its hold, now in the past.
+    await redis.zadd("callbridge:hangups", {"rtc_left_behind_by_a_dead_one": time.time() - 1})
+    hangups = Hangups(client, retry_for_s=60.0, redis=redis)
+    hangups.start()
+    try:
+        await until(lambda: "rtc_left_behind_by_a_dead_one" in provider.hangups)
+        await until(lambda: not hangups.retrying)
+        left = await redis.zrange("callbridge:hangups", 0, -1)
+    finally:
+        await hangups.aclose()
+        await client.aclose()
+    assert left == []
