@@ -17,6 +17,9 @@ Processes, all on this machine: a `callbridge provider` in no-media mode
   on `/metrics`, polled a few times), the orchestrator's CPU time (user + system, psutil)
   since the first start, less its idle CPU over the same wall time, divided by the calls:
   HTTP request, provider POST, sideband join, `session.update` and its confirmation included.
+- **Idle RSS.** The orchestrator's RSS (psutil) once it answers `/healthz` and has sat idle for
+  2 s, before any call: a `callbridge serve` with a remote provider (`CALLBRIDGE_PROVIDER=openai`
+  and a URL), the only kind the control plane runs with in production.
 
 Calls are hung up (not timed) after each phase. Run:
 `.venv/bin/python bench/call_start.py [--serial 300] [--burst 400] [--concurrency 20]`.
@@ -199,6 +202,8 @@ async def main_async(args: argparse.Namespace, log_dir: Path) -> int:
         await provider.wait_http(f"{provider_url}/healthz")
         await orchestrator.wait_http(f"{url}/healthz")
         process = psutil.Process(orchestrator.pid)
+        await asyncio.sleep(2.0)
+        idle_rss_mib = process.memory_info().rss / 2**20
         limits = httpx.Limits(max_connections=args.concurrency + 5)
         async with (
             httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as via,
@@ -237,6 +242,7 @@ async def main_async(args: argparse.Namespace, log_dir: Path) -> int:
         " + session.update confirmed):"
     )
     print(f"  {cpu_ms:.2f} ms per start  (idle {idle_pct:.1f} % subtracted over {wall:.1f} s)")
+    print(f"  orchestrator RSS idle before the first call {idle_rss_mib:.1f} MiB")
     print(f"  orchestrator RSS at the end {rss_mib:.1f} MiB")
     return 0
 

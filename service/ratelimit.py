@@ -1,10 +1,12 @@
 """Call-start rate limits per client, shared by every instance through Redis.
 
-The counting is the `limits` library's moving window (https://limits.readthedocs.io/), kept in
-Redis when the service has one (`async+redis://`, the redis-py implementation), else in memory.
-`rate_per_minute` with bursts up to `burst` becomes one window: at most `burst` starts in any
-`60 * burst / rate_per_minute` seconds, so the long-run rate is `rate_per_minute` and no
-instance can add its own allowance on top.
+`rate_per_minute` with bursts up to `burst` becomes one moving window: at most `burst` starts in
+any `60 * burst / rate_per_minute` seconds, so the long-run rate is `rate_per_minute` and no
+instance can add its own allowance on top. With Redis the counting is the `limits` library's
+moving window (https://limits.readthedocs.io/, `async+redis://`, the redis-py implementation).
+In memory it is `MovingWindow` below: `limits`' in-memory storages sweep expired entries on
+threads (a thread round trip per hit for the asyncio one, a new thread every 10 ms of activity
+for the other), which cost a call start more than the count itself.
 """
 
 from __future__ import annotations
@@ -12,14 +14,49 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import OrderedDict, deque
+from typing import TYPE_CHECKING
 
-from limits import RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
-from limits.errors import StorageError
-from redis.exceptions import RedisError
+if TYPE_CHECKING:
+    from limits import RateLimitItem
+    from limits.aio.strategies import MovingWindowRateLimiter
 
 log = logging.getLogger("callbridge.ratelimit")
+
+
+class MovingWindow:
+    """At most `limit` hits per key in any `window_s` seconds, counted in this process.
+
+    Holds at most `limit` times per key, and only keys hit within the last `window_s` seconds.
+    """
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self._limit = limit
+        self._window_s = window_s
+        # Keys in the order of their last hit, so the ones idle for a whole window are first.
+        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        """How many keys are held."""
+        return len(self._hits)
+
+    def hit(self, key: str, now: float) -> float:
+        """Count one hit at `now` (monotonic seconds): 0.0 when allowed, else the seconds until
+        one is (a refused hit is not counted)."""
+        horizon = now - self._window_s
+        while self._hits:
+            idlest = next(iter(self._hits))
+            if self._hits[idlest][-1] > horizon:
+                break
+            del self._hits[idlest]
+        times = self._hits.setdefault(key, deque())
+        while times and times[0] <= horizon:
+            times.popleft()
+        if len(times) >= self._limit:
+            return times[0] - horizon
+        times.append(now)
+        self._hits.move_to_end(key)
+        return 0.0
 
 
 class RateLimiter:
@@ -32,13 +69,25 @@ class RateLimiter:
         if rate_per_minute <= 0 or burst < 1:
             raise ValueError("the rate must be positive and the burst at least 1")
         window_s = max(1, math.ceil(60.0 * burst / rate_per_minute))
-        self._item = RateLimitItemPerSecond(burst, window_s, namespace="callbridge-starts")
-        storage: Storage = (
-            RedisStorage(f"async+{redis_url}", implementation="redispy")
-            if redis_url is not None
-            else MemoryStorage()
+        self._local: MovingWindow | None = None
+        self._shared: tuple[MovingWindowRateLimiter, RateLimitItem] | None = None
+        self._storage_errors: tuple[type[Exception], ...] = (OSError,)
+        if redis_url is None:
+            self._local = MovingWindow(burst, window_s)
+            return
+        # Imported only where a Redis is configured: the in-memory service never loads them.
+        from limits import RateLimitItemPerSecond
+        from limits.aio import storage, strategies
+        from limits.errors import StorageError
+        from redis.exceptions import RedisError
+
+        self._storage_errors += (StorageError, RedisError)
+        self._shared = (
+            strategies.MovingWindowRateLimiter(
+                storage.RedisStorage(f"async+{redis_url}", implementation="redispy")
+            ),
+            RateLimitItemPerSecond(burst, window_s, namespace="callbridge-starts"),
         )
-        self._limiter = MovingWindowRateLimiter(storage)
 
     async def take(self, client: str) -> float:
         """Count one start: 0.0 when allowed, else the seconds until one is.
@@ -46,11 +95,15 @@ class RateLimiter:
         While Redis cannot be reached, starts are allowed (and a warning logged): a broken
         counter must not stop every call.
         """
+        if self._local is not None:
+            return self._local.hit(client, time.monotonic())
+        assert self._shared is not None
+        limiter, item = self._shared
         try:
-            if await self._limiter.hit(self._item, client):
+            if await limiter.hit(item, client):
                 return 0.0
-            stats = await self._limiter.get_window_stats(self._item, client)
-        except (StorageError, RedisError, OSError) as exc:
+            stats = await limiter.get_window_stats(item, client)
+        except self._storage_errors as exc:
             log.warning("rate limit not checked (storage: %s)", exc)
             return 0.0
         return max(0.001, stats.reset_time - time.time())

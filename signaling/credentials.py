@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-import httpx
 
 ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
 
@@ -167,17 +165,3 @@ class AzureIdentityTokens:
     async def aclose(self) -> None:
         """Close the credential's HTTP sessions."""
         await self._credential.close()
-
-
-class HttpxCredentials(httpx.Auth):
-    """Adapts `Credentials` to httpx: headers are fetched for every request."""
-
-    def __init__(self, credentials: Credentials) -> None:
-        self._credentials = credentials
-
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        """Add the current headers, then send."""
-        request.headers.update(await self._credentials.headers())
-        yield request

@@ -78,7 +78,7 @@ from signaling.credentials import Credentials
 from signaling.ids import CallId
 from signaling.provider import ProviderClient, ProviderError
 from signaling.realtime import CallState, Delegation, SessionConfig, session_payload
-from signaling.realtime.sideband import Sideband, sideband_url
+from signaling.realtime.sideband import Sideband, sideband_proxy, sideband_url
 
 log = logging.getLogger("callbridge.calls")
 _T = TypeVar("_T")
@@ -127,6 +127,7 @@ class CallManager:
         self.provider = provider
         self.queue = queue
         self.provider_base_url = provider_base_url
+        self._sideband_proxy = sideband_proxy(provider_base_url)
         self.instance_id = instance_id or f"cb-{uuid.uuid4().hex[:12]}"
         # Worker answers are routed by call lease to the instance's own results stream.
         self.reply_to = self.instance_id
@@ -302,6 +303,7 @@ class CallManager:
             ping_interval_s=self.settings.sideband_ping_interval_s,
             compression=self.settings.sideband_compression,
             credentials=self.credentials,
+            proxy=self._sideband_proxy,
         )
         return CallSession(
             call,

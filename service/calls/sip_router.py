@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from service.dotted_names import load_callable
@@ -148,6 +147,9 @@ def _from_callable(func: Callable[[IncomingCall], Any]) -> Router:
 
 
 def _from_url(url: str) -> Router:
+    # Imported only where an HTTP router is configured: the service itself never needs httpx.
+    import httpx
+
     async def route(call: IncomingCall) -> Accept | Reject | Refer:
         async with httpx.AsyncClient(timeout=None) as client:
             try:

@@ -18,8 +18,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from service.dotted_names import load_callable
 from service.handoffs.bounded_read import CHUNK_BYTES, bounded_lines, tail
 from signaling.realtime import Delegation
@@ -150,6 +148,9 @@ def _from_url(url: str, max_text_bytes: int) -> Handler:
 
     A text answer is read no further than `max_text_bytes` plus one; a JSON answer longer
     than a JSON-escaped output of that size fails the handoff."""
+    # Imported only where an HTTP handler is configured: the service itself never needs httpx.
+    import httpx
+
     max_json_bytes = JSON_ESCAPE_FACTOR * max_text_bytes + 1024
 
     async def run(delegation: Delegation) -> AsyncIterator[HandlerStep]:

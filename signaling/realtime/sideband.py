@@ -13,6 +13,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.uri import get_proxy, parse_uri
 
 from signaling.credentials import Credentials, CredentialsError
 from signaling.ids import CallId
@@ -67,6 +68,14 @@ def sideband_url(provider_base_url: str, call_id: CallId) -> str:
     )
 
 
+def sideband_proxy(provider_base_url: str) -> str | None:
+    """The proxy the environment names for the provider's sideband (`wss_proxy`, `https_proxy`,
+    `no_proxy`, ...; websockets' own choice), or None. Looked up once per provider rather than
+    at every join."""
+    # Any call id will do: the choice depends on the scheme, host and port only.
+    return get_proxy(parse_uri(sideband_url(provider_base_url, CallId("rtc_0"))))
+
+
 class Sideband:
     """One call's sideband connection; `connect()` again after it closes to rejoin."""
 
@@ -79,14 +88,17 @@ class Sideband:
         open_timeout_s: float = 10.0,
         credentials: Credentials | None = None,
         compression: bool = False,
+        proxy: str | None = None,
     ) -> None:
         """`credentials`, when given, replace the bearer `api_key` header and are asked for
         headers at every join (an Entra ID token may have been refreshed meanwhile).
-        `compression` offers permessage-deflate (RFC 7692), off by default."""
+        `compression` offers permessage-deflate (RFC 7692), off by default. `proxy` is the
+        proxy to join through (`sideband_proxy`), None for a direct connection."""
         self.url = url
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._credentials = credentials
         self._compression = "deflate" if compression else None
+        self._proxy = proxy
         self._ping_interval_s = ping_interval_s
         self._open_timeout_s = open_timeout_s
         self._ws: ClientConnection | None = None
@@ -117,6 +129,7 @@ class Sideband:
                 # must not hold the call's end (the default waits 10 s for its close frame).
                 close_timeout=CLOSE_TIMEOUT_S,
                 compression=self._compression,
+                proxy=self._proxy,
                 logger=_ws_log,
                 user_agent_header="callbridge",
             )
