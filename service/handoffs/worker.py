@@ -1,4 +1,10 @@
-"""The worker: takes handoffs from the queue, runs the handler, reports back, acknowledges."""
+"""The worker: takes handoffs from the queue, runs the handler, reports back, acknowledges.
+
+What it reports survives a broker that drops a connection or restarts meanwhile: the result
+(or the failure) is sent again with backoff (tenacity) for up to the handler timeout, so a
+handler's work is not thrown away for a moment's outage; `started` and progress are only
+informative, so a failure to send them is logged and the handler goes on.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,20 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
+
+from tenacity import AsyncRetrying, stop_after_delay, wait_random_exponential
 
 from service.handoffs.handlers import Answer, Handler, HandlerError, Progress
 from service.handoffs.queue import HandoffEvent, HandoffJob, HandoffQueue
 from service.metrics import HANDOFF_HANDLER_SECONDS, HANDOFFS
 
 log = logging.getLogger("callbridge.worker")
+
+_T = TypeVar("_T")
+_FIRST_RETRY_S: Final = 0.05
+_LONGEST_RETRY_S: Final = 2.0
 
 
 class Worker:
@@ -94,9 +108,7 @@ class Worker:
         started = time.monotonic()
         # The handler starts while `started` is on its way; every later event waits for it,
         # so the owner still sees `started` first.
-        announced = asyncio.create_task(
-            self.queue.publish(job.reply_to, HandoffEvent.for_job(job, "started"))
-        )
+        announced = asyncio.create_task(self._inform(job, HandoffEvent.for_job(job, "started")))
         try:
             # A timeout scope rather than wait_for: the handler runs in this task, not a new one.
             async with asyncio.timeout(self.timeout_s):
@@ -111,14 +123,14 @@ class Worker:
                 await announced
             reason = _describe_failure(exc, self.timeout_s)
             log.warning("handoff failed (delivery %d): %s", job.delivery, reason, extra=extra)
-            if await self.queue.fail(job, reason):
+            if await self._persist(lambda: self.queue.fail(job, reason)):
                 HANDOFFS.labels(outcome="failed").inc()
-                await self.queue.publish(
-                    job.reply_to, HandoffEvent.for_job(job, "failed", reason, dead=True)
-                )
+                failed = HandoffEvent.for_job(job, "failed", reason, dead=True)
+                await self._persist(lambda: self.queue.publish(job.reply_to, failed))
             return
         HANDOFF_HANDLER_SECONDS.observe(time.monotonic() - started)
-        await self.queue.complete(job, HandoffEvent.for_job(job, "result", answer))
+        result = HandoffEvent.for_job(job, "result", answer)
+        await self._persist(lambda: self.queue.complete(job, result))
         HANDOFFS.labels(outcome="completed").inc()
         # Not at INFO: a busy worker answers thousands a second.
         log.debug("handoff answered", extra=extra)
@@ -129,14 +141,33 @@ class Worker:
             match step:
                 case Progress(text):
                     await announced
-                    await self.queue.publish(
-                        job.reply_to, HandoffEvent.for_job(job, "progress", text)
-                    )
+                    await self._inform(job, HandoffEvent.for_job(job, "progress", text))
                 case Answer(text):
                     answer = text
         if answer is None:
             raise HandlerError("handler finished without an answer")
         return answer
+
+    async def _persist(self, send: Callable[[], Awaitable[_T]]) -> _T:
+        """`send()`, tried again while it fails, for up to the handler timeout; then its error
+        is raised (the job stays unacknowledged, and the queue delivers it again)."""
+        retrying = AsyncRetrying(
+            wait=wait_random_exponential(multiplier=_FIRST_RETRY_S, max=_LONGEST_RETRY_S),
+            stop=stop_after_delay(self.timeout_s),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await send()
+        raise AssertionError("tenacity ends with a result or an error")
+
+    async def _inform(self, job: HandoffJob, event: HandoffEvent) -> None:
+        """Send an informative event (`started`, progress); a failure is logged, not raised."""
+        try:
+            await self.queue.publish(job.reply_to, event)
+        except Exception as exc:
+            extra = {"call_id": event.call_id, "handoff_id": event.handoff_id}
+            log.warning("handoff %s event not sent: %s", event.kind, exc, extra=extra)
 
     async def stop(self, grace_s: float = 10.0) -> None:
         """Stop taking work; let running handoffs finish for `grace_s`, then release them."""

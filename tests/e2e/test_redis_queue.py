@@ -422,3 +422,33 @@ async def test_a_worker_whose_handler_keeps_failing_reports_one_failed_event(
         ("failed", "no luck"),
     ]
     assert await redis.xlen("callbridge:dead") == 1
+
+
+async def test_a_result_ready_while_redis_is_down_is_delivered_once_it_is_back(
+    open_queue: OpenQueue, redis_server: RedisServer
+) -> None:
+    release = asyncio.Event()
+    answered = asyncio.Event()
+
+    async def handler(d: Delegation) -> AsyncIterator[HandlerStep]:
+        await release.wait()
+        answered.set()
+        yield Answer("the answer is 42")
+
+    # Redelivery comes far too late to be what delivers the result here.
+    owner = open_queue(claim_idle_ms=600_000)
+    worker = Worker(open_queue(claim_idle_ms=600_000), handler, name="worker-1")
+    worker.start()
+    try:
+        await owner.put(delegation(1), OWNER)
+        async with aclosing(owner.events(OWNER)) as events:
+            started = await within(anext(events))
+            redis_server.stop()
+            release.set()
+            await within(answered.wait())
+            await asyncio.sleep(0.5)
+            redis_server.start()
+            result = await within(anext(events))
+    finally:
+        await worker.stop()
+    assert (started.kind, result.kind, result.text) == ("started", "result", "the answer is 42")
