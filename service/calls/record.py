@@ -22,7 +22,7 @@ def _iso(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
 
 
-@dataclass
+@dataclass(slots=True)
 class HandoffRecord:
     """One handoff as the call sees it. `expired`: the call gave up waiting (its deadline
     passed, or the call ended) and failed it; `late_output` is a result that came after that,
@@ -62,7 +62,7 @@ class HandoffRecord:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     """Our record of one call at the provider."""
 

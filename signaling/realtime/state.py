@@ -149,6 +149,41 @@ class CallState:
     key-shaped, from all provider text the core passes on.
     """
 
+    # One per live call, thousands at once: no per-instance dict.
+    __slots__ = (
+        "_awaiting_reply",
+        "_call_id",
+        "_confirmed",
+        "_control_items",
+        "_ended",
+        "_errors",
+        "_events_stamped",
+        "_handoffs",
+        "_jitter",
+        "_last_activity",
+        "_limits",
+        "_limits_hit",
+        "_link",
+        "_mark",
+        "_new_item_id",
+        "_open",
+        "_outbox",
+        "_pending",
+        "_repairing",
+        "_reply_for",
+        "_requested",
+        "_responses",
+        "_retrieving",
+        "_secrets",
+        "_session_id",
+        "_session_updates",
+        "_started_at",
+        "_tool_calls",
+        "_tool_items",
+        "_transcript",
+        "dropped_errors",
+    )
+
     def __init__(
         self,
         call_id: str,
