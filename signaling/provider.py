@@ -269,8 +269,14 @@ class ProviderClient:
                 )
                 if headers:
                     sent = {**sent, **headers}
+                # A redirect is not followed: it would carry our credentials to another host.
                 async with self._session.request(
-                    method, self.base_url + path, params=params, headers=sent, data=data
+                    method,
+                    self.base_url + path,
+                    params=params,
+                    headers=sent,
+                    data=data,
+                    allow_redirects=False,
                 ) as response:
                     content = await self._read_capped(response)
                     return _Answer(
@@ -288,6 +294,9 @@ class ProviderClient:
             raise ProviderUnavailable(f"provider unreachable ({type(exc).__name__})") from None
         except CredentialsError as exc:
             raise ProviderUnavailable(f"no provider credentials: {exc}") from None
+        except ValueError as exc:
+            # aiohttp refusing what we would send (a header with a control character, say).
+            raise ProviderUnavailable(f"request not sent: {type(exc).__name__}") from None
 
     async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
         chunks: list[bytes] = []
@@ -369,12 +378,7 @@ class ProviderClient:
 
     async def hangup(self, call_id: CallId) -> None:
         """Ask the provider to end the call; `CallNotFound` if it does not know it."""
-        response = await self._send("POST", f"/v1/realtime/calls/{call_id}/hangup")
-        if response.status == 404:
-            message, code = _error_message(response, self._secrets)
-            raise CallNotFound(message, status=404, code=code)
-        if response.status >= 400:
-            raise self._rejection(response)
+        self._check_control(await self._send("POST", f"/v1/realtime/calls/{call_id}/hangup"))
 
     async def accept(self, call_id: CallId, session: dict[str, Any]) -> None:
         """Answer a ringing phone call with a GA session object (`type: "realtime"`, model, …).
@@ -403,10 +407,15 @@ class ProviderClient:
         response = await self._send(
             "POST", f"/v1/realtime/calls/{call_id}/{action}", headers=headers, data=data
         )
-        if response.status == 404:
+        self._check_control(response)
+
+    def _check_control(self, response: _Answer) -> None:
+        """Raise unless a call-control answer is a success: `CallNotFound` for 404 or 410 (the
+        call has ended), the rejection for anything else that is not 2xx (a redirect too)."""
+        if response.status in (404, 410):
             message, code = _error_message(response, self._secrets)
-            raise CallNotFound(message, status=404, code=code)
-        if response.status >= 400:
+            raise CallNotFound(message, status=response.status, code=code)
+        if not 200 <= response.status < 300:
             raise self._rejection(response)
 
     async def probe(self) -> bool:

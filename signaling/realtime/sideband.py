@@ -29,6 +29,15 @@ CLOSE_TIMEOUT_S = 1.0
 """Seconds `close()` waits for the provider's close frame before dropping the connection."""
 
 
+class _WithoutRedirects(connect):
+    """websockets' `connect`, refusing to follow a redirect: it would send our credentials
+    (`additional_headers`) to whatever host the redirect names. The 3xx is then raised as
+    `InvalidStatus`, a refusal like any other."""
+
+    def process_redirect(self, exc: Exception) -> Exception | str:
+        return exc
+
+
 class SidebandError(Exception):
     """A join attempt failed without an HTTP answer (network, timeout, bad handshake)."""
 
@@ -118,7 +127,7 @@ class Sideband:
             headers = self._headers
             if self._credentials is not None:
                 headers = await self._credentials.headers()
-            self._ws = await connect(
+            self._ws = await _WithoutRedirects(
                 self.url,
                 additional_headers=headers,
                 ping_interval=self._ping_interval_s,

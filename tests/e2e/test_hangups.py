@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
@@ -61,10 +62,11 @@ async def test_a_hang_up_the_provider_refuses_for_a_while_is_retried_until_the_c
     assert service.manager.hangups.retrying == frozenset()
 
 
+@pytest.mark.parametrize("gone", [404, 410])
 async def test_a_hang_up_of_a_call_the_provider_does_not_know_is_not_retried(
-    start_service: StartService, serve: Serve
+    start_service: StartService, serve: Serve, gone: int
 ) -> None:
-    provider = FaultyProvider(hangup_statuses=[404, 200])
+    provider = FaultyProvider(hangup_statuses=[gone, 200])
     service, call_id = await _started(start_service, serve, provider)
     async with httpx.AsyncClient(base_url=service.url) as client:
         hung_up = await client.post(f"/v1/calls/{call_id}/hangup")
