@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -341,6 +342,41 @@ class Settings(BaseSettings):
         if value not in VOICES:
             raise ValueError(f"voice must be one of {', '.join(VOICES)}")
         return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _usable_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        # A key read from a file often ends with a newline: that is not part of the key.
+        key = value.get_secret_value().strip()
+        if not key or not key.isprintable() or " " in key:
+            raise ValueError("the API key holds spaces or control characters")
+        return SecretStr(key)
+
+    @field_validator("provider_url")
+    @classmethod
+    def _usable_provider_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value)
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            raise ValueError("the provider URL is not a URL") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+            raise ValueError("the provider URL must be http(s)://host[:port][/path]")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("the provider URL must not hold credentials: use the API key")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"):
+            raise ValueError("the log level must be CRITICAL, ERROR, WARNING, INFO or DEBUG")
+        return level
 
     @field_validator("queue")
     @classmethod

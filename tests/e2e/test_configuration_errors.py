@@ -9,6 +9,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+from service.settings import Settings
+
 
 def _serve(**env: str) -> subprocess.CompletedProcess[str]:
     clean = {
@@ -62,3 +66,30 @@ def test_an_invalid_setting_is_named_without_its_value() -> None:
 
 def test_a_handler_that_names_nothing_is_refused() -> None:
     _one_line_naming(_serve(handler="no_such_module:answer"), "CALLBRIDGE_HANDLER")
+
+
+def test_a_key_with_a_trailing_newline_is_used_without_it() -> None:
+    settings = Settings(provider="openai", api_key="sk-proj-0123456789abcdefghij\n")
+    assert settings.api_key_value() == "sk-proj-0123456789abcdefghij"
+
+
+def test_a_key_with_control_characters_inside_is_refused_without_its_value() -> None:
+    line = _one_line_naming(
+        _serve(provider="openai", api_key="sk-proj-0123\r\n456789abcdefghij"), "CALLBRIDGE_API_KEY"
+    )
+    assert "0123" not in line
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["not a url", "ftp://example.com", "http://127.0.0.1:99999", "http://[::1", "http://u:p@h"],
+)
+def test_a_provider_url_that_cannot_be_used_is_refused(url: str) -> None:
+    _one_line_naming(
+        _serve(provider="openai", api_key="sk-proj-0123456789abcdefghij", provider_url=url),
+        "CALLBRIDGE_PROVIDER_URL",
+    )
+
+
+def test_an_unknown_log_level_is_refused() -> None:
+    _one_line_naming(_serve(log_level="LOUD"), "CALLBRIDGE_LOG_LEVEL")
