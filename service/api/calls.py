@@ -355,8 +355,7 @@ async def list_calls(
     """Live calls (records without transcript) in call-id order, `limit` at a time, those with
     an id after `after`; with Redis, those of every instance. `next` is the `after` of the
     following page, or null."""
-    calls, more = await _manager(request).live_calls(after, limit)
-    following = calls[-1]["id"] if more and calls else None
+    calls, following = await _manager(request).live_calls(after, limit)
     return JSONResponse({"calls": calls, "next": following})
 
 

@@ -59,7 +59,7 @@ from service.calls.errors import (
 )
 from service.calls.handoff_text import LIMIT_KIND, capped
 from service.calls.hangups import Hangups
-from service.calls.record import Call
+from service.calls.record import Call, summary
 from service.calls.session import CallSession
 from service.calls.store import CallStore, StoredCall, record_from_json, record_to_json
 from service.calls.stream import CallEventStream, ClusterEventStream
@@ -452,24 +452,25 @@ class CallManager:
         """Live calls of this instance."""
         return [s.call for s in self.sessions.values()]
 
-    async def live_calls(self, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    async def live_calls(
+        self, after: str | None, limit: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
         """A page of live calls (records without transcript), by call id after `after`, at most
-        `limit`; and whether more follow. With Redis: every instance's calls, as last saved.
+        `limit` (fewer when a call ended meanwhile); and the `after` of the next page, None
+        after the last. With Redis: every instance's calls, as last saved.
 
         Raises `OwnerUnreachable` when Redis cannot be reached.
         """
         if self.store is None:
             ids = sorted(c for c in self.sessions if after is None or c > after)
             page = [self.sessions[c].call.to_json(full=False) for c in ids[:limit]]
-            return page, len(ids) > limit
+            return page, ids[limit - 1] if len(ids) > limit else None
         try:
             ids = [c for c in await self.store.live_calls() if after is None or c > after]
-            views = await self.store.views(ids[:limit])
+            following = ids[limit - 1] if len(ids) > limit else None
+            return await self.store.summaries(ids[:limit]), following
         except (RedisError, OSError) as exc:
             raise OwnerUnreachable(f"redis is unreachable: {exc}") from None
-        return [{k: v for k, v in view.items() if k not in _FULL_ONLY} for view in views], (
-            len(ids) > limit
-        )
 
     async def hangup(self, call_id: CallId, reason: str = "hangup") -> Call | None:
         """End a live call of this instance; None if unknown here."""
@@ -558,7 +559,7 @@ class CallManager:
         """What a hang-up or a deletion of a call that has ended (or is being ended at the
         provider) answers from its saved record; a deletion is recorded for every instance."""
         if isinstance(command, HangUp):
-            return {k: v for k, v in stored.view.items() if k not in _FULL_ONLY}
+            return summary(stored.view)
         _, store = self._cluster()
         try:
             await store.mark_deleted(command.call_id)
@@ -973,7 +974,3 @@ class CallManager:
         await self.hangups.aclose()
         if self.directory is not None:
             await self.directory.aclose()
-
-
-# What `Call.to_json(full=False)` leaves out.
-_FULL_ONLY: Final = frozenset({"transcript", "handoffs", "errors"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from service.calls.handoff_text import utf8_size
 from service.handoffs.queue import HandoffEvent
@@ -197,6 +197,15 @@ class Call:
             body["errors"] = list(self.errors[-50:])
             body["limits_reached"] = dict(self.limits_reached)
         return body
+
+
+FULL_ONLY: Final = frozenset({"transcript", "handoffs", "errors", "limits_reached"})
+"""What `Call.to_json(full=True)` adds: the parts whose size grows with the call."""
+
+
+def summary(view: dict[str, Any]) -> dict[str, Any]:
+    """A record as `Call.to_json(full=False)` shows it, from the full one."""
+    return {k: v for k, v in view.items() if k not in FULL_ONLY}
 
 
 def _session_json(config: SessionConfig) -> dict[str, Any]:

@@ -8,6 +8,8 @@ Keys (all under `prefix`):
 - `{prefix}:events:{call_id}` — the call's SSE events as a stream (fields `name`, `data`),
   trimmed to about `events_maxlen` entries; the entry id is the SSE `id`.
 - `{prefix}:live` — the ids of live calls, where instances look for calls whose lease lapsed.
+- `{prefix}:summaries` — a hash: each live call's record without its growing parts
+  (`record.summary`), for listing calls without reading their transcripts.
 - `{prefix}:deleted:{call_id}` — present once the call was deleted through the API (for
   `retention_s`): every instance then answers that it is gone.
 
@@ -25,7 +27,7 @@ from typing import Any, Final
 
 from redis.asyncio import Redis
 
-from service.calls.record import Call, HandoffRecord
+from service.calls.record import Call, HandoffRecord, summary
 from signaling.ids import CallId
 from signaling.realtime import SessionConfig
 
@@ -77,6 +79,7 @@ class CallStore:
         self._events_maxlen = events_maxlen
         self._retention_ms = max(1, round(retention_s * 1000))
         self._live = f"{prefix}:live"
+        self._summaries = f"{prefix}:summaries"
 
     async def save(
         self,
@@ -101,10 +104,12 @@ class CallStore:
                 )
             if ended:
                 pipe.srem(self._live, call_id)
+                pipe.hdel(self._summaries, call_id)
                 pipe.pexpire(state_key, self._retention_ms)
                 pipe.pexpire(events_key, self._retention_ms)
             else:
                 pipe.sadd(self._live, call_id)
+                pipe.hset(self._summaries, call_id, json.dumps(summary(stored.view)))
             await pipe.execute()
 
     async def load(self, call_id: str) -> StoredCall | None:
@@ -127,12 +132,12 @@ class CallStore:
         """Ids of calls saved as live."""
         return sorted(str(c) for c in await self._redis.smembers(self._live))
 
-    async def views(self, call_ids: Sequence[str]) -> list[dict[str, Any]]:
-        """The saved API views of `call_ids` (one round trip), leaving out those not kept."""
+    async def summaries(self, call_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The saved summaries of live `call_ids` (one round trip), leaving out ended ones."""
         if not call_ids:
             return []
-        raws = await self._redis.mget([self._state_key(c) for c in call_ids])
-        return [json.loads(raw)["view"] for raw in raws if raw is not None]
+        raws = await self._redis.hmget(self._summaries, list(call_ids))
+        return [json.loads(raw) for raw in raws if raw is not None]
 
     async def forget(self, call_id: str) -> None:
         """Drop a call from the live set (its saved state says it is not live)."""

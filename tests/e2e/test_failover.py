@@ -320,6 +320,22 @@ async def test_the_call_listing_of_any_instance_pages_through_every_instances_ca
     assert ids == sorted(started)
 
 
+async def test_a_live_id_without_a_saved_record_does_not_end_the_listing_early(
+    cluster: Cluster, http: httpx.AsyncClient, redis: Redis
+) -> None:
+    a = cluster.urls["a"]
+    call_id = await start_call(http, a)
+    # Sorted before any real call id, and never saved.
+    await redis.sadd("callbridge:live", "rtc_0000000000000000")
+
+    async def listed_after_the_stale_one() -> bool:
+        first = (await http.get(f"{a}/v1/calls", params={"limit": "1"})).json()
+        rest = (await http.get(f"{a}/v1/calls", params={"after": first["next"]})).json()
+        return first["calls"] == [] and [c["id"] for c in rest["calls"]] == [call_id]
+
+    await until(listed_after_the_stale_one)
+
+
 # Losing an instance
 
 
