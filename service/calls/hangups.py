@@ -107,18 +107,21 @@ class Hangups:
         """Ask the provider to end `call_id` now. True once it has (or says it has no such
         call); otherwise the hang-up is retried in the background and False is returned.
         Never raises."""
+        # Recorded before the first attempt: if this instance dies during it, another one
+        # carries on.
+        await self._remember(call_id)
         try:
             await self._provider.hangup(call_id)
         except CallNotFound:
             HANGUPS.labels(outcome="not_found").inc()
-            return True
         except ProviderError as exc:
             log.warning("hang-up of %s failed (%s); retrying", call_id, exc)
             HANGUPS.labels(outcome="retried").inc()
-            await self._remember(call_id)
             self._retry_soon(call_id)
             return False
-        HANGUPS.labels(outcome="confirmed").inc()
+        else:
+            HANGUPS.labels(outcome="confirmed").inc()
+        await self._forget(call_id)
         return True
 
     async def aclose(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -9,8 +10,13 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from service.calls.hangups import Hangups
+from signaling.ids import CallId
 from signaling.provider import ProviderClient
 from tests.e2e.conftest import RunningService, Serve, StartService
 from tests.e2e.faulty_provider import FaultyProvider
@@ -106,3 +112,27 @@ async def test_a_hang_up_left_unfinished_by_a_dead_instance_is_carried_on_by_ano
         await hangups.aclose()
         await client.aclose()
     assert left == []
+
+
+async def test_a_hang_up_is_recorded_for_the_others_before_the_provider_answers_it(
+    serve: Serve, redis: Redis
+) -> None:
+    answer = asyncio.Event()
+
+    async def hangup(request: Request) -> Response:
+        await answer.wait()
+        return Response(status_code=200)
+
+    route = Route("/v1/realtime/calls/{call_id}/hangup", hangup, methods=["POST"])
+    client = ProviderClient(await serve(Starlette(routes=[route])), KEY)
+    hangups = Hangups(client, retry_for_s=60.0, redis=redis)
+    try:
+        hanging_up = asyncio.create_task(hangups.hang_up(CallId("rtc_being_hung_up")))
+        await until(lambda: redis.zscore("callbridge:hangups", "rtc_being_hung_up"))
+        answer.set()
+        confirmed = await hanging_up
+        left = await redis.zrange("callbridge:hangups", 0, -1)
+    finally:
+        await hangups.aclose()
+        await client.aclose()
+    assert (confirmed, left) == (True, [])
