@@ -21,7 +21,7 @@ from service.api.guards import (
     require_api_token,
     require_ops,
 )
-from service.api.media_types import media_type
+from service.api.media_types import charset, media_type
 from service.api.models import MessageIn, ReferIn, SessionOverrides, StartOverrides
 from service.api.openapi import EXAMPLE_OFFER, SDP_SCHEMA, answers, headers
 from service.api.problems import Problem
@@ -102,9 +102,24 @@ def _parse_json(body: bytes, what: str) -> object:
         raise Problem(400, f"{what} is not valid JSON: {str(exc)[:200]}", kind="bad-json") from None
 
 
+def _media_type(request: Request) -> str:
+    """The request's `type/subtype` (see `media_type`); 400 for a `Content-Type` longer or
+    with more `;` than a multipart part header may have."""
+    value = request.headers.get("content-type")
+    settings = request.app.state.settings
+    if value is not None and (
+        len(value) > settings.max_form_header_bytes
+        or value.count(";") > settings.max_form_header_params
+    ):
+        raise Problem(
+            400, "Content-Type is too long or has too many parameters", kind="bad-content-type"
+        )
+    return media_type(value)
+
+
 async def _read_offer(request: Request) -> tuple[bytes, StartOverrides]:
     settings = request.app.state.settings
-    offered = media_type(request.headers.get("content-type"))
+    offered = _media_type(request)
     if offered == "application/sdp":
         return await read_limited(request, settings.max_sdp_bytes), StartOverrides()
     if offered == "multipart/form-data":
@@ -414,7 +429,7 @@ async def patch_call(call_id: str, request: Request, principal: Caller) -> Respo
     The checks run in RFC 9725 order so a client learns the most specific reason.
     """
     record = await _run(request, GetCall(_known_call_id(call_id), principal))
-    if media_type(request.headers.get("content-type")) != TRICKLE_TYPE:
+    if _media_type(request) != TRICKLE_TYPE:
         raise Problem(415, f"PATCH takes {TRICKLE_TYPE}", kind="unsupported-media-type")
     if_match = request.headers.get("if-match")
     if if_match is None:
@@ -433,10 +448,12 @@ async def patch_call(call_id: str, request: Request, principal: Caller) -> Respo
 async def _json_model(request: Request, model: type[_Body], what: str) -> _Body:
     """The request's JSON body as `model`: 415 unless it is `application/json`, 413 past
     `max_json_bytes`, 400 for bad JSON, 422 for the wrong shape (naming `what` was asked for)."""
-    if media_type(request.headers.get("content-type")) != JSON_TYPE:
+    declared = charset(request.headers.get("content-type", ""))
+    if _media_type(request) != JSON_TYPE or declared not in (None, "utf-8"):
+        # JSON is UTF-8 (RFC 8259 §8.1); a body declared in another charset is not taken.
         raise Problem(
             415,
-            f"Content-Type must be {JSON_TYPE}",
+            f"Content-Type must be {JSON_TYPE} (UTF-8)",
             kind="unsupported-media-type",
             headers={"Accept-Post": JSON_TYPE},
         )

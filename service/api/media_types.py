@@ -34,3 +34,16 @@ def media_type(content_type: str | None) -> str:
     if match is None:
         raise Problem(400, "Content-Type is not a well-formed media type", kind="bad-content-type")
     return match.group(1).lower()
+
+
+_PARAMETER = re.compile(rf";[ \t]*({_TOKEN})=({_TOKEN}|{_QUOTED})")
+
+
+def charset(content_type: str) -> str | None:
+    """The lower-cased `charset` parameter of a well-formed `Content-Type` (see `media_type`),
+    unquoted; None when it has none."""
+    for name, value in _PARAMETER.findall(content_type):
+        if name.lower() == "charset":
+            unquoted = value[1:-1] if value.startswith('"') else value
+            return str(unquoted).lower()
+    return None

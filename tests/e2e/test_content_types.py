@@ -65,6 +65,32 @@ async def test_json_with_media_type_parameters_is_taken(
     assert response.status_code == 202, response.text
 
 
+async def test_json_declared_in_another_charset_is_a_415(
+    call: tuple[httpx.AsyncClient, str],
+) -> None:
+    client, location = call
+    response = await client.post(
+        f"{location}/messages",
+        content='{"text": "hé"}'.encode("latin-1"),
+        headers={"content-type": "application/json; charset=latin-1"},
+    )
+    assert_problem(response.status_code, response.headers["content-type"], response.json(), 415)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json; x=" + "a" * 20_000, "application/json" + "; a=b" * 2000],
+)
+async def test_a_content_type_too_long_or_with_too_many_parameters_is_a_400(
+    call: tuple[httpx.AsyncClient, str], content_type: str
+) -> None:
+    client, location = call
+    response = await client.post(
+        f"{location}/messages", content=b'{"text": "hello"}', headers={"content-type": content_type}
+    )
+    assert_problem(response.status_code, response.headers["content-type"], response.json(), 400)
+
+
 @pytest.mark.parametrize(
     "content_type", ["application/sdp;;;;==", "application/sdp; charset", "application/sdp;=x"]
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.api.media_types import media_type
+from service.api.media_types import charset, media_type
 from service.api.problems import Problem
 
 
@@ -44,3 +44,17 @@ def test_a_malformed_media_type_is_a_400(value: str) -> None:
     with pytest.raises(Problem) as raised:
         media_type(value)
     assert raised.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("application/json", None),
+        ("application/json; charset=UTF-8", "utf-8"),
+        ('application/json; x="charset=no"; Charset="Latin-1"', "latin-1"),
+    ],
+)
+def test_the_charset_parameter_is_read_unquoted_and_lower_cased(
+    value: str, expected: str | None
+) -> None:
+    assert charset(value) == expected
