@@ -269,7 +269,10 @@ class Settings(BaseSettings):
         description="Longest multipart header line, and longest request Content-Type (400).",
     )
     max_form_header_params: int = Field(
-        8, ge=1, description="Most `;` parameters one multipart header may carry (400)."
+        8,
+        ge=1,
+        description="Most `;` parameters one multipart header, or a request's Content-Type, "
+        "may carry (400).",
     )
     max_calls: int = Field(100, ge=1, description="Concurrent calls per instance.")
     sse_send_timeout_s: float = Field(
