@@ -2,8 +2,9 @@
 
 A provider may quote what it was sent, credentials included (an "Incorrect API key provided:
 sk-..." error is the common case), and not always verbatim: URL-encoded (`sk%2D...`), with a
-typographic hyphen (U+2010 and its kin), JSON-escaped (`\\u002d`) or base64-encoded (an echoed
-`Basic` header). Every string that comes from the provider (its SDP answer, `Location`, HTTP
+typographic hyphen (U+2010 and its kin), JSON-escaped (`\\u002d`), as HTML character references
+(`&#115;`), base64-encoded (an echoed `Basic` header), and a key made of hex digits (Azure's)
+in either case. Every string that comes from the provider (its SDP answer, `Location`, HTTP
 error bodies, sideband `error` events and close reasons, join refusals) goes through `redact`
 first, and so does every log line.
 
@@ -40,6 +41,7 @@ _KEY_LIKE: Final = re.compile(
     r"|\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"
     r"|(?i:bearer)\s+[A-Za-z0-9._~+/\-]{8,}=*"
 )
+_HEX: Final = re.compile(r"[0-9A-Fa-f]+")
 # A public prefix: short lowercase words, each followed by `-` or `_` (`sk-proj-`, `whsec_`).
 _PUBLIC_PREFIX: Final = re.compile(r"(?:[a-z]{2,8}[-_]){1,3}")
 
@@ -74,25 +76,33 @@ def _secrets_pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
             continue
         body = _distinctive(secret)
         prefix = secret[: len(secret) - len(body)]
-        forms.append(f"(?:{_encoded(prefix)})?{_encoded(body)}" if prefix else _encoded(body))
+        # A hex key means the same in either case, and a provider may print it either way.
+        fold = _HEX.fullmatch(body) is not None
+        encoded = _encoded(body, fold)
+        forms.append(f"(?:{_encoded(prefix, fold)})?{encoded}" if prefix else encoded)
         forms.extend(re.escape(core) for core in _base64_cores(secret))
     return re.compile("|".join(forms)) if forms else None
 
 
-def _encoded(text: str) -> str:
+def _encoded(text: str, fold_case: bool = False) -> str:
     """A regex matching `text` with any of its characters written as itself, percent-encoded
-    (RFC 3986 §2.1, either case) or JSON-escaped (RFC 8259 §7); dashes as any dash."""
-    return "".join(_encoded_char(char) for char in text)
+    (RFC 3986 §2.1, either case), JSON-escaped (RFC 8259 §7) or as an HTML numeric character
+    reference (decimal or hex); dashes as any dash; letters in either case if `fold_case`."""
+    return "".join(_encoded_char(char, fold_case) for char in text)
 
 
-def _encoded_char(char: str) -> str:
+def _encoded_char(char: str, fold_case: bool) -> str:
     literals = _DASHES if char == "-" else char
+    if fold_case and char.isalpha():
+        literals = char.lower() + char.upper()
     options = [re.escape(c) for c in literals]
     for c in literals:
         percent = "".join(f"%{byte:02X}" for byte in c.encode())
         options.append(_either_case(percent))
         if ord(c) < 0x10000:
             options.append(_either_case(rf"\\u{ord(c):04X}"))
+        options.append(rf"&#0*{ord(c)};")
+        options.append("&#[xX]0*" + _either_case(f"{ord(c):X}") + ";")
     if char == "/":
         options.append(r"\\/")
     return "(?:" + "|".join(dict.fromkeys(options)) + ")"

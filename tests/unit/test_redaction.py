@@ -64,3 +64,18 @@ def test_a_secret_too_short_to_redact_leaves_text_alone() -> None:
 def test_a_jwt_is_replaced_even_when_not_configured() -> None:
     jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyMTIzIn0.c2lnbmF0dXJlX2hlcmU"
     assert redact(f"token {jwt} refused") == f"token {REDACTED} refused"
+
+
+def test_a_secret_written_as_html_character_references_is_replaced() -> None:
+    decimal = "".join(f"&#{ord(c)};" for c in KEY)
+    hexadecimal = "".join(f"&#x{ord(c):X};" for c in KEY)
+    assert redact(f"<p>{decimal}</p><p>{hexadecimal}</p>", [KEY]) == (
+        f"<p>{REDACTED}</p><p>{REDACTED}</p>"
+    )
+
+
+def test_a_hex_key_is_replaced_in_either_case() -> None:
+    azure_key = "0123456789abcdef0123456789abcdef"
+    assert redact(f"api-key {azure_key.upper()} refused", [azure_key]) == (
+        f"api-key {REDACTED} refused"
+    )
