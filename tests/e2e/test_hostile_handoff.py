@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -84,16 +85,18 @@ def _outputs(provider: FaultyProvider) -> list[str]:
     ]
 
 
-async def test_a_handoff_whose_answer_comes_after_the_deadline_fails_and_keeps_it_as_late(
-    start_service: StartService, serve: Serve
-) -> None:
+@contextlib.asynccontextmanager
+async def _handed_off(
+    start_service: StartService, serve: Serve, request: str, **settings: Any
+) -> AsyncIterator[tuple[FaultyProvider, httpx.AsyncClient, str]]:
+    """A call whose model has just asked the background agent `request`, handled as
+    `settings` say; the call is deleted afterwards."""
     provider = FaultyProvider()
     service = await start_service(
         provider="openai",
         provider_url=await serve(provider.app()),
         api_key="sk-handoff",
-        handler="tests.e2e.handlers:slow",
-        handoff_deadline_s=0.5,
+        **settings,
     )
     async with httpx.AsyncClient(base_url=service.url) as client:
         response = await client.post(
@@ -101,14 +104,23 @@ async def test_a_handoff_whose_answer_comes_after_the_deadline_fails_and_keeps_i
         )
         location = response.headers["location"]
         await asyncio.wait_for(provider.connected.wait(), 10)
-        await provider.push(location.rsplit("/", 1)[1], _tool_call("what is 2+2"))
+        await provider.push(location.rsplit("/", 1)[1], _tool_call(request))
+        yield provider, client, location
+        await client.delete(location)
+
+
+async def test_a_handoff_whose_answer_comes_after_the_deadline_fails_and_keeps_it_as_late(
+    start_service: StartService, serve: Serve
+) -> None:
+    settings = {"handler": "tests.e2e.handlers:slow", "handoff_deadline_s": 0.5}
+    async with _handed_off(start_service, serve, "what is 2+2", **settings) as handed_off:
+        provider, client, location = handed_off
         failed = await asyncio.wait_for(
             _handoff_when(client, location, lambda h: h["state"] == "failed"), 10
         )
         late = await asyncio.wait_for(
             _handoff_when(client, location, lambda h: h["late_output"] is not None), 10
         )
-        await client.delete(location)
     reason = "it did not answer within 0.5 s"
     assert (failed["error"], failed["expired"]) == (reason, True)
     assert str(late["late_output"]).startswith("slow answer to 'what is 2+2'")
@@ -118,26 +130,16 @@ async def test_a_handoff_whose_answer_comes_after_the_deadline_fails_and_keeps_i
 async def test_a_handler_answer_over_the_cap_is_cut_with_a_marker_and_counted(
     start_service: StartService, serve: Serve
 ) -> None:
-    provider = FaultyProvider()
-    service = await start_service(
-        provider="openai",
-        provider_url=await serve(provider.app()),
-        api_key="sk-handoff",
-        handler=f"cmd:{sys.executable} -c \"print('x' * 2_000_000)\"",
-        handoff_max_text_bytes=4096,
-    )
-    async with httpx.AsyncClient(base_url=service.url) as client:
-        response = await client.post(
-            "/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
-        )
-        location = response.headers["location"]
-        await asyncio.wait_for(provider.connected.wait(), 10)
-        await provider.push(location.rsplit("/", 1)[1], _tool_call("say a lot"))
+    settings = {
+        "handler": f"cmd:{sys.executable} -c \"print('x' * 2_000_000)\"",
+        "handoff_max_text_bytes": 4096,
+    }
+    async with _handed_off(start_service, serve, "say a lot", **settings) as handed_off:
+        provider, client, location = handed_off
         handoff = await asyncio.wait_for(
             _handoff_when(client, location, lambda h: h["state"] == "completed"), 10
         )
         record = (await client.get(location)).json()
-        await client.delete(location)
     marker = CUT_MARKER.format(limit=4096)
     (output,) = _outputs(provider)
     assert output == handoff["output"]
