@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 
@@ -15,6 +16,7 @@ from service.calls.manager import CallManager
 from service.settings import Settings
 from tests.e2e.redis_server import open_queue, redis, redis_server  # noqa: F401
 from tests.e2e.servers import running_server
+from tests.unit.sdp_samples import AIORTC_OFFER
 
 
 @dataclass
@@ -68,3 +70,26 @@ async def start_service(serve: Serve) -> StartService:
         return RunningService(url, app)
 
     return start
+
+
+@dataclass
+class LiveCall:
+    """A live call on a service without media: the service, a client of it, the call's path."""
+
+    service: RunningService
+    client: httpx.AsyncClient
+    location: str
+
+
+@pytest.fixture
+async def live_call(start_service: StartService) -> AsyncIterator[LiveCall]:
+    """A live call on a service without media; deleted afterwards."""
+    service = await start_service(local_media=False)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        response = await client.post(
+            "/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
+        )
+        assert response.status_code == 201, response.text
+        location = response.headers["location"]
+        yield LiveCall(service, client, location)
+        await client.delete(location)

@@ -4,28 +4,12 @@ which takes no body, refuses one."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 
-from tests.e2e.conftest import StartService
+from tests.e2e.conftest import LiveCall, StartService
 from tests.e2e.hostile import assert_problem
 from tests.unit.sdp_samples import AIORTC_OFFER
-
-
-@pytest.fixture
-async def call(start_service: StartService) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
-    """A client of a service without media, and the path of a live call there."""
-    service = await start_service(local_media=False)
-    async with httpx.AsyncClient(base_url=service.url) as client:
-        response = await client.post(
-            "/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
-        )
-        assert response.status_code == 201, response.text
-        location = response.headers["location"]
-        yield client, location
-        await client.delete(location)
 
 
 @pytest.mark.parametrize(
@@ -37,9 +21,9 @@ async def call(start_service: StartService) -> AsyncIterator[tuple[httpx.AsyncCl
     ],
 )
 async def test_json_sent_as_text_plain_is_a_415_naming_json(
-    call: tuple[httpx.AsyncClient, str], path: str, body: bytes
+    live_call: LiveCall, path: str, body: bytes
 ) -> None:
-    client, location = call
+    client, location = live_call.client, live_call.location
     response = await client.post(
         location + path, content=body, headers={"content-type": "text/plain"}
     )
@@ -47,8 +31,8 @@ async def test_json_sent_as_text_plain_is_a_415_naming_json(
     assert response.headers["accept-post"] == "application/json"
 
 
-async def test_json_without_a_content_type_is_a_415(call: tuple[httpx.AsyncClient, str]) -> None:
-    client, location = call
+async def test_json_without_a_content_type_is_a_415(live_call: LiveCall) -> None:
+    client, location = live_call.client, live_call.location
     response = await client.post(f"{location}/messages", content=b'{"text": "hello"}')
     assert_problem(response.status_code, response.headers["content-type"], response.json(), 415)
 
@@ -61,9 +45,9 @@ async def test_json_without_a_content_type_is_a_415(call: tuple[httpx.AsyncClien
     ],
 )
 async def test_json_is_taken_with_media_type_parameters_but_only_in_utf_8(
-    call: tuple[httpx.AsyncClient, str], content_type: str, body: bytes, status: int
+    live_call: LiveCall, content_type: str, body: bytes, status: int
 ) -> None:
-    client, location = call
+    client, location = live_call.client, live_call.location
     response = await client.post(
         f"{location}/messages", content=body, headers={"content-type": content_type}
     )
@@ -75,9 +59,9 @@ async def test_json_is_taken_with_media_type_parameters_but_only_in_utf_8(
     ["application/json; x=" + "a" * 20_000, "application/json" + "; a=b" * 2000],
 )
 async def test_a_content_type_too_long_or_with_too_many_parameters_is_a_400(
-    call: tuple[httpx.AsyncClient, str], content_type: str
+    live_call: LiveCall, content_type: str
 ) -> None:
-    client, location = call
+    client, location = live_call.client, live_call.location
     response = await client.post(
         f"{location}/messages", content=b'{"text": "hello"}', headers={"content-type": content_type}
     )

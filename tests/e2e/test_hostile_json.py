@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 
-from tests.e2e.conftest import RunningService, StartService
+from tests.e2e.conftest import LiveCall, RunningService, StartService
 from tests.e2e.hostile import RawConnection, assert_problem, healthy, request_head
 from tests.unit.sdp_samples import AIORTC_OFFER
-
-
-@pytest.fixture
-async def call(start_service: StartService) -> AsyncIterator[tuple[RunningService, str]]:
-    """A live call on a service without media; yields the service and the call's path."""
-    service = await start_service(local_media=False)
-    async with httpx.AsyncClient(base_url=service.url) as client:
-        response = await client.post(
-            "/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
-        )
-        assert response.status_code == 201, response.text
-        location = response.headers["location"]
-        yield service, location
-        await client.delete(location)
 
 
 async def _post_json(service: RunningService, path: str, body: bytes) -> httpx.Response:
@@ -38,19 +22,17 @@ async def _assert_call_still_takes_messages(service: RunningService, location: s
 
 
 @pytest.mark.parametrize("path", ["/messages", "/session"])
-async def test_json_nested_thirty_thousand_deep_is_a_400(
-    call: tuple[RunningService, str], path: str
-) -> None:
-    service, location = call
+async def test_json_nested_thirty_thousand_deep_is_a_400(live_call: LiveCall, path: str) -> None:
+    service, location = live_call.service, live_call.location
     response = await _post_json(service, location + path, b"[" * 30_000 + b"]" * 30_000)
     assert_problem(response.status_code, response.headers["content-type"], response.json(), 400)
     await _assert_call_still_takes_messages(service, location)
 
 
 async def test_json_integer_of_five_thousand_digits_is_a_400(
-    call: tuple[RunningService, str],
+    live_call: LiveCall,
 ) -> None:
-    service, location = call
+    service, location = live_call.service, live_call.location
     body = b'{"text": "x", "n": ' + b"9" * 5000 + b"}"
     response = await _post_json(service, f"{location}/messages", body)
     assert_problem(response.status_code, response.headers["content-type"], response.json(), 400)
@@ -75,9 +57,9 @@ async def test_deep_json_in_the_session_part_of_a_call_start_is_a_400(
 
 @pytest.mark.parametrize("last_event_id", ["\u00b2", "9" * 5000, "-1", "1e3"])
 async def test_a_last_event_id_that_is_not_one_of_ours_is_a_400(
-    call: tuple[RunningService, str], last_event_id: str
+    live_call: LiveCall, last_event_id: str
 ) -> None:
-    service, location = call
+    service, location = live_call.service, live_call.location
     connection = await RawConnection.open(service.url)
     try:
         await connection.send(
