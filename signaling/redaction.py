@@ -21,6 +21,7 @@ import base64
 import functools
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Final
 
 REDACTED: Final = "[REDACTED]"
@@ -42,6 +43,9 @@ _KEY_LIKE: Final = re.compile(
     r"|(?i:bearer)\s+[A-Za-z0-9._~+/\-]{8,}=*"
 )
 _HEX: Final = re.compile(r"[0-9A-Fa-f]+")
+_KEY_MARKERS: Final = ("sk", "rk", "pk", "eyj", "bearer")
+# What an escaped character starts with: percent-encoding, a JSON escape, an HTML reference.
+_ESCAPES: Final = ("%", "\\", "&#")
 # A public prefix: short lowercase words, each followed by `-` or `_` (`sk-proj-`, `whsec_`).
 _PUBLIC_PREFIX: Final = re.compile(r"(?:[a-z]{2,8}[-_]){1,3}")
 
@@ -50,10 +54,17 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """`text` with each of `secrets` (in the encodings the module docstring lists) and anything
     shaped like an API key replaced by `[REDACTED]`. Empty secrets, and secrets whose
     distinctive part is shorter than `MIN_SECRET_CHARS`, are skipped (see `too_short`)."""
-    pattern = _secrets_pattern(tuple(secrets))
-    if pattern is not None:
-        text = pattern.sub(REDACTED, text)
-    return _KEY_LIKE.sub(REDACTED, text)
+    forms = _secret_forms(tuple(secrets))
+    if forms is not None and forms.may_occur_in(text):
+        text = forms.pattern.sub(REDACTED, text)
+    return _KEY_LIKE.sub(REDACTED, text) if _may_hold_a_key(text) else text
+
+
+def _may_hold_a_key(text: str) -> bool:
+    # Every `_KEY_LIKE` match holds one of these, whatever its case; looking for them is ten
+    # times cheaper than running the pattern over text that has none (an SDP answer, mostly).
+    low = text.lower()
+    return any(marker in low for marker in _KEY_MARKERS)
 
 
 def too_short(secret: str) -> bool:
@@ -67,10 +78,28 @@ def _distinctive(secret: str) -> str:
     return body if len(body) >= MIN_SECRET_CHARS else secret
 
 
+@dataclass(frozen=True, slots=True)
+class _SecretForms:
+    """One regex matching every usable secret in every encoding, and what any match shows."""
+
+    pattern: re.Pattern[str]
+    # Lower-cased: a verbatim match holds one of these whatever its case; an escaped one
+    # holds one of `_ESCAPES`.
+    needles: tuple[str, ...]
+
+    def may_occur_in(self, text: str) -> bool:
+        # Far cheaper than running the pattern over text without a secret (most of it).
+        if any(escape in text for escape in _ESCAPES):
+            return True
+        low = text.lower()
+        return any(needle in low for needle in self.needles)
+
+
 @functools.lru_cache(maxsize=32)
-def _secrets_pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
-    """One regex matching every usable secret in every encoding (compiled once per set)."""
+def _secret_forms(secrets: tuple[str, ...]) -> _SecretForms | None:
+    """The forms of every usable secret (compiled once per set)."""
     forms: list[str] = []
+    needles: list[str] = []
     for secret in sorted(set(secrets), key=len, reverse=True):
         if too_short(secret):
             continue
@@ -80,8 +109,14 @@ def _secrets_pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
         fold = _HEX.fullmatch(body) is not None
         encoded = _encoded(body, fold)
         forms.append(f"(?:{_encoded(prefix, fold)})?{encoded}" if prefix else encoded)
-        forms.extend(re.escape(core) for core in _base64_cores(secret))
-    return re.compile("|".join(forms)) if forms else None
+        # Only its dashes vary in a verbatim body: the longest stretch without one does not.
+        needles.append(max(body.split("-"), key=len).lower())
+        cores = _base64_cores(secret)
+        forms.extend(re.escape(core) for core in cores)
+        needles.extend(core.lower() for core in cores)
+    if not forms:
+        return None
+    return _SecretForms(re.compile("|".join(forms)), tuple(needles))
 
 
 def _encoded(text: str, fold_case: bool = False) -> str:
