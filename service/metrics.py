@@ -8,6 +8,7 @@ number of series.
 from __future__ import annotations
 
 import functools
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -132,19 +133,16 @@ SIP_CALLS = Counter(
 )
 
 # Every series exists from the start, at zero: the set is fixed, and dashboards see it whole.
-for _outcome in CALL_START_OUTCOMES:
-    CALL_STARTS.labels(outcome=_outcome)
-for _stage in SETUP_STAGES:
-    CALL_SETUP_SECONDS.labels(stage=_stage)
-for _reason in END_REASONS:
-    CALLS_ENDED.labels(reason=_reason)
-for _outcome in HANDOFF_OUTCOMES:
-    HANDOFFS.labels(outcome=_outcome)
-for _outcome in HANGUP_OUTCOMES:
-    HANGUPS.labels(outcome=_outcome)
-for _status in PROVIDER_ERROR_STATUSES:
-    PROVIDER_ERRORS.labels(status=_status)
-for _outcome in WEBHOOK_OUTCOMES:
-    WEBHOOKS.labels(outcome=_outcome)
-for _outcome in SIP_CALL_OUTCOMES:
-    SIP_CALLS.labels(outcome=_outcome)
+_FIXED_LABELS: Final = (
+    (CALL_STARTS, "outcome", CALL_START_OUTCOMES),
+    (CALL_SETUP_SECONDS, "stage", SETUP_STAGES),
+    (CALLS_ENDED, "reason", END_REASONS),
+    (HANDOFFS, "outcome", HANDOFF_OUTCOMES),
+    (HANGUPS, "outcome", HANGUP_OUTCOMES),
+    (PROVIDER_ERRORS, "status", PROVIDER_ERROR_STATUSES),
+    (WEBHOOKS, "outcome", WEBHOOK_OUTCOMES),
+    (SIP_CALLS, "outcome", SIP_CALL_OUTCOMES),
+)
+for _metric, _name, _values in _FIXED_LABELS:
+    for _value in _values:
+        _metric.labels(**{_name: _value})

@@ -21,7 +21,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypedDict, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -77,7 +77,13 @@ from service.settings import Settings
 from signaling.credentials import Credentials
 from signaling.ids import CallId
 from signaling.provider import ProviderClient, ProviderError
-from signaling.realtime import CallState, Delegation, SessionConfig, session_payload
+from signaling.realtime import (
+    CallLimits,
+    CallState,
+    Delegation,
+    SessionConfig,
+    session_payload,
+)
 from signaling.realtime.sideband import Sideband, sideband_proxy, sideband_url
 
 log = logging.getLogger("callbridge.calls")
@@ -99,6 +105,13 @@ _ADOPT: Final = "adopt"
 _CONTROL_TIMEOUT_S: Final = 5.0
 # How long a peer taking over a call during a handover may take to join its sideband.
 _HANDOVER_JOIN_S: Final = 5.0
+
+
+class _CoreOptions(TypedDict):
+    limits: CallLimits
+    new_item_id: Callable[[], str]
+    jitter: Callable[[], float]
+    secrets: list[str]
 
 
 def _new_item_id() -> str:
@@ -267,18 +280,8 @@ class CallManager:
         """Track an answered call and join its sideband in the background; in a cluster, wait
         (a bounded time) until its lease is written, so that any instance finds the call the
         moment its URL is handed out."""
-        state = CallState(
-            call.call_id,
-            call.config,
-            limits=self.settings.call_limits(),
-            new_item_id=_new_item_id,
-            jitter=random.random,
-            secrets=self.settings.secrets(),
-        )
-        call.transcript = state.transcript
-        session = self._new_session(call, state, offer_received_at=received)
-        self.sessions[call.call_id] = session
-        ACTIVE_CALLS.inc()
+        state = CallState(call.call_id, call.config, **self._core_options())
+        session = self._track(call, state, offer_received_at=received)
         CALL_STARTS.labels(outcome="started").inc()
         session.start()
         log.info("call started", extra={"call_id": call.call_id})
@@ -288,10 +291,20 @@ class CallManager:
             # written anyway.
             await asyncio.wait({registered}, timeout=self.settings.call_lease_s)
 
-    def _new_session(
-        self, call: Call, state: CallState, *, offer_received_at: float
-    ) -> CallSession:
+    def _core_options(self) -> _CoreOptions:
+        """What every call core of this instance is made with, new or restored."""
+        return {
+            "limits": self.settings.call_limits(),
+            "new_item_id": _new_item_id,
+            "jitter": random.random,
+            "secrets": self.settings.secrets(),
+        }
+
+    def _track(self, call: Call, state: CallState, *, offer_received_at: float) -> CallSession:
+        """Make the session that runs `call` with `state`, and count it as live here (it is
+        started by the caller)."""
         call_id = call.call_id
+        call.transcript = state.transcript
         stream = (
             ClusterEventStream(lambda: self._mark_dirty(call_id))
             if self.store is not None
@@ -305,7 +318,7 @@ class CallManager:
             credentials=self.credentials,
             proxy=self._sideband_proxy,
         )
-        return CallSession(
+        session = CallSession(
             call,
             state,
             sideband,
@@ -315,6 +328,9 @@ class CallManager:
             offer_received_at=offer_received_at,
             on_end=self._ended_call,
         )
+        self.sessions[call_id] = session
+        ACTIVE_CALLS.inc()
+        return session
 
     async def _register(self, call_id: str) -> None:
         """Take the new call's lease, then save it: a call saved as live without a lease
@@ -755,17 +771,8 @@ class CallManager:
     def _restore(self, call_id: str, stored: StoredCall) -> None:
         assert self.directory is not None
         call = record_from_json(stored.record, self.instance_id)
-        state = CallState.restore(
-            stored.core,
-            limits=self.settings.call_limits(),
-            new_item_id=_new_item_id,
-            jitter=random.random,
-            secrets=self.settings.secrets(),
-        )
-        call.transcript = state.transcript
-        session = self._new_session(call, state, offer_received_at=time.monotonic())
-        self.sessions[call_id] = session
-        ACTIVE_CALLS.inc()
+        state = CallState.restore(stored.core, **self._core_options())
+        session = self._track(call, state, offer_received_at=time.monotonic())
         self.directory.adopt(call_id)
         self._leased.add(call_id)
         session.start()

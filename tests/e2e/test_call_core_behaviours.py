@@ -15,10 +15,10 @@ import pytest
 
 from service.calls.session import CallSession
 from tests.e2e.conftest import RunningService, Serve, StartService
+from tests.e2e.faulty_calls import call_at
 from tests.e2e.faulty_provider import FaultyProvider
 from tests.e2e.sse import SseRecorder
 from tests.e2e.waiting import until
-from tests.unit.sdp_samples import AIORTC_OFFER
 
 KEY = "sk-faults-0123456789"
 
@@ -31,23 +31,8 @@ def provider() -> FaultyProvider:
 async def _start(
     start_service: StartService, serve: Serve, provider: FaultyProvider, **settings: Any
 ) -> tuple[RunningService, str, CallSession]:
-    service = await start_service(
-        provider="openai",
-        provider_url=await serve(provider.app()),
-        api_key=KEY,
-        sideband_backoff_s=0.01,
-        sideband_backoff_max_s=0.05,
-        **settings,
-    )
-    async with httpx.AsyncClient(base_url=service.url) as client:
-        response = await client.post(
-            "/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
-        )
-    assert response.status_code == 201
-    call_id = response.headers["location"].rsplit("/", 1)[1]
-    session = service.manager.session(call_id)
-    assert session is not None
-    return service, call_id, session
+    options = {"api_key": KEY, "sideband_backoff_s": 0.01, "sideband_backoff_max_s": 0.05}
+    return await call_at(start_service, serve, provider, **{**options, **settings})
 
 
 async def _ready(

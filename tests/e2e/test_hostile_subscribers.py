@@ -10,10 +10,10 @@ import httpx
 
 from service.calls.session import CallSession
 from tests.e2e.conftest import RunningService, Serve, StartService
+from tests.e2e.faulty_calls import call_at
 from tests.e2e.faulty_provider import FaultyProvider
 from tests.e2e.hostile import healthy, request_head
 from tests.e2e.waiting import until
-from tests.unit.sdp_samples import AIORTC_OFFER
 
 
 def _said(n: int) -> str:
@@ -39,22 +39,15 @@ def _http_requests_in_flight() -> int:
 async def _call(
     start_service: StartService, serve: Serve, provider: FaultyProvider
 ) -> tuple[RunningService, str, CallSession]:
-    service = await start_service(
-        provider="openai",
-        provider_url=await serve(provider.app()),
+    service, call_id, session = await call_at(
+        start_service,
+        serve,
+        provider,
         api_key="sk-subscribers",
         sse_send_timeout_s=0.5,
         # The stream must carry megabytes to fill the socket: above the default per-call cap.
         max_transcript_bytes=50_000_000,
     )
-    async with httpx.AsyncClient(base_url=service.url) as client:
-        response = await client.post(
-            "/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
-        )
-    assert response.status_code == 201, response.text
-    call_id = response.headers["location"].rsplit("/", 1)[1]
-    session = service.manager.session(call_id)
-    assert session is not None
     await asyncio.wait_for(provider.connected.wait(), 10)
     return service, call_id, session
 
