@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 from service.calls.reporting import CallReporter
 from service.handoffs.queue import HandoffEvent
@@ -21,6 +22,9 @@ from signaling.realtime import (
     SendEvent,
 )
 from signaling.realtime.sideband import Sideband, SidebandError, SidebandRefused
+
+_CARRIED_OUT: Final = (SendEvent, Connect, EnqueueHandoff, HangUp, EndCall)
+"""The actions that need I/O; every other one is a `Report` for `CallReporter`."""
 
 Enqueue = Callable[[Delegation], Awaitable[None]]
 HangUpAtProvider = Callable[[CallId], Awaitable[bool]]
@@ -43,25 +47,50 @@ class CallEffects:
 
     async def apply(self, actions: list[Action]) -> None:
         """Carry out `actions` in order, each followed by what the core makes of its outcome."""
+        report = self._reporter.apply
         for action in actions:
-            match action:
-                case SendEvent(payload):
-                    if not await self.sideband.send(payload):
-                        await self.apply(self.state.send_failed(payload, time.time()))
-                case Connect():
-                    await self.apply(await self._connect())
-                case EnqueueHandoff(delegation):
-                    await self._handoff(delegation)
-                case HangUp():
-                    # Retried in the background until the provider confirms (`Hangups`).
-                    await self._hang_up(self._reporter.call.call_id)
-                case EndCall(end):
-                    self._reporter.ending(end)
-                    await self.sideband.close()
-                    self._reporter.ended(end)
-                    self._finished()
-                case _:
-                    self._reporter.apply(action)
+            if isinstance(action, _CARRIED_OUT):
+                await self._carry_out(action)
+            else:
+                report(action)
+
+    async def feed(self, frames: list[str | bytes]) -> None:
+        """Give the core sideband `frames` one at a time, each frame's actions carried out (as
+        `apply` does) before the next frame is fed; none once the call has ended. The provider
+        events seen are counted in the metric once, at the end."""
+        state, reporter = self.state, self._reporter
+        report = reporter.apply
+        try:
+            for raw in frames:
+                if state.ended:
+                    break
+                for action in state.feed_raw(raw, time.time()):
+                    if isinstance(action, _CARRIED_OUT):
+                        await self._carry_out(action)
+                    else:
+                        report(action)
+        finally:
+            reporter.flush_events()
+
+    async def _carry_out(
+        self, action: SendEvent | Connect | EnqueueHandoff | HangUp | EndCall
+    ) -> None:
+        match action:
+            case SendEvent(payload):
+                if not await self.sideband.send(payload):
+                    await self.apply(self.state.send_failed(payload, time.time()))
+            case Connect():
+                await self.apply(await self._connect())
+            case EnqueueHandoff(delegation):
+                await self._handoff(delegation)
+            case HangUp():
+                # Retried in the background until the provider confirms (`Hangups`).
+                await self._hang_up(self._reporter.call.call_id)
+            case EndCall(end):
+                self._reporter.ending(end)
+                await self.sideband.close()
+                self._reporter.ended(end)
+                self._finished()
 
     async def handoff_event(self, event: HandoffEvent) -> None:
         """Record a worker's event, and give it to the core unless the call already had it."""

@@ -77,6 +77,8 @@ class CallReporter:
     ) -> None:
         self.call, self.stream, self.log = call, stream, log
         self._offer_received_at = offer_received_at
+        # Provider events seen since the last `flush_events`, by metric label.
+        self._events: dict[str, int] = {}
 
     def handoff_queued(self, delegation: Delegation) -> HandoffRecord:
         """Record and announce a handoff on its way to the queue."""
@@ -125,7 +127,8 @@ class CallReporter:
         # Cases are tried in order: the one every provider event brings comes first.
         match report:
             case EventObserved(label):
-                provider_events(label).inc()
+                events = self._events
+                events[label] = events.get(label, 0) + 1
             case Joined(rejoin):
                 self._joined(rejoin)
             case PublishTranscript(kind, role, item_id, text):
@@ -165,6 +168,12 @@ class CallReporter:
                 self.log.debug("ignored provider event %s: %s", type_name, reason)
             case _:
                 assert_never(report)
+
+    def flush_events(self) -> None:
+        """Add the provider events reported since the last flush to their metric."""
+        for label, count in self._events.items():
+            provider_events(label).inc(count)
+        self._events.clear()
 
     def _joined(self, rejoin: bool) -> None:
         if rejoin:

@@ -23,7 +23,8 @@ from signaling.realtime.sideband import Sideband
 log = logging.getLogger("callbridge.call")
 
 YIELD_EVERY = 64
-"""Frames handled before the loop yields, so a flooding provider cannot starve other calls."""
+"""Frames fed to the core as one input, at most; the loop yields between inputs of frames
+that were already waiting, so a flooding provider cannot starve other calls."""
 
 
 class CallSession:
@@ -64,32 +65,37 @@ class CallSession:
     async def _run(self) -> None:
         try:
             await self._effects.apply(self.state.start(time.time()))
-            frames = 0
             while not (self.state.ended or self.gate.detached):
-                delay = max(self.state.wake_at - time.time(), 0.0)
                 sb = self.sideband
                 if not sb.connected and self.state.link_status == "open":
                     # Closed under a send: report it like a close seen by receive.
                     await self._input(self._link_closed)
                     continue
                 if not sb.connected:
+                    delay = max(self.state.wake_at - time.time(), 0.0)
                     await asyncio.sleep(min(delay, 3600.0))
                     await self._input(self._tick)
                     continue
-                try:
-                    async with asyncio.timeout(delay if delay != float("inf") else None):
-                        raw = await sb.receive()
-                except TimeoutError:
-                    await self._input(self._tick)
-                    continue
-                if raw is None:
-                    await self._input(self._link_closed)
-                    continue
-                await self._input(functools.partial(self._feed, raw))
-                # Not kept while the next frame is awaited: a quiet call holds no old frame.
-                del raw
-                frames += 1
-                if frames % YIELD_EVERY == 0:
+                # Frames already received are fed without waiting, as `receive` would give
+                # them (it only times out once it has to wait); then the loop yields.
+                frames = sb.take(YIELD_EVERY)
+                waited = not frames
+                if waited:
+                    delay = max(self.state.wake_at - time.time(), 0.0)
+                    try:
+                        async with asyncio.timeout(delay if delay != float("inf") else None):
+                            received = await sb.receive(YIELD_EVERY)
+                    except TimeoutError:
+                        await self._input(self._tick)
+                        continue
+                    if received is None:
+                        await self._input(self._link_closed)
+                        continue
+                    frames = received
+                await self.gate.run(functools.partial(self._effects.feed, frames))
+                # Not kept while the next frames are awaited: a quiet call holds no old frame.
+                del frames
+                if not waited:
                     await asyncio.sleep(0)
         except Exception:
             self._log.exception("call session crashed; hanging up")
@@ -98,9 +104,6 @@ class CallSession:
     async def _input(self, take: Callable[[], list[Action]]) -> None:
         """Give the core one input through the gate and apply what it decides."""
         await self.gate.run(lambda: self._effects.apply(take()))
-
-    def _feed(self, raw: str | bytes) -> list[Action]:
-        return self.state.feed_raw(raw, time.time())
 
     def _tick(self) -> list[Action]:
         return self.state.tick(time.time())

@@ -11,12 +11,13 @@ import logging
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.uri import get_proxy, parse_uri
 
 from signaling.credentials import Credentials, CredentialsError
 from signaling.ids import CallId
+from signaling.realtime.ws_connection import BatchedConnection
 
 # websockets logs handshake headers at debug level; our logging setup redacts the key, and
 # keeping this logger at INFO means the Authorization header is never even formatted.
@@ -110,7 +111,7 @@ class Sideband:
         self._proxy = proxy
         self._ping_interval_s = ping_interval_s
         self._open_timeout_s = open_timeout_s
-        self._ws: ClientConnection | None = None
+        self._ws: BatchedConnection | None = None
         self.close_code: int | None = None
         self.close_reason: str = ""
 
@@ -127,8 +128,9 @@ class Sideband:
             headers = self._headers
             if self._credentials is not None:
                 headers = await self._credentials.headers()
-            self._ws = await _WithoutRedirects(
+            ws = await _WithoutRedirects(
                 self.url,
+                create_connection=BatchedConnection,
                 additional_headers=headers,
                 ping_interval=self._ping_interval_s,
                 ping_timeout=self._ping_interval_s,
@@ -146,18 +148,34 @@ class Sideband:
             raise _refusal(exc.response.status_code, exc.response.body) from None
         except (OSError, TimeoutError, InvalidHandshake, CredentialsError) as exc:
             raise SidebandError(type(exc).__name__) from None
+        assert isinstance(ws, BatchedConnection)
         # Our handshake request (headers, the key among them) is never read again, and held
         # calls are many: let it go.
-        self._ws.request = None
+        ws.request = None
+        self._ws = ws
         self.close_code, self.close_reason = None, ""
 
-    async def receive(self) -> str | bytes | None:
-        """The next frame, or None once the connection has closed."""
+    @property
+    def unread_bytes(self) -> int:
+        """Payload bytes of frames received and not yet taken (0 without a connection); reading
+        pauses past `ws_connection.MAX_UNREAD_BYTES`."""
+        ws = self._ws
+        return ws.unread_bytes if ws is not None else 0
+
+    def take(self, limit: int) -> list[str | bytes]:
+        """Up to `limit` frames already received, oldest first, without waiting; none without
+        a connection."""
+        ws = self._ws
+        return ws.take_batch(limit) if ws is not None else []
+
+    async def receive(self, limit: int) -> list[str | bytes] | None:
+        """The next frames (at least one, at most `limit`, oldest first), or None once the
+        connection has closed."""
         ws = self._ws
         if ws is None:
             return None
         try:
-            return await ws.recv()
+            return await ws.recv_batch(limit)
         except ConnectionClosed as exc:
             self._closed(exc)
             return None
