@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from service.calls.session import CallSession
+from signaling.realtime.ws_connection import MAX_UNREAD_BYTES
 from tests.e2e.conftest import RunningService, Serve, StartService
 from tests.e2e.faulty_calls import call_at
 from tests.e2e.faulty_provider import FaultyProvider
@@ -136,3 +137,31 @@ async def test_a_subscriber_that_stops_reading_is_cut_off_and_the_call_goes_on(
     writer.close()
     assert record.status_code == 200
     assert session.call.state == "active"
+
+
+async def test_a_provider_flooding_a_call_that_cannot_keep_up_is_held_back_and_nothing_is_lost(
+    start_service: StartService, serve: Serve, provider: FaultyProvider
+) -> None:
+    _service, call_id, session = await _call(
+        start_service, serve, provider, max_transcript_bytes=100_000_000
+    )
+    # The call takes no input while its gate is paused: what arrives waits in the sideband.
+    await session.gate.pause()
+    words = "w" * 10_000
+    count = 3_000
+    flood = asyncio.create_task(
+        provider.push(call_id, *(_completed(f"item_{n}", f"{n} {words}") for n in range(count)))
+    )
+    await until(lambda: session.sideband.unread_bytes > MAX_UNREAD_BYTES, 30)
+    await asyncio.sleep(0.5)
+    # Reading stopped: at most one more read (asyncio reads up to 256 KiB) came in.
+    assert session.sideband.unread_bytes <= MAX_UNREAD_BYTES + 256 * 1024
+    assert not flood.done(), "the provider is held back by TCP"
+    session.gate.resume()
+    await asyncio.wait_for(flood, 60)
+    transcript = session.call.transcript
+    assert transcript is not None
+    await until(lambda: len(transcript.snapshot()) == count, 60)
+    assert [entry.item_id for entry in transcript.snapshot()] == [f"item_{n}" for n in range(count)]
+    assert session.call.state == "active"
+    assert session.call.sideband_reconnects == 0
