@@ -452,11 +452,9 @@ def _input_transcript_failed(obj: JsonObject) -> ServerEvent:
 
 def _output_delta(source: OutputSource) -> Callable[[JsonObject], ServerEvent]:
     def parse(obj: JsonObject) -> ServerEvent:
+        # Positional: the most frequent event of a call is built here.
         return OutputTranscriptDelta(
-            response_id=_opt_str(obj, "response_id"),
-            item_id=_req_str(obj, "item_id"),
-            delta=_req_str(obj, "delta"),
-            source=source,
+            _opt_str(obj, "response_id"), _req_str(obj, "item_id"), _req_str(obj, "delta"), source
         )
 
     return parse
@@ -679,27 +677,28 @@ def event_type_name(event: ServerEvent) -> str:
     `conversation.item.created` reports `conversation.item.added`); a `MalformedEvent` reports
     `MALFORMED_TYPE_NAME`.
     """
+    # Cases are tried in order: the events a call brings most often come first.
     match event:
-        case SessionCreated():
-            return "session.created"
-        case SessionUpdated():
-            return "session.updated"
-        case InputTranscriptDelta():
-            return "conversation.item.input_audio_transcription.delta"
-        case InputTranscriptCompleted():
-            return "conversation.item.input_audio_transcription.completed"
-        case InputTranscriptFailed():
-            return "conversation.item.input_audio_transcription.failed"
         case OutputTranscriptDelta(source="audio"):
             return "response.output_audio_transcript.delta"
         case OutputTranscriptDelta():
             return "response.output_text.delta"
+        case InputTranscriptDelta():
+            return "conversation.item.input_audio_transcription.delta"
+        case OutputAudioDelta():
+            return "response.output_audio.delta"
+        case SessionCreated():
+            return "session.created"
+        case SessionUpdated():
+            return "session.updated"
+        case InputTranscriptCompleted():
+            return "conversation.item.input_audio_transcription.completed"
+        case InputTranscriptFailed():
+            return "conversation.item.input_audio_transcription.failed"
         case OutputTranscriptDone(source="audio"):
             return "response.output_audio_transcript.done"
         case OutputTranscriptDone():
             return "response.output_text.done"
-        case OutputAudioDelta():
-            return "response.output_audio.delta"
         case ConversationItemAdded():
             return "conversation.item.added"
         case ConversationItemDone():

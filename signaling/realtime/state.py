@@ -49,6 +49,8 @@ from signaling.realtime.client_events import (
 from signaling.realtime.delegation import Delegation, build_envelope
 from signaling.realtime.end_reasons import CallEnd, EndReason
 from signaling.realtime.events import (
+    KNOWN_TYPE_LABELS,
+    UNKNOWN_TYPE_LABEL,
     ConversationItemAdded,
     ConversationItemDone,
     ErrorEvent,
@@ -76,7 +78,6 @@ from signaling.realtime.events import (
     SpeechStopped,
     UnknownEvent,
     event_type_name,
-    metric_label,
     parse_server_event,
 )
 from signaling.realtime.limits import CallLimits
@@ -123,6 +124,10 @@ _OFFERED_TOOLS: Final = f"{BACKGROUND_AGENT_TOOL}, {REMAIN_SILENT_TOOL}"
 # Actions that show the call is in use (for the idle timeout); a tuple, which `isinstance`
 # checks faster than a union, once per event.
 _ACTIVITY: Final = (PublishTranscript, SpeechActivity, EnqueueHandoff)
+
+# `EventObserved` is immutable: one per metric label, not one per event.
+_OBSERVED: Final = {label: EventObserved(label) for label in KNOWN_TYPE_LABELS}
+_OBSERVED_UNKNOWN: Final = EventObserved(UNKNOWN_TYPE_LABEL)
 
 
 def _sequential_item_ids() -> Callable[[], str]:
@@ -478,30 +483,36 @@ class CallState:
             return []
         self._link.delivered()
         type_name = event_type_name(event)
-        actions: list[Action] = [EventObserved(metric_label(type_name))]
-        actions.extend(self._handle(event, type_name))
-        if now is not None and any(isinstance(a, _ACTIVITY) for a in actions):
-            self._last_activity = now
-            self._set_deadlines(now)
-        actions.extend(self._limit_reports())
+        actions: list[Action] = [_OBSERVED.get(type_name, _OBSERVED_UNKNOWN)]
+        actions += self._handle(event, type_name)
+        if now is not None:
+            for action in actions:
+                if isinstance(action, _ACTIVITY):
+                    self._last_activity = now
+                    self._set_deadlines(now)
+                    break
+        transcript = self._transcript
+        if transcript.dropped_items or transcript.dropped_bytes:
+            actions += self._limit_reports()
         return actions
 
     def _handle(self, event: ServerEvent, type_name: str) -> list[Action]:
+        # Cases are tried in order: the events a call brings most often come first.
         match event:
-            case SessionUpdated(session_id=session_id):
-                return self._session_updated(session_id)
+            case OutputTranscriptDelta(item_id=item_id, delta=delta):
+                return self._delta(item_id, "assistant", delta)
             case InputTranscriptDelta(item_id=item_id, delta=delta):
                 return self._delta(item_id, "user", delta)
+            case OutputAudioDelta() | SpeechStarted() | SpeechStopped():
+                return [SpeechActivity()]
+            case SessionUpdated(session_id=session_id):
+                return self._session_updated(session_id)
             case InputTranscriptCompleted(item_id=item_id, transcript=text):
                 return self._final(item_id, "user", text)
             case InputTranscriptFailed(item_id=item_id, message=message):
                 return self._report(None, f"transcription of {item_id} failed: {message}")
-            case OutputTranscriptDelta(item_id=item_id, delta=delta):
-                return self._delta(item_id, "assistant", delta)
             case OutputTranscriptDone(item_id=item_id, text=text):
                 return self._final(item_id, "assistant", text)
-            case OutputAudioDelta() | SpeechStarted() | SpeechStopped():
-                return [SpeechActivity()]
             case ConversationItemAdded(item=item, previous_item_id=previous):
                 return self._item(item, previous)
             case ConversationItemDone(item=item, previous_item_id=previous):
