@@ -12,7 +12,8 @@ connection's transport (uvicorn's sans-I/O websockets protocol underneath Starle
 - events/s the service applied (from its `callbridge_provider_events_total`, from the flood's
   first frame to the service having counted every one);
 - the service's CPU seconds over the flood (from /proc), its CPU share, the CPU per event, and
-  events per service CPU second ("per core");
+  events per service CPU second ("per core"), the last two also without the CPU the GET probes
+  and metric polls cost (measured over the baseline, with no flood);
 - beside it, the same frames through `CallState.feed_raw` alone in this process (the core
   without any I/O, best of 3): the baseline the whole call path is compared with;
 - p50/p99 of GET on the quiet call, with no flood and during the flood.
@@ -267,9 +268,15 @@ async def run(events: int, baseline_s: float) -> dict[str, Any]:
                     break
                 await asyncio.sleep(0.1)
 
+            # The same probing and polling as during the flood, with no flood: the service CPU
+            # they cost per second is what the flood's figures are also given without.
             stop = asyncio.Event()
+            cpu_before, started = cpu_s(service.pid), time.perf_counter()
             baseline_task = asyncio.create_task(probe(client, f"/v1/calls/{quiet}", stop))
-            await asyncio.sleep(baseline_s)
+            while time.perf_counter() - started < baseline_s:
+                await asyncio.sleep(0.25)
+                await events_counted(client)
+            idle_cpu_rate = (cpu_s(service.pid) - cpu_before) / (time.perf_counter() - started)
             stop.set()
             baseline = await baseline_task
 
@@ -295,6 +302,7 @@ async def run(events: int, baseline_s: float) -> dict[str, Any]:
             "events": int(counted),
             "elapsed_s": elapsed,
             "cpu_s": cpu_used,
+            "idle_cpu_s": idle_cpu_rate * elapsed,
             "baseline": baseline,
             "during": during,
             "flooded_state": record["state"],
@@ -332,7 +340,12 @@ def main() -> None:
         f" ({100 * cpu_s / result['elapsed_s']:.0f}% of one core):"
         f" {1e6 * cpu_s / result['events']:.1f} us per event"
     )
-    per_core = result["events"] / cpu_s
+    net_s = cpu_s - result["idle_cpu_s"]
+    print(
+        f"  of which {result['idle_cpu_s']:.2f} s the GET probes and metric polls cost with no"
+        f" flood; without them: {1e6 * net_s / result['events']:.1f} us per event"
+    )
+    per_core = result["events"] / net_s
     print(f"  whole call path, per service CPU second:  {per_core:>10,.0f} events/s per core")
     print(f"  core alone (CallState.feed_raw, same frames): {core:>10,.0f} events/s")
     print(f"  whole path / core alone:                  {per_core / core:>10.2f}")

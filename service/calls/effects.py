@@ -18,13 +18,39 @@ from signaling.realtime import (
     Delegation,
     EndCall,
     EnqueueHandoff,
+    EventObserved,
+    HandoffDelivered,
+    HandoffExpired,
     HangUp,
+    IgnoredEvent,
+    Joined,
+    LimitReached,
+    PublishTranscript,
+    ReportError,
     SendEvent,
+    SessionReady,
+    SessionSettings,
+    SleepUntil,
+    SpeechActivity,
 )
 from signaling.realtime.sideband import Sideband, SidebandError, SidebandRefused
 
-_CARRIED_OUT: Final = (SendEvent, Connect, EnqueueHandoff, HangUp, EndCall)
-"""The actions that need I/O; every other one is a `Report` for `CallReporter`."""
+_REPORTS: Final = (
+    EventObserved,
+    PublishTranscript,
+    SpeechActivity,
+    Joined,
+    HandoffDelivered,
+    HandoffExpired,
+    SessionReady,
+    SessionSettings,
+    ReportError,
+    LimitReached,
+    SleepUntil,
+    IgnoredEvent,
+)
+"""The actions `CallReporter` applies (`Report`), the ones every provider event brings first;
+the others need I/O."""
 
 Enqueue = Callable[[Delegation], Awaitable[None]]
 HangUpAtProvider = Callable[[CallId], Awaitable[bool]]
@@ -49,10 +75,10 @@ class CallEffects:
         """Carry out `actions` in order, each followed by what the core makes of its outcome."""
         report = self._reporter.apply
         for action in actions:
-            if isinstance(action, _CARRIED_OUT):
-                await self._carry_out(action)
-            else:
+            if isinstance(action, _REPORTS):
                 report(action)
+            else:
+                await self._carry_out(action)
 
     async def feed(self, frames: list[str | bytes]) -> None:
         """Give the core sideband `frames` one at a time, each frame's actions carried out (as
@@ -65,10 +91,10 @@ class CallEffects:
                 if state.ended:
                     break
                 for action in state.feed_raw(raw, time.time()):
-                    if isinstance(action, _CARRIED_OUT):
-                        await self._carry_out(action)
-                    else:
+                    if isinstance(action, _REPORTS):
                         report(action)
+                    else:
+                        await self._carry_out(action)
         finally:
             reporter.flush_events()
 

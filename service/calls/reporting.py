@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TypeAlias, assert_never
+from typing import Final, TypeAlias, assert_never
 
 from service.calls.record import Call, HandoffRecord
 from service.calls.stream import CallEventStream
@@ -60,6 +60,9 @@ _HANDOFF_EVENTS = {
     "failed": ("handoff.failed", "error"),
 }
 """A worker event's kind -> the stream event announcing it and the field carrying its text."""
+
+_TRANSCRIPT_EVENTS: Final = {"delta": "transcript.delta", "done": "transcript.done"}
+"""A `PublishTranscript`'s kind -> the stream event announcing it."""
 
 _QUEUE_DOWN = "the handoff queue is unavailable; please try again later"
 """What the model is told when a handoff could not be queued."""
@@ -124,16 +127,16 @@ class CallReporter:
     def apply(self, report: Report) -> None:
         """Record `report`; never raises for a well-formed report."""
         call = self.call
-        # Cases are tried in order: the one every provider event brings comes first.
+        # Cases are tried in order: the ones provider events bring most often come first.
         match report:
             case EventObserved(label):
                 events = self._events
                 events[label] = events.get(label, 0) + 1
-            case Joined(rejoin):
-                self._joined(rejoin)
             case PublishTranscript(kind, role, item_id, text):
                 data = {"role": role, "item_id": item_id, "text": text}
-                self.stream.publish(f"transcript.{kind}", data)
+                self.stream.publish(_TRANSCRIPT_EVENTS[kind], data)
+            case Joined(rejoin):
+                self._joined(rejoin)
             case HandoffDelivered(handoff_id):
                 record = call.handoffs.get(handoff_id)
                 if record is not None:

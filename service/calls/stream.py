@@ -68,6 +68,8 @@ class CallEventStream:
         self._seq += 1
         event = StreamEvent(self._seq, name, data)
         self._history.append(event)
+        if not self._subscribers:
+            return
         for queue in list(self._subscribers):
             if queue.qsize() >= self._max_lag:
                 self._subscribers.discard(queue)

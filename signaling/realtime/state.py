@@ -125,6 +125,9 @@ _OFFERED_TOOLS: Final = f"{BACKGROUND_AGENT_TOOL}, {REMAIN_SILENT_TOOL}"
 # checks faster than a union, once per event.
 _ACTIVITY: Final = (PublishTranscript, SpeechActivity, EnqueueHandoff)
 
+_ITEMS_CAP: Final = "transcript_items"
+_BYTES_CAP: Final = "transcript_bytes"
+
 # `EventObserved` is immutable: one per metric label, not one per event.
 _OBSERVED: Final = {label: EventObserved(label) for label in KNOWN_TYPE_LABELS}
 _OBSERVED_UNKNOWN: Final = EventObserved(UNKNOWN_TYPE_LABEL)
@@ -491,8 +494,10 @@ class CallState:
                     self._last_activity = now
                     self._set_deadlines(now)
                     break
-        transcript = self._transcript
-        if transcript.dropped_items or transcript.dropped_bytes:
+        transcript, hit = self._transcript, self._limits_hit
+        if (transcript.dropped_items and _ITEMS_CAP not in hit) or (
+            transcript.dropped_bytes and _BYTES_CAP not in hit
+        ):
             actions += self._limit_reports()
         return actions
 
@@ -665,9 +670,9 @@ class CallState:
     def _limit_reports(self) -> list[Action]:
         actions: list[Action] = []
         if self._transcript.dropped_items:
-            actions.extend(self._limit_hit("transcript_items", self._transcript.max_items))
+            actions.extend(self._limit_hit(_ITEMS_CAP, self._transcript.max_items))
         if self._transcript.dropped_bytes:
-            actions.extend(self._limit_hit("transcript_bytes", self._transcript.max_bytes))
+            actions.extend(self._limit_hit(_BYTES_CAP, self._transcript.max_bytes))
         return actions
 
     def _limit_hit(self, kind: str, limit: int) -> list[Action]:
