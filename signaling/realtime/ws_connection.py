@@ -20,7 +20,6 @@ after the messages before it, as websockets' `recv()` does; nothing after it is 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator
 from typing import Any, Final
 
 from websockets.asyncio.client import ClientConnection
@@ -48,8 +47,12 @@ _AT_FRAME_START: Final = (
 )
 
 
-def _parser_at_frame_start(parser: Generator[None, None, None]) -> bool:
-    generator: Any = parser
+def at_frame_start(protocol: ClientProtocol) -> bool:
+    """Whether websockets' parser of the open `protocol` waits for the first byte of a frame,
+    with nothing received and not yet parsed, and no fragmented message under way."""
+    if protocol.state is not OPEN or protocol.cur_size is not None or protocol.reader.buffer:
+        return False
+    generator: Any = protocol.parser
     for code in _AT_FRAME_START:
         if generator is None or getattr(generator, "gi_code", None) is not code:
             return False
@@ -129,14 +132,7 @@ class BatchedConnection(ClientConnection):
 
     def _can_split(self) -> bool:
         protocol = self.protocol
-        return (
-            protocol.state is OPEN
-            and protocol.cur_size is None
-            and not protocol.extensions
-            and self._undecodable is None
-            and not protocol.reader.buffer
-            and _parser_at_frame_start(protocol.parser)
-        )
+        return not protocol.extensions and self._undecodable is None and at_frame_start(protocol)
 
     def data_received(self, data: bytes) -> None:
         if self._held:
