@@ -102,17 +102,17 @@ class CallEffects:
         self, action: SendEvent | Connect | EnqueueHandoff | HangUp | EndCall
     ) -> None:
         match action:
-            case SendEvent(payload):
+            case SendEvent(payload=payload):
                 if not await self.sideband.send(payload):
                     await self.apply(self.state.send_failed(payload, time.time()))
             case Connect():
                 await self.apply(await self._connect())
-            case EnqueueHandoff(delegation):
+            case EnqueueHandoff(delegation=delegation):
                 await self._handoff(delegation)
             case HangUp():
                 # Retried in the background until the provider confirms (`Hangups`).
                 await self._hang_up(self._reporter.call.call_id)
-            case EndCall(end):
+            case EndCall(end=end):
                 self._reporter.ending(end)
                 await self.sideband.close()
                 self._reporter.ended(end)

@@ -128,46 +128,47 @@ class CallReporter:
         """Record `report`; never raises for a well-formed report."""
         call = self.call
         # Cases are tried in order: the ones provider events bring most often come first.
+        # Keyword patterns: positional ones look `__match_args__` up at every match.
         match report:
-            case EventObserved(label):
+            case EventObserved(label=label):
                 events = self._events
                 events[label] = events.get(label, 0) + 1
-            case PublishTranscript(kind, role, item_id, text):
+            case PublishTranscript(kind=kind, role=role, item_id=item_id, text=text):
                 data = {"role": role, "item_id": item_id, "text": text}
                 self.stream.publish(_TRANSCRIPT_EVENTS[kind], data)
-            case Joined(rejoin):
+            case Joined(rejoin=rejoin):
                 self._joined(rejoin)
-            case HandoffDelivered(handoff_id):
+            case HandoffDelivered(handoff_id=handoff_id):
                 record = call.handoffs.get(handoff_id)
                 if record is not None:
                     record.delivered = True
                     HANDOFF_SECONDS.observe(time.time() - record.queued_at)
-            case HandoffExpired(handoff_id, reason):
+            case HandoffExpired(handoff_id=handoff_id, reason=reason):
                 if call.handoff_expired(handoff_id, reason):
                     HANDOFFS.labels(outcome="expired").inc()
                     self.log.warning("handoff %s failed: %s", handoff_id, reason)
                     self.stream.publish(
                         "handoff.failed", {"handoff_id": handoff_id, "error": reason}
                     )
-            case SessionReady(session_id):
+            case SessionReady(session_id=session_id):
                 if call.session_id is None:
                     self._setup_stage("session_updated")
                 call.session_id = session_id
                 self.stream.publish("session.ready", {"provider_session_id": session_id})
-            case SessionSettings(requested, confirmed):
+            case SessionSettings(requested=requested, confirmed=confirmed):
                 call.config, call.confirmed_config = requested, confirmed
-            case ReportError(code, message):
+            case ReportError(code=code, message=message):
                 call.errors.append({"code": code, "message": message, "at": time.time()})
                 self.log.warning("provider error: %s %s", code, message)
                 self.stream.publish("call.error", {"code": code, "message": message})
-            case LimitReached(kind, limit):
+            case LimitReached(kind=kind, limit=limit):
                 call.limits_reached[kind] = limit
                 self.log.warning("per-call cap reached: %s=%d; excess is dropped", kind, limit)
-            case SleepUntil(at):
+            case SleepUntil(at=at):
                 self.log.info("sideband rejoin in %.2f s", max(at - time.time(), 0.0))
             case SpeechActivity():
                 pass
-            case IgnoredEvent(type_name, reason):
+            case IgnoredEvent(type_name=type_name, reason=reason):
                 self.log.debug("ignored provider event %s: %s", type_name, reason)
             case _:
                 assert_never(report)
