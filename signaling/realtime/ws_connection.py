@@ -28,7 +28,7 @@ from websockets.frames import OP_BINARY, OP_CONT, OP_PONG, OP_TEXT, CloseCode, F
 from websockets.protocol import OPEN, Event, Protocol
 from websockets.streams import StreamReader
 
-from signaling.realtime.ws_frames import frame_end, take_messages
+from signaling.realtime.ws_frames import MAX_HEADER_BYTES, frame_end, take_messages
 
 MAX_UNREAD_BYTES: Final = 256 * 1024
 """Payload bytes of received messages not yet taken above which reading from the socket
@@ -164,15 +164,19 @@ class BatchedConnection(ClientConnection):
             if pos == end:
                 return
             until = frame_end(data, pos)
-            too_big = until is not None and max_size is not None and until - pos > max_size + 14
-            if (until is None or until > end) and not too_big:
+            refused = (
+                until is not None
+                and max_size is not None
+                and until - pos > max_size + MAX_HEADER_BYTES
+            )
+            if until is None or (until > end and not refused):
                 # Kept until the frame is whole; only whole frames are handed over.
                 self._held = bytearray(data[pos:])
                 self._held_until = 0 if until is None else until - pos
                 return
             # A frame for websockets (a control frame, a fragment, text that is not UTF-8,
             # one past the size cap, which it refuses on its header): its checks and replies.
-            handed = end if until is None or too_big else until
+            handed = min(until, end)
             super().data_received(data[pos:handed])
             pos = handed
             if pos == end:

@@ -20,6 +20,9 @@ _LENGTH_16: Final = 126
 _LENGTH_64: Final = 127
 _MASK_BYTES: Final = 4
 
+MAX_HEADER_BYTES: Final = 14
+"""The longest frame header: 2 bytes, a 64-bit extended length and a 4-byte mask."""
+
 
 def take_messages(buffer: bytes, start: int, max_size: int, out: list[str | bytes]) -> int:
     """Append to `out` the payloads of the whole frames at `buffer[start:]` that are
