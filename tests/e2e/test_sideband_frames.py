@@ -4,9 +4,18 @@ socket: whole messages, in order, in batches; the rest handled as websockets han
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from websockets.asyncio.server import ServerConnection, serve
 
 from signaling.realtime.sideband import Sideband
@@ -23,20 +32,94 @@ def _raw(payload: bytes, head: int = 0x81) -> bytes:
     return bytes((head, 126)) + size.to_bytes(2, "big") + payload
 
 
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, and its key (PEM files)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    writer.close()
+
+
 @pytest.fixture
-async def provider() -> AsyncIterator[Callable[[Script], Awaitable[Sideband]]]:
-    """Serve a sideband that runs a script on each connection; a joined `Sideband` to it."""
+async def http_proxy() -> AsyncIterator[tuple[str, list[str]]]:
+    """An HTTP proxy that only tunnels (`CONNECT`, RFC 9110 §9.3.6): its URL, and the
+    targets of the tunnels it opened."""
+    targets: list[str] = []
+
+    async def tunnel(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        target = request.split()[1].decode()
+        targets.append(target)
+        host, _, port = target.rpartition(":")
+        upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+
+    server = await asyncio.start_server(tunnel, "127.0.0.1", 0)
+    yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", targets
+    server.close()
+
+
+Start = Callable[..., Awaitable[Sideband]]
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[Start]:
+    """Serve a sideband that runs a script on each connection; a joined `Sideband` to it
+    (`tls`: a (certificate, key) to serve `wss://` with; `proxy`: the proxy to join through)."""
     servers = []
 
-    async def start(script: Script) -> Sideband:
+    async def start(
+        script: Script, *, tls: tuple[Path, Path] | None = None, proxy: str | None = None
+    ) -> Sideband:
         async def handler(connection: ServerConnection) -> None:
             await script(connection)
             await connection.wait_closed()
 
-        server = await serve(handler, "127.0.0.1", 0)
+        context = None
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+        server = await serve(handler, "127.0.0.1", 0, ssl=context)
         servers.append(server)
         port = next(iter(server.sockets)).getsockname()[1]
-        sideband = Sideband(f"ws://127.0.0.1:{port}/v1/realtime?call_id=rtc_1", "sk-frames")
+        scheme = "wss" if tls else "ws"
+        url = f"{scheme}://127.0.0.1:{port}/v1/realtime?call_id=rtc_1"
+        sideband = Sideband(url, "sk-frames", proxy=proxy)
         await sideband.connect()
         return sideband
 
@@ -54,7 +137,7 @@ async def _everything(sideband: Sideband, limit: int = 64) -> list[list[str | by
 
 
 async def test_fragmented_binary_large_and_plain_messages_arrive_whole_and_in_order(
-    provider: Callable[[Script], Awaitable[Sideband]],
+    provider: Start,
 ) -> None:
     large = "L" * 100_000
 
@@ -75,7 +158,7 @@ async def test_fragmented_binary_large_and_plain_messages_arrive_whole_and_in_or
 
 
 async def test_frames_split_across_reads_are_delivered_once_whole(
-    provider: Callable[[Script], Awaitable[Sideband]],
+    provider: Start,
 ) -> None:
     frames = _raw(b"one") + _raw(b"t" * 300) + _raw(b"three")
 
@@ -93,7 +176,7 @@ async def test_frames_split_across_reads_are_delivered_once_whole(
 
 
 async def test_messages_already_received_are_taken_in_batches_up_to_the_limit(
-    provider: Callable[[Script], Awaitable[Sideband]],
+    provider: Start,
 ) -> None:
     async def script(connection: ServerConnection) -> None:
         connection.transport.write(b"".join(_raw(str(n).encode()) for n in range(10)))
@@ -107,7 +190,7 @@ async def test_messages_already_received_are_taken_in_batches_up_to_the_limit(
 
 
 async def test_text_that_is_not_utf8_fails_the_link_with_1007_after_the_messages_before_it(
-    provider: Callable[[Script], Awaitable[Sideband]],
+    provider: Start,
 ) -> None:
     closed_with: list[int | None] = []
 
@@ -123,7 +206,7 @@ async def test_text_that_is_not_utf8_fails_the_link_with_1007_after_the_messages
 
 
 async def test_a_frame_over_the_size_cap_fails_the_link_with_1009(
-    provider: Callable[[Script], Awaitable[Sideband]],
+    provider: Start,
 ) -> None:
     closed_with: list[int | None] = []
 
@@ -137,3 +220,33 @@ async def test_a_frame_over_the_size_cap_fails_the_link_with_1009(
     messages = [m for batch in await _everything(sideband) for m in batch]
     assert messages == ["before"]
     await until(lambda: closed_with == [1009])
+
+
+def _many(count: int) -> bytes:
+    """`count` small text frames in one piece, as a flooding provider writes them."""
+    return b"".join(_raw(f'{{"n":{n}}}'.encode()) for n in range(count))
+
+
+async def _flood(connection: ServerConnection) -> None:
+    connection.transport.write(_many(5_000))
+    await connection.send(["frag", "mented"])
+    await connection.close()
+
+
+async def test_messages_arrive_whole_and_in_order_over_tls(
+    provider: Start, certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    sideband = await provider(_flood, tls=certificate)
+    messages = [m for batch in await _everything(sideband) for m in batch]
+    assert messages == [f'{{"n":{n}}}' for n in range(5_000)] + ["fragmented"]
+
+
+async def test_messages_arrive_whole_and_in_order_through_an_http_proxy(
+    provider: Start, http_proxy: tuple[str, list[str]]
+) -> None:
+    url, tunnels = http_proxy
+    sideband = await provider(_flood, proxy=url)
+    messages = [m for batch in await _everything(sideband) for m in batch]
+    assert messages == [f'{{"n":{n}}}' for n in range(5_000)] + ["fragmented"]
+    assert len(tunnels) == 1
