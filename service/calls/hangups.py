@@ -124,6 +124,15 @@ class Hangups:
         await self._forget(call_id)
         return True
 
+    async def pending(self, call_id: str) -> bool:
+        """Whether a hang-up of `call_id` is under way: here, or (with Redis) at any instance,
+        one that died during it included. Raises Redis's errors (`RedisError`, `OSError`)."""
+        if call_id in self._retrying:
+            return True
+        if self._redis is None:
+            return False
+        return await self._redis.zscore(self._key, call_id) is not None
+
     async def aclose(self) -> None:
         """Stop retrying. With Redis, what is left is carried on by another instance (or this
         one once restarted); without, the calls are named in an ERROR line."""

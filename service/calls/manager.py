@@ -81,6 +81,7 @@ from signaling.realtime import (
     CallLimits,
     CallState,
     Delegation,
+    EndReason,
     SessionConfig,
     session_payload,
 )
@@ -742,8 +743,10 @@ class CallManager:
                 await leases.release(call_id)
                 await store.forget(call_id)
                 return False
+            # Its owner died while hanging it up: end it rather than join it again.
+            hanging_up = await self.hangups.pending(call_id)
             try:
-                self._restore(call_id, stored)
+                self._restore(call_id, stored, hanging_up=hanging_up)
             except (KeyError, TypeError, ValueError) as exc:
                 # Nobody can carry it on: hang it up rather than leave it billed and unserved.
                 log.error("call %s cannot be restored (%s); hanging up", call_id, exc)
@@ -768,14 +771,18 @@ class CallManager:
         )
         return True
 
-    def _restore(self, call_id: str, stored: StoredCall) -> None:
+    def _restore(self, call_id: str, stored: StoredCall, *, hanging_up: bool) -> None:
         assert self.directory is not None
         call = record_from_json(stored.record, self.instance_id)
         state = CallState.restore(stored.core, **self._core_options())
         session = self._track(call, state, offer_received_at=time.monotonic())
         self.directory.adopt(call_id)
         self._leased.add(call_id)
-        session.start()
+        if hanging_up:
+            # Its end reason died with the owner; a hang-up is what it was getting.
+            self._spawn(session.end(EndReason.HANGUP))
+        else:
+            session.start()
         self._mark_dirty(call_id)
 
     async def _adopt(self, call_id: str, from_instance: str) -> bool:
