@@ -87,6 +87,9 @@ def serve(settings: Settings, host: str, port: int) -> None:
         host=host,
         port=port,
         log_config=None,
+        # uvicorn works out each access line's client and path before it asks the logger;
+        # below INFO no line is written, so it is not asked at all.
+        access_log=logging.getLogger("uvicorn.access").isEnabledFor(logging.INFO),
         timeout_graceful_shutdown=5,
         http=ProblemHttpProtocol,
     )
