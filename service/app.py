@@ -222,7 +222,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         MethodRouting, table=MethodTable(routes, refused=REFUSED_METHODS, static=static)
     )
     # Outside the method routing: the call-start route takes no method that routing would refuse.
-    direct = [r for r in routes if getattr(r, "endpoint", None) is start_call]
+    direct = [r for r in routes if r.endpoint is start_call]
     app.add_middleware(DirectRoutes, routes=direct, handlers=app.exception_handlers)
     origins = settings.split(settings.cors_origins)
     if origins:

@@ -140,7 +140,7 @@ def _form(fields: dict[str, tuple[bytes, str]]) -> tuple[bytes, str]:
     """A `multipart/form-data` body (RFC 7578) of plain fields (no filename), each
     `name: (value, type)`, and its content type; names must be RFC 9110 tokens. One buffer: written
     part by part, a request leaves in many small segments. The framing is aiohttp's
-    `MultipartWriter`'s, built here in a twentieth of its time; the boundary is random, 128 bits."""
+    `MultipartWriter`'s, built here in a sixteenth of its time; the boundary is random, 128 bits."""
     boundary = uuid.uuid4().hex.encode()
     body = bytearray()
     for name, (value, content_type) in fields.items():
