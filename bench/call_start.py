@@ -22,7 +22,8 @@ Processes, all on this machine: a `callbridge provider` in no-media mode
   and a URL), the only kind the control plane runs with in production.
 
 Calls are hung up (not timed) after each phase. Run:
-`.venv/bin/python bench/call_start.py [--serial 300] [--burst 400] [--concurrency 20]`.
+`.venv/bin/python bench/call_start.py [--serial 300] [--burst 400] [--concurrency 20]`, or
+`--idle-only` for the idle RSS alone (a few seconds).
 """
 
 from __future__ import annotations
@@ -204,6 +205,9 @@ async def main_async(args: argparse.Namespace, log_dir: Path) -> int:
         process = psutil.Process(orchestrator.pid)
         await asyncio.sleep(2.0)
         idle_rss_mib = process.memory_info().rss / 2**20
+        if args.idle_only:
+            print(f"  orchestrator RSS idle before the first call {idle_rss_mib:.1f} MiB")
+            return 0
         limits = httpx.Limits(max_connections=args.concurrency + 5)
         async with (
             httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as via,
@@ -252,6 +256,9 @@ def main() -> int:
     parser.add_argument("--serial", type=int, default=300, help="serial rounds")
     parser.add_argument("--burst", type=int, default=400, help="starts per throughput/CPU run")
     parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument(
+        "--idle-only", action="store_true", help="measure the idle RSS only, then stop"
+    )
     log_dir = Path(tempfile.mkdtemp(prefix="callbridge-call-start-"))
     code = asyncio.run(main_async(parser.parse_args(), log_dir))
     for path in sorted(log_dir.glob("*.log")):

@@ -53,10 +53,10 @@ from service.handoffs import (
     Answer,
     HandoffQueue,
     MemoryQueue,
-    RedisStreamQueue,
     Worker,
 )
 from service.handoffs.handlers import HandlerStep
+from service.handoffs.redis_streams import RedisStreamQueue
 from signaling.realtime import (
     Action,
     CallState,

@@ -13,8 +13,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.routing import Route
 
-from service.api.calls import REFUSED_METHODS, tokens_router
+from service.api.calls import REFUSED_METHODS, start_call, tokens_router
 from service.api.calls import router as calls_router
+from service.api.direct import DirectRoutes
 from service.api.methods import MethodRouting, MethodTable, static_paths
 from service.api.openapi import install_openapi
 from service.api.ops import router as ops_router
@@ -220,6 +221,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         MethodRouting, table=MethodTable(routes, refused=REFUSED_METHODS, static=static)
     )
+    # Outside the method routing: the call-start route takes no method that routing would refuse.
+    direct = [r for r in routes if r.endpoint is start_call]
+    app.add_middleware(DirectRoutes, routes=direct, handlers=app.exception_handlers)
     origins = settings.split(settings.cors_origins)
     if origins:
         app.add_middleware(

@@ -17,6 +17,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from service.api.parser_errors import ProblemHttpProtocol
 from service.app import create_app
 from service.calls.manager import CallManager
 from service.settings import Settings
@@ -86,7 +87,11 @@ def serve(settings: Settings, host: str, port: int) -> None:
         host=host,
         port=port,
         log_config=None,
+        # uvicorn works out each access line's client and path before it asks the logger;
+        # below INFO no line is written, so it is not asked at all.
+        access_log=logging.getLogger("uvicorn.access").isEnabledFor(logging.INFO),
         timeout_graceful_shutdown=5,
+        http=ProblemHttpProtocol,
     )
     log.info("serving on http://%s:%d (provider: %s)", host, port, settings.provider)
     # Everything loaded by now (modules, the app and its schemas) lives as long as the process:

@@ -21,12 +21,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from standardwebhooks import Webhook, WebhookVerificationError
 from standardwebhooks.webhooks import EmptyWebhookSecretError
+
+from service.redis_client import redis_failures
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 # The library's fixed tolerance (standardwebhooks.webhooks.Webhook.__verify_timestamp).
 TIMESTAMP_TOLERANCE_S = 300.0
@@ -122,7 +125,7 @@ class RedisReplayGuard:
         key = f"{self._prefix}:webhooks:{webhook_id}"
         try:
             return bool(await self._redis.set(key, "1", nx=True, px=self._ttl_ms))
-        except (RedisError, OSError) as exc:
+        except redis_failures() as exc:
             raise ReplayGuardUnavailable(f"redis is unreachable: {exc}") from None
 
 

@@ -41,7 +41,6 @@ class OfferError(ValueError):
 # Cc (C0, DEL, C1) except TAB, LF and CR, plus lone surrogates, which a str can hold but which
 # cannot be encoded as UTF-8 for the provider.
 _NOT_TEXT_CHAR = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
-_LINE = re.compile(r"(?P<type>[a-z])=(?P<value>.+)")
 # RFC 8866 §5: a parser must refuse a description with a type letter it does not understand.
 _KNOWN_TYPES = frozenset("vosiuepcbtrzkam")
 _TOKEN = r"[A-Za-z0-9!#$%&'*+\-.^_`{|}~]+"
@@ -127,31 +126,47 @@ def _as_text(sdp: bytes | str) -> str:
 
 
 def _parse(text: str) -> tuple[set[str], set[str], list[_MediaSection]]:
-    lines = re.split(r"\r?\n", text)
-    if lines[-1] == "":
-        # The terminator of the last line, not an empty line.
-        lines.pop()
+    # Split at LF and drop the CR before it: RFC 8866 §5 lines end in CRLF, which parsers
+    # should also take as LF alone.
+    pieces = text.split("\n")
+    last = pieces.pop()
+    lines = [piece[:-1] if piece.endswith("\r") else piece for piece in pieces]
+    if last:
+        # Text after the last LF is a line without its terminator (an empty one is no line).
+        lines.append(last)
     session_types: set[str] = set()
     session_attributes: set[str] = set()
     bundled: set[str] = set()
     media: list[_MediaSection] = []
     attributes = session_attributes
+    # One pass, inline: the offer is checked on every call start.
     for number, line in enumerate(lines, start=1):
         if number == 1 and line != "v=0":
             _malformed(number, f"the first line must be 'v=0', not {_shown(line)}")
-        kind, value = _split_line(number, line)
-        if kind == "m":
-            media.append(_media_section(number, value))
-            attributes = media[-1].attributes
-        elif kind == "a":
-            name = _checked_attribute(number, value)
+        # `<type>=<value>` as the pattern `[a-z]=.+` (no LF is left, and a CR is refused).
+        kind = line[:1]
+        if len(line) < 3 or line[1] != "=" or not "a" <= kind <= "z" or "\r" in line:
+            _bad_line(number, line)
+        if kind not in _KNOWN_TYPES:
+            _malformed(number, f"unknown line type '{kind}='")
+        value = line[2:]
+        if kind == "a":
+            name, colon, attribute_value = value.partition(":")
+            check = _ATTRIBUTE_CHECKS.get(name)
+            if check is not None:
+                problem = check(attribute_value) if colon else "has no value"
+                if problem is not None:
+                    _malformed(number, f"a={name} {problem}")
             attributes.add(name)
             if name == "mid" and media:
-                media[-1].mid = value.partition(":")[2]
+                media[-1].mid = attribute_value
             elif name == "group" and not media:
-                tokens = value.partition(":")[2].split()
+                tokens = attribute_value.split()
                 if tokens[:1] == ["BUNDLE"]:
                     bundled.update(tokens[1:])
+        elif kind == "m":
+            media.append(_media_section(number, value))
+            attributes = media[-1].attributes
         if not media:
             session_types.add(kind)
     for required in ("o", "s"):
@@ -163,20 +178,14 @@ def _parse(text: str) -> tuple[set[str], set[str], list[_MediaSection]]:
     return session_attributes, bundled, media
 
 
-def _split_line(number: int, line: str) -> tuple[str, str]:
+def _bad_line(number: int, line: str) -> NoReturn:
     if not line:
         _malformed(number, "empty line")
     if "\r" in line:
         _malformed(number, "CR that does not end the line")
-    match = _LINE.fullmatch(line)
-    if match is None:
-        _malformed(
-            number, f"expected '<type>=<value>' with a lowercase letter type, got {_shown(line)}"
-        )
-    kind = match["type"]
-    if kind not in _KNOWN_TYPES:
-        _malformed(number, f"unknown line type '{kind}='")
-    return kind, match["value"]
+    _malformed(
+        number, f"expected '<type>=<value>' with a lowercase letter type, got {_shown(line)}"
+    )
 
 
 def _media_section(number: int, value: str) -> _MediaSection:
@@ -190,16 +199,6 @@ def _media_section(number: int, value: str) -> _MediaSection:
     if port > _MAX_PORT:
         _malformed(number, f"m= port {port} is out of range")
     return _MediaSection(media=match["media"], port=port, line=number)
-
-
-def _checked_attribute(number: int, value: str) -> str:
-    name, colon, attribute_value = value.partition(":")
-    check = _ATTRIBUTE_CHECKS.get(name)
-    if check is not None:
-        problem = check(attribute_value) if colon else "has no value"
-        if problem is not None:
-            _malformed(number, f"a={name} {problem}")
-    return name
 
 
 def _check_ice_ufrag(value: str) -> str | None:

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from service.api.bodies import FormLimits, read_form, read_limited
+from service.api.disconnect import client_gone
 from service.api.guards import (
     authenticate,
     check_rate,
@@ -323,7 +324,7 @@ async def start_call(request: Request) -> Response:
         raise _provider_problem(exc) from None
     # No await between this check and the answer's first write: a client that leaves later
     # than this has been sent the call's Location (or the connection broke under it).
-    if await request.is_disconnected():
+    if client_gone(request):
         await manager.hangup(call.call_id, reason=EndReason.CLIENT_GONE)
         log.info("call start abandoned by its client", extra={"call_id": call.call_id})
         return Response(status_code=CLIENT_CLOSED_REQUEST)

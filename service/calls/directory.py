@@ -30,13 +30,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any, Final
-
-from redis.exceptions import RedisError
-from redis.typing import EncodableT, FieldT
+from typing import TYPE_CHECKING, Any, Final
 
 from service.calls.lease import CallLeases
-from service.redis_client import BACKOFF_MAX_S, BACKOFF_MIN_S, redis_client
+from service.redis_client import BACKOFF_MAX_S, BACKOFF_MIN_S, redis_client, redis_failures
+
+if TYPE_CHECKING:
+    from redis.typing import EncodableT, FieldT
+
+    _Fields = dict[FieldT, EncodableT]
 
 log = logging.getLogger("callbridge.directory")
 
@@ -48,7 +50,6 @@ _STREAM_MAXLEN: Final = 1000
 _STREAM_IDLE_S: Final = 3600.0
 _STREAM_START: Final = "0-0"
 
-_Fields = dict[FieldT, EncodableT]
 _Entry = tuple[str, dict[str, str]]
 
 
@@ -139,7 +140,7 @@ class CallDirectory:
             self._mine.add(call_id)
             try:
                 lost, _ = await self.leases.renew([call_id])
-            except (RedisError, OSError) as exc:
+            except redis_failures() as exc:
                 log.warning("call %s not registered yet (redis: %s); retrying", call_id, exc)
                 self._refresh_now.set()
                 return True
@@ -159,7 +160,7 @@ class CallDirectory:
             self._mine.discard(call_id)
             try:
                 await self.leases.release(call_id)
-            except (RedisError, OSError) as exc:
+            except redis_failures() as exc:
                 log.warning("call %s not unregistered (redis: %s); it expires", call_id, exc)
 
     async def refresh(self, call_ids: Iterable[str]) -> None:
@@ -177,7 +178,7 @@ class CallDirectory:
         """
         try:
             owner = await self._redis.get(self._call_key(call_id))
-        except (RedisError, OSError) as exc:
+        except redis_failures() as exc:
             raise DirectoryUnavailable(f"redis is unreachable: {exc}") from exc
         return None if owner is None else str(owner)
 
@@ -192,7 +193,7 @@ class CallDirectory:
                 log.warning("redis has lost its data: writing this instance's calls back")
             await self.leases.heartbeat()
             lost, rewritten = await self.leases.renew(call_ids)
-        except (RedisError, OSError) as exc:
+        except redis_failures() as exc:
             log.warning("could not refresh %d calls (redis: %s)", len(call_ids), exc)
             return False
         self._mine -= lost
@@ -259,7 +260,7 @@ class CallDirectory:
                 await asyncio.wait_for(self._append(self._control_key(owner), fields), timeout_s)
             except TimeoutError:
                 raise DirectoryUnavailable("redis did not take the request in time") from None
-            except (RedisError, OSError) as exc:
+            except redis_failures() as exc:
                 raise DirectoryUnavailable(f"redis is unreachable: {exc}") from exc
             # Counted from Redis taking the request, as the owner counts from Redis' stamp on
             # it: so the owner never starts a request whose requester has stopped waiting.
@@ -297,7 +298,7 @@ class CallDirectory:
         """Redis' clock, the one that stamped the entry ids: instances' clocks may disagree."""
         try:
             seconds, microseconds = await self._redis.time()
-        except (RedisError, OSError):
+        except redis_failures():
             # Redis answered the read a moment ago; should it fail now, ours is close enough.
             return round(time.time() * 1000)
         return int(seconds) * 1000 + int(microseconds) // 1000
@@ -315,7 +316,7 @@ class CallDirectory:
         }
         try:
             await self._append(self._replies_key(request.reply_to), fields)
-        except (RedisError, OSError) as exc:
+        except redis_failures() as exc:
             log.warning("reply to control request %s lost (redis: %s)", request.request_id, exc)
 
     def _ensure_reader(self) -> None:
@@ -361,7 +362,7 @@ class CallDirectory:
                 reply: Any = await self._redis.xread(
                     {key: last_id}, count=_READ_BATCH, block=None if failing else _BLOCK_MS
                 )
-            except (RedisError, OSError) as exc:
+            except redis_failures() as exc:
                 if self._closed:
                     return
                 if not failing:

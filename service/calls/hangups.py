@@ -18,10 +18,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -31,8 +29,12 @@ from tenacity import (
 )
 
 from service.metrics import HANGUPS
+from service.redis_client import redis_failures
 from signaling.ids import CallId, is_valid_call_id
 from signaling.provider import CallNotFound, ProviderClient, ProviderError, ProviderRateLimited
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 log = logging.getLogger("callbridge.calls")
 
@@ -124,6 +126,15 @@ class Hangups:
         await self._forget(call_id)
         return True
 
+    async def pending(self, call_id: str) -> bool:
+        """Whether a hang-up of `call_id` is under way: here, or (with Redis) at any instance,
+        one that died during it included. Raises Redis's errors (`RedisError`, `OSError`)."""
+        if call_id in self._retrying:
+            return True
+        if self._redis is None:
+            return False
+        return await self._redis.zscore(self._key, call_id) is not None
+
     async def aclose(self) -> None:
         """Stop retrying. With Redis, what is left is carried on by another instance (or this
         one once restarted); without, the calls are named in an ERROR line."""
@@ -177,7 +188,7 @@ class Hangups:
             return
         try:
             await self._redis.zadd(self._key, {call_id: time.time() + _HOLD_S})
-        except (RedisError, OSError) as exc:
+        except redis_failures() as exc:
             log.warning("pending hang-up of %s not recorded in redis: %s", call_id, exc)
 
     async def _forget(self, call_id: str) -> None:
@@ -185,7 +196,7 @@ class Hangups:
             return
         try:
             await self._redis.zrem(self._key, call_id)
-        except (RedisError, OSError) as exc:
+        except redis_failures() as exc:
             # Left in the set, it is claimed again later, and the provider then says 404.
             log.warning("finished hang-up of %s not removed from redis: %s", call_id, exc)
 
@@ -197,7 +208,7 @@ class Hangups:
             now = time.time()
             try:
                 due = await claim(keys=[self._key], args=[now, now + _HOLD_S, _CLAIMS_PER_SWEEP])
-            except (RedisError, OSError) as exc:
+            except redis_failures() as exc:
                 log.warning("cannot look for unfinished hang-ups: %s", exc)
                 continue
             for call_id in due:

@@ -20,9 +20,10 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from redis.asyncio import Redis
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 # KEYS: lease keys. ARGV[1]: this instance, ARGV[2]: lease in ms.
 # Returns the indices (1-based) of the leases another instance holds now, and of those that

@@ -23,8 +23,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import Any, Final, TypedDict, TypeVar
 
-from redis.exceptions import RedisError
-
 from service.auth import Principal, may_control
 from service.calls.control import (
     Command,
@@ -73,6 +71,7 @@ from service.metrics import (
     OTHER,
     label,
 )
+from service.redis_client import redis_failures
 from service.settings import Settings
 from signaling.credentials import Credentials
 from signaling.ids import CallId
@@ -81,6 +80,7 @@ from signaling.realtime import (
     CallLimits,
     CallState,
     Delegation,
+    EndReason,
     SessionConfig,
     session_payload,
 )
@@ -438,7 +438,7 @@ class CallManager:
             )
             try:
                 await self.store.save(call_id, stored, events, ended=ended)
-            except (RedisError, OSError) as exc:
+            except redis_failures() as exc:
                 log.warning("call %s not saved yet (redis: %s)", call_id, exc)
                 if isinstance(stream, ClusterEventStream):
                     stream.put_back(events)
@@ -485,7 +485,7 @@ class CallManager:
             ids = [c for c in await self.store.live_calls() if after is None or c > after]
             following = ids[limit - 1] if len(ids) > limit else None
             return await self.store.summaries(ids[:limit]), following
-        except (RedisError, OSError) as exc:
+        except redis_failures() as exc:
             raise OwnerUnreachable(f"redis is unreachable: {exc}") from None
 
     async def hangup(self, call_id: CallId, reason: str = "hangup") -> Call | None:
@@ -579,7 +579,7 @@ class CallManager:
         _, store = self._cluster()
         try:
             await store.mark_deleted(command.call_id)
-        except (RedisError, OSError) as exc:
+        except redis_failures() as exc:
             raise OwnerUnreachable(f"redis is unreachable: {exc}") from None
         return stored.view
 
@@ -616,7 +616,7 @@ class CallManager:
         directory, _ = self._cluster()
         try:
             await directory.leases.check_epoch()
-        except (RedisError, OSError) as exc:
+        except redis_failures() as exc:
             raise OwnerUnreachable(f"redis is unreachable: {exc}") from None
         deadline = time.monotonic() + directory.leases.recovering()
         while time.monotonic() < deadline:
@@ -630,7 +630,7 @@ class CallManager:
         _, store = self._cluster()
         try:
             return await store.load(call_id)
-        except (RedisError, OSError) as exc:
+        except redis_failures() as exc:
             raise OwnerUnreachable(f"redis is unreachable: {exc}") from None
 
     async def _hang_up_at_provider(self, call_id: str) -> None:
@@ -693,7 +693,7 @@ class CallManager:
             return False
         try:
             return await self.store.is_deleted(call_id)
-        except (RedisError, OSError):
+        except redis_failures():
             return False
 
     def _live(self, call_id: str) -> CallSession:
@@ -742,8 +742,10 @@ class CallManager:
                 await leases.release(call_id)
                 await store.forget(call_id)
                 return False
+            # Its owner died while hanging it up: end it rather than join it again.
+            hanging_up = await self.hangups.pending(call_id)
             try:
-                self._restore(call_id, stored)
+                self._restore(call_id, stored, hanging_up=hanging_up)
             except (KeyError, TypeError, ValueError) as exc:
                 # Nobody can carry it on: hang it up rather than leave it billed and unserved.
                 log.error("call %s cannot be restored (%s); hanging up", call_id, exc)
@@ -757,7 +759,7 @@ class CallManager:
             previous.discard(self.instance_id)
             previous.discard("")
             moved = await self.queue.reroute(call_id, sorted(previous))
-        except (RedisError, OSError) as exc:
+        except redis_failures() as exc:
             if call_id not in self.sessions:
                 self._reserved -= 1
             log.warning("taking over call %s failed (redis: %s)", call_id, exc)
@@ -768,14 +770,18 @@ class CallManager:
         )
         return True
 
-    def _restore(self, call_id: str, stored: StoredCall) -> None:
+    def _restore(self, call_id: str, stored: StoredCall, *, hanging_up: bool) -> None:
         assert self.directory is not None
         call = record_from_json(stored.record, self.instance_id)
         state = CallState.restore(stored.core, **self._core_options())
         session = self._track(call, state, offer_received_at=time.monotonic())
         self.directory.adopt(call_id)
         self._leased.add(call_id)
-        session.start()
+        if hanging_up:
+            # Its end reason died with the owner; a hang-up is what it was getting.
+            self._spawn(session.end(EndReason.HANGUP))
+        else:
+            session.start()
         self._mark_dirty(call_id)
 
     async def _adopt(self, call_id: str, from_instance: str) -> bool:
@@ -803,7 +809,7 @@ class CallManager:
             try:
                 live = [c for c in await store.live_calls() if c not in self.sessions]
                 orphans = await directory.leases.unowned(live)
-            except (RedisError, OSError) as exc:
+            except redis_failures() as exc:
                 log.debug("looking for calls to take over failed: %s", exc)
                 continue
             # Concurrently: each takeover waits on Redis a few times, and calls wait meanwhile.
@@ -921,7 +927,7 @@ class CallManager:
         try:
             await self.directory.leases.leave()
             peers = await self.directory.leases.peers()
-        except (RedisError, OSError) as exc:
+        except redis_failures() as exc:
             log.warning("no handover (redis: %s): calls are drained here", exc)
             return
         if not peers:
@@ -958,7 +964,7 @@ class CallManager:
 
     async def _owner_is(self, call_id: str, instance: str) -> bool:
         assert self.directory is not None
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*redis_failures()):
             return await self.directory.leases.owner_of(call_id) == instance
         return False
 

@@ -23,13 +23,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Final
-
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING, Any, Final
 
 from service.calls.record import Call, HandoffRecord, summary
 from signaling.ids import CallId
 from signaling.realtime import SessionConfig
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 _TERMINAL_STATES: Final = ("ended", "failed")
 

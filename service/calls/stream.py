@@ -14,10 +14,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from service.calls.errors import CallError
 from service.calls.store import CallStore, KeptEvents, LoggedEvent
+from service.redis_client import redis_failures
 
 GAP_EVENT = "stream.gap"
 """The event that tells a subscriber it missed events no longer kept: first on a stream resumed
@@ -175,7 +174,7 @@ async def check_resumable(store: CallStore, call_id: str, after: str) -> None:
     reached."""
     try:
         newest = await store.last_event_id(call_id)
-    except (RedisError, OSError) as exc:
+    except redis_failures() as exc:
         raise EventLogUnavailable(f"the call's event log cannot be read: {exc}") from None
     if _entry_id(after) > _entry_id(newest or "0-0"):
         raise UnissuedEventId(f"event {after} was never sent")
@@ -216,7 +215,7 @@ async def follow(
             if not events and not await store.wait_for_events(call_id, after, block_ms):
                 yield None
                 continue
-        except (RedisError, OSError):
+        except redis_failures():
             await asyncio.sleep(retry_s)
             yield None
             continue

@@ -1,4 +1,5 @@
-"""Handoff queues (in-memory, Redis Streams), the worker, and handler loading."""
+"""Handoff queues (in-memory here; Redis Streams in `redis_streams`, loaded only when a Redis
+queue is opened), the worker, and handler loading."""
 
 from service.handoffs.handlers import Answer, Handler, HandlerError, Progress, load_handler
 from service.handoffs.memory import MemoryQueue
@@ -9,7 +10,6 @@ from service.handoffs.queue import (
     QueueUnavailable,
     claim_idle_s,
 )
-from service.handoffs.redis_streams import RedisStreamQueue
 from service.handoffs.worker import Worker
 
 
@@ -20,6 +20,9 @@ def open_queue(
     if url == "memory":
         return MemoryQueue()
     if url.startswith(("redis://", "rediss://", "unix://")):
+        # Here only: an instance without Redis never loads redis-py.
+        from service.handoffs.redis_streams import RedisStreamQueue
+
         idle_s = claim_idle_s(handler_timeout_s, claim_idle)
         return RedisStreamQueue(url, claim_idle_ms=int(idle_s * 1000))
     raise ValueError(f"unsupported queue {url!r}")
@@ -35,7 +38,6 @@ __all__ = [
     "MemoryQueue",
     "Progress",
     "QueueUnavailable",
-    "RedisStreamQueue",
     "Worker",
     "load_handler",
     "open_queue",

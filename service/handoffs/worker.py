@@ -74,6 +74,9 @@ class Worker:
                     task = asyncio.create_task(self._run(job))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
+                    # The handler starts before the next read is sent: that read (encoding
+                    # and writing XREADGROUP) would otherwise delay every handler by its cost.
+                    await asyncio.sleep(0)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

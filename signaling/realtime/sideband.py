@@ -17,6 +17,7 @@ from websockets.uri import get_proxy, parse_uri
 
 from signaling.credentials import Credentials, CredentialsError
 from signaling.ids import CallId
+from signaling.json_text import json_bytes
 from signaling.realtime.ws_connection import BatchedConnection
 
 # websockets logs handshake headers at debug level; our logging setup redacts the key, and
@@ -186,7 +187,7 @@ class Sideband:
         if ws is None:
             return False
         try:
-            await ws.send(json.dumps(payload, separators=(",", ":")))
+            await ws.send(json_bytes(payload), text=True)
         except ConnectionClosed as exc:
             self._closed(exc)
             return False

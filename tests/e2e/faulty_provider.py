@@ -5,7 +5,8 @@ A `held` creation answers only once the test sets `release` (`holding` is set wh
 The sideband can be scripted as real providers behave in public bug reports (PROTOCOL §10):
 connections upgraded and closed at once, handshakes refused with a JSON error, `response.create`
 refused while a response is active, voice changes refused. Hang-ups take their answer's status
-from `hangup_statuses` (200 once it is empty).
+from `hangup_statuses` (200 once it is empty); the first `hold_hangups` of them answer only once
+the test sets `release`.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class FaultyProvider:
     created: list[str] = field(default_factory=list)
     hangups: list[str] = field(default_factory=list)
     hangup_statuses: list[int] = field(default_factory=list)
+    hold_hangups: int = 0
     sideband_attempts: int = 0
     refuse_sideband: int = 0
     delay_s: float = 30.0
@@ -200,6 +202,9 @@ class FaultyProvider:
         @app.post("/v1/realtime/calls/{call_id}/hangup")
         async def hangup(call_id: str) -> Response:
             self.hangups.append(call_id)
+            if self.hold_hangups > 0:
+                self.hold_hangups -= 1
+                await self.release.wait()
             status = self.hangup_statuses.pop(0) if self.hangup_statuses else 200
             if status != 200:
                 error = {"error": {"code": None, "message": f"hang-up answered {status}"}}

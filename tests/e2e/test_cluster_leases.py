@@ -13,7 +13,8 @@ import pytest
 from redis.asyncio import Redis
 
 from service.calls.lease import CallLeases
-from service.handoffs import HandoffEvent, RedisStreamQueue
+from service.handoffs import HandoffEvent
+from service.handoffs.redis_streams import RedisStreamQueue
 from tests.e2e.redis_server import RedisServer
 
 PREFIX = "callbridge"

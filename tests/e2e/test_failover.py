@@ -325,7 +325,9 @@ async def test_a_live_id_without_a_saved_record_does_not_end_the_listing_early(
 ) -> None:
     a = cluster.urls["a"]
     call_id = await start_call(http, a)
-    # Sorted before any real call id, and never saved.
+    # Sorted before any real call id, and never saved; leased to an instance elsewhere, so that
+    # no instance here takes it over (and forgets it) while the listing is looked at.
+    await redis.set("callbridge:calls:rtc_0000000000000000", "elsewhere")
     await redis.sadd("callbridge:live", "rtc_0000000000000000")
 
     async def listed_after_the_stale_one() -> bool:

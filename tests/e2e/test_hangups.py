@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +22,8 @@ from signaling.ids import CallId
 from signaling.provider import ProviderClient
 from tests.e2e.conftest import RunningService, Serve, StartService
 from tests.e2e.faulty_provider import FaultyProvider
+from tests.e2e.processes import Process, free_port
+from tests.e2e.redis_server import RedisServer
 from tests.e2e.waiting import until
 from tests.unit.sdp_samples import AIORTC_OFFER
 
@@ -136,3 +140,61 @@ async def test_a_hang_up_is_recorded_for_the_others_before_the_provider_answers_
         await hangups.aclose()
         await client.aclose()
     assert (confirmed, left) == (True, [])
+
+
+async def test_a_call_whose_owner_died_while_hanging_it_up_is_ended_not_joined_again(
+    serve: Serve, redis_server: RedisServer, redis: Redis, tmp_path: Path
+) -> None:
+    # The first hang-up (the owner's) never gets its answer; the taker's is answered.
+    provider = FaultyProvider(hold_hangups=1)
+    provider_url = await serve(provider.app())
+    a, b = (_instance(name, provider_url, redis_server, tmp_path) for name in ("a", "b"))
+    try:
+        urls = [await _answering(instance) for instance in (a, b)]
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            started = await client.post(
+                f"{urls[0]}/v1/calls",
+                content=AIORTC_OFFER,
+                headers={"content-type": "application/sdp"},
+            )
+            call_id = started.headers["location"].rsplit("/", 1)[1]
+            await until(lambda: provider.connected.is_set())
+            hanging_up = asyncio.create_task(client.post(f"{urls[0]}/v1/calls/{call_id}/hangup"))
+            await until(lambda: redis.zscore("callbridge:hangups", call_id))
+            assert a.proc is not None
+            a.proc.kill()
+            with contextlib.suppress(httpx.HTTPError):
+                await hanging_up
+
+            async def ended_at_b() -> bool:
+                record = (await client.get(f"{urls[1]}/v1/calls/{call_id}")).json()
+                return bool(record.get("state") == "ended")
+
+            await until(ended_at_b)
+            record = (await client.get(f"{urls[1]}/v1/calls/{call_id}")).json()
+    finally:
+        provider.release.set()
+        for instance in (a, b):
+            instance.stop()
+    assert provider.sideband_attempts == 1, "joined by its first owner only"
+    assert provider.hangups == [call_id, call_id]
+    assert (record["owner"], record["end_reason"]) == ("b", "hangup")
+
+
+def _instance(name: str, provider_url: str, redis_server: RedisServer, tmp_path: Path) -> Process:
+    settings = {
+        "CALLBRIDGE_PROVIDER": "openai",
+        "CALLBRIDGE_PROVIDER_URL": provider_url,
+        "CALLBRIDGE_API_KEY": KEY,
+        "CALLBRIDGE_QUEUE": redis_server.url,
+        "CALLBRIDGE_PORT": str(free_port()),
+        "CALLBRIDGE_INSTANCE_ID": name,
+        "CALLBRIDGE_CALL_LEASE_S": "2",
+    }
+    return Process(["serve"], settings, tmp_path / f"instance-{name}.log").start()
+
+
+async def _answering(instance: Process) -> str:
+    url = f"http://127.0.0.1:{instance.env['CALLBRIDGE_PORT']}"
+    await asyncio.to_thread(instance.wait_http, f"{url}/healthz")
+    return url
