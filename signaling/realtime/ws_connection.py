@@ -63,6 +63,19 @@ def at_frame_start(protocol: ClientProtocol) -> bool:
 class BatchedConnection(ClientConnection):
     """A `ClientConnection` whose messages are read with `recv_batch`, not `recv`."""
 
+    # In slots: eight more keys in the inherited instance dict would double its size, and
+    # every held call has one connection.
+    __slots__ = (
+        "_fragments",
+        "_held",
+        "_held_until",
+        "_inbox",
+        "_reading_paused",
+        "_undecodable",
+        "_unread_bytes",
+        "_waiter",
+    )
+
     def __init__(self, protocol: ClientProtocol, **kwargs: Any) -> None:
         super().__init__(protocol, **kwargs)
         self._inbox: list[str | bytes] = []
