@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from fastapi import Request
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
 
-from service.api.problems import Problem
+from service.api.problems import CLIENT_CLOSED_REQUEST, Problem
 
 # RFC 9110 §8.6: Content-Length = 1*DIGIT (ASCII only: str.isdigit also takes "²").
 _DECIMAL = re.compile(r"[0-9]{1,18}")
@@ -52,15 +53,22 @@ def _check_declared_length(request: Request, limit: int) -> None:
 
 
 async def _chunks(request: Request, limit: int) -> AsyncIterator[bytes]:
-    """The body's chunks as they arrive; 413 at the first one that crosses `limit`."""
+    """The body's chunks as they arrive; 413 at the first one that crosses `limit`, 499 when
+    the client leaves before its end (routine, so answered rather than raised as a server error;
+    nobody reads that answer)."""
     _check_declared_length(request, limit)
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(f"body exceeds the {limit}-byte limit")
-        if chunk:
-            yield chunk
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(f"body exceeds the {limit}-byte limit")
+            if chunk:
+                yield chunk
+    except ClientDisconnect:
+        raise Problem(
+            CLIENT_CLOSED_REQUEST, "the client left before its body was read", kind="client-gone"
+        ) from None
 
 
 async def read_limited(request: Request, limit: int) -> bytes:

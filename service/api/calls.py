@@ -25,7 +25,7 @@ from service.api.guards import (
 from service.api.media_types import charset, media_type
 from service.api.models import MessageIn, ReferIn, SessionOverrides, StartOverrides
 from service.api.openapi import EXAMPLE_OFFER, SDP_SCHEMA, answers, headers
-from service.api.problems import Problem
+from service.api.problems import CLIENT_CLOSED_REQUEST, Problem
 from service.api.sse import EventStreamResponse
 from service.auth import Principal, mint_call_token
 from service.calls.control import (
@@ -63,8 +63,6 @@ MAX_CALLS_PAGE = 1000
 """Live calls `GET /v1/calls` answers at most at once."""
 tokens_router = APIRouter(prefix="/v1/call-tokens", tags=["calls"])
 
-# nginx's status for a request whose client left before the answer; only logs ever see it.
-CLIENT_CLOSED_REQUEST = 499
 TRICKLE_TYPE = "application/trickle-ice-sdpfrag"
 JSON_TYPE = "application/json"
 # Routes that exist only to refuse their method in RFC 9725's order; never advertised in Allow.

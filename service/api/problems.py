@@ -23,6 +23,8 @@ from service.calls.errors import (
 )
 
 PROBLEM_JSON = "application/problem+json"
+# nginx's status for a request whose client left before the answer; only logs ever see it.
+CLIENT_CLOSED_REQUEST = 499
 
 TITLES = {
     400: "Bad Request",

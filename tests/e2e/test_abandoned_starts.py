@@ -4,12 +4,14 @@ call is hung up at the provider and its slot is free again."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import httpx
 import pytest
 
 from tests.e2e.conftest import RunningService, Serve, StartService
 from tests.e2e.faulty_provider import FaultyProvider
+from tests.e2e.hostile import RawConnection, healthy, request_head
 from tests.e2e.redis_server import RedisServer
 from tests.e2e.waiting import until
 from tests.unit.sdp_samples import AIORTC_OFFER
@@ -46,3 +48,18 @@ async def test_a_start_abandoned_before_the_answer_is_hung_up_and_frees_its_slot
     call = service.manager.get("rtc_fault0")
     assert call is not None
     assert (call.state, call.end_reason) == ("failed", "client_gone")
+
+
+async def test_a_client_that_leaves_in_the_middle_of_its_offer_is_not_logged_as_a_server_error(
+    start_service: StartService, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = await start_service(local_media=False)
+    head = request_head(
+        "POST", "/v1/calls", {"Content-Type": "application/sdp", "Content-Length": "1000"}
+    )
+    connection = await RawConnection.open(service.url)
+    await connection.send(head + AIORTC_OFFER.encode()[:100])
+    await connection.close()
+    # The service has seen the client leave once a later request is served.
+    assert await healthy(service.url)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
