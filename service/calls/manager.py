@@ -785,14 +785,15 @@ class CallManager:
         self._mark_dirty(call_id)
 
     async def _adopt(self, call_id: str, from_instance: str) -> bool:
-        """A draining peer hands `call_id` over: take it, and answer once its sideband is up."""
+        """A draining peer hands `call_id` over: take it, and answer once its sideband is up
+        (or the call has ended: one being hung up is not joined)."""
         if not from_instance:
             raise InvalidCommand("a handover names the instance handing over")
         if not await self._take_over(call_id, handed_from=from_instance):
             return False
         session = self.sessions.get(call_id)
         deadline = time.monotonic() + _HANDOVER_JOIN_S
-        while session is not None and not session.sideband.connected:
+        while session is not None and not (session.sideband.connected or session.state.ended):
             if time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.01)
