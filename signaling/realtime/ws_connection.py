@@ -7,8 +7,9 @@ proxies, keepalive, closing handshake and size cap, and changes only the receivi
 
 - the common frame (whole, unmasked, text or binary, up to 64 KiB) is read straight out of the
   received bytes (`ws_frames.take_messages`) while websockets' parser waits at a frame
-  boundary; every other frame is handed to websockets whole, so its checks and replies
-  (pong, close, protocol errors, the size cap) are unchanged;
+  boundary; every other frame is handed to websockets as it arrives, so its checks and
+  replies (pong, close, protocol errors, the size cap, each as soon as plain websockets makes
+  it) are unchanged;
 - messages wait in one list, and `recv_batch` takes any number of them at once;
 - reading from the socket pauses while more than `MAX_UNREAD_BYTES` of messages wait (RFC 6455
   leaves flow control to TCP), and resumes once the reader has taken them down to a quarter.
@@ -28,7 +29,7 @@ from websockets.frames import OP_BINARY, OP_CONT, OP_PONG, OP_TEXT, CloseCode, F
 from websockets.protocol import OPEN, Event, Protocol
 from websockets.streams import StreamReader
 
-from signaling.realtime.ws_frames import MAX_HEADER_BYTES, frame_end, take_messages
+from signaling.realtime.ws_frames import frame_end, take_messages, takes_once_whole
 
 MAX_UNREAD_BYTES: Final = 256 * 1024
 """Payload bytes of received messages not yet taken above which reading from the socket
@@ -177,21 +178,21 @@ class BatchedConnection(ClientConnection):
             if pos == end:
                 return
             until = frame_end(data, pos)
-            refused = (
-                until is not None
-                and max_size is not None
-                and until - pos > max_size + MAX_HEADER_BYTES
-            )
-            if until is None or (until > end and not refused):
-                # Kept until the frame is whole; only whole frames are handed over.
-                self._held = bytearray(data[pos:])
-                self._held_until = 0 if until is None else until - pos
+            if until is None or until > end:
+                if takes_once_whole(data, pos, max_size):
+                    # Kept until the frame is whole, to be taken here.
+                    self._held = bytearray(data[pos:])
+                    self._held_until = 0 if until is None else until - pos
+                else:
+                    # Any other frame is websockets' from its first byte on, as if this
+                    # connection were plain: it refuses one on its header (a mask, a reserved
+                    # opcode, a size past the cap) without waiting for the rest.
+                    super().data_received(data[pos:])
                 return
             # A frame for websockets (a control frame, a fragment, text that is not UTF-8,
-            # one past the size cap, which it refuses on its header): its checks and replies.
-            handed = min(until, end)
-            super().data_received(data[pos:handed])
-            pos = handed
+            # one past the size cap): its checks and replies.
+            super().data_received(data[pos:until])
+            pos = until
             if pos == end:
                 return
             if not self._can_split():

@@ -20,9 +20,6 @@ _LENGTH_16: Final = 126
 _LENGTH_64: Final = 127
 _MASK_BYTES: Final = 4
 
-MAX_HEADER_BYTES: Final = 14
-"""The longest frame header: 2 bytes, a 64-bit extended length and a 4-byte mask."""
-
 
 def take_messages(buffer: bytes, start: int, max_size: int, out: list[str | bytes]) -> int:
     """Append to `out` the payloads of the whole frames at `buffer[start:]` that are
@@ -60,6 +57,26 @@ def take_messages(buffer: bytes, start: int, max_size: int, out: list[str | byte
             break
         pos = last
     return pos
+
+
+def takes_once_whole(buffer: bytes, start: int, max_size: int | None) -> bool:
+    """Whether the frame that starts at `buffer[start]`, of which at least one byte but not
+    all has been received, is one `take_messages` takes once whole (or refuses only for text
+    that is not UTF-8), as far as the header received so far tells (RFC 6455 §5.2)."""
+    end = len(buffer)
+    if buffer[start] not in (_TEXT, _BINARY):
+        return False
+    if end - start < 2:
+        return True
+    size = buffer[start + 1]
+    if size == _LENGTH_16:
+        if end - start < 4:
+            return True
+        size = (buffer[start + 2] << 8) | buffer[start + 3]
+    elif size > _LENGTH_16:
+        # Masked, or a 64-bit length.
+        return False
+    return max_size is None or size <= max_size
 
 
 def frame_end(buffer: bytes, start: int) -> int | None:

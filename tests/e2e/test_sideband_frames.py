@@ -222,6 +222,38 @@ async def test_a_frame_over_the_size_cap_fails_the_link_with_1009(
     await until(lambda: closed_with == [1009])
 
 
+@pytest.mark.parametrize(
+    ("header", "code"),
+    [
+        # Masked by the server (RFC 6455 §5.1).
+        (bytes((0x81, 0x80 | 126)) + (1000).to_bytes(2, "big"), 1002),
+        # An opcode RFC 6455 §5.2 reserves.
+        (bytes((0x83, 126)) + (1000).to_bytes(2, "big"), 1002),
+        # Over the 16 MiB cap by fewer bytes than the longest frame header.
+        (bytes((0x81, 127)) + (16 * 1024 * 1024 + 1).to_bytes(8, "big"), 1009),
+    ],
+    ids=["masked", "reserved-opcode", "just-over-the-cap"],
+)
+async def test_a_frame_refused_on_its_header_fails_the_link_before_its_payload_arrives(
+    provider: Start, header: bytes, code: int
+) -> None:
+    closed_with: list[int | None] = []
+
+    async def script(connection: ServerConnection) -> None:
+        await connection.send("before")
+        # Sent once "before" is taken, so that the header arrives in a read of its own.
+        await connection.recv()
+        connection.transport.write(header + b"x" * 10)
+        await connection.wait_closed()
+        closed_with.append(connection.close_code)
+
+    sideband = await provider(script)
+    assert await sideband.receive(64) == ["before"]
+    await sideband.send({"type": "taken"})
+    assert await _everything(sideband) == []
+    await until(lambda: closed_with == [code])
+
+
 def _many(count: int) -> bytes:
     """`count` small text frames in one piece, as a flooding provider writes them."""
     return b"".join(_raw(f'{{"n":{n}}}'.encode()) for n in range(count))

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from signaling.realtime.ws_frames import frame_end, take_messages
+from signaling.realtime.ws_frames import frame_end, take_messages, takes_once_whole
 
 
 def _frame(payload: bytes, *, head: int = 0x81, mask: bytes | None = None) -> bytes:
@@ -127,3 +127,29 @@ def test_frame_end_may_lie_beyond_the_bytes_received() -> None:
 @pytest.mark.parametrize("received", [b"", b"\x81", b"\x81\x7e\x01", b"\x81\x7f" + bytes(7)])
 def test_frame_end_is_unknown_until_the_header_is_complete(received: bytes) -> None:
     assert frame_end(received, 0) is None
+
+
+@pytest.mark.parametrize(
+    "received",
+    [b"\x81", b"\x82\x05ab", b"\x81\x7e", b"\x81\x7e\x01", b"\x81\x7e\x01\x00abc"],
+    ids=["first byte", "7-bit", "16-bit length to come", "16-bit length half", "16-bit"],
+)
+def test_a_text_or_binary_frame_under_the_cap_is_kept_for_taking(received: bytes) -> None:
+    assert takes_once_whole(received, 0, 1000)
+
+
+@pytest.mark.parametrize(
+    ("received", "max_size"),
+    [
+        (b"\x89\x05ab", 1000),
+        (b"\x01\x05ab", 1000),
+        (b"\xc1\x05ab", 1000),
+        (b"\x83\x05ab", 1000),
+        (b"\x81\x85\x00\x00", 1000),
+        (b"\x82\x7f\x00\x00", 1000),
+        (b"\x81\x7e\x01\x00abc", 255),
+    ],
+    ids=["ping", "fragment", "reserved bit", "reserved opcode", "masked", "64-bit", "over cap"],
+)
+def test_any_other_frame_is_not_kept_for_taking(received: bytes, max_size: int) -> None:
+    assert not takes_once_whole(received, 0, max_size)
