@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Final
 
-from service.calls.reporting import CallReporter
+from service.calls.reporting import REPORTS, CallReporter
 from service.handoffs.queue import HandoffEvent
 from signaling.ids import CallId
 from signaling.realtime import (
@@ -18,39 +17,10 @@ from signaling.realtime import (
     Delegation,
     EndCall,
     EnqueueHandoff,
-    EventObserved,
-    HandoffDelivered,
-    HandoffExpired,
     HangUp,
-    IgnoredEvent,
-    Joined,
-    LimitReached,
-    PublishTranscript,
-    ReportError,
     SendEvent,
-    SessionReady,
-    SessionSettings,
-    SleepUntil,
-    SpeechActivity,
 )
 from signaling.realtime.sideband import Sideband, SidebandError, SidebandRefused
-
-_REPORTS: Final = (
-    EventObserved,
-    PublishTranscript,
-    SpeechActivity,
-    Joined,
-    HandoffDelivered,
-    HandoffExpired,
-    SessionReady,
-    SessionSettings,
-    ReportError,
-    LimitReached,
-    SleepUntil,
-    IgnoredEvent,
-)
-"""The actions `CallReporter` applies (`Report`), the ones every provider event brings first;
-the others need I/O."""
 
 Enqueue = Callable[[Delegation], Awaitable[None]]
 HangUpAtProvider = Callable[[CallId], Awaitable[bool]]
@@ -75,7 +45,7 @@ class CallEffects:
         """Carry out `actions` in order, each followed by what the core makes of its outcome."""
         report = self._reporter.apply
         for action in actions:
-            if isinstance(action, _REPORTS):
+            if isinstance(action, REPORTS):
                 report(action)
             else:
                 await self._carry_out(action)
@@ -91,7 +61,7 @@ class CallEffects:
                 if state.ended:
                     break
                 for action in state.feed_raw(raw, time.time()):
-                    if isinstance(action, _REPORTS):
+                    if isinstance(action, REPORTS):
                         report(action)
                     else:
                         await self._carry_out(action)

@@ -38,8 +38,10 @@ from signaling.realtime import (
 )
 
 Report: TypeAlias = (
-    Joined
+    EventObserved
     | PublishTranscript
+    | SpeechActivity
+    | Joined
     | HandoffDelivered
     | HandoffExpired
     | SessionReady
@@ -47,11 +49,26 @@ Report: TypeAlias = (
     | ReportError
     | LimitReached
     | SleepUntil
-    | SpeechActivity
-    | EventObserved
     | IgnoredEvent
 )
-"""The actions `CallReporter` applies."""
+"""The actions `CallReporter` applies, the ones every provider event brings first."""
+
+REPORTS: Final = (
+    EventObserved,
+    PublishTranscript,
+    SpeechActivity,
+    Joined,
+    HandoffDelivered,
+    HandoffExpired,
+    SessionReady,
+    SessionSettings,
+    ReportError,
+    LimitReached,
+    SleepUntil,
+    IgnoredEvent,
+)
+"""`Report`'s classes, spelled out so that `isinstance(action, REPORTS)` narrows for the type
+checker (`tests/unit/test_reports.py` holds the two together)."""
 
 
 _HANDOFF_EVENTS = {
