@@ -335,6 +335,9 @@ def test_malformed_ice_pwd_is_not_echoed_in_the_reason() -> None:
         "sha-256 " + ":".join(["AB"] * 31) + ":GG",
         "sha-256  " + ":".join(["AB"] * 32),
         "sha-256 " + ":".join(["AB"] * 32) + ":",
+        "sha-256 " + ":" * 95,
+        "sha-256 AB::CD:EF",
+        "sha-256 ABC:D",
     ],
 )
 def test_fingerprint_not_of_the_form_hash_hex_pairs_is_malformed(value: str) -> None:
