@@ -92,6 +92,7 @@ class CallSession:
                         await self._input(self._link_closed)
                         continue
                     frames = received
+                    del received
                 await self.gate.run(functools.partial(self._effects.feed, frames))
                 # Not kept while the next frames are awaited: a quiet call holds no old frame.
                 del frames

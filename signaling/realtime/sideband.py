@@ -150,9 +150,11 @@ class Sideband:
         except (OSError, TimeoutError, InvalidHandshake, CredentialsError) as exc:
             raise SidebandError(type(exc).__name__) from None
         assert isinstance(ws, BatchedConnection)
-        # Our handshake request (headers, the key among them) is never read again, and held
-        # calls are many: let it go.
+        # The handshake's request (headers, the key among them) and response headers are never
+        # read again, and held calls are many: let them go.
         ws.request = None
+        if ws.response is not None:
+            ws.response.headers.clear()
         self._ws = ws
         self.close_code, self.close_reason = None, ""
 

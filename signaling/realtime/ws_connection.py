@@ -26,7 +26,7 @@ from typing import Any, Final
 from websockets.asyncio.client import ClientConnection
 from websockets.client import ClientProtocol
 from websockets.frames import OP_BINARY, OP_CONT, OP_PONG, OP_TEXT, CloseCode, Frame
-from websockets.protocol import OPEN, Event, Protocol
+from websockets.protocol import CONNECTING, OPEN, Event, Protocol
 from websockets.streams import StreamReader
 
 from signaling.realtime.ws_frames import frame_end, take_messages, takes_once_whole
@@ -154,6 +154,14 @@ class BatchedConnection(ClientConnection):
             if len(self._held) < self._held_until:
                 return
             data, self._held = bytes(self._held), bytearray()
+        if self.protocol.state is CONNECTING:
+            # The provider's first event often comes in the same read as the handshake's
+            # response: websockets gets the response alone, so that what follows it is read
+            # here (websockets' parser would hold on to the last frame it read).
+            end = data.find(b"\r\n\r\n") + 4
+            if 4 <= end < len(data):
+                super().data_received(data[:end])
+                data = data[end:]
         if not self._can_split():
             super().data_received(data)
         else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import gc
 import ipaddress
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,6 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.frames import Frame
+from websockets.utils import accept_key
 
 from signaling.realtime.sideband import Sideband
 from tests.e2e.waiting import until
@@ -282,3 +285,36 @@ async def test_messages_arrive_whole_and_in_order_through_an_http_proxy(
     messages = [m for batch in await _everything(sideband) for m in batch]
     assert messages == [f'{{"n":{n}}}' for n in range(5_000)] + ["fragmented"]
     assert len(tunnels) == 1
+
+
+async def test_messages_in_the_read_of_the_handshake_response_leave_no_frame_held() -> None:
+    async def upgrade_then_send(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        key = next(
+            line.split(b":", 1)[1].strip().decode()
+            for line in request.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key:")
+        )
+        # The response and the first events in one write, as a provider's first read often
+        # brings them.
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + f"Sec-WebSocket-Accept: {accept_key(key)}\r\n\r\n".encode()
+            + _raw(b'{"type":"session.created"}')
+            + _raw(b"x" * 2000)
+        )
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(upgrade_then_send, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    sideband = Sideband(f"ws://127.0.0.1:{port}/v1/realtime?call_id=rtc_1", "sk-frames")
+    try:
+        await sideband.connect()
+        assert await sideband.receive(64) == ['{"type":"session.created"}', "x" * 2000]
+        gc.collect()
+        assert [o for o in gc.get_objects() if isinstance(o, Frame)] == []
+    finally:
+        await sideband.close()
+        server.close()
+        await server.wait_closed()
