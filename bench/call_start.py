@@ -17,11 +17,18 @@ Processes, all on this machine: a `callbridge provider` in no-media mode
   on `/metrics`, polled a few times), the orchestrator's CPU time (user + system, psutil)
   since the first start, less its idle CPU over the same wall time, divided by the calls:
   HTTP request, provider POST, sideband join, `session.update` and its confirmation included.
+  Its baseline, the **library floor**: the provider side of the same work done in this process
+  with the bare libraries callbridge uses (one aiohttp POST of the same form, then a websockets
+  join without compression, the `session.update`, and reading until `session.updated`), CPU
+  per call. What a start costs over it is what callbridge itself does (serving the request,
+  checking the offer, the call core); on a slower machine both grow.
 - **Idle RSS.** The orchestrator's RSS (psutil) once it answers `/healthz` and has sat idle for
   2 s, before any call: a `callbridge serve` with a remote provider (`CALLBRIDGE_PROVIDER=openai`
-  and a URL), the only kind the control plane runs with in production.
+  and a URL), the only kind the control plane runs with in production. Its baseline: a bare
+  Python process that has imported the same libraries (`LIBRARIES`) and nothing else.
 
-Calls are hung up (not timed) after each phase. Run:
+The bench's own client is aiohttp with the form built once: it shares the two cores with the
+processes it measures, so the lighter it is the more of the cores they get. Calls are hung up (not timed) after each phase. Run:
 `.venv/bin/python bench/call_start.py [--serial 300] [--burst 400] [--concurrency 20]`, or
 `--idle-only` for the idle RSS alone (a few seconds).
 """
@@ -34,14 +41,17 @@ import json
 import os
 import platform
 import re
+import secrets
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import httpx
+import aiohttp
 import psutil
+import websockets
 from capacity import (
     AUTH,
     INSTRUCTIONS,
@@ -59,6 +69,11 @@ WARMUP = 20
 SETUP_COUNT = re.compile(
     r'^callbridge_call_setup_seconds_count\{stage="session_updated"\} (\S+)$', re.M
 )
+# What `callbridge serve` imports to run with a remote provider, imported by a bare process.
+LIBRARIES = (
+    "asyncio, uvloop, httptools, uvicorn, fastapi, pydantic_settings, aiohttp, websockets,"
+    " orjson, prometheus_client, standardwebhooks"
+)
 
 
 def cpu_seconds(process: psutil.Process) -> float:
@@ -66,49 +81,79 @@ def cpu_seconds(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-async def session_updated_count(client: httpx.AsyncClient) -> int:
-    response = await client.get("/metrics")
-    match = SETUP_COUNT.search(response.text)
+def multipart(offer: str, session: dict[str, object]) -> tuple[bytes, str]:
+    """The call-creation form (RFC 7578) as callbridge sends it: the `sdp` and `session` parts."""
+    boundary = secrets.token_hex(16)
+    parts = (
+        ("sdp", "application/sdp", offer.encode()),
+        ("session", "application/json", json.dumps(session).encode()),
+    )
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n'
+        f"Content-Type: {kind}\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+        for name, kind, data in parts
+    )
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+async def session_updated_count(http: aiohttp.ClientSession, url: str) -> int:
+    async with http.get(f"{url}/metrics") as response:
+        match = SETUP_COUNT.search(await response.text())
     return int(float(match[1])) if match else 0
 
 
-async def wait_session_ready(client: httpx.AsyncClient, call_id: str) -> None:
-    async with client.stream("GET", f"/v1/calls/{call_id}/events") as response:
-        async for line in response.aiter_lines():
-            if line.strip() == "event: session.ready":
+async def wait_session_ready(http: aiohttp.ClientSession, url: str, call_id: str) -> None:
+    async with http.get(f"{url}/v1/calls/{call_id}/events") as response:
+        async for line in response.content:
+            if line.strip() == b"event: session.ready":
                 return
 
 
 class Sides:
-    """The two clients and how each side starts one call."""
+    """How each side starts one call: `POST /v1/calls` to callbridge, or the same offer (with
+    the session callbridge would send) straight to the provider's `POST /v1/realtime/calls`.
 
-    def __init__(self, via: httpx.AsyncClient, direct: httpx.AsyncClient, offer: str) -> None:
-        self.via = via
-        self.direct = direct
-        self.offer = offer
+    One aiohttp session sends both: the load generator shares the cores with the processes it
+    measures, so it is the lightest client at hand, and the form is built once."""
+
+    def __init__(self, http: aiohttp.ClientSession, url: str, provider_url: str, offer: str):
+        self.http = http
+        self.url = url
+        self.provider_url = provider_url
+        self.offer = offer.encode()
         session = session_payload(SessionConfig(instructions=INSTRUCTIONS), include_model=True)
-        self.files = {
-            "sdp": (None, offer.encode(), "application/sdp"),
-            "session": (None, json.dumps(session).encode(), "application/json"),
-        }
+        self.session = session
+        self.form, form_type = multipart(offer, session)
+        self.form_headers = {**AUTH, "Content-Type": form_type}
         self.via_ids: list[str] = []
         self.direct_ids: list[str] = []
 
     async def start_via(self) -> str:
-        response = await self.via.post(
-            "/v1/calls", content=self.offer, headers={"content-type": "application/sdp"}
-        )
-        if response.status_code != 201:
-            raise RuntimeError(f"callbridge answered {response.status_code}: {response.text}")
-        call_id = response.headers["location"].rsplit("/", 1)[-1]
+        async with self.http.post(
+            f"{self.url}/v1/calls", data=self.offer, headers={"Content-Type": "application/sdp"}
+        ) as response:
+            if response.status != 201:
+                raise RuntimeError(
+                    f"callbridge answered {response.status}: {await response.text()}"
+                )
+            await response.read()
+            call_id = response.headers["Location"].rsplit("/", 1)[-1]
         self.via_ids.append(call_id)
         return call_id
 
+    async def create_at_provider(self) -> str:
+        async with self.http.post(
+            f"{self.provider_url}/v1/realtime/calls", data=self.form, headers=self.form_headers
+        ) as response:
+            if response.status != 201:
+                raise RuntimeError(f"provider answered {response.status}: {await response.text()}")
+            await response.read()
+            return response.headers["Location"].rsplit("/", 1)[-1]
+
     async def start_direct(self) -> str:
-        response = await self.direct.post("/v1/realtime/calls", files=self.files)
-        if response.status_code != 201:
-            raise RuntimeError(f"provider answered {response.status_code}: {response.text}")
-        call_id = response.headers["location"].rsplit("/", 1)[-1]
+        call_id = await self.create_at_provider()
         self.direct_ids.append(call_id)
         return call_id
 
@@ -117,13 +162,13 @@ class Sides:
         direct, self.direct_ids = self.direct_ids, []
         sem = asyncio.Semaphore(20)
 
-        async def one(send: Callable[[], Awaitable[httpx.Response]]) -> None:
-            async with sem:
-                await send()
+        async def one(method: str, url: str) -> None:
+            async with sem, self.http.request(method, url, headers=AUTH) as response:
+                await response.read()
 
         await asyncio.gather(
-            *(one(lambda c=c: self.via.delete(f"/v1/calls/{c}")) for c in via),
-            *(one(lambda c=c: self.direct.post(f"/v1/realtime/calls/{c}/hangup")) for c in direct),
+            *(one("DELETE", f"{self.url}/v1/calls/{c}") for c in via),
+            *(one("POST", f"{self.provider_url}/v1/realtime/calls/{c}/hangup") for c in direct),
         )
 
 
@@ -137,7 +182,7 @@ async def serial(sides: Sides, rounds: int) -> tuple[list[float], list[float]]:
         began = time.perf_counter()
         call_id = await sides.start_via()
         via_s = time.perf_counter() - began
-        await wait_session_ready(sides.via, call_id)
+        await wait_session_ready(sides.http, sides.url, call_id)
         if n >= WARMUP:
             via.append(via_s)
             direct.append(direct_s)
@@ -168,13 +213,13 @@ async def cpu_per_start(
     idle_cpu0, idle_wall0 = cpu_seconds(process), time.perf_counter()
     await asyncio.sleep(2.0)
     idle_rate = (cpu_seconds(process) - idle_cpu0) / (time.perf_counter() - idle_wall0)
-    before = await session_updated_count(sides.via)
+    before = await session_updated_count(sides.http, sides.url)
     cpu0, wall0 = cpu_seconds(process), time.perf_counter()
     for _ in range(count):
         await sides.start_via()
     for _ in range(300):
         await asyncio.sleep(0.2)
-        if await session_updated_count(sides.via) >= before + count:
+        if await session_updated_count(sides.http, sides.url) >= before + count:
             break
     else:
         raise RuntimeError("the calls' session.update was not confirmed within a minute")
@@ -182,6 +227,43 @@ async def cpu_per_start(
     used = cpu_seconds(process) - cpu0 - idle_rate * wall
     await sides.hang_up_all()
     return used / count * 1000, idle_rate * 100, wall
+
+
+async def library_floor(sides: Sides, count: int) -> float:
+    """CPU ms per call, in this process, of the provider work of a call start done with the
+    bare libraries callbridge uses: the call-creation POST (aiohttp), then the sideband join
+    (websockets, no compression), its `session.update`, and reading until `session.updated`."""
+    update = json.dumps({"type": "session.update", "session": sides.session})
+    sideband = sides.provider_url.replace("http", "ws", 1) + "/v1/realtime?call_id="
+    links: list[websockets.ClientConnection] = []
+
+    async def start() -> None:
+        call_id = await sides.start_direct()
+        link = await websockets.connect(
+            sideband + call_id, additional_headers=AUTH, compression=None, proxy=None
+        )
+        links.append(link)
+        await link.send(update)
+        while json.loads(await link.recv())["type"] != "session.updated":
+            pass
+
+    for _ in range(WARMUP):
+        await start()
+    began = time.process_time()
+    for _ in range(count):
+        await start()
+    used = time.process_time() - began
+    for link in links:
+        await link.close()
+    await sides.hang_up_all()
+    return used / count * 1000
+
+
+def libraries_rss_mib() -> float:
+    """RSS of a bare Python process once it has imported `LIBRARIES`."""
+    code = f"import {LIBRARIES}\nprint(int(open('/proc/self/statm').read().split()[1]) * 4096)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(done.stdout.strip()) / 2**20
 
 
 def ms(value: float | None) -> str:
@@ -197,6 +279,7 @@ async def main_async(args: argparse.Namespace, log_dir: Path) -> int:
         f"serial={args.serial}  burst={args.burst}  concurrency={args.concurrency}"
     )
     extra = {"CALLBRIDGE_MAX_CALLS": str(max(1000, args.burst * 2))}
+    floor_rss_mib = libraries_rss_mib()
     with children_stopped(Children(log_dir)) as children:
         provider, provider_url = children.provider("call-start")
         orchestrator, url = children.orchestrator("call-start", provider_url, extra)
@@ -207,15 +290,12 @@ async def main_async(args: argparse.Namespace, log_dir: Path) -> int:
         idle_rss_mib = process.memory_info().rss / 2**20
         if args.idle_only:
             print(f"  orchestrator RSS idle before the first call {idle_rss_mib:.1f} MiB")
+            print(f"  the same libraries imported by a bare process {floor_rss_mib:.1f} MiB")
             return 0
-        limits = httpx.Limits(max_connections=args.concurrency + 5)
-        async with (
-            httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as via,
-            httpx.AsyncClient(
-                base_url=provider_url, timeout=30, limits=limits, headers=AUTH
-            ) as direct,
-        ):
-            sides = Sides(via, direct, offer)
+        connector = aiohttp.TCPConnector(limit=args.concurrency + 5)
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+            sides = Sides(http, url, provider_url, offer)
             via_s, direct_s = await serial(sides, args.serial)
             direct_rate = await burst(sides.start_direct, args.burst, args.concurrency)
             await sides.hang_up_all()
@@ -223,6 +303,7 @@ async def main_async(args: argparse.Namespace, log_dir: Path) -> int:
             await asyncio.sleep(1.0)
             await sides.hang_up_all()
             cpu_ms, idle_pct, wall = await cpu_per_start(sides, process, args.burst)
+            floor_ms = await library_floor(sides, args.burst)
         rss_mib = process.memory_info().rss / 2**20
 
     print()
@@ -246,7 +327,16 @@ async def main_async(args: argparse.Namespace, log_dir: Path) -> int:
         " + session.update confirmed):"
     )
     print(f"  {cpu_ms:.2f} ms per start  (idle {idle_pct:.1f} % subtracted over {wall:.1f} s)")
+    print(
+        f"  {floor_ms:.2f} ms per call for the provider work alone with the bare libraries"
+        " (aiohttp POST; websockets join, session.update, session.updated)"
+        f": callbridge {cpu_ms / floor_ms:.2f}x"
+    )
     print(f"  orchestrator RSS idle before the first call {idle_rss_mib:.1f} MiB")
+    print(
+        f"  the same libraries imported by a bare process {floor_rss_mib:.1f} MiB"
+        f" ({idle_rss_mib - floor_rss_mib:+.1f} MiB)"
+    )
     print(f"  orchestrator RSS at the end {rss_mib:.1f} MiB")
     return 0
 
