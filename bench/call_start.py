@@ -28,7 +28,8 @@ Processes, all on this machine: a `callbridge provider` in no-media mode
   Python process that has imported the same libraries (`LIBRARIES`) and nothing else.
 
 The bench's own client is aiohttp with the form built once: it shares the two cores with the
-processes it measures, so the lighter it is the more of the cores they get. Calls are hung up (not timed) after each phase. Run:
+processes it measures, so the lighter it is the more of the cores they get. Calls are hung up
+(not timed) after each phase. Run:
 `.venv/bin/python bench/call_start.py [--serial 300] [--burst 400] [--concurrency 20]`, or
 `--idle-only` for the idle RSS alone (a few seconds).
 """

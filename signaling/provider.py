@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import ssl
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,7 +22,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
-import certifi
 from aiohttp.helpers import get_env_proxy_for_url
 from multidict import CIMultiDictProxy
 from yarl import URL
@@ -34,6 +31,7 @@ from signaling.ids import CallId
 from signaling.json_text import json_bytes
 from signaling.location import LocationError, parse_call_id
 from signaling.redaction import redact
+from signaling.tls import trust_anchors
 
 
 class ProviderError(Exception):
@@ -115,16 +113,6 @@ def _refuses_offer(status: int, code: str | None, message: str) -> bool:
     if not 400 <= status < 500 or status in _OUR_CREDENTIALS or status in (404, 429):
         return False
     return code in _OFFER_CODES or _OFFER_WORDS.search(message) is not None
-
-
-def _trust_anchors() -> ssl.SSLContext:
-    """TLS verification against `SSL_CERT_FILE` or `SSL_CERT_DIR` when set, else certifi's CA
-    bundle (what httpx, our previous client, trusted)."""
-    if cafile := os.environ.get("SSL_CERT_FILE"):
-        return ssl.create_default_context(cafile=cafile)
-    if capath := os.environ.get("SSL_CERT_DIR"):
-        return ssl.create_default_context(capath=capath)
-    return ssl.create_default_context(cafile=certifi.where())
 
 
 def _env_proxy(url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
@@ -240,7 +228,7 @@ class ProviderClient:
             connector=aiohttp.TCPConnector(
                 limit=MAX_CONNECTIONS,
                 keepalive_timeout=KEEPALIVE_S,
-                ssl=_trust_anchors() if self.base_url.startswith("https:") else True,
+                ssl=trust_anchors() if self.base_url.startswith("https:") else True,
             ),
             # The total deadline is ours (`_send`); only the TCP connect has its own.
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s),

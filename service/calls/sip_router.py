@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from service.dotted_names import load_callable
+from service.outbound_http import EndpointClient
 from signaling.ids import CallId
 from signaling.realtime import VOICES
 
@@ -150,12 +151,13 @@ def _from_url(url: str) -> Router:
     # Imported only where an HTTP router is configured: the service itself never needs httpx.
     import httpx
 
+    endpoint = EndpointClient()
+
     async def route(call: IncomingCall) -> Accept | Reject | Refer:
-        async with httpx.AsyncClient(timeout=None) as client:
-            try:
-                response = await client.post(url, json=call.to_json())
-            except httpx.HTTPError as exc:
-                raise RouterError(f"router unreachable: {type(exc).__name__}") from None
+        try:
+            response = await endpoint.get().post(url, json=call.to_json())
+        except httpx.HTTPError as exc:
+            raise RouterError(f"router unreachable: {type(exc).__name__}") from None
         if response.status_code >= 400:
             raise RouterError(f"router answered {response.status_code}")
         try:

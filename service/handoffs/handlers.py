@@ -20,6 +20,7 @@ from typing import Any
 
 from service.dotted_names import load_callable
 from service.handoffs.bounded_read import CHUNK_BYTES, bounded_lines, tail
+from service.outbound_http import EndpointClient
 from signaling.realtime import Delegation
 
 PROGRESS_PREFIX = "progress: "
@@ -152,22 +153,20 @@ def _from_url(url: str, max_text_bytes: int) -> Handler:
     import httpx
 
     max_json_bytes = JSON_ESCAPE_FACTOR * max_text_bytes + 1024
+    endpoint = EndpointClient()
 
     async def run(delegation: Delegation) -> AsyncIterator[HandlerStep]:
-        async with httpx.AsyncClient(timeout=None) as client:
-            try:
-                async with client.stream("POST", url, json=delegation.to_json()) as response:
-                    is_json = response.headers.get("content-type", "").startswith(
-                        "application/json"
-                    )
-                    limit = max_json_bytes + 1 if is_json else max_text_bytes + 1
-                    raw = bytearray()
-                    async for chunk in response.aiter_bytes():
-                        raw += chunk[: limit - len(raw)]
-                        if len(raw) >= limit:
-                            break
-            except httpx.HTTPError as exc:
-                raise HandlerError(f"handler endpoint unreachable: {type(exc).__name__}") from None
+        try:
+            async with endpoint.get().stream("POST", url, json=delegation.to_json()) as response:
+                is_json = response.headers.get("content-type", "").startswith("application/json")
+                limit = max_json_bytes + 1 if is_json else max_text_bytes + 1
+                raw = bytearray()
+                async for chunk in response.aiter_bytes():
+                    raw += chunk[: limit - len(raw)]
+                    if len(raw) >= limit:
+                        break
+        except httpx.HTTPError as exc:
+            raise HandlerError(f"handler endpoint unreachable: {type(exc).__name__}") from None
         if response.status_code >= 400:
             raise HandlerError(f"handler endpoint answered {response.status_code}")
         if not is_json:

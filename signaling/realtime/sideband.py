@@ -19,6 +19,7 @@ from signaling.credentials import Credentials, CredentialsError
 from signaling.ids import CallId
 from signaling.json_text import json_bytes
 from signaling.realtime.ws_connection import BatchedConnection
+from signaling.tls import trust_anchors
 
 # websockets logs handshake headers at debug level; our logging setup redacts the key, and
 # keeping this logger at INFO means the Authorization header is never even formatted.
@@ -110,6 +111,7 @@ class Sideband:
         self._credentials = credentials
         self._compression = "deflate" if compression else None
         self._proxy = proxy
+        self._tls = trust_anchors() if url.startswith("wss:") else None
         self._ping_interval_s = ping_interval_s
         self._open_timeout_s = open_timeout_s
         self._ws: BatchedConnection | None = None
@@ -142,6 +144,8 @@ class Sideband:
                 close_timeout=CLOSE_TIMEOUT_S,
                 compression=self._compression,
                 proxy=self._proxy,
+                # One context for every join: websockets would make one per connection.
+                ssl=self._tls,
                 logger=_ws_log,
                 user_agent_header="callbridge",
             )

@@ -175,3 +175,28 @@ def test_a_malformed_handler_spec_is_refused() -> None:
     for spec in ("nocolon", "cmd:", "module:", ":func"):
         with pytest.raises(ValueError, match="handler"):
             load_handler(spec, max_text_bytes=TEXT_CAP)
+
+
+async def test_an_http_handlers_handoffs_share_one_connection(serve: Serve) -> None:
+    peers: list[tuple[str, int]] = []
+    app = FastAPI()
+
+    @app.post("/handoff")
+    async def handoff(request: Request) -> dict[str, str]:
+        assert request.client is not None
+        peers.append((request.client.host, request.client.port))
+        return {"output": "ok"}
+
+    url = await serve(app)
+    queue = MemoryQueue(max_deliveries=1)
+    worker = Worker(queue, load_handler(f"{url}/handoff", max_text_bytes=TEXT_CAP), name="w")
+    worker.start()
+    for n in range(3):
+        await queue.put(_delegation(f"call_{n}"), "owner")
+        async with asyncio.timeout(10):
+            async for event in queue.events("owner"):
+                if event.kind == "result":
+                    break
+    await worker.stop()
+    assert len(peers) == 3
+    assert len(set(peers)) == 1

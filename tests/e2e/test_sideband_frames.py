@@ -22,6 +22,7 @@ from websockets.frames import Frame
 from websockets.utils import accept_key
 
 from signaling.realtime.sideband import Sideband
+from signaling.tls import trust_anchors
 from tests.e2e.waiting import until
 
 Script = Callable[[ServerConnection], Awaitable[None]]
@@ -275,6 +276,19 @@ async def test_messages_arrive_whole_and_in_order_over_tls(
     sideband = await provider(_flood, tls=certificate)
     messages = [m for batch in await _everything(sideband) for m in batch]
     assert messages == [f'{{"n":{n}}}' for n in range(5_000)] + ["fragmented"]
+
+
+async def test_every_join_over_tls_verifies_with_the_one_shared_context(
+    provider: Start, certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    joins = [await provider(_flood, tls=certificate) for _ in range(2)]
+    links = [join._ws for join in joins]
+    contexts = [
+        link.transport.get_extra_info("ssl_object").context for link in links if link is not None
+    ]
+    assert contexts == [trust_anchors(), trust_anchors()]
+    assert contexts[0] is contexts[1]
 
 
 async def test_messages_arrive_whole_and_in_order_through_an_http_proxy(

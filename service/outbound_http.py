@@ -1,0 +1,33 @@
+"""The HTTP client of an endpoint we call for each call or handoff (an HTTP handoff handler, a
+SIP router's URL)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
+
+
+class EndpointClient:
+    """An `httpx.AsyncClient` made at first use and kept for every later one in the same event
+    loop: a client per request would load a CA bundle (tens of ms of CPU) and open a new
+    connection every time. No cap on connections, as with a client each: how many requests
+    run at once is bounded by whoever makes them."""
+
+    def __init__(self) -> None:
+        self._client: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self) -> httpx.AsyncClient:
+        """The client for the running event loop (a new one if the loop has changed)."""
+        # Imported only where such an endpoint is configured: the service never needs httpx.
+        import httpx
+
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            limits = httpx.Limits(max_connections=None, max_keepalive_connections=20)
+            self._client = httpx.AsyncClient(timeout=None, limits=limits)
+            self._loop = loop
+        return self._client
