@@ -90,7 +90,11 @@ def _provider(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     from service.app import local_provider_config
 
-    run_provider(local_provider_config(settings), args.host, args.port)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        log.error("provider: --tls-cert and --tls-key go together")
+        return 2
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert is not None else None
+    run_provider(local_provider_config(settings), args.host, args.port, tls)
     return 0
 
 
@@ -158,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     provider = sub.add_parser("provider", help="run the local stand-in provider alone")
     provider.add_argument("--host", default="127.0.0.1")
     provider.add_argument("--port", type=int, default=int(DEFAULT_PROVIDER_URL.rsplit(":", 1)[1]))
+    provider.add_argument(
+        "--tls-cert", type=Path, default=None, help="PEM certificate chain: serve https and wss"
+    )
+    provider.add_argument("--tls-key", type=Path, default=None, help="the certificate's PEM key")
     provider.set_defaults(func=_provider)
 
     dial = sub.add_parser("dial", help="make a WebRTC call to a call-start URL")

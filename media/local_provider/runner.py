@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -23,13 +24,22 @@ def provider_server_config(app: Any, host: str, port: int, **options: Any) -> uv
     )
 
 
-async def serve_provider(config: LocalProviderConfig, host: str, port: int) -> None:
-    """Serve the local provider on `host`:`port` until the server is told to stop."""
+async def serve_provider(
+    config: LocalProviderConfig, host: str, port: int, tls: tuple[Path, Path] | None = None
+) -> None:
+    """Serve the local provider on `host`:`port` until the server is told to stop; over TLS
+    (https and wss, as the real provider) when `tls` names a PEM certificate chain and its
+    key."""
     app = create_provider_app(config)
-    server = uvicorn.Server(provider_server_config(app, host, port))
+    options: dict[str, Any] = {}
+    if tls is not None:
+        options.update(ssl_certfile=str(tls[0]), ssl_keyfile=str(tls[1]))
+    server = uvicorn.Server(provider_server_config(app, host, port, **options))
     await server.serve()
 
 
-def run_provider(config: LocalProviderConfig, host: str, port: int) -> None:
-    """Blocking entry point: serve the local provider until interrupted."""
-    asyncio.run(serve_provider(config, host, port))
+def run_provider(
+    config: LocalProviderConfig, host: str, port: int, tls: tuple[Path, Path] | None = None
+) -> None:
+    """Blocking entry point: serve the local provider until interrupted (see `serve_provider`)."""
+    asyncio.run(serve_provider(config, host, port, tls))
