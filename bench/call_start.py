@@ -43,6 +43,7 @@ import os
 import platform
 import re
 import secrets
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -235,13 +236,15 @@ async def library_floor(sides: Sides, count: int) -> float:
     bare libraries callbridge uses: the call-creation POST (aiohttp), then the sideband join
     (websockets, no compression), its `session.update`, and reading until `session.updated`."""
     update = json.dumps({"type": "session.update", "session": sides.session})
-    sideband = sides.provider_url.replace("http", "ws", 1) + "/v1/realtime?call_id="
+    sideband = "ws" + sides.provider_url.removeprefix("http") + "/v1/realtime?call_id="
+    # One context for every join, as callbridge has: websockets would make one per connection.
+    tls = ssl.create_default_context() if sideband.startswith("wss:") else None
     links: list[websockets.ClientConnection] = []
 
     async def start() -> None:
         call_id = await sides.start_direct()
         link = await websockets.connect(
-            sideband + call_id, additional_headers=AUTH, compression=None, proxy=None
+            sideband + call_id, additional_headers=AUTH, compression=None, proxy=None, ssl=tls
         )
         links.append(link)
         await link.send(update)
@@ -278,10 +281,11 @@ async def main_async(args: argparse.Namespace, log_dir: Path) -> int:
     print(
         f"  os.cpu_count()={os.cpu_count()}  python {platform.python_version()}  "
         f"serial={args.serial}  burst={args.burst}  concurrency={args.concurrency}"
+        f"  provider over {'TLS (https, wss)' if args.tls else 'plain http and ws'}"
     )
     extra = {"CALLBRIDGE_MAX_CALLS": str(max(1000, args.burst * 2))}
     floor_rss_mib = libraries_rss_mib()
-    with children_stopped(Children(log_dir)) as children:
+    with children_stopped(Children(log_dir, tls=args.tls)) as children:
         provider, provider_url = children.provider("call-start")
         orchestrator, url = children.orchestrator("call-start", provider_url, extra)
         await provider.wait_http(f"{provider_url}/healthz")
@@ -293,7 +297,10 @@ async def main_async(args: argparse.Namespace, log_dir: Path) -> int:
             print(f"  orchestrator RSS idle before the first call {idle_rss_mib:.1f} MiB")
             print(f"  the same libraries imported by a bare process {floor_rss_mib:.1f} MiB")
             return 0
-        connector = aiohttp.TCPConnector(limit=args.concurrency + 5)
+        # Made now: with --tls, `SSL_CERT_FILE` names the provider's certificate only from here on.
+        connector = aiohttp.TCPConnector(
+            limit=args.concurrency + 5, ssl=ssl.create_default_context()
+        )
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
             sides = Sides(http, url, provider_url, offer)
@@ -347,6 +354,9 @@ def main() -> int:
     parser.add_argument("--serial", type=int, default=300, help="serial rounds")
     parser.add_argument("--burst", type=int, default=400, help="starts per throughput/CPU run")
     parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument(
+        "--tls", action="store_true", help="the provider over https and wss, as the real one"
+    )
     parser.add_argument(
         "--idle-only", action="store_true", help="measure the idle RSS only, then stop"
     )

@@ -52,6 +52,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import certifi
 import httpx
 from offers import make_offer
 from websockets.asyncio.client import ClientConnection, connect
@@ -161,9 +162,20 @@ class Child:
 class Children:
     """Every child started, so that all of them are stopped whatever happens."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, *, tls: bool = False) -> None:
+        """With `tls`, providers serve https and wss with a self-signed certificate, which
+        this process and every child trust through `SSL_CERT_FILE`: a bundle of certifi's CAs
+        and that certificate, so that loading it costs what loading a real trust store does."""
         self.log_dir = log_dir
         self.all: list[Child] = []
+        self.tls: tuple[Path, Path] | None = None
+        if tls:
+            from media.local_provider import self_signed
+
+            self.tls = self_signed(log_dir)
+            bundle = log_dir / "trusted.pem"
+            bundle.write_bytes(Path(certifi.where()).read_bytes() + self.tls[0].read_bytes())
+            os.environ["SSL_CERT_FILE"] = str(bundle)
 
     def provider(self, tag: str) -> tuple[Child, str]:
         port = free_port()
@@ -172,14 +184,13 @@ class Children:
             "CALLBRIDGE_LOCAL_MEDIA": "false",
             "CALLBRIDGE_LOG_LEVEL": "WARNING",
         }
-        child = Child(
-            f"provider[{tag}]",
-            ["provider", "--port", str(port)],
-            env,
-            self.log_dir / f"provider-{tag}.log",
-        )
+        args = ["provider", "--port", str(port)]
+        if self.tls is not None:
+            args += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
+        child = Child(f"provider[{tag}]", args, env, self.log_dir / f"provider-{tag}.log")
         self.all.append(child.start())
-        return child, f"http://127.0.0.1:{port}"
+        scheme = "https" if self.tls is not None else "http"
+        return child, f"{scheme}://127.0.0.1:{port}"
 
     def orchestrator(
         self, tag: str, provider_url: str, extra: dict[str, str] | None = None

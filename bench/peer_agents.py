@@ -84,7 +84,7 @@ async def agents_host(
     set_tracing_disabled(True)
     me = psutil.Process()
     agent: RealtimeAgent[Any] = RealtimeAgent(name="assistant", instructions=INSTRUCTIONS)
-    ws_base = provider_url.replace("http://", "ws://", 1) + "/v1/realtime?call_id="
+    ws_base = "ws" + provider_url.removeprefix("http") + "/v1/realtime?call_id="
     session = session_payload(SessionConfig(instructions=INSTRUCTIONS), include_model=True)
     files = {
         "sdp": (None, offer.encode(), "application/sdp"),
@@ -304,8 +304,9 @@ async def main_async(args: argparse.Namespace, log_dir: Path) -> None:
     print(
         f"  os.cpu_count()={os.cpu_count()}  python {platform.python_version()}  n={args.n}  "
         f"hold={args.hold:g} s  concurrency={args.concurrency}"
+        f"  provider over {'TLS (https, wss)' if args.tls else 'plain http and ws'}"
     )
-    with children_stopped(Children(log_dir)) as children:
+    with children_stopped(Children(log_dir, tls=args.tls)) as children:
         peer = await asyncio.to_thread(run_agents_side, children, offer_path, args)
         via = await run_callbridge_side(children, offer, args)
     report(args, via, peer)
@@ -316,6 +317,9 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=1000, help="calls held by each side")
     parser.add_argument("--hold", type=float, default=5.0, help="seconds the calls are held")
     parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument(
+        "--tls", action="store_true", help="the providers over https and wss, as the real one"
+    )
     parser.add_argument("--agents-host", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--offer", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()

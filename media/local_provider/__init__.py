@@ -2,6 +2,7 @@
 
 from media.local_provider.app import create_provider_app
 from media.local_provider.calls import CallRegistry, LocalCall
+from media.local_provider.certificates import self_signed
 from media.local_provider.config import LocalProviderConfig
 from media.local_provider.context import ProviderContext
 from media.local_provider.errors import ProviderError
@@ -20,5 +21,6 @@ __all__ = [
     "create_provider_app",
     "provider_server_config",
     "run_provider",
+    "self_signed",
     "serve_provider",
 ]

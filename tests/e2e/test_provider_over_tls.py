@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.certificates import self_signed
+from media.local_provider import self_signed
 from tests.e2e.conftest import STAND_IN_KEY, StartService
 from tests.e2e.processes import Process, free_port
 from tests.e2e.sse import SseRecorder

@@ -15,9 +15,9 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.frames import Frame
 from websockets.utils import accept_key
 
+from media.local_provider import self_signed
 from signaling.realtime.sideband import Sideband
 from signaling.tls import trust_anchors
-from tests.e2e.certificates import self_signed
 from tests.e2e.waiting import until
 
 Script = Callable[[ServerConnection], Awaitable[None]]

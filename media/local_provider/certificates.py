@@ -1,4 +1,5 @@
-"""A self-signed certificate for 127.0.0.1, for servers that speak TLS in tests."""
+"""A self-signed certificate for 127.0.0.1: what the stand-in serves TLS with in tests and
+benchmarks, trusted by the client through `SSL_CERT_FILE`."""
 
 from __future__ import annotations
 
