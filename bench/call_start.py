@@ -8,8 +8,9 @@ Processes, all on this machine: a `callbridge provider` in no-media mode
   the same multipart POST (sdp + session, as callbridge sends it) straight to the provider's
   `POST /v1/realtime/calls`, then `POST /v1/calls` (application/sdp) to callbridge, and waits
   until callbridge has joined the sideband and the provider confirmed the `session.update`
-  (the `session.ready` event on the call's event stream), so rounds do not overlap. Both times
-  are to the 201. Added latency = callbridge p50 - direct p50 (and the same for p99).
+  (the `session.ready` event on the call's event stream) and another 20 ms, so rounds do not
+  overlap. Both times are to the 201. Added latency = callbridge p50 - direct p50 (and the
+  same for p99).
 - **Throughput.** `--burst` call starts with `--concurrency` in flight, to callbridge and, as
   the baseline, straight to the provider; starts/s is 201s per second of wall time.
 - **Orchestrator CPU per start.** `--burst` starts made one at a time with nothing watching;
@@ -68,6 +69,7 @@ from capacity import (
 from signaling.realtime.client_events import SessionConfig, session_payload
 
 WARMUP = 20
+SETTLE_S = 0.02
 SETUP_COUNT = re.compile(
     r'^callbridge_call_setup_seconds_count\{stage="session_updated"\} (\S+)$', re.M
 )
@@ -185,6 +187,9 @@ async def serial(sides: Sides, rounds: int) -> tuple[list[float], list[float]]:
         call_id = await sides.start_via()
         via_s = time.perf_counter() - began
         await wait_session_ready(sides.http, sides.url, call_id)
+        # What the call still does once set up (and the closing of its event stream) is over
+        # before the next round's timings begin.
+        await asyncio.sleep(SETTLE_S)
         if n >= WARMUP:
             via.append(via_s)
             direct.append(direct_s)
