@@ -12,6 +12,7 @@ from fastapi.responses import PlainTextResponse
 from service.handoffs import HandoffEvent, MemoryQueue, Worker, load_handler
 from signaling.realtime import Delegation, build_envelope
 from tests.e2e.conftest import Serve
+from tests.e2e.endpoints import recording_endpoint
 
 REQUEST = "what is 2 plus 3"
 TEXT_CAP = 200_000
@@ -178,15 +179,7 @@ def test_a_malformed_handler_spec_is_refused() -> None:
 
 
 async def test_an_http_handlers_handoffs_share_one_connection(serve: Serve) -> None:
-    peers: list[tuple[str, int]] = []
-    app = FastAPI()
-
-    @app.post("/handoff")
-    async def handoff(request: Request) -> dict[str, str]:
-        assert request.client is not None
-        peers.append((request.client.host, request.client.port))
-        return {"output": "ok"}
-
+    app, peers = recording_endpoint("/handoff", {"output": "ok"})
     url = await serve(app)
     queue = MemoryQueue(max_deliveries=1)
     worker = Worker(queue, load_handler(f"{url}/handoff", max_text_bytes=TEXT_CAP), name="w")

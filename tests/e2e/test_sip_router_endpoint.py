@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-
 from service.calls.sip_router import Accept, IncomingCall, load_router
 from signaling.ids import CallId
 from tests.e2e.conftest import Serve
+from tests.e2e.endpoints import recording_endpoint
 
 
 async def test_a_url_routers_decisions_share_one_connection(serve: Serve) -> None:
-    peers: list[tuple[str, int]] = []
-    app = FastAPI()
-
-    @app.post("/route")
-    async def route(request: Request) -> dict[str, str]:
-        assert request.client is not None
-        peers.append((request.client.host, request.client.port))
-        return {"action": "accept"}
-
+    app, peers = recording_endpoint("/route", {"action": "accept"})
     router = load_router(f"{await serve(app)}/route")
     decisions = [await router(IncomingCall(CallId(f"rtc_{n}"))) for n in range(3)]
     assert decisions == [Accept()] * 3
