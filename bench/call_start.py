@@ -303,8 +303,9 @@ async def main_async(args: argparse.Namespace, log_dir: Path) -> int:
             print(f"  the same libraries imported by a bare process {floor_rss_mib:.1f} MiB")
             return 0
         # Made now: with --tls, `SSL_CERT_FILE` names the provider's certificate only from here on.
+        # Idle connections are let go before uvicorn's 5 s, which would close one under a POST.
         connector = aiohttp.TCPConnector(
-            limit=args.concurrency + 5, ssl=ssl.create_default_context()
+            limit=args.concurrency + 5, keepalive_timeout=3, ssl=ssl.create_default_context()
         )
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -94,6 +95,12 @@ def _provider(args: argparse.Namespace, settings: Settings) -> int:
         log.error("provider: --tls-cert and --tls-key go together")
         return 2
     tls = (args.tls_cert, args.tls_key) if args.tls_cert is not None else None
+    if tls is not None:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(*tls)
+        except (OSError, ssl.SSLError) as exc:
+            log.error("provider: cannot serve TLS with %s and %s: %s", *tls, exc)
+            return 2
     run_provider(local_provider_config(settings), args.host, args.port, tls)
     return 0
 

@@ -4,10 +4,18 @@ SIP router's URL)."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import httpx
+
+
+@runtime_checkable
+class HoldsConnections(Protocol):
+    """A handler or router given as a URL: its owner closes it when it stops."""
+
+    async def aclose(self) -> None:
+        """Close the connections kept open."""
 
 
 class EndpointClient:
@@ -31,3 +39,9 @@ class EndpointClient:
             self._client = httpx.AsyncClient(timeout=None, limits=limits)
             self._loop = loop
         return self._client
+
+    async def aclose(self) -> None:
+        """Close the client's connections (one made in another, ended loop is only dropped)."""
+        client, self._client = self._client, None
+        if client is not None and self._loop is asyncio.get_running_loop():
+            await client.aclose()

@@ -88,8 +88,10 @@ _OFFER_WORDS = re.compile(r"\b(?:sdp|offer)\b", re.IGNORECASE)
 _OUR_CREDENTIALS = frozenset({401, 403})
 MAX_CONNECTIONS = 200
 """Provider connections open at once; requests past it wait for one (within their deadline)."""
-KEEPALIVE_S = 5.0
-"""How long an idle pooled connection is kept (uvicorn's own keep-alive is 5 s)."""
+KEEPALIVE_S = 4.0
+"""How long an idle pooled connection is kept: under uvicorn's own 5 s, so that a request is
+never sent on a connection the server is closing at that moment (aiohttp does not retry a
+POST, and a call creation must not be sent twice)."""
 
 
 def retry_after_seconds(value: str | None, now: float) -> int | None:

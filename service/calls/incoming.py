@@ -23,6 +23,7 @@ from service.calls.sip_router import (
     RouterError,
 )
 from service.metrics import SIP_CALLS
+from service.outbound_http import HoldsConnections
 from signaling.provider import ProviderError
 
 log = logging.getLogger("callbridge.sip")
@@ -100,8 +101,11 @@ class IncomingCalls:
         log.info("phone call referred", extra={"call_id": call.call_id})
 
     async def aclose(self) -> None:
-        """Stop deciding (shutdown): calls still ringing are left to ring out."""
+        """Stop deciding (shutdown): calls still ringing are left to ring out; a router given
+        as a URL has its connections closed."""
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=2.0)
+        if isinstance(self._router, HoldsConnections):
+            await self._router.aclose()

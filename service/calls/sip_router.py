@@ -147,15 +147,19 @@ def _from_callable(func: Callable[[IncomingCall], Any]) -> Router:
     return route
 
 
-def _from_url(url: str) -> Router:
-    # Imported only where an HTTP router is configured: the service itself never needs httpx.
-    import httpx
+class _UrlRouter:
+    """A router reached by POSTing the incoming call as JSON to `url`; answers a decision."""
 
-    endpoint = EndpointClient()
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.endpoint = EndpointClient()
 
-    async def route(call: IncomingCall) -> Accept | Reject | Refer:
+    async def __call__(self, call: IncomingCall) -> Accept | Reject | Refer:
+        # Imported only where an HTTP router is configured: the service never needs httpx.
+        import httpx
+
         try:
-            response = await endpoint.get().post(url, json=call.to_json())
+            response = await self.endpoint.get().post(self.url, json=call.to_json())
         except httpx.HTTPError as exc:
             raise RouterError(f"router unreachable: {type(exc).__name__}") from None
         if response.status_code >= 400:
@@ -166,7 +170,9 @@ def _from_url(url: str) -> Router:
             raise RouterError("router answered no JSON") from None
         return parse_decision(body)
 
-    return route
+    async def aclose(self) -> None:
+        """Close the connections kept to the router."""
+        await self.endpoint.aclose()
 
 
 def load_router(spec: str | None) -> Router:
@@ -177,5 +183,5 @@ def load_router(spec: str | None) -> Router:
     if not spec:
         return accept_all
     if spec.startswith(("http://", "https://")):
-        return _from_url(spec)
+        return _UrlRouter(spec)
     return _from_callable(load_callable(spec, "SIP router (or a URL)"))

@@ -144,20 +144,26 @@ JSON_ESCAPE_FACTOR = 6
 """Most bytes one byte of text can take in JSON (a control character as `\\u0000`)."""
 
 
-def _from_url(url: str, max_text_bytes: int) -> Handler:
+class _UrlHandler:
     """An HTTP endpoint receiving the delegation as JSON; answers `{"output": ...}` or text.
 
     A text answer is read no further than `max_text_bytes` plus one; a JSON answer longer
     than a JSON-escaped output of that size fails the handoff."""
-    # Imported only where an HTTP handler is configured: the service itself never needs httpx.
-    import httpx
 
-    max_json_bytes = JSON_ESCAPE_FACTOR * max_text_bytes + 1024
-    endpoint = EndpointClient()
+    def __init__(self, url: str, max_text_bytes: int) -> None:
+        self.url = url
+        self.max_text_bytes = max_text_bytes
+        self.max_json_bytes = JSON_ESCAPE_FACTOR * max_text_bytes + 1024
+        self.endpoint = EndpointClient()
 
-    async def run(delegation: Delegation) -> AsyncIterator[HandlerStep]:
+    async def __call__(self, delegation: Delegation) -> AsyncIterator[HandlerStep]:
+        # Imported only where an HTTP handler is configured: the service never needs httpx.
+        import httpx
+
+        max_text_bytes, max_json_bytes = self.max_text_bytes, self.max_json_bytes
+        client = self.endpoint.get()
         try:
-            async with endpoint.get().stream("POST", url, json=delegation.to_json()) as response:
+            async with client.stream("POST", self.url, json=delegation.to_json()) as response:
                 is_json = response.headers.get("content-type", "").startswith("application/json")
                 limit = max_json_bytes + 1 if is_json else max_text_bytes + 1
                 raw = bytearray()
@@ -183,7 +189,9 @@ def _from_url(url: str, max_text_bytes: int) -> Handler:
             return
         raise HandlerError('handler endpoint JSON must be {"output": "..."}')
 
-    return run
+    async def aclose(self) -> None:
+        """Close the connections kept to the endpoint."""
+        await self.endpoint.aclose()
 
 
 def load_handler(spec: str, *, max_text_bytes: int) -> Handler:
@@ -191,7 +199,7 @@ def load_handler(spec: str, *, max_text_bytes: int) -> Handler:
     its texts are cut a byte past `max_text_bytes` (see the module docstring). Raise
     `ValueError` on an empty command, and what `load_callable` raises on a bad name."""
     if spec.startswith(("http://", "https://")):
-        return _from_url(spec, max_text_bytes)
+        return _UrlHandler(spec, max_text_bytes)
     if spec.startswith("cmd:"):
         command = spec[4:].strip()
         if not command:

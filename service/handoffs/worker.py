@@ -20,6 +20,7 @@ from tenacity import AsyncRetrying, stop_after_delay, wait_random_exponential
 from service.handoffs.handlers import Answer, Handler, HandlerError, Progress
 from service.handoffs.queue import HandoffEvent, HandoffJob, HandoffQueue
 from service.metrics import HANDOFF_HANDLER_SECONDS, HANDOFFS
+from service.outbound_http import HoldsConnections
 
 log = logging.getLogger("callbridge.worker")
 
@@ -29,7 +30,8 @@ _LONGEST_RETRY_S: Final = 2.0
 
 
 class Worker:
-    """Runs up to `concurrency` handoffs at once; `stop()` finishes or releases them."""
+    """Runs up to `concurrency` handoffs at once; `stop()` finishes or releases them, then
+    closes the handler's connections (a handler given as a URL keeps some open)."""
 
     def __init__(
         self,
@@ -185,6 +187,8 @@ class Worker:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        if isinstance(self.handler, HoldsConnections):
+            await self.handler.aclose()
 
 
 def _describe_failure(exc: Exception, timeout_s: float) -> str:

@@ -112,6 +112,10 @@ class Sideband:
         self._compression = "deflate" if compression else None
         self._proxy = proxy
         self._tls = trust_anchors() if url.startswith("wss:") else None
+        # The same for the TLS to an https proxy (websockets takes no `proxy_ssl` for another).
+        self._proxy_tls: dict[str, Any] = (
+            {"proxy_ssl": trust_anchors()} if proxy and proxy.startswith("https:") else {}
+        )
         self._ping_interval_s = ping_interval_s
         self._open_timeout_s = open_timeout_s
         self._ws: BatchedConnection | None = None
@@ -146,6 +150,7 @@ class Sideband:
                 proxy=self._proxy,
                 # One context for every join: websockets would make one per connection.
                 ssl=self._tls,
+                **self._proxy_tls,
                 logger=_ws_log,
                 user_agent_header="callbridge",
             )

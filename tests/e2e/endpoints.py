@@ -1,20 +1,57 @@
-"""Endpoints callbridge calls out to (handoff handlers, SIP routers), served in tests."""
+"""Endpoints callbridge calls out to (handoff handlers, SIP routers), served on a real socket."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 
-def recording_endpoint(path: str, answer: dict[str, str]) -> tuple[FastAPI, list[tuple[str, int]]]:
-    """An app answering every `POST path` with `answer`, and the list it fills with the client
-    address (host, port) of each request, in order: one port means one connection."""
-    peers: list[tuple[str, int]] = []
-    app = FastAPI()
+@dataclass
+class JsonEndpoint:
+    """An HTTP/1.1 server answering every POST with `answer` as JSON, keeping connections
+    alive; it counts the connections it accepted and those still open."""
 
-    @app.post(path)
-    async def endpoint(request: Request) -> dict[str, str]:
-        assert request.client is not None
-        peers.append((request.client.host, request.client.port))
-        return answer
+    answer: dict[str, str]
+    accepted: int = 0
+    open: set[asyncio.StreamWriter] = field(default_factory=set)
 
-    return app, peers
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self.open.add(writer)
+        body = json.dumps(self.answer).encode()
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.lower().split(b"\r\n")
+                    if line.startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                    + f"content-length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.open.discard(writer)
+            writer.close()
+
+
+@contextlib.asynccontextmanager
+async def json_endpoint(answer: dict[str, str]) -> AsyncIterator[tuple[str, JsonEndpoint]]:
+    """A `JsonEndpoint` on a loopback port for the duration: its base URL, and it."""
+    endpoint = JsonEndpoint(answer)
+    server = await asyncio.start_server(endpoint.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", endpoint
+    finally:
+        server.close()
+        for writer in list(endpoint.open):
+            writer.close()
+        await server.wait_closed()

@@ -12,7 +12,8 @@ from fastapi.responses import PlainTextResponse
 from service.handoffs import HandoffEvent, MemoryQueue, Worker, load_handler
 from signaling.realtime import Delegation, build_envelope
 from tests.e2e.conftest import Serve
-from tests.e2e.endpoints import recording_endpoint
+from tests.e2e.endpoints import json_endpoint
+from tests.e2e.waiting import until
 
 REQUEST = "what is 2 plus 3"
 TEXT_CAP = 200_000
@@ -178,18 +179,31 @@ def test_a_malformed_handler_spec_is_refused() -> None:
             load_handler(spec, max_text_bytes=TEXT_CAP)
 
 
-async def test_an_http_handlers_handoffs_share_one_connection(serve: Serve) -> None:
-    app, peers = recording_endpoint("/handoff", {"output": "ok"})
-    url = await serve(app)
-    queue = MemoryQueue(max_deliveries=1)
-    worker = Worker(queue, load_handler(f"{url}/handoff", max_text_bytes=TEXT_CAP), name="w")
-    worker.start()
-    for n in range(3):
-        await queue.put(_delegation(f"call_{n}"), "owner")
+async def _handoffs(worker_queue: MemoryQueue, count: int) -> None:
+    for n in range(count):
+        await worker_queue.put(_delegation(f"call_{n}"), "owner")
         async with asyncio.timeout(10):
-            async for event in queue.events("owner"):
+            async for event in worker_queue.events("owner"):
                 if event.kind == "result":
                     break
-    await worker.stop()
-    assert len(peers) == 3
-    assert len(set(peers)) == 1
+
+
+async def test_an_http_handlers_handoffs_share_one_connection() -> None:
+    async with json_endpoint({"output": "ok"}) as (url, endpoint):
+        queue = MemoryQueue(max_deliveries=1)
+        worker = Worker(queue, load_handler(url, max_text_bytes=TEXT_CAP), name="w")
+        worker.start()
+        await _handoffs(queue, 3)
+        await worker.stop()
+    assert endpoint.accepted == 1
+
+
+async def test_stopping_a_worker_closes_its_http_handlers_connections() -> None:
+    async with json_endpoint({"output": "ok"}) as (url, endpoint):
+        queue = MemoryQueue(max_deliveries=1)
+        worker = Worker(queue, load_handler(url, max_text_bytes=TEXT_CAP), name="w")
+        worker.start()
+        await _handoffs(queue, 1)
+        assert len(endpoint.open) == 1
+        await worker.stop()
+        await until(lambda: not endpoint.open, timeout_s=5)

@@ -94,3 +94,17 @@ def test_a_certificate_without_its_key_is_refused(tmp_path: Path) -> None:
     assert provider.proc is not None
     assert provider.proc.wait(timeout=30) == 2
     assert "--tls-cert and --tls-key go together" in provider.output()
+
+
+def test_a_certificate_that_cannot_be_loaded_is_refused_naming_the_files(tmp_path: Path) -> None:
+    _, key = self_signed(tmp_path)
+    missing = tmp_path / "missing.pem"
+    provider = Process(
+        ["provider", "--port", str(free_port()), "--tls-cert", str(missing), "--tls-key", str(key)],
+        {"CALLBRIDGE_LOCAL_MEDIA": "false"},
+        tmp_path / "provider.log",
+    ).start()
+    assert provider.proc is not None
+    assert provider.proc.wait(timeout=30) == 2
+    assert f"cannot serve TLS with {missing} and {key}" in provider.output()
+    assert "Traceback" not in provider.output()

@@ -49,6 +49,23 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 async def http_proxy() -> AsyncIterator[tuple[str, list[str]]]:
     """An HTTP proxy that only tunnels (`CONNECT`, RFC 9110 §9.3.6): its URL, and the
     targets of the tunnels it opened."""
+    async with _tunnelling_proxy(None) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+async def https_proxy(
+    certificate: tuple[Path, Path],
+) -> AsyncIterator[tuple[str, list[str]]]:
+    """The same proxy reached over TLS (an `https://` proxy), with the test certificate."""
+    async with _tunnelling_proxy(certificate) as proxy:
+        yield proxy
+
+
+@contextlib.asynccontextmanager
+async def _tunnelling_proxy(
+    tls: tuple[Path, Path] | None,
+) -> AsyncIterator[tuple[str, list[str]]]:
     targets: list[str] = []
 
     async def tunnel(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -60,8 +77,13 @@ async def http_proxy() -> AsyncIterator[tuple[str, list[str]]]:
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
 
-    server = await asyncio.start_server(tunnel, "127.0.0.1", 0)
-    yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", targets
+    context = None
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+    server = await asyncio.start_server(tunnel, "127.0.0.1", 0, ssl=context)
+    scheme = "https" if tls else "http"
+    yield f"{scheme}://127.0.0.1:{server.sockets[0].getsockname()[1]}", targets
     server.close()
 
 
@@ -256,6 +278,40 @@ async def test_every_join_over_tls_verifies_with_the_one_shared_context(
     ]
     assert contexts == [trust_anchors(), trust_anchors()]
     assert contexts[0] is contexts[1]
+
+
+async def test_a_wss_join_through_an_http_proxy_verifies_with_the_shared_context(
+    provider: Start,
+    http_proxy: tuple[str, list[str]],
+    certificate: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, tunnels = http_proxy
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    sideband = await provider(_flood, tls=certificate, proxy=url)
+    link = sideband._ws
+    assert link is not None
+    assert link.transport.get_extra_info("ssl_object").context is trust_anchors()
+    messages = [m for batch in await _everything(sideband) for m in batch]
+    assert len(messages) == 5_001
+    assert len(tunnels) == 1
+
+
+async def test_a_join_through_an_https_proxy_verifies_the_proxy_with_the_shared_context(
+    provider: Start,
+    https_proxy: tuple[str, list[str]],
+    certificate: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, tunnels = https_proxy
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    sideband = await provider(_flood, proxy=url)
+    link = sideband._ws
+    assert link is not None
+    assert link.transport.get_extra_info("ssl_object").context is trust_anchors()
+    messages = [m for batch in await _everything(sideband) for m in batch]
+    assert len(messages) == 5_001
+    assert len(tunnels) == 1
 
 
 async def test_messages_arrive_whole_and_in_order_through_an_http_proxy(

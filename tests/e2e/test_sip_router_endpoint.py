@@ -1,16 +1,29 @@
-"""A SIP router given as a URL: one client for all its decisions."""
+"""A SIP router given as a URL: one client for all its decisions, closed with its owner."""
 
 from __future__ import annotations
 
 from service.calls.sip_router import Accept, IncomingCall, load_router
+from service.outbound_http import HoldsConnections
 from signaling.ids import CallId
-from tests.e2e.conftest import Serve
-from tests.e2e.endpoints import recording_endpoint
+from tests.e2e.endpoints import json_endpoint
+from tests.e2e.waiting import until
 
 
-async def test_a_url_routers_decisions_share_one_connection(serve: Serve) -> None:
-    app, peers = recording_endpoint("/route", {"action": "accept"})
-    router = load_router(f"{await serve(app)}/route")
-    decisions = [await router(IncomingCall(CallId(f"rtc_{n}"))) for n in range(3)]
+async def test_a_url_routers_decisions_share_one_connection() -> None:
+    async with json_endpoint({"action": "accept"}) as (url, endpoint):
+        router = load_router(url)
+        decisions = [await router(IncomingCall(CallId(f"rtc_{n}"))) for n in range(3)]
+        assert isinstance(router, HoldsConnections)
+        await router.aclose()
     assert decisions == [Accept()] * 3
-    assert len(set(peers)) == 1
+    assert endpoint.accepted == 1
+
+
+async def test_closing_a_url_router_closes_its_connections() -> None:
+    async with json_endpoint({"action": "accept"}) as (url, endpoint):
+        router = load_router(url)
+        await router(IncomingCall(CallId("rtc_1")))
+        assert len(endpoint.open) == 1
+        assert isinstance(router, HoldsConnections)
+        await router.aclose()
+        await until(lambda: not endpoint.open, timeout_s=5)
