@@ -179,31 +179,30 @@ def test_a_malformed_handler_spec_is_refused() -> None:
             load_handler(spec, max_text_bytes=TEXT_CAP)
 
 
-async def _handoffs(worker_queue: MemoryQueue, count: int) -> None:
+async def _handing_off_to(url: str, count: int) -> Worker:
+    """A started worker with a handler at `url`, once it has answered `count` handoffs."""
+    queue = MemoryQueue(max_deliveries=1)
+    worker = Worker(queue, load_handler(url, max_text_bytes=TEXT_CAP), name="w")
+    worker.start()
     for n in range(count):
-        await worker_queue.put(_delegation(f"call_{n}"), "owner")
+        await queue.put(_delegation(f"call_{n}"), "owner")
         async with asyncio.timeout(10):
-            async for event in worker_queue.events("owner"):
+            async for event in queue.events("owner"):
                 if event.kind == "result":
                     break
+    return worker
 
 
 async def test_an_http_handlers_handoffs_share_one_connection() -> None:
     async with json_endpoint({"output": "ok"}) as (url, endpoint):
-        queue = MemoryQueue(max_deliveries=1)
-        worker = Worker(queue, load_handler(url, max_text_bytes=TEXT_CAP), name="w")
-        worker.start()
-        await _handoffs(queue, 3)
+        worker = await _handing_off_to(url, 3)
         await worker.stop()
     assert endpoint.accepted == 1
 
 
 async def test_stopping_a_worker_closes_its_http_handlers_connections() -> None:
     async with json_endpoint({"output": "ok"}) as (url, endpoint):
-        queue = MemoryQueue(max_deliveries=1)
-        worker = Worker(queue, load_handler(url, max_text_bytes=TEXT_CAP), name="w")
-        worker.start()
-        await _handoffs(queue, 1)
+        worker = await _handing_off_to(url, 1)
         assert len(endpoint.open) == 1
         await worker.stop()
         await until(lambda: not endpoint.open, timeout_s=5)

@@ -280,6 +280,17 @@ async def test_every_join_over_tls_verifies_with_the_one_shared_context(
     assert contexts[0] is contexts[1]
 
 
+async def _tunnelled_with_the_shared_context(sideband: Sideband, tunnels: list[str]) -> None:
+    """The join's TLS (to the provider, or to the proxy) used the one shared context, went
+    through one tunnel, and every message of `_flood` arrived."""
+    link = sideband._ws
+    assert link is not None
+    assert link.transport.get_extra_info("ssl_object").context is trust_anchors()
+    messages = [m for batch in await _everything(sideband) for m in batch]
+    assert len(messages) == 5_001
+    assert len(tunnels) == 1
+
+
 async def test_a_wss_join_through_an_http_proxy_verifies_with_the_shared_context(
     provider: Start,
     http_proxy: tuple[str, list[str]],
@@ -289,12 +300,7 @@ async def test_a_wss_join_through_an_http_proxy_verifies_with_the_shared_context
     url, tunnels = http_proxy
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
     sideband = await provider(_flood, tls=certificate, proxy=url)
-    link = sideband._ws
-    assert link is not None
-    assert link.transport.get_extra_info("ssl_object").context is trust_anchors()
-    messages = [m for batch in await _everything(sideband) for m in batch]
-    assert len(messages) == 5_001
-    assert len(tunnels) == 1
+    await _tunnelled_with_the_shared_context(sideband, tunnels)
 
 
 async def test_a_join_through_an_https_proxy_verifies_the_proxy_with_the_shared_context(
@@ -306,12 +312,7 @@ async def test_a_join_through_an_https_proxy_verifies_the_proxy_with_the_shared_
     url, tunnels = https_proxy
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
     sideband = await provider(_flood, proxy=url)
-    link = sideband._ws
-    assert link is not None
-    assert link.transport.get_extra_info("ssl_object").context is trust_anchors()
-    messages = [m for batch in await _everything(sideband) for m in batch]
-    assert len(messages) == 5_001
-    assert len(tunnels) == 1
+    await _tunnelled_with_the_shared_context(sideband, tunnels)
 
 
 async def test_messages_arrive_whole_and_in_order_through_an_http_proxy(
