@@ -43,7 +43,6 @@ import json
 import os
 import platform
 import re
-import secrets
 import ssl
 import subprocess
 import sys
@@ -66,6 +65,7 @@ from capacity import (
     scan_log,
 )
 
+from signaling.provider import call_creation_form
 from signaling.realtime.client_events import SessionConfig, session_payload
 
 WARMUP = 20
@@ -83,23 +83,6 @@ LIBRARIES = (
 def cpu_seconds(process: psutil.Process) -> float:
     times = process.cpu_times()
     return float(times.user + times.system)
-
-
-def multipart(offer: str, session: dict[str, object]) -> tuple[bytes, str]:
-    """The call-creation form (RFC 7578) as callbridge sends it: the `sdp` and `session` parts."""
-    boundary = secrets.token_hex(16)
-    parts = (
-        ("sdp", "application/sdp", offer.encode()),
-        ("session", "application/json", json.dumps(session).encode()),
-    )
-    body = b"".join(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n'
-        f"Content-Type: {kind}\r\n\r\n".encode()
-        + data
-        + b"\r\n"
-        for name, kind, data in parts
-    )
-    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
 async def session_updated_count(http: aiohttp.ClientSession, url: str) -> int:
@@ -129,7 +112,7 @@ class Sides:
         self.offer = offer.encode()
         session = session_payload(SessionConfig(instructions=INSTRUCTIONS), include_model=True)
         self.session = session
-        self.form, form_type = multipart(offer, session)
+        self.form, form_type = call_creation_form(offer, session)
         self.form_headers = {**AUTH, "Content-Type": form_type}
         self.via_ids: list[str] = []
         self.direct_ids: list[str] = []

@@ -145,6 +145,18 @@ def _form(fields: dict[str, tuple[bytes, str]]) -> tuple[bytes, str]:
     return bytes(body), f"multipart/form-data; boundary={boundary.decode()}"
 
 
+def call_creation_form(offer_sdp: str, session: dict[str, Any]) -> tuple[bytes, str]:
+    """The body of a `POST /v1/realtime/calls` that carries a session
+    (https://platform.openai.com/docs/guides/realtime-webrtc): the multipart parts `sdp` (the
+    offer) and `session` (JSON), and its content type."""
+    return _form(
+        {
+            "sdp": (offer_sdp.encode(), "application/sdp"),
+            "session": (json_bytes(session), "application/json"),
+        }
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Answer:
     """The provider's whole answer to one request."""
@@ -337,12 +349,7 @@ class ProviderClient:
                 headers={"Content-Type": "application/sdp", "Accept": "application/sdp"},
             )
         else:
-            body, content_type = _form(
-                {
-                    "sdp": (offer_sdp.encode(), "application/sdp"),
-                    "session": (json_bytes(session), "application/json"),
-                }
-            )
+            body, content_type = call_creation_form(offer_sdp, session)
             response = await self._send(
                 "POST",
                 "/v1/realtime/calls",

@@ -51,8 +51,6 @@ _LINE_VALUE = r"[^\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff]+"
 _WELL_FORMED = re.compile(
     rf"v=0(?:\r?\n[{''.join(sorted(_KNOWN_TYPES))}]={_LINE_VALUE})*(?:\r?\n)?"
 )
-_READ_ATTRIBUTES = ("ice-ufrag", "ice-pwd", "fingerprint", "setup", "mid", "group", "bundle-only")
-_READ_LINES = ("m=", "o=", "s=", *(f"a={name}" for name in _READ_ATTRIBUTES))
 _TOKEN = r"[A-Za-z0-9!#$%&'*+\-.^_`{|}~]+"
 # The port is at most five digits so that `int()` never sees a huge number.
 _MEDIA_LINE = re.compile(
@@ -74,6 +72,15 @@ _DIGEST_BYTES = {
 _ICE_CHARS = re.compile(r"[A-Za-z0-9+/]*")
 _SETUP_ROLES = ("actpass", "active", "passive", "holdconn")
 _TRANSPORT_ATTRIBUTES = ("ice-ufrag", "ice-pwd", "fingerprint", "setup")
+# Lines that must come before the first m= line (RFC 8866 §5).
+_REQUIRED_SESSION_TYPES = ("o", "s")
+# What the checks read: the lines a shape-checked offer is walked over.
+_READ_ATTRIBUTES = (*_TRANSPORT_ATTRIBUTES, "mid", "group", "bundle-only")
+_READ_LINES = (
+    "m=",
+    *(f"{kind}=" for kind in _REQUIRED_SESSION_TYPES),
+    *(f"a={name}" for name in _READ_ATTRIBUTES),
+)
 _SHOWN_CHARS = 80
 
 
@@ -199,7 +206,7 @@ def _parse(text: str, shape_checked: bool) -> tuple[set[str], set[str], list[_Me
 
 
 def _check_session_lines(session_types: set[str]) -> None:
-    for required in ("o", "s"):
+    for required in _REQUIRED_SESSION_TYPES:
         if required not in session_types:
             raise OfferError(
                 OfferErrorKind.MALFORMED,
