@@ -9,8 +9,10 @@ Processes, all on this machine: a `callbridge provider` in no-media mode
   `POST /v1/realtime/calls`, then `POST /v1/calls` (application/sdp) to callbridge, and waits
   until callbridge has joined the sideband and the provider confirmed the `session.update`
   (the `session.ready` event on the call's event stream) and another 20 ms, so rounds do not
-  overlap. Both times are to the 201. Added latency = callbridge p50 - direct p50 (and the
-  same for p99).
+  overlap. Between the two, the same offer goes through `bare_relay.py`: the same server
+  (uvicorn, uvloop, httptools) relaying it with the same provider POST (aiohttp, the form built
+  per request) and nothing else, the **library floor** of the added latency. All times are to
+  the 201. Added latency = p50 - direct p50 (and the same for p99).
 - **Throughput.** `--burst` call starts with `--concurrency` in flight, to callbridge and, as
   the baseline, straight to the provider; starts/s is 201s per second of wall time.
 - **Orchestrator CPU per start.** `--burst` starts made one at a time with nothing watching;
@@ -105,10 +107,13 @@ class Sides:
     One aiohttp session sends both: the load generator shares the cores with the processes it
     measures, so it is the lightest client at hand, and the form is built once."""
 
-    def __init__(self, http: aiohttp.ClientSession, url: str, provider_url: str, offer: str):
+    def __init__(
+        self, http: aiohttp.ClientSession, url: str, provider_url: str, relay_url: str, offer: str
+    ):
         self.http = http
         self.url = url
         self.provider_url = provider_url
+        self.relay_url = relay_url
         self.offer = offer.encode()
         session = session_payload(SessionConfig(instructions=INSTRUCTIONS), include_model=True)
         self.session = session
@@ -117,17 +122,24 @@ class Sides:
         self.via_ids: list[str] = []
         self.direct_ids: list[str] = []
 
-    async def start_via(self) -> str:
+    async def _post_offer(self, url: str) -> str:
         async with self.http.post(
-            f"{self.url}/v1/calls", data=self.offer, headers={"Content-Type": "application/sdp"}
+            f"{url}/v1/calls", data=self.offer, headers={"Content-Type": "application/sdp"}
         ) as response:
             if response.status != 201:
-                raise RuntimeError(
-                    f"callbridge answered {response.status}: {await response.text()}"
-                )
+                raise RuntimeError(f"{url} answered {response.status}: {await response.text()}")
             await response.read()
-            call_id = response.headers["Location"].rsplit("/", 1)[-1]
+            return response.headers["Location"].rsplit("/", 1)[-1]
+
+    async def start_via(self) -> str:
+        call_id = await self._post_offer(self.url)
         self.via_ids.append(call_id)
+        return call_id
+
+    async def start_relayed(self) -> str:
+        """A call created through the bare relay; hung up at the provider like a direct one."""
+        call_id = await self._post_offer(self.relay_url)
+        self.direct_ids.append(call_id)
         return call_id
 
     async def create_at_provider(self) -> str:
@@ -159,16 +171,22 @@ class Sides:
         )
 
 
-async def serial(sides: Sides, rounds: int) -> tuple[list[float], list[float]]:
+async def timed(start: Callable[[], Awaitable[str]]) -> tuple[float, str]:
+    """(seconds to the 201, call id)."""
+    began = time.perf_counter()
+    call_id = await start()
+    return time.perf_counter() - began, call_id
+
+
+async def serial(sides: Sides, rounds: int) -> tuple[list[float], list[float], list[float]]:
+    """Times to the 201 (callbridge, direct, bare relay), one round after another."""
     via: list[float] = []
     direct: list[float] = []
+    relayed: list[float] = []
     for n in range(WARMUP + rounds):
-        began = time.perf_counter()
-        await sides.start_direct()
-        direct_s = time.perf_counter() - began
-        began = time.perf_counter()
-        call_id = await sides.start_via()
-        via_s = time.perf_counter() - began
+        direct_s, _ = await timed(sides.start_direct)
+        relayed_s, _ = await timed(sides.start_relayed)
+        via_s, call_id = await timed(sides.start_via)
         await wait_session_ready(sides.http, sides.url, call_id)
         # What the call still does once set up (and the closing of its event stream) is over
         # before the next round's timings begin.
@@ -176,10 +194,11 @@ async def serial(sides: Sides, rounds: int) -> tuple[list[float], list[float]]:
         if n >= WARMUP:
             via.append(via_s)
             direct.append(direct_s)
+            relayed.append(relayed_s)
         if len(sides.via_ids) >= 100:
             await sides.hang_up_all()
     await sides.hang_up_all()
-    return via, direct
+    return via, direct, relayed
 
 
 async def burst(start: Callable[[], Awaitable[str]], count: int, concurrency: int) -> float:
@@ -276,8 +295,10 @@ async def main_async(args: argparse.Namespace, log_dir: Path) -> int:
     with children_stopped(Children(log_dir, tls=args.tls)) as children:
         provider, provider_url = children.provider("call-start")
         orchestrator, url = children.orchestrator("call-start", provider_url, extra)
+        relay, relay_url = children.bare_relay("call-start", provider_url)
         await provider.wait_http(f"{provider_url}/healthz")
         await orchestrator.wait_http(f"{url}/healthz")
+        await relay.wait_http(relay_url)
         process = psutil.Process(orchestrator.pid)
         await asyncio.sleep(2.0)
         idle_rss_mib = process.memory_info().rss / 2**20
@@ -292,8 +313,8 @@ async def main_async(args: argparse.Namespace, log_dir: Path) -> int:
         )
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-            sides = Sides(http, url, provider_url, offer)
-            via_s, direct_s = await serial(sides, args.serial)
+            sides = Sides(http, url, provider_url, relay_url, offer)
+            via_s, direct_s, relayed_s = await serial(sides, args.serial)
             direct_rate = await burst(sides.start_direct, args.burst, args.concurrency)
             await sides.hang_up_all()
             via_rate = await burst(sides.start_via, args.burst, args.concurrency)
@@ -308,12 +329,14 @@ async def main_async(args: argparse.Namespace, log_dir: Path) -> int:
     print(f"  {'':<44} {'p50 ms':>8} {'p99 ms':>8}")
     rows = (
         ("direct POST to the provider (baseline)", direct_s),
+        ("through the bare relay (library floor)", relayed_s),
         ("POST /v1/calls through callbridge", via_s),
     )
     for name, samples in rows:
         print(f"  {name:<44} {ms(percentile(samples, 50)):>8} {ms(percentile(samples, 99)):>8}")
-    added = [(percentile(via_s, q) or 0.0) - (percentile(direct_s, q) or 0.0) for q in (50, 99)]
-    print(f"  {'added by callbridge':<44} {ms(added[0]):>8} {ms(added[1]):>8}")
+    for name, over in (("added by the bare relay", relayed_s), ("added by callbridge", via_s)):
+        added = [(percentile(over, q) or 0.0) - (percentile(direct_s, q) or 0.0) for q in (50, 99)]
+        print(f"  {name:<44} {ms(added[0]):>8} {ms(added[1]):>8}")
     print()
     print(f"throughput, {args.burst} starts, {args.concurrency} in flight:")
     print(f"  direct POST to the provider (baseline)       {direct_rate:>8,.0f} starts/s")

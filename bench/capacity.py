@@ -102,18 +102,20 @@ def free_port() -> int:
 
 @dataclass
 class Child:
-    """One `python -m service.cli ...` process with its output in a log file."""
+    """One `python -m service.cli ...` process (or another `program`) with its output in a log
+    file."""
 
     name: str
     args: list[str]
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    program: tuple[str, ...] = ("-m", "service.cli")
 
     def start(self) -> Child:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", *self.args],
+                [sys.executable, *self.program, *self.args],
                 env={**os.environ, **self.env},
                 cwd=ROOT,
                 stdin=subprocess.DEVNULL,
@@ -214,6 +216,17 @@ class Children:
             env,
             self.log_dir / f"serve-{tag}.log",
         )
+        self.all.append(child.start())
+        return child, f"http://127.0.0.1:{port}"
+
+    def bare_relay(self, tag: str, provider_url: str) -> tuple[Child, str]:
+        """`bare_relay.py` in front of the provider: callbridge's call start with nothing of
+        callbridge's own."""
+        port = free_port()
+        args = ["--port", str(port), "--provider", provider_url, "--api-key", API_KEY]
+        args += ["--instructions", INSTRUCTIONS]
+        relay = str(Path(__file__).with_name("bare_relay.py"))
+        child = Child(f"relay[{tag}]", args, {}, self.log_dir / f"relay-{tag}.log", None, (relay,))
         self.all.append(child.start())
         return child, f"http://127.0.0.1:{port}"
 
