@@ -1,5 +1,5 @@
-"""A self-signed certificate for 127.0.0.1: what the stand-in serves TLS with in tests and
-benchmarks, trusted by the client through `SSL_CERT_FILE`."""
+"""A self-signed certificate for 127.0.0.1 (or another host): what the stand-in serves TLS with
+in tests and benchmarks, trusted by the client through `SSL_CERT_FILE`."""
 
 from __future__ import annotations
 
@@ -13,11 +13,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    """Write a certificate for 127.0.0.1 (its own CA) and its key into `folder`, as PEM files;
-    return their paths."""
+def self_signed(folder: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """Write a certificate for `host` (an IP address or a DNS name, its only subject
+    alternative name; its own CA) and its key into `folder`, as PEM files; return their
+    paths."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    try:
+        subject: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        subject = x509.DNSName(host)
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -28,7 +33,7 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName([subject]),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)

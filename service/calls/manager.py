@@ -84,7 +84,12 @@ from signaling.realtime import (
     SessionConfig,
     session_payload,
 )
-from signaling.realtime.sideband import Sideband, sideband_proxy, sideband_url
+from signaling.realtime.sideband import (
+    Sideband,
+    sideband_addresses,
+    sideband_proxy,
+    sideband_url,
+)
 
 log = logging.getLogger("callbridge.calls")
 _T = TypeVar("_T")
@@ -111,7 +116,7 @@ class _CoreOptions(TypedDict):
     limits: CallLimits
     new_item_id: Callable[[], str]
     jitter: Callable[[], float]
-    secrets: list[str]
+    secrets: tuple[str, ...]
 
 
 def _new_item_id() -> str:
@@ -141,6 +146,7 @@ class CallManager:
         self.queue = queue
         self.provider_base_url = provider_base_url
         self._sideband_proxy = sideband_proxy(provider_base_url)
+        self._sideband_addresses = sideband_addresses(provider_base_url, self._sideband_proxy)
         self.instance_id = instance_id or f"cb-{uuid.uuid4().hex[:12]}"
         # Worker answers are routed by call lease to the instance's own results stream.
         self.reply_to = self.instance_id
@@ -180,6 +186,13 @@ class CallManager:
         self._saving: dict[str, asyncio.Lock] = {}
         # A live owner answers in milliseconds; one that does not for two leases has died.
         self._control_timeout_s = min(_CONTROL_TIMEOUT_S, 2 * settings.call_lease_s)
+        # Settings do not change while the service runs: made once, not at every call start.
+        self._core: _CoreOptions = {
+            "limits": settings.call_limits(),
+            "new_item_id": _new_item_id,
+            "jitter": random.random,
+            "secrets": tuple(settings.secrets()),
+        }
 
     # Capacity
 
@@ -293,12 +306,7 @@ class CallManager:
 
     def _core_options(self) -> _CoreOptions:
         """What every call core of this instance is made with, new or restored."""
-        return {
-            "limits": self.settings.call_limits(),
-            "new_item_id": _new_item_id,
-            "jitter": random.random,
-            "secrets": self.settings.secrets(),
-        }
+        return self._core
 
     def _track(self, call: Call, state: CallState, *, offer_received_at: float) -> CallSession:
         """Make the session that runs `call` with `state`, and count it as live here (it is
@@ -317,6 +325,7 @@ class CallManager:
             compression=self.settings.sideband_compression,
             credentials=self.credentials,
             proxy=self._sideband_proxy,
+            addresses=self._sideband_addresses,
         )
         session = CallSession(
             call,

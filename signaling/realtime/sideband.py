@@ -6,8 +6,11 @@ again, is `CallState`'s business.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import socket
+import time
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -15,6 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.uri import get_proxy, parse_uri
 
+from signaling.addresses import AddressCache, is_host_name
 from signaling.credentials import Credentials, CredentialsError
 from signaling.ids import CallId
 from signaling.json_text import json_bytes
@@ -88,6 +92,45 @@ def sideband_proxy(provider_base_url: str) -> str | None:
     return get_proxy(parse_uri(sideband_url(provider_base_url, CallId("rtc_0"))))
 
 
+class SidebandAddresses:
+    """The addresses of the provider's host name for the joins of all its calls, resolved by
+    the event loop's `getaddrinfo` and kept in an `AddressCache` (this is its I/O shell).
+    `lookups` counts the resolutions asked of the system."""
+
+    def __init__(self, host: str, port: int, cache: AddressCache | None = None) -> None:
+        self.host, self.port = host, port
+        self._cache = cache or AddressCache()
+        self.lookups = 0
+
+    async def resolve(self) -> tuple[str, ...]:
+        """The addresses to try, in the resolver's order (at least one); raise `OSError`
+        (`socket.gaierror`) when the name cannot be resolved."""
+        host, port = self.host, self.port
+        addresses = self._cache.addresses(host, port, time.monotonic())
+        if addresses is not None:
+            return addresses
+        self.lookups += 1
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+        if not addresses:
+            raise socket.gaierror(f"{host} resolved to no address")
+        self._cache.remember(host, port, addresses, time.monotonic())
+        return addresses
+
+    def unreachable(self) -> None:
+        """None of the addresses could be reached: resolve the name again at the next join."""
+        self._cache.forget(self.host, self.port)
+
+
+def sideband_addresses(provider_base_url: str, proxy: str | None) -> SidebandAddresses | None:
+    """The `SidebandAddresses` of the provider's sideband host; None when the sideband goes
+    through `proxy` (the proxy resolves the name) or the host is an IP address."""
+    uri = parse_uri(sideband_url(provider_base_url, CallId("rtc_0")))
+    if proxy is not None or not is_host_name(uri.host):
+        return None
+    return SidebandAddresses(uri.host, uri.port)
+
+
 class Sideband:
     """One call's sideband connection; `connect()` again after it closes to rejoin."""
 
@@ -101,12 +144,17 @@ class Sideband:
         credentials: Credentials | None = None,
         compression: bool = False,
         proxy: str | None = None,
+        addresses: SidebandAddresses | None = None,
     ) -> None:
         """`credentials`, when given, replace the bearer `api_key` header and are asked for
         headers at every join (an Entra ID token may have been refreshed meanwhile).
         `compression` offers permessage-deflate (RFC 7692), off by default. `proxy` is the
-        proxy to join through (`sideband_proxy`), None for a direct connection."""
+        proxy to join through (`sideband_proxy`), None for a direct connection. `addresses`
+        (`sideband_addresses`, for the URL's host) resolves the host name instead of the
+        event loop at every join; its addresses are tried in turn while they refuse or cannot
+        be reached, and a timeout ends the attempt as it does without it."""
         self.url = url
+        self._addresses = addresses
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._credentials = credentials
         self._compression = "deflate" if compression else None
@@ -135,25 +183,7 @@ class Sideband:
             headers = self._headers
             if self._credentials is not None:
                 headers = await self._credentials.headers()
-            ws = await _WithoutRedirects(
-                self.url,
-                create_connection=BatchedConnection,
-                additional_headers=headers,
-                ping_interval=self._ping_interval_s,
-                ping_timeout=self._ping_interval_s,
-                open_timeout=self._open_timeout_s,
-                max_size=16 * 1024 * 1024,
-                # Closing comes after the hang-up: a provider still flushing a backlog at us
-                # must not hold the call's end (the default waits 10 s for its close frame).
-                close_timeout=CLOSE_TIMEOUT_S,
-                compression=self._compression,
-                proxy=self._proxy,
-                # One context for every join: websockets would make one per connection.
-                ssl=self._tls,
-                **self._proxy_tls,
-                logger=_ws_log,
-                user_agent_header="callbridge",
-            )
+            ws = await self._open(headers)
         except InvalidStatus as exc:
             raise _refusal(exc.response.status_code, exc.response.body) from None
         except (OSError, TimeoutError, InvalidHandshake, CredentialsError) as exc:
@@ -166,6 +196,48 @@ class Sideband:
             ws.response.headers.clear()
         self._ws = ws
         self.close_code, self.close_reason = None, ""
+
+    async def _open(self, headers: dict[str, str]) -> Any:
+        """websockets' connection to the URL, made to the host's resolved addresses when
+        `addresses` was given."""
+        addresses = self._addresses
+        if addresses is None:
+            return await self._connect(headers)
+        try:
+            *others, last = await addresses.resolve()
+            for address in others:
+                try:
+                    return await self._connect(headers, host=address, port=addresses.port)
+                except TimeoutError:
+                    raise
+                except OSError:
+                    continue
+            return await self._connect(headers, host=last, port=addresses.port)
+        except OSError:
+            addresses.unreachable()
+            raise
+
+    async def _connect(self, headers: dict[str, str], **target: Any) -> Any:
+        return await _WithoutRedirects(
+            self.url,
+            create_connection=BatchedConnection,
+            additional_headers=headers,
+            ping_interval=self._ping_interval_s,
+            ping_timeout=self._ping_interval_s,
+            open_timeout=self._open_timeout_s,
+            max_size=16 * 1024 * 1024,
+            # Closing comes after the hang-up: a provider still flushing a backlog at us
+            # must not hold the call's end (the default waits 10 s for its close frame).
+            close_timeout=CLOSE_TIMEOUT_S,
+            compression=self._compression,
+            proxy=self._proxy,
+            # One context for every join: websockets would make one per connection.
+            ssl=self._tls,
+            **self._proxy_tls,
+            logger=_ws_log,
+            user_agent_header="callbridge",
+            **target,
+        )
 
     @property
     def unread_bytes(self) -> int:

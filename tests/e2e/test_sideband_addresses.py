@@ -1,0 +1,158 @@
+"""Sideband joins to a provider named by host: the name is resolved once for many joins, each
+address is tried in turn, and TLS is verified against the name, not the address."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+
+from media.local_provider import self_signed
+from media.local_provider.config import LocalProviderConfig
+from signaling.addresses import AddressCache
+from signaling.realtime.sideband import (
+    Sideband,
+    SidebandAddresses,
+    SidebandError,
+    sideband_addresses,
+)
+from tests.e2e.conftest import STAND_IN_KEY, StartService
+from tests.e2e.sse import SseRecorder
+from tests.e2e.stand_in import local_provider
+from tests.unit.sdp_samples import AIORTC_OFFER
+
+Serve = Callable[..., Awaitable[int]]
+
+
+@pytest.fixture
+async def sideband_server() -> AsyncIterator[Serve]:
+    """Serve a sideband that holds each connection open on 127.0.0.1 (with `tls`: a
+    (certificate, key) to serve `wss://` with); its port."""
+    servers = []
+
+    async def start(tls: tuple[Path, Path] | None = None) -> int:
+        async def handler(connection: ServerConnection) -> None:
+            await connection.wait_closed()
+
+        context = None
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+        server = await serve(handler, "127.0.0.1", 0, ssl=context)
+        servers.append(server)
+        port: int = next(iter(server.sockets)).getsockname()[1]
+        return port
+
+    yield start
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+
+
+def _seeded(port: int, *addresses: str) -> SidebandAddresses:
+    """`localhost:port` already resolved to `addresses`."""
+    cache = AddressCache()
+    cache.remember("localhost", port, addresses, time.monotonic())
+    return SidebandAddresses("localhost", port, cache)
+
+
+async def _joined(url: str, addresses: SidebandAddresses) -> Sideband:
+    sideband = Sideband(url, "sk-addresses", addresses=addresses)
+    await sideband.connect()
+    return sideband
+
+
+async def test_joins_within_the_ttl_resolve_the_host_name_once(sideband_server: Serve) -> None:
+    port = await sideband_server()
+    addresses = sideband_addresses(f"http://localhost:{port}", None)
+    assert addresses is not None
+    joins = [await _joined(f"ws://localhost:{port}/v1/realtime?call_id=rtc_1", addresses)]
+    joins.append(await _joined(f"ws://localhost:{port}/v1/realtime?call_id=rtc_2", addresses))
+    assert [join.connected for join in joins] == [True, True]
+    assert addresses.lookups == 1
+    for join in joins:
+        await join.close()
+
+
+async def test_an_address_that_refuses_is_passed_over_for_the_next(
+    sideband_server: Serve,
+) -> None:
+    port = await sideband_server()
+    # Nothing listens on 127.0.0.2: the connection is refused.
+    addresses = _seeded(port, "127.0.0.2", "127.0.0.1")
+    sideband = await _joined(f"ws://localhost:{port}/v1/realtime?call_id=rtc_1", addresses)
+    assert sideband.connected
+    assert addresses.lookups == 0
+    await sideband.close()
+
+
+async def test_a_name_none_of_whose_addresses_answers_is_resolved_again_at_the_next_join(
+    sideband_server: Serve,
+) -> None:
+    port = await sideband_server()
+    addresses = _seeded(port, "127.0.0.2")
+    url = f"ws://localhost:{port}/v1/realtime?call_id=rtc_1"
+    with pytest.raises(SidebandError):
+        await _joined(url, addresses)
+    sideband = await _joined(url, addresses)
+    assert sideband.connected
+    assert addresses.lookups == 1
+    await sideband.close()
+
+
+async def test_a_name_that_cannot_be_resolved_fails_the_join_as_a_sideband_error() -> None:
+    # RFC 6761 §6.4: `.invalid` names never resolve.
+    addresses = SidebandAddresses("callbridge.invalid", 443)
+    sideband = Sideband(
+        "ws://callbridge.invalid:443/v1/realtime?call_id=rtc_1", None, addresses=addresses
+    )
+    with pytest.raises(SidebandError, match="gaierror"):
+        await sideband.connect()
+
+
+async def test_a_join_over_tls_to_a_resolved_address_verifies_the_host_name(
+    sideband_server: Serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The certificate names localhost only: verifying it against 127.0.0.1 would fail.
+    certificate = self_signed(tmp_path, host="localhost")
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    port = await sideband_server(tls=certificate)
+    addresses = _seeded(port, "127.0.0.1")
+    sideband = await _joined(f"wss://localhost:{port}/v1/realtime?call_id=rtc_1", addresses)
+    assert sideband.connected
+    await sideband.close()
+
+
+async def test_calls_to_a_provider_named_by_host_resolve_the_name_once(
+    start_service: StartService,
+) -> None:
+    config = LocalProviderConfig(api_key=STAND_IN_KEY, media=False)
+    async with local_provider(config) as provider:
+        named = provider.base_url.replace("127.0.0.1", "localhost")
+        service = await start_service(provider="openai", provider_url=named)
+        async with httpx.AsyncClient(base_url=service.url) as client:
+            for _ in range(2):
+                response = await client.post(
+                    "/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
+                )
+                assert response.status_code == 201, response.text
+                events = SseRecorder(f"{service.url}{response.headers['location']}/events")
+                await events.start()
+                await events.wait_for(lambda e: e.name == "session.ready")
+                await events.stop()
+                assert (await client.delete(response.headers["location"])).status_code == 200
+        addresses = service.manager._sideband_addresses
+        assert addresses is not None
+        assert addresses.lookups == 1
+
+
+def test_localhost_resolves_here() -> None:
+    """The first test's premise: this machine resolves `localhost` to 127.0.0.1 among others."""
+    infos = socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
+    assert "127.0.0.1" in {info[4][0] for info in infos}
