@@ -31,6 +31,7 @@ from service.handoffs import Worker, load_handler, open_queue
 from service.providers import call_creation_query, check_credentials, provider_credentials
 from service.ratelimit import RateLimiter
 from service.settings import ConfigurationError, Settings, resolving
+from service.telemetry import fastapi_telemetry
 from service.webhook_verification import (
     LocalReplayGuard,
     RedisReplayGuard,
@@ -202,6 +203,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Realtime voice-AI call orchestration",
         lifespan=lifespan,
+        telemetry=fastapi_telemetry(),
     )
     app.state.settings = settings
     app.state.webhook_verifier = webhook_verifier

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 CALL_TOKEN_PREFIX = "cbt1"
@@ -65,7 +66,7 @@ def bearer(authorization: str | None) -> str | None:
     return token.strip()
 
 
-def matches_any(token: str, candidates: list[str]) -> bool:
+def matches_any(token: str, candidates: Sequence[str]) -> bool:
     """Constant-time comparison against every candidate (no early exit on a match)."""
     found = False
     for candidate in candidates:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal, Self
@@ -439,10 +440,15 @@ class Settings(BaseSettings):
         idle = claim_idle_s(self.handler_timeout_s, self.queue_claim_idle_s)
         return worst_case_answer_s(self.handler_timeout_s, idle)
 
-    def api_token_list(self) -> list[str]:
+    def api_token_list(self) -> tuple[str, ...]:
         """The configured API tokens."""
+        return self._api_tokens
+
+    @functools.cached_property
+    def _api_tokens(self) -> tuple[str, ...]:
+        # Read on every request that authenticates; settings do not change once loaded.
         raw = self.api_tokens.get_secret_value() if self.api_tokens else ""
-        return [t.strip() for t in raw.split(",") if t.strip()]
+        return tuple(t.strip() for t in raw.split(",") if t.strip())
 
     def secrets(self) -> list[str]:
         """Every secret value, for log redaction."""
