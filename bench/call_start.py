@@ -295,10 +295,8 @@ async def main_async(args: argparse.Namespace, log_dir: Path) -> int:
     with children_stopped(Children(log_dir, tls=args.tls)) as children:
         provider, provider_url = children.provider("call-start")
         orchestrator, url = children.orchestrator("call-start", provider_url, extra)
-        relay, relay_url = children.bare_relay("call-start", provider_url)
         await provider.wait_http(f"{provider_url}/healthz")
         await orchestrator.wait_http(f"{url}/healthz")
-        await relay.wait_http(relay_url)
         process = psutil.Process(orchestrator.pid)
         await asyncio.sleep(2.0)
         idle_rss_mib = process.memory_info().rss / 2**20
@@ -306,6 +304,8 @@ async def main_async(args: argparse.Namespace, log_dir: Path) -> int:
             print(f"  orchestrator RSS idle before the first call {idle_rss_mib:.1f} MiB")
             print(f"  the same libraries imported by a bare process {floor_rss_mib:.1f} MiB")
             return 0
+        relay, relay_url = children.bare_relay("call-start", provider_url)
+        await relay.wait_http(relay_url)
         # Made now: with --tls, `SSL_CERT_FILE` names the provider's certificate only from here on.
         # Idle connections are let go before uvicorn's 5 s, which would close one under a POST.
         connector = aiohttp.TCPConnector(

@@ -226,7 +226,9 @@ class Children:
         args = ["--port", str(port), "--provider", provider_url, "--api-key", API_KEY]
         args += ["--instructions", INSTRUCTIONS]
         relay = str(Path(__file__).with_name("bare_relay.py"))
-        child = Child(f"relay[{tag}]", args, {}, self.log_dir / f"relay-{tag}.log", None, (relay,))
+        # Run as a script, it would import this tree's packages from wherever they are installed.
+        env = {"PYTHONPATH": str(ROOT)}
+        child = Child(f"relay[{tag}]", args, env, self.log_dir / f"relay-{tag}.log", None, (relay,))
         self.all.append(child.start())
         return child, f"http://127.0.0.1:{port}"
 

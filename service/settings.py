@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal, Self
@@ -11,6 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import (
     AliasChoices,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True)
+    _tokens_of: SecretStr | None = PrivateAttr(default=None)
+    _tokens: tuple[str, ...] = PrivateAttr(default=())
 
     # Provider
     provider: Literal["local", "openai", "azure"] = Field(
@@ -442,13 +444,13 @@ class Settings(BaseSettings):
 
     def api_token_list(self) -> tuple[str, ...]:
         """The configured API tokens."""
-        return self._api_tokens
-
-    @functools.cached_property
-    def _api_tokens(self) -> tuple[str, ...]:
-        # Read on every request that authenticates; settings do not change once loaded.
-        raw = self.api_tokens.get_secret_value() if self.api_tokens else ""
-        return tuple(t.strip() for t in raw.split(",") if t.strip())
+        # Asked on every request that authenticates: split again only when the setting is
+        # another object than the one split last (set anew, or a copy with it updated).
+        if self.api_tokens is not self._tokens_of:
+            raw = self.api_tokens.get_secret_value() if self.api_tokens else ""
+            self._tokens = tuple(t.strip() for t in raw.split(",") if t.strip())
+            self._tokens_of = self.api_tokens
+        return self._tokens
 
     def secrets(self) -> list[str]:
         """Every secret value, for log redaction."""

@@ -66,4 +66,7 @@ def opentelemetry_configured() -> bool:
 def fastapi_telemetry() -> TelemetryConfig | None:
     """The `telemetry` argument for `FastAPI(...)`: None (FastAPI's defaults) when OpenTelemetry
     is configured, `OFF` when it is not."""
-    return None if opentelemetry_configured() else OFF
+    if opentelemetry_configured():
+        return None
+    log.info("OpenTelemetry is not configured when the app is made: FastAPI's telemetry is off")
+    return OFF

@@ -1,4 +1,4 @@
-"""The provider's host name, resolved once per `TTL_S` for the sideband's joins (pure code).
+"""The provider's host name as last resolved, for the sideband's joins (pure code).
 
 Given a URI with a host name, websockets hands the name to the event loop for every
 connection, and the loop resolves it again each time, in a thread pool
@@ -8,20 +8,21 @@ joins its own sideband, so a busy instance would ask its resolver as often as ca
 each join waiting on a DNS round trip and a pool thread, and a resolver outage failing every
 rejoin. aiohttp, which creates our calls at the same host, keeps a resolution 10 s by default
 (`ttl_dns_cache`, https://docs.aiohttp.org/en/stable/client_reference.html#tcpconnector); the
-sideband keeps one as long.
+sideband keeps one as long, and while the resolver fails it keeps using the last addresses that
+answered, for up to a day (serving stale data, RFC 8767 §5).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections import OrderedDict
-from typing import Final
+from typing import Any, Final
 
 TTL_S: Final = 10.0
 """Seconds a resolution is used before the name is resolved again (aiohttp's default)."""
 
-MAX_HOSTS: Final = 16
-"""Host and port pairs remembered at once; the least recently resolved goes first."""
+MAX_STALE_S: Final = 86_400.0
+"""Seconds after it was made that a resolution still stands in for one the resolver fails to
+give (RFC 8767 §5 suggests one to three days)."""
 
 
 def is_host_name(host: str) -> bool:
@@ -33,35 +34,49 @@ def is_host_name(host: str) -> bool:
     return False
 
 
-class AddressCache:
-    """Resolutions of (host, port): the addresses in the resolver's order, each kept `ttl_s`
-    seconds from `now` (the caller's monotonic clock), at most `max_hosts` pairs at once."""
+def connect_address(sockaddr: tuple[Any, ...]) -> str:
+    """The host to connect to for one `getaddrinfo` socket address: its IP address, with the
+    IPv6 scope (`%<scope id>`) when it has one, which `getaddrinfo` gives apart from the address
+    (https://docs.python.org/3/library/socket.html#socket-families)."""
+    address = str(sockaddr[0])
+    if len(sockaddr) == 4 and sockaddr[3] and "%" not in address:
+        return f"{address}%{sockaddr[3]}"
+    return address
 
-    def __init__(self, ttl_s: float = TTL_S, max_hosts: int = MAX_HOSTS) -> None:
+
+class Resolution:
+    """The addresses one host name resolved to, in the order to try them, with the time (the
+    caller's monotonic clock) they were resolved at."""
+
+    def __init__(self, ttl_s: float = TTL_S, max_stale_s: float = MAX_STALE_S) -> None:
         self._ttl_s = ttl_s
-        self._max_hosts = max_hosts
-        self._kept: OrderedDict[tuple[str, int], tuple[float, tuple[str, ...]]] = OrderedDict()
+        self._max_stale_s = max_stale_s
+        self._addresses: tuple[str, ...] = ()
+        self._at = 0.0
 
-    def addresses(self, host: str, port: int, now: float) -> tuple[str, ...] | None:
-        """The addresses `host` resolved to less than `ttl_s` ago, or None (expired or never)."""
-        kept = self._kept.get((host, port))
-        if kept is None:
+    def fresh(self, now: float) -> tuple[str, ...] | None:
+        """The addresses if resolved less than `ttl_s` ago, else None."""
+        return self._younger_than(self._ttl_s, now)
+
+    def stale(self, now: float) -> tuple[str, ...] | None:
+        """The addresses if resolved less than `max_stale_s` ago (for when the resolver fails),
+        else None."""
+        return self._younger_than(self._max_stale_s, now)
+
+    def _younger_than(self, age_s: float, now: float) -> tuple[str, ...] | None:
+        if not self._addresses or now - self._at >= age_s:
             return None
-        until, addresses = kept
-        if now >= until:
-            del self._kept[(host, port)]
-            return None
-        return addresses
+        return self._addresses
 
-    def remember(self, host: str, port: int, addresses: tuple[str, ...], now: float) -> None:
-        """Keep `addresses` (none: nothing is kept) for `host` and `port` until `now + ttl_s`."""
-        if not addresses:
-            return
-        self._kept.pop((host, port), None)
-        self._kept[(host, port)] = (now + self._ttl_s, addresses)
-        while len(self._kept) > self._max_hosts:
-            self._kept.popitem(last=False)
+    def remember(self, addresses: tuple[str, ...], now: float) -> None:
+        """Take `addresses` (none: forget) as resolved at `now`."""
+        self._addresses, self._at = addresses, now
 
-    def forget(self, host: str, port: int) -> None:
-        """Drop the resolution of `host` and `port`: none of its addresses could be reached."""
-        self._kept.pop((host, port), None)
+    def prefer(self, address: str) -> None:
+        """Put `address`, which answered, first: those tried before it did not."""
+        if address in self._addresses and self._addresses[0] != address:
+            self._addresses = (address, *(a for a in self._addresses if a != address))
+
+    def forget(self) -> None:
+        """Drop the addresses: none of them answered."""
+        self._addresses = ()

@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.uri import get_proxy, parse_uri
 
-from signaling.addresses import AddressCache, is_host_name
+from signaling.addresses import Resolution, connect_address, is_host_name
 from signaling.credentials import Credentials, CredentialsError
 from signaling.ids import CallId
 from signaling.json_text import json_bytes
@@ -29,6 +29,7 @@ from signaling.tls import trust_anchors
 # keeping this logger at INFO means the Authorization header is never even formatted.
 _ws_log = logging.getLogger("callbridge.sideband.ws")
 _ws_log.setLevel(logging.INFO)
+_log = logging.getLogger("callbridge.sideband")
 
 
 _REFUSAL_BODY_BYTES = 4096
@@ -93,33 +94,62 @@ def sideband_proxy(provider_base_url: str) -> str | None:
 
 
 class SidebandAddresses:
-    """The addresses of the provider's host name for the joins of all its calls, resolved by
-    the event loop's `getaddrinfo` and kept in an `AddressCache` (this is its I/O shell).
-    `lookups` counts the resolutions asked of the system."""
+    """The addresses of the provider's host name for the joins of all its calls, looked up
+    with the event loop's `getaddrinfo` and kept in a `Resolution` (this is its I/O shell).
+    Joins that need a look-up while one is under way wait for that one. `lookups` counts the
+    look-ups asked of the system."""
 
-    def __init__(self, host: str, port: int, cache: AddressCache | None = None) -> None:
+    def __init__(self, host: str, port: int, resolution: Resolution | None = None) -> None:
         self.host, self.port = host, port
-        self._cache = cache or AddressCache()
+        self._resolution = resolution or Resolution()
+        self._lookup: asyncio.Future[tuple[str, ...]] | None = None
         self.lookups = 0
 
     async def resolve(self) -> tuple[str, ...]:
-        """The addresses to try, in the resolver's order (at least one); raise `OSError`
-        (`socket.gaierror`) when the name cannot be resolved."""
+        """The addresses to try, in order (at least one); raise `OSError` (`socket.gaierror`)
+        or `UnicodeError` (a name IDNA cannot encode) when there are none to try."""
+        fresh = self._resolution.fresh(time.monotonic())
+        if fresh is not None:
+            return fresh
+        if self._lookup is None:
+            self.lookups += 1
+            self._lookup = asyncio.ensure_future(self._look_up())
+            self._lookup.add_done_callback(self._looked_up)
+        # Shielded: a join given up on must not cancel the look-up the others wait for.
+        return await asyncio.shield(self._lookup)
+
+    async def _look_up(self) -> tuple[str, ...]:
         host, port = self.host, self.port
-        addresses = self._cache.addresses(host, port, time.monotonic())
-        if addresses is not None:
-            return addresses
-        self.lookups += 1
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+        except OSError as exc:
+            stale = self._resolution.stale(time.monotonic())
+            if stale is None:
+                raise
+            _log.warning("%s could not be resolved (%s): joining its last addresses", host, exc)
+            return stale
+        addresses = tuple(dict.fromkeys(connect_address(info[4]) for info in infos))
         if not addresses:
             raise socket.gaierror(f"{host} resolved to no address")
-        self._cache.remember(host, port, addresses, time.monotonic())
+        self._resolution.remember(addresses, time.monotonic())
         return addresses
+
+    def _looked_up(self, lookup: asyncio.Future[tuple[str, ...]]) -> None:
+        self._lookup = None
+        if not lookup.cancelled():
+            # Every waiter gets the failure; this keeps asyncio from reporting it unretrieved
+            # when the last waiter gave up first.
+            lookup.exception()
+
+    def answered(self, address: str) -> None:
+        """`address` was reached: try it first from now on."""
+        self._resolution.prefer(address)
 
     def unreachable(self) -> None:
         """None of the addresses could be reached: resolve the name again at the next join."""
-        self._cache.forget(self.host, self.port)
+        self._resolution.forget()
 
 
 def sideband_addresses(provider_base_url: str, proxy: str | None) -> SidebandAddresses | None:
@@ -186,7 +216,8 @@ class Sideband:
             ws = await self._open(headers)
         except InvalidStatus as exc:
             raise _refusal(exc.response.status_code, exc.response.body) from None
-        except (OSError, TimeoutError, InvalidHandshake, CredentialsError) as exc:
+        except (OSError, UnicodeError, InvalidHandshake, CredentialsError) as exc:
+            # (UnicodeError: a host name IDNA cannot encode, from whoever resolves it.)
             raise SidebandError(type(exc).__name__) from None
         assert isinstance(ws, BatchedConnection)
         # The handshake's request (headers, the key among them) and response headers are never
@@ -199,20 +230,26 @@ class Sideband:
 
     async def _open(self, headers: dict[str, str]) -> Any:
         """websockets' connection to the URL, made to the host's resolved addresses when
-        `addresses` was given."""
+        `addresses` was given: each in turn while they refuse or cannot be reached, all within
+        `open_timeout_s` as a single connection would be."""
         addresses = self._addresses
         if addresses is None:
             return await self._connect(headers)
         try:
-            *others, last = await addresses.resolve()
-            for address in others:
-                try:
-                    return await self._connect(headers, host=address, port=addresses.port)
-                except TimeoutError:
-                    raise
-                except OSError:
-                    continue
-            return await self._connect(headers, host=last, port=addresses.port)
+            async with asyncio.timeout(self._open_timeout_s):
+                *others, last = await addresses.resolve()
+                for address in others:
+                    try:
+                        ws = await self._connect(headers, host=address, port=addresses.port)
+                    except TimeoutError:
+                        raise
+                    except OSError:
+                        continue
+                    addresses.answered(address)
+                    return ws
+                ws = await self._connect(headers, host=last, port=addresses.port)
+                addresses.answered(last)
+                return ws
         except OSError:
             addresses.unreachable()
             raise

@@ -3,11 +3,15 @@ address is tried in turn, and TLS is verified against the name, not the address.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 import ssl
+import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +19,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from media.local_provider import self_signed
 from media.local_provider.config import LocalProviderConfig
-from signaling.addresses import AddressCache
+from signaling.addresses import Resolution
 from signaling.realtime.sideband import (
     Sideband,
     SidebandAddresses,
@@ -55,17 +59,34 @@ async def sideband_server() -> AsyncIterator[Serve]:
         await server.wait_closed()
 
 
-def _seeded(port: int, *addresses: str) -> SidebandAddresses:
-    """`localhost:port` already resolved to `addresses`."""
-    cache = AddressCache()
-    cache.remember("localhost", port, addresses, time.monotonic())
-    return SidebandAddresses("localhost", port, cache)
+def _seeded(port: int, *addresses: str, host: str = "localhost", age_s: float = 0.0) -> Any:
+    """`host:port` resolved to `addresses` `age_s` seconds ago: the `SidebandAddresses`, and
+    its `Resolution`."""
+    resolution = Resolution()
+    resolution.remember(addresses, time.monotonic() - age_s)
+    return SidebandAddresses(host, port, resolution), resolution
 
 
-async def _joined(url: str, addresses: SidebandAddresses) -> Sideband:
-    sideband = Sideband(url, "sk-addresses", addresses=addresses)
+async def _joined(url: str, addresses: SidebandAddresses, open_timeout_s: float = 10.0) -> Sideband:
+    sideband = Sideband(url, "sk-addresses", addresses=addresses, open_timeout_s=open_timeout_s)
     await sideband.connect()
     return sideband
+
+
+@contextlib.asynccontextmanager
+async def _resetting_late(host: str, port: int, after_s: float) -> AsyncIterator[None]:
+    """A listener on `host:port` that resets each connection `after_s` seconds after it is
+    made, without a word."""
+
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(after_s)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.close()
+
+    server = await asyncio.start_server(reset, host, port)
+    yield
+    server.close()
 
 
 async def test_joins_within_the_ttl_resolve_the_host_name_once(sideband_server: Serve) -> None:
@@ -85,10 +106,11 @@ async def test_an_address_that_refuses_is_passed_over_for_the_next(
 ) -> None:
     port = await sideband_server()
     # Nothing listens on 127.0.0.2: the connection is refused.
-    addresses = _seeded(port, "127.0.0.2", "127.0.0.1")
+    addresses, resolution = _seeded(port, "127.0.0.2", "127.0.0.1")
     sideband = await _joined(f"ws://localhost:{port}/v1/realtime?call_id=rtc_1", addresses)
     assert sideband.connected
     assert addresses.lookups == 0
+    assert resolution.fresh(time.monotonic()) == ("127.0.0.1", "127.0.0.2")
     await sideband.close()
 
 
@@ -96,7 +118,7 @@ async def test_a_name_none_of_whose_addresses_answers_is_resolved_again_at_the_n
     sideband_server: Serve,
 ) -> None:
     port = await sideband_server()
-    addresses = _seeded(port, "127.0.0.2")
+    addresses, _ = _seeded(port, "127.0.0.2")
     url = f"ws://localhost:{port}/v1/realtime?call_id=rtc_1"
     with pytest.raises(SidebandError):
         await _joined(url, addresses)
@@ -104,6 +126,57 @@ async def test_a_name_none_of_whose_addresses_answers_is_resolved_again_at_the_n
     assert sideband.connected
     assert addresses.lookups == 1
     await sideband.close()
+
+
+async def test_joins_at_the_same_time_share_one_look_up(sideband_server: Serve) -> None:
+    port = await sideband_server()
+    addresses = sideband_addresses(f"http://localhost:{port}", None)
+    assert addresses is not None
+    url = f"ws://localhost:{port}/v1/realtime?call_id=rtc_1"
+    joins = await asyncio.gather(*(_joined(url, addresses) for _ in range(10)))
+    assert addresses.lookups == 1
+    for join in joins:
+        await join.close()
+
+
+async def test_the_addresses_tried_in_turn_share_one_open_timeout(
+    sideband_server: Serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Over TLS, a reset during the handshake is a connection error (OSError), after which the
+    # next address is tried; over plain ws websockets reports it as a bad answer and stops.
+    certificate = self_signed(tmp_path, host="localhost")
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    port = await sideband_server(tls=certificate)
+    late = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
+    async with contextlib.AsyncExitStack() as stack:
+        for host in late:
+            await stack.enter_async_context(_resetting_late(host, port, after_s=0.4))
+        # Three resets 0.4 s in each come after the 1 s the whole join may take.
+        addresses, _ = _seeded(port, *late, "127.0.0.1")
+        url = f"wss://localhost:{port}/v1/realtime?call_id=rtc_1"
+        with pytest.raises(SidebandError, match="TimeoutError"):
+            await _joined(url, addresses, open_timeout_s=1.0)
+
+
+async def test_while_the_name_cannot_be_resolved_its_last_addresses_are_joined(
+    sideband_server: Serve,
+) -> None:
+    port = await sideband_server()
+    # RFC 6761 §6.4: `.invalid` names never resolve; this one did, a minute ago.
+    addresses, _ = _seeded(port, "127.0.0.1", host="callbridge.invalid", age_s=60.0)
+    url = f"ws://callbridge.invalid:{port}/v1/realtime?call_id=rtc_1"
+    sideband = await _joined(url, addresses)
+    assert sideband.connected
+    assert addresses.lookups == 1
+    await sideband.close()
+
+
+async def test_a_host_name_idna_cannot_encode_fails_the_join_as_a_sideband_error() -> None:
+    host = "a" * 64 + ".example"
+    for addresses in (SidebandAddresses(host, 443), None):
+        sideband = Sideband(f"ws://{host}:443/v1/realtime?call_id=rtc_1", None, addresses=addresses)
+        with pytest.raises(SidebandError, match="UnicodeError"):
+            await sideband.connect()
 
 
 async def test_a_name_that_cannot_be_resolved_fails_the_join_as_a_sideband_error() -> None:
@@ -123,7 +196,7 @@ async def test_a_join_over_tls_to_a_resolved_address_verifies_the_host_name(
     certificate = self_signed(tmp_path, host="localhost")
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
     port = await sideband_server(tls=certificate)
-    addresses = _seeded(port, "127.0.0.1")
+    addresses, _ = _seeded(port, "127.0.0.1")
     sideband = await _joined(f"wss://localhost:{port}/v1/realtime?call_id=rtc_1", addresses)
     assert sideband.connected
     await sideband.close()

@@ -1,45 +1,50 @@
-"""The cache of the provider's resolved host name: kept for its TTL, bounded, forgotten when
-none of its addresses answers."""
+"""The provider's host name as last resolved: fresh for its TTL, standing in for a failed
+look-up for longer, reordered by what answered, forgotten when nothing did."""
 
 from __future__ import annotations
 
-from signaling.addresses import AddressCache, is_host_name
+from signaling.addresses import Resolution, connect_address, is_host_name
 from signaling.realtime.sideband import sideband_addresses
 
 
-def test_a_resolution_is_used_until_its_ttl_has_passed() -> None:
-    cache = AddressCache(ttl_s=10.0)
-    cache.remember("api.example", 443, ("192.0.2.1", "192.0.2.2"), now=100.0)
-    assert cache.addresses("api.example", 443, now=109.9) == ("192.0.2.1", "192.0.2.2")
-    assert cache.addresses("api.example", 443, now=110.0) is None
+def test_a_resolution_is_fresh_until_its_ttl_has_passed() -> None:
+    resolution = Resolution(ttl_s=10.0)
+    resolution.remember(("192.0.2.1", "192.0.2.2"), now=100.0)
+    assert resolution.fresh(now=109.9) == ("192.0.2.1", "192.0.2.2")
+    assert resolution.fresh(now=110.0) is None
 
 
-def test_a_resolution_is_kept_per_host_and_port() -> None:
-    cache = AddressCache()
-    cache.remember("api.example", 443, ("192.0.2.1",), now=0.0)
-    assert cache.addresses("api.example", 8443, now=0.0) is None
-    assert cache.addresses("other.example", 443, now=0.0) is None
+def test_a_resolution_past_its_ttl_stands_in_until_its_stale_limit() -> None:
+    resolution = Resolution(ttl_s=10.0, max_stale_s=60.0)
+    resolution.remember(("192.0.2.1",), now=100.0)
+    assert resolution.stale(now=159.9) == ("192.0.2.1",)
+    assert resolution.stale(now=160.0) is None
 
 
-def test_past_the_host_cap_the_least_recently_resolved_is_dropped() -> None:
-    cache = AddressCache(max_hosts=2)
-    for n in range(3):
-        cache.remember(f"h{n}.example", 443, (f"192.0.2.{n}",), now=0.0)
-    assert cache.addresses("h0.example", 443, now=0.0) is None
-    assert cache.addresses("h2.example", 443, now=0.0) == ("192.0.2.2",)
+def test_the_address_that_answered_is_tried_first() -> None:
+    resolution = Resolution()
+    resolution.remember(("192.0.2.1", "192.0.2.2", "192.0.2.3"), now=0.0)
+    resolution.prefer("192.0.2.3")
+    assert resolution.fresh(now=0.0) == ("192.0.2.3", "192.0.2.1", "192.0.2.2")
 
 
-def test_a_forgotten_host_is_resolved_again() -> None:
-    cache = AddressCache()
-    cache.remember("api.example", 443, ("192.0.2.1",), now=0.0)
-    cache.forget("api.example", 443)
-    assert cache.addresses("api.example", 443, now=0.0) is None
+def test_a_forgotten_resolution_is_neither_fresh_nor_stale() -> None:
+    resolution = Resolution()
+    resolution.remember(("192.0.2.1",), now=0.0)
+    resolution.forget()
+    assert (resolution.fresh(now=0.0), resolution.stale(now=0.0)) == (None, None)
 
 
-def test_an_empty_resolution_is_not_kept() -> None:
-    cache = AddressCache()
-    cache.remember("api.example", 443, (), now=0.0)
-    assert cache.addresses("api.example", 443, now=0.0) is None
+def test_nothing_resolved_is_neither_fresh_nor_stale() -> None:
+    resolution = Resolution()
+    resolution.remember((), now=0.0)
+    assert (resolution.fresh(now=0.0), resolution.stale(now=0.0)) == (None, None)
+
+
+def test_an_ipv6_address_keeps_its_scope() -> None:
+    assert connect_address(("fe80::1", 443, 0, 2)) == "fe80::1%2"
+    assert connect_address(("::1", 443, 0, 0)) == "::1"
+    assert connect_address(("192.0.2.1", 443)) == "192.0.2.1"
 
 
 def test_ip_literals_are_not_host_names() -> None:

@@ -22,3 +22,14 @@ def test_websockets_floor_has_proxy_lookup_and_sends_bytes_as_text() -> None:
     # signaling/realtime/sideband.py imports `websockets.uri.get_proxy` (15.0) and sends its
     # JSON bytes with `send(..., text=True)` (14.0); under 15, the sideband cannot be imported.
     assert _floor("websockets") >= (15,)
+
+
+def test_fastapi_floor_has_native_telemetry_configured_only_when_asked() -> None:
+    # service/telemetry.py imports `fastapi.telemetry` (0.142) and keeps telemetry on only when
+    # OpenTelemetry is configured or `FASTAPI_OTEL_AUTO_CONFIGURE` asks FastAPI to configure it,
+    # which is FastAPI's own default from 0.143 (0.142 configured it unasked).
+    assert _floor("fastapi") >= (0, 143)
+
+
+def test_opentelemetry_api_is_declared_for_the_telemetry_decision() -> None:
+    assert _floor("opentelemetry-api") >= (1, 44)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -10,9 +11,27 @@ import pytest
 
 from service.telemetry import OFF, fastapi_telemetry
 
+_OPENTELEMETRY_VARIABLES = (
+    "FASTAPI_OTEL_AUTO_CONFIGURE",
+    "OTEL_PYTHON_TRACER_PROVIDER",
+    "OTEL_PYTHON_METER_PROVIDER",
+    "OTEL_PYTHON_LOGGER_PROVIDER",
+)
 
-def test_telemetry_is_off_while_opentelemetry_is_not_configured() -> None:
+
+@pytest.fixture(autouse=True)
+def _unconfigured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the environment running the tests says about OpenTelemetry is not asked."""
+    for name in _OPENTELEMETRY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_telemetry_is_off_while_opentelemetry_is_not_configured(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO")
     assert fastapi_telemetry() == OFF
+    assert "OpenTelemetry is not configured" in caplog.text
 
 
 def test_telemetry_keeps_fastapis_defaults_when_fastapi_is_asked_to_configure_it(
@@ -30,7 +49,10 @@ def test_telemetry_keeps_fastapis_defaults_when_a_provider_is_set_before_the_app
         "from service.telemetry import fastapi_telemetry\n"
         "print(fastapi_telemetry())\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    environment = {k: v for k, v in os.environ.items() if k not in _OPENTELEMETRY_VARIABLES}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=environment
+    )
     assert done.stdout.strip() == "None"
 
 
