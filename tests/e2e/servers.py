@@ -1,9 +1,11 @@
-"""Serving an ASGI app on a real socket inside the test's event loop."""
+"""Serving an ASGI app on a real socket inside the test's event loop, and TLS for test servers."""
 
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from starlette.types import ASGIApp
 
@@ -19,3 +21,13 @@ async def running_server(app: ASGIApp) -> AsyncIterator[str]:
         yield server.url
     finally:
         await server.stop()
+
+
+def server_tls(certificate: tuple[Path, Path] | None) -> ssl.SSLContext | None:
+    """A server context serving `certificate` (certificate and key PEM files), or None (no
+    TLS) without one."""
+    if certificate is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    return context

@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from tests.unit.sdp_samples import AIORTC_OFFER
+
 
 @dataclass
 class SseEvent:
@@ -77,3 +79,18 @@ class SseRecorder:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def ready_call(client: httpx.AsyncClient, base_url: str) -> str:
+    """Start a call on the service at `base_url` with an aiortc offer and wait for its
+    `session.ready` event; its Location."""
+    response = await client.post(
+        f"{base_url}/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
+    )
+    assert response.status_code == 201, response.text
+    location: str = response.headers["location"]
+    events = SseRecorder(f"{base_url}{location}/events")
+    await events.start()
+    await events.wait_for(lambda e: e.name == "session.ready")
+    await events.stop()
+    return location

@@ -14,7 +14,7 @@ import pytest
 from media.local_provider import self_signed
 from tests.e2e.conftest import STAND_IN_KEY, StartService
 from tests.e2e.processes import Process, free_port
-from tests.e2e.sse import SseRecorder
+from tests.e2e.sse import ready_call
 from tests.unit.sdp_samples import AIORTC_OFFER
 
 
@@ -59,15 +59,8 @@ async def test_a_call_is_created_and_its_session_set_up_over_https_and_wss(
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
     service = await start_service(provider="openai", provider_url=tls_provider)
     async with httpx.AsyncClient(base_url=service.url) as client:
-        response = await client.post(
-            "/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
-        )
-        assert response.status_code == 201, response.text
-        events = SseRecorder(f"{service.url}{response.headers['location']}/events")
-        await events.start()
-        await events.wait_for(lambda e: e.name == "session.ready")
-        await events.stop()
-        assert (await client.delete(response.headers["location"])).status_code == 200
+        location = await ready_call(client, service.url)
+        assert (await client.delete(location)).status_code == 200
 
 
 async def test_a_provider_it_cannot_verify_is_refused_with_a_502(

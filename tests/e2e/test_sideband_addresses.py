@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import ssl
 import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,9 +26,9 @@ from signaling.realtime.sideband import (
     sideband_addresses,
 )
 from tests.e2e.conftest import STAND_IN_KEY, StartService
-from tests.e2e.sse import SseRecorder
+from tests.e2e.servers import server_tls
+from tests.e2e.sse import ready_call
 from tests.e2e.stand_in import local_provider
-from tests.unit.sdp_samples import AIORTC_OFFER
 
 Serve = Callable[..., Awaitable[int]]
 
@@ -44,11 +43,7 @@ async def sideband_server() -> AsyncIterator[Serve]:
         async def handler(connection: ServerConnection) -> None:
             await connection.wait_closed()
 
-        context = None
-        if tls is not None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(*tls)
-        server = await serve(handler, "127.0.0.1", 0, ssl=context)
+        server = await serve(handler, "127.0.0.1", 0, ssl=server_tls(tls))
         servers.append(server)
         port: int = next(iter(server.sockets)).getsockname()[1]
         return port
@@ -57,6 +52,15 @@ async def sideband_server() -> AsyncIterator[Serve]:
     for server in servers:
         server.close()
         await server.wait_closed()
+
+
+@pytest.fixture
+def localhost_certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A certificate naming localhost only (verifying it against 127.0.0.1 would fail), and its
+    key; trusted by the sideband through `SSL_CERT_FILE`."""
+    certificate = self_signed(tmp_path, host="localhost")
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    return certificate
 
 
 def _seeded(port: int, *addresses: str, host: str = "localhost", age_s: float = 0.0) -> Any:
@@ -140,13 +144,11 @@ async def test_joins_at_the_same_time_share_one_look_up(sideband_server: Serve) 
 
 
 async def test_the_addresses_tried_in_turn_share_one_open_timeout(
-    sideband_server: Serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sideband_server: Serve, localhost_certificate: tuple[Path, Path]
 ) -> None:
     # Over TLS, a reset during the handshake is a connection error (OSError), after which the
     # next address is tried; over plain ws websockets reports it as a bad answer and stops.
-    certificate = self_signed(tmp_path, host="localhost")
-    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
-    port = await sideband_server(tls=certificate)
+    port = await sideband_server(tls=localhost_certificate)
     late = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
     async with contextlib.AsyncExitStack() as stack:
         for host in late:
@@ -190,12 +192,9 @@ async def test_a_name_that_cannot_be_resolved_fails_the_join_as_a_sideband_error
 
 
 async def test_a_join_over_tls_to_a_resolved_address_verifies_the_host_name(
-    sideband_server: Serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sideband_server: Serve, localhost_certificate: tuple[Path, Path]
 ) -> None:
-    # The certificate names localhost only: verifying it against 127.0.0.1 would fail.
-    certificate = self_signed(tmp_path, host="localhost")
-    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
-    port = await sideband_server(tls=certificate)
+    port = await sideband_server(tls=localhost_certificate)
     addresses, _ = _seeded(port, "127.0.0.1")
     sideband = await _joined(f"wss://localhost:{port}/v1/realtime?call_id=rtc_1", addresses)
     assert sideband.connected
@@ -211,15 +210,8 @@ async def test_calls_to_a_provider_named_by_host_resolve_the_name_once(
         service = await start_service(provider="openai", provider_url=named)
         async with httpx.AsyncClient(base_url=service.url) as client:
             for _ in range(2):
-                response = await client.post(
-                    "/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
-                )
-                assert response.status_code == 201, response.text
-                events = SseRecorder(f"{service.url}{response.headers['location']}/events")
-                await events.start()
-                await events.wait_for(lambda e: e.name == "session.ready")
-                await events.stop()
-                assert (await client.delete(response.headers["location"])).status_code == 200
+                location = await ready_call(client, service.url)
+                assert (await client.delete(location)).status_code == 200
         addresses = service.manager._sideband_addresses
         assert addresses is not None
         assert addresses.lookups == 1

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from websockets.utils import accept_key
 from media.local_provider import self_signed
 from signaling.realtime.sideband import Sideband
 from signaling.tls import trust_anchors
+from tests.e2e.servers import server_tls
 from tests.e2e.waiting import until
 
 Script = Callable[[ServerConnection], Awaitable[None]]
@@ -77,11 +77,7 @@ async def _tunnelling_proxy(
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
 
-    context = None
-    if tls is not None:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(*tls)
-    server = await asyncio.start_server(tunnel, "127.0.0.1", 0, ssl=context)
+    server = await asyncio.start_server(tunnel, "127.0.0.1", 0, ssl=server_tls(tls))
     scheme = "https" if tls else "http"
     yield f"{scheme}://127.0.0.1:{server.sockets[0].getsockname()[1]}", targets
     server.close()
@@ -103,11 +99,7 @@ async def provider() -> AsyncIterator[Start]:
             await script(connection)
             await connection.wait_closed()
 
-        context = None
-        if tls is not None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(*tls)
-        server = await serve(handler, "127.0.0.1", 0, ssl=context)
+        server = await serve(handler, "127.0.0.1", 0, ssl=server_tls(tls))
         servers.append(server)
         port = next(iter(server.sockets)).getsockname()[1]
         scheme = "wss" if tls else "ws"
