@@ -13,7 +13,6 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from starlette.types import Receive, Scope, Send
 
 from service.api.bodies import FormLimits, read_form, read_limited
 from service.api.disconnect import client_gone
@@ -38,7 +37,7 @@ from service.calls.control import (
     Refer,
     UpdateSession,
 )
-from service.calls.manager import CallManager, CallStart
+from service.calls.manager import CallManager
 from service.calls.stream import UnissuedEventId, check_resumable, follow
 from service.metrics import CALL_STARTS, PROVIDER_ERRORS, provider_error_label
 from service.settings import Settings
@@ -318,43 +317,25 @@ async def start_call(request: Request) -> Response:
         raise Problem(_OFFER_STATUS[exc.kind], exc.reason, kind="bad-offer") from None
     config = _apply(manager.default_config(), overrides)
     try:
-        started = await manager.start(offer, config, started_by=principal.token_id)
+        call, answer = await manager.start(offer, config, started_by=principal.token_id)
     except ProviderError as exc:
         raise _provider_problem(exc) from None
-    call = started.call
     # No await between this check and the answer's first write: a client that leaves later
     # than this has been sent the call's Location (or the connection broke under it).
     if client_gone(request):
-        started.open()
         await manager.hangup(call.call_id, reason=EndReason.CLIENT_GONE)
         log.info("call start abandoned by its client", extra={"call_id": call.call_id})
         return Response(status_code=CLIENT_CLOSED_REQUEST)
-    return _CallAnswer(
-        started,
+    return Response(
+        answer,
+        status_code=201,
+        media_type="application/sdp",
         headers={
             "Location": f"/v1/calls/{call.call_id}",
             "ETag": _etag(call.call_id),
             **_ice_links(request),
         },
     )
-
-
-class _CallAnswer(Response):
-    """A started call's SDP answer (201), which opens the call once the server has it: the
-    session's set-up no longer delays the answer. Opened even when sending fails, so that the
-    call is tracked, and ended, like any other."""
-
-    def __init__(self, started: CallStart, headers: dict[str, str]) -> None:
-        super().__init__(
-            started.answer_sdp, status_code=201, media_type="application/sdp", headers=headers
-        )
-        self._started = started
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._started.open()
 
 
 @router.options(

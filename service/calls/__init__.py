@@ -21,7 +21,7 @@ from service.calls.errors import (
     UnknownCall,
 )
 from service.calls.lease import CallLeases
-from service.calls.manager import CallManager, CallStart
+from service.calls.manager import CallManager
 from service.calls.store import CallStore
 
 __all__ = [
@@ -31,7 +31,6 @@ __all__ = [
     "CallGone",
     "CallLeases",
     "CallManager",
-    "CallStart",
     "CallStore",
     "CapacityExceeded",
     "Command",

@@ -124,29 +124,6 @@ def _new_item_id() -> str:
     return f"cb_{uuid.uuid4().hex[:24]}"
 
 
-class CallStart:
-    """A call the provider has answered: the call, its SDP answer, and `open()`.
-
-    `open()` tracks the call and starts its session, once (later calls do nothing). Call it
-    as soon as the answer is on its way, without awaiting anything in between: the client
-    learns the call's id from the answer alone, so nothing can ask for the call before, and
-    the answer does not wait for the session's set-up.
-    """
-
-    __slots__ = ("_pending", "answer_sdp", "call")
-
-    def __init__(self, call: Call, answer_sdp: str, pending: Callable[[], None] | None) -> None:
-        self.call = call
-        self.answer_sdp = answer_sdp
-        self._pending = pending
-
-    def open(self) -> None:
-        """Track the call and start its session, unless that was done already."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending()
-
-
 class CallManager:
     """The registry of this instance's calls, and the entry point of every call command."""
 
@@ -240,10 +217,8 @@ class CallManager:
 
     async def start(
         self, offer_sdp: str, config: SessionConfig, *, started_by: str | None = None
-    ) -> CallStart:
-        """Create the call at the provider; return it with its SDP answer, to be opened with
-        `CallStart.open()` (alone, the call is opened here: in a cluster its lease is written
-        before its id is handed out).
+    ) -> tuple[Call, str]:
+        """Create the call at the provider and start its session; return the SDP answer.
 
         Raises `Draining`, `CapacityExceeded`, or the provider's `ProviderError`.
         """
@@ -260,10 +235,8 @@ class CallManager:
             idle_timeout_s=self.settings.idle_timeout_s,
             started_by=started_by,
         )
-        if self.directory is None:
-            return CallStart(call, created.answer_sdp, lambda: self._open(call, received))
         await self._open_session(call, received)
-        return CallStart(call, created.answer_sdp, None)
+        return call, created.answer_sdp
 
     async def accept_incoming(
         self, call_id: CallId, config: SessionConfig, sip_headers: dict[str, str]
@@ -317,22 +290,19 @@ class CallManager:
             raise CapacityExceeded(f"all {self.settings.max_calls} call slots are in use")
 
     async def _open_session(self, call: Call, received: float) -> None:
-        """Open an answered call (`_open`); in a cluster, wait (a bounded time) until its lease
-        is written, so that any instance finds the call the moment its URL is handed out."""
-        self._open(call, received)
-        if self.directory is not None:
-            registered = self._spawn(self._register(call.call_id))
-            # A slow broker delays the SDP answer by at most a lease period; the lease is
-            # written anyway.
-            await asyncio.wait({registered}, timeout=self.settings.call_lease_s)
-
-    def _open(self, call: Call, received: float) -> None:
-        """Track an answered call and join its sideband in the background."""
+        """Track an answered call and join its sideband in the background; in a cluster, wait
+        (a bounded time) until its lease is written, so that any instance finds the call the
+        moment its URL is handed out."""
         state = CallState(call.call_id, call.config, **self._core_options())
         session = self._track(call, state, offer_received_at=received)
         CALL_STARTS.labels(outcome="started").inc()
         session.start()
         log.info("call started", extra={"call_id": call.call_id})
+        if self.directory is not None:
+            registered = self._spawn(self._register(call.call_id))
+            # A slow broker delays the SDP answer by at most a lease period; the lease is
+            # written anyway.
+            await asyncio.wait({registered}, timeout=self.settings.call_lease_s)
 
     def _core_options(self) -> _CoreOptions:
         """What every call core of this instance is made with, new or restored."""
