@@ -11,6 +11,7 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -18,7 +19,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.uri import get_proxy, parse_uri
 
-from signaling.addresses import Resolution, connect_address, is_host_name
+from signaling.addresses import STALE_AFTER_S, Resolution, connect_address, is_host_name
 from signaling.credentials import Credentials, CredentialsError
 from signaling.ids import CallId
 from signaling.json_text import json_bytes
@@ -93,48 +94,81 @@ def sideband_proxy(provider_base_url: str) -> str | None:
     return get_proxy(parse_uri(sideband_url(provider_base_url, CallId("rtc_0"))))
 
 
+AddressInfo = tuple[Any, Any, Any, str, tuple[Any, ...]]
+GetAddrInfo = Callable[[str, int], Awaitable[list[AddressInfo]]]
+"""Looks up a host name and port: `socket.getaddrinfo`'s 5-tuples."""
+
+
+async def _loop_getaddrinfo(host: str, port: int) -> list[AddressInfo]:
+    return await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+
+
 class SidebandAddresses:
     """The addresses of the provider's host name for the joins of all its calls, looked up
     with the event loop's `getaddrinfo` and kept in a `Resolution` (this is its I/O shell).
     Joins that need a look-up while one is under way wait for that one. `lookups` counts the
     look-ups asked of the system."""
 
-    def __init__(self, host: str, port: int, resolution: Resolution | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        resolution: Resolution | None = None,
+        getaddrinfo: GetAddrInfo | None = None,
+    ) -> None:
+        """`getaddrinfo(host, port)` looks the name up (the event loop's, for stream sockets,
+        by default)."""
         self.host, self.port = host, port
         self._resolution = resolution or Resolution()
+        self._getaddrinfo = getaddrinfo or _loop_getaddrinfo
         self._lookup: asyncio.Future[tuple[str, ...]] | None = None
         self.lookups = 0
 
     async def resolve(self) -> tuple[str, ...]:
         """The addresses to try, in order (at least one); raise `OSError` (`socket.gaierror`)
-        or `UnicodeError` (a name IDNA cannot encode) when there are none to try."""
-        fresh = self._resolution.fresh(time.monotonic())
+        or `UnicodeError` (a name IDNA cannot encode) when there are none to try. With stale
+        addresses known, waits at most `STALE_AFTER_S` for the resolver, then takes them."""
+        now = time.monotonic()
+        fresh = self._resolution.fresh(now)
         if fresh is not None:
             return fresh
         if self._lookup is None:
             self.lookups += 1
             self._lookup = asyncio.ensure_future(self._look_up())
             self._lookup.add_done_callback(self._looked_up)
+        stale = self._resolution.stale(now)
         # Shielded: a join given up on must not cancel the look-up the others wait for.
-        return await asyncio.shield(self._lookup)
+        if stale is None:
+            return await asyncio.shield(self._lookup)
+        try:
+            async with asyncio.timeout(STALE_AFTER_S):
+                return await asyncio.shield(self._lookup)
+        except TimeoutError:
+            self._stale_served("no answer in time")
+            return stale
 
     async def _look_up(self) -> tuple[str, ...]:
         host, port = self.host, self.port
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
-            )
+            infos = await self._getaddrinfo(host, port)
         except OSError as exc:
             stale = self._resolution.stale(time.monotonic())
             if stale is None:
                 raise
-            _log.warning("%s could not be resolved (%s): joining its last addresses", host, exc)
+            self._stale_served(type(exc).__name__)
             return stale
         addresses = tuple(dict.fromkeys(connect_address(info[4]) for info in infos))
         if not addresses:
             raise socket.gaierror(f"{host} resolved to no address")
         self._resolution.remember(addresses, time.monotonic())
         return addresses
+
+    def _stale_served(self, why: str) -> None:
+        if self._resolution.fresh(time.monotonic()) is None:
+            _log.warning(
+                "%s could not be resolved (%s): joining its last addresses", self.host, why
+            )
+        self._resolution.failed(time.monotonic())
 
     def _looked_up(self, lookup: asyncio.Future[tuple[str, ...]]) -> None:
         self._lookup = None
@@ -230,29 +264,33 @@ class Sideband:
 
     async def _open(self, headers: dict[str, str]) -> Any:
         """websockets' connection to the URL, made to the host's resolved addresses when
-        `addresses` was given: each in turn while they refuse or cannot be reached, all within
-        `open_timeout_s` as a single connection would be."""
+        `addresses` was given: resolving and every attempt within `open_timeout_s`, as a single
+        connection would be; each address gets an even share of the time left, so that one
+        that never answers leaves time for the next."""
         addresses = self._addresses
         if addresses is None:
             return await self._connect(headers)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._open_timeout_s
+        async with asyncio.timeout_at(deadline):
+            *others, last = await addresses.resolve()
+        for index, address in enumerate(others):
+            share = (deadline - loop.time()) / (len(others) + 1 - index)
+            try:
+                async with asyncio.timeout(share):
+                    ws = await self._connect(headers, host=address, port=addresses.port)
+            except OSError:  # refused, unreachable, reset, or out of its time (TimeoutError)
+                continue
+            addresses.answered(address)
+            return ws
         try:
-            async with asyncio.timeout(self._open_timeout_s):
-                *others, last = await addresses.resolve()
-                for address in others:
-                    try:
-                        ws = await self._connect(headers, host=address, port=addresses.port)
-                    except TimeoutError:
-                        raise
-                    except OSError:
-                        continue
-                    addresses.answered(address)
-                    return ws
+            async with asyncio.timeout_at(deadline):
                 ws = await self._connect(headers, host=last, port=addresses.port)
-                addresses.answered(last)
-                return ws
         except OSError:
             addresses.unreachable()
             raise
+        addresses.answered(last)
+        return ws
 
     async def _connect(self, headers: dict[str, str], **target: Any) -> Any:
         return await _WithoutRedirects(

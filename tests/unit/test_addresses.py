@@ -21,6 +21,15 @@ def test_a_resolution_past_its_ttl_stands_in_until_its_stale_limit() -> None:
     assert resolution.stale(now=160.0) is None
 
 
+def test_after_a_failed_look_up_the_stale_addresses_stand_in_until_the_recheck() -> None:
+    resolution = Resolution(ttl_s=10.0, max_stale_s=3600.0, recheck_s=30.0)
+    resolution.remember(("192.0.2.1",), now=0.0)
+    assert resolution.fresh(now=50.0) is None
+    resolution.failed(now=50.0)
+    assert resolution.fresh(now=79.9) == ("192.0.2.1",)
+    assert resolution.fresh(now=80.0) is None
+
+
 def test_the_address_that_answered_is_tried_first() -> None:
     resolution = Resolution()
     resolution.remember(("192.0.2.1", "192.0.2.2", "192.0.2.3"), now=0.0)
