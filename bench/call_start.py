@@ -377,7 +377,9 @@ def main() -> int:
     for path in sorted(log_dir.glob("*.log")):
         lines, tracebacks, found, _ = scan_log(path)
         errors = sum(found.values())
-        print(f"  {path.name}: {lines} lines, {tracebacks} tracebacks, {errors} error lines")
+        print(
+            f"  {path.name}: {lines} lines, {tracebacks} tracebacks, {errors} error/warning lines"
+        )
     return code
 
 
