@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.types import Receive, Scope, Send
 
 from service.api.bodies import FormLimits, read_form, read_limited
 from service.api.disconnect import client_gone
@@ -22,6 +23,7 @@ from service.api.guards import (
     require_api_token,
     require_ops,
 )
+from service.api.http_protocol import ANSWER_UNSENT
 from service.api.media_types import charset, media_type
 from service.api.models import MessageIn, ReferIn, SessionOverrides, StartOverrides
 from service.api.openapi import EXAMPLE_OFFER, SDP_SCHEMA, answers, headers
@@ -326,16 +328,28 @@ async def start_call(request: Request) -> Response:
         await manager.hangup(call.call_id, reason=EndReason.CLIENT_GONE)
         log.info("call start abandoned by its client", extra={"call_id": call.call_id})
         return Response(status_code=CLIENT_CLOSED_REQUEST)
-    return Response(
-        answer,
-        status_code=201,
-        media_type="application/sdp",
-        headers={
-            "Location": f"/v1/calls/{call.call_id}",
-            "ETag": _etag(call.call_id),
-            **_ice_links(request),
-        },
-    )
+    headers = {"Location": f"/v1/calls/{call.call_id}", "ETag": _etag(call.call_id)}
+    return _CallAnswer(answer, {**headers, **_ice_links(request)}, manager, call.call_id)
+
+
+class _CallAnswer(Response):
+    """A new call's SDP answer (201). When the server reports, once it has been given the
+    answer, that the connection was lost before the answer was written (`ANSWER_UNSENT`; a
+    client that stopped reading, then left), the call is hung up: nobody has its id."""
+
+    def __init__(
+        self, answer: str, headers: dict[str, str], manager: CallManager, call_id: CallId
+    ) -> None:
+        super().__init__(answer, status_code=201, media_type="application/sdp", headers=headers)
+        self._manager = manager
+        self._call_id = call_id
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+        unsent = scope.get("extensions", {}).get(ANSWER_UNSENT, {}).get("unsent")
+        if unsent is not None and unsent():
+            await self._manager.hangup(self._call_id, reason=EndReason.CLIENT_GONE)
+            log.info("call answer dropped: its client left", extra={"call_id": self._call_id})
 
 
 @router.options(

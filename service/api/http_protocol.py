@@ -1,4 +1,4 @@
-"""uvicorn's HTTP/1.1 protocol (httptools), as `callbridge serve` runs it, with two changes.
+"""uvicorn's HTTP/1.1 protocol (httptools), as `callbridge serve` runs it, with three changes.
 
 - **Parser refusals are problem+json.** A request that httptools cannot parse (a negative
   `Content-Length`, a malformed request line or header, a bad chunk size) never reaches the
@@ -11,12 +11,16 @@
   connection's current request, and on a lost connection tells only that one. A call start
   waiting on the provider then never learns that its client left, and the call it creates
   would stay up with nobody to take it. Here every request still unanswered is told.
+- **An app can learn that its response was dropped.** uvicorn's `send` returns without a word
+  when the connection was lost before the response was written, which can be long after the
+  request was read when a client stops reading (RFC 9112 §9.3.2 pipelining, TCP back-pressure).
+  Each request's scope carries `ANSWER_UNSENT` to ask.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from uvicorn.config import Config
@@ -27,9 +31,14 @@ from service.api.problems import PROBLEM_JSON, TITLES
 
 UNPARSABLE_DETAIL = "the request is not valid HTTP/1.1"
 
+ANSWER_UNSENT: Final = "callbridge.answer_unsent"
+"""Scope extension: `{"unsent": f}`, where `f()` tells, once the app has sent its response,
+whether the connection was lost before the response was written (uvicorn then drops it without
+a word)."""
+
 
 class HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the two changes in the module's doc."""
+    """uvicorn's httptools protocol with the three changes in the module's doc."""
 
     def __init__(
         self,
@@ -46,6 +55,10 @@ class HttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         current = self.cycle
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle is not current:
+            extensions = cycle.scope.setdefault("extensions", {})
+            extensions[ANSWER_UNSENT] = {"unsent": lambda: cycle.disconnected}
         if current is not None and current is not self.cycle:
             self._overtaken = [c for c in self._overtaken if not c.response_complete]
             if not current.response_complete:

@@ -1,6 +1,6 @@
 """`callbridge serve`'s HTTP/1.1 protocol: requests the parser refuses are answered 400
-problem+json, as every other error, and a lost connection reaches a call start even when a
-pipelined request came after it.
+problem+json, as every other error, a lost connection reaches a call start even when a
+pipelined request came after it, and a call whose answer could not be written is hung up.
 
 Both are the server's doing, not the app's, so these run against `callbridge serve` itself, with
 the server configuration users get.
@@ -9,11 +9,19 @@ the server configuration users get.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import math
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import uvicorn
 
+from service.api.http_protocol import HttpProtocol
+from service.app import create_app
+from service.settings import Settings
 from tests.e2e.conftest import Serve
 from tests.e2e.faulty_provider import FaultyProvider
 from tests.e2e.hostile import RawConnection, assert_problem, request_head
@@ -88,3 +96,55 @@ async def test_a_call_start_whose_client_left_behind_a_pipelined_request_is_hung
     finally:
         provider.release.set()
         service.stop()
+
+
+class _InTestServer(uvicorn.Server):
+    """`callbridge serve`'s server in the test's event loop, leaving the test's signals alone."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def test_a_call_answer_dropped_because_its_client_left_is_hung_up(serve: Serve) -> None:
+    provider = FaultyProvider()
+    settings = Settings(
+        port=0,
+        provider="openai",
+        provider_url=await serve(provider.app()),
+        api_key="sk-test-dropped-answer-0123456789",
+    )
+    app = create_app(settings)
+    listener = socket.socket()
+    # A small send buffer: the responses below fill it, and uvicorn's own buffer, for sure.
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    listener.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, log_config=None, http=HttpProtocol, timeout_graceful_shutdown=1)
+    server = _InTestServer(config)
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    try:
+        await until(lambda: server.started)
+        # Enough pipelined OpenAPI documents, never read, that the last one fills uvicorn's
+        # buffer past its 64 KiB mark (RFC 9112 §9.3.2: they are answered in order): the call
+        # start behind them is served, and its answer waits for the client to read.
+        document = len(json.dumps(app.openapi()))
+        count = math.ceil((64 + 16) * 1024 / document)
+        offer = AIORTC_OFFER.encode()
+        start = request_head(
+            "POST",
+            "/v1/calls",
+            {"Content-Type": "application/sdp", "Content-Length": str(len(offer))},
+        )
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        client.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(client, listener.getsockname())
+        documents = request_head("GET", "/openapi.json", {}) * count
+        await loop.sock_sendall(client, documents + start + offer)
+        await until(lambda: list(app.state.manager.sessions) == provider.created == ["rtc_fault0"])
+        client.close()
+        await until(lambda: provider.hangups == ["rtc_fault0"])
+    finally:
+        server.should_exit = True
+        await serving
