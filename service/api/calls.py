@@ -348,8 +348,13 @@ class _CallAnswer(Response):
         await super().__call__(scope, receive, send)
         unsent = scope.get("extensions", {}).get(ANSWER_UNSENT, {}).get("unsent")
         if unsent is not None and unsent():
-            await self._manager.hangup(self._call_id, reason=EndReason.CLIENT_GONE)
             log.info("call answer dropped: its client left", extra={"call_id": self._call_id})
+            try:
+                await self._manager.hangup(self._call_id, reason=EndReason.CLIENT_GONE)
+            except Exception:
+                # The response has started: nothing to answer with. The call's own limits
+                # (idle timeout) still end it.
+                log.exception("hanging up a call whose answer was dropped failed")
 
 
 @router.options(

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any, Final
 
 import orjson
@@ -33,8 +34,14 @@ UNPARSABLE_DETAIL = "the request is not valid HTTP/1.1"
 
 ANSWER_UNSENT: Final = "callbridge.answer_unsent"
 """Scope extension: `{"unsent": f}`, where `f()` tells, once the app has sent its response,
-whether the connection was lost before the response was written (uvicorn then drops it without
-a word)."""
+whether the connection was lost while writing was paused, before the response was written
+(uvicorn then drops it without a word). A response already in asyncio's write buffer when the
+connection is lost is not seen."""
+
+
+def _dropped(held: weakref.ref[RequestResponseCycle]) -> bool:
+    cycle = held()
+    return cycle is not None and cycle.disconnected
 
 
 class HttpProtocol(HttpToolsProtocol):
@@ -57,8 +64,11 @@ class HttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle is not current:
+            # Weakly: the cycle holds its scope, and a cycle back would leave every request to
+            # the cyclic collector.
+            held = weakref.ref(cycle)
             extensions = cycle.scope.setdefault("extensions", {})
-            extensions[ANSWER_UNSENT] = {"unsent": lambda: cycle.disconnected}
+            extensions[ANSWER_UNSENT] = {"unsent": lambda: _dropped(held)}
         if current is not None and current is not self.cycle:
             self._overtaken = [c for c in self._overtaken if not c.response_complete]
             if not current.response_complete:
