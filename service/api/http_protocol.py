@@ -69,7 +69,7 @@ class HttpProtocol(HttpToolsProtocol):
             held = weakref.ref(cycle)
             extensions = cycle.scope.setdefault("extensions", {})
             extensions[ANSWER_UNSENT] = {"unsent": lambda: _dropped(held)}
-        if current is not None and current is not self.cycle:
+        if current is not None and current is not cycle:
             self._overtaken = [c for c in self._overtaken if not c.response_complete]
             if not current.response_complete:
                 self._overtaken.append(current)

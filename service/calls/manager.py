@@ -186,7 +186,8 @@ class CallManager:
         self._saving: dict[str, asyncio.Lock] = {}
         # A live owner answers in milliseconds; one that does not for two leases has died.
         self._control_timeout_s = min(_CONTROL_TIMEOUT_S, 2 * settings.call_lease_s)
-        # Settings do not change while the service runs: made once, not at every call start.
+        # What every call core of this instance is made with, new or restored. Settings do not
+        # change while the service runs: made once, not at every call start.
         self._core: _CoreOptions = {
             "limits": settings.call_limits(),
             "new_item_id": _new_item_id,
@@ -293,7 +294,7 @@ class CallManager:
         """Track an answered call and join its sideband in the background; in a cluster, wait
         (a bounded time) until its lease is written, so that any instance finds the call the
         moment its URL is handed out."""
-        state = CallState(call.call_id, call.config, **self._core_options())
+        state = CallState(call.call_id, call.config, **self._core)
         session = self._track(call, state, offer_received_at=received)
         CALL_STARTS.labels(outcome="started").inc()
         session.start()
@@ -303,10 +304,6 @@ class CallManager:
             # A slow broker delays the SDP answer by at most a lease period; the lease is
             # written anyway.
             await asyncio.wait({registered}, timeout=self.settings.call_lease_s)
-
-    def _core_options(self) -> _CoreOptions:
-        """What every call core of this instance is made with, new or restored."""
-        return self._core
 
     def _track(self, call: Call, state: CallState, *, offer_received_at: float) -> CallSession:
         """Make the session that runs `call` with `state`, and count it as live here (it is
@@ -782,7 +779,7 @@ class CallManager:
     def _restore(self, call_id: str, stored: StoredCall, *, hanging_up: bool) -> None:
         assert self.directory is not None
         call = record_from_json(stored.record, self.instance_id)
-        state = CallState.restore(stored.core, **self._core_options())
+        state = CallState.restore(stored.core, **self._core)
         session = self._track(call, state, offer_received_at=time.monotonic())
         self.directory.adopt(call_id)
         self._leased.add(call_id)

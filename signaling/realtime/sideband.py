@@ -17,7 +17,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-from websockets.uri import get_proxy, parse_uri
+from websockets.uri import WebSocketURI, get_proxy, parse_uri
 
 from signaling.addresses import STALE_AFTER_S, Resolution, connect_address, is_host_name
 from signaling.credentials import Credentials, CredentialsError
@@ -86,12 +86,16 @@ def sideband_url(provider_base_url: str, call_id: CallId) -> str:
     )
 
 
+def _sideband_uri(provider_base_url: str) -> WebSocketURI:
+    # Any call id will do: what is read of it is the scheme, host and port.
+    return parse_uri(sideband_url(provider_base_url, CallId("rtc_0")))
+
+
 def sideband_proxy(provider_base_url: str) -> str | None:
     """The proxy the environment names for the provider's sideband (`wss_proxy`, `https_proxy`,
     `no_proxy`, ...; websockets' own choice), or None. Looked up once per provider rather than
     at every join."""
-    # Any call id will do: the choice depends on the scheme, host and port only.
-    return get_proxy(parse_uri(sideband_url(provider_base_url, CallId("rtc_0"))))
+    return get_proxy(_sideband_uri(provider_base_url))
 
 
 AddressInfo = tuple[Any, Any, Any, str, tuple[Any, ...]]
@@ -189,7 +193,7 @@ class SidebandAddresses:
 def sideband_addresses(provider_base_url: str, proxy: str | None) -> SidebandAddresses | None:
     """The `SidebandAddresses` of the provider's sideband host; None when the sideband goes
     through `proxy` (the proxy resolves the name) or the host is an IP address."""
-    uri = parse_uri(sideband_url(provider_base_url, CallId("rtc_0")))
+    uri = _sideband_uri(provider_base_url)
     if proxy is not None or not is_host_name(uri.host):
         return None
     return SidebandAddresses(uri.host, uri.port)
@@ -215,8 +219,8 @@ class Sideband:
         `compression` offers permessage-deflate (RFC 7692), off by default. `proxy` is the
         proxy to join through (`sideband_proxy`), None for a direct connection. `addresses`
         (`sideband_addresses`, for the URL's host) resolves the host name instead of the
-        event loop at every join; its addresses are tried in turn while they refuse or cannot
-        be reached, and a timeout ends the attempt as it does without it."""
+        event loop at every join; its addresses are tried in turn within `open_timeout_s`
+        (`_open`)."""
         self.url = url
         self._addresses = addresses
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
