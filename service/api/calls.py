@@ -16,14 +16,13 @@ from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
 from service.api.bodies import FormLimits, read_form, read_limited
-from service.api.disconnect import client_gone
+from service.api.disconnect import answer_unsent, client_gone
 from service.api.guards import (
     authenticate,
     check_rate,
     require_api_token,
     require_ops,
 )
-from service.api.http_protocol import ANSWER_UNSENT
 from service.api.media_types import charset, media_type
 from service.api.models import MessageIn, ReferIn, SessionOverrides, StartOverrides
 from service.api.openapi import EXAMPLE_OFFER, SDP_SCHEMA, answers, headers
@@ -346,8 +345,7 @@ class _CallAnswer(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await super().__call__(scope, receive, send)
-        unsent = scope.get("extensions", {}).get(ANSWER_UNSENT, {}).get("unsent")
-        if unsent is not None and unsent():
+        if answer_unsent(scope):
             log.info("call answer dropped: its client left", extra={"call_id": self._call_id})
             try:
                 await self._manager.hangup(self._call_id, reason=EndReason.CLIENT_GONE)

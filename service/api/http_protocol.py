@@ -21,22 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Any, Final
+from typing import Any
 
 import orjson
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
+from service.api.disconnect import ANSWER_UNSENT
 from service.api.problems import PROBLEM_JSON, TITLES
 
 UNPARSABLE_DETAIL = "the request is not valid HTTP/1.1"
-
-ANSWER_UNSENT: Final = "callbridge.answer_unsent"
-"""Scope extension: `{"unsent": f}`, where `f()` tells, once the app has sent its response,
-whether the connection was lost while writing was paused, before the response was written
-(uvicorn then drops it without a word). A response already in asyncio's write buffer when the
-connection is lost is not seen."""
 
 
 def _dropped(held: weakref.ref[RequestResponseCycle]) -> bool:

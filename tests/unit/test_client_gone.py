@@ -1,4 +1,5 @@
-"""Asking whether a request's client has gone takes what the server has ready and never waits."""
+"""Asking whether a request's client has gone takes what the server has ready and never waits;
+asking whether its answer was written relies on the server's word, when it offers one."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 from starlette.requests import Request
 from starlette.types import Message
 
-from service.api.disconnect import client_gone
+from service.api.disconnect import ANSWER_UNSENT, answer_unsent, client_gone
 
 
 def _request(ready: Message | None, waited: list[bool]) -> Request:
@@ -43,3 +44,14 @@ def test_a_server_with_nothing_ready_is_not_waited_for() -> None:
 def test_more_body_ready_is_not_a_disconnect() -> None:
     ready: Message = {"type": "http.request", "body": b"", "more_body": False}
     assert not client_gone(_request(ready, []))
+
+
+def test_a_server_without_the_extension_never_reports_an_unsent_answer() -> None:
+    assert not answer_unsent({"type": "http", "extensions": {}})
+
+
+def test_a_server_offering_the_extension_is_asked_whether_the_answer_was_written() -> None:
+    lost = {"type": "http", "extensions": {ANSWER_UNSENT: {"unsent": lambda: True}}}
+    written = {"type": "http", "extensions": {ANSWER_UNSENT: {"unsent": lambda: False}}}
+    assert answer_unsent(lost)
+    assert not answer_unsent(written)
