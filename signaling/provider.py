@@ -30,7 +30,7 @@ from signaling.credentials import Credentials, CredentialsError
 from signaling.ids import CallId
 from signaling.json_text import json_bytes
 from signaling.location import LocationError, parse_call_id
-from signaling.redaction import redact
+from signaling.redaction import redact, redact_head
 from signaling.tls import trust_anchors
 
 
@@ -86,6 +86,8 @@ _DELAY_SECONDS = re.compile(r"[0-9]{1,10}")
 _OFFER_CODES = frozenset({"invalid_offer", "invalid_sdp", "sdp_error"})
 _OFFER_WORDS = re.compile(r"\b(?:sdp|offer)\b", re.IGNORECASE)
 _OUR_CREDENTIALS = frozenset({401, 403})
+# The start of a provider's error body that is read for its message (redacted first).
+_ERROR_TEXT_CHARS = 2000
 MAX_CONNECTIONS = 200
 """Provider connections open at once; requests past it wait for one (within their deadline)."""
 KEEPALIVE_S = 4.0
@@ -189,22 +191,22 @@ def _error_message(response: _Answer, secrets: tuple[str, ...]) -> tuple[str, st
 
     A provider that echoes our key back in an error must not make us pass it on.
     """
-    message, code = _raw_error_message(response)
+    text = redact_head(response.text, _ERROR_TEXT_CHARS, secrets)
+    message, code = _raw_error_message(text, response.reason)
     return redact(message, secrets), (redact(code, secrets) if code else code)
 
 
-def _raw_error_message(response: _Answer) -> tuple[str, str | None]:
-    text = response.text[:2000]
+def _raw_error_message(text: str, reason: str) -> tuple[str, str | None]:
     try:
         body: Any = json.loads(text)
     except (ValueError, RecursionError):
-        return (text.strip() or response.reason or "no error message"), None
+        return (text.strip() or reason or "no error message"), None
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         err = body["error"]
         message = err.get("message")
         code = err.get("code")
         return (
-            str(message) if message else response.reason or "error",
+            str(message) if message else reason or "error",
             str(code) if code else None,
         )
     return text.strip(), None
@@ -370,7 +372,11 @@ class ProviderClient:
         raw_location = response.headers.getall("location", [])
         location = raw_location[0] if raw_location else None
         try:
-            call_id = parse_call_id(location)
+            # Redacted before it is parsed: an error quoting it cuts it, and a secret crossing
+            # that cut would no longer be recognised.
+            call_id = parse_call_id(
+                redact(location, self._secrets) if location is not None else None
+            )
         except LocationError as exc:
             raise ProviderBadResponse(
                 redact(str(exc), self._secrets), status=response.status

@@ -60,6 +60,16 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return _KEY_LIKE.sub(REDACTED, text) if _may_hold_a_key(text) else text
 
 
+def redact_head(text: str, max_chars: int, secrets: Iterable[str] = ()) -> str:
+    """At most the first `max_chars` characters of `text`, redacted as by `redact`.
+
+    Redacted whole, then cut: cut first, a secret crossing the cut would be left all but its
+    last characters, which no longer match it. The work is linear in `len(text)`, which the
+    caller bounds (a provider's answer is capped in size).
+    """
+    return redact(text, secrets)[:max_chars]
+
+
 def _may_hold_a_key(text: str) -> bool:
     # Every `_KEY_LIKE` match holds one of these, whatever its case; looking for them is ten
     # times cheaper than running the pattern over text that has none (an SDP answer, mostly).

@@ -32,7 +32,14 @@ Behaviour = Literal[
     "key_in_answer",
     "key_in_call_id",
     "key_in_bad_location",
+    "key_at_error_cut",
+    "key_at_location_cut",
 ]
+
+ERROR_TEXT_CHARS = 2000
+"""How much of an error body callbridge reads for its message (`signaling.provider`)."""
+LOCATION_SHOWN_CHARS = 120
+"""How much of a bad Location callbridge quotes (`signaling.location`)."""
 
 ANSWER = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 
@@ -154,6 +161,19 @@ class FaultyProvider:
                     json.dumps({"error": {"message": message, "type": "invalid_request_error"}}),
                     status_code=401,
                     media_type="application/json",
+                )
+            if behaviour == "key_at_error_cut":
+                # The key straddles the point where the error text is cut: all but its last
+                # character fall before it.
+                filler = "E" * (ERROR_TEXT_CHARS - len(key) + 1)
+                return Response(filler + key, status_code=400, media_type="text/plain")
+            if behaviour == "key_at_location_cut":
+                filler = "Z" * (LOCATION_SHOWN_CHARS - len("/v1/realtime/calls/") - len(key) + 1)
+                return Response(
+                    ANSWER,
+                    status_code=201,
+                    media_type="application/sdp",
+                    headers={"Location": f"/v1/realtime/calls/{filler}{key}"},
                 )
             if behaviour == "key_in_answer":
                 return Response(

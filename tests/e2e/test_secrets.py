@@ -25,6 +25,7 @@ from tests.unit.sdp_samples import AIORTC_OFFER
 KEY = "sk-live-7fQ2secretKEYvalue9XyZ"
 # What identifies the key in any of its mangled forms: its body, and its base64 encoding.
 KEY_BODY = KEY.removeprefix("sk-live-")
+HEX_KEY = "3f9a1c7e5b2d4a6f8e0c1b3d5f7a9c2e"
 KEY_BASE64 = base64.b64encode(f"user:{KEY}".encode()).decode()[8:-4]
 
 
@@ -55,11 +56,15 @@ def _leaks(text: str) -> list[str]:
 
 
 async def _faulty(
-    start_service: StartService, serve: Serve, *script: Behaviour, **settings: Any
+    start_service: StartService,
+    serve: Serve,
+    *script: Behaviour,
+    api_key: str = KEY,
+    **settings: Any,
 ) -> tuple[RunningService, FaultyProvider]:
     provider = FaultyProvider(script=list(script))
     service = await start_service(
-        provider="openai", provider_url=await serve(provider.app()), api_key=KEY, **settings
+        provider="openai", provider_url=await serve(provider.app()), api_key=api_key, **settings
     )
     return service, provider
 
@@ -146,6 +151,20 @@ async def test_a_key_quoted_in_the_location_does_not_reach_the_client(
         assert response.status_code == 502
         assert _leaks(_dump(response)) == []
     assert _leaks(debug_logs.getvalue()) == []
+
+
+@pytest.mark.parametrize("behaviour", ["key_at_error_cut", "key_at_location_cut"])
+async def test_a_key_straddling_the_cut_of_quoted_provider_text_is_redacted_whole(
+    start_service: StartService, serve: Serve, behaviour: Behaviour
+) -> None:
+    # A key with no key-like prefix (Azure's are hex): only the configured key can match it.
+    service, _ = await _faulty(start_service, serve, behaviour, api_key=HEX_KEY)
+    with _logs_at_debug([HEX_KEY]) as logs:
+        response = await _start_call(service)
+    assert response.status_code == 502
+    seen = _dump(response) + logs.getvalue()
+    assert HEX_KEY[:-1] not in seen
+    assert HEX_KEY[4:] not in seen
 
 
 async def test_a_mangled_key_in_a_provider_error_reaches_no_response_or_log(

@@ -2,7 +2,7 @@
 
 import base64
 
-from signaling.redaction import REDACTED, redact, too_short
+from signaling.redaction import REDACTED, redact, redact_head, too_short
 
 
 def test_configured_secrets_are_replaced() -> None:
@@ -79,3 +79,10 @@ def test_a_hex_key_is_replaced_in_either_case() -> None:
     assert redact(f"api-key {azure_key.upper()} refused", [azure_key]) == (
         f"api-key {REDACTED} refused"
     )
+
+
+def test_a_secret_straddling_the_cut_is_redacted_before_the_text_is_cut() -> None:
+    secret = "3f9a1c7e5b2d4a6f8e0c1b3d5f7a9c2e"
+    text = "E" * 90 + secret
+    head = redact_head(text, 100, [secret])
+    assert head == "E" * 90 + REDACTED[:10]
