@@ -162,6 +162,8 @@ class WebhookVerifier:
             raise WebhookReplayed(f"webhook {webhook_id[:64]!r} was already delivered")
         try:
             event = json.loads(body)
+        except RecursionError:
+            raise WebhookMalformed("the webhook body nests too deeply") from None
         except ValueError:
             raise WebhookMalformed("the webhook body is not JSON") from None
         if not isinstance(event, dict):

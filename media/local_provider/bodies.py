@@ -44,7 +44,7 @@ async def read_offer(request: Request) -> tuple[str, dict[str, Any] | None]:
         return offer, None
     try:
         session = json.loads(raw_session)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ProviderError(
             400, "The 'session' part is not valid JSON.", code="invalid_json", param="session"
         ) from exc
@@ -63,7 +63,7 @@ async def read_json(request: Request) -> JsonObject:
         raise ProviderError(413, "The request body is too large.", code="request_too_large")
     try:
         body = await request.json()
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ProviderError(
             400, "We could not parse the JSON body of your request.", code="invalid_json"
         ) from exc

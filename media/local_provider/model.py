@@ -173,7 +173,7 @@ class Conversation:
         """Handle one raw WebSocket / data-channel message."""
         try:
             event = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             return [self._events.error("invalid_json", "The message is not valid JSON.")]
         if not isinstance(event, dict):
             return [self._events.error("invalid_json", "The message must be a JSON object.")]

@@ -276,7 +276,7 @@ async def _json_object(request: Request, *, required: bool) -> dict[str, Any]:
         return {}
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ProviderError(400, "The body is not valid JSON.", code="invalid_json") from None
     if not isinstance(body, dict):
         raise ProviderError(400, "The body must be a JSON object.", code="invalid_type")

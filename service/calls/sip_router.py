@@ -166,7 +166,7 @@ class _UrlRouter:
             raise RouterError(f"router answered {response.status_code}")
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             raise RouterError("router answered no JSON") from None
         return parse_decision(body)
 

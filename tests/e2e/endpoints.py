@@ -11,17 +11,18 @@ from dataclasses import dataclass, field
 
 @dataclass
 class JsonEndpoint:
-    """An HTTP/1.1 server answering every POST with `answer` as JSON, keeping connections
-    alive; it counts the connections it accepted and those still open."""
+    """An HTTP/1.1 server answering every POST with `answer` as JSON (bytes are sent as they
+    are), keeping connections alive; it counts the connections it accepted and those still
+    open."""
 
-    answer: dict[str, str]
+    answer: dict[str, str] | bytes
     accepted: int = 0
     open: set[asyncio.StreamWriter] = field(default_factory=set)
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
         self.open.add(writer)
-        body = json.dumps(self.answer).encode()
+        body = self.answer if isinstance(self.answer, bytes) else json.dumps(self.answer).encode()
         try:
             while head := await reader.readuntil(b"\r\n\r\n"):
                 length = next(
@@ -43,7 +44,9 @@ class JsonEndpoint:
 
 
 @contextlib.asynccontextmanager
-async def json_endpoint(answer: dict[str, str]) -> AsyncIterator[tuple[str, JsonEndpoint]]:
+async def json_endpoint(
+    answer: dict[str, str] | bytes,
+) -> AsyncIterator[tuple[str, JsonEndpoint]]:
     """A `JsonEndpoint` on a loopback port for the duration: its base URL, and it."""
     endpoint = JsonEndpoint(answer)
     server = await asyncio.start_server(endpoint.serve, "127.0.0.1", 0)

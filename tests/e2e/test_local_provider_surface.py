@@ -199,3 +199,17 @@ def test_client_secrets_are_bounded_dropping_the_oldest() -> None:
     secrets.issue({"type": "realtime"}, ttl_s=60, now=0.0)
 
     assert secrets.valid(first.value, now=1.0) is None
+
+
+async def test_a_json_body_nesting_too_deeply_is_refused_as_invalid_json(
+    provider: Provider, http: httpx.AsyncClient
+) -> None:
+    deep = "[" * 20_000 + "]" * 20_000
+    response = await http.post(
+        provider.base_url + "/v1/realtime/client_secrets",
+        content=deep,
+        headers={**AUTH, "content-type": "application/json"},
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"

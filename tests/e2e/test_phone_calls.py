@@ -356,3 +356,28 @@ async def test_the_webhook_is_answered_before_an_http_router_decides(
     assert (leg["state"], leg["reject_status_code"]) == ("rejected", 404)
     assert asked[0]["call_id"] == leg["call_id"]
     assert asked[0]["sip_headers"]["From"] == CALLER
+
+
+def _signed(body: str) -> dict[str, str]:
+    webhook_id = f"wh_{secrets.token_hex(8)}"
+    now = datetime.now(UTC)
+    return {
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(SECRET).sign(webhook_id, now, body),
+        "content-type": "application/json",
+    }
+
+
+async def test_a_signed_webhook_nesting_too_deeply_is_refused_as_malformed(
+    phone_network: Any,
+) -> None:
+    phone: Phone = await phone_network()
+    leg = await phone.ring(deliver=False)
+    event = json.loads(leg["webhook"]["body"])
+    deep = "[" * 20_000 + "]" * 20_000
+    body = json.dumps(event).replace('"sip_headers": [', f'"sip_headers": [{deep}, ', 1)
+    assert deep in body
+    response = await phone.deliver(_signed(body), body)
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from service.calls.sip_router import Accept, IncomingCall, load_router
+import pytest
+
+from service.calls.sip_router import Accept, IncomingCall, RouterError, load_router
 from service.outbound_http import HoldsConnections
 from signaling.ids import CallId
 from tests.e2e.endpoints import json_endpoint
@@ -27,3 +29,12 @@ async def test_closing_a_url_router_closes_its_connections() -> None:
         assert isinstance(router, HoldsConnections)
         await router.aclose()
         await until(lambda: not endpoint.open, timeout_s=5)
+
+
+async def test_a_url_router_answering_json_nested_too_deeply_cannot_decide() -> None:
+    async with json_endpoint(b"[" * 20_000 + b"]" * 20_000) as (url, _):
+        router = load_router(url)
+        with pytest.raises(RouterError, match="no JSON"):
+            await router(IncomingCall(CallId("rtc_1")))
+        assert isinstance(router, HoldsConnections)
+        await router.aclose()

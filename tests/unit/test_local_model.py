@@ -625,3 +625,8 @@ def test_function_call_outputs_are_counted_per_call_id() -> None:
     conv.handle_client_event(tool_output("call_b", "three"))
 
     assert conv.function_call_output_counts() == {"call_a": 2, "call_b": 1}
+
+
+def test_json_nesting_too_deeply_is_an_error() -> None:
+    deep = "[" * 20_000 + "]" * 20_000
+    assert error_of(conversation().handle_client_text(deep))["code"] == "invalid_json"
