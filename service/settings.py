@@ -24,6 +24,10 @@ from signaling.redaction import too_short
 
 OPENAI_API_BASE = "https://api.openai.com"
 ENV_PREFIX = "CALLBRIDGE_"
+MAX_SECONDS = 30 * 86400
+"""The largest value of any duration setting (`*_S`), 30 days: past some such value, time
+stamps made from it overflow (a call limit of `1e300` s made every read of the call's record
+fail), and a timer that long never fires anyway."""
 
 
 class ConfigurationError(ValueError):
@@ -111,6 +115,7 @@ class Settings(BaseSettings):
     provider_timeout_s: float = Field(
         10.0,
         gt=0,
+        le=MAX_SECONDS,
         description="Total deadline of one provider HTTP request: connect, send and the whole "
         "answer (not per read).",
     )
@@ -118,12 +123,13 @@ class Settings(BaseSettings):
         1 << 20, gt=0, description="Largest provider HTTP answer read (past it: 502)."
     )
     provider_connect_timeout_s: float = Field(
-        5.0, gt=0, description="TCP connect timeout for provider calls."
+        5.0, gt=0, le=MAX_SECONDS, description="TCP connect timeout for provider calls."
     )
 
     hangup_retry_s: float = Field(
         600.0,
         gt=0,
+        le=MAX_SECONDS,
         description="How long a hang-up the provider does not confirm is retried (backoff up "
         "to 30 s; with Redis, by any instance) before the call is reported as possibly still "
         'live at the provider (`callbridge_provider_hangups_total{outcome="abandoned"}`).',
@@ -136,19 +142,28 @@ class Settings(BaseSettings):
         description="Attempts to join or rejoin the sideband before giving up: with the "
         "default backoff, 20 to 40 s of provider outage, which the call's media outlives.",
     )
-    sideband_backoff_s: float = Field(0.2, gt=0, description="First reconnect backoff (doubles).")
-    sideband_backoff_max_s: float = Field(5.0, gt=0, description="Largest reconnect backoff.")
-    sideband_ping_interval_s: float = Field(20.0, gt=0, description="WebSocket keepalive period.")
+    sideband_backoff_s: float = Field(
+        0.2, gt=0, le=MAX_SECONDS, description="First reconnect backoff (doubles)."
+    )
+    sideband_backoff_max_s: float = Field(
+        5.0, gt=0, le=MAX_SECONDS, description="Largest reconnect backoff."
+    )
+    sideband_ping_interval_s: float = Field(
+        20.0, gt=0, le=MAX_SECONDS, description="WebSocket keepalive period."
+    )
     sideband_compression: bool = Field(
         False,
         description="Offer permessage-deflate (RFC 7692) on the sideband. Off: each compressed "
         "connection holds zlib state (tens of KiB per call) for little gain on small JSON events.",
     )
     max_call_duration_s: float = Field(
-        3600.0, gt=0, description="Calls are hung up after this long."
+        3600.0, gt=0, le=MAX_SECONDS, description="Calls are hung up after this long."
     )
     idle_timeout_s: float = Field(
-        300.0, gt=0, description="Calls with no transcript or speech activity this long end."
+        300.0,
+        gt=0,
+        le=MAX_SECONDS,
+        description="Calls with no transcript or speech activity this long end.",
     )
     max_transcript_items: int = Field(
         10_000,
@@ -174,16 +189,20 @@ class Settings(BaseSettings):
         "service.handoffs.builtin:answer",
         description="Handoff handler: `module:function`, `cmd:<shell command>` or an http(s) URL.",
     )
-    handler_timeout_s: float = Field(60.0, gt=0, description="Per-handoff handler timeout.")
+    handler_timeout_s: float = Field(
+        60.0, gt=0, le=MAX_SECONDS, description="Per-handoff handler timeout."
+    )
     queue_claim_idle_s: float | None = Field(
         None,
         gt=0,
+        le=MAX_SECONDS,
         description="Redis: a handoff silent this long is taken from its worker by another. "
         "Default: the handler timeout plus 30 s.",
     )
     handoff_deadline_s: float | None = Field(
         None,
         gt=0,
+        le=MAX_SECONDS,
         description="A handoff with no result or failure this long after it was queued fails: "
         "the model gets an error output, a later result is kept in the record as "
         "`late_output`. Progress does not extend it. Default: 3 deliveries x the longer of the "
@@ -199,6 +218,7 @@ class Settings(BaseSettings):
     ended_call_retention_s: float = Field(
         300.0,
         ge=0,
+        le=MAX_SECONDS,
         description="How long an ended call stays findable through the call directory, so "
         "any instance can still show its record.",
     )
@@ -211,6 +231,7 @@ class Settings(BaseSettings):
     call_lease_s: float = Field(
         5.0,
         gt=0,
+        le=MAX_SECONDS,
         description="Redis: how long a call's ownership lease lasts unrenewed; once it lapses "
         "another instance takes the call over (renewed every third of it).",
     )
@@ -251,7 +272,10 @@ class Settings(BaseSettings):
         "answering accept, reject or refer. Unset: accept with the session defaults.",
     )
     sip_router_timeout_s: float = Field(
-        3.0, gt=0, description="A router slower than this: the call is rejected with 480."
+        3.0,
+        gt=0,
+        le=MAX_SECONDS,
+        description="A router slower than this: the call is rejected with 480.",
     )
 
     # HTTP
@@ -281,6 +305,7 @@ class Settings(BaseSettings):
     sse_send_timeout_s: float = Field(
         10.0,
         gt=0,
+        le=MAX_SECONDS,
         description="An event-stream subscriber whose socket takes no data this long is dropped "
         "(during the call, and when it ends).",
     )
@@ -315,7 +340,10 @@ class Settings(BaseSettings):
         "", description='Comma-separated ICE server URLs advertised in `Link: rel="ice-server"`.'
     )
     drain_timeout_s: float = Field(
-        30.0, ge=0, description="On SIGTERM, how long live calls may continue before hang-up."
+        30.0,
+        ge=0,
+        le=MAX_SECONDS,
+        description="On SIGTERM, how long live calls may continue before hang-up.",
     )
 
     # Local provider
@@ -397,6 +425,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 "CALLBRIDGE_CALL_TOKEN_SECRET needs CALLBRIDGE_API_TOKENS: call tokens are "
                 "minted with an API token, and without one every request would be refused"
+            )
+        if self.sideband_backoff_s > self.sideband_backoff_max_s:
+            raise ValueError(
+                "CALLBRIDGE_SIDEBAND_BACKOFF_S must not exceed CALLBRIDGE_SIDEBAND_BACKOFF_MAX_S"
             )
         if self.provider == "azure" and not (self.azure_resource or self.provider_url):
             raise ValueError(

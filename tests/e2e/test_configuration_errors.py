@@ -93,3 +93,13 @@ def test_a_provider_url_that_cannot_be_used_is_refused(url: str) -> None:
 
 def test_an_unknown_log_level_is_refused() -> None:
     _one_line_naming(_serve(log_level="LOUD"), "CALLBRIDGE_LOG_LEVEL")
+
+
+@pytest.mark.parametrize("value", ["1e300", "inf", "2592001"])
+def test_a_duration_past_thirty_days_is_refused(value: str) -> None:
+    _one_line_naming(_serve(max_call_duration_s=value), "CALLBRIDGE_MAX_CALL_DURATION_S")
+
+
+def test_a_first_backoff_longer_than_the_largest_is_refused() -> None:
+    result = _serve(sideband_backoff_s="10", sideband_backoff_max_s="1")
+    _one_line_naming(result, "CALLBRIDGE_SIDEBAND_BACKOFF_S")
