@@ -20,6 +20,7 @@ from service.api.methods import MethodRouting, MethodTable, static_paths
 from service.api.openapi import install_openapi
 from service.api.ops import router as ops_router
 from service.api.problems import install_problem_handlers
+from service.api.sse import StreamSeats
 from service.api.webhooks import router as webhooks_router
 from service.api.whip import AcceptPostOnOptions
 from service.calls.directory import CallDirectory
@@ -207,6 +208,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.webhook_verifier = webhook_verifier
+    app.state.stream_seats = StreamSeats(settings.max_event_streams_per_call)
     app.state.rate_limiter = RateLimiter(
         settings.rate_limit_per_minute,
         settings.rate_limit_burst,

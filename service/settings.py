@@ -302,6 +302,12 @@ class Settings(BaseSettings):
         "may carry (400).",
     )
     max_calls: int = Field(100, ge=1, description="Concurrent calls per instance.")
+    max_event_streams_per_call: int = Field(
+        20,
+        ge=1,
+        description="Event streams (`GET /v1/calls/{id}/events`) one call may have open on an "
+        "instance at once; past it a new one is answered 429. Each copies every event.",
+    )
     sse_send_timeout_s: float = Field(
         10.0,
         gt=0,

@@ -6,7 +6,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import replace
 from typing import Annotated, Any, TypeVar
 
@@ -27,7 +27,7 @@ from service.api.media_types import charset, media_type
 from service.api.models import MessageIn, ReferIn, SessionOverrides, StartOverrides
 from service.api.openapi import EXAMPLE_OFFER, SDP_SCHEMA, answers, headers
 from service.api.problems import CLIENT_CLOSED_REQUEST, Problem
-from service.api.sse import EventStreamResponse
+from service.api.sse import EventStreamResponse, StreamSeats
 from service.auth import Principal, mint_call_token
 from service.calls.control import (
     Command,
@@ -591,6 +591,7 @@ def _last_event_id(value: str | None, pattern: re.Pattern[str]) -> str | None:
         404,
         409,
         410,
+        429,
         503,
         ok={
             200: {
@@ -634,7 +635,7 @@ async def call_events(call_id: str, request: Request, principal: Caller) -> Even
                     continue
                 yield _frame(event.event_id, event.name, event.data)
 
-        return _sse(logged(), send_timeout_s)
+        return _sse(logged(), send_timeout_s, _seat(request, cid))
     last = _last_event_id(request.headers.get("last-event-id"), _EVENT_SEQ)
     record = await _run(request, GetCall(cid, principal))
     session = manager.session(cid)
@@ -656,7 +657,19 @@ async def call_events(call_id: str, request: Request, principal: Caller) -> Even
                 continue
             yield _frame(str(event.seq), event.name, event.data)
 
-    return _sse(frames(), send_timeout_s)
+    return _sse(frames(), send_timeout_s, _seat(request, cid))
+
+
+def _seat(request: Request, call_id: CallId) -> Callable[[], None]:
+    """Take one of the call's event-stream seats; what gives it back. 429 when none is free."""
+    seats: StreamSeats = request.app.state.stream_seats
+    if not seats.take(call_id):
+        raise Problem(
+            429,
+            f"this call already has {seats.per_call} event streams open here",
+            kind="too-many-streams",
+        )
+    return lambda: seats.give_back(call_id)
 
 
 def _unissued() -> Problem:
@@ -668,11 +681,14 @@ def _frame(event_id: str, name: str, data: dict[str, Any]) -> bytes:
     return f"id: {event_id}\nevent: {name}\ndata: {body}\n\n".encode()
 
 
-def _sse(frames: AsyncGenerator[bytes, None], send_timeout_s: float) -> EventStreamResponse:
+def _sse(
+    frames: AsyncGenerator[bytes, None], send_timeout_s: float, on_close: Callable[[], None]
+) -> EventStreamResponse:
     return EventStreamResponse(
         frames,
         send_timeout_s=send_timeout_s,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        on_close=on_close,
     )
 
 

@@ -10,12 +10,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 
 from starlette.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
 log = logging.getLogger("callbridge.api")
+
+
+class StreamSeats:
+    """Event streams open on this instance, per call, at most `per_call` each: every stream
+    copies each of its call's events, so one client opening thousands would make each event
+    cost thousands of copies. Only calls with an open stream have an entry."""
+
+    def __init__(self, per_call: int) -> None:
+        self.per_call = per_call
+        self._open: dict[str, int] = {}
+
+    def take(self, call_id: str) -> bool:
+        """Count one more stream on `call_id`; False (nothing counted) when it has `per_call`."""
+        taken = self._open.get(call_id, 0)
+        if taken >= self.per_call:
+            return False
+        self._open[call_id] = taken + 1
+        return True
+
+    def give_back(self, call_id: str) -> None:
+        """A stream `take` counted on `call_id` has ended."""
+        left = self._open.pop(call_id, 0) - 1
+        if left > 0:
+            self._open[call_id] = left
 
 
 class EventStreamResponse(StreamingResponse):
@@ -33,10 +57,13 @@ class EventStreamResponse(StreamingResponse):
         *,
         send_timeout_s: float,
         headers: Mapping[str, str] | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
+        """`on_close` is called once the response is over, however it ended."""
         super().__init__(frames, media_type="text/event-stream", headers=headers)
         self._frames = frames
         self._send_timeout_s = send_timeout_s
+        self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def bounded_send(message: Message) -> None:
@@ -51,4 +78,8 @@ class EventStreamResponse(StreamingResponse):
                 self._send_timeout_s,
             )
         finally:
-            await self._frames.aclose()
+            try:
+                await self._frames.aclose()
+            finally:
+                if self._on_close is not None:
+                    self._on_close()

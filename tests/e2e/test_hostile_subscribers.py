@@ -101,3 +101,41 @@ async def test_a_stream_whose_subscriber_never_reads_closes_when_the_call_ends(
         assert await healthy(service.url)
     finally:
         sock.close()
+
+
+async def _open_streams(service: RunningService, call_id: str, count: int) -> list[socket.socket]:
+    streams = [await _silent_subscriber(service, call_id) for _ in range(count)]
+    await until(lambda: _http_requests_in_flight() == count)
+    return streams
+
+
+async def test_event_streams_past_a_calls_limit_are_answered_429(
+    start_service: StartService, serve: Serve
+) -> None:
+    provider = FaultyProvider()
+    service, call_id, _ = await call_at(
+        start_service, serve, provider, max_event_streams_per_call=3
+    )
+    streams = await _open_streams(service, call_id, 3)
+    try:
+        async with httpx.AsyncClient(base_url=service.url) as client:
+            refused = await client.get(f"/v1/calls/{call_id}/events")
+        assert refused.status_code == 429
+        assert refused.headers["content-type"] == "application/problem+json"
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+async def test_a_closed_event_stream_gives_its_seat_back(
+    start_service: StartService, serve: Serve
+) -> None:
+    provider = FaultyProvider()
+    service, call_id, _ = await call_at(
+        start_service, serve, provider, max_event_streams_per_call=1
+    )
+    first = await _open_streams(service, call_id, 1)
+    first[0].close()
+    await until(lambda: _http_requests_in_flight() == 0)
+    second = await _open_streams(service, call_id, 1)
+    second[0].close()
