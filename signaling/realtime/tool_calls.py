@@ -16,6 +16,12 @@ RETRY_OUTPUT: Final = (
 )
 """The error output for a truncated or malformed tool call: it asks the model to try again."""
 
+REQUEST_TOO_LONG_OUTPUT: Final = (
+    "The tool call was not run: {reason}. Call background_agent again with a shorter prompt "
+    "(at most {limit} bytes) that says what the user asked for."
+)
+"""The error output for a `background_agent` call whose prompt is over the request cap."""
+
 UNKNOWN_TOOL_OUTPUT: Final = "There is no tool named {name!r}. The tools are: {tools}."
 """The error output for a call to a tool we did not offer."""
 
