@@ -213,7 +213,9 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest result, progress message or failure text of a handoff, and total "
         "progress text per handoff, in UTF-8 bytes: longer text is cut with a marker, more "
-        "progress is dropped; counted in the call's `limits_reached`.",
+        "progress is dropped; counted in the call's `limits_reached`. Also the largest prompt "
+        "the model may hand off: a longer `background_agent` call is refused, and the model "
+        "is told to call again with a shorter one.",
     )
     ended_call_retention_s: float = Field(
         300.0,
@@ -470,6 +472,7 @@ class Settings(BaseSettings):
             max_transcript_items=self.max_transcript_items,
             max_transcript_bytes=self.max_transcript_bytes,
             max_errors=self.max_errors_per_call,
+            max_request_bytes=self.handoff_max_text_bytes,
             handoff_deadline_s=self.handoff_deadline(),
         )
 

@@ -26,7 +26,8 @@ def _iso(ts: float | None) -> str | None:
 class HandoffRecord:
     """One handoff as the call sees it. `expired`: the call gave up waiting (its deadline
     passed, or the call ended) and failed it; `late_output` is a result that came after that,
-    which the model never saw. `progress_bytes` is the UTF-8 size of `progress`."""
+    which the model never saw. `progress_bytes` is the UTF-8 size of `progress`. `request` is at
+    most `handoff_max_text_bytes` UTF-8 bytes: the call core refuses a longer prompt."""
 
     handoff_id: str
     tool_call_id: str

@@ -92,7 +92,8 @@ class SessionSettings:
 @dataclass(frozen=True, slots=True)
 class ReportError:
     """Something went wrong that the call survives; `code` is the provider's when it gave one.
-    Provider text in it is already redacted."""
+    Provider text in it is already redacted, then cut: `code` to `CallLimits.max_name_bytes`,
+    `message` to `CallLimits.max_error_bytes` UTF-8 bytes."""
 
     code: str | None
     message: str

@@ -19,7 +19,8 @@ class Delegation:
     `handoff_id` is `f"{call_id}:{tool_call_id}"`, unique across calls. `transcript_delta`
     holds the entries that gained text since the call's previous handoff. `steering` is set
     when another handoff of the call was still open: the model has already been told this
-    request went to the running task as guidance.
+    request went to the running task as guidance. The core hands off no `request` longer
+    than `CallLimits.max_request_bytes` UTF-8 bytes.
     """
 
     call_id: str

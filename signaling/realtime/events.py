@@ -8,6 +8,10 @@ Only the fields the call state acts on are required (ids it keys on, text it acc
 call arguments); correlation fields it merely carries (`response_id`, `content_index`, ...) are
 optional and read as `None` or a default when absent or ill-typed, because the provider adding,
 dropping or retyping those must not cost us a transcript line or a handoff.
+
+Ids are bounded (`limits.MAX_ID_CHARS`): a longer optional id reads as absent, a longer
+required one makes the event malformed, so that no id the core keeps is megabytes long.
+Tool call ids are the exception: the core reports and refuses a call with a long one.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias, assert_never
 
 import orjson
+
+from signaling.realtime.limits import MAX_ID_CHARS
 
 JsonObject: TypeAlias = dict[str, Any]
 """A decoded JSON object, as carried in events and client payloads."""
@@ -358,6 +364,19 @@ def _opt_str(obj: JsonObject, key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _req_id(obj: JsonObject, key: str) -> str:
+    value = _req_str(obj, key)
+    if len(value) > MAX_ID_CHARS:
+        raise _Invalid(f"field {key!r} is {len(value)} characters, more than {MAX_ID_CHARS}")
+    return value
+
+
+def _opt_id(obj: JsonObject, key: str) -> str | None:
+    # An id too long to be the provider's is read as absent, like an ill-typed one.
+    value = obj.get(key)
+    return value if isinstance(value, str) and len(value) <= MAX_ID_CHARS else None
+
+
 def _opt_int(obj: JsonObject, key: str) -> int | None:
     value = obj.get(key)
     # bool is an int subclass, but `true` is never a count.
@@ -374,10 +393,10 @@ def _req_obj(obj: JsonObject, key: str) -> JsonObject:
 def _response_id(obj: JsonObject) -> str | None:
     response = obj.get("response")
     if isinstance(response, dict):
-        nested = response.get("id")
-        if isinstance(nested, str):
+        nested = _opt_id(response, "id")
+        if nested is not None:
             return nested
-    return _opt_str(obj, "response_id")
+    return _opt_id(obj, "response_id")
 
 
 def _item(obj: JsonObject) -> Item:
@@ -399,7 +418,7 @@ def _item(obj: JsonObject) -> Item:
                 if isinstance(text, str) and text:
                     texts.append(text)
     return Item(
-        id=_opt_str(raw, "id"),
+        id=_opt_id(raw, "id"),
         type=_req_str(raw, "type"),
         role=_opt_str(raw, "role"),
         name=_opt_str(raw, "name"),
@@ -422,13 +441,13 @@ def _session_created(obj: JsonObject) -> ServerEvent:
 
 def _session_updated(obj: JsonObject) -> ServerEvent:
     session = _req_obj(obj, "session")
-    return SessionUpdated(session_id=_opt_str(session, "id"), session=session)
+    return SessionUpdated(session_id=_opt_id(session, "id"), session=session)
 
 
 def _input_transcript_delta(obj: JsonObject) -> ServerEvent:
     # The GA SDK marks `delta` optional; a delta without text adds nothing.
     return InputTranscriptDelta(
-        item_id=_req_str(obj, "item_id"),
+        item_id=_req_id(obj, "item_id"),
         content_index=_opt_int(obj, "content_index") or 0,
         delta=_opt_str(obj, "delta") or "",
     )
@@ -436,7 +455,7 @@ def _input_transcript_delta(obj: JsonObject) -> ServerEvent:
 
 def _input_transcript_completed(obj: JsonObject) -> ServerEvent:
     return InputTranscriptCompleted(
-        item_id=_req_str(obj, "item_id"),
+        item_id=_req_id(obj, "item_id"),
         content_index=_opt_int(obj, "content_index") or 0,
         transcript=_req_str(obj, "transcript"),
     )
@@ -446,7 +465,7 @@ def _input_transcript_failed(obj: JsonObject) -> ServerEvent:
     error = obj.get("error")
     message = _opt_str(error, "message") if isinstance(error, dict) else None
     return InputTranscriptFailed(
-        item_id=_req_str(obj, "item_id"), message=message or "input transcription failed"
+        item_id=_req_id(obj, "item_id"), message=message or "input transcription failed"
     )
 
 
@@ -454,7 +473,7 @@ def _output_delta(source: OutputSource) -> Callable[[JsonObject], ServerEvent]:
     def parse(obj: JsonObject) -> ServerEvent:
         # Positional: the most frequent event of a call is built here.
         return OutputTranscriptDelta(
-            _opt_str(obj, "response_id"), _req_str(obj, "item_id"), _req_str(obj, "delta"), source
+            _opt_id(obj, "response_id"), _req_id(obj, "item_id"), _req_str(obj, "delta"), source
         )
 
     return parse
@@ -463,8 +482,8 @@ def _output_delta(source: OutputSource) -> Callable[[JsonObject], ServerEvent]:
 def _output_done(source: OutputSource, text_field: str) -> Callable[[JsonObject], ServerEvent]:
     def parse(obj: JsonObject) -> ServerEvent:
         return OutputTranscriptDone(
-            response_id=_opt_str(obj, "response_id"),
-            item_id=_req_str(obj, "item_id"),
+            response_id=_opt_id(obj, "response_id"),
+            item_id=_req_id(obj, "item_id"),
             text=_req_str(obj, text_field),
             source=source,
         )
@@ -474,30 +493,28 @@ def _output_done(source: OutputSource, text_field: str) -> Callable[[JsonObject]
 
 def _output_audio_delta(obj: JsonObject) -> ServerEvent:
     return OutputAudioDelta(
-        response_id=_opt_str(obj, "response_id"),
-        item_id=_opt_str(obj, "item_id"),
+        response_id=_opt_id(obj, "response_id"),
+        item_id=_opt_id(obj, "item_id"),
         byte_count=_base64_size(_req_str(obj, "delta")),
     )
 
 
 def _item_added(obj: JsonObject) -> ServerEvent:
-    return ConversationItemAdded(
-        item=_item(obj), previous_item_id=_opt_str(obj, "previous_item_id")
-    )
+    return ConversationItemAdded(item=_item(obj), previous_item_id=_opt_id(obj, "previous_item_id"))
 
 
 def _item_done(obj: JsonObject) -> ServerEvent:
-    return ConversationItemDone(item=_item(obj), previous_item_id=_opt_str(obj, "previous_item_id"))
+    return ConversationItemDone(item=_item(obj), previous_item_id=_opt_id(obj, "previous_item_id"))
 
 
 def _output_item_done(obj: JsonObject) -> ServerEvent:
-    return OutputItemDone(response_id=_opt_str(obj, "response_id"), item=_item(obj))
+    return OutputItemDone(response_id=_opt_id(obj, "response_id"), item=_item(obj))
 
 
 def _function_call_arguments_done(obj: JsonObject) -> ServerEvent:
     return FunctionCallArgumentsDone(
-        response_id=_opt_str(obj, "response_id"),
-        item_id=_opt_str(obj, "item_id"),
+        response_id=_opt_id(obj, "response_id"),
+        item_id=_opt_id(obj, "item_id"),
         call_id=_req_str(obj, "call_id"),
         name=_opt_str(obj, "name"),
         arguments=_req_str(obj, "arguments"),
@@ -534,7 +551,7 @@ def _response_done(obj: JsonObject) -> ServerEvent:
 
 
 def _item_retrieved(obj: JsonObject) -> ServerEvent:
-    return ItemRetrieved(item=_item(obj), previous_item_id=_opt_str(obj, "previous_item_id"))
+    return ItemRetrieved(item=_item(obj), previous_item_id=_opt_id(obj, "previous_item_id"))
 
 
 def _response_cancelled(obj: JsonObject) -> ServerEvent:
@@ -542,16 +559,16 @@ def _response_cancelled(obj: JsonObject) -> ServerEvent:
 
 
 def _speech_started(obj: JsonObject) -> ServerEvent:
-    return SpeechStarted(item_id=_opt_str(obj, "item_id"))
+    return SpeechStarted(item_id=_opt_id(obj, "item_id"))
 
 
 def _speech_stopped(obj: JsonObject) -> ServerEvent:
-    return SpeechStopped(item_id=_opt_str(obj, "item_id"))
+    return SpeechStopped(item_id=_opt_id(obj, "item_id"))
 
 
 def _input_audio_committed(obj: JsonObject) -> ServerEvent:
     return InputAudioCommitted(
-        item_id=_req_str(obj, "item_id"), previous_item_id=_opt_str(obj, "previous_item_id")
+        item_id=_req_id(obj, "item_id"), previous_item_id=_opt_id(obj, "previous_item_id")
     )
 
 
@@ -565,7 +582,7 @@ def _error(obj: JsonObject) -> ServerEvent:
         code=_opt_str(detail, "code"),
         message=message,
         param=_opt_str(detail, "param"),
-        event_id=_opt_str(detail, "event_id"),
+        event_id=_opt_id(detail, "event_id"),
     )
 
 
@@ -580,7 +597,7 @@ def _raw_json(error: object, event: JsonObject) -> str:
 def _rate_limit(entry: JsonObject) -> RateLimit:
     reset = entry.get("reset_seconds")
     return RateLimit(
-        name=_opt_str(entry, "name"),
+        name=_opt_id(entry, "name"),
         limit=_opt_int(entry, "limit"),
         remaining=_opt_int(entry, "remaining"),
         reset_seconds=(

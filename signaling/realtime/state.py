@@ -80,11 +80,22 @@ from signaling.realtime.events import (
     event_type_name,
     parse_server_event,
 )
-from signaling.realtime.limits import CallLimits
+from signaling.realtime.limits import (
+    ERROR_CAP,
+    ERROR_CODE_CAP,
+    MAX_ID_CHARS,
+    REQUEST_CAP,
+    TOOL_CALL_ID_CAP,
+    TOOL_NAME_CAP,
+    CallLimits,
+    clip,
+    utf8_size,
+)
 from signaling.realtime.link import Link, LinkStatus
 from signaling.realtime.outbox import Outbox
 from signaling.realtime.responses import ResponseArbiter
 from signaling.realtime.tool_calls import (
+    REQUEST_TOO_LONG_OUTPUT,
     RETRY_OUTPUT,
     UNKNOWN_TOOL_OUTPUT,
     ToolCall,
@@ -385,7 +396,7 @@ class CallState:
         if self._ended:
             return []
         self._link_lost()
-        return self._retry_or_end(now, f"closed with code {code} {self._redact(reason)!r}".strip())
+        return self._retry_or_end(now, f"closed with code {code} {self._message(reason)!r}".strip())
 
     def join_failed(
         self, status: int | None, code: str | None, now: float, message: str = ""
@@ -395,8 +406,8 @@ class CallState:
         if self._ended:
             return []
         self._link_lost()
-        detail = self._redact(message) or (f"HTTP {status}" if status else "no answer")
-        safe_code = self._redact(code) if code else None
+        detail = self._message(message) or (f"HTTP {status}" if status else "no answer")
+        safe_code = self._code(code) if code else None
         if status in (404, 410) and self._link.joins > 0:
             # The call existed and is over: nothing left to hang up.
             end = CallEnd(EndReason.PROVIDER_ENDED, code=safe_code or str(status), message=detail)
@@ -602,13 +613,14 @@ class CallState:
         if refused == "session.update" and event.event_id is not None:
             return self._session_refused(event.event_id, event.code, event.message)
         if refused == "conversation.item.retrieve":
-            return [IgnoredEvent("error", f"item retrieval refused: {event.code}")]
+            code = self._code(event.code) if event.code else None
+            return [IgnoredEvent("error", f"item retrieval refused: {code}")]
         actions = self._report(event.code, event.message)
         if event.code in TERMINAL_ERROR_CODES:
             end = CallEnd(
                 EndReason.PROVIDER_ENDED,
-                code=self._redact(event.code),
-                message=self._redact(event.message),
+                code=self._code(event.code),
+                message=self._message(event.message),
             )
             actions.extend(self._finish(end, hang_up=True))
         return actions
@@ -663,7 +675,16 @@ class CallState:
     def _report(self, code: str | None, message: str) -> list[Action]:
         if self._errors < self._limits.max_errors:
             self._errors += 1
-            return [ReportError(self._redact(code) if code else None, self._redact(message))]
+            redacted = self._redact(message)
+            safe_message = clip(redacted, self._limits.max_error_bytes)
+            redacted_code = self._redact(code) if code else None
+            safe_code = clip(redacted_code, self._limits.max_name_bytes) if redacted_code else None
+            actions: list[Action] = [ReportError(safe_code, safe_message)]
+            if safe_message is not redacted:
+                actions += self._limit_hit(ERROR_CAP, self._limits.max_error_bytes)
+            if safe_code is not redacted_code:
+                actions += self._limit_hit(ERROR_CODE_CAP, self._limits.max_name_bytes)
+            return actions
         self.dropped_errors += 1
         return self._limit_hit("errors", self._limits.max_errors)
 
@@ -683,6 +704,15 @@ class CallState:
 
     def _redact(self, text: str) -> str:
         return redact(text, self._secrets)
+
+    # Provider text is cut only after it is redacted: a cut first could split a secret and
+    # leave most of it unrecognised.
+
+    def _message(self, text: str) -> str:
+        return clip(self._redact(text), self._limits.max_error_bytes)
+
+    def _code(self, text: str) -> str:
+        return clip(self._redact(text), self._limits.max_name_bytes)
 
     # Worker reports and control
 
@@ -861,6 +891,10 @@ class CallState:
         # item's own done event will carry it.
         if tool_call_id is None or name is None:
             return []
+        if len(tool_call_id) > MAX_ID_CHARS:
+            return self._long_call_id(tool_call_id)
+        if item_id is not None and len(item_id) > MAX_ID_CHARS:
+            item_id = None
         # Each completed call is announced by up to four events; only the first counts.
         if tool_call_id in self._tool_calls or (
             item_id is not None and item_id in self._tool_items
@@ -868,20 +902,26 @@ class CallState:
             return []
         if len(self._tool_calls) >= self._limits.max_transcript_items:
             return self._limit_hit("tool_calls", self._limits.max_transcript_items)
-        call = ToolCall(tool_call_id=tool_call_id, name=name, item_id=item_id)
+        # Only the name as shown is kept: the offered tools' names fit in it.
+        redacted = self._redact(name)
+        shown = clip(redacted, self._limits.max_name_bytes)
+        cut = (
+            [] if shown is redacted else self._limit_hit(TOOL_NAME_CAP, self._limits.max_name_bytes)
+        )
+        call = ToolCall(tool_call_id=tool_call_id, name=shown, item_id=item_id)
         self._tool_calls[tool_call_id] = call
         if item_id is not None:
             self._tool_items[item_id] = tool_call_id
         if self._requested.mode == "transcription":
-            return [IgnoredEvent(type_name, f"tool call {name!r} in transcription mode")]
+            return [*cut, IgnoredEvent(type_name, f"tool call {shown!r} in transcription mode")]
         if name == REMAIN_SILENT_TOOL:
             return self._answer(call, "", respond=False)
         if name != BACKGROUND_AGENT_TOOL:
-            return self._refuse(
+            return cut + self._refuse(
                 call,
                 "unknown_tool",
-                f"the model called {name!r}, a tool we did not offer",
-                UNKNOWN_TOOL_OUTPUT.format(name=name, tools=_OFFERED_TOOLS),
+                f"the model called {shown!r}, a tool we did not offer",
+                UNKNOWN_TOOL_OUTPUT.format(name=shown, tools=_OFFERED_TOOLS),
             )
         if incomplete:
             reason = "its arguments were cut off before they were complete"
@@ -894,7 +934,29 @@ class CallState:
             return self._refuse(
                 call, "tool_call_malformed", reason, RETRY_OUTPUT.format(reason=reason)
             )
+        limit = self._limits.max_request_bytes
+        size = len(prompt) if len(prompt) * 4 <= limit else utf8_size(prompt)
+        if size > limit:
+            reason = f"its prompt was {size} bytes, more than the {limit} allowed"
+            output = REQUEST_TOO_LONG_OUTPUT.format(reason=reason, limit=limit)
+            return [
+                *self._limit_hit(REQUEST_CAP, limit),
+                *self._refuse(call, "tool_call_too_long", reason, output),
+            ]
         return self._handoff(call, prompt)
+
+    def _long_call_id(self, tool_call_id: str) -> list[Action]:
+        # Answering the call would echo its whole id, and keeping it would hold that much per
+        # call: it is reported with its id cut, and neither kept nor answered.
+        shown = clip(self._redact(tool_call_id), MAX_ID_CHARS)
+        message = (
+            f"tool call {shown} not run: its call id is {len(tool_call_id)} characters, "
+            f"more than {MAX_ID_CHARS}"
+        )
+        return [
+            *self._limit_hit(TOOL_CALL_ID_CAP, MAX_ID_CHARS),
+            *self._report("tool_call_id_too_long", message),
+        ]
 
     def _refuse(self, call: ToolCall, code: str, reason: str, output: str) -> list[Action]:
         call.status = "refused"

@@ -16,6 +16,12 @@ RETRY_OUTPUT: Final = (
 )
 """The error output for a truncated or malformed tool call: it asks the model to try again."""
 
+REQUEST_TOO_LONG_OUTPUT: Final = (
+    "The tool call was not run: {reason}. Call background_agent again with a shorter prompt "
+    "(at most {limit} bytes) that says what the user asked for."
+)
+"""The error output for a `background_agent` call whose prompt is over the request cap."""
+
 UNKNOWN_TOOL_OUTPUT: Final = "There is no tool named {name!r}. The tools are: {tools}."
 """The error output for a call to a tool we did not offer."""
 
@@ -23,7 +29,8 @@ UNKNOWN_TOOL_OUTPUT: Final = "There is no tool named {name!r}. The tools are: {t
 @dataclass(slots=True)
 class ToolCall:
     """One tool call; `handoff_id` is set once it went to a worker, `output_item_id` once
-    its output was sent, `reason` says why it was refused. `answer_by` is when a handoff
+    its output was sent, `reason` says why it was refused. `name` is the name as shown: redacted,
+    and cut to `CallLimits.max_name_bytes` (see `limits.clip`). `answer_by` is when a handoff
     without a result is given up (None until the core knows the time it was handed off)."""
 
     tool_call_id: str
