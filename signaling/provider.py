@@ -39,11 +39,21 @@ class ProviderError(Exception):
 
     status: int | None = None
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        detail: str | None = None,
+    ):
+        """`message` may be shown to our clients; `detail` (the transport's own words,
+        redacted) is for our logs only: it can name the provider's host and address."""
         super().__init__(message)
         self.message = message
         self.status = status
         self.code = code
+        self.detail = detail
 
 
 class ProviderRejected(ProviderError):
@@ -88,6 +98,8 @@ _OFFER_WORDS = re.compile(r"\b(?:sdp|offer)\b", re.IGNORECASE)
 _OUR_CREDENTIALS = frozenset({401, 403})
 # The start of a provider's error body that is read for its message (redacted first).
 _ERROR_TEXT_CHARS = 2000
+# The start of a transport error's own words kept for the logs.
+_DETAIL_CHARS = 500
 MAX_CONNECTIONS = 200
 """Provider connections open at once; requests past it wait for one (within their deadline)."""
 KEEPALIVE_S = 4.0
@@ -301,16 +313,23 @@ class ProviderClient:
                         response.charset,
                     )
         except aiohttp.ServerTimeoutError as exc:
-            raise ProviderTimeout(f"provider timed out ({type(exc).__name__})") from None
+            raise ProviderTimeout(
+                f"provider timed out ({type(exc).__name__})", detail=self._detail(exc)
+            ) from None
         except TimeoutError:
             raise ProviderTimeout(f"provider did not answer within {deadline_s} s") from None
         except aiohttp.ClientError as exc:
-            raise ProviderUnavailable(f"provider unreachable ({type(exc).__name__})") from None
+            raise ProviderUnavailable(
+                f"provider unreachable ({type(exc).__name__})", detail=self._detail(exc)
+            ) from None
         except CredentialsError as exc:
             raise ProviderUnavailable(f"no provider credentials: {exc}") from None
         except ValueError as exc:
             # aiohttp refusing what we would send (a header with a control character, say).
             raise ProviderUnavailable(f"request not sent: {type(exc).__name__}") from None
+
+    def _detail(self, exc: Exception) -> str:
+        return redact_head(str(exc), _DETAIL_CHARS, self._secrets)
 
     async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
         chunks: list[bytes] = []

@@ -181,6 +181,14 @@ _RETRY_AFTER_S = 5
 def _provider_problem(exc: ProviderError) -> Problem:
     kind = _ERROR_KIND.get(type(exc))
     PROVIDER_ERRORS.labels(status=kind or provider_error_label(exc.status)).inc()
+    # The client is told what failed; why (a certificate, a name that does not resolve) can
+    # name the provider's host, so it goes to the operator alone.
+    log.warning(
+        "call start failed at the provider: %s%s",
+        exc.message,
+        f": {exc.detail}" if exc.detail else "",
+        extra={"provider_status": exc.status},
+    )
     if isinstance(exc, ProviderTimeout):
         return Problem(504, "the provider did not answer in time", kind="provider-timeout")
     if isinstance(exc, ProviderUnavailable):

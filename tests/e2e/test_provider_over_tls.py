@@ -101,3 +101,23 @@ def test_a_certificate_that_cannot_be_loaded_is_refused_naming_the_files(tmp_pat
     assert provider.proc.wait(timeout=30) == 2
     assert f"cannot serve TLS with {missing} and {key}" in provider.output()
     assert "Traceback" not in provider.output()
+
+
+async def test_a_provider_it_cannot_verify_is_logged_with_the_reason(
+    tls_provider: str,
+    start_service: StartService,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    service = await start_service(provider="openai", provider_url=tls_provider)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        response = await client.post(
+            "/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
+        )
+    assert response.status_code == 502
+    failures = [r for r in caplog.records if "failed at the provider" in r.getMessage()]
+    assert len(failures) == 1
+    assert "certificate verify failed" in failures[0].getMessage()
+    assert "certificate verify failed" not in response.text
