@@ -105,6 +105,20 @@ def _provider(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _wav_file(value: str) -> Path:
+    """`--play`'s file: a readable RIFF WAVE file (its first 12 bytes say so), else a one-line
+    usage error instead of a decoder's traceback mid-call."""
+    path = Path(value)
+    try:
+        with path.open("rb") as file:
+            head = file.read(12)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {value}: {exc.strerror}") from None
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        raise argparse.ArgumentTypeError(f"{value} is not a WAV file")
+    return path
+
+
 def _dial(args: argparse.Namespace, settings: Settings) -> int:
     try:
         from media.peer import DialError, dial, format_report
@@ -177,7 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     dial = sub.add_parser("dial", help="make a WebRTC call to a call-start URL")
     dial.add_argument("url")
-    dial.add_argument("--play", type=Path, default=None, help="WAV file to send as the microphone")
+    dial.add_argument(
+        "--play", type=_wav_file, default=None, help="WAV file to send as the microphone"
+    )
     dial.add_argument("--seconds", type=float, default=5.0)
     dial.add_argument("--token", default=None, help="bearer token for the service")
     dial.set_defaults(func=_dial)
@@ -190,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--provider", default=None, help=f"local provider URL (default {DEFAULT_PROVIDER_URL})"
     )
     ring.add_argument("--say", action="append", default=[], help="a caller's turn, as text")
-    ring.add_argument("--play", type=Path, default=None, help="WAV file the caller speaks")
+    ring.add_argument("--play", type=_wav_file, default=None, help="WAV file the caller speaks")
     ring.add_argument("--seconds", type=float, default=10.0, help="wait per step")
     ring.set_defaults(func=_ring)
     return parser

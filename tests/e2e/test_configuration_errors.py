@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +104,30 @@ def test_a_duration_past_thirty_days_is_refused(value: str) -> None:
 def test_a_first_backoff_longer_than_the_largest_is_refused() -> None:
     result = _serve(sideband_backoff_s="10", sideband_backoff_max_s="1")
     _one_line_naming(result, "CALLBRIDGE_SIDEBAND_BACKOFF_S")
+
+
+def _command(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("command", ["dial", "ring"])
+def test_play_names_a_missing_file_in_one_usage_line(command: str, tmp_path: Path) -> None:
+    result = _command(command, "http://127.0.0.1:9/x", "--play", str(tmp_path / "nope.wav"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "cannot read" in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("command", ["dial", "ring"])
+def test_play_refuses_a_file_that_is_not_a_wav(command: str, tmp_path: Path) -> None:
+    text = tmp_path / "notes.md"
+    text.write_text("# not audio\n")
+    result = _command(command, "http://127.0.0.1:9/x", "--play", str(text))
+    assert result.returncode == 2
+    assert "is not a WAV file" in result.stderr.strip().splitlines()[-1]
