@@ -121,6 +121,14 @@ async def _read_offer(request: Request) -> tuple[bytes, StartOverrides]:
     settings = request.app.state.settings
     offered = _media_type(request)
     if offered == "application/sdp":
+        # SDP text is UTF-8 (RFC 8866 §5); an offer declared in another charset is not taken.
+        if charset(request.headers.get("content-type", "")) not in (None, "utf-8"):
+            raise Problem(
+                415,
+                "an application/sdp offer must be UTF-8",
+                kind="unsupported-media-type",
+                headers={"Accept-Post": ACCEPT_POST},
+            )
         return await read_limited(request, settings.max_sdp_bytes), StartOverrides()
     if offered == "multipart/form-data":
         parts = await read_form(request, _form_limits(settings))

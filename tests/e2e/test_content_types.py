@@ -95,6 +95,32 @@ async def test_a_call_start_with_empty_media_type_parameters_is_taken(
         await client.delete(response.headers["location"])
 
 
+async def test_a_call_start_declared_in_another_charset_than_utf_8_is_a_415(
+    start_service: StartService,
+) -> None:
+    service = await start_service(local_media=False)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        response = await client.post(
+            "/v1/calls",
+            content=AIORTC_OFFER,
+            headers={"content-type": "application/sdp; charset=utf-16"},
+        )
+    assert_problem(response.status_code, response.headers["content-type"], response.json(), 415)
+    assert service.manager.active() == []
+
+
+async def test_a_call_start_declared_in_utf_8_is_taken(start_service: StartService) -> None:
+    service = await start_service(local_media=False)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        response = await client.post(
+            "/v1/calls",
+            content=AIORTC_OFFER,
+            headers={"content-type": "application/sdp; charset=UTF-8"},
+        )
+        assert response.status_code == 201, response.text
+        await client.delete(response.headers["location"])
+
+
 @pytest.mark.parametrize("body", [b"[[[[", b"{}"])
 async def test_a_call_token_request_with_a_body_is_refused(
     start_service: StartService, body: bytes
