@@ -93,7 +93,8 @@ def serve(settings: Settings, host: str, port: int) -> None:
         timeout_graceful_shutdown=5,
         http=HttpProtocol,
     )
-    log.info("serving on http://%s:%d (provider: %s)", host, port, settings.provider)
+    # uvicorn says where it listens once it has bound (the port may be 0, or taken).
+    log.info("starting on %s port %d (provider: %s)", host, port, settings.provider)
     # Everything loaded by now (modules, the app and its schemas) lives as long as the process:
     # out of the collector's sight, each full collection no longer walks it again.
     gc.freeze()
