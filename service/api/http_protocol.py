@@ -141,7 +141,7 @@ class HttpProtocol(HttpToolsProtocol):
             # where no callback counts it.
             self._head_read += len(data)
             if self._head_read > self.max_request_head_bytes:
-                self._send_problem(431, HEAD_TOO_LARGE_DETAIL)
+                self._refuse(431, HEAD_TOO_LARGE_DETAIL)
 
     def handle_websocket_upgrade(self) -> None:
         # The connection is the WebSocket protocol's from here on.
@@ -187,9 +187,9 @@ class HttpProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         if self._head_too_large:
-            self._send_problem(431, HEAD_TOO_LARGE_DETAIL)
+            self._refuse(431, HEAD_TOO_LARGE_DETAIL)
         else:
-            self._send_problem(400, UNPARSABLE_DETAIL)
+            self._refuse(400, UNPARSABLE_DETAIL)
 
     def _count_head(self, size: int) -> None:
         self._head_parsed += size
@@ -228,28 +228,42 @@ class HttpProtocol(HttpToolsProtocol):
         )
 
     def _time_out(self) -> None:
-        reading, self._reading = self._reading, _Reading.NOTHING
-        cycle = self.cycle
-        if reading is _Reading.BODY:
-            # The request's app may still run: it learns that its client is gone, and whatever
-            # it sends is dropped instead of following the 408.
-            if not cycle.response_complete:
-                cycle.disconnected = True
-            cycle.message_event.set()
-            answer = not cycle.response_started
-        else:
-            # Responses go out in order (RFC 9112 §9.3.2): a 408 cannot go ahead of one that
-            # is still being made.
-            answer = reading is _Reading.HEAD and (cycle is None or cycle.response_complete)
         self.logger.warning("Request not received within %.1f s.", self.request_read_timeout_s)
-        if answer:
-            self._send_problem(408, TIMEOUT_DETAIL)
-        else:
+        if self._reading is _Reading.FIRST_BYTE:
+            # No request to answer: as uvicorn's keep-alive timeout, just close.
+            self._reading = _Reading.NOTHING
             self.transport.close()
+        else:
+            self._refuse(408, TIMEOUT_DETAIL)
 
-    def _send_problem(self, status: int, detail: str) -> None:
-        """Answer `status` with an RFC 9457 body and close: the parser's state is unknown, so
-        no further request on the connection can be read (RFC 9112 §9.6)."""
+    def _answer_pending(self, request: RequestResponseCycle | None) -> bool:
+        """Whether a response to a request before `request` (None: one whose head has not
+        arrived) is still being made."""
+        earlier = [c for c in self._overtaken if c is not request]
+        if self.cycle is not request:
+            earlier.append(self.cycle)
+        return any(c is not None and not c.response_complete for c in earlier)
+
+    def _refuse(self, status: int, detail: str) -> None:
+        """Answer the request being read `status` with an RFC 9457 body and close: the
+        parser's state is unknown or the client too slow, so no further request on the
+        connection is read (RFC 9112 §9.6).
+
+        Only a request with no response started can be answered, and only when no earlier
+        request's response is still being made (RFC 9112 §9.3.2: responses go out in order);
+        otherwise the connection is only closed.
+        """
+        reading, self._reading = self._reading, _Reading.NOTHING
+        request = self.cycle if reading is _Reading.BODY else None
+        if request is not None:
+            # Its app may still run: it learns that its client is gone, and what it sends is
+            # dropped instead of following this answer.
+            if not request.response_complete:
+                request.disconnected = True
+            request.message_event.set()
+        if (request is not None and request.response_started) or self._answer_pending(request):
+            self.transport.close()
+            return
         problem = {"type": "about:blank", "title": TITLES[status], "status": status}
         body = orjson.dumps({**problem, "detail": detail})
         head = [STATUS_LINE[status]]
