@@ -17,7 +17,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
-from service.api.http_protocol import HttpProtocol
+from service.api.http_protocol import limited_protocol
 from service.app import create_app
 from service.calls.manager import CallManager
 from service.settings import Settings
@@ -91,7 +91,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
         # below INFO no line is written, so it is not asked at all.
         access_log=logging.getLogger("uvicorn.access").isEnabledFor(logging.INFO),
         timeout_graceful_shutdown=5,
-        http=HttpProtocol,
+        http=limited_protocol(settings.max_request_head_bytes, settings.request_read_timeout_s),
     )
     # uvicorn says where it listens once it has bound (the port may be 0, or taken).
     log.info("starting on %s port %d (provider: %s)", host, port, settings.provider)

@@ -303,6 +303,19 @@ class Settings(BaseSettings):
         description="Most `;` parameters one multipart header, or a request's Content-Type, "
         "may carry (400).",
     )
+    max_request_head_bytes: int = Field(
+        65536,
+        ge=1024,
+        description="Longest request line and header fields together (past it: 431 and the "
+        "connection closed; exact to one read of up to 256 KiB).",
+    )
+    request_read_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="A request's head must arrive within this of its first byte, and its body "
+        "within this of the head (past it: 408 and the connection closed). Responses are not "
+        "timed; a new connection silent this long is closed.",
+    )
     max_calls: int = Field(100, ge=1, description="Concurrent calls per instance.")
     max_event_streams_per_call: int = Field(
         20,

@@ -1,4 +1,4 @@
-"""uvicorn's HTTP/1.1 protocol (httptools), as `callbridge serve` runs it, with three changes.
+"""uvicorn's HTTP/1.1 protocol (httptools), as `callbridge serve` runs it, with five changes.
 
 - **Parser refusals are problem+json.** A request that httptools cannot parse (a negative
   `Content-Length`, a malformed request line or header, a bad chunk size) never reaches the
@@ -15,23 +15,68 @@
   when the connection was lost before the response was written, which can be long after the
   request was read when a client stops reading (RFC 9112 §9.3.2 pipelining, TCP back-pressure).
   Each request's scope carries `ANSWER_UNSENT` to ask.
+- **The request head is capped** (`max_request_head_bytes`). httptools keeps an unfinished
+  header name or value, and uvicorn every finished one, without limit: one 100 MB header was
+  served, four unfinished ones held 600 MB. A head (RFC 9112 §2.1: request line and fields)
+  past the cap is answered 431 (RFC 6585 §5) and the connection closed. httptools gives no
+  byte offsets, so the count is exact only up to one read: the read in which a message begins
+  may end the previous message's body, and is left out unless the fields parsed from it pass
+  the cap. What one connection holds stays under the cap plus one read.
+- **A request must arrive in time** (`request_read_timeout_s`). uvicorn waits forever for the
+  rest of a head or a body (slowloris), and for the first byte of a new connection. The head
+  must be complete within the timeout of its first byte, and the body within the timeout of
+  the head's end (RFC 9112 §9.5 lets a server close on a client that takes too long). Past
+  it, a request whose response has not started is answered 408 (RFC 9110 §15.5.9) and the
+  connection closed; otherwise, and on a new connection that never sent a byte, the
+  connection is closed. The deadline ends with the request's last body byte, so a response,
+  however long (a call start waiting on the provider, an event stream), is never cut; and it
+  is put off while the server rather than the client is the one waiting: uvicorn has stopped
+  reading (a pipelined request waiting its turn, a body the app has not read yet) or owes an
+  `Expect: 100-continue` its `100` (RFC 9110 §10.1.1).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import weakref
-from typing import Any
+from asyncio import TimerHandle
+from typing import Any, ClassVar
 
 import orjson
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 from uvicorn.server import ServerState
 
 from service.api.disconnect import ANSWER_UNSENT
 from service.api.problems import PROBLEM_JSON, TITLES
 
 UNPARSABLE_DETAIL = "the request is not valid HTTP/1.1"
+HEAD_TOO_LARGE_DETAIL = "the request line and header fields are longer than this server takes"
+TIMEOUT_DETAIL = "the request did not arrive in time"
+
+DEFAULT_MAX_HEAD_BYTES = 65536
+DEFAULT_READ_TIMEOUT_S = 30.0
+
+# RFC 9112 §5.1: ": " between a field's name and value, CRLF after it.
+FIELD_OVERHEAD = 4
+
+
+class _Reading(enum.Enum):
+    """What the connection waits for from its client."""
+
+    FIRST_BYTE = enum.auto()
+    HEAD = enum.auto()
+    BODY = enum.auto()
+    NOTHING = enum.auto()
+
+
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback: the only way to stop httptools mid-read."""
 
 
 def _dropped(held: weakref.ref[RequestResponseCycle]) -> bool:
@@ -40,7 +85,14 @@ def _dropped(held: weakref.ref[RequestResponseCycle]) -> bool:
 
 
 class HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the three changes in the module's doc."""
+    """uvicorn's httptools protocol with the five changes in the module's doc.
+
+    uvicorn makes one per connection from the class alone, so the limits are class attributes:
+    `limited_protocol` makes the class for other values.
+    """
+
+    max_request_head_bytes: ClassVar[int] = DEFAULT_MAX_HEAD_BYTES
+    request_read_timeout_s: ClassVar[float] = DEFAULT_READ_TIMEOUT_S
 
     def __init__(
         self,
@@ -53,11 +105,71 @@ class HttpProtocol(HttpToolsProtocol):
         # Requests overtaken by a pipelined one and not yet answered: at most the pipeline's
         # depth, which uvicorn keeps short by not reading while one is pending.
         self._overtaken: list[RequestResponseCycle] = []
+        self._messages = 0
+        self._head_parsed = 0
+        self._head_read = 0
+        self._head_too_large = False
+        self._reading = _Reading.NOTHING
+        # One timer per connection, left armed across requests: each new deadline only moves
+        # `_deadline`, and the timer, when it fires early, re-arms itself for the rest.
+        self._deadline = 0.0
+        self._timer: TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._expect(_Reading.FIRST_BYTE)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_timer()
+        for cycle in self._overtaken:
+            if not cycle.response_complete:
+                cycle.disconnected = True
+            cycle.message_event.set()
+        self._overtaken = []
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        message, in_head = self._messages, self._reading is _Reading.HEAD
+        super().data_received(data)
+        if (
+            in_head
+            and self._reading is _Reading.HEAD
+            and self._messages == message
+            and not self.transport.is_closing()
+        ):
+            # The whole read is part of one unfinished head, most of it in httptools' buffer
+            # where no callback counts it.
+            self._head_read += len(data)
+            if self._head_read > self.max_request_head_bytes:
+                self._refuse(431, HEAD_TOO_LARGE_DETAIL)
+
+    def handle_websocket_upgrade(self) -> None:
+        # The connection is the WebSocket protocol's from here on.
+        self._stop_timer()
+        super().handle_websocket_upgrade()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._messages += 1
+        self._head_parsed = self._head_read = 0
+        self._expect(_Reading.HEAD)
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        self._count_head(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + FIELD_OVERHEAD)
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         current = self.cycle
         super().on_headers_complete()
         cycle = self.cycle
+        if cycle is not current:
+            self._expect(_Reading.BODY)
+        # Else an upgrade, which no cycle answers: the handler takes the connection over, and
+        # one that uvicorn does not support stays under the head's deadline.
         if cycle is not None and cycle is not current:
             # Weakly: the cycle holds its scope, and a cycle back would leave every request to
             # the cyclic collector.
@@ -69,18 +181,92 @@ class HttpProtocol(HttpToolsProtocol):
             if not current.response_complete:
                 self._overtaken.append(current)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        for cycle in self._overtaken:
-            if not cycle.response_complete:
-                cycle.disconnected = True
-            cycle.message_event.set()
-        self._overtaken = []
-        super().connection_lost(exc)
+    def on_message_complete(self) -> None:
+        self._reading = _Reading.NOTHING
+        super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
-        problem = {"type": "about:blank", "title": TITLES[400], "status": 400}
-        body = orjson.dumps({**problem, "detail": UNPARSABLE_DETAIL})
-        head = [b"HTTP/1.1 400 Bad Request\r\n"]
+        if self._head_too_large:
+            self._refuse(431, HEAD_TOO_LARGE_DETAIL)
+        else:
+            self._refuse(400, UNPARSABLE_DETAIL)
+
+    def _count_head(self, size: int) -> None:
+        self._head_parsed += size
+        if self._head_parsed > self.max_request_head_bytes:
+            # uvicorn answers whatever a callback raises through `send_400_response`.
+            self._head_too_large = True
+            raise _HeadTooLarge
+
+    def _expect(self, reading: _Reading) -> None:
+        self._reading = reading
+        self._deadline = self.loop.time() + self.request_read_timeout_s
+        if self._timer is None:
+            self._timer = self.loop.call_at(self._deadline, self._on_deadline)
+
+    def _stop_timer(self) -> None:
+        self._reading = _Reading.NOTHING
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        if self._reading is _Reading.NOTHING or self.transport.is_closing():
+            return
+        if self._server_waits():
+            self._expect(self._reading)
+        elif self.loop.time() < self._deadline:
+            self._timer = self.loop.call_at(self._deadline, self._on_deadline)
+        else:
+            self._time_out()
+
+    def _server_waits(self) -> bool:
+        cycle = self.cycle
+        return self.flow.read_paused or (
+            self._reading is _Reading.BODY and cycle is not None and cycle.waiting_for_100_continue
+        )
+
+    def _time_out(self) -> None:
+        self.logger.warning("Request not received within %.1f s.", self.request_read_timeout_s)
+        if self._reading is _Reading.FIRST_BYTE:
+            # No request to answer: as uvicorn's keep-alive timeout, just close.
+            self._reading = _Reading.NOTHING
+            self.transport.close()
+        else:
+            self._refuse(408, TIMEOUT_DETAIL)
+
+    def _answer_pending(self, request: RequestResponseCycle | None) -> bool:
+        """Whether a response to a request before `request` (None: one whose head has not
+        arrived) is still being made."""
+        earlier = [c for c in self._overtaken if c is not request]
+        if self.cycle is not request:
+            earlier.append(self.cycle)
+        return any(c is not None and not c.response_complete for c in earlier)
+
+    def _refuse(self, status: int, detail: str) -> None:
+        """Answer the request being read `status` with an RFC 9457 body and close: the
+        parser's state is unknown or the client too slow, so no further request on the
+        connection is read (RFC 9112 §9.6).
+
+        Only a request with no response started can be answered, and only when no earlier
+        request's response is still being made (RFC 9112 §9.3.2: responses go out in order);
+        otherwise the connection is only closed.
+        """
+        reading, self._reading = self._reading, _Reading.NOTHING
+        request = self.cycle if reading is _Reading.BODY else None
+        if request is not None:
+            # Its app may still run: it learns that its client is gone, and what it sends is
+            # dropped instead of following this answer.
+            if not request.response_complete:
+                request.disconnected = True
+            request.message_event.set()
+        if (request is not None and request.response_started) or self._answer_pending(request):
+            self.transport.close()
+            return
+        problem = {"type": "about:blank", "title": TITLES[status], "status": status}
+        body = orjson.dumps({**problem, "detail": detail})
+        head = [STATUS_LINE[status]]
         for name, value in self.server_state.default_headers:
             head.extend([name, b": ", value, b"\r\n"])
         head.extend(
@@ -92,3 +278,16 @@ class HttpProtocol(HttpToolsProtocol):
         )
         self.transport.write(b"".join(head) + body)
         self.transport.close()
+
+
+def limited_protocol(
+    max_request_head_bytes: int, request_read_timeout_s: float
+) -> type[HttpProtocol]:
+    """`HttpProtocol` with the given head cap (bytes) and read timeout (seconds)."""
+
+    class Limited(HttpProtocol):
+        pass
+
+    Limited.max_request_head_bytes = max_request_head_bytes
+    Limited.request_read_timeout_s = request_read_timeout_s
+    return Limited

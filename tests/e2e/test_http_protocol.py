@@ -1,6 +1,7 @@
 """`callbridge serve`'s HTTP/1.1 protocol: requests the parser refuses are answered 400
 problem+json, as every other error, a lost connection reaches a call start even when a
-pipelined request came after it, and a call whose answer could not be written is hung up.
+pipelined request came after it, a call whose answer could not be written is hung up, a request
+head past its cap is answered 431 and a request that does not arrive in time 408.
 
 Both are the server's doing, not the app's, so these run against `callbridge serve` itself, with
 the server configuration users get.
@@ -13,28 +14,37 @@ import contextlib
 import json
 import math
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 
-from service.api.http_protocol import HttpProtocol
+from service.api.http_protocol import HttpProtocol, limited_protocol
 from service.app import create_app
 from service.settings import Settings
 from tests.e2e.conftest import Serve
 from tests.e2e.faulty_provider import FaultyProvider
-from tests.e2e.hostile import RawConnection, assert_problem, request_head
+from tests.e2e.hostile import RawConnection, RawResponse, assert_problem, request_head
 from tests.e2e.processes import Process, free_port
 from tests.e2e.waiting import until
 from tests.unit.sdp_samples import AIORTC_OFFER
+
+READ_TIMEOUT_S = 0.5
+"""The read timeout of the servers below: short, so that a test waits little for it."""
+
+HEAD_CAP = 16384
+"""The head cap of the in-test servers below."""
 
 
 @pytest.fixture(scope="module")
 def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log = tmp_path_factory.mktemp("parser") / "serve.log"
-    service = Process(["serve"], {"CALLBRIDGE_PORT": str(port)}, log).start()
+    env = {"CALLBRIDGE_PORT": str(port), "CALLBRIDGE_REQUEST_READ_TIMEOUT_S": str(READ_TIMEOUT_S)}
+    service = Process(["serve"], env, log).start()
     url = f"http://127.0.0.1:{port}"
     try:
         service.wait_http(f"{url}/healthz")
@@ -148,3 +158,177 @@ async def test_a_call_answer_dropped_because_its_client_left_is_hung_up(serve: S
     finally:
         server.should_exit = True
         await serving
+
+
+async def _echo(scope: Any, receive: Any, send: Any) -> None:
+    """Reads the whole body and answers its length; on `/slow`, only after three read
+    timeouts; on `/stream`, in four parts a read timeout apart."""
+    assert scope["type"] == "http"
+    size, more = 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        size += len(message.get("body", b""))
+        more = message.get("more_body", False)
+    if scope["path"] == "/slow":
+        await asyncio.sleep(3 * READ_TIMEOUT_S)
+    body = str(size).encode()
+    if scope["path"] == "/stream":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(4):
+            await asyncio.sleep(READ_TIMEOUT_S)
+            await send({"type": "http.response.body", "body": b"part\n", "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    headers = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture
+async def echo_url() -> AsyncIterator[str]:
+    """`_echo` under `callbridge serve`'s protocol, with `HEAD_CAP` and `READ_TIMEOUT_S`."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        _echo,
+        log_config=None,
+        lifespan="off",
+        http=limited_protocol(HEAD_CAP, READ_TIMEOUT_S),
+        timeout_graceful_shutdown=1,
+    )
+    server = _InTestServer(config)
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    try:
+        await until(lambda: server.started)
+        host, port = listener.getsockname()
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        await serving
+
+
+async def _answer_and_close(url: str, *chunks: bytes) -> tuple[RawResponse, bytes]:
+    """Sends `chunks` on a new connection, each read by the server apart, then reads one
+    response and what follows it until the server closes."""
+    connection = await RawConnection.open(url)
+    try:
+        for chunk in chunks:
+            await connection.send(chunk)
+            # In-test servers share this loop: any sleep lets them read what was sent.
+            await asyncio.sleep(0.01)
+        response = await connection.response()
+        rest = await asyncio.wait_for(connection.reader.read(), 30)
+    finally:
+        await connection.close()
+    return response, rest
+
+
+def _assert_closing_problem(response: RawResponse, rest: bytes, status: int) -> None:
+    assert_problem(response.status, response.headers["content-type"], response.json(), status)
+    assert response.headers["connection"] == "close"
+    assert rest == b""
+
+
+async def test_an_oversized_header_value_is_431(service_url: str) -> None:
+    head = request_head("GET", "/healthz", {"X-Big": "a" * 100 * 1024})
+    response, rest = await _answer_and_close(service_url, head)
+    _assert_closing_problem(response, rest, 431)
+
+
+async def test_header_lines_past_the_cap_are_431(echo_url: str) -> None:
+    fields = {f"X-Field-{n}": "a" * 24 for n in range(HEAD_CAP // 32 + 1)}
+    response, rest = await _answer_and_close(echo_url, request_head("GET", "/", fields))
+    _assert_closing_problem(response, rest, 431)
+
+
+async def test_an_unfinished_head_growing_past_the_cap_is_431(echo_url: str) -> None:
+    start = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "
+    piece = b"a" * (HEAD_CAP // 2)
+    response, rest = await _answer_and_close(echo_url, start, piece, piece, piece)
+    _assert_closing_problem(response, rest, 431)
+
+
+async def test_a_head_under_the_cap_is_served(echo_url: str) -> None:
+    head = request_head("GET", "/", {"X-Big": "a" * (HEAD_CAP - 1024)})
+    connection = await RawConnection.open(echo_url)
+    try:
+        await connection.send(head)
+        response = await connection.response()
+    finally:
+        await connection.close()
+    assert response.status == 200
+
+
+async def test_pipelined_requests_with_a_large_body_are_both_served(echo_url: str) -> None:
+    body = b"b" * (64 * HEAD_CAP)
+    first = request_head("POST", "/", {"Content-Length": str(len(body))}) + body
+    second = request_head("GET", "/", {"X-Big": "a" * (HEAD_CAP // 2)})
+    connection = await RawConnection.open(echo_url)
+    try:
+        await connection.send(first + second)
+        answers = [await connection.response(), await connection.response()]
+    finally:
+        await connection.close()
+    assert [(a.status, a.body) for a in answers] == [(200, str(len(body)).encode()), (200, b"0")]
+
+
+async def test_an_unfinished_head_is_408(service_url: str) -> None:
+    response, rest = await _answer_and_close(service_url, b"GET /healthz HTTP/1.1\r\nHost: x")
+    _assert_closing_problem(response, rest, 408)
+
+
+async def test_an_unfinished_content_length_body_is_408(echo_url: str) -> None:
+    head = request_head("POST", "/", {"Content-Length": "100"})
+    response, rest = await _answer_and_close(echo_url, head + b"abcd")
+    _assert_closing_problem(response, rest, 408)
+
+
+async def test_an_unfinished_chunked_body_is_408(echo_url: str) -> None:
+    head = request_head("POST", "/", {"Transfer-Encoding": "chunked"})
+    response, rest = await _answer_and_close(echo_url, head + b"4\r\nabcd\r\n")
+    _assert_closing_problem(response, rest, 408)
+
+
+async def test_an_expected_body_that_never_comes_is_408(echo_url: str) -> None:
+    head = request_head("POST", "/", {"Content-Length": "10", "Expect": "100-continue"})
+    connection = await RawConnection.open(echo_url)
+    try:
+        await connection.send(head)
+        interim = await connection.response()
+        response = await connection.response()
+        rest = await asyncio.wait_for(connection.reader.read(), 30)
+    finally:
+        await connection.close()
+    assert interim.status == 100
+    _assert_closing_problem(response, rest, 408)
+
+
+async def test_a_connection_that_never_sends_a_byte_is_closed(echo_url: str) -> None:
+    connection = await RawConnection.open(echo_url)
+    try:
+        assert await asyncio.wait_for(connection.reader.read(), 30) == b""
+    finally:
+        await connection.close()
+
+
+async def test_a_response_slower_than_the_read_timeout_is_not_cut(echo_url: str) -> None:
+    body = b"offer"
+    head = request_head("POST", "/slow", {"Content-Length": str(len(body))})
+    connection = await RawConnection.open(echo_url)
+    try:
+        await connection.send(head + body)
+        response = await connection.response()
+    finally:
+        await connection.close()
+    assert (response.status, response.body) == (200, b"5")
+
+
+async def test_a_stream_longer_than_the_read_timeout_is_not_cut(echo_url: str) -> None:
+    async with (
+        httpx.AsyncClient(base_url=echo_url, timeout=30) as client,
+        client.stream("GET", "/stream") as response,
+    ):
+        parts = [line async for line in response.aiter_lines()]
+    assert parts == ["part"] * 4
