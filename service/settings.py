@@ -312,6 +312,7 @@ class Settings(BaseSettings):
     request_read_timeout_s: float = Field(
         30.0,
         gt=0,
+        le=MAX_SECONDS,
         description="A request's head must arrive within this of its first byte, and its body "
         "within this of the head (past it: 408 and the connection closed). Responses are not "
         "timed; a new connection silent this long is closed.",
