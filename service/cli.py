@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import ssl
 import sys
@@ -15,7 +16,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from service.logs import configure_logging
-from service.settings import ConfigurationError, Settings, describe_invalid, resolving
+from service.settings import (
+    ConfigurationError,
+    Settings,
+    describe_invalid,
+    resolving,
+    unknown_variables,
+)
 from signaling.redaction import redact
 
 log = logging.getLogger("callbridge")
@@ -221,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"callbridge: invalid configuration: {describe_invalid(exc)}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format, settings.secrets())
+    for warning in unknown_variables(os.environ):
+        log.warning(warning)
     try:
         code: int = args.func(args, settings)
     except ConfigurationError as exc:

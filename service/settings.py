@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import difflib
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Literal, Self
 from urllib.parse import urlsplit
@@ -538,3 +539,29 @@ class Settings(BaseSettings):
     def api_key_value(self) -> str | None:
         """The provider key in clear, for the provider clients only."""
         return self.api_key.get_secret_value() if self.api_key else None
+
+
+def setting_variables() -> frozenset[str]:
+    """Every environment variable a `Settings` field is read from."""
+    names: set[str] = set()
+    for name, field in Settings.model_fields.items():
+        names.add(ENV_PREFIX + name.upper())
+        if isinstance(field.validation_alias, AliasChoices):
+            names.update(c for c in field.validation_alias.choices if isinstance(c, str))
+    return frozenset(names)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One warning per `CALLBRIDGE_*` variable in `environ` that names no setting (a misspelt
+    one is otherwise ignored without a word), naming the closest setting when one is close."""
+    known = setting_variables()
+    # Compared without the prefix every candidate shares, which would make any two look alike.
+    names = [k.removeprefix(ENV_PREFIX) for k in known if k.startswith(ENV_PREFIX)]
+    warnings = []
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX) or variable in known:
+            continue
+        close = difflib.get_close_matches(variable.removeprefix(ENV_PREFIX), names, n=1, cutoff=0.8)
+        hint = f" (did you mean {ENV_PREFIX}{close[0]}?)" if close else ""
+        warnings.append(f"{variable} is not a setting and is ignored{hint}")
+    return warnings
