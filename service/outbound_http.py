@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     import httpx
@@ -45,3 +46,24 @@ class EndpointClient:
         client, self._client = self._client, None
         if client is not None and self._loop is asyncio.get_running_loop():
             await client.aclose()
+
+
+def endpoint_url(spec: str) -> str | None:
+    """`spec` when it is an endpoint's URL (`http://` or `https://` with a host), None when it
+    is not a URL at all (a `module:function` or a command).
+
+    Raises ValueError for any other URL: another scheme, or no host (`http://`), which would
+    otherwise be taken for a module name or fail only at the first request.
+    """
+    scheme, separator, _ = spec.partition("://")
+    if not separator:
+        return None
+    if scheme.lower() not in ("http", "https"):
+        raise ValueError(f"an endpoint URL must be http or https, not {scheme!r}")
+    try:
+        host = urlsplit(spec).hostname
+    except ValueError:
+        host = None
+    if not host:
+        raise ValueError("an endpoint URL must name a host")
+    return spec

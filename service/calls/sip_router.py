@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from service.dotted_names import load_callable
-from service.outbound_http import EndpointClient
+from service.outbound_http import EndpointClient, endpoint_url
 from signaling.ids import CallId
 from signaling.realtime import VOICES
 
@@ -178,10 +178,12 @@ class _UrlRouter:
 def load_router(spec: str | None) -> Router:
     """Resolve a router spec: unset (accept everything), `module:function` or an http(s) URL.
 
-    Raises ValueError when the spec names nothing callable.
+    Raises ValueError when the spec names nothing callable, or is a URL that is not http(s)
+    with a host.
     """
     if not spec:
         return accept_all
-    if spec.startswith(("http://", "https://")):
-        return _UrlRouter(spec)
+    url = endpoint_url(spec)
+    if url is not None:
+        return _UrlRouter(url)
     return _from_callable(load_callable(spec, "SIP router (or a URL)"))

@@ -20,7 +20,7 @@ from typing import Any
 
 from service.dotted_names import load_callable
 from service.handoffs.bounded_read import CHUNK_BYTES, bounded_lines, tail
-from service.outbound_http import EndpointClient
+from service.outbound_http import EndpointClient, endpoint_url
 from signaling.realtime import Delegation
 
 PROGRESS_PREFIX = "progress: "
@@ -197,12 +197,14 @@ class _UrlHandler:
 def load_handler(spec: str, *, max_text_bytes: int) -> Handler:
     """Resolve a handler spec: `module:function`, `cmd:<shell command>` or an http(s) URL;
     its texts are cut a byte past `max_text_bytes` (see the module docstring). Raise
-    `ValueError` on an empty command, and what `load_callable` raises on a bad name."""
-    if spec.startswith(("http://", "https://")):
-        return _UrlHandler(spec, max_text_bytes)
+    `ValueError` on an empty command or a URL that is not http(s) with a host, and what
+    `load_callable` raises on a bad name."""
     if spec.startswith("cmd:"):
         command = spec[4:].strip()
         if not command:
             raise ValueError("empty handler command")
         return _from_command(command, max_text_bytes)
+    url = endpoint_url(spec)
+    if url is not None:
+        return _UrlHandler(url, max_text_bytes)
     return _from_callable(load_callable(spec, "handler (or cmd:..., or a URL)"), max_text_bytes)

@@ -131,3 +131,13 @@ def test_play_refuses_a_file_that_is_not_a_wav(command: str, tmp_path: Path) -> 
     result = _command(command, "http://127.0.0.1:9/x", "--play", str(text))
     assert result.returncode == 2
     assert "is not a WAV file" in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("spec", ["http://", "ftp://example.com/route", "https:///path"])
+def test_a_handler_url_without_a_host_or_over_another_scheme_is_refused(spec: str) -> None:
+    _one_line_naming(_serve(handler=spec), "CALLBRIDGE_HANDLER")
+
+
+@pytest.mark.parametrize("spec", ["ftp://x", "http://"])
+def test_a_sip_router_url_without_a_host_or_over_another_scheme_is_refused(spec: str) -> None:
+    _one_line_naming(_serve(sip_router=spec), "CALLBRIDGE_SIP_ROUTER")
