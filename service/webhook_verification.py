@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 # The library's fixed tolerance (standardwebhooks.webhooks.Webhook.__verify_timestamp).
 TIMESTAMP_TOLERANCE_S = 300.0
+MAX_WEBHOOK_ID_CHARS = 256
+"""Longest `webhook-id` taken (OpenAI's are `wh_` and a few dozen characters)."""
 
 
 class WebhookRefused(Exception):
@@ -144,12 +146,16 @@ class WebhookVerifier:
     ) -> VerifiedDelivery:
         """The delivery, once it is shown genuine and new (its id is then remembered by `seen`).
 
-        Raises `WebhookUnverified`, then `WebhookReplayed`, then `WebhookMalformed`, or
+        Raises `WebhookMalformed` for a `webhook-id` over `MAX_WEBHOOK_ID_CHARS`, then
+        `WebhookUnverified`, then `WebhookReplayed`, then `WebhookMalformed`, or
         `ReplayGuardUnavailable`: an unverified delivery is never remembered, so a forged one
         cannot block the real one.
         """
         wanted = ("webhook-id", "webhook-timestamp", "webhook-signature")
         signed = {name: headers[name] for name in wanted if name in headers}
+        if len(signed.get("webhook-id", "")) > MAX_WEBHOOK_ID_CHARS:
+            # Each id is remembered for the replay window: its size is ours to bound.
+            raise WebhookMalformed(f"webhook-id is longer than {MAX_WEBHOOK_ID_CHARS} characters")
         try:
             self._webhook.verify(body, signed, json_parse=False)
         except WebhookVerificationError as exc:

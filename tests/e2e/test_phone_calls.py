@@ -381,3 +381,20 @@ async def test_a_signed_webhook_nesting_too_deeply_is_refused_as_malformed(
     response = await phone.deliver(_signed(body), body)
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_webhook_id_too_long_to_remember_is_refused_as_malformed(
+    phone_network: Any,
+) -> None:
+    phone: Phone = await phone_network()
+    leg = await phone.ring(deliver=False)
+    body = leg["webhook"]["body"]
+    headers = _signed(body)
+    now = datetime.now(UTC)
+    headers["webhook-id"] = "wh_" + "x" * 60_000
+    headers["webhook-signature"] = Webhook(SECRET).sign(headers["webhook-id"], now, body)
+    headers["webhook-timestamp"] = str(int(now.timestamp()))
+    response = await phone.deliver(headers, body)
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert phone.service.manager.get(leg["call_id"]) is None
