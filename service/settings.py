@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Literal, Self
@@ -25,6 +26,12 @@ from signaling.redaction import too_short
 
 OPENAI_API_BASE = "https://api.openai.com"
 ENV_PREFIX = "CALLBRIDGE_"
+# RFC 7064 §3.1 (stun, stuns) and RFC 7065 §3.1 (turn, turns): a host (a name, IPv4 or a
+# bracketed IPv6 address), an optional port, and for TURN an optional transport.
+_ICE_HOST_PORT = r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::[0-9]{1,5})?"
+_ICE_SERVER_URI = re.compile(
+    rf"stuns?:{_ICE_HOST_PORT}|turns?:{_ICE_HOST_PORT}(?:\?transport=(?:udp|tcp))?"
+)
 MAX_SECONDS = 30 * 86400
 """The largest value of any duration setting (`*_S`), 30 days: past some such value, time
 stamps made from it overflow (a call limit of `1e300` s made every read of the call's record
@@ -360,7 +367,9 @@ class Settings(BaseSettings):
         "", description="Comma-separated origins allowed by CORS (`*` for any); empty: none."
     )
     ice_servers: str = Field(
-        "", description='Comma-separated ICE server URLs advertised in `Link: rel="ice-server"`.'
+        "",
+        description="Comma-separated `stun:`/`stuns:`/`turn:`/`turns:` URIs (RFC 7064, RFC 7065) "
+        'advertised in `Link: rel="ice-server"`; TURN credentials cannot be given.',
     )
     drain_timeout_s: float = Field(
         30.0,
@@ -425,6 +434,18 @@ class Settings(BaseSettings):
             raise ValueError("the provider URL must be http(s)://host[:port][/path]")
         if parts.username is not None or parts.password is not None:
             raise ValueError("the provider URL must not hold credentials: use the API key")
+        return value
+
+    @field_validator("ice_servers")
+    @classmethod
+    def _ice_server_uris(cls, value: str) -> str:
+        for uri in cls.split(value):
+            if _ICE_SERVER_URI.fullmatch(uri) is None:
+                # The URI is not echoed: a TURN URI with userinfo would carry a credential.
+                raise ValueError(
+                    "each entry must be a stun:, stuns:, turn: or turns: URI (RFC 7064, RFC 7065): "
+                    "host, optional :port, and for turn(s) an optional ?transport=udp or tcp"
+                )
         return value
 
     @field_validator("log_level")

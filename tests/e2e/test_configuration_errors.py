@@ -141,3 +141,14 @@ def test_a_handler_url_without_a_host_or_over_another_scheme_is_refused(spec: st
 @pytest.mark.parametrize("spec", ["ftp://x", "http://"])
 def test_a_sip_router_url_without_a_host_or_over_another_scheme_is_refused(spec: str) -> None:
     _one_line_naming(_serve(sip_router=spec), "CALLBRIDGE_SIP_ROUTER")
+
+
+@pytest.mark.parametrize("servers", ["stun:a.example,turn:bad url", "http://stun.example", "stun:"])
+def test_an_ice_server_that_is_not_a_stun_or_turn_uri_is_refused(servers: str) -> None:
+    line = _one_line_naming(_serve(ice_servers=servers), "CALLBRIDGE_ICE_SERVERS")
+    assert "bad url" not in line
+
+
+def test_stun_and_turn_uris_are_taken() -> None:
+    servers = "stun:stun.example.com:3478, turns:[2001:db8::1]:5349?transport=tcp"
+    assert Settings(ice_servers=servers).ice_servers == servers
