@@ -236,6 +236,47 @@ function callIdFrom(location) {
   return decodeURIComponent(path.slice(path.lastIndexOf("/") + 1));
 }
 
+/**
+ * The ICE servers the service advertises for new calls: the `rel="ice-server"` links of its
+ * OPTIONS answer (RFC 9725 §4.6), for the peer connection's configuration. None when the
+ * service names none or cannot be asked: the call then uses host candidates only.
+ */
+async function advertisedIceServers(call) {
+  let response;
+  try {
+    response = await fetch(CALLS_URL, { method: "OPTIONS", headers: authHeaders(call) });
+  } catch {
+    return [];
+  }
+  if (!response.ok) return [];
+  return iceServersOf(response.headers.get("Link") || "");
+}
+
+/**
+ * Each `<uri>; rel="ice-server"` entry of a `Link` header value as an RTCIceServer, with its
+ * `username` and `credential` parameters (RFC 9725 §4.6). A TURN server without both is left
+ * out: the browser refuses a configuration that holds one.
+ */
+function iceServersOf(link) {
+  const servers = [];
+  for (const match of link.matchAll(/<([^>]*)>((?:\s*;\s*[\w-]+\s*=\s*(?:"[^"]*"|[^;,]*))*)/g)) {
+    const params = {};
+    for (const param of match[2].matchAll(/;\s*([\w-]+)\s*=\s*(?:"([^"]*)"|([^;,]*))/g)) {
+      params[param[1].toLowerCase()] = param[2] ?? param[3].trim();
+    }
+    if (params.rel !== "ice-server") continue;
+    const server = { urls: match[1] };
+    if (params.username !== undefined && params.credential !== undefined) {
+      server.username = params.username;
+      server.credential = params.credential;
+    } else if (/^turns?:/i.test(match[1])) {
+      continue;
+    }
+    servers.push(server);
+  }
+  return servers;
+}
+
 async function postOffer(call, sdp) {
   const response = await request(
     call,
@@ -499,7 +540,9 @@ async function startCall() {
     if (current !== call) return;
 
     setState("connecting", "Connecting…");
-    const pc = new RTCPeerConnection();
+    const iceServers = await advertisedIceServers(call);
+    if (current !== call) return;
+    const pc = new RTCPeerConnection({ iceServers });
     call.pc = pc;
     debug.pc = pc;
     // The provider's event channel must exist before the offer so that it is negotiated.

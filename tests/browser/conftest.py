@@ -8,11 +8,12 @@ No browser is ever downloaded: Playwright only drives the system Chromium.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -128,9 +129,10 @@ async def browser(chromium_path: Path, service_url: str) -> AsyncIterator[Launch
                 await instance.close()
 
 
-@pytest.fixture
-async def service_url() -> AsyncIterator[str]:
-    """The callbridge service (embedded local provider and worker) on a loopback port."""
+@contextlib.asynccontextmanager
+async def page_service(**overrides: Any) -> AsyncIterator[str]:
+    """The callbridge service (embedded local provider and worker) on a loopback port, with
+    `overrides` to its settings; its base URL."""
     from service.app import create_app
     from service.embedded import EmbeddedServer
     from service.settings import Settings
@@ -143,6 +145,7 @@ async def service_url() -> AsyncIterator[str]:
         queue="memory",
         embedded_worker=True,
         handler="service.handoffs.builtin:answer",
+        **overrides,
     )
     server = EmbeddedServer(create_app(settings))
     await server.start()
@@ -150,6 +153,13 @@ async def service_url() -> AsyncIterator[str]:
         yield server.url
     finally:
         await server.stop()
+
+
+@pytest.fixture
+async def service_url() -> AsyncIterator[str]:
+    """The callbridge service of `page_service`, as it is by default."""
+    async with page_service() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
