@@ -103,6 +103,16 @@ async def test_a_stream_whose_subscriber_never_reads_closes_when_the_call_ends(
         sock.close()
 
 
+async def _call_with_seats(
+    start_service: StartService, serve: Serve, seats: int
+) -> tuple[RunningService, str]:
+    """A live call on a service allowing `seats` event streams per call."""
+    service, call_id, _ = await call_at(
+        start_service, serve, FaultyProvider(), max_event_streams_per_call=seats
+    )
+    return service, call_id
+
+
 async def _open_streams(service: RunningService, call_id: str, count: int) -> list[socket.socket]:
     streams = [await _silent_subscriber(service, call_id) for _ in range(count)]
     await until(lambda: _http_requests_in_flight() == count)
@@ -112,10 +122,7 @@ async def _open_streams(service: RunningService, call_id: str, count: int) -> li
 async def test_event_streams_past_a_calls_limit_are_answered_429(
     start_service: StartService, serve: Serve
 ) -> None:
-    provider = FaultyProvider()
-    service, call_id, _ = await call_at(
-        start_service, serve, provider, max_event_streams_per_call=3
-    )
+    service, call_id = await _call_with_seats(start_service, serve, 3)
     streams = await _open_streams(service, call_id, 3)
     try:
         async with httpx.AsyncClient(base_url=service.url) as client:
@@ -130,10 +137,7 @@ async def test_event_streams_past_a_calls_limit_are_answered_429(
 async def test_a_closed_event_stream_gives_its_seat_back(
     start_service: StartService, serve: Serve
 ) -> None:
-    provider = FaultyProvider()
-    service, call_id, _ = await call_at(
-        start_service, serve, provider, max_event_streams_per_call=1
-    )
+    service, call_id = await _call_with_seats(start_service, serve, 1)
     first = await _open_streams(service, call_id, 1)
     first[0].close()
     await until(lambda: _http_requests_in_flight() == 0)

@@ -63,16 +63,23 @@ async def test_a_call_is_created_and_its_session_set_up_over_https_and_wss(
         assert (await client.delete(location)).status_code == 200
 
 
-async def test_a_provider_it_cannot_verify_is_refused_with_a_502(
+async def _start_unverified(
     tls_provider: str, start_service: StartService, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> httpx.Response:
+    """A call start through a service that does not trust the provider's certificate."""
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
     service = await start_service(provider="openai", provider_url=tls_provider)
     async with httpx.AsyncClient(base_url=service.url) as client:
-        response = await client.post(
+        return await client.post(
             "/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
         )
+
+
+async def test_a_provider_it_cannot_verify_is_refused_with_a_502(
+    tls_provider: str, start_service: StartService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    response = await _start_unverified(tls_provider, start_service, monkeypatch)
     assert response.status_code == 502, response.text
     assert response.headers["content-type"] == "application/problem+json"
 
@@ -109,13 +116,7 @@ async def test_a_provider_it_cannot_verify_is_logged_with_the_reason(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-    service = await start_service(provider="openai", provider_url=tls_provider)
-    async with httpx.AsyncClient(base_url=service.url) as client:
-        response = await client.post(
-            "/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
-        )
+    response = await _start_unverified(tls_provider, start_service, monkeypatch)
     assert response.status_code == 502
     failures = [r for r in caplog.records if "failed at the provider" in r.getMessage()]
     assert len(failures) == 1
