@@ -61,9 +61,10 @@ def endpoint_url(spec: str) -> str | None:
     if scheme.lower() not in ("http", "https"):
         raise ValueError(f"an endpoint URL must be http or https, not {scheme!r}")
     try:
-        host = urlsplit(spec).hostname
+        parts = urlsplit(spec)
+        host, _ = parts.hostname, parts.port
     except ValueError:
-        host = None
+        raise ValueError("an endpoint URL must name a host and a port from 0 to 65535") from None
     if not host:
         raise ValueError("an endpoint URL must name a host")
     return spec

@@ -30,8 +30,10 @@ ENV_PREFIX = "CALLBRIDGE_"
 # bracketed IPv6 address), an optional port, and for TURN an optional transport.
 _ICE_HOST_PORT = r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::[0-9]{1,5})?"
 _ICE_SERVER_URI = re.compile(
-    rf"stuns?:{_ICE_HOST_PORT}|turns?:{_ICE_HOST_PORT}(?:\?transport=(?:udp|tcp))?"
+    rf"stuns?:{_ICE_HOST_PORT}|turns?:{_ICE_HOST_PORT}(?:\?transport=(?:udp|tcp))?",
+    re.IGNORECASE,
 )
+_ICE_PORT = re.compile(r":([0-9]{1,5})(?:\?|$)")
 MAX_SECONDS = 30 * 86400
 """The largest value of any duration setting (`*_S`), 30 days: past some such value, time
 stamps made from it overflow (a call limit of `1e300` s made every read of the call's record
@@ -440,7 +442,8 @@ class Settings(BaseSettings):
     @classmethod
     def _ice_server_uris(cls, value: str) -> str:
         for uri in cls.split(value):
-            if _ICE_SERVER_URI.fullmatch(uri) is None:
+            port = _ICE_PORT.search(uri)
+            if _ICE_SERVER_URI.fullmatch(uri) is None or (port and int(port[1]) > 65535):
                 # The URI is not echoed: a TURN URI with userinfo would carry a credential.
                 raise ValueError(
                     "each entry must be a stun:, stuns:, turn: or turns: URI (RFC 7064, RFC 7065): "

@@ -21,7 +21,9 @@
   past the cap is answered 431 (RFC 6585 §5) and the connection closed. httptools gives no
   byte offsets, so the count is exact only up to one read: the read in which a message begins
   may end the previous message's body, and is left out unless the fields parsed from it pass
-  the cap. What one connection holds stays under the cap plus one read.
+  the cap. A head of more than `MAX_HEADER_FIELDS` fields is refused the same way (each field
+  is held as Python objects several times its size), and a connection with more than
+  `MAX_PIPELINED` requests queued behind the running one is closed.
 - **A request must arrive in time** (`request_read_timeout_s`). uvicorn waits forever for the
   rest of a head or a body (slowloris), and for the first byte of a new connection. The head
   must be complete within the timeout of its first byte, and the body within the timeout of
@@ -62,8 +64,13 @@ TIMEOUT_DETAIL = "the request did not arrive in time"
 DEFAULT_MAX_HEAD_BYTES = 65536
 DEFAULT_READ_TIMEOUT_S = 30.0
 
-# RFC 9112 §5.1: ": " between a field's name and value, CRLF after it.
-FIELD_OVERHEAD = 4
+# RFC 9112 §5.1: at least ":" between a field's name and value, and CRLF after it.
+FIELD_OVERHEAD = 3
+MAX_HEADER_FIELDS = 256
+"""Header fields one request may have (past it: 431, as for a head over its byte cap)."""
+MAX_PIPELINED = 64
+"""Requests queued behind the running one on a connection (RFC 9112 §9.3.2 pipelining); past
+it the connection is closed once the responses owed on it are cut short."""
 
 
 class _Reading(enum.Enum):
@@ -77,6 +84,10 @@ class _Reading(enum.Enum):
 
 class _HeadTooLarge(Exception):
     """Raised from a parser callback: the only way to stop httptools mid-read."""
+
+
+class _PipelineTooDeep(Exception):
+    """Raised from a parser callback, as `_HeadTooLarge`."""
 
 
 def _dropped(held: weakref.ref[RequestResponseCycle]) -> bool:
@@ -102,12 +113,14 @@ class HttpProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        # Requests overtaken by a pipelined one and not yet answered: at most the pipeline's
-        # depth, which uvicorn keeps short by not reading while one is pending.
-        self._overtaken: list[RequestResponseCycle] = []
+        # The request whose app runs: pipelined ones wait in `self.pipeline` until it is
+        # answered, and never start once the connection is closing.
+        self._running: RequestResponseCycle | None = None
+        self._pipeline_too_deep = False
         self._messages = 0
         self._head_parsed = 0
         self._head_read = 0
+        self._fields = 0
         self._head_too_large = False
         self._reading = _Reading.NOTHING
         # One timer per connection, left armed across requests: each new deadline only moves
@@ -121,16 +134,24 @@ class HttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_timer()
-        for cycle in self._overtaken:
-            if not cycle.response_complete:
-                cycle.disconnected = True
-            cycle.message_event.set()
-        self._overtaken = []
+        running = self._running
+        if running is not None and running is not self.cycle:
+            if not running.response_complete:
+                running.disconnected = True
+            running.message_event.set()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         message, in_head = self._messages, self._reading is _Reading.HEAD
         super().data_received(data)
+        if (
+            self._reading is _Reading.NOTHING
+            and (self.cycle is None or self.cycle.response_complete)
+            and not self.transport.is_closing()
+        ):
+            # Bytes that begin no request (empty lines between requests, RFC 9112 §2.2)
+            # cancelled uvicorn's keep-alive timeout: the read deadline takes its place.
+            self._expect(_Reading.FIRST_BYTE)
         if (
             in_head
             and self._reading is _Reading.HEAD
@@ -151,7 +172,7 @@ class HttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._messages += 1
-        self._head_parsed = self._head_read = 0
+        self._head_parsed = self._head_read = self._fields = 0
         self._expect(_Reading.HEAD)
 
     def on_url(self, url: bytes) -> None:
@@ -159,6 +180,11 @@ class HttpProtocol(HttpToolsProtocol):
         self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._fields += 1
+        if self._fields > MAX_HEADER_FIELDS:
+            # Each field is kept as Python objects several times its wire size.
+            self._head_too_large = True
+            raise _HeadTooLarge
         self._count_head(len(name) + len(value) + FIELD_OVERHEAD)
         super().on_header(name, value)
 
@@ -176,17 +202,25 @@ class HttpProtocol(HttpToolsProtocol):
             held = weakref.ref(cycle)
             extensions = cycle.scope.setdefault("extensions", {})
             extensions[ANSWER_UNSENT] = {"unsent": lambda: _dropped(held)}
-        if current is not None and current is not cycle:
-            self._overtaken = [c for c in self._overtaken if not c.response_complete]
-            if not current.response_complete:
-                self._overtaken.append(current)
+        if len(self.pipeline) > MAX_PIPELINED:
+            # One read can hold thousands of small requests, each queued with its scope.
+            self._pipeline_too_deep = True
+            raise _PipelineTooDeep
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        self._running = cycle
+        super()._start_asgi_task(cycle, app)
 
     def on_message_complete(self) -> None:
         self._reading = _Reading.NOTHING
         super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
-        if self._head_too_large:
+        if self._pipeline_too_deep:
+            # Earlier responses are owed first, so there is nothing to answer with: close.
+            self._reading = _Reading.NOTHING
+            self.transport.close()
+        elif self._head_too_large:
             self._refuse(431, HEAD_TOO_LARGE_DETAIL)
         else:
             self._refuse(400, UNPARSABLE_DETAIL)
@@ -238,11 +272,9 @@ class HttpProtocol(HttpToolsProtocol):
 
     def _answer_pending(self, request: RequestResponseCycle | None) -> bool:
         """Whether a response to a request before `request` (None: one whose head has not
-        arrived) is still being made."""
-        earlier = [c for c in self._overtaken if c is not request]
-        if self.cycle is not request:
-            earlier.append(self.cycle)
-        return any(c is not None and not c.response_complete for c in earlier)
+        arrived) is still being made: only the running request's can be."""
+        running = self._running
+        return running is not None and running is not request and not running.response_complete
 
     def _refuse(self, status: int, detail: str) -> None:
         """Answer the request being read `status` with an RFC 9457 body and close: the

@@ -152,3 +152,15 @@ def test_an_ice_server_that_is_not_a_stun_or_turn_uri_is_refused(servers: str) -
 def test_stun_and_turn_uris_are_taken() -> None:
     servers = "stun:stun.example.com:3478, turns:[2001:db8::1]:5349?transport=tcp"
     assert Settings(ice_servers=servers).ice_servers == servers
+
+
+def test_a_handler_url_with_a_port_out_of_range_is_refused() -> None:
+    _one_line_naming(_serve(handler="http://127.0.0.1:99999/answer"), "CALLBRIDGE_HANDLER")
+
+
+def test_an_ice_server_port_out_of_range_is_refused() -> None:
+    _one_line_naming(_serve(ice_servers="stun:stun.example.com:99999"), "CALLBRIDGE_ICE_SERVERS")
+
+
+def test_ice_server_schemes_are_taken_in_either_case() -> None:
+    assert Settings(ice_servers="STUN:stun.example.com").ice_servers == "STUN:stun.example.com"
