@@ -5,6 +5,7 @@ Each case runs the real command; it must exit before it listens, so no port is n
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -164,3 +165,9 @@ def test_an_ice_server_port_out_of_range_is_refused() -> None:
 
 def test_ice_server_schemes_are_taken_in_either_case() -> None:
     assert Settings(ice_servers="STUN:stun.example.com").ice_servers == "STUN:stun.example.com"
+
+
+def test_version_names_the_installed_release() -> None:
+    result = _command("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"callbridge {importlib.metadata.version('callbridge')}"
