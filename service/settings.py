@@ -34,6 +34,8 @@ _ICE_SERVER_URI = re.compile(
     re.IGNORECASE,
 )
 _ICE_PORT = re.compile(r":([0-9]{1,5})(?:\?|$)")
+DEFAULT_MAX_REQUEST_HEAD_BYTES = 65536
+DEFAULT_REQUEST_READ_TIMEOUT_S = 30.0
 MAX_SECONDS = 30 * 86400
 """The largest value of any duration setting (`*_S`), 30 days: past some such value, time
 stamps made from it overflow (a call limit of `1e300` s made every read of the call's record
@@ -314,13 +316,13 @@ class Settings(BaseSettings):
         "may carry (400).",
     )
     max_request_head_bytes: int = Field(
-        65536,
+        DEFAULT_MAX_REQUEST_HEAD_BYTES,
         ge=1024,
         description="Longest request line and header fields together (past it: 431 and the "
         "connection closed; exact to one read of up to 256 KiB).",
     )
     request_read_timeout_s: float = Field(
-        30.0,
+        DEFAULT_REQUEST_READ_TIMEOUT_S,
         gt=0,
         le=MAX_SECONDS,
         description="A request's head must arrive within this of its first byte, and its body "

@@ -56,13 +56,12 @@ from uvicorn.server import ServerState
 
 from service.api.disconnect import ANSWER_UNSENT
 from service.api.problems import PROBLEM_JSON, TITLES
+from service.settings import DEFAULT_MAX_REQUEST_HEAD_BYTES, DEFAULT_REQUEST_READ_TIMEOUT_S
 
 UNPARSABLE_DETAIL = "the request is not valid HTTP/1.1"
 HEAD_TOO_LARGE_DETAIL = "the request line and header fields are longer than this server takes"
 TIMEOUT_DETAIL = "the request did not arrive in time"
 
-DEFAULT_MAX_HEAD_BYTES = 65536
-DEFAULT_READ_TIMEOUT_S = 30.0
 
 # RFC 9112 §5.1: at least ":" between a field's name and value, and CRLF after it.
 FIELD_OVERHEAD = 3
@@ -102,8 +101,8 @@ class HttpProtocol(HttpToolsProtocol):
     `limited_protocol` makes the class for other values.
     """
 
-    max_request_head_bytes: ClassVar[int] = DEFAULT_MAX_HEAD_BYTES
-    request_read_timeout_s: ClassVar[float] = DEFAULT_READ_TIMEOUT_S
+    max_request_head_bytes: ClassVar[int] = DEFAULT_MAX_REQUEST_HEAD_BYTES
+    request_read_timeout_s: ClassVar[float] = DEFAULT_REQUEST_READ_TIMEOUT_S
 
     def __init__(
         self,

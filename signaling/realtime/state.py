@@ -675,16 +675,13 @@ class CallState:
     def _report(self, code: str | None, message: str) -> list[Action]:
         if self._errors < self._limits.max_errors:
             self._errors += 1
-            redacted = self._redact(message)
-            safe_message = clip(redacted, self._limits.max_error_bytes)
-            redacted_code = self._redact(code) if code else None
-            safe_code = clip(redacted_code, self._limits.max_name_bytes) if redacted_code else None
-            actions: list[Action] = [ReportError(safe_code, safe_message)]
-            if safe_message is not redacted:
-                actions += self._limit_hit(ERROR_CAP, self._limits.max_error_bytes)
-            if safe_code is not redacted_code:
-                actions += self._limit_hit(ERROR_CODE_CAP, self._limits.max_name_bytes)
-            return actions
+            limits = self._limits
+            safe_message, cuts = self._shown(message, limits.max_error_bytes, ERROR_CAP)
+            safe_code = None
+            if code:
+                safe_code, code_cuts = self._shown(code, limits.max_name_bytes, ERROR_CODE_CAP)
+                cuts += code_cuts
+            return [ReportError(safe_code, safe_message), *cuts]
         self.dropped_errors += 1
         return self._limit_hit("errors", self._limits.max_errors)
 
@@ -707,6 +704,12 @@ class CallState:
 
     # Provider text is cut only after it is redacted: a cut first could split a secret and
     # leave most of it unrecognised.
+
+    def _shown(self, text: str, max_bytes: int, cap: str) -> tuple[str, list[Action]]:
+        """`text` redacted, then cut to `max_bytes`; and the `cap` hit, when it was cut."""
+        redacted = self._redact(text)
+        shown = clip(redacted, max_bytes)
+        return shown, [] if shown is redacted else self._limit_hit(cap, max_bytes)
 
     def _message(self, text: str) -> str:
         return clip(self._redact(text), self._limits.max_error_bytes)
@@ -893,8 +896,6 @@ class CallState:
             return []
         if len(tool_call_id) > MAX_ID_CHARS:
             return self._long_call_id(tool_call_id)
-        if item_id is not None and len(item_id) > MAX_ID_CHARS:
-            item_id = None
         # Each completed call is announced by up to four events; only the first counts.
         if tool_call_id in self._tool_calls or (
             item_id is not None and item_id in self._tool_items
@@ -903,11 +904,7 @@ class CallState:
         if len(self._tool_calls) >= self._limits.max_transcript_items:
             return self._limit_hit("tool_calls", self._limits.max_transcript_items)
         # Only the name as shown is kept: the offered tools' names fit in it.
-        redacted = self._redact(name)
-        shown = clip(redacted, self._limits.max_name_bytes)
-        cut = (
-            [] if shown is redacted else self._limit_hit(TOOL_NAME_CAP, self._limits.max_name_bytes)
-        )
+        shown, cut = self._shown(name, self._limits.max_name_bytes, TOOL_NAME_CAP)
         call = ToolCall(tool_call_id=tool_call_id, name=shown, item_id=item_id)
         self._tool_calls[tool_call_id] = call
         if item_id is not None:
@@ -935,7 +932,7 @@ class CallState:
                 call, "tool_call_malformed", reason, RETRY_OUTPUT.format(reason=reason)
             )
         limit = self._limits.max_request_bytes
-        size = len(prompt) if len(prompt) * 4 <= limit else utf8_size(prompt)
+        size = utf8_size(prompt)
         if size > limit:
             reason = f"its prompt was {size} bytes, more than the {limit} allowed"
             output = REQUEST_TOO_LONG_OUTPUT.format(reason=reason, limit=limit)
