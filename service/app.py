@@ -208,6 +208,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.webhook_verifier = webhook_verifier
+    app.state.ice_servers = settings.ice_server_config()
     app.state.stream_seats = StreamSeats(settings.max_event_streams_per_call)
     app.state.rate_limiter = RateLimiter(
         settings.rate_limit_per_minute,

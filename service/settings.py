@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.handoffs.queue import claim_idle_s, worst_case_answer_s
+from service.ice_servers import IceServers, SharedSecret, TurnCredential, is_turn
 from signaling.realtime import VOICES, CallLimits, ReconnectPolicy
 from signaling.redaction import too_short
 
@@ -40,6 +41,10 @@ MAX_SECONDS = 30 * 86400
 """The largest value of any duration setting (`*_S`), 30 days: past some such value, time
 stamps made from it overflow (a call limit of `1e300` s made every read of the call's record
 fail), and a timer that long never fires anyway."""
+
+
+def _printable_ascii(value: str) -> bool:
+    return bool(value) and value.isascii() and value.isprintable()
 
 
 class ConfigurationError(ValueError):
@@ -373,7 +378,34 @@ class Settings(BaseSettings):
     ice_servers: str = Field(
         "",
         description="Comma-separated `stun:`/`stuns:`/`turn:`/`turns:` URIs (RFC 7064, RFC 7065) "
-        'advertised in `Link: rel="ice-server"`; TURN credentials cannot be given.',
+        'advertised in `Link: rel="ice-server"` (RFC 9725 §4.6); TURN credentials come from '
+        "`CALLBRIDGE_TURN_SHARED_SECRET` or `CALLBRIDGE_TURN_USERNAME`/`_PASSWORD`.",
+    )
+    turn_shared_secret: SecretStr | None = Field(
+        None,
+        description="Secret shared with the TURN servers of `CALLBRIDGE_ICE_SERVERS` (coturn's "
+        "`static-auth-secret` with `use-auth-secret`): every answer to a caller allowed to start "
+        "calls gives the TURN links a new username `<expiry>:<random id>` and password "
+        "base64(HMAC-SHA1(secret, username)), the TURN REST API scheme. Never logged or "
+        "returned.",
+    )
+    turn_credential_ttl_s: int = Field(
+        86400,
+        ge=60,
+        le=MAX_SECONDS,
+        description="How long a TURN credential derived from `CALLBRIDGE_TURN_SHARED_SECRET` "
+        "is valid.",
+    )
+    turn_username: str | None = Field(
+        None,
+        description="Static TURN username (a long-term user of the TURN server), given with "
+        "`CALLBRIDGE_TURN_PASSWORD` on the TURN links to callers allowed to start calls; "
+        "printable ASCII, at most 508 bytes. Not with `CALLBRIDGE_TURN_SHARED_SECRET`.",
+    )
+    turn_password: SecretStr | None = Field(
+        None,
+        description="Static TURN password of `CALLBRIDGE_TURN_USERNAME`; printable ASCII. "
+        "Given to callers allowed to start calls, never logged.",
     )
     drain_timeout_s: float = Field(
         30.0,
@@ -453,6 +485,23 @@ class Settings(BaseSettings):
                 )
         return value
 
+    @field_validator("turn_username")
+    @classmethod
+    def _usable_turn_username(cls, value: str | None) -> str | None:
+        # RFC 8489 §14.3: a USERNAME is less than 509 bytes.
+        if value is not None and not (_printable_ascii(value) and len(value) <= 508):
+            raise ValueError("the TURN username must be 1 to 508 printable ASCII characters")
+        return value
+
+    @field_validator("turn_password", "turn_shared_secret")
+    @classmethod
+    def _usable_turn_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # Sent in a header (the password) or compared with a TURN server's configuration line
+        # (the secret): a control or non-ASCII character would be mangled on the way.
+        if value is not None and not _printable_ascii(value.get_secret_value()):
+            raise ValueError("the value must be printable ASCII characters, not empty")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _known_log_level(cls, value: str) -> str:
@@ -484,7 +533,37 @@ class Settings(BaseSettings):
                 "CALLBRIDGE_PROVIDER=azure needs CALLBRIDGE_AZURE_RESOURCE or "
                 "CALLBRIDGE_PROVIDER_URL"
             )
+        self._coherent_turn()
         return self
+
+    def _coherent_turn(self) -> None:
+        static = self.turn_username is not None or self.turn_password is not None
+        if self.turn_shared_secret is not None and static:
+            raise ValueError(
+                "CALLBRIDGE_TURN_SHARED_SECRET and CALLBRIDGE_TURN_USERNAME/_PASSWORD are two "
+                "ways to give TURN credentials: set one of them"
+            )
+        if (self.turn_username is None) != (self.turn_password is None):
+            raise ValueError(
+                "CALLBRIDGE_TURN_USERNAME and CALLBRIDGE_TURN_PASSWORD are set together"
+            )
+        if (static or self.turn_shared_secret is not None) and not any(
+            is_turn(uri) for uri in self.split(self.ice_servers)
+        ):
+            raise ValueError(
+                "TURN credentials are given on turn: and turns: links only, and "
+                "CALLBRIDGE_ICE_SERVERS names no such URI"
+            )
+
+    def ice_server_config(self) -> IceServers:
+        """The ICE servers to advertise and where their TURN credentials come from."""
+        turn: SharedSecret | TurnCredential | None = None
+        if self.turn_shared_secret is not None:
+            secret = self.turn_shared_secret.get_secret_value().encode()
+            turn = SharedSecret(secret, self.turn_credential_ttl_s)
+        elif self.turn_username is not None and self.turn_password is not None:
+            turn = TurnCredential(self.turn_username, self.turn_password.get_secret_value())
+        return IceServers(tuple(self.split(self.ice_servers)), turn)
 
     def provider_base_url(self, embedded_url: str | None = None) -> str:
         """The provider's base URL (scheme and host, no `/v1`)."""
@@ -552,6 +631,8 @@ class Settings(BaseSettings):
             ("OPS_TOKEN", self.ops_token),
             ("CALL_TOKEN_SECRET", self.call_token_secret),
             ("WEBHOOK_SECRET", self.webhook_secret),
+            ("TURN_SHARED_SECRET", self.turn_shared_secret),
+            ("TURN_PASSWORD", self.turn_password),
         ):
             if secret is not None:
                 named.append((ENV_PREFIX + name, secret.get_secret_value()))

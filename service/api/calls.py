@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import replace
@@ -20,6 +21,7 @@ from service.api.disconnect import answer_unsent, client_gone
 from service.api.guards import (
     authenticate,
     check_rate,
+    may_start_calls,
     require_api_token,
     require_ops,
 )
@@ -40,6 +42,7 @@ from service.calls.control import (
 )
 from service.calls.manager import CallManager
 from service.calls.stream import UnissuedEventId, check_resumable, follow
+from service.ice_servers import IceServers
 from service.metrics import CALL_STARTS, PROVIDER_ERRORS, provider_error_label
 from service.settings import Settings
 from signaling.ids import CallId, is_valid_call_id
@@ -229,12 +232,17 @@ def _provider_problem(exc: ProviderError) -> Problem:
     )
 
 
-def _ice_links(request: Request) -> dict[str, str]:
-    settings = request.app.state.settings
-    urls = settings.split(settings.ice_servers)
-    if not urls:
+def _ice_links(request: Request, *, credentialed: bool) -> dict[str, str]:
+    """The `rel="ice-server"` links (RFC 9725 §4.6), with TURN credentials when `credentialed`:
+    only for a caller who may start calls, as they let their holder relay through the TURN
+    server."""
+    servers: IceServers = request.app.state.ice_servers
+    if not servers.urls:
         return {}
-    return {"Link": ", ".join(f'<{url}>; rel="ice-server"' for url in urls)}
+    # A random id per answer: callers never share a TURN username, which TURN servers count
+    # allocations by (coturn's `user-quota`).
+    credential = servers.credential(time.time(), secrets.token_urlsafe(9)) if credentialed else None
+    return {"Link": servers.link(credential)}
 
 
 _OFFER_BODY: dict[str, Any] = {
@@ -344,7 +352,8 @@ async def start_call(request: Request) -> Response:
         log.info("call start abandoned by its client", extra={"call_id": call.call_id})
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     headers = {"Location": f"/v1/calls/{call.call_id}", "ETag": _etag(call.call_id)}
-    return _CallAnswer(answer, {**headers, **_ice_links(request)}, manager, call.call_id)
+    links = _ice_links(request, credentialed=True)
+    return _CallAnswer(answer, {**headers, **links}, manager, call.call_id)
 
 
 class _CallAnswer(Response):
@@ -381,8 +390,10 @@ class _CallAnswer(Response):
 )
 async def call_options(request: Request) -> Response:
     """WHIP endpoint OPTIONS: what may be POSTed, and the ICE servers (`Allow` is added by the
-    method routing)."""
-    return Response(status_code=204, headers={"Accept-Post": ACCEPT_POST, **_ice_links(request)})
+    method routing). Never refused for its token: without one that may start calls (a CORS
+    preflight carries none, RFC 9725 §4.7), the TURN links come without credentials."""
+    links = _ice_links(request, credentialed=await may_start_calls(request))
+    return Response(status_code=204, headers={"Accept-Post": ACCEPT_POST, **links})
 
 
 def _etag(call_id: str) -> str:

@@ -38,6 +38,16 @@ async def authenticate(request: Request) -> Principal:
     raise _unauthorized("the bearer token is not valid")
 
 
+async def may_start_calls(request: Request) -> bool:
+    """Whether the caller would be let through by `authenticate` (may start calls), without
+    refusing one that would not: for answers that give such callers more."""
+    try:
+        await authenticate(request)
+    except Problem:
+        return False
+    return True
+
+
 async def require_api_token(request: Request) -> None:
     """Only a long-lived API token will do (minting call tokens)."""
     if (await authenticate(request)).kind == "call":

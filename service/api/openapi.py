@@ -70,7 +70,11 @@ HEADERS: dict[str, dict[str, Any]] = {
     "WWW-Authenticate": {"description": "Bearer challenge (RFC 6750 §3).", "schema": _STRING},
     "Location": {"description": "The call's resource (RFC 9725 §4.2).", "schema": _STRING},
     "ETag": {"description": "The WHIP session's entity tag (RFC 9725 §4.3).", "schema": _STRING},
-    "Link": {"description": 'ICE servers, `rel="ice-server"` (RFC 9725 §4.6).', "schema": _STRING},
+    "Link": {
+        "description": 'ICE servers, `rel="ice-server"` (RFC 9725 §4.6); TURN links carry '
+        "`username`, `credential` and `credential-type` for a caller allowed to start calls.",
+        "schema": _STRING,
+    },
 }
 # Headers a problem with this status may carry.
 _PROBLEM_HEADERS = {

@@ -254,15 +254,20 @@ async function advertisedIceServers(call) {
 
 /**
  * Each `<uri>; rel="ice-server"` entry of a `Link` header value as an RTCIceServer, with its
- * `username` and `credential` parameters (RFC 9725 §4.6). A TURN server without both is left
- * out: the browser refuses a configuration that holds one.
+ * `username` and `credential` parameters (RFC 9725 §4.6; quoted strings unescaped, RFC 9110
+ * §5.6.4). A TURN server without both is left out: the browser refuses a configuration that
+ * holds one.
  */
 function iceServersOf(link) {
   const servers = [];
-  for (const match of link.matchAll(/<([^>]*)>((?:\s*;\s*[\w-]+\s*=\s*(?:"[^"]*"|[^;,]*))*)/g)) {
+  const quoted = String.raw`"(?:[^"\\]|\\.)*"`;
+  const param = String.raw`;\s*([\w-]+)\s*=\s*(?:(${quoted})|([^;,]*))`;
+  const entry = new RegExp(String.raw`<([^>]*)>((?:\s*${param})*)`, "g");
+  for (const match of link.matchAll(entry)) {
     const params = {};
-    for (const param of match[2].matchAll(/;\s*([\w-]+)\s*=\s*(?:"([^"]*)"|([^;,]*))/g)) {
-      params[param[1].toLowerCase()] = param[2] ?? param[3].trim();
+    for (const found of match[2].matchAll(new RegExp(param, "g"))) {
+      params[found[1].toLowerCase()] =
+        found[2] !== undefined ? found[2].slice(1, -1).replace(/\\(.)/g, "$1") : found[3].trim();
     }
     if (params.rel !== "ice-server") continue;
     const server = { urls: match[1] };

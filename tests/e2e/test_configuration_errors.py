@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from service.settings import Settings
 
@@ -165,6 +166,71 @@ def test_an_ice_server_port_out_of_range_is_refused() -> None:
 
 def test_ice_server_schemes_are_taken_in_either_case() -> None:
     assert Settings(ice_servers="STUN:stun.example.com").ice_servers == "STUN:stun.example.com"
+
+
+TURN_URI = "turn:turn.example.net"
+STATIC_TURN = {"turn_username": "relay-user", "turn_password": "relay-password"}
+
+
+def test_turn_credentials_of_both_kinds_are_refused() -> None:
+    line = _one_line_naming(
+        _serve(ice_servers=TURN_URI, turn_shared_secret="shared-secret", **STATIC_TURN),
+        "CALLBRIDGE_TURN_SHARED_SECRET",
+    )
+    assert "CALLBRIDGE_TURN_USERNAME" in line
+
+
+@pytest.mark.parametrize("given", ["turn_username", "turn_password"])
+def test_a_turn_username_or_password_alone_is_refused(given: str) -> None:
+    line = _one_line_naming(
+        _serve(ice_servers=TURN_URI, **{given: STATIC_TURN[given]}), "CALLBRIDGE_TURN_USERNAME"
+    )
+    assert "CALLBRIDGE_TURN_PASSWORD" in line
+
+
+@pytest.mark.parametrize("servers", ["", "stun:stun.example.net,stuns:stun.example.net"])
+@pytest.mark.parametrize(
+    "credentials", [{"turn_shared_secret": "shared-secret"}, STATIC_TURN], ids=["secret", "static"]
+)
+def test_turn_credentials_without_a_turn_uri_are_refused(
+    servers: str, credentials: dict[str, str]
+) -> None:
+    _one_line_naming(_serve(ice_servers=servers, **credentials), "CALLBRIDGE_ICE_SERVERS")
+
+
+@pytest.mark.parametrize("ttl", ["59", str(30 * 86400 + 1)])
+def test_a_turn_credential_lifetime_out_of_range_is_refused(ttl: str) -> None:
+    result = _serve(
+        ice_servers=TURN_URI, turn_shared_secret="shared-secret", turn_credential_ttl_s=ttl
+    )
+    _one_line_naming(result, "CALLBRIDGE_TURN_CREDENTIAL_TTL_S")
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "beside"),
+    [
+        ("turn_username", "relay\tuser", {"turn_password": "relay-password"}),
+        ("turn_username", "relay-usér", {"turn_password": "relay-password"}),
+        ("turn_username", "u" * 509, {"turn_password": "relay-password"}),
+        ("turn_password", "relay\npassword", {"turn_username": "relay-user"}),
+        ("turn_shared_secret", "shared\u00a0secret", {}),
+    ],
+)
+def test_turn_credentials_that_are_not_printable_ascii_are_refused_without_their_value(
+    setting: str, value: str, beside: dict[str, str]
+) -> None:
+    result = _serve(ice_servers=TURN_URI, **{setting: value}, **beside)
+    line = _one_line_naming(result, f"CALLBRIDGE_{setting.upper()}")
+    assert value not in line
+
+
+def test_turn_credentials_with_a_turn_uri_are_taken() -> None:
+    settings = Settings(
+        ice_servers=f"stun:stun.example.net,{TURN_URI}",
+        turn_username="relay-user",
+        turn_password=SecretStr("relay-password"),
+    )
+    assert settings.ice_server_config().credential(0, "any") is not None
 
 
 def test_version_names_the_installed_release() -> None:
