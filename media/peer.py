@@ -112,7 +112,7 @@ class CallClient:
     once, then silence; or a steady tone) and the `oai-events` data channel, an SDP offer
     POSTed to `url` (as `application/sdp`, or as multipart with a `session` JSON part when
     `session` is given), the answer applied, and a wait until the connection and the channel are
-    up. Leaving hangs up (if not done yet) and closes everything.
+    up. Leaving hangs up (unless done already, or `disconnect`ed) and closes everything.
     """
 
     def __init__(
@@ -147,6 +147,7 @@ class CallClient:
         self._channel: RTCDataChannel | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._hangup_status: int | None = None
+        self._disconnected = False
 
     async def __aenter__(self) -> CallClient:
         await self.connect()
@@ -269,9 +270,15 @@ class CallClient:
         self._hangup_status = response.status_code
         return response.status_code
 
+    async def disconnect(self) -> None:
+        """Close the peer connection without asking the server to end the call, as a browser
+        tab that is closed does; `close` then hangs nothing up."""
+        self._disconnected = True
+        await self._close_peer()
+
     async def close(self) -> None:
-        """Hang up if a call was placed and not yet hung up, then release everything."""
-        if self._location is not None and self._hangup_status is None:
+        """Hang up a call placed, unless hung up or disconnected already; release everything."""
+        if self._location is not None and self._hangup_status is None and not self._disconnected:
             with contextlib.suppress(DialError):
                 await self.hangup()
         await self._close_peer()

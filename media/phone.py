@@ -2,7 +2,8 @@
 
 The stand-in rings the webhook URL (signed like the real provider's `realtime.call.incoming`),
 the service decides; once the call is answered and the service's sideband has joined, the
-"caller" says each text and plays the WAV, and the report lists what the caller heard back.
+"caller" says each text and plays the WAV, then hangs up (as a phone caller does: the service
+is not asked to end the call), and the report lists what the caller heard back.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ async def ring(
                     return len((await refresh())["heard"]) > before
 
                 await _until(replied, seconds)
-            await client.post(f"/v1/realtime/calls/{call_id}/hangup")
+            await client.post(f"/local/sip/calls/{call_id}/hangup")
             await refresh()
         return PhoneReport(
             call_id=call_id,

@@ -67,7 +67,10 @@ async def answer_offer(call: LocalCall, offer_sdp: str) -> str:
 
     @pc.on("connectionstatechange")
     def on_connection_state() -> None:
-        if pc.connectionState == "failed":
+        # The caller left: it closed its peer connection (aiortc closes ours when DTLS is shut
+        # down from the other side) or stopped answering ICE checks. The provider ends the
+        # call, as a phone caller's hang-up does.
+        if pc.connectionState in ("failed", "closed") and call.state == "active":
             call.spawn(call.end())
 
     try:

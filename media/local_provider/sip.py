@@ -6,7 +6,11 @@ waits for `POST /v1/realtime/calls/{call_id}/accept|reject|refer`
 plays the phone network: the stand-in signs the same webhook with the Standard Webhooks scheme
 and sends it. Once accepted, the call is an ordinary local call, joined by its sideband; the
 caller "speaks" through `POST /local/sip/calls/{call_id}/say`, with text or a WAV file, and what
-the caller hears (the assistant's replies) is kept on the phone leg's record.
+the caller hears (the assistant's replies) is kept on the phone leg's record. The caller hangs up
+with `POST /local/sip/calls/{call_id}/hangup` (a SIP BYE): as the real provider does, the call
+ends, its sidebands are closed normally (1000) at once, and from then on a sideband join or a
+hang-up of it is answered 404 `call_id_not_found`
+(https://community.openai.com/t/sip-caller-hangup-closes-session-websocket-immediately-preventing-event-draining-early-hangup-calls-still-accepted/1368239).
 
 The `/local/...` routes are the stand-in's own (the real provider has no such thing).
 """
@@ -40,7 +44,7 @@ from signaling.ids import CallId
 CALLS_PATH = "/v1/realtime/calls"
 LOCAL_SIP_PATH = "/local/sip"
 
-LegState = Literal["ringing", "accepted", "rejected", "referred", "undelivered"]
+LegState = Literal["ringing", "accepted", "rejected", "referred", "hung_up", "undelivered"]
 
 DEFAULT_REJECT_STATUS = 603  # "603 Decline": the provider's default for /reject
 MAX_LEGS = 1000
@@ -216,6 +220,16 @@ class PhoneExchange:
         if call is not None:
             await call.end()
 
+    async def caller_hangs_up(self, call_id: str) -> None:
+        """The caller hangs up an answered call: it ends, its sidebands are closed."""
+        leg = self.leg(call_id)
+        if leg.state != "accepted":
+            raise _not_live(call_id, leg.state, "answered")
+        leg.state = "hung_up"
+        call = self._registry.active(call_id)
+        if call is not None:
+            await call.end()
+
     async def say_text(self, call_id: str, text: str) -> None:
         """The caller says `text` (as if recognised from their voice)."""
         await self._answered(call_id).user_spoke(text)
@@ -262,9 +276,9 @@ class PhoneExchange:
         return call
 
 
-def _not_live(call_id: str, state: str) -> ProviderError:
+def _not_live(call_id: str, state: str, wanted: str = "ringing") -> ProviderError:
     return ProviderError(
-        400, f"Call {call_id!r} is {state}, not ringing.", code="invalid_call_state"
+        400, f"Call {call_id!r} is {state}, not {wanted}.", code="invalid_call_state"
     )
 
 
@@ -338,6 +352,12 @@ def register_phone_routes(app: FastAPI, exchange: PhoneExchange, authorized: Aut
     @app.get(LOCAL_SIP_PATH + "/calls/{call_id}")
     async def leg_record(call_id: str, request: Request) -> JsonObject:
         require_key(request)
+        return exchange.record(call_id)
+
+    @app.post(LOCAL_SIP_PATH + "/calls/{call_id}/hangup")
+    async def caller_hangup(call_id: str, request: Request) -> JsonObject:
+        require_key(request)
+        await exchange.caller_hangs_up(call_id)
         return exchange.record(call_id)
 
     @app.post(LOCAL_SIP_PATH + "/calls/{call_id}/say", status_code=202)

@@ -175,6 +175,7 @@ const END_REASONS = {
   max_duration: "the call reached its time limit",
   drain: "the service is restarting",
   shutdown: "the service is shutting down",
+  remote_hangup: "its audio connection was closed",
   provider_ended: "the voice provider ended it",
   sideband_lost: "the service lost its link to the call",
   sideband_unavailable: "the service could not join the call",

@@ -15,8 +15,12 @@ class EndReason(StrEnum):
     """The call reached `CALLBRIDGE_MAX_CALL_DURATION_S`."""
     IDLE_TIMEOUT = "idle_timeout"
     """Nothing was said for `CALLBRIDGE_IDLE_TIMEOUT_S`."""
+    REMOTE_HANGUP = "remote_hangup"
+    """The other party hung up (a phone caller, or the WebRTC peer left): the provider closed
+    the sideband normally (1000) and a rejoin was answered 404/410."""
     PROVIDER_ENDED = "provider_ended"
-    """The provider ended the call (a terminal `error` event, or 404/410 on a rejoin)."""
+    """The provider ended the call (a terminal `error` event, or 404/410 on a rejoin after the
+    sideband dropped abnormally)."""
     SIDEBAND_REFUSED = "sideband_refused"
     """The provider refused the sideband (401/403, or 404/410 before it was ever joined)."""
     SIDEBAND_UNAVAILABLE = "sideband_unavailable"

@@ -4,7 +4,11 @@ bounded exponential backoff. Pure: every input carries the time."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
+
+NORMAL_CLOSURE: Final = 1000
+"""The WebSocket close code of a deliberate, normal close (RFC 6455 §7.4.1,
+https://www.rfc-editor.org/rfc/rfc6455#section-7.4.1)."""
 
 LinkStatus = Literal["joining", "open", "lost"]
 """`joining`: no connection, one is due at `Link.join_at`; `open`: connected; `lost`: given up."""
@@ -36,6 +40,7 @@ class Link:
         self.join_at = 0.0
         self.failures = 0
         self.joins = 0
+        self.closed_normally = False
         self._delivered = False
         self._connecting = False
 
@@ -59,6 +64,15 @@ class Link:
         if self.status == "open" and not self._delivered:
             self._delivered = True
             self.failures = 0
+
+    def closed(self, code: int | None) -> None:
+        """The open connection closed with `code` (None: no close frame); `closed_normally`
+        says whether the last one closed normally (1000). The provider closes a call's
+        sideband as soon as the other party hangs up (reported for phone calls:
+        https://community.openai.com/t/sip-caller-hangup-closes-session-websocket-immediately-preventing-event-draining-early-hangup-calls-still-accepted/1368239),
+        so a normal close followed by a rejoin refused as unknown is how a call ends, not a
+        fault."""
+        self.closed_normally = code == NORMAL_CLOSURE
 
     def failed(self, now: float, unit: float) -> bool:
         """A join failed or a connection closed; schedule the next attempt and return True,

@@ -396,13 +396,18 @@ class CallState:
         if self._ended:
             return []
         self._link_lost()
+        self._link.closed(code)
         return self._retry_or_end(now, f"closed with code {code} {self._message(reason)!r}".strip())
 
     def join_failed(
         self, status: int | None, code: str | None, now: float, message: str = ""
     ) -> list[Action]:
         """A join failed: HTTP `status` of the refused handshake (None: no answer), the
-        provider's error `code` and `message` from the refusal body, when it sent one."""
+        provider's error `code` and `message` from the refusal body, when it sent one.
+
+        404/410 on a rejoin ends the call, with nothing to hang up: `remote_hangup` when the
+        last connection closed normally (the other party hung up), `provider_ended` otherwise.
+        401/403/404/410 before any join fail it `sideband_refused`; anything else is retried."""
         if self._ended:
             return []
         self._link_lost()
@@ -410,6 +415,12 @@ class CallState:
         safe_code = self._code(code) if code else None
         if status in (404, 410) and self._link.joins > 0:
             # The call existed and is over: nothing left to hang up.
+            if self._link.closed_normally:
+                # Closed normally, then unknown: the other party hung up (a phone caller's BYE,
+                # a WebRTC peer leaving), which is how calls end, not a fault.
+                refusal = f"HTTP {status} {safe_code}" if safe_code else f"HTTP {status}"
+                message = f"the sideband closed normally and the rejoin was refused ({refusal})"
+                return self._finish(CallEnd(EndReason.REMOTE_HANGUP, message=message), False)
             end = CallEnd(EndReason.PROVIDER_ENDED, code=safe_code or str(status), message=detail)
             return self._finish(end, hang_up=False)
         if status in (401, 403, 404, 410):

@@ -42,16 +42,17 @@ STAND_IN_KEY = "sk-stand-in-0123456789abcdef"
 """The provider key a test service gets when the test names a real provider kind but no key."""
 
 StartService = Callable[..., Awaitable[RunningService]]
-Serve = Callable[[Any], Awaitable[str]]
+Serve = Callable[..., Awaitable[str]]
 
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Serve]:
-    """Serve any ASGI app on a free loopback port for the test's duration; returns its URL."""
+    """Serve any ASGI app on a free loopback port for the test's duration (with uvicorn's
+    WebSocket protocol `ws`, if given); returns its URL."""
     async with contextlib.AsyncExitStack() as stack:
 
-        async def start(app: Any) -> str:
-            return await stack.enter_async_context(running_server(app))
+        async def start(app: Any, ws: Any = "auto") -> str:
+            return await stack.enter_async_context(running_server(app, ws))
 
         yield start
 

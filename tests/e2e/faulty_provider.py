@@ -123,12 +123,13 @@ class FaultyProvider:
         self.connected.clear()
         await self.sockets[call_id].close(code=1011)
 
-    async def end_call(self, call_id: str) -> None:
-        """End the call provider-side (as a hang-up elsewhere would)."""
+    async def end_call(self, call_id: str, code: int = 1000, reason: str = "call_ended") -> None:
+        """End the call provider-side, closing its sideband with `code` (1000: as the other
+        party hanging up would; 1011: as a provider fault would)."""
         self.ended.add(call_id)
         socket = self.sockets.get(call_id)
         if socket is not None:
-            await socket.close(code=1000, reason="call_ended")
+            await socket.close(code=code, reason=reason)
 
     def app(self) -> FastAPI:
         """The ASGI app."""

@@ -6,6 +6,7 @@ import contextlib
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from starlette.types import ASGIApp
 
@@ -13,9 +14,10 @@ from service.embedded import EmbeddedServer
 
 
 @contextlib.asynccontextmanager
-async def running_server(app: ASGIApp) -> AsyncIterator[str]:
-    """Serve `app` on 127.0.0.1 on a free port; yields its base URL ("http://127.0.0.1:PORT")."""
-    server = EmbeddedServer(app)
+async def running_server(app: ASGIApp, ws: Any = "auto") -> AsyncIterator[str]:
+    """Serve `app` on 127.0.0.1 on a free port, with uvicorn's WebSocket protocol `ws`; yields
+    its base URL ("http://127.0.0.1:PORT")."""
+    server = EmbeddedServer(app, ws=ws)
     await server.start()
     try:
         yield server.url

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,21 @@ async def test_media_flows_both_ways_and_delete_hangs_up_at_the_provider(
     ended = service.manager.get(call_id)
     assert ended is not None
     assert (ended.state, ended.end_reason) == ("ended", "hangup")
+
+
+async def test_a_peer_that_leaves_without_hanging_up_ends_the_call_as_a_remote_hangup(
+    service: RunningService, call: CallClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    call_id = _call_id(call)
+    session = service.manager.session(call_id)
+    assert session is not None
+    await until(lambda: session.call.session_id is not None)
+    await call.disconnect()
+    await asyncio.wait_for(session.wait_ended(), 30)
+    assert (session.call.state, session.call.end_reason) == ("ended", "remote_hangup")
+    assert (await _provider_record(service, call_id))["state"] == "ended"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 async def test_call_record_shows_state_session_and_limits(

@@ -100,6 +100,15 @@ async def next_event(ws: ClientConnection) -> dict[str, Any]:
     return event
 
 
+async def closing(ws: ClientConnection) -> ConnectionClosed:
+    """Read events until `ws` closes; how it closed."""
+    try:
+        while True:
+            await next_event(ws)
+    except ConnectionClosed as closed:
+        return closed
+
+
 async def events_until(ws: ClientConnection, event_type: str) -> list[dict[str, Any]]:
     events = [await next_event(ws)]
     while events[-1]["type"] != event_type:
@@ -433,6 +442,27 @@ async def test_hangup_closes_the_sideband_with_1000_and_the_call_cannot_be_joine
     assert closed.value.rcvd is not None
     assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1000, "call_ended")
     assert rejoin.value.response.status_code == 404
+
+
+async def test_a_webrtc_caller_closing_its_peer_connection_ends_the_call_as_a_hang_up_would(
+    provider: Provider, http: httpx.AsyncClient
+) -> None:
+    async with CallClient(provider.calls_url) as client:
+        assert client.location is not None
+        call_id = client.location.rsplit("/", 1)[-1]
+        async with connect(provider.sideband_url(call_id)) as ws:
+            await next_event(ws)
+            await client.disconnect()
+            closed = await closing(ws)
+    with pytest.raises(InvalidStatus) as rejoin:
+        async with connect(provider.sideband_url(call_id)):
+            pass
+    hangup = await http.post(f"{provider.calls_url}/{call_id}/hangup")
+
+    assert closed.rcvd is not None
+    assert (closed.rcvd.code, closed.rcvd.reason) == (1000, "call_ended")
+    assert rejoin.value.response.status_code == 404
+    assert (hangup.status_code, hangup.json()["error"]["code"]) == (404, "call_id_not_found")
 
 
 async def test_hanging_up_an_unknown_call_is_404(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,9 +21,16 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI, Request
+from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks import Webhook
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
-from media.local_provider import LocalProviderConfig, create_provider_app
+from media.local_provider import (
+    DenialAwareWebSocketProtocol,
+    LocalProviderConfig,
+    create_provider_app,
+)
 from media.peer import CallClient
 from tests.e2e.conftest import RunningService, Serve, StartService
 from tests.e2e.redis_server import RedisServer
@@ -70,6 +78,12 @@ class Phone:
             response = await client.post(f"/local/sip/calls/{call_id}/say", json={"text": text})
         assert response.status_code == 202
 
+    async def hang_up(self, call_id: str) -> None:
+        """The caller hangs up."""
+        async with httpx.AsyncClient(base_url=self.provider_url) as client:
+            response = await client.post(f"/local/sip/calls/{call_id}/hangup")
+        assert response.status_code == 200
+
     async def deliver(self, headers: dict[str, str], body: str) -> httpx.Response:
         async with httpx.AsyncClient() as client:
             return await client.post(self.webhook_url, content=body, headers=headers)
@@ -94,8 +108,10 @@ async def phone_network(serve: Serve, start_service: StartService) -> Any:
     """Start the stand-in and a service with the given settings; return a `Phone`."""
 
     async def start(**overrides: Any) -> Phone:
+        # Served as `callbridge provider` serves it: refused sideband joins are not errors.
         provider_url = await serve(
-            create_provider_app(LocalProviderConfig(media=False, webhook_secret=SECRET))
+            create_provider_app(LocalProviderConfig(media=False, webhook_secret=SECRET)),
+            ws=DenialAwareWebSocketProtocol,
         )
         service = await start_service(
             provider="openai", provider_url=provider_url, webhook_secret=SECRET, **overrides
@@ -111,6 +127,26 @@ async def _service_record(phone: Phone, call_id: str) -> dict[str, Any]:
     assert response.status_code == 200
     record: dict[str, Any] = response.json()
     return record
+
+
+async def _metrics(phone: Phone, family: str, label: str) -> dict[str, float]:
+    async with httpx.AsyncClient(base_url=phone.service.url) as client:
+        exposition = (await client.get("/metrics")).text
+    return {
+        sample.labels[label]: sample.value
+        for metric in text_string_to_metric_families(exposition)
+        if metric.name == family
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    }
+
+
+async def _calls_ended(phone: Phone, reason: str) -> float:
+    return (await _metrics(phone, "callbridge_calls_ended", "reason")).get(reason, 0.0)
+
+
+async def _hangup_outcomes(phone: Phone) -> dict[str, float]:
+    return await _metrics(phone, "callbridge_provider_hangups", "outcome")
 
 
 async def test_an_incoming_call_is_accepted_and_its_sideband_joined(phone_network: Any) -> None:
@@ -232,6 +268,83 @@ async def test_hangup_ends_a_phone_call_at_the_provider(phone_network: Any) -> N
         assert (await client.post(f"/v1/calls/{call_id}/hangup")).status_code == 200
     assert (await phone.leg(call_id))["call"]["state"] == "ended"
     assert (await _service_record(phone, call_id))["end_reason"] == "hangup"
+
+
+async def test_a_caller_hanging_up_ends_the_call_as_a_remote_hangup_logged_at_info(
+    phone_network: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    phone: Phone = await phone_network()
+    call_id = (await phone.ring())["call_id"]
+    await phone.joined(call_id)
+    session = phone.service.manager.session(call_id)
+    assert session is not None
+    await phone.hang_up(call_id)
+    await asyncio.wait_for(session.wait_ended(), 10)
+    record = await _service_record(phone, call_id)
+    assert (record["state"], record["end_reason"]) == ("ended", "remote_hangup")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert any(
+        r.levelno == logging.INFO and "call ending: remote_hangup" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+async def test_after_the_caller_hung_up_the_provider_no_longer_knows_the_call(
+    phone_network: Any,
+) -> None:
+    phone: Phone = await phone_network()
+    call_id = (await phone.ring())["call_id"]
+    await phone.joined(call_id)
+    await phone.hang_up(call_id)
+    leg = await phone.leg(call_id)
+    async with httpx.AsyncClient(base_url=phone.provider_url) as client:
+        hangup = await client.post(f"/v1/realtime/calls/{call_id}/hangup")
+    sideband = phone.provider_url.replace("http://", "ws://") + f"/v1/realtime?call_id={call_id}"
+    with pytest.raises(InvalidStatus) as join:
+        async with connect(sideband):
+            pass
+    assert (leg["state"], leg["call"]["state"]) == ("hung_up", "ended")
+    assert (hangup.status_code, hangup.json()["error"]["code"]) == (404, "call_id_not_found")
+    assert join.value.response.status_code == 404
+
+
+async def test_only_an_answered_caller_can_hang_up(phone_network: Any) -> None:
+    phone: Phone = await phone_network()
+    call_id = (await phone.ring(deliver=False))["call_id"]
+    async with httpx.AsyncClient(base_url=phone.provider_url) as client:
+        response = await client.post(f"/local/sip/calls/{call_id}/hangup")
+    assert (response.status_code, response.json()["error"]["code"]) == (400, "invalid_call_state")
+
+
+async def test_a_remote_hangup_is_counted_under_its_own_end_reason(phone_network: Any) -> None:
+    phone: Phone = await phone_network()
+    before = await _calls_ended(phone, "remote_hangup")
+    call_id = (await phone.ring())["call_id"]
+    await phone.joined(call_id)
+    session = phone.service.manager.session(call_id)
+    assert session is not None
+    await phone.hang_up(call_id)
+    await asyncio.wait_for(session.wait_ended(), 10)
+    assert await _calls_ended(phone, "remote_hangup") == before + 1
+
+
+async def test_a_caller_hanging_up_leaves_no_hang_up_to_do_at_the_provider(
+    phone_network: Any,
+) -> None:
+    phone: Phone = await phone_network()
+    call_id = (await phone.ring())["call_id"]
+    await phone.joined(call_id)
+    session = phone.service.manager.session(call_id)
+    assert session is not None
+    before = await _hangup_outcomes(phone)
+    await phone.hang_up(call_id)
+    await asyncio.wait_for(session.wait_ended(), 10)
+    async with httpx.AsyncClient(base_url=phone.service.url) as client:
+        hung_up = await client.post(f"/v1/calls/{call_id}/hangup")
+    assert (hung_up.status_code, hung_up.json()["end_reason"]) == (200, "remote_hangup")
+    assert await _hangup_outcomes(phone) == before
+    assert phone.service.manager.hangups.retrying == frozenset()
 
 
 async def test_a_webhook_with_a_bad_signature_is_refused_and_changes_nothing(

@@ -9,12 +9,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
 import secrets
 import sys
 from pathlib import Path
 
-from media.local_provider import LocalProviderConfig, create_provider_app
+from media.local_provider import (
+    DenialAwareWebSocketProtocol,
+    LocalProviderConfig,
+    create_provider_app,
+)
 from tests.e2e.conftest import Serve, StartService
+from tests.e2e.waiting import until
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
@@ -53,7 +59,7 @@ async def test_ring_plays_a_wav_to_the_service_and_prints_the_spoken_answer(
         "20",
     )
     assert code == 0, output
-    assert "accepted" in output
+    assert "hung_up" in output
     heard = [line for line in output.splitlines() if line.startswith("heard: ")]
     assert any("2 + 3 = 5" in line for line in heard), output
 
@@ -71,3 +77,30 @@ async def test_ring_reports_a_webhook_the_service_refuses(
     code, output = await _ring(f"{service.url}/v1/provider/webhooks", "--provider", provider_url)
     assert code == 1
     assert "401" in output
+
+
+async def test_ring_hangs_up_as_the_caller_and_the_service_ends_the_call_as_a_remote_hangup(
+    serve: Serve, start_service: StartService
+) -> None:
+    provider_url = await serve(
+        create_provider_app(LocalProviderConfig(media=False, webhook_secret=SECRET)),
+        ws=DenialAwareWebSocketProtocol,
+    )
+    service = await start_service(
+        provider="openai", provider_url=provider_url, webhook_secret=SECRET
+    )
+    code, output = await _ring(f"{service.url}/v1/provider/webhooks", "--provider", provider_url)
+    assert code == 0, output
+    outcome = re.search(r"^call (\S+): (\S+)$", output, re.MULTILINE)
+    assert outcome is not None, output
+    call_id, leg_state = outcome.groups()
+    assert leg_state == "hung_up"
+
+    def ended() -> bool:
+        call = service.manager.get(call_id)
+        return call is not None and not call.live
+
+    await until(ended)
+    call = service.manager.get(call_id)
+    assert call is not None
+    assert (call.state, call.end_reason) == ("ended", "remote_hangup")

@@ -78,15 +78,26 @@ async def test_client_events_sent_while_the_sideband_is_down_are_delivered_after
     )
 
 
-async def test_a_call_hung_up_at_the_provider_ends_without_retries(
+async def test_a_call_ended_at_the_provider_ends_as_a_remote_hangup_without_retries(
     start_service: StartService, serve: Serve, provider: FaultyProvider
 ) -> None:
     _service, call_id, session = await _call(start_service, serve, provider)
     await provider.end_call(call_id)
     await asyncio.wait_for(session.wait_ended(), 5)
     assert session.call.state == "ended"
-    assert session.call.end_reason == "provider_ended"
+    assert session.call.end_reason == "remote_hangup"
     assert provider.sideband_attempts == 2, "one rejoin attempt, answered 404, then no retries"
+    assert provider.hangups == []
+
+
+async def test_a_call_lost_in_a_provider_fault_ends_as_provider_ended(
+    start_service: StartService, serve: Serve, provider: FaultyProvider
+) -> None:
+    _service, call_id, session = await _call(start_service, serve, provider)
+    await provider.end_call(call_id, code=1011, reason="upstream error")
+    await asyncio.wait_for(session.wait_ended(), 5)
+    assert (session.call.state, session.call.end_reason) == ("ended", "provider_ended")
+    assert session.call.end_code == "404"
     assert provider.hangups == []
 
 

@@ -345,11 +345,30 @@ def test_a_sideband_refused_before_it_was_ever_joined_fails_the_call_and_hangs_u
     ]
 
 
-def test_a_404_on_a_rejoin_means_the_provider_ended_the_call() -> None:
+def test_a_normal_close_then_a_404_on_the_rejoin_ends_the_call_as_a_remote_hangup() -> None:
     state = open_state()
     state.link_closed(1000, "call_ended", 1.0)
+    actions = state.join_failed(404, "call_id_not_found", 1.0, "No session found")
+    message = "the sideband closed normally and the rejoin was refused (HTTP 404 call_id_not_found)"
+    assert actions == [EndCall(CallEnd(EndReason.REMOTE_HANGUP, message=message))]
+
+
+def test_an_abnormal_close_then_a_404_on_the_rejoin_means_the_provider_ended_the_call() -> None:
+    state = open_state()
+    state.link_closed(1011, "upstream error", 1.0)
     (end,) = state.join_failed(404, None, 1.0)
     assert end == EndCall(CallEnd(EndReason.PROVIDER_ENDED, code="404", message="HTTP 404"))
+
+
+def test_only_the_last_close_decides_what_a_404_on_the_rejoin_means() -> None:
+    state = open_state()
+    state.link_closed(1000, "", 1.0)
+    state.link_opened(1.0)
+    state.feed_raw(frame("session.updated", session={"id": "sess_1"}), 1.0)
+    state.link_closed(None, "", 2.0)
+    (end,) = state.join_failed(404, "call_id_not_found", 2.0)
+    assert isinstance(end, EndCall)
+    assert end.end.reason == EndReason.PROVIDER_ENDED
 
 
 # Idle and maximum duration
