@@ -239,13 +239,15 @@ class Settings(BaseSettings):
         ge=0,
         le=MAX_SECONDS,
         description="How long an ended call stays findable through the call directory, so "
-        "any instance can still show its record.",
+        "any instance can still show its record and events; on one instance without Redis, "
+        "how long its events stay readable (`Last-Event-ID` resumes after the end).",
     )
     ended_calls_max_bytes: int = Field(
         64 << 20,
         ge=0,
         description="Total size (as JSON) of the ended-call records an instance keeps for "
-        "`GET /v1/calls/{id}`; the oldest are dropped first.",
+        "`GET /v1/calls/{id}`, and without Redis of their events; the oldest calls are "
+        "dropped first.",
     )
     call_lease_s: float = Field(
         5.0,

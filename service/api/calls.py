@@ -634,9 +634,11 @@ async def call_events(call_id: str, request: Request, principal: Caller) -> Even
     """Server-Sent Events: transcript, handoffs and call state, with replay of recent history.
 
     With Redis, any instance serves any call's stream and `Last-Event-ID` resumes on any of
-    them (the ids are Redis stream ids, `ms-seq`); on one instance, only a live call's stream is
-    served (the ids are sequence numbers). 400 for a `Last-Event-ID` the stream never issued;
-    one older than the history kept is answered with a first `stream.gap` event.
+    them (the ids are Redis stream ids, `ms-seq`); on one instance, the ids are sequence
+    numbers. An ended call's stream is kept for the ended-call retention: it replays what is
+    kept (after `Last-Event-ID`) and closes after the event that ended the call; past that,
+    409 on one instance. 400 for a `Last-Event-ID` the stream never issued; one older than the
+    history kept is answered with a first `stream.gap` event.
     """
     manager = _manager(request)
     cid = _known_call_id(call_id)
@@ -645,15 +647,18 @@ async def call_events(call_id: str, request: Request, principal: Caller) -> Even
     if store is not None:
         last = _last_event_id(request.headers.get("last-event-id"), _STREAM_ID)
         await manager.visible(cid, principal)
+        over = False
         if last is not None:
             try:
-                await check_resumable(store, cid, last)
+                over = await check_resumable(store, cid, last)
             except UnissuedEventId:
                 raise _unissued() from None
         resumed = last is not None
 
         async def logged() -> AsyncGenerator[bytes, None]:
             yield b": stream open\n\n"
+            if over:
+                return
             async for event in follow(
                 store, cid, last or "0", keepalive_s=_KEEPALIVE_S, resumed=resumed
             ):
@@ -664,12 +669,13 @@ async def call_events(call_id: str, request: Request, principal: Caller) -> Even
 
         return _sse(logged(), send_timeout_s, _seat(request, cid))
     last = _last_event_id(request.headers.get("last-event-id"), _EVENT_SEQ)
-    record = await _run(request, GetCall(cid, principal))
-    session = manager.session(cid)
-    if session is None or record["state"] in ("ended", "failed"):
-        raise Problem(409, "the call has ended", kind="call-ended")
+    await manager.visible(cid, principal)
+    stream = manager.event_stream(cid)
+    if stream is None:
+        raise Problem(
+            409, "the call has ended and its events are no longer kept", kind="call-ended"
+        )
     seq = int(last) if last is not None else 0
-    stream = session.stream
     try:
         stream.check_resumable(seq)
     except UnissuedEventId:

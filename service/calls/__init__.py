@@ -22,6 +22,7 @@ from service.calls.errors import (
 )
 from service.calls.lease import CallLeases
 from service.calls.manager import CallManager
+from service.calls.retention import EndedCalls
 from service.calls.store import CallStore
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "Command",
     "DeleteCall",
     "Draining",
+    "EndedCalls",
     "GetCall",
     "HangUp",
     "InjectText",

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import Any, Final, TypedDict, TypeVar
@@ -58,6 +56,7 @@ from service.calls.errors import (
 from service.calls.handoff_text import LIMIT_KIND, capped
 from service.calls.hangups import Hangups
 from service.calls.record import Call, summary
+from service.calls.retention import EndedCalls
 from service.calls.session import CallSession
 from service.calls.store import CallStore, StoredCall, record_from_json, record_to_json
 from service.calls.stream import CallEventStream, ClusterEventStream
@@ -151,10 +150,11 @@ class CallManager:
         # Worker answers are routed by call lease to the instance's own results stream.
         self.reply_to = self.instance_id
         self.sessions: dict[str, CallSession] = {}
-        self._ended: OrderedDict[str, Call] = OrderedDict()
-        self._recent_ended = recent_ended
-        self._ended_bytes: dict[str, int] = {}
-        self.ended_total_bytes = 0
+        self._ended = EndedCalls(
+            max_calls=recent_ended,
+            max_bytes=settings.ended_calls_max_bytes,
+            events_for_s=settings.ended_call_retention_s,
+        )
         self._reserved = 0
         self.draining = False
         self._listener: asyncio.Task[None] | None = None
@@ -359,28 +359,18 @@ class CallManager:
         self._reserved -= 1
         ACTIVE_CALLS.dec()
         CALLS_ENDED.labels(reason=label(call.end_reason or OTHER, END_REASONS)).inc()
-        self._retain(call)
+        # With Redis, its events are read from the store, where they expire with its state.
+        events = session.stream if self.store is None else None
+        self._ended.keep(call, events, time.monotonic())
         if self.store is not None:
             # Its last events and state are saved, then its lease is let go.
             self._closing[call.call_id] = session
             self._mark_dirty(call.call_id)
 
-    def _retain(self, call: Call) -> None:
-        """Keep an ended call's record, within the count and the byte budget (oldest go first).
-
-        A record is measured as its JSON (what `GET /v1/calls/{id}` would serve); one larger
-        than the whole budget is not kept.
-        """
-        size = len(json.dumps(call.to_json(full=True), separators=(",", ":")))
-        self.ended_total_bytes += size - self._ended_bytes.get(call.call_id, 0)
-        self._ended_bytes[call.call_id] = size
-        self._ended[call.call_id] = call
-        budget = self.settings.ended_calls_max_bytes
-        while self._ended and (
-            len(self._ended) > self._recent_ended or self.ended_total_bytes > budget
-        ):
-            evicted, _ = self._ended.popitem(last=False)
-            self.ended_total_bytes -= self._ended_bytes.pop(evicted)
+    @property
+    def ended_total_bytes(self) -> int:
+        """What the ended calls kept here (records, and events without Redis) measure."""
+        return self._ended.total_bytes
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
@@ -469,6 +459,15 @@ class CallManager:
     def session(self, call_id: str) -> CallSession | None:
         """The live session of a call of this instance."""
         return self.sessions.get(call_id)
+
+    def event_stream(self, call_id: str) -> CallEventStream | None:
+        """Without Redis: the event stream of a live call of this instance, or the closed
+        one of a call that ended here within `ended_call_retention_s` and is still kept (see
+        `EndedCalls`); else None."""
+        session = self.sessions.get(call_id)
+        if session is not None:
+            return session.stream
+        return self._ended.events(call_id, time.monotonic())
 
     def active(self) -> list[Call]:
         """Live calls of this instance."""

@@ -151,10 +151,10 @@ class CallStore:
         )
         return bool(reply)
 
-    async def last_event_id(self, call_id: str) -> str | None:
-        """The id of the newest event in the call's log (None when it holds none)."""
-        newest = await self._redis.xrevrange(self._events_key(call_id), count=1)
-        return str(newest[0][0]) if newest else None
+    async def last_event(self, call_id: str) -> LoggedEvent | None:
+        """The newest event in the call's log (None when it holds none)."""
+        newest: Any = await self._redis.xrevrange(self._events_key(call_id), count=1)
+        return _logged(*newest[0]) if newest else None
 
     async def read_after(
         self, call_id: str, after: str, count: int = 100

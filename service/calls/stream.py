@@ -9,6 +9,7 @@ resumes anywhere, across a takeover too.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
@@ -80,6 +81,14 @@ class CallEventStream:
         """Raise `UnissuedEventId` when `after` is beyond the last sequence number published."""
         if after > self._seq:
             raise UnissuedEventId(f"event {after} was never sent")
+
+    def history_bytes(self) -> int:
+        """What the kept events measure: each one's name and its data as compact JSON, in
+        bytes (the JSON is ASCII)."""
+        return sum(
+            len(event.name) + len(json.dumps(event.data, separators=(",", ":")))
+            for event in self._history
+        )
 
     def close(self) -> None:
         """End every subscription after what was already published."""
@@ -168,16 +177,22 @@ def _just_before(entry_id: str) -> str:
     return f"{ms}-{seq - 1}" if seq > 0 else f"{ms - 1}-{_MAX_ID_PART}"
 
 
-async def check_resumable(store: CallStore, call_id: str, after: str) -> None:
-    """Raise `UnissuedEventId` when log id `after` (`ms-seq`, a client's `Last-Event-ID`) is
-    beyond the last id the call's log issued, `EventLogUnavailable` when Redis cannot be
-    reached."""
+async def check_resumable(store: CallStore, call_id: str, after: str) -> bool:
+    """Whether the call's log is over at log id `after` (`ms-seq`, a client's
+    `Last-Event-ID`): `after` is the event that ended the call, so nothing follows it and
+    `follow` would wait forever.
+
+    Raises `UnissuedEventId` when `after` is beyond the last id the log issued,
+    `EventLogUnavailable` when Redis cannot be reached.
+    """
     try:
-        newest = await store.last_event_id(call_id)
+        newest = await store.last_event(call_id)
     except redis_failures() as exc:
         raise EventLogUnavailable(f"the call's event log cannot be read: {exc}") from None
-    if _entry_id(after) > _entry_id(newest or "0-0"):
+    newest_id = _entry_id(newest.event_id) if newest is not None else (0, 0)
+    if _entry_id(after) > newest_id:
         raise UnissuedEventId(f"event {after} was never sent")
+    return newest is not None and newest.final and _entry_id(after) == newest_id
 
 
 def _trimmed_after(kept: KeptEvents | None, after: str) -> str | None:

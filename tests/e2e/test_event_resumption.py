@@ -1,5 +1,6 @@
 """`Last-Event-ID` on a call's event stream, in memory and with Redis: an id the stream never
-sent is a 400; one older than the history kept starts the stream with a `stream.gap` event."""
+sent is a 400; one older than the history kept starts the stream with a `stream.gap` event; an
+ended call's stream replays what is kept and closes, alike on both backends."""
 
 from __future__ import annotations
 
@@ -52,6 +53,13 @@ async def _frames(
     return frames
 
 
+async def _all_frames(
+    client: httpx.AsyncClient, path: str, last_event_id: str | None = None
+) -> list[Frame]:
+    """Every event of the stream at `path`, read until the server closes it."""
+    return await _frames(client, path, -1, last_event_id)
+
+
 async def _started_call(client: httpx.AsyncClient) -> str:
     response = await client.post(
         "/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
@@ -90,6 +98,22 @@ async def redis_call(
         location = await _started_call(client)
         yield Stream(client, location)
         await client.delete(location)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def either_call(request: pytest.FixtureRequest) -> Stream:
+    """The same test on one instance without Redis and with it."""
+    stream: Stream = request.getfixturevalue(f"{request.param}_call")
+    return stream
+
+
+async def _hang_up(stream: Stream) -> None:
+    response = await stream.client.post(f"{stream.location}/hangup")
+    assert response.status_code == 200, response.text
+
+
+def _ends_the_call(frame: Frame) -> bool:
+    return frame.event == "call.state" and frame.data["state"] == "ended"
 
 
 async def _a_sent_id(stream: Stream) -> str:
@@ -204,3 +228,61 @@ async def test_redis_a_follower_that_falls_behind_the_trimming_is_told_of_the_ga
     assert gap.name == "stream.gap"
     assert gap.data == {"last_event_id": first.event_id, "resumes_after": gap.event_id}
     assert resumed.data["n"] > 1
+
+
+async def test_resuming_an_ended_call_replays_the_events_after_the_id_and_closes(
+    either_call: Stream,
+) -> None:
+    events = f"{either_call.location}/events"
+    sent = await _a_sent_id(either_call)
+    response = await either_call.client.post(
+        f"{either_call.location}/messages", json={"text": "more"}
+    )
+    assert response.status_code == 202
+    await _hang_up(either_call)
+    resumed = await _all_frames(either_call.client, events, sent)
+    everything = await _all_frames(either_call.client, events)
+    assert resumed == everything[[f.id for f in everything].index(sent) + 1 :]
+    assert _ends_the_call(resumed[-1])
+
+
+async def test_an_ended_calls_stream_without_an_id_replays_from_the_start_and_closes(
+    either_call: Stream,
+) -> None:
+    first_sent = await _a_sent_id(either_call)
+    await _hang_up(either_call)
+    frames = await _all_frames(either_call.client, f"{either_call.location}/events")
+    assert frames[0].id == first_sent
+    assert _ends_the_call(frames[-1])
+    assert [f for f in frames if _ends_the_call(f)] == [frames[-1]]
+
+
+async def test_resuming_an_ended_call_after_its_last_event_closes_at_once(
+    either_call: Stream,
+) -> None:
+    events = f"{either_call.location}/events"
+    await _a_sent_id(either_call)
+    await _hang_up(either_call)
+    last = (await _all_frames(either_call.client, events))[-1]
+    assert await _all_frames(either_call.client, events, last.id) == []
+
+
+async def test_resuming_an_ended_call_from_an_id_never_sent_is_a_400(either_call: Stream) -> None:
+    await _a_sent_id(either_call)
+    await _hang_up(either_call)
+    last = (await _all_frames(either_call.client, f"{either_call.location}/events"))[-1]
+    ms, _, seq = last.id.partition("-")
+    unissued = f"{ms}-{int(seq) + 1}" if seq else str(int(ms) + 1)
+    await _unissued_is_a_400(either_call, unissued)
+
+
+async def test_resuming_an_ended_call_from_before_the_history_starts_with_a_gap_event(
+    either_call: Stream,
+) -> None:
+    first_sent = await _a_sent_id(either_call)
+    await _overflow_history_since(either_call, first_sent)
+    await _hang_up(either_call)
+    frames = await _all_frames(either_call.client, f"{either_call.location}/events", first_sent)
+    assert frames[0].event == "stream.gap"
+    assert frames[0].data == {"last_event_id": first_sent, "resumes_after": frames[0].id}
+    assert _ends_the_call(frames[-1])
