@@ -1,4 +1,5 @@
-"""What the OpenAPI document says each operation answers: statuses, content types, headers.
+"""What the OpenAPI document says each operation answers: statuses, content types, headers and
+the JSON schemas of the bodies (`service.api.models`).
 
 Routes declare their answers with `answers(...)`; `install_openapi` removes what the framework
 would add that we never answer (its 422 `HTTPValidationError`, since every error here is
@@ -8,11 +9,14 @@ every `GET` (RFC 9110 §9.3.2).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
+from service.api.models import ProblemDetails
 from service.api.problems import PROBLEM_JSON, TITLES
 
 # A call-start offer the service accepts (audio plus the events data channel), for the document's
@@ -80,17 +84,8 @@ _PROBLEM_HEADERS = {
     429: ("Retry-After",),
     503: ("Retry-After",),
 }
-_PROBLEM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["type", "title", "status", "detail"],
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "instance": {"type": "string"},
-    },
-}
+_COMPONENTS = "#/components/schemas/"
+_PROBLEM_SCHEMA = {"$ref": f"{_COMPONENTS}{ProblemDetails.__name__}"}
 
 
 def headers(*names: str) -> dict[str, Any]:
@@ -98,13 +93,23 @@ def headers(*names: str) -> dict[str, Any]:
     return {name: HEADERS[name] for name in names}
 
 
+def answer(
+    description: str, model: type[BaseModel], *, carrying: Sequence[str] = ()
+) -> dict[str, Any]:
+    """One successful JSON answer for `answers(ok=...)`: its `description`, the `model`
+    documenting its body (FastAPI puts its schema under the route's media type; it never builds
+    or checks the body), and the headers it is `carrying`."""
+    return {"description": description, "model": model, "headers": headers(*carrying)}
+
+
 def answers(
     *problems: int, ok: dict[int, dict[str, Any]] | None = None
 ) -> dict[int | str, dict[str, Any]]:
-    """A route's `responses=`: its successful answers `ok` plus problem+json for `problems`."""
+    """A route's `responses=`: its successful answers `ok` plus problem+json for `problems`
+    (`ProblemDetails`, RFC 9457)."""
     documented: dict[int | str, dict[str, Any]] = {}
-    for status, answer in (ok or {}).items():
-        documented[status] = answer
+    for status, ok_answer in (ok or {}).items():
+        documented[status] = ok_answer
     for status in problems:
         documented[status] = {
             "description": TITLES[status],
@@ -149,13 +154,16 @@ def install_openapi(app: FastAPI) -> None:
                         del responses["422"]
                 if "get" in operations and "head" not in operations:
                     operations["head"] = _head_of(operations["get"])
-            schemas = schema.get("components", {}).get("schemas", {})
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(name, None)
-            if "components" in schema and not schemas:
-                schema["components"].pop("schemas", None)
-                if not schema["components"]:
-                    del schema["components"]
+            # Referred to by every problem answer, under its own media type, which FastAPI's
+            # `model` would not give it.
+            problem = ProblemDetails.model_json_schema(
+                ref_template=_COMPONENTS + "{model}", mode="serialization"
+            )
+            schemas.update(problem.pop("$defs", {}))
+            schemas[ProblemDetails.__name__] = problem
             app.openapi_schema = schema
         return app.openapi_schema
 
