@@ -23,7 +23,7 @@ from service.api.guards import (
     require_api_token,
     require_ops,
 )
-from service.api.media_types import charset, media_type
+from service.api.media_types import JSON_TYPE, charset, media_type
 from service.api.models import (
     CallRecord,
     CallsPage,
@@ -77,7 +77,6 @@ MAX_CALLS_PAGE = 1000
 tokens_router = APIRouter(prefix="/v1/call-tokens", tags=["calls"])
 
 TRICKLE_TYPE = "application/trickle-ice-sdpfrag"
-JSON_TYPE = "application/json"
 # Routes that exist only to refuse their method in RFC 9725's order; never advertised in Allow.
 REFUSED_METHODS = {"/v1/calls/{call_id}": frozenset({"PATCH"})}
 ACCEPT_POST = "application/sdp, multipart/form-data"

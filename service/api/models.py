@@ -48,7 +48,12 @@ class ReferIn(BaseModel):
 
 
 # What the API answers. These models only document the JSON the routes write themselves (in
-# the OpenAPI document, through `answers`); no answer is built or checked through them.
+# the OpenAPI document, through `answers`); no answer is built or checked through them, and they
+# are built only when the document is first asked for.
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(defer_build=True)
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -62,18 +67,18 @@ def _optional(description: str) -> Any:
     return Field(None, description=description, json_schema_extra=_no_default)
 
 
-class FieldError(BaseModel):
+class FieldError(_Answer):
     """One reason a request body does not have the expected shape."""
 
     loc: list[str] = Field(description="Where in the body: member names and list indices.")
     msg: str
 
 
-class ProblemDetails(BaseModel):
+class ProblemDetails(_Answer):
     """An error answer, `application/problem+json` (RFC 9457 §3,
     https://www.rfc-editor.org/rfc/rfc9457#section-3). Extension members name what failed."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     type: str = Field(
         description="`https://callbridge.dev/problems/{kind}`, or `about:blank` when the status "
@@ -93,14 +98,14 @@ class ProblemDetails(BaseModel):
     provider_code: str | None = _optional("The provider's error code, when it gave one.")
 
 
-class Health(BaseModel):
+class Health(_Answer):
     """A health+json status
     (https://datatracker.ietf.org/doc/html/draft-inadarei-api-health-check-06)."""
 
     status: Literal["pass", "fail", "warn"]
 
 
-class HealthCheck(BaseModel):
+class HealthCheck(_Answer):
     """One check of a readiness answer."""
 
     status: Literal["pass", "fail", "warn"]
@@ -120,7 +125,7 @@ class Readiness(Health):
     checks: dict[str, list[HealthCheck]]
 
 
-class SessionSettings(BaseModel):
+class SessionSettings(_Answer):
     """A call's realtime session settings."""
 
     mode: SessionMode
@@ -130,14 +135,14 @@ class SessionSettings(BaseModel):
     model: str
 
 
-class EndDetail(BaseModel):
+class EndDetail(_Answer):
     """What the provider said when the call ended."""
 
     code: str | None
     message: str | None
 
 
-class CallLimits(BaseModel):
+class CallLimits(_Answer):
     """The call's time limits."""
 
     max_duration_s: float
@@ -145,7 +150,7 @@ class CallLimits(BaseModel):
     ends_by: datetime = Field(description="When the maximum duration runs out.")
 
 
-class CallSummary(BaseModel):
+class CallSummary(_Answer):
     """A call's record without the parts that grow with the call (`GET /v1/calls`, hang-up).
 
     `session` holds the settings in force (confirmed by the provider), `session_requested` those
@@ -173,7 +178,7 @@ class CallSummary(BaseModel):
     transferred_to: str | None
 
 
-class TranscriptLine(BaseModel):
+class TranscriptLine(_Answer):
     """One conversation item's text, in conversation order; `final` once complete."""
 
     item_id: str
@@ -182,7 +187,7 @@ class TranscriptLine(BaseModel):
     final: bool
 
 
-class Handoff(BaseModel):
+class Handoff(_Answer):
     """One `background_agent` handoff. `expired`: the call stopped waiting for it and failed it;
     `late_output` is a result that came after that, which the model never saw."""
 
@@ -201,7 +206,7 @@ class Handoff(BaseModel):
     finished_at: datetime | None
 
 
-class ReportedError(BaseModel):
+class ReportedError(_Answer):
     """An error the provider reported that the call survived."""
 
     code: str | None
@@ -219,42 +224,58 @@ class CallRecord(CallSummary):
     limits_reached: dict[str, int]
 
 
-class CallsPage(BaseModel):
+class CallsPage(_Answer):
     """A page of live calls in call-id order."""
 
     calls: list[CallSummary]
     next: str | None = Field(description="The `after` of the following page; null on the last.")
 
 
-class MessageSent(BaseModel):
+class MessageSent(_Answer):
     """The text went to the call."""
 
     status: Literal["sent"]
 
 
-class SessionChange(BaseModel):
+class SessionChange(_Answer):
     """A session update asked of the provider: `session` is still the confirmed settings."""
 
     session: SessionSettings
     session_requested: SessionSettings
 
 
-class TransferRequested(BaseModel):
+class TransferRequested(_Answer):
     """The provider took the transfer (SIP REFER)."""
 
     status: Literal["referred"]
     target_uri: str
 
 
-class CallToken(BaseModel):
+class CallToken(_Answer):
     """A call token for a browser."""
 
     token: str
     expires_at: int = Field(description="Unix seconds.")
 
 
-class WebhookHandled(BaseModel):
+class WebhookHandled(_Answer):
     """A verified webhook: `ringing` (an incoming call, `call_id`, being decided) or `ignored`."""
 
     status: Literal["ringing", "ignored"]
     call_id: str | SkipJsonSchema[None] = _optional("The incoming call (when `ringing`).")
+
+
+ANSWER_MODELS: tuple[type[BaseModel], ...] = (
+    ProblemDetails,
+    Health,
+    Readiness,
+    CallsPage,
+    CallSummary,
+    CallRecord,
+    MessageSent,
+    SessionChange,
+    TransferRequested,
+    CallToken,
+    WebhookHandled,
+)
+"""Every answer's model; those they hold come with them."""

@@ -1,5 +1,6 @@
 """What the OpenAPI document says each operation answers: statuses, content types, headers and
-the JSON schemas of the bodies (`service.api.models`).
+the JSON schemas of the bodies (`service.api.models`, made into the document's components only
+when it is first asked for).
 
 Routes declare their answers with `answers(...)`; `install_openapi` removes what the framework
 would add that we never answer (its 422 `HTTPValidationError`, since every error here is
@@ -15,8 +16,10 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
-from service.api.models import ProblemDetails
+from service.api.media_types import JSON_TYPE
+from service.api.models import ANSWER_MODELS, ProblemDetails
 from service.api.problems import PROBLEM_JSON, TITLES
 
 # A call-start offer the service accepts (audio plus the events data channel), for the document's
@@ -85,7 +88,13 @@ _PROBLEM_HEADERS = {
     503: ("Retry-After",),
 }
 _COMPONENTS = "#/components/schemas/"
-_PROBLEM_SCHEMA = {"$ref": f"{_COMPONENTS}{ProblemDetails.__name__}"}
+
+
+def _component(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"{_COMPONENTS}{model.__name__}"}
+
+
+_PROBLEM_SCHEMA = _component(ProblemDetails)
 
 
 def headers(*names: str) -> dict[str, Any]:
@@ -94,12 +103,20 @@ def headers(*names: str) -> dict[str, Any]:
 
 
 def answer(
-    description: str, model: type[BaseModel], *, carrying: Sequence[str] = ()
+    description: str,
+    model: type[BaseModel],
+    *,
+    media_type: str = JSON_TYPE,
+    carrying: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """One successful JSON answer for `answers(ok=...)`: its `description`, the `model`
-    documenting its body (FastAPI puts its schema under the route's media type; it never builds
-    or checks the body), and the headers it is `carrying`."""
-    return {"description": description, "model": model, "headers": headers(*carrying)}
+    """One successful JSON answer for `answers(ok=...)`: its `description`, its body as
+    `media_type` described by `model` (one of `ANSWER_MODELS`, referred to by name), and the
+    headers it is `carrying`."""
+    return {
+        "description": description,
+        "content": {media_type: {"schema": _component(model)}},
+        "headers": headers(*carrying),
+    }
 
 
 def answers(
@@ -157,13 +174,11 @@ def install_openapi(app: FastAPI) -> None:
             schemas = schema.setdefault("components", {}).setdefault("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(name, None)
-            # Referred to by every problem answer, under its own media type, which FastAPI's
-            # `model` would not give it.
-            problem = ProblemDetails.model_json_schema(
-                ref_template=_COMPONENTS + "{model}", mode="serialization"
+            _, answered = models_json_schema(
+                [(model, "serialization") for model in ANSWER_MODELS],
+                ref_template=_COMPONENTS + "{model}",
             )
-            schemas.update(problem.pop("$defs", {}))
-            schemas[ProblemDetails.__name__] = problem
+            schemas.update(answered["$defs"])
             app.openapi_schema = schema
         return app.openapi_schema
 

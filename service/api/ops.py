@@ -28,7 +28,7 @@ class HealthResponse(JSONResponse):
 @router.get(
     "/healthz",
     response_class=HealthResponse,
-    responses=answers(ok={200: answer("The process answers", Health)}),
+    responses=answers(ok={200: answer("The process answers", Health, media_type=HEALTH_JSON)}),
 )
 async def healthz() -> HealthResponse:
     """Liveness: the process answers. Checks nothing external on purpose."""
@@ -39,7 +39,10 @@ async def healthz() -> HealthResponse:
     "/readyz",
     response_class=HealthResponse,
     responses=answers(
-        ok={200: answer("Ready", Readiness), 503: answer("Not ready", Readiness)},
+        ok={
+            200: answer("Ready", Readiness, media_type=HEALTH_JSON),
+            503: answer("Not ready", Readiness, media_type=HEALTH_JSON),
+        },
     ),
 )
 async def readyz(request: Request) -> HealthResponse:
