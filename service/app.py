@@ -16,6 +16,7 @@ from starlette.routing import Route
 from service.api.calls import REFUSED_METHODS, start_call, tokens_router
 from service.api.calls import router as calls_router
 from service.api.direct import DirectRoutes
+from service.api.docs import router as docs_router
 from service.api.methods import MethodRouting, MethodTable, static_paths
 from service.api.openapi import install_openapi
 from service.api.ops import router as ops_router
@@ -205,6 +206,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Realtime voice-AI call orchestration",
         lifespan=lifespan,
         telemetry=fastapi_telemetry(),
+        # `/docs` is served by `docs_router` instead, with its assets from this origin; ReDoc
+        # is not served (see `service/api/docs.py`).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.webhook_verifier = webhook_verifier
@@ -219,8 +224,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     static = static_paths(STATIC_DIR) if STATIC_DIR.is_dir() else frozenset()
     # Innermost of the middlewares: CORS preflights are answered before it.
-    routers = (calls_router, tokens_router, ops_router, webhooks_router)
-    # The app's own routes (OpenAPI and docs pages) and every router's, with full paths.
+    routers = (calls_router, tokens_router, ops_router, webhooks_router, docs_router)
+    # The app's own route (the OpenAPI document) and every router's, with full paths.
     routes = [r for r in app.router.routes if isinstance(r, Route)]
     routes += [r for router in routers for r in router.routes if isinstance(r, Route)]
     app.add_middleware(

@@ -96,12 +96,23 @@ class MultipartForm:
     `feed(chunk)` for each chunk received, then `finish()` for the fields by name. Raises
     `Problem`: 400 for a malformed body (bad boundary, headers too long or with too many
     parameters, a part without a name, a field twice, a truncated body), 413 for too many parts.
+
+    A preamble (text before the first boundary delimiter line) and an epilogue (after the close
+    delimiter) are ignored, as RFC 2046 §5.1.1 says
+    (https://www.rfc-editor.org/rfc/rfc2046#section-5.1.1): python-multipart discards the
+    epilogue itself but takes only line breaks before the first delimiter, so the preamble is
+    skipped here, up to the first line that starts with `--boundary`. Neither is kept; both
+    count towards the body's size limit, which the reader enforces.
     """
 
     content_type: str
     limits: FormLimits
     fields: dict[str, bytes] = field(default_factory=dict)
     _parser: MultipartParser | None = None
+    _delimiter: bytes = b""
+    # The body's bytes not yet known to hold no delimiter (at most the delimiter's length less
+    # one), behind a line break standing for the start of the body; None past the preamble.
+    _preamble: bytearray | None = field(default_factory=lambda: bytearray(b"\r\n"))
     _parts: int = 0
     _headers: dict[bytes, bytes] = field(default_factory=dict)
     _header_name: bytearray = field(default_factory=bytearray)
@@ -115,6 +126,8 @@ class MultipartForm:
         boundary = params.get(b"boundary")
         if not boundary:
             raise _bad_form("multipart Content-Type has no boundary")
+        # RFC 2046 §5.1.1: a delimiter is CRLF "--" boundary; the first may open the body.
+        self._delimiter = b"\r\n--" + boundary
         try:
             self._parser = MultipartParser(
                 boundary,
@@ -137,10 +150,28 @@ class MultipartForm:
     def feed(self, chunk: bytes) -> None:
         """Parse one more chunk of the body."""
         assert self._parser is not None
+        if self._preamble is not None:
+            chunk = self._past_preamble(chunk)
+            if not chunk:
+                return
         try:
             self._parser.write(chunk)
         except FormParserError as exc:
             raise _bad_form(f"malformed multipart body: {exc}") from None
+
+    def _past_preamble(self, chunk: bytes) -> bytes:
+        """What of `chunk` follows the preamble, from the first delimiter line's `--boundary`
+        on; empty while the preamble goes on."""
+        assert self._preamble is not None
+        self._preamble += chunk
+        at = self._preamble.find(self._delimiter)
+        if at == -1:
+            # Only a delimiter split across chunks can still start in what was seen.
+            del self._preamble[: -(len(self._delimiter) - 1)]
+            return b""
+        rest = bytes(self._preamble[at + 2 :])
+        self._preamble = None
+        return rest
 
     def finish(self) -> dict[str, bytes]:
         """The fields by name, once the closing boundary has been seen."""

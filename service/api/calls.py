@@ -25,9 +25,21 @@ from service.api.guards import (
     require_api_token,
     require_ops,
 )
-from service.api.media_types import charset, media_type
-from service.api.models import MessageIn, ReferIn, SessionOverrides, StartOverrides
-from service.api.openapi import EXAMPLE_OFFER, SDP_SCHEMA, answers, headers
+from service.api.media_types import JSON_TYPE, charset, media_type
+from service.api.models import (
+    CallRecord,
+    CallsPage,
+    CallSummary,
+    CallToken,
+    MessageIn,
+    MessageSent,
+    ReferIn,
+    SessionChange,
+    SessionOverrides,
+    StartOverrides,
+    TransferRequested,
+)
+from service.api.openapi import EXAMPLE_OFFER, SDP_SCHEMA, answer, answers, headers
 from service.api.problems import CLIENT_CLOSED_REQUEST, Problem
 from service.api.sse import EventStreamResponse, StreamSeats
 from service.auth import Principal, mint_call_token
@@ -68,7 +80,6 @@ MAX_CALLS_PAGE = 1000
 tokens_router = APIRouter(prefix="/v1/call-tokens", tags=["calls"])
 
 TRICKLE_TYPE = "application/trickle-ice-sdpfrag"
-JSON_TYPE = "application/json"
 # Routes that exist only to refuse their method in RFC 9725's order; never advertised in Allow.
 REFUSED_METHODS = {"/v1/calls/{call_id}": frozenset({"PATCH"})}
 ACCEPT_POST = "application/sdp, multipart/form-data"
@@ -300,13 +311,9 @@ _SSE_EVENT = {
         "data": {"type": "string"},
     },
 }
-_JSON_OK = {"content": {JSON_TYPE: {"schema": {"type": "object"}}}}
-
-
-def _ok(status: int, description: str, *header_names: str) -> dict[int, dict[str, Any]]:
-    return {status: {"description": description, **_JSON_OK, "headers": headers(*header_names)}}
-
-
+_HUNG_UP = {200: answer("The call record, without transcript", CallSummary, carrying=["ETag"])}
+_SENT = {202: answer("Sent to the call", MessageSent)}
+_REFERRED = {202: answer("Transfer requested", TransferRequested)}
 _Body = TypeVar("_Body", MessageIn, SessionOverrides, ReferIn)
 
 
@@ -403,7 +410,7 @@ def _etag(call_id: str) -> str:
 @router.get(
     "",
     dependencies=[Depends(require_ops)],
-    responses=answers(401, 422, 503, ok=_ok(200, "A page of live calls")),
+    responses=answers(401, 422, 503, ok={200: answer("A page of live calls", CallsPage)}),
 )
 async def list_calls(
     request: Request,
@@ -436,7 +443,9 @@ def _record(payload: dict[str, Any]) -> JSONResponse:
 @router.get(
     "/{call_id}",
     operation_id="getCall",
-    responses=answers(401, 404, 410, 503, ok=_ok(200, "The call record", "ETag")),
+    responses=answers(
+        401, 404, 410, 503, ok={200: answer("The call record", CallRecord, carrying=["ETag"])}
+    ),
 )
 async def get_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """One call's record, with transcript and handoffs."""
@@ -446,7 +455,9 @@ async def get_call(call_id: str, request: Request, principal: Caller) -> JSONRes
 @router.delete(
     "/{call_id}",
     operation_id="deleteCall",
-    responses=answers(401, 404, 410, 503, ok=_ok(200, "The final call record", "ETag")),
+    responses=answers(
+        401, 404, 410, 503, ok={200: answer("The final call record", CallRecord, carrying=["ETag"])}
+    ),
 )
 async def delete_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """End the call at the provider if it is live (the WHIP session DELETE) and delete it:
@@ -457,7 +468,7 @@ async def delete_call(call_id: str, request: Request, principal: Caller) -> JSON
 @router.post(
     "/{call_id}/hangup",
     operation_id="hangUpCall",
-    responses=answers(401, 404, 410, 503, ok=_ok(200, "The call record, without transcript")),
+    responses=answers(401, 404, 410, 503, ok=_HUNG_UP),
 )
 async def hang_up_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """End the call at the provider and keep its record readable at the call's URL (for the
@@ -512,7 +523,7 @@ async def _json_model(request: Request, model: type[_Body], what: str) -> _Body:
     status_code=202,
     operation_id="postMessage",
     openapi_extra=_json_body(MessageIn),
-    responses=answers(400, 401, 404, 409, 410, 413, 415, 422, 503, ok=_ok(202, "Sent to the call")),
+    responses=answers(400, 401, 404, 409, 410, 413, 415, 422, 503, ok=_SENT),
 )
 async def post_message(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Inject user text into the live call."""
@@ -527,25 +538,12 @@ async def post_message(call_id: str, request: Request, principal: Caller) -> JSO
     return JSONResponse({"status": "sent"}, status_code=202)
 
 
-_SESSION_ACCEPTED = {
-    202: {
-        "description": "The change is asked of the provider: `session` holds the settings it "
-        "has confirmed (still the old ones), `session_requested` those asked for; the call's "
-        "record shows the change in `session` once the provider confirms it.",
-        "content": {
-            JSON_TYPE: {
-                "schema": {
-                    "type": "object",
-                    "required": ["session", "session_requested"],
-                    "properties": {
-                        "session": {"type": "object"},
-                        "session_requested": {"type": "object"},
-                    },
-                }
-            }
-        },
-    }
-}
+_SESSION_ACCEPTED = answer(
+    "The change is asked of the provider: `session` holds the settings it has confirmed (still "
+    "the old ones), `session_requested` those asked for; the call's record shows the change in "
+    "`session` once the provider confirms it.",
+    SessionChange,
+)
 
 
 @router.post(
@@ -553,7 +551,7 @@ _SESSION_ACCEPTED = {
     status_code=202,
     operation_id="updateSession",
     openapi_extra=_json_body(SessionOverrides),
-    responses=answers(400, 401, 404, 409, 410, 413, 415, 422, 503, ok=_SESSION_ACCEPTED),
+    responses=answers(400, 401, 404, 409, 410, 413, 415, 422, 503, ok={202: _SESSION_ACCEPTED}),
 )
 async def post_session(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Ask for new instructions, voice or output modality on the live call: 202 with the
@@ -580,9 +578,7 @@ _KEEPALIVE_S = 15.0
     status_code=202,
     operation_id="referCall",
     openapi_extra=_json_body(ReferIn),
-    responses=answers(
-        400, 401, 404, 409, 410, 413, 415, 422, 502, 503, ok=_ok(202, "Transfer requested")
-    ),
+    responses=answers(400, 401, 404, 409, 410, 413, 415, 422, 502, 503, ok=_REFERRED),
 )
 async def refer_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Transfer a live phone call (SIP REFER); 409 for a WebRTC call, which cannot be."""
@@ -729,7 +725,7 @@ def _sse(
     "",
     dependencies=[Depends(require_api_token)],
     status_code=201,
-    responses=answers(401, 403, 404, 413, ok=_ok(201, "A call token")),
+    responses=answers(401, 403, 404, 413, ok={201: answer("A call token", CallToken)}),
 )
 async def mint_token(request: Request) -> JSONResponse:
     """A short-lived call token for a browser (needs an API token and a configured secret).

@@ -14,6 +14,8 @@ import re
 
 from service.api.problems import Problem
 
+JSON_TYPE = "application/json"
+
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _QUOTED = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
 # Each stretch of whitespace can be matched one way only, so a failed match cannot backtrack

@@ -1,4 +1,6 @@
-"""What the OpenAPI document says each operation answers: statuses, content types, headers.
+"""What the OpenAPI document says each operation answers: statuses, content types, headers and
+the JSON schemas of the bodies (`service.api.models`, made into the document's components only
+when it is first asked for).
 
 Routes declare their answers with `answers(...)`; `install_openapi` removes what the framework
 would add that we never answer (its 422 `HTTPValidationError`, since every error here is
@@ -8,11 +10,16 @@ every `GET` (RFC 9110 §9.3.2).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
+from service.api.media_types import JSON_TYPE
+from service.api.models import ANSWER_MODELS, ProblemDetails
 from service.api.problems import PROBLEM_JSON, TITLES
 
 # A call-start offer the service accepts (audio plus the events data channel), for the document's
@@ -84,17 +91,14 @@ _PROBLEM_HEADERS = {
     429: ("Retry-After",),
     503: ("Retry-After",),
 }
-_PROBLEM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["type", "title", "status", "detail"],
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "instance": {"type": "string"},
-    },
-}
+_COMPONENTS = "#/components/schemas/"
+
+
+def _component(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"{_COMPONENTS}{model.__name__}"}
+
+
+_PROBLEM_SCHEMA = _component(ProblemDetails)
 
 
 def headers(*names: str) -> dict[str, Any]:
@@ -102,13 +106,31 @@ def headers(*names: str) -> dict[str, Any]:
     return {name: HEADERS[name] for name in names}
 
 
+def answer(
+    description: str,
+    model: type[BaseModel],
+    *,
+    media_type: str = JSON_TYPE,
+    carrying: Sequence[str] = (),
+) -> dict[str, Any]:
+    """One successful JSON answer for `answers(ok=...)`: its `description`, its body as
+    `media_type` described by `model` (one of `ANSWER_MODELS`, referred to by name), and the
+    headers it is `carrying`."""
+    return {
+        "description": description,
+        "content": {media_type: {"schema": _component(model)}},
+        "headers": headers(*carrying),
+    }
+
+
 def answers(
     *problems: int, ok: dict[int, dict[str, Any]] | None = None
 ) -> dict[int | str, dict[str, Any]]:
-    """A route's `responses=`: its successful answers `ok` plus problem+json for `problems`."""
+    """A route's `responses=`: its successful answers `ok` plus problem+json for `problems`
+    (`ProblemDetails`, RFC 9457)."""
     documented: dict[int | str, dict[str, Any]] = {}
-    for status, answer in (ok or {}).items():
-        documented[status] = answer
+    for status, ok_answer in (ok or {}).items():
+        documented[status] = ok_answer
     for status in problems:
         documented[status] = {
             "description": TITLES[status],
@@ -153,13 +175,14 @@ def install_openapi(app: FastAPI) -> None:
                         del responses["422"]
                 if "get" in operations and "head" not in operations:
                     operations["head"] = _head_of(operations["get"])
-            schemas = schema.get("components", {}).get("schemas", {})
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(name, None)
-            if "components" in schema and not schemas:
-                schema["components"].pop("schemas", None)
-                if not schema["components"]:
-                    del schema["components"]
+            _, answered = models_json_schema(
+                [(model, "serialization") for model in ANSWER_MODELS],
+                ref_template=_COMPONENTS + "{model}",
+            )
+            schemas.update(answered["$defs"])
             app.openapi_schema = schema
         return app.openapi_schema
 

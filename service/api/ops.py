@@ -9,7 +9,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.guards import require_ops
-from service.api.openapi import answers
+from service.api.models import Health, Readiness
+from service.api.openapi import answer, answers
 from service.calls.manager import CallManager
 from service.handoffs import QueueUnavailable
 from service.metrics import PROVIDER_UP, QUEUE_BUFFERED, QUEUE_DEPTH, REGISTRY
@@ -24,7 +25,11 @@ class HealthResponse(JSONResponse):
     media_type = HEALTH_JSON
 
 
-@router.get("/healthz", response_class=HealthResponse)
+@router.get(
+    "/healthz",
+    response_class=HealthResponse,
+    responses=answers(ok={200: answer("The process answers", Health, media_type=HEALTH_JSON)}),
+)
 async def healthz() -> HealthResponse:
     """Liveness: the process answers. Checks nothing external on purpose."""
     return HealthResponse({"status": "pass"})
@@ -33,12 +38,12 @@ async def healthz() -> HealthResponse:
 @router.get(
     "/readyz",
     response_class=HealthResponse,
-    responses={
-        503: {
-            "description": "Not ready",
-            "content": {HEALTH_JSON: {"schema": {"type": "object"}}},
-        }
-    },
+    responses=answers(
+        ok={
+            200: answer("Ready", Readiness, media_type=HEALTH_JSON),
+            503: answer("Not ready", Readiness, media_type=HEALTH_JSON),
+        },
+    ),
 )
 async def readyz(request: Request) -> HealthResponse:
     """Readiness, health+json style: queue reachable, capacity left, not draining.

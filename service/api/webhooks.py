@@ -21,7 +21,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from service.api.bodies import read_limited
-from service.api.openapi import answers
+from service.api.models import WebhookHandled
+from service.api.openapi import answer, answers
 from service.api.problems import Problem
 from service.calls.incoming import IncomingCalls
 from service.calls.sip_router import IncomingCall, kept_sip_headers
@@ -53,10 +54,9 @@ def _incoming_call(event: dict[str, Any]) -> IncomingCall:
 
 
 _HANDLED = {
-    200: {
-        "description": "Verified: `ringing` (an incoming call being decided) or `ignored`.",
-        "content": {"application/json": {"schema": {"type": "object"}}},
-    }
+    200: answer(
+        "Verified: `ringing` (an incoming call being decided) or `ignored`.", WebhookHandled
+    )
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -39,8 +39,9 @@ CHROMIUM_ARGS: tuple[str, ...] = (
 )
 
 LaunchBrowser = Callable[..., Awaitable["Browser"]]
-"""`await browser(fake_audio=None)`: a new Chromium; `fake_audio` is a WAV file the fake
-microphone plays once (then silence) instead of its default beep."""
+"""`await browser(fake_audio=None, extra_args=())`: a new Chromium; `fake_audio` is a WAV file
+the fake microphone plays once (then silence) instead of its default beep; `extra_args` are more
+command-line switches."""
 
 
 def _in_ci() -> bool:
@@ -108,8 +109,8 @@ async def browser(chromium_path: Path, service_url: str) -> AsyncIterator[Launch
     launched: list[Browser] = []
     async with async_playwright() as playwright:
 
-        async def launch(fake_audio: Path | None = None) -> Browser:
-            args = chromium_arguments(fake_audio)
+        async def launch(fake_audio: Path | None = None, extra_args: Sequence[str] = ()) -> Browser:
+            args = [*chromium_arguments(fake_audio), *extra_args]
             try:
                 instance = await playwright.chromium.launch(
                     executable_path=str(chromium_path),
