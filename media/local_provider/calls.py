@@ -54,7 +54,9 @@ class LocalCall:
 
     Every server event goes to every subscriber, in the order the conversation produced it;
     a lock serialises "feed the conversation, broadcast the result" so that subscribers on
-    different transports all see one order.
+    different transports all see one order. A subscriber gets the events from its subscription
+    on: the conversation goes on with no subscriber at all, and what it made meanwhile is never
+    replayed, as at the real provider (it can be fetched with `conversation.item.retrieve`).
 
     With `speech`, the caller's audio is heard as the real API's server VAD hears it (speech
     start and stop as they happen, then the transcription) and replies are spoken, as far as
@@ -190,6 +192,7 @@ class LocalCall:
             "speaking": self.voice.speaking,
             "client_event_types": [event.get("type") for event in self.conversation.client_events],
             "function_call_outputs": self.conversation.function_call_output_counts(),
+            "items": self.conversation.item_outline(),
         }
 
     async def _broadcast(self, events: list[JsonObject]) -> None:

@@ -50,6 +50,8 @@ CLIENT_EVENT_TYPES = (
 
 MAX_CLIENT_EVENTS = 1000
 """How many client events a conversation keeps for inspection (a call can run for an hour)."""
+MAX_LISTED_ITEMS = 1000
+"""How many of a conversation's latest items `item_outline` lists."""
 _MESSAGE_ROLES = ("user", "assistant", "system", "developer")
 _SPEECH_MS_PER_WORD = 300
 _SPEECH_GAP_MS = 200
@@ -160,6 +162,16 @@ class Conversation:
     def active_response_id(self) -> str | None:
         """The id of the response in progress, if any."""
         return self._response.id if self._response is not None else None
+
+    def item_outline(self) -> list[JsonObject]:
+        """The latest MAX_LISTED_ITEMS conversation items in conversation order, each as its
+        `id`, `type` and, where the item has them, `role` and `call_id`.
+
+        Items are kept whether or not anyone was listening when they were made, as the API
+        keeps a call's conversation while no sideband is attached.
+        """
+        keys = ("id", "type", "role", "call_id")
+        return [{k: i[k] for k in keys if k in i} for i in self._items[-MAX_LISTED_ITEMS:]]
 
     def function_call_output_counts(self) -> dict[str, int]:
         """How many `function_call_output` items the client created, per `call_id`."""

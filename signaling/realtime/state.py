@@ -553,8 +553,11 @@ class CallState:
             ):
                 return self._tool_call(type_name, call_id, item_id, name, arguments, False)
             case InputAudioCommitted(item_id=item_id, previous_item_id=previous):
+                # The first event of a spoken turn: after a rejoin it is the one that reveals
+                # a gap, before placing the turn makes its unseen predecessor known.
+                actions = self._repair_gap(previous)
                 self._transcript.place(item_id, previous)
-                return []
+                return actions
             case ResponseCreated():
                 ours = self._responses.created()
                 delivered = self._reply_for.pop(ours, []) if ours is not None else []
@@ -830,12 +833,15 @@ class CallState:
             return [PublishTranscript("done", role, item_id, text)]
         return []
 
-    def _item(self, item: Item, previous_item_id: str | None) -> list[Action]:
+    def _item(
+        self, item: Item, previous_item_id: str | None, *, place: bool = True
+    ) -> list[Action]:
         if item.id is None:
             return []
         self._outbox.confirmed(item.id)
         actions = self._repair_gap(previous_item_id)
-        self._transcript.place(item.id, previous_item_id)
+        if place:
+            self._transcript.place(item.id, previous_item_id)
         if item.type == "function_call_output" and item.call_id is not None:
             self._output_seen(item.call_id, item.id)
         typed_by_user = (
@@ -847,7 +853,9 @@ class CallState:
 
     def _repair_gap(self, previous_item_id: str | None) -> list[Action]:
         # After a rejoin, an item placed after one we never saw reveals a gap: fetch the
-        # missing item (PROTOCOL §10.4); its own predecessor is checked when it arrives.
+        # missing item (PROTOCOL §10.4). Its own predecessor is fetched in turn only if the
+        # provider names it, which the API's retrieved event does not: of a longer gap only
+        # its last item can be found.
         if (
             not self._repairing
             or previous_item_id is None
@@ -860,7 +868,11 @@ class CallState:
         return self._send(item_retrieve(previous_item_id))
 
     def _retrieved(self, type_name: str, item: Item, previous: str | None) -> list[Action]:
-        actions = self._item(item, previous)
+        # The API's `conversation.item.retrieved` names no predecessor
+        # (https://platform.openai.com/docs/api-reference/realtime-server-events/conversation/item/retrieved):
+        # a retrieved item then stays where it first appeared, just before the item that
+        # revealed it, rather than being placed at the start of the conversation.
+        actions = self._item(item, previous, place=previous is not None)
         if item.id is None or item.id in self._control_items:
             return actions
         if item.type == "message" and item.text is not None:

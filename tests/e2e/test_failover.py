@@ -5,14 +5,17 @@ only, `CALLBRIDGE_LOCAL_MEDIA=false`), two `callbridge serve` instances `a` and 
 2-second ownership lease, one `callbridge worker` whose handler answers after 3 s (so a handoff
 is in flight when an instance goes), around a private redis-server. A call is started with a
 plain SDP offer; a handoff is asked for with typed user text that makes the stand-in model call
-`background_agent`.
+`background_agent`. Turns taken while no instance holds a call are a phone caller's: the stand-in
+rings instance `a`'s webhook, and the caller speaks through the phone leg whoever listens.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from tests.e2e.processes import Process, free_port
@@ -29,6 +33,8 @@ from tests.e2e.waiting import until
 from tests.unit.sdp_samples import AIORTC_OFFER
 
 KEY = "sk-x"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 REQUEST = "please ask the background agent what is 2 plus 3"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CALLS = 20
@@ -68,6 +74,7 @@ class Cluster:
                 "CALLBRIDGE_CALL_LEASE_S": str(LEASE_S),
                 "CALLBRIDGE_DRAIN_TIMEOUT_S": "0",
                 "CALLBRIDGE_RATE_LIMIT_BURST": "1000",
+                "CALLBRIDGE_WEBHOOK_SECRET": WEBHOOK_SECRET,
             },
             self.tmp_path / f"instance-{name}-{self._starts}.log",
         ).start()
@@ -97,7 +104,11 @@ def cluster(redis_server: RedisServer, tmp_path: Path) -> Iterator[Cluster]:
     provider_url = f"http://127.0.0.1:{provider_port}"
     provider = Process(
         ["provider", "--port", str(provider_port)],
-        {"CALLBRIDGE_API_KEY": KEY, "CALLBRIDGE_LOCAL_MEDIA": "false"},
+        {
+            "CALLBRIDGE_API_KEY": KEY,
+            "CALLBRIDGE_LOCAL_MEDIA": "false",
+            "CALLBRIDGE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        },
         tmp_path / "provider.log",
     ).start()
     worker = Process(
@@ -171,13 +182,88 @@ async def call_record(http: httpx.AsyncClient, instance: str, call_id: str) -> d
 async def provider_record(
     http: httpx.AsyncClient, cluster: Cluster, call_id: str
 ) -> dict[str, Any]:
-    response = await http.get(
-        f"{cluster.provider_url}/v1/realtime/calls/{call_id}",
-        headers={"Authorization": f"Bearer {KEY}"},
-    )
+    response = await http.get(f"{cluster.provider_url}/v1/realtime/calls/{call_id}", headers=AUTH)
     assert response.status_code == 200, response.text
     record: dict[str, Any] = response.json()
     return record
+
+
+async def ring(http: httpx.AsyncClient, cluster: Cluster, instance: str) -> str:
+    """A phone call rung at `instance`'s webhook, once the instance has joined its sideband."""
+    response = await http.post(
+        f"{cluster.provider_url}/local/sip/ring",
+        json={"webhook_url": f"{instance}/v1/provider/webhooks"},
+        headers=AUTH,
+    )
+    assert response.status_code == 201, response.text
+    call_id: str = response.json()["call_id"]
+    await listened_to_by(http, cluster, call_id, sidebands=1)
+    return call_id
+
+
+async def listened_to_by(
+    http: httpx.AsyncClient, cluster: Cluster, call_id: str, *, sidebands: int
+) -> None:
+    """Wait until the stand-in sends the answered phone call's events to `sidebands`
+    sidebands (besides the caller, who hears every reply)."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        response = await http.get(f"{cluster.provider_url}/local/sip/calls/{call_id}", headers=AUTH)
+        assert response.status_code == 200, response.text
+        call = response.json()["call"]
+        if call is not None and call["subscribers"] == sidebands + 1:
+            return
+        assert time.monotonic() < deadline, f"{call_id} never had {sidebands} sidebands: {call}"
+        await asyncio.sleep(0.05)
+
+
+async def say(http: httpx.AsyncClient, cluster: Cluster, call_id: str, text: str) -> None:
+    """The phone caller says `text` on the phone leg (heard by the stand-in's model)."""
+    response = await http.post(
+        f"{cluster.provider_url}/local/sip/calls/{call_id}/say", json={"text": text}, headers=AUTH
+    )
+    assert response.status_code == 202, response.text
+
+
+async def provider_items_until(
+    http: httpx.AsyncClient,
+    cluster: Cluster,
+    call_id: str,
+    check: Callable[[list[dict[str, Any]]], bool],
+    what: str,
+) -> list[dict[str, Any]]:
+    """The stand-in's outline of the call's conversation once `check(items)` holds."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        items: list[dict[str, Any]] = (await provider_record(http, cluster, call_id))["items"]
+        if check(items):
+            return items
+        assert time.monotonic() < deadline, f"{call_id}: the stand-in never {what}: {items}"
+        await asyncio.sleep(0.05)
+
+
+async def saved_transcript(redis: Redis, call_id: str) -> list[tuple[str, str]]:
+    """The final transcript entries of the call's state as its owner last saved it."""
+    saved = await redis.get(f"callbridge:state:{call_id}")
+    entries = json.loads(saved)["view"]["transcript"] if saved else []
+    return [(e["role"], e["text"]) for e in entries if e["final"]]
+
+
+def spoken(record: dict[str, Any]) -> list[tuple[str, str]]:
+    """The call's transcript as (role, text), final entries only."""
+    return [(e["role"], e["text"]) for e in record["transcript"] if e["final"]]
+
+
+async def provider_events_seen(http: httpx.AsyncClient, instance: str, event_type: str) -> float:
+    """How many provider events of `event_type` `instance` has received (its metrics)."""
+    exposition = (await http.get(f"{instance}/metrics")).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == "callbridge_provider_events_total"
+        and sample.labels.get("type") == event_type
+    )
 
 
 async def wait_until(
@@ -406,6 +492,86 @@ async def test_a_call_whose_owner_was_killed_can_be_hung_up_from_the_other_insta
     at_provider = await provider_record(http, cluster, call_id)
     assert hangup.status_code == 200, hangup.text
     assert at_provider["state"] == "ended"
+
+
+# Turns taken while no instance holds the call
+
+# A call's conversation goes on at the provider while no sideband is attached, and the items
+# made meanwhile are never sent to a sideband that joins later. Instance `b` is stopped before
+# `a` is killed, so that no instance can hold the call while the caller speaks, and started again
+# to take the call over. The next item then names the last item made meanwhile, which the new
+# owner fetches with `conversation.item.retrieve`. The API's answer names no item before that
+# one, so of a longer gap only that last item can be found: here the caller's turn made
+# meanwhile stays unknown, and the reply to it is recovered.
+
+
+async def test_a_reply_made_while_no_instance_held_the_call_is_recovered_in_its_place(
+    cluster: Cluster, http: httpx.AsyncClient, redis: Redis
+) -> None:
+    a, b = cluster.urls["a"], cluster.urls["b"]
+    cluster.stop("b")
+    call_id = await ring(http, cluster, a)
+    await say(http, cluster, call_id, "hello can you hear me")
+
+    async def first_turn_saved() -> bool:
+        return len(await saved_transcript(redis, call_id)) == 2
+
+    await until(first_turn_saved)
+    cluster.kill("a")
+    await listened_to_by(http, cluster, call_id, sidebands=0)
+    await say(http, cluster, call_id, "what time is it")
+    await provider_items_until(
+        http, cluster, call_id, lambda items: len(items) == 4, "answered the turn"
+    )
+    cluster.start_instance("b")
+    await listened_to_by(http, cluster, call_id, sidebands=1)
+
+    await say(http, cluster, call_id, "yes please")
+    expected = [
+        ("user", "hello can you hear me"),
+        ("assistant", "You said: hello can you hear me"),
+        ("assistant", "You said: what time is it"),
+        ("user", "yes please"),
+        ("assistant", "You said: yes please"),
+    ]
+    record = await wait_until(
+        http, b, call_id, lambda r: spoken(r) == expected, "recovered the reply in its place"
+    )
+    asked = (await provider_record(http, cluster, call_id))["client_event_types"]
+    retrieved = await provider_events_seen(http, b, "conversation.item.retrieved")
+
+    assert record["owner"] == "b"
+    assert asked.count("conversation.item.retrieve") == 1
+    assert retrieved == 1
+
+
+async def test_a_tool_call_made_while_no_instance_held_the_call_is_handed_off_once(
+    cluster: Cluster, http: httpx.AsyncClient
+) -> None:
+    a, b = cluster.urls["a"], cluster.urls["b"]
+    cluster.stop("b")
+    call_id = await ring(http, cluster, a)
+    cluster.kill("a")
+    await listened_to_by(http, cluster, call_id, sidebands=0)
+    await say(http, cluster, call_id, REQUEST)
+    *_, tool_call = await provider_items_until(
+        http,
+        cluster,
+        call_id,
+        lambda items: bool(items) and items[-1]["type"] == "function_call",
+        "called the tool",
+    )
+    cluster.start_instance("b")
+    await listened_to_by(http, cluster, call_id, sidebands=1)
+
+    await say(http, cluster, call_id, "what time is it")
+    record = await wait_until(http, b, call_id, handoffs_answered, "answered its handoff")
+    outputs = (await provider_record(http, cluster, call_id))["function_call_outputs"]
+
+    [handoff] = record["handoffs"]
+    assert (handoff["tool_call_id"], handoff["request"]) == (tool_call["call_id"], REQUEST)
+    assert handoff["state"] == "completed"
+    assert outputs == {tool_call["call_id"]: 1}, "the answer reached the model once"
 
 
 # Rolling deploys

@@ -622,6 +622,79 @@ def test_a_tool_call_found_by_gap_repair_is_handed_off_once() -> None:
     assert not [a for a in state.feed_raw(call_done("call_gap")) if isinstance(a, EnqueueHandoff)]
 
 
+def taken_over(state: CallState) -> CallState:
+    """`state` carried on by another instance, from its saved snapshot, and joined."""
+    restored = CallState.restore(json.loads(json.dumps(state.snapshot())))
+    restored.start(1.0)
+    restored.link_opened(1.0)
+    return restored
+
+
+def spoken_turn(item_id: str, previous_item_id: str) -> list[str]:
+    """The item events of a user's spoken turn, as the API sends them: committed, then added."""
+    item = {"id": item_id, "type": "message", "role": "user", "content": [{"type": "input_audio"}]}
+    placed = {"previous_item_id": previous_item_id}
+    return [
+        frame("input_audio_buffer.committed", item_id=item_id, **placed),
+        frame("conversation.item.added", item=item, **placed),
+    ]
+
+
+def test_a_spoken_turn_after_a_takeover_retrieves_the_unknown_item_before_it() -> None:
+    state = taken_over(open_state())
+    committed, added = spoken_turn("item_u2", previous_item_id="item_missed")
+    retrieve = sent(state.feed_raw(committed))
+    assert [(p["type"], p["item_id"]) for p in retrieve] == [
+        ("conversation.item.retrieve", "item_missed")
+    ]
+    assert sent(state.feed_raw(added)) == [], "asked once"
+
+
+def test_a_tool_call_made_while_nobody_held_the_call_is_handed_off_once() -> None:
+    state = taken_over(open_state())
+    at_the_provider = {"item_call_gap": call_item("call_gap")}
+    handoffs: list[EnqueueHandoff] = []
+    for raw in spoken_turn("item_u2", previous_item_id="item_call_gap"):
+        for asked in sent(state.feed_raw(raw)):
+            item = at_the_provider[asked["item_id"]]
+            retrieved = state.feed_raw(frame("conversation.item.retrieved", item=item))
+            handoffs += [a for a in retrieved if isinstance(a, EnqueueHandoff)]
+    assert [h.delegation.tool_call_id for h in handoffs] == ["call_gap"]
+
+
+def test_a_retrieved_item_naming_no_predecessor_follows_the_conversation_so_far() -> None:
+    state = open_state()
+    state.feed_raw(frame("conversation.item.added", item={"id": "item_u0", "type": "message"}))
+    state.feed_raw(
+        frame(
+            "conversation.item.input_audio_transcription.completed",
+            item_id="item_u0",
+            content_index=0,
+            transcript="hello",
+        )
+    )
+    state = taken_over(state)
+    for raw in spoken_turn("item_u2", previous_item_id="item_a1"):
+        state.feed_raw(raw)
+    state.feed_raw(
+        frame(
+            "conversation.item.input_audio_transcription.completed",
+            item_id="item_u2",
+            content_index=0,
+            transcript="and then?",
+        )
+    )
+    missed = {
+        "id": "item_a1",
+        "type": "message",
+        "role": "assistant",
+        "content": [{"type": "output_audio", "transcript": "It is done."}],
+    }
+    # As the API sends it: the item alone, without `previous_item_id`.
+    state.feed_raw(frame("conversation.item.retrieved", item=missed))
+    assert [e.text for e in state.transcript.snapshot()] == ["hello", "It is done.", "and then?"]
+
+
 def test_a_rejoin_sends_only_what_changed_since_the_provider_confirmed() -> None:
     state = open_state()
     state.feed_raw(frame("session.updated", session={"id": "sess_1"}))
