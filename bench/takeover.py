@@ -37,6 +37,8 @@ import httpx
 from offers import make_offer
 from redis.asyncio import Redis
 
+from service.redis_keys import RedisKeys
+
 KEY = "sk-bench"
 WAIT_S = 60.0
 
@@ -228,7 +230,7 @@ async def first_events(redis: Redis, call_ids: list[str], since: float) -> dict[
         for call_id in call_ids:
             if call_id in found:
                 continue
-            entries = await redis.xrange(f"callbridge:events:{call_id}", min=since_ms, count=1)
+            entries = await redis.xrange(RedisKeys().events(call_id), min=since_ms, count=1)
             if entries:
                 found[call_id] = int(str(entries[0][0]).split("-")[0]) / 1000 - since
         await asyncio.sleep(0.1)

@@ -169,7 +169,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.incoming_calls = incoming_calls
         replays: ReplayGuard = (
-            RedisReplayGuard(manager.directory.redis, prefix="callbridge")
+            RedisReplayGuard(manager.directory.redis, keys=manager.directory.keys)
             if manager.directory is not None
             else LocalReplayGuard(settings.webhook_replay_cache)
         )

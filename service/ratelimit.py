@@ -3,7 +3,8 @@
 `rate_per_minute` with bursts up to `burst` becomes one moving window: at most `burst` starts in
 any `60 * burst / rate_per_minute` seconds, so the long-run rate is `rate_per_minute` and no
 instance can add its own allowance on top. With Redis the counting is the `limits` library's
-moving window (https://limits.readthedocs.io/, `async+redis://`, the redis-py implementation).
+moving window (https://limits.readthedocs.io/, `async+redis://` or, for a Redis Cluster,
+`async+redis+cluster://`, the redis-py implementation).
 In memory it is `MovingWindow` below: `limits`' in-memory storages sweep expired entries on
 threads (a thread round trip per hit for the asyncio one, a new thread every 10 ms of activity
 for the other), which cost a call start more than the count itself.
@@ -11,11 +12,14 @@ for the other), which cost a call start more than the count itself.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING
+
+from service.redis_client import cluster_nodes_text, parse_cluster_url, redis_failures
 
 if TYPE_CHECKING:
     from limits import RateLimitItem
@@ -72,6 +76,7 @@ class RateLimiter:
         self._local: MovingWindow | None = None
         self._shared: tuple[MovingWindowRateLimiter, RateLimitItem] | None = None
         self._storage_errors: tuple[type[Exception], ...] = (OSError,)
+        self._layout_unread: asyncio.Lock | None = None
         if redis_url is None:
             self._local = MovingWindow(burst, window_s)
             return
@@ -79,13 +84,27 @@ class RateLimiter:
         from limits import RateLimitItemPerSecond
         from limits.aio import storage, strategies
         from limits.errors import StorageError
-        from redis.exceptions import RedisError
 
-        self._storage_errors += (StorageError, RedisError)
+        self._storage_errors += (StorageError, *redis_failures())
+        cluster = parse_cluster_url(redis_url)
+        shared: storage.RedisStorage
+        if cluster is None:
+            shared = storage.RedisStorage(f"async+{redis_url}", implementation="redispy")
+        else:
+            # `limits` reads only the nodes from a cluster URL: the rest goes as options.
+            shared = storage.RedisClusterStorage(
+                f"async+redis+cluster://{cluster_nodes_text(cluster)}",
+                implementation="redispy",
+                **cluster.options,
+            )
+            # Its redis-py cluster client routes commands issued together before it has read
+            # the cluster's layout badly, and may then fail them in other ways than with
+            # Redis' errors (see `service.redis_cluster`): until the layout is read, starts
+            # are counted one at a time, and any failure counts as the storage's.
+            self._layout_unread = asyncio.Lock()
+            self._storage_errors = (Exception,)
         self._shared = (
-            strategies.MovingWindowRateLimiter(
-                storage.RedisStorage(f"async+{redis_url}", implementation="redispy")
-            ),
+            strategies.MovingWindowRateLimiter(shared),
             RateLimitItemPerSecond(burst, window_s, namespace="callbridge-starts"),
         )
 
@@ -100,6 +119,8 @@ class RateLimiter:
         assert self._shared is not None
         limiter, item = self._shared
         try:
+            if self._layout_unread is not None:
+                await self._read_layout(limiter)
             if await limiter.hit(item, client):
                 return 0.0
             stats = await limiter.get_window_stats(item, client)
@@ -107,3 +128,11 @@ class RateLimiter:
             log.warning("rate limit not checked (storage: %s)", exc)
             return 0.0
         return max(0.001, stats.reset_time - time.time())
+
+    async def _read_layout(self, limiter: MovingWindowRateLimiter) -> None:
+        """Have the cluster client read the cluster's layout, one start at a time until it
+        has (then never again)."""
+        assert self._layout_unread is not None
+        async with self._layout_unread:
+            if self._layout_unread is not None and await limiter.storage.check():
+                self._layout_unread = None

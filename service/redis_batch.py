@@ -3,6 +3,11 @@
 Many small commands (a worker's events and acknowledgements, an instance's handoffs) cost a
 round trip and a socket write each; sent as one pipeline (https://redis.io/docs/latest/develop/
 use/pipelining/) they cost one, and the more there are waiting, the larger the batch.
+
+On a Redis Cluster, redis-py splits a pipeline by node and sends the parts at once, so the
+commands of a batch keep their order only among keys on one node, and one node failing fails
+the whole batch even where other nodes carried their part out. The queue's batched commands
+all touch keys of one hash slot (`service.redis_keys`), so a batch goes to one node, in order.
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
 # Issues exactly one command on the client (returning its reply's awaitable) or the pipeline.
-Command = Callable[[Redis | Pipeline], Any]
+Command = Callable[[Redis | RedisCluster | Pipeline | ClusterPipeline], Any]
 
 
 class CommandBatcher:
@@ -26,14 +32,14 @@ class CommandBatcher:
     its own.
     """
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis | RedisCluster) -> None:
         self._redis = redis
         self._waiting: list[tuple[Command, asyncio.Future[Any]]] = []
         self._sender: asyncio.Task[None] | None = None
 
     async def run(self, command: Command) -> Any:
         """`command`'s reply. Raises the error Redis answered it with (`ResponseError`), or the
-        batch's (`ConnectionError`, `TimeoutError`, `OSError`) when Redis could not be reached;
+        batch's when Redis could not be reached (`service.redis_client.redis_unreachable`);
         the command may then have been carried out or not.
 
         Cancelling the caller does not take the command back.

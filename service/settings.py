@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.handoffs.queue import claim_idle_s, worst_case_answer_s
 from service.ice_servers import IceServers, SharedSecret, TurnCredential, is_turn
+from service.redis_client import is_redis_url, parse_cluster_url
 from signaling.realtime import VOICES, CallLimits, ReconnectPolicy
 from signaling.redaction import too_short
 
@@ -201,7 +202,12 @@ class Settings(BaseSettings):
     )
 
     # Handoffs
-    queue: str = Field("memory", description="`memory` or a `redis://` URL (Redis Streams).")
+    queue: str = Field(
+        "memory",
+        description="`memory`, or a Redis URL (Redis Streams; also the call directory and "
+        "shared rate limits): `redis://`, `rediss://` (TLS), `unix://`, or for a Redis "
+        "Cluster `redis+cluster://host:port[,host:port...]` (`rediss+cluster://` for TLS).",
+    )
     handler: str = Field(
         "service.handoffs.builtin:answer",
         description="Handoff handler: `module:function`, `cmd:<shell command>` or an http(s) URL.",
@@ -515,8 +521,16 @@ class Settings(BaseSettings):
     @field_validator("queue")
     @classmethod
     def _queue_kind(cls, value: str) -> str:
-        if value != "memory" and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("queue must be 'memory' or a redis:// URL")
+        if value != "memory" and not is_redis_url(value):
+            raise ValueError(
+                "queue must be 'memory' or a redis://, rediss://, unix://, redis+cluster:// "
+                "or rediss+cluster:// URL"
+            )
+        # The URL is not echoed: it may hold a password.
+        try:
+            parse_cluster_url(value)
+        except ValueError as exc:
+            raise ValueError(f"the Redis Cluster URL is not usable: {exc}") from None
         return value
 
     @model_validator(mode="after")

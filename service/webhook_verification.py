@@ -29,7 +29,8 @@ from standardwebhooks.webhooks import EmptyWebhookSecretError
 from service.redis_client import redis_failures
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from service.redis_client import RedisClient
+    from service.redis_keys import RedisKeys
 
 # The library's fixed tolerance (standardwebhooks.webhooks.Webhook.__verify_timestamp).
 TIMESTAMP_TOLERANCE_S = 300.0
@@ -117,14 +118,14 @@ class LocalReplayGuard:
 class RedisReplayGuard:
     """A `ReplayGuard` shared by every instance: one `SET NX` key per id, which Redis expires."""
 
-    def __init__(self, redis: Redis, *, prefix: str) -> None:
+    def __init__(self, redis: RedisClient, *, keys: RedisKeys) -> None:
         self._redis = redis
-        self._prefix = prefix
+        self._keys = keys
         self._ttl_ms = round(2 * TIMESTAMP_TOLERANCE_S * 1000)
 
     async def first_sighting(self, webhook_id: str) -> bool:
         """See `ReplayGuard.first_sighting`; `ReplayGuardUnavailable` when Redis is not."""
-        key = f"{self._prefix}:webhooks:{webhook_id}"
+        key = self._keys.webhook(webhook_id)
         try:
             return bool(await self._redis.set(key, "1", nx=True, px=self._ttl_ms))
         except redis_failures() as exc:

@@ -4,20 +4,21 @@ Several orchestrator instances share one Redis. A call lives on the instance tha
 its sideband, its state machine and its workers' results are there. An API request for the call
 may reach any instance, so that instance looks the owner up here and asks it to act.
 
-Keys (all under `prefix`):
+Keys (names and hash slots in `service.redis_keys`):
 
-- `{prefix}:calls:{call_id}` — the owning instance's id: the call's lease (`CallLeases`). It
-  expires after `ttl_s` unless renewed, so that another instance can take over the calls of one
-  that died; a renewal never takes a call back from the instance that took it over.
-- `{prefix}:control:{instance_id}` — control requests for one instance.
-- `{prefix}:control-replies:{instance_id}` — replies to one instance's requests, matched to
-  the waiting request by its `request_id`.
+- the call's lease — the owning instance's id (`CallLeases`). It expires after `ttl_s` unless
+  renewed, so that another instance can take over the calls of one that died; a renewal never
+  takes a call back from the instance that took it over.
+- an instance's control stream — control requests for that instance.
+- an instance's control-replies stream — replies to its requests, matched to the waiting
+  request by its `request_id`.
 
 Both streams are trimmed, and expire when unused so that those of departed instances go too.
 They are read with plain XREAD rather than a consumer group: a control request is worth
 carrying out only while its requester still waits for the answer, so it must never be
 redelivered later (a hang-up replayed minutes after it timed out would surprise everyone).
-Each request carries its timeout, and the owner drops requests older than that by Redis' clock.
+Each request carries its timeout, and the owner drops requests older than that by the clock of
+the Redis node holding its control stream.
 """
 
 from __future__ import annotations
@@ -33,7 +34,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from service.calls.lease import CallLeases
-from service.redis_client import BACKOFF_MAX_S, BACKOFF_MIN_S, redis_client, redis_failures
+from service.redis_client import (
+    BACKOFF_MAX_S,
+    BACKOFF_MIN_S,
+    redis_client,
+    redis_failures,
+    redis_now_ms,
+)
+from service.redis_keys import RedisKeys
 
 if TYPE_CHECKING:
     from redis.typing import EncodableT, FieldT
@@ -100,7 +108,7 @@ class CallDirectory:
     """
 
     def __init__(
-        self, url: str, instance_id: str, *, prefix: str = "callbridge", ttl_s: float = 60.0
+        self, url: str, instance_id: str, *, keys: RedisKeys | None = None, ttl_s: float = 60.0
     ) -> None:
         if not instance_id:
             raise ValueError("instance_id must not be empty")
@@ -110,9 +118,9 @@ class CallDirectory:
         self.ttl_s = ttl_s
         self._redis = redis_client(url, longest_block_ms=_BLOCK_MS)
         self.redis = self._redis
-        self.leases = CallLeases(self._redis, instance_id, lease_s=ttl_s, prefix=prefix)
+        self.keys = keys or RedisKeys()
+        self.leases = CallLeases(self._redis, instance_id, lease_s=ttl_s, keys=self.keys)
         self._on_leases: LeaseListener | None = None
-        self._prefix = prefix
         self._ttl_ms = max(1, round(ttl_s * 1000))
         self._refresh_every_s = ttl_s / 3
         self._stream_idle_ms = round(max(_STREAM_IDLE_S, ttl_s) * 1000)
@@ -177,7 +185,7 @@ class CallDirectory:
         Raises `DirectoryUnavailable` when Redis cannot be asked.
         """
         try:
-            owner = await self._redis.get(self._call_key(call_id))
+            owner = await self._redis.get(self.keys.lease(call_id))
         except redis_failures() as exc:
             raise DirectoryUnavailable(f"redis is unreachable: {exc}") from exc
         return None if owner is None else str(owner)
@@ -257,7 +265,7 @@ class CallDirectory:
         }
         try:
             try:
-                await asyncio.wait_for(self._append(self._control_key(owner), fields), timeout_s)
+                await asyncio.wait_for(self._append(self.keys.control(owner), fields), timeout_s)
             except TimeoutError:
                 raise DirectoryUnavailable("redis did not take the request in time") from None
             except redis_failures() as exc:
@@ -287,7 +295,7 @@ class CallDirectory:
         self._ensure_reader()
 
     async def _serve(self, handler: ControlHandler) -> None:
-        async for entries in self._read(self._control_key(self.instance_id), "control requests"):
+        async for entries in self._read(self.keys.control(self.instance_id), "control requests"):
             now_ms = await self._redis_now_ms()
             for entry_id, fields in entries:
                 request = _parse_request(entry_id, fields, now_ms)
@@ -295,13 +303,12 @@ class CallDirectory:
                     self._spawn(self._answer(handler, request), f"control-{request.op}")
 
     async def _redis_now_ms(self) -> int:
-        """Redis' clock, the one that stamped the entry ids: instances' clocks may disagree."""
+        """The clock of the node that stamped the entry ids: instances' clocks may disagree."""
         try:
-            seconds, microseconds = await self._redis.time()
+            return await redis_now_ms(self._redis, self.keys.control(self.instance_id))
         except redis_failures():
             # Redis answered the read a moment ago; should it fail now, ours is close enough.
             return round(time.time() * 1000)
-        return int(seconds) * 1000 + int(microseconds) // 1000
 
     async def _answer(self, handler: ControlHandler, request: ControlRequest) -> None:
         try:
@@ -315,7 +322,7 @@ class CallDirectory:
             "body": json.dumps(reply.body),
         }
         try:
-            await self._append(self._replies_key(request.reply_to), fields)
+            await self._append(self.keys.control_replies(request.reply_to), fields)
         except redis_failures() as exc:
             log.warning("reply to control request %s lost (redis: %s)", request.request_id, exc)
 
@@ -324,7 +331,9 @@ class CallDirectory:
             self._reader = self._spawn(self._collect_replies(), "directory-replies")
 
     async def _collect_replies(self) -> None:
-        async for entries in self._read(self._replies_key(self.instance_id), "control replies"):
+        async for entries in self._read(
+            self.keys.control_replies(self.instance_id), "control replies"
+        ):
             for entry_id, fields in entries:
                 self._deliver(entry_id, fields)
 
@@ -392,15 +401,6 @@ class CallDirectory:
             pipe.xadd(key, fields, maxlen=_STREAM_MAXLEN, approximate=True)
             pipe.pexpire(key, self._stream_idle_ms)
             await pipe.execute()
-
-    def _call_key(self, call_id: str) -> str:
-        return f"{self._prefix}:calls:{call_id}"
-
-    def _control_key(self, instance_id: str) -> str:
-        return f"{self._prefix}:control:{instance_id}"
-
-    def _replies_key(self, instance_id: str) -> str:
-        return f"{self._prefix}:control-replies:{instance_id}"
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(work, name=name)

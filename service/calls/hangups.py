@@ -6,8 +6,8 @@ the provider cannot be reached or answers an error other than "no such call", tr
 the background with jittered exponential backoff (honouring a 429's `Retry-After`) for up to
 `retry_for_s`. Backoff and stop rules are tenacity's.
 
-With Redis the hang-ups being retried are kept in a sorted set, `{prefix}:hangups` (member: the
-call id; score: the time by which the instance retrying it will have tried again). An instance
+With Redis the hang-ups being retried are kept in a sorted set (`RedisKeys.hangups`; member:
+the call id; score: the time by which the instance retrying it will have tried again). An instance
 that dies stops pushing its scores forward; every instance looks for scores in the past and
 claims them atomically, so another one carries on.
 """
@@ -30,11 +30,12 @@ from tenacity import (
 
 from service.metrics import HANGUPS
 from service.redis_client import redis_failures
+from service.redis_keys import RedisKeys
 from signaling.ids import CallId, is_valid_call_id
 from signaling.provider import CallNotFound, ProviderClient, ProviderError, ProviderRateLimited
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from service.redis_client import RedisClient
 
 log = logging.getLogger("callbridge.calls")
 
@@ -46,6 +47,7 @@ _HOLD_S: Final = 2 * _LONGEST_WAIT_S + 30.0
 _SWEEP_EVERY_S: Final = 5.0
 _CLAIMS_PER_SWEEP: Final = 100
 
+# KEYS[1]: the hang-ups. ARGV[1]: now, ARGV[2]: now + hold, ARGV[3]: how many at most.
 # Claims the hang-ups whose holder missed its time: for each due member, push its score to
 # ARGV[2] (now + hold) and return it. Atomic, so two instances never claim the same one.
 _CLAIM_DUE: Final = """
@@ -85,13 +87,13 @@ class Hangups:
         provider: ProviderClient,
         *,
         retry_for_s: float,
-        redis: Redis | None = None,
-        prefix: str = "callbridge",
+        redis: RedisClient | None = None,
+        keys: RedisKeys | None = None,
     ) -> None:
         self._provider = provider
         self._retry_for_s = retry_for_s
         self._redis = redis
-        self._key = f"{prefix}:hangups"
+        self._key = (keys or RedisKeys()).hangups
         self._retrying: dict[str, asyncio.Task[None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -128,7 +130,7 @@ class Hangups:
 
     async def pending(self, call_id: str) -> bool:
         """Whether a hang-up of `call_id` is under way: here, or (with Redis) at any instance,
-        one that died during it included. Raises Redis's errors (`RedisError`, `OSError`)."""
+        one that died during it included. Raises Redis's errors (`redis_failures`)."""
         if call_id in self._retrying:
             return True
         if self._redis is None:

@@ -1,13 +1,15 @@
 """Call ownership as a lease in Redis: who owns each call, for how long, and taking it over.
 
-Keys (all under `prefix`):
+Keys (names and hash slots in `service.redis_keys`; all in the ownership slot, as the renewal
+script takes many leases at once):
 
-- `{prefix}:calls:{call_id}` — the owning instance's id, expiring `lease_s` after its last
-  renewal. The handoff queue reads the same key to route a worker's answer to the owner.
-- `{prefix}:epoch` — a random mark written once: when it is gone or new, Redis has lost its
-  data (a restart without persistence, a `FLUSHALL`) and owners are writing their calls back.
-- `{prefix}:instances` — live instances: a sorted set of ids scored by when their heartbeat
-  lapses (ms since the epoch, by Redis' clock).
+- the call's lease — the owning instance's id, expiring `lease_s` after its last renewal. The
+  handoff queue reads the same key to route a worker's answer to the owner.
+- the epoch — a random mark written once: when it is gone or new, Redis has lost its data (a
+  restart without persistence, a `FLUSHALL`; on a cluster, the ownership slot's node lost it)
+  and owners are writing their calls back.
+- the instances — live instances: a sorted set of ids scored by when their heartbeat lapses
+  (ms since the epoch, by the clock of the Redis node holding it).
 
 Every change of owner is one atomic script, so two instances never both believe they own a
 call: a claim succeeds only on a lapsed (absent) lease, a handover only from the named owner, a
@@ -22,10 +24,13 @@ import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
 
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
+from service.redis_client import redis_now_ms
+from service.redis_keys import RedisKeys
 
-# KEYS: lease keys. ARGV[1]: this instance, ARGV[2]: lease in ms.
+if TYPE_CHECKING:
+    from service.redis_client import RedisClient
+
+# KEYS: leases. ARGV[1]: this instance, ARGV[2]: lease in ms.
 # Returns the indices (1-based) of the leases another instance holds now, and of those that
 # had vanished (Redis lost them, or this instance was too slow to renew) and are written again.
 _RENEW: Final = """
@@ -54,6 +59,7 @@ end
 return 0
 """
 
+# KEYS[1]: lease. ARGV[1]: its owner.
 _RELEASE: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
     return redis.call('DEL', KEYS[1])
@@ -62,29 +68,25 @@ return 0
 """
 
 
-def lease_key(prefix: str, call_id: str) -> str:
-    """The key naming `call_id`'s owner."""
-    return f"{prefix}:calls:{call_id}"
-
-
 class CallLeases:
-    """This instance's side of the ownership leases. Every method may raise `RedisError` or
-    `OSError` when Redis cannot be reached; the caller decides what that means."""
+    """This instance's side of the ownership leases. Every method may raise what
+    `service.redis_client.redis_failures` names when Redis cannot be reached; the caller decides
+    what that means."""
 
-    def __init__(self, redis: Redis, instance_id: str, *, lease_s: float, prefix: str) -> None:
+    def __init__(
+        self, redis: RedisClient, instance_id: str, *, lease_s: float, keys: RedisKeys
+    ) -> None:
         if lease_s <= 0:
             raise ValueError("lease_s must be positive")
         self.instance_id = instance_id
         self.lease_s = lease_s
         self._redis = redis
-        self._prefix = prefix
+        self._keys = keys
         self._lease_ms = max(1, round(lease_s * 1000))
-        self._instances = f"{prefix}:instances"
         self._renew = redis.register_script(_RENEW)
         self._hand_over = redis.register_script(_HAND_OVER)
         self._release = redis.register_script(_RELEASE)
         self._left = False
-        self._epoch_key = f"{prefix}:epoch"
         self._epoch: str | None = None
         self._data_lost_at = -float("inf")
 
@@ -92,7 +94,7 @@ class CallLeases:
         """Take `call_id` if nobody holds its lease (a new call, or its owner's lapsed)."""
         return bool(
             await self._redis.set(
-                lease_key(self._prefix, call_id), self.instance_id, px=self._lease_ms, nx=True
+                self._keys.lease(call_id), self.instance_id, px=self._lease_ms, nx=True
             )
         )
 
@@ -100,7 +102,7 @@ class CallLeases:
         """Take `call_id` from `from_instance`, which is handing it over; False if it no
         longer holds the lease."""
         taken = await self._hand_over(
-            keys=[lease_key(self._prefix, call_id)],
+            keys=[self._keys.lease(call_id)],
             args=[from_instance, self.instance_id, self._lease_ms],
         )
         return bool(taken)
@@ -113,17 +115,17 @@ class CallLeases:
         if not ids:
             return set(), set()
         lost, rewritten = await self._renew(
-            keys=[lease_key(self._prefix, c) for c in ids], args=[self.instance_id, self._lease_ms]
+            keys=[self._keys.lease(c) for c in ids], args=[self.instance_id, self._lease_ms]
         )
         return {ids[int(i) - 1] for i in lost}, {ids[int(i) - 1] for i in rewritten}
 
     async def release(self, call_id: str) -> None:
         """Drop our lease on `call_id` (the call ended), if we still hold it."""
-        await self._release(keys=[lease_key(self._prefix, call_id)], args=[self.instance_id])
+        await self._release(keys=[self._keys.lease(call_id)], args=[self.instance_id])
 
     async def owner_of(self, call_id: str) -> str | None:
         """The instance holding `call_id`'s lease, or None when it has lapsed."""
-        owner = await self._redis.get(lease_key(self._prefix, call_id))
+        owner = await self._redis.get(self._keys.lease(call_id))
         return None if owner is None else str(owner)
 
     async def unowned(self, call_ids: list[str]) -> list[str]:
@@ -132,7 +134,7 @@ class CallLeases:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
             for call_id in call_ids:
-                pipe.exists(lease_key(self._prefix, call_id))
+                pipe.exists(self._keys.lease(call_id))
             found = await pipe.execute()
         return [c for c, exists in zip(call_ids, found, strict=True) if not exists]
 
@@ -143,30 +145,30 @@ class CallLeases:
             return
         now_ms = await self._now_ms()
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(self._instances, {self.instance_id: now_ms + self._lease_ms})
-            pipe.zremrangebyscore(self._instances, "-inf", now_ms - 100 * self._lease_ms)
+            pipe.zadd(self._keys.instances, {self.instance_id: now_ms + self._lease_ms})
+            pipe.zremrangebyscore(self._keys.instances, "-inf", now_ms - 100 * self._lease_ms)
             await pipe.execute()
 
     async def leave(self) -> None:
         """This instance stops: it is nobody's peer any more."""
         self._left = True
-        await self._redis.zrem(self._instances, self.instance_id)
+        await self._redis.zrem(self._keys.instances, self.instance_id)
 
     async def known_instances(self) -> list[str]:
         """Every instance Redis remembers, alive or lapsed (not long ago)."""
-        return [str(i) for i in await self._redis.zrange(self._instances, 0, -1)]
+        return [str(i) for i in await self._redis.zrange(self._keys.instances, 0, -1)]
 
     async def peers(self) -> list[str]:
         """Other instances whose heartbeat has not lapsed."""
         now_ms = await self._now_ms()
-        alive = await self._redis.zrangebyscore(self._instances, now_ms, "+inf")
+        alive = await self._redis.zrangebyscore(self._keys.instances, now_ms, "+inf")
         return [str(i) for i in alive if i != self.instance_id]
 
     async def check_epoch(self) -> bool:
         """Whether Redis has lost its data since the last check (the first check says no)."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._epoch_key, uuid.uuid4().hex, nx=True)
-            pipe.get(self._epoch_key)
+            pipe.set(self._keys.epoch, uuid.uuid4().hex, nx=True)
+            pipe.get(self._keys.epoch)
             _, current = await pipe.execute()
         lost = self._epoch is not None and current != self._epoch
         self._epoch = str(current)
@@ -180,6 +182,5 @@ class CallLeases:
         return max(0.0, self._data_lost_at + self.lease_s - time.monotonic())
 
     async def _now_ms(self) -> int:
-        # Redis' clock: instances' clocks may disagree.
-        seconds, microseconds = await self._redis.time()
-        return int(seconds) * 1000 + int(microseconds) // 1000
+        # The clock of the node holding the scores: instances' clocks may disagree.
+        return await redis_now_ms(self._redis, self._keys.instances)

@@ -163,7 +163,7 @@ class CallManager:
         self.store = (
             CallStore(
                 self.directory.redis,
-                prefix="callbridge",
+                keys=self.directory.keys,
                 events_maxlen=settings.call_events_kept,
                 retention_s=settings.ended_call_retention_s,
             )
@@ -174,6 +174,7 @@ class CallManager:
             provider,
             retry_for_s=settings.hangup_retry_s,
             redis=self.directory.redis if self.directory is not None else None,
+            keys=self.directory.keys if self.directory is not None else None,
         )
         # Calls with changes not yet saved; ended sessions wait in `_closing` for their last save.
         self._dirty: set[str] = set()
@@ -438,6 +439,13 @@ class CallManager:
                 log.warning("call %s not saved yet (redis: %s)", call_id, exc)
                 if isinstance(stream, ClusterEventStream):
                     stream.put_back(events)
+                return False
+            # Apart, as the index is in another slot; after the state, so that a listed call
+            # has one. Should it fail, the events are saved: the retry only writes again.
+            try:
+                await self.store.index(call_id, None if ended else stored.view)
+            except redis_failures() as exc:
+                log.warning("call %s not listed yet (redis: %s)", call_id, exc)
                 return False
             if ended:
                 self._closing.pop(call_id, None)

@@ -1,21 +1,22 @@
 """`CallStore`: each call's state and event log in Redis, kept current by the owner.
 
-Keys (all under `prefix`):
+Keys (names and hash slots in `service.redis_keys`):
 
-- `{prefix}:state:{call_id}` — JSON: `record` (our `Call`, see `record_to_json`), `view` (the
-  API's `Call.to_json()`, so any instance can answer `GET`), `core` (the call core's
+- the call's state — JSON: `record` (our `Call`, see `record_to_json`), `view` (the API's
+  `Call.to_json()`, so any instance can answer `GET`), `core` (the call core's
   `CallState.snapshot()`). Bounded as the record and the core are.
-- `{prefix}:events:{call_id}` — the call's SSE events as a stream (fields `name`, `data`),
-  trimmed to about `events_maxlen` entries; the entry id is the SSE `id`.
-- `{prefix}:live` — the ids of live calls, where instances look for calls whose lease lapsed.
-- `{prefix}:summaries` — a hash: each live call's record without its growing parts
-  (`record.summary`), for listing calls without reading their transcripts.
-- `{prefix}:deleted:{call_id}` — present once the call was deleted through the API (for
+- the call's event log — its SSE events as a stream (fields `name`, `data`), trimmed to about
+  `events_maxlen` entries; the entry id is the SSE `id`.
+- the call's deleted mark — present once the call was deleted through the API (for
   `retention_s`): every instance then answers that it is gone.
+- the call index: the ids of live calls, where instances look for calls whose lease lapsed,
+  and a hash of each live call's record without its growing parts (`record.summary`), for
+  listing calls without reading their transcripts.
 
 A save writes the state and appends the events in one transaction, so a successor never sees
-events whose effects are missing from the state, or the other way round. Once a call has ended
-its keys expire after `retention_s`.
+events whose effects are missing from the state, or the other way round; the index, in
+another slot, is written apart (`index`). Once a call has ended its keys expire after
+`retention_s`.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from service.calls.record import Call, HandoffRecord, summary
+from service.redis_keys import RedisKeys
 from signaling.ids import CallId
 from signaling.realtime import SessionConfig
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from service.redis_client import RedisClient
 
 _TERMINAL_STATES: Final = ("ended", "failed")
 
@@ -69,18 +71,16 @@ class StoredCall:
 
 
 class CallStore:
-    """Reads and writes calls' saved state and event logs. Methods raise `RedisError` or
-    `OSError` when Redis cannot be reached."""
+    """Reads and writes calls' saved state and event logs. Methods raise what
+    `service.redis_client.redis_failures` names when Redis cannot be reached."""
 
     def __init__(
-        self, redis: Redis, *, prefix: str, events_maxlen: int, retention_s: float
+        self, redis: RedisClient, *, keys: RedisKeys, events_maxlen: int, retention_s: float
     ) -> None:
         self._redis = redis
-        self._prefix = prefix
+        self._keys = keys
         self._events_maxlen = events_maxlen
         self._retention_ms = max(1, round(retention_s * 1000))
-        self._live = f"{prefix}:live"
-        self._summaries = f"{prefix}:summaries"
 
     async def save(
         self,
@@ -90,9 +90,9 @@ class CallStore:
         *,
         ended: bool,
     ) -> None:
-        """Write the call's state and append `events` to its log, atomically; an ended call
-        leaves the live set and its keys start to expire."""
-        state_key, events_key = self._state_key(call_id), self._events_key(call_id)
+        """Write the call's state and append `events` to its log, atomically; once the call
+        has ended, its keys start to expire. Its entry in the index is `index`'s to write."""
+        state_key, events_key = self._keys.state(call_id), self._keys.events(call_id)
         body = json.dumps({"record": stored.record, "view": stored.view, "core": stored.core})
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(state_key, body)
@@ -104,18 +104,28 @@ class CallStore:
                     approximate=True,
                 )
             if ended:
-                pipe.srem(self._live, call_id)
-                pipe.hdel(self._summaries, call_id)
                 pipe.pexpire(state_key, self._retention_ms)
                 pipe.pexpire(events_key, self._retention_ms)
+            await pipe.execute()
+
+    async def index(self, call_id: str, view: dict[str, Any] | None) -> None:
+        """List the live call with the summary of its record `view`; None (it has ended) takes
+        it off. Writing the same again changes nothing, so a failed save may be retried whole.
+        """
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if view is None:
+                pipe.srem(self._keys.live, call_id)
+                pipe.hdel(self._keys.summaries, call_id)
             else:
-                pipe.sadd(self._live, call_id)
-                pipe.hset(self._summaries, call_id, json.dumps(summary(stored.view)))
+                pipe.sadd(self._keys.live, call_id)
+                pipe.hset(self._keys.summaries, call_id, json.dumps(summary(view)))
             await pipe.execute()
 
     async def load(self, call_id: str) -> StoredCall | None:
         """The saved call, or None when none is kept (unknown, or expired)."""
-        raw, deleted = await self._redis.mget(self._state_key(call_id), self._deleted_key(call_id))
+        raw, deleted = await self._redis.mget(
+            self._keys.state(call_id), self._keys.deleted(call_id)
+        )
         if raw is None:
             return None
         data = json.loads(raw)
@@ -123,37 +133,37 @@ class CallStore:
 
     async def mark_deleted(self, call_id: str) -> None:
         """Record that the call was deleted through the API (kept for `retention_s`)."""
-        await self._redis.set(self._deleted_key(call_id), "1", px=self._retention_ms)
+        await self._redis.set(self._keys.deleted(call_id), "1", px=self._retention_ms)
 
     async def is_deleted(self, call_id: str) -> bool:
         """Whether `mark_deleted` was called for the call (within `retention_s`)."""
-        return bool(await self._redis.exists(self._deleted_key(call_id)))
+        return bool(await self._redis.exists(self._keys.deleted(call_id)))
 
     async def live_calls(self) -> list[str]:
         """Ids of calls saved as live."""
-        return sorted(str(c) for c in await self._redis.smembers(self._live))
+        return sorted(str(c) for c in await self._redis.smembers(self._keys.live))
 
     async def summaries(self, call_ids: Sequence[str]) -> list[dict[str, Any]]:
         """The saved summaries of live `call_ids` (one round trip), leaving out ended ones."""
         if not call_ids:
             return []
-        raws = await self._redis.hmget(self._summaries, list(call_ids))
+        raws = await self._redis.hmget(self._keys.summaries, list(call_ids))
         return [json.loads(raw) for raw in raws if raw is not None]
 
     async def forget(self, call_id: str) -> None:
-        """Drop a call from the live set (its saved state says it is not live)."""
-        await self._redis.srem(self._live, call_id)
+        """Take a call off the index (its saved state says it is not live)."""
+        await self.index(call_id, None)
 
     async def wait_for_events(self, call_id: str, after: str, block_ms: int) -> bool:
         """Whether an event after id `after` is (or, within `block_ms`, gets) logged."""
         reply: Any = await self._redis.xread(
-            {self._events_key(call_id): after}, count=1, block=block_ms
+            {self._keys.events(call_id): after}, count=1, block=block_ms
         )
         return bool(reply)
 
     async def last_event(self, call_id: str) -> LoggedEvent | None:
         """The newest event in the call's log (None when it holds none)."""
-        newest: Any = await self._redis.xrevrange(self._events_key(call_id), count=1)
+        newest: Any = await self._redis.xrevrange(self._keys.events(call_id), count=1)
         return _logged(*newest[0]) if newest else None
 
     async def read_after(
@@ -161,7 +171,7 @@ class CallStore:
     ) -> tuple[KeptEvents | None, list[LoggedEvent]]:
         """At one instant: what the call's log keeps (None when it holds nothing: nothing
         logged yet, or expired) and up to `count` events after id `after`."""
-        key = self._events_key(call_id)
+        key = self._keys.events(call_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.xrange(key, count=1)
             pipe.xlen(key)
@@ -173,15 +183,6 @@ class CallStore:
             KeptEvents(str(oldest[0][0]), length >= self._events_maxlen) if oldest else None
         )
         return kept, [_logged(entry_id, fields) for entry_id, fields in entries]
-
-    def _state_key(self, call_id: str) -> str:
-        return f"{self._prefix}:state:{call_id}"
-
-    def _events_key(self, call_id: str) -> str:
-        return f"{self._prefix}:events:{call_id}"
-
-    def _deleted_key(self, call_id: str) -> str:
-        return f"{self._prefix}:deleted:{call_id}"
 
 
 def _logged(entry_id: str, fields: dict[str, str]) -> LoggedEvent:

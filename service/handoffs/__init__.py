@@ -11,15 +11,17 @@ from service.handoffs.queue import (
     claim_idle_s,
 )
 from service.handoffs.worker import Worker
+from service.redis_client import is_redis_url
 
 
 def open_queue(
     url: str, *, handler_timeout_s: float = 60.0, claim_idle: float | None = None
 ) -> HandoffQueue:
-    """The queue named by the `queue` setting."""
+    """The queue named by the `queue` setting: `memory`, or a Redis or Redis Cluster URL
+    (`service.redis_client`)."""
     if url == "memory":
         return MemoryQueue()
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if is_redis_url(url):
         # Here only: an instance without Redis never loads redis-py.
         from service.handoffs.redis_streams import RedisStreamQueue
 

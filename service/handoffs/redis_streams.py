@@ -1,21 +1,26 @@
 """The Redis Streams queue: handoffs shared by workers on many hosts, results routed per instance.
 
-Keys (all under `prefix`):
+Keys (names and hash slots in `service.redis_keys`; all in the ownership slot, as the scripts
+below take several at once):
 
-- `{prefix}:handoffs` — one entry per handoff (`delegation` JSON, `reply_to`), read by the consumer
-  group `group`. Acknowledged entries are deleted, so the stream holds only handoffs that are
-  waiting or in flight.
-- `{prefix}:dead` — handoffs given up on, with the reason.
-- `{prefix}:results:{instance}` — worker events for the calls one instance owns, read by its
-  consumer group `owner`, so that events published while the instance was not reading wait for
-  it. An answer finds the call, not the instance: `publish` looks up the call's owner in its
-  lease (`{prefix}:calls:{call_id}`, see `service.calls.lease`) in the same script that appends.
-  With no lease (the owner died and nobody has claimed the call yet) the event goes to the
-  instance that asked, `reply_to`; the successor's `reroute` moves it over, with any the
-  previous owners never consumed.
-- `{prefix}:results-parked:{call_id}` — events an instance received for a call it no longer
-  runs while no other instance holds the lease (`forward`); also moved by `reroute`. Expires
+- the handoff stream — one entry per handoff (`delegation` JSON, `reply_to`), read by the
+  consumer group `group`. Acknowledged entries are deleted, so the stream holds only handoffs
+  that are waiting or in flight.
+- the dead letters — handoffs given up on, with the reason.
+- an instance's results — worker events for the calls it owns, read by its consumer group
+  `owner`, so that events published while the instance was not reading wait for it. An answer
+  finds the call, not the instance: `publish` reads the call's owner from its lease
+  (`service.calls.lease`) in the same script that appends. With no lease (the owner died and
+  nobody has claimed the call yet) the event goes to the instance that asked, `reply_to`; the
+  successor's `reroute` moves it over, with any the previous owners never consumed.
+- a call's parked events — events an instance received for a call it no longer runs while no
+  other instance holds the lease (`forward`); also moved by `reroute`. Expires
   `parked_ttl_ms` after the last event.
+
+A script is given every key it touches (a Redis Cluster requires it), so the routing script
+is given the results stream of the owner its caller expects (the instance that asked, almost
+always right): when the lease names another, it appends nothing and names that owner, and
+the caller runs it again with that owner's stream.
 
 A job's `delivery` is Redis' own per-entry delivery counter (XPENDING `times_delivered`) and its
 `token` is the stream entry id, so both stay right across workers and processes.
@@ -32,60 +37,71 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, Final
 
 import orjson
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT
 
 from service.handoffs.queue import MAX_DELIVERIES, HandoffEvent, HandoffJob, QueueUnavailable
 from service.redis_batch import Command, CommandBatcher
-from service.redis_client import BACKOFF_MAX_S, BACKOFF_MIN_S, redis_client
+from service.redis_client import (
+    BACKOFF_MAX_S,
+    BACKOFF_MIN_S,
+    redis_client,
+    redis_failures,
+    redis_unreachable,
+)
+from service.redis_keys import RedisKeys
 from signaling.realtime import Delegation
 
 log = logging.getLogger("callbridge.queue")
 
 # Errors meaning "Redis cannot be reached right now", as opposed to Redis refusing a command.
-_UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError)
+_UNREACHABLE: Final = redis_unreachable()
+_FAILURES: Final = redis_failures()
 _OWNER: Final = "owner"
 _PING_TIMEOUT_S: Final = 1.0
 _EVENTS_BATCH: Final = 100
 _SWEEP_DONE: Final = "0-0"
 
-# KEYS[1]: the call's lease, KEYS[2]: its parked stream. ARGV[1]: results key prefix, ARGV[2]:
-# an instance not to route to ("" for none), ARGV[3]: maxlen, ARGV[4]: parked TTL ms, ARGV[5]:
-# the asking instance ("" for none), then the entry's fields from ARGV[fields]. In a script, so
-# routing and a change of owner never interleave.
+# KEYS[1]: the call's lease, KEYS[2]: its parked stream, KEYS[3]: the results of instance
+# ARGV[1], where the caller expects the owner to be ("" for nowhere). ARGV[2]: an instance not
+# to route to ("" for none), ARGV[3]: maxlen, ARGV[4]: parked TTL ms, ARGV[5]: the asking
+# instance ("" for none), then the entry's fields from ARGV[fields]. Returns "" once the entry
+# is appended (to KEYS[3], or parked), else the owner whose results the caller must give as
+# KEYS[3] instead. In a script, so routing and a change of owner never interleave.
 _ROUTE_FUNCTION: Final = """
 local function route(fields)
     local owner = redis.call('GET', KEYS[1])
     if not owner and ARGV[5] ~= '' then
         owner = ARGV[5]
     end
-    local dest = KEYS[2]
     if owner and owner ~= ARGV[2] then
-        dest = ARGV[1] .. owner
+        if owner ~= ARGV[1] then
+            return owner
+        end
+        redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, fields))
+        return ''
     end
-    redis.call('XADD', dest, 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, fields))
-    if dest == KEYS[2] then
-        redis.call('PEXPIRE', dest, ARGV[4])
-    end
-    return dest
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, fields))
+    redis.call('PEXPIRE', KEYS[2], ARGV[4])
+    return ''
 end
 """
 _ROUTE: Final = _ROUTE_FUNCTION + "return route(6)"
-# As `_ROUTE`, and then KEYS[3]: the handoffs stream, ARGV[6]: its consumer group, ARGV[7]: the
+# As `_ROUTE`, and then KEYS[4]: the handoffs stream, ARGV[6]: its consumer group, ARGV[7]: the
 # handoff's entry, acknowledged and deleted once its result is on its way; fields from ARGV[8].
 _COMPLETE: Final = (
     _ROUTE_FUNCTION
     + """
-local dest = route(8)
-redis.call('XACK', KEYS[3], ARGV[6], ARGV[7])
-redis.call('XDEL', KEYS[3], ARGV[7])
-return dest
+local owner = route(8)
+if owner == '' then
+    redis.call('XACK', KEYS[4], ARGV[6], ARGV[7])
+    redis.call('XDEL', KEYS[4], ARGV[7])
+end
+return owner
 """
 )
 
@@ -96,38 +112,39 @@ redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
 return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
 """
 
-# KEYS[1]: the call's lease, KEYS[2]: its parked stream, KEYS[3...]: other instances' results.
-# ARGV[1]: results key prefix, ARGV[2]: call id, ARGV[3]: maxlen, ARGV[4]: the owners' group.
-# Moves the call's events from all of them to its current owner's results; returns how many.
+# KEYS[1]: the call's lease, KEYS[2]: its parked stream, KEYS[3]: the results of ARGV[1], the
+# call's owner as the caller read it, KEYS[4...]: other instances' results. ARGV[2]: call id,
+# ARGV[3]: maxlen, ARGV[4]: the owners' group. Moves the call's events from all of them to
+# KEYS[3] and returns how many; -1 (nothing moved) when the lease no longer names ARGV[1]: the
+# instance it names now moves them when it takes the call.
 _REROUTE: Final = """
-local owner = redis.call('GET', KEYS[1])
-if not owner then
-    return 0
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+    return -1
 end
-local dest = ARGV[1] .. owner
 local moved = 0
-for k = 3, #KEYS do
-    if KEYS[k] ~= dest then
-        for _, entry in ipairs(redis.call('XRANGE', KEYS[k], '-', '+')) do
-            local fields = entry[2]
-            for i = 1, #fields, 2 do
-                if fields[i] == 'call_id' and fields[i + 1] == ARGV[2] then
-                    redis.call('XADD', dest, 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
-                    redis.pcall('XACK', KEYS[k], ARGV[4], entry[1])
-                    redis.call('XDEL', KEYS[k], entry[1])
-                    moved = moved + 1
-                end
+for k = 4, #KEYS do
+    for _, entry in ipairs(redis.call('XRANGE', KEYS[k], '-', '+')) do
+        local fields = entry[2]
+        for i = 1, #fields, 2 do
+            if fields[i] == 'call_id' and fields[i + 1] == ARGV[2] then
+                redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
+                redis.pcall('XACK', KEYS[k], ARGV[4], entry[1])
+                redis.call('XDEL', KEYS[k], entry[1])
+                moved = moved + 1
             end
         end
     end
 end
 for _, entry in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do
-    redis.call('XADD', dest, 'MAXLEN', '~', ARGV[3], '*', unpack(entry[2]))
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(entry[2]))
     moved = moved + 1
 end
 redis.call('DEL', KEYS[2])
 return moved
 """
+# How many times a worker event is routed, its call changing owners between each: more than
+# one change during one round trip is already unheard of.
+_ROUTE_ATTEMPTS: Final = 4
 
 _Entry = tuple[str, dict[str, str] | None]
 _Fields = dict[FieldT, EncodableT]
@@ -142,7 +159,7 @@ class RedisStreamQueue:
         self,
         url: str,
         *,
-        prefix: str = "callbridge",
+        keys: RedisKeys | None = None,
         group: str = "workers",
         claim_idle_ms: int = 30000,
         max_deliveries: int = MAX_DELIVERIES,
@@ -154,10 +171,8 @@ class RedisStreamQueue:
         if min(claim_idle_ms, max_deliveries, maxlen, block_ms) < 1 or buffer_limit < 0:
             raise ValueError("queue limits must be positive (buffer_limit may be 0)")
         self._redis = redis_client(url, longest_block_ms=block_ms)
-        self._handoffs = f"{prefix}:handoffs"
-        self._dead = f"{prefix}:dead"
-        self._results_prefix = f"{prefix}:results:"
-        self._prefix = prefix
+        self._keys = keys or RedisKeys()
+        self._handoffs = self._keys.handoffs
         self._parked_ttl_ms = parked_ttl_ms
         self._reroute = self._redis.register_script(_REROUTE)
         self._batch = CommandBatcher(self._redis)
@@ -215,7 +230,7 @@ class RedisStreamQueue:
         while self._buffer and not self._closed.is_set():
             try:
                 await self._add_handoff(self._buffer[0])
-            except RedisError as exc:
+            except _FAILURES as exc:
                 # Refusals (e.g. out of memory) are retried too: they may pass, and dropping
                 # the handoff would leave its tool call without an output.
                 log.debug("buffered handoffs still waiting for redis: %s", exc)
@@ -385,12 +400,12 @@ class RedisStreamQueue:
         async with self._redis.pipeline(transaction=True) as pipe:
             if tell is not None:
                 pipe.xadd(
-                    self._results_key(reply_to),
+                    self._keys.results(reply_to),
                     _event_fields(tell),
                     maxlen=self._maxlen,
                     approximate=True,
                 )
-            pipe.xadd(self._dead, dead, maxlen=self._maxlen, approximate=True)
+            pipe.xadd(self._keys.dead, dead, maxlen=self._maxlen, approximate=True)
             pipe.xack(self._handoffs, self._group, entry_id)
             pipe.xdel(self._handoffs, entry_id)
             await pipe.execute()
@@ -474,30 +489,55 @@ class RedisStreamQueue:
         await self._publish(event, reply_to="", not_to=not_to)
 
     async def _publish(self, event: HandoffEvent, *, reply_to: str, not_to: str) -> None:
-        await self._run_script(
-            _ROUTE,
-            [self._lease_key(event.call_id), self._parked_key(event.call_id)],
-            [*self._route_args(reply_to, not_to), *_flat_event_fields(event)],
+        fields = _flat_event_fields(event)
+        await self._route(
+            event.call_id,
+            reply_to,
+            lambda owner: self._run_script(
+                _ROUTE,
+                self._route_keys(event.call_id, owner),
+                [*self._route_args(owner, reply_to, not_to), *fields],
+            ),
         )
-
-    def _route_args(self, reply_to: str, not_to: str) -> list[EncodableT]:
-        return [self._results_prefix, not_to, self._maxlen, self._parked_ttl_ms, reply_to]
 
     async def complete(self, job: HandoffJob, result: HandoffEvent) -> None:
         """`publish` the job's `result`, then acknowledge and delete its entry, in one script:
         a handoff is never acknowledged without its result. Raises as `publish`; the entry then
         stays pending and is redelivered after `claim_idle_ms` (the owner takes only the first
         result of a tool call)."""
-        await self._run_script(
-            _COMPLETE,
-            [self._lease_key(result.call_id), self._parked_key(result.call_id), self._handoffs],
-            [
-                *self._route_args(job.reply_to, ""),
-                self._group,
-                job.token,
-                *_flat_event_fields(result),
-            ],
+        fields = _flat_event_fields(result)
+        await self._route(
+            result.call_id,
+            job.reply_to,
+            lambda owner: self._run_script(
+                _COMPLETE,
+                [*self._route_keys(result.call_id, owner), self._handoffs],
+                [*self._route_args(owner, job.reply_to, ""), self._group, job.token, *fields],
+            ),
         )
+
+    async def _route(
+        self, call_id: str, expected: str, run: Callable[[str], Awaitable[Any]]
+    ) -> None:
+        """Run a routing script (`run(owner)`) expecting the call's owner to be `expected`
+        ("" for nowhere), and again with the owner it names instead, until it appends. Raises
+        `QueueUnavailable` when the owner keeps changing."""
+        owner = expected
+        for _ in range(_ROUTE_ATTEMPTS):
+            named = str(await run(owner))
+            if not named:
+                return
+            owner = named
+        raise QueueUnavailable(f"call {call_id} kept changing owners while its event was routed")
+
+    def _route_keys(self, call_id: str, owner: str) -> list[str]:
+        parked = self._keys.parked(call_id)
+        # Nowhere expected: the script only names the owner, and never writes the third key.
+        results = self._keys.results(owner) if owner else parked
+        return [self._keys.lease(call_id), parked, results]
+
+    def _route_args(self, owner: str, reply_to: str, not_to: str) -> list[EncodableT]:
+        return [owner, not_to, self._maxlen, self._parked_ttl_ms, reply_to]
 
     async def _run_script(self, script: str, keys: list[str], args: list[EncodableT]) -> Any:
         """Run `script` in the next batch. By its text, not its digest: Redis caches it all
@@ -507,13 +547,17 @@ class RedisStreamQueue:
 
     async def reroute(self, call_id: str, previous_owners: Sequence[str]) -> int:
         """Move `call_id`'s events parked, or left unconsumed at any of `previous_owners`, to
-        its current owner's results (in one script); returns how many moved."""
-        sources = [self._results_key(owner) for owner in previous_owners]
+        its current owner's results (in one script); returns how many moved (0 when the call
+        has no owner, or has changed owners meanwhile: its new owner moves them)."""
+        owner = await self._redis.get(self._keys.lease(call_id))
+        if owner is None:
+            return 0
+        sources = [self._keys.results(o) for o in previous_owners if o != owner]
         moved = await self._reroute(
-            keys=[self._lease_key(call_id), self._parked_key(call_id), *sources],
-            args=[self._results_prefix, call_id, self._maxlen, _OWNER],
+            keys=[*self._route_keys(call_id, str(owner)), *sources],
+            args=[str(owner), call_id, self._maxlen, _OWNER],
         )
-        return int(moved)
+        return max(0, int(moved))
 
     async def events(self, reply_to: str) -> AsyncGenerator[HandoffEvent, None]:
         """Events for `reply_to`, in order, each acknowledged (and deleted) once the caller asks
@@ -523,7 +567,7 @@ class RedisStreamQueue:
         Starts with events handed out earlier but never acknowledged (the previous reader
         stopped), then new ones; survives Redis restarts like `jobs`; ends when closed.
         """
-        key = self._results_key(reply_to)
+        key = self._keys.results(reply_to)
         fetched: deque[_Entry] = deque()
         acks: list[asyncio.Future[Any]] = []
         # Pending entries come first; after a dropped connection too, as the reply to a read
@@ -573,15 +617,6 @@ class RedisStreamQueue:
                 yield event
             acks.append(self._batch.submit(_acknowledge_event(key, entry_id)))
 
-    def _results_key(self, reply_to: str) -> str:
-        return self._results_prefix + reply_to
-
-    def _lease_key(self, call_id: str) -> str:
-        return f"{self._prefix}:calls:{call_id}"
-
-    def _parked_key(self, call_id: str) -> str:
-        return f"{self._prefix}:results-parked:{call_id}"
-
     # Operations
 
     async def depth(self) -> int:
@@ -599,7 +634,7 @@ class RedisStreamQueue:
         """Whether Redis answers a PING within a second."""
         try:
             return bool(await asyncio.wait_for(self._redis.ping(), _PING_TIMEOUT_S))
-        except (RedisError, OSError):
+        except _FAILURES:
             return False
 
     async def aclose(self) -> None:

@@ -14,6 +14,11 @@ from fastapi import FastAPI
 from service.app import create_app
 from service.calls.manager import CallManager
 from service.settings import Settings
+from tests.e2e.redis_cluster import (  # noqa: F401
+    redis_cluster,
+    redis_cluster_servers,
+    shared_redis,
+)
 from tests.e2e.redis_server import open_queue, redis, redis_server  # noqa: F401
 from tests.e2e.servers import running_server
 from tests.unit.sdp_samples import AIORTC_OFFER

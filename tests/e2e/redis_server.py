@@ -26,16 +26,20 @@ _STOP_TIMEOUT_S = 5.0
 class RedisServer:
     """One redis-server process bound to 127.0.0.1 on a fixed port, working in `workdir`."""
 
-    def __init__(self, executable: str, port: int, workdir: Path) -> None:
+    def __init__(
+        self, executable: str, port: int, workdir: Path, options: tuple[str, ...] = ()
+    ) -> None:
         self.executable = executable
         self.port = port
         self.workdir = workdir
+        self.options = options
         self._process: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def spawn(cls, executable: str, workdir: Path) -> RedisServer:
-        """Start a server on a free port and return once it answers PING."""
-        server = cls(executable, _free_port(), workdir)
+    def spawn(cls, executable: str, workdir: Path, options: tuple[str, ...] = ()) -> RedisServer:
+        """Start a server on a free port (with more command-line `options`) and return once it
+        answers PING."""
+        server = cls(executable, _free_port(), workdir, options)
         server.start()
         return server
 
@@ -69,6 +73,7 @@ class RedisServer:
                     str(self.workdir),
                     "--daemonize",
                     "no",
+                    *self.options,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -21,10 +21,12 @@ import pytest
 from redis.asyncio import Redis
 
 from media.peer import CallClient
+from service.redis_keys import RedisKeys
 from tests.e2e.processes import Process, free_port
 from tests.e2e.redis_server import RedisServer
 
 KEY = "sk-x"
+KEYS = RedisKeys()
 REQUEST = "please ask the background agent what is 2 plus 3"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 15.0
@@ -195,7 +197,7 @@ async def test_a_handoff_whose_worker_is_killed_is_finished_once_by_the_other_wo
         call_id = call_id_of(call)
         await ask_for_a_handoff(http, instance, call_id)
         await wait_for_handoff(http, instance, call_id, "running")
-        [pending] = await redis.xpending_range("callbridge:handoffs", "workers", "-", "+", 10)
+        [pending] = await redis.xpending_range(KEYS.handoffs, "workers", "-", "+", 10)
         holder = int(str(pending["consumer"]).removeprefix("worker-"))
         victim, survivor = workers[holder], workers[1 - holder]
         assert victim.proc is not None
@@ -234,7 +236,7 @@ async def test_a_handoff_whose_handler_always_fails_is_dead_lettered_and_the_mod
         await ask_for_a_handoff(http, instance, call_id)
         handoff = await wait_for_handoff(http, instance, call_id, "failed")
         outputs = (await provider_record(http, cluster, call_id))["function_call_outputs"]
-    assert await redis.xlen("callbridge:dead") == 1
+    assert await redis.xlen(KEYS.dead) == 1
     assert handoff["error"] == f"always fails: {REQUEST}"
     assert outputs == {handoff["tool_call_id"]: 1}
 

@@ -1,6 +1,5 @@
-"""Call ownership leases and answer routing, against a private redis-server.
-
-The `redis_server` fixture comes from `tests.e2e.redis_server` through the e2e conftest.
+"""Call ownership leases and answer routing, against a private redis-server and a Redis
+Cluster (the `shared_redis` fixture of `tests.e2e.redis_cluster`, through the e2e conftest).
 """
 
 from __future__ import annotations
@@ -10,32 +9,48 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 
 import pytest
-from redis.asyncio import Redis
 
 from service.calls.lease import CallLeases
 from service.handoffs import HandoffEvent
 from service.handoffs.redis_streams import RedisStreamQueue
-from tests.e2e.redis_server import RedisServer
+from service.redis_keys import RedisKeys
+from signaling.realtime import Delegation
+from tests.e2e.redis_cluster import SharedRedis
 
-PREFIX = "callbridge"
+pytestmark = pytest.mark.parametrize("shared_redis", ["single", "cluster"], indirect=True)
+
+KEYS = RedisKeys()
 CALL = "rtc_call1"
 
 MakeLeases = Callable[..., CallLeases]
 
 
 @pytest.fixture
-def leases(redis: Redis) -> MakeLeases:
+def leases(shared_redis: SharedRedis) -> MakeLeases:
     def make(instance_id: str, lease_s: float = 5.0) -> CallLeases:
-        return CallLeases(redis, instance_id, lease_s=lease_s, prefix=PREFIX)
+        return CallLeases(shared_redis.client, instance_id, lease_s=lease_s, keys=KEYS)
 
     return make
 
 
 @pytest.fixture
-async def queue(redis_server: RedisServer) -> AsyncIterator[RedisStreamQueue]:
-    q = RedisStreamQueue(redis_server.url, block_ms=100)
+async def queue(shared_redis: SharedRedis) -> AsyncIterator[RedisStreamQueue]:
+    q = RedisStreamQueue(shared_redis.url, block_ms=100)
     yield q
     await q.aclose()
+
+
+def delegation() -> Delegation:
+    return Delegation(
+        call_id=CALL,
+        tool_call_id="tool1",
+        handoff_id=f"{CALL}:tool1",
+        item_id="item1",
+        request="what is 6 times 7",
+        transcript_delta=(),
+        envelope="<realtime_delegation/>",
+        steering=False,
+    )
 
 
 def answer(text: str = "42") -> HandoffEvent:
@@ -82,10 +97,12 @@ async def test_renewing_never_takes_a_call_back_from_its_new_owner(leases: MakeL
     assert await a.owner_of(CALL) == "b"
 
 
-async def test_renewing_writes_back_a_lease_redis_lost(leases: MakeLeases, redis: Redis) -> None:
+async def test_renewing_writes_back_a_lease_redis_lost(
+    leases: MakeLeases, shared_redis: SharedRedis
+) -> None:
     a = leases("a")
     await a.claim(CALL)
-    await redis.flushall()
+    await shared_redis.client.flushall()
     lost, rewritten = await a.renew([CALL])
     assert (lost, rewritten) == (set(), {CALL})
     assert await a.owner_of(CALL) == "a"
@@ -109,10 +126,12 @@ async def test_an_instance_that_left_is_nobodys_peer(leases: MakeLeases) -> None
     assert await b.peers() == []
 
 
-async def test_losing_redis_data_is_noticed_once(leases: MakeLeases, redis: Redis) -> None:
+async def test_losing_redis_data_is_noticed_once(
+    leases: MakeLeases, shared_redis: SharedRedis
+) -> None:
     a = leases("a")
     first = await a.check_epoch()
-    await redis.flushall()
+    await shared_redis.client.flushall()
     assert (first, await a.check_epoch(), await a.check_epoch()) == (False, True, False)
 
 
@@ -138,10 +157,10 @@ async def test_an_answer_left_at_a_dead_owner_is_moved_to_its_successor(
 
 
 async def test_an_answer_for_a_call_its_instance_let_go_is_parked_for_the_successor(
-    leases: MakeLeases, queue: RedisStreamQueue, redis: Redis
+    leases: MakeLeases, queue: RedisStreamQueue, shared_redis: SharedRedis
 ) -> None:
     await queue.forward(answer(), not_to="a")
-    parked = await redis.xlen(f"{PREFIX}:results-parked:{CALL}")
+    parked = await shared_redis.client.xlen(KEYS.parked(CALL))
     await leases("b").claim(CALL)
     await queue.reroute(CALL, ["a"])
     assert parked == 1
@@ -149,11 +168,24 @@ async def test_an_answer_for_a_call_its_instance_let_go_is_parked_for_the_succes
 
 
 async def test_other_calls_answers_stay_where_they_are_on_a_reroute(
-    leases: MakeLeases, queue: RedisStreamQueue, redis: Redis
+    leases: MakeLeases, queue: RedisStreamQueue, shared_redis: SharedRedis
 ) -> None:
     other = HandoffEvent("result", "rtc_other:tool", "rtc_other", "tool", "x")
     await leases("a").claim("rtc_other")
     await queue.publish("a", other)
     await leases("b").claim(CALL)
     assert await queue.reroute(CALL, ["a"]) == 0
-    assert await redis.xlen(f"{PREFIX}:results:a") == 1
+    assert await shared_redis.client.xlen(KEYS.results("a")) == 1
+
+
+async def test_a_result_for_a_call_that_changed_owner_is_acknowledged_as_it_reaches_the_new_one(
+    leases: MakeLeases, queue: RedisStreamQueue, shared_redis: SharedRedis
+) -> None:
+    await queue.put(delegation(), "a")
+    async with aclosing(queue.jobs("worker-1")) as jobs:
+        job = await asyncio.wait_for(anext(jobs), 5.0)
+    await leases("b").claim(CALL)
+    result = HandoffEvent.for_job(job, "result", "42")
+    await queue.complete(job, result)
+    assert await next_event(queue, "b") == result
+    assert await shared_redis.client.xlen(KEYS.handoffs) == 0

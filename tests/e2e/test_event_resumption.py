@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from service.calls.store import CallStore, StoredCall
 from service.calls.stream import follow
+from service.redis_keys import RedisKeys
 from tests.e2e.conftest import RunningService, StartService
 from tests.e2e.hostile import assert_problem
 from tests.e2e.redis_server import RedisServer
@@ -212,7 +213,7 @@ async def test_redis_a_follower_that_falls_behind_the_trimming_is_told_of_the_ga
     redis: Redis,
 ) -> None:
     await redis.config_set("stream-node-max-entries", 2)
-    store = CallStore(redis, prefix="test", events_maxlen=KEPT, retention_s=60)
+    store = CallStore(redis, keys=RedisKeys("test"), events_maxlen=KEPT, retention_s=60)
     state = StoredCall({}, {}, {})
     await store.save("rtc_lag", state, [("tick", {"n": 0})], ended=False)
     events = follow(store, "rtc_lag", "0", keepalive_s=1.0)

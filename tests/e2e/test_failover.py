@@ -3,10 +3,11 @@
 Every part is its own process: the stand-in provider in no-media mode (signaling and sideband
 only, `CALLBRIDGE_LOCAL_MEDIA=false`), two `callbridge serve` instances `a` and `b` with a
 2-second ownership lease, one `callbridge worker` whose handler answers after 3 s (so a handoff
-is in flight when an instance goes), around a private redis-server. A call is started with a
-plain SDP offer; a handoff is asked for with typed user text that makes the stand-in model call
-`background_agent`. Turns taken while no instance holds a call are a phone caller's: the stand-in
-rings instance `a`'s webhook, and the caller speaks through the phone leg whoever listens.
+is in flight when an instance goes), around a private redis-server (or, where a test says so,
+the session's Redis Cluster too). A call is started with a plain SDP offer; a handoff is asked
+for with typed user text that makes the stand-in model call `background_agent`. Turns taken
+while no instance holds a call are a phone caller's: the stand-in rings instance `a`'s webhook,
+and the caller speaks through the phone leg whoever listens.
 """
 
 from __future__ import annotations
@@ -27,14 +28,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
+from service.redis_keys import RedisKeys
 from tests.e2e.processes import Process, free_port
-from tests.e2e.redis_server import RedisServer
+from tests.e2e.redis_cluster import SharedRedis
 from tests.e2e.waiting import until
 from tests.unit.sdp_samples import AIORTC_OFFER
 
 KEY = "sk-x"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+KEYS = RedisKeys()
 REQUEST = "please ask the background agent what is 2 plus 3"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CALLS = 20
@@ -48,7 +51,7 @@ LOG_TAIL_LINES = 40
 class Cluster:
     """The running processes: the provider, the worker and instances `a` and `b` by name."""
 
-    redis: RedisServer
+    redis_url: str
     provider_url: str
     tmp_path: Path
     urls: dict[str, str] = field(default_factory=dict)
@@ -67,7 +70,7 @@ class Cluster:
                 "CALLBRIDGE_PROVIDER": "openai",
                 "CALLBRIDGE_PROVIDER_URL": self.provider_url,
                 "CALLBRIDGE_API_KEY": KEY,
-                "CALLBRIDGE_QUEUE": self.redis.url,
+                "CALLBRIDGE_QUEUE": self.redis_url,
                 "CALLBRIDGE_EMBEDDED_WORKER": "false",
                 "CALLBRIDGE_PORT": str(port),
                 "CALLBRIDGE_INSTANCE_ID": name,
@@ -98,7 +101,7 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(redis_server: RedisServer, tmp_path: Path) -> Iterator[Cluster]:
+def cluster(shared_redis: SharedRedis, tmp_path: Path) -> Iterator[Cluster]:
     """Provider, worker and instances `a` and `b`, all up and answering."""
     provider_port = free_port()
     provider_url = f"http://127.0.0.1:{provider_port}"
@@ -114,14 +117,14 @@ def cluster(redis_server: RedisServer, tmp_path: Path) -> Iterator[Cluster]:
     worker = Process(
         ["worker", "--name", "worker-0", "--grace", "1"],
         {
-            "CALLBRIDGE_QUEUE": redis_server.url,
+            "CALLBRIDGE_QUEUE": shared_redis.url,
             "CALLBRIDGE_HANDLER": "tests.e2e.handlers:slow",
             "CALLBRIDGE_WORKER_CONCURRENCY": str(2 * CALLS),
             "PYTHONPATH": str(REPO_ROOT),
         },
         tmp_path / "worker.log",
     ).start()
-    running = Cluster(redis_server, provider_url, tmp_path, others=[provider, worker])
+    running = Cluster(shared_redis.url, provider_url, tmp_path, others=[provider, worker])
     try:
         provider.wait_http(f"{provider_url}/healthz")
         running.start_instance("a")
@@ -413,8 +416,8 @@ async def test_a_live_id_without_a_saved_record_does_not_end_the_listing_early(
     call_id = await start_call(http, a)
     # Sorted before any real call id, and never saved; leased to an instance elsewhere, so that
     # no instance here takes it over (and forgets it) while the listing is looked at.
-    await redis.set("callbridge:calls:rtc_0000000000000000", "elsewhere")
-    await redis.sadd("callbridge:live", "rtc_0000000000000000")
+    await redis.set(KEYS.lease("rtc_0000000000000000"), "elsewhere")
+    await redis.sadd(KEYS.live, "rtc_0000000000000000")
 
     async def listed_after_the_stale_one() -> bool:
         first = (await http.get(f"{a}/v1/calls", params={"limit": "1"})).json()
@@ -427,8 +430,9 @@ async def test_a_live_id_without_a_saved_record_does_not_end_the_listing_early(
 # Losing an instance
 
 
+@pytest.mark.parametrize("shared_redis", ["single", "cluster"], indirect=True)
 async def test_calls_of_a_killed_instance_are_taken_over_with_their_handoffs_and_streams(
-    cluster: Cluster, http: httpx.AsyncClient, redis: Redis
+    cluster: Cluster, http: httpx.AsyncClient, shared_redis: SharedRedis
 ) -> None:
     a, b = cluster.urls["a"], cluster.urls["b"]
     call_ids = await asyncio.gather(*(start_call(http, a) for _ in range(CALLS)))
@@ -457,7 +461,7 @@ async def test_calls_of_a_killed_instance_are_taken_over_with_their_handoffs_and
             (await provider_record(http, cluster, c))["function_call_outputs"] for c in call_ids
         ]
         logged = [
-            [entry_id for entry_id, _ in await redis.xrange(f"callbridge:events:{c}") or []]
+            [entry_id for entry_id, _ in await shared_redis.client.xrange(KEYS.events(c)) or []]
             for c in call_ids
         ]
     finally:
@@ -626,6 +630,6 @@ async def test_after_flushall_a_live_call_is_registered_again_and_never_unknown(
     deadline = time.monotonic() + 3 * LEASE_S
     while time.monotonic() < deadline:
         statuses.append((await http.get(f"{b}/v1/calls/{call_id}")).status_code)
-    owner = await redis.get(f"callbridge:calls:{call_id}")
+    owner = await redis.get(KEYS.lease(call_id))
     assert set(statuses) == {200}
     assert owner == "a"

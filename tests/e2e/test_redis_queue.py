@@ -18,12 +18,14 @@ from redis.asyncio import Redis
 from service.handoffs.handlers import Answer, HandlerError, HandlerStep, Progress
 from service.handoffs.queue import HandoffEvent, HandoffJob, QueueUnavailable
 from service.handoffs.worker import Worker
+from service.redis_keys import RedisKeys
 from signaling.realtime import Delegation
 from signaling.realtime.transcript import TranscriptEntry
 from tests.e2e.redis_server import OpenQueue, RedisServer
 
 T = TypeVar("T")
 OWNER = "results:instance-a"
+KEYS = RedisKeys()
 WAIT_S = 5.0
 
 
@@ -66,7 +68,7 @@ async def eventually_async(probe: Callable[[], Awaitable[T]], expected: T) -> No
 
 async def dead_letters(redis: Redis) -> list[dict[Any, Any]]:
     """The fields of each dead-lettered handoff, oldest first."""
-    return [fields or {} for _, fields in await redis.xrange("callbridge:dead") or []]
+    return [fields or {} for _, fields in await redis.xrange(KEYS.dead) or []]
 
 
 @pytest.fixture
@@ -101,7 +103,7 @@ async def test_an_acknowledged_handoff_leaves_the_stream(
     await queue.put(delegation(1), OWNER)
     async with aclosing(queue.jobs("worker-1")) as jobs:
         await queue.ack(await within(anext(jobs)))
-    assert await redis.xlen("callbridge:handoffs") == 0
+    assert await redis.xlen(KEYS.handoffs) == 0
 
 
 async def test_a_completed_handoff_sends_its_result_and_leaves_the_stream(
@@ -115,7 +117,7 @@ async def test_a_completed_handoff_sends_its_result_and_leaves_the_stream(
     async with aclosing(queue.events(OWNER)) as events:
         event = await within(anext(events))
     assert event == result_for(job, "done")
-    assert await redis.xlen("callbridge:handoffs") == 0
+    assert await redis.xlen(KEYS.handoffs) == 0
 
 
 async def test_depth_counts_waiting_and_in_flight_handoffs(open_queue: OpenQueue) -> None:
@@ -185,7 +187,7 @@ async def test_a_job_failed_max_deliveries_times_is_dead_lettered(
     dead = await dead_letters(redis)
     assert outcomes == [(1, False), (2, False), (3, True)]
     assert [(fields["reason"], fields["reply_to"]) for fields in dead] == [("broke on 3", OWNER)]
-    assert await redis.xlen("callbridge:handoffs") == 0
+    assert await redis.xlen(KEYS.handoffs) == 0
 
 
 async def test_giving_up_in_fail_leaves_the_failed_event_to_the_caller(
@@ -195,7 +197,7 @@ async def test_giving_up_in_fail_leaves_the_failed_event_to_the_caller(
     await queue.put(delegation(1), OWNER)
     async with aclosing(queue.jobs("worker-1")) as jobs:
         assert await queue.fail(await within(anext(jobs)), "broke") is True
-    assert await redis.xlen(f"callbridge:results:{OWNER}") == 0
+    assert await redis.xlen(KEYS.results(OWNER)) == 0
 
 
 async def test_a_job_abandoned_more_than_max_deliveries_times_is_dead_lettered_and_the_owner_told(
@@ -213,7 +215,7 @@ async def test_a_job_abandoned_more_than_max_deliveries_times_is_dead_lettered_a
         with contextlib.suppress(asyncio.CancelledError):
             await never_yielded
     assert (event.kind, event.handoff_id, event.meta) == ("failed", "call-1:tool-1", {"dead": True})
-    assert await redis.xlen("callbridge:dead") == 1
+    assert await redis.xlen(KEYS.dead) == 1
 
 
 async def test_a_released_job_goes_to_another_consumer_at_once_with_the_same_delivery(
@@ -352,7 +354,7 @@ async def test_the_handoffs_stream_is_trimmed_to_about_maxlen(
     queue = open_queue(maxlen=20)
     for n in range(200):
         await queue.put(delegation(n), OWNER)
-    assert 20 <= await redis.xlen("callbridge:handoffs") <= 30
+    assert 20 <= await redis.xlen(KEYS.handoffs) <= 30
 
 
 async def test_results_streams_are_trimmed_to_about_maxlen(
@@ -363,7 +365,7 @@ async def test_results_streams_are_trimmed_to_about_maxlen(
     event = HandoffEvent("progress", "call-1:tool-1", "call-1", "tool-1", "working")
     for _ in range(200):
         await queue.publish(OWNER, event)
-    assert 20 <= await redis.xlen(f"callbridge:results:{OWNER}") <= 30
+    assert 20 <= await redis.xlen(KEYS.results(OWNER)) <= 30
 
 
 async def test_closing_the_queue_ends_a_waiting_consumer(open_queue: OpenQueue) -> None:
@@ -421,7 +423,7 @@ async def test_a_worker_whose_handler_keeps_failing_reports_one_failed_event(
         ("started", ""),
         ("failed", "no luck"),
     ]
-    assert await redis.xlen("callbridge:dead") == 1
+    assert await redis.xlen(KEYS.dead) == 1
 
 
 async def test_a_result_ready_while_redis_is_down_is_delivered_once_it_is_back(

@@ -8,11 +8,11 @@ from contextlib import aclosing
 from redis.asyncio import Redis
 
 from tests.e2e.redis_server import OpenQueue
-from tests.e2e.test_redis_queue import OWNER, delegation, within
+from tests.e2e.test_redis_queue import KEYS, OWNER, delegation, within
 
 
 async def pending_for(redis: Redis, consumer: str) -> int:
-    rows = await redis.xpending_range("callbridge:handoffs", "workers", "-", "+", 100, consumer)
+    rows = await redis.xpending_range(KEYS.handoffs, "workers", "-", "+", 100, consumer)
     return len(rows)
 
 
@@ -49,5 +49,5 @@ async def test_acknowledgements_made_together_all_leave_the_stream(
     async with aclosing(queue.jobs("worker-1", capacity=lambda: 4)) as jobs:
         taken = [await within(anext(jobs)) for _ in range(4)]
     await asyncio.gather(*(queue.ack(job) for job in taken))
-    assert await redis.xlen("callbridge:handoffs") == 0
+    assert await redis.xlen(KEYS.handoffs) == 0
     assert await pending_for(redis, "worker-1") == 0

@@ -33,3 +33,9 @@ def test_fastapi_floor_has_native_telemetry_configured_only_when_asked() -> None
 
 def test_opentelemetry_api_is_declared_for_the_telemetry_decision() -> None:
     assert _floor("opentelemetry-api") >= (1, 44)
+
+
+def test_redis_floor_runs_transactions_on_a_cluster() -> None:
+    # service/calls/store.py saves a call in a transaction (one hash slot); on a Redis Cluster
+    # that is `redis.asyncio.RedisCluster.pipeline(transaction=True)`, which 6.2 added.
+    assert _floor("redis") >= (6, 2)
