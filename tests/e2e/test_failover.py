@@ -247,7 +247,7 @@ async def provider_items_until(
 
 async def saved_transcript(redis: Redis, call_id: str) -> list[tuple[str, str]]:
     """The final transcript entries of the call's state as its owner last saved it."""
-    saved = await redis.get(f"callbridge:state:{call_id}")
+    saved = await redis.get(KEYS.state(call_id))
     entries = json.loads(saved)["view"]["transcript"] if saved else []
     return [(e["role"], e["text"]) for e in entries if e["final"]]
 
