@@ -56,13 +56,22 @@ class ClusterUrl:
     options: dict[str, Any]
 
 
+_BAD_NODE: Final = (
+    "a node is not host[:port] with a port from 1 to 65535 (a password holding '/', '?', "
+    "'#' or '@' must be percent-encoded, RFC 3986 §3.2.1)"
+)
+
+
 def parse_cluster_url(url: str) -> ClusterUrl | None:
     """`url` taken apart when it names a Redis Cluster, else None. Raises `ValueError` when it
     names one badly (no host, a bad port, a database other than 0, an unknown option value)."""
     scheme, separator, _ = url.partition("://")
     if not separator or scheme not in _CLUSTER_SCHEMES:
         return None
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        raise ValueError(_BAD_NODE) from None
     userinfo, _, hosts = parts.netloc.rpartition("@")
     nodes = tuple(_node(host) for host in hosts.split(","))
     if parts.path not in ("", "/", "/0"):
@@ -83,10 +92,16 @@ def parse_cluster_url(url: str) -> ClusterUrl | None:
 
 
 def _node(netloc: str) -> tuple[str, int]:
-    parts = urllib.parse.urlsplit(f"//{netloc.strip()}")
+    # The standard library's messages quote the text they could not read, which may be a
+    # password that was not percent-encoded: only fixed messages leave here.
+    try:
+        parts = urllib.parse.urlsplit(f"//{netloc.strip()}")
+        port = parts.port
+    except ValueError:
+        raise ValueError(_BAD_NODE) from None
     if not parts.hostname:
         raise ValueError("each node of a Redis Cluster URL needs a host")
-    return parts.hostname, parts.port or DEFAULT_PORT
+    return parts.hostname, port or DEFAULT_PORT
 
 
 def _netloc(host: str, port: int) -> str:

@@ -101,8 +101,9 @@ class MultipartForm:
     delimiter) are ignored, as RFC 2046 §5.1.1 says
     (https://www.rfc-editor.org/rfc/rfc2046#section-5.1.1): python-multipart discards the
     epilogue itself but takes only line breaks before the first delimiter, so the preamble is
-    skipped here, up to the first line that starts with `--boundary`. Neither is kept; both
-    count towards the body's size limit, which the reader enforces.
+    skipped here, up to the first line that starts with `--boundary` (after CRLF or, as
+    python-multipart also takes, a bare LF). Neither is kept; both count towards the body's size
+    limit, which the reader enforces.
     """
 
     content_type: str
@@ -112,7 +113,7 @@ class MultipartForm:
     _delimiter: bytes = b""
     # The body's bytes not yet known to hold no delimiter (at most the delimiter's length less
     # one), behind a line break standing for the start of the body; None past the preamble.
-    _preamble: bytearray | None = field(default_factory=lambda: bytearray(b"\r\n"))
+    _preamble: bytearray | None = field(default_factory=lambda: bytearray(b"\n"))
     _parts: int = 0
     _headers: dict[bytes, bytes] = field(default_factory=dict)
     _header_name: bytearray = field(default_factory=bytearray)
@@ -126,8 +127,9 @@ class MultipartForm:
         boundary = params.get(b"boundary")
         if not boundary:
             raise _bad_form("multipart Content-Type has no boundary")
-        # RFC 2046 §5.1.1: a delimiter is CRLF "--" boundary; the first may open the body.
-        self._delimiter = b"\r\n--" + boundary
+        # RFC 2046 §5.1.1: a delimiter is CRLF "--" boundary, and the first may open the body;
+        # the LF alone is looked for, as python-multipart also takes lines ended by a bare LF.
+        self._delimiter = b"\n--" + boundary
         try:
             self._parser = MultipartParser(
                 boundary,
@@ -169,7 +171,7 @@ class MultipartForm:
             # Only a delimiter split across chunks can still start in what was seen.
             del self._preamble[: -(len(self._delimiter) - 1)]
             return b""
-        rest = bytes(self._preamble[at + 2 :])
+        rest = bytes(self._preamble[at + 1 :])
         self._preamble = None
         return rest
 

@@ -253,7 +253,10 @@ def _ice_links(request: Request, *, credentialed: bool) -> dict[str, str]:
     # A random id per answer: callers never share a TURN username, which TURN servers count
     # allocations by (coturn's `user-quota`).
     credential = servers.credential(time.time(), secrets.token_urlsafe(9)) if credentialed else None
-    return {"Link": servers.link(credential)}
+    if credential is None:
+        return {"Link": servers.link(None)}
+    # An answer holding a credential is kept by no cache (as RFC 6749 §5.1 asks of tokens).
+    return {"Link": servers.link(credential), "Cache-Control": "no-store"}
 
 
 _OFFER_BODY: dict[str, Any] = {
@@ -284,7 +287,7 @@ _STARTED = {
     201: {
         "description": "The provider's SDP answer; the call lives at `Location`.",
         "content": {"application/sdp": {"schema": {"type": "string"}}},
-        "headers": headers("Location", "ETag", "Link"),
+        "headers": headers("Location", "ETag", "Link", "Cache-Control"),
         "links": {
             name: {"operationId": operation, "parameters": {"call_id": _CALL_ID}}
             for name, operation in (
@@ -392,7 +395,10 @@ class _CallAnswer(Response):
     status_code=204,
     response_class=Response,
     responses={
-        204: {"description": "No content", "headers": headers("Allow", "Accept-Post", "Link")}
+        204: {
+            "description": "No content",
+            "headers": headers("Allow", "Accept-Post", "Link", "Vary", "Cache-Control"),
+        }
     },
 )
 async def call_options(request: Request) -> Response:
@@ -400,7 +406,9 @@ async def call_options(request: Request) -> Response:
     method routing). Never refused for its token: without one that may start calls (a CORS
     preflight carries none, RFC 9725 §4.7), the TURN links come without credentials."""
     links = _ice_links(request, credentialed=await may_start_calls(request))
-    return Response(status_code=204, headers={"Accept-Post": ACCEPT_POST, **links})
+    # Whether the links carry credentials depends on the caller's token.
+    vary = {"Vary": "Authorization"} if links else {}
+    return Response(status_code=204, headers={"Accept-Post": ACCEPT_POST, **links, **vary})
 
 
 def _etag(call_id: str) -> str:

@@ -82,6 +82,14 @@ HEADERS: dict[str, dict[str, Any]] = {
         "`username`, `credential` and `credential-type` for a caller allowed to start calls.",
         "schema": _STRING,
     },
+    "Cache-Control": {
+        "description": "`no-store` on an answer holding a credential (RFC 9111 §5.2.2.5).",
+        "schema": _STRING,
+    },
+    "Vary": {
+        "description": "What else than the URL the answer depends on (RFC 9110 §12.5.5).",
+        "schema": _STRING,
+    },
 }
 # Headers a problem with this status may carry.
 _PROBLEM_HEADERS = {

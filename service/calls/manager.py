@@ -59,7 +59,7 @@ from service.calls.record import Call, summary
 from service.calls.retention import EndedCalls
 from service.calls.session import CallSession
 from service.calls.store import CallStore, StoredCall, record_from_json, record_to_json
-from service.calls.stream import CallEventStream, ClusterEventStream
+from service.calls.stream import CallEventStream, ClusterEventStream, KeptEventStream
 from service.handoffs.queue import HandoffEvent, HandoffQueue
 from service.metrics import (
     ACTIVE_CALLS,
@@ -468,7 +468,7 @@ class CallManager:
         """The live session of a call of this instance."""
         return self.sessions.get(call_id)
 
-    def event_stream(self, call_id: str) -> CallEventStream | None:
+    def event_stream(self, call_id: str) -> CallEventStream | KeptEventStream | None:
         """Without Redis: the event stream of a live call of this instance, or the closed
         one of a call that ended here within `ended_call_retention_s` and is still kept (see
         `EndedCalls`); else None."""

@@ -130,8 +130,8 @@ class CallReporter:
     def ending(self, end: CallEnd) -> None:
         """Log why the call is ending: a warning for a failure or a provider's code."""
         level = logging.WARNING if end.failed or end.code else logging.INFO
-        reason, code, message = end.reason.value, end.code or "", end.message or ""
-        self.log.log(level, "call ending: %s %s %s", reason, code, message)
+        detail = " ".join(part for part in (end.code, end.message) if part)
+        self.log.log(level, "call ending: %s%s", end.reason.value, f" {detail}" if detail else "")
 
     def ended(self, end: CallEnd) -> None:
         """Record the end, announce it as the stream's last event, and close the stream."""

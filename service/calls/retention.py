@@ -14,14 +14,14 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from service.calls.record import Call
-from service.calls.stream import CallEventStream
+from service.calls.stream import CallEventStream, KeptEventStream
 
 
 @dataclass(slots=True)
 class _Kept:
     call: Call
     record_bytes: int
-    events: CallEventStream | None
+    events: KeptEventStream | None
     events_bytes: int
 
 
@@ -53,8 +53,9 @@ class EndedCalls:
         self._expire(now)
         self._forget(call.call_id)
         record_bytes = len(json.dumps(call.to_json(full=True), separators=(",", ":")))
-        events_bytes = events.history_bytes() if events is not None else 0
-        self._kept[call.call_id] = _Kept(call, record_bytes, events, events_bytes)
+        kept_events = events.kept() if events is not None else None
+        events_bytes = kept_events.history_bytes() if kept_events is not None else 0
+        self._kept[call.call_id] = _Kept(call, record_bytes, kept_events, events_bytes)
         self.total_bytes += record_bytes + events_bytes
         if events is not None:
             self._events_until[call.call_id] = now + self._events_for_s
@@ -71,7 +72,7 @@ class EndedCalls:
     def __contains__(self, call_id: object) -> bool:
         return call_id in self._kept
 
-    def events(self, call_id: str, now: float) -> CallEventStream | None:
+    def events(self, call_id: str, now: float) -> KeptEventStream | None:
         """The kept (closed) event stream of an ended call; None once its time has passed,
         the call was evicted, or none was kept."""
         self._expire(now)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,16 @@ log's trimming. Its id is the point the stream goes on after."""
 
 def _gap(last_event_id: str, resumes_after: str) -> dict[str, str]:
     return {"last_event_id": last_event_id, "resumes_after": resumes_after}
+
+
+def _gap_event(first_kept: int | None, after: int, resumed: bool) -> StreamEvent | None:
+    """The `GAP_EVENT` a subscriber resumed from `after` is sent first, when the history
+    (whose first sequence number is `first_kept`, None when empty) no longer holds what
+    followed it."""
+    dropped = first_kept - 1 if first_kept is not None else 0
+    if resumed and after < dropped:
+        return StreamEvent(dropped, GAP_EVENT, _gap(str(after), str(dropped)))
+    return None
 
 
 class UnissuedEventId(ValueError):
@@ -82,13 +92,9 @@ class CallEventStream:
         if after > self._seq:
             raise UnissuedEventId(f"event {after} was never sent")
 
-    def history_bytes(self) -> int:
-        """What the kept events measure: each one's name and its data as compact JSON, in
-        bytes (the JSON is ASCII)."""
-        return sum(
-            len(event.name) + len(json.dumps(event.data, separators=(",", ":")))
-            for event in self._history
-        )
+    def kept(self) -> KeptEventStream:
+        """The history as a `KeptEventStream`, for serving once the stream is closed."""
+        return KeptEventStream(self._history, self._seq)
 
     def close(self) -> None:
         """End every subscription after what was already published."""
@@ -108,9 +114,9 @@ class CallEventStream:
         """
         queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
         # Decided with the history copied below, in one step: nothing can drop in between.
-        dropped = self._history[0].seq - 1 if self._history else 0
-        if resumed and after < dropped:
-            queue.put_nowait(StreamEvent(dropped, GAP_EVENT, _gap(str(after), str(dropped))))
+        gap = _gap_event(self._history[0].seq if self._history else None, after, resumed)
+        if gap is not None:
+            queue.put_nowait(gap)
         for past in self._history:
             if past.seq > after:
                 queue.put_nowait(past)
@@ -130,6 +136,44 @@ class CallEventStream:
                 yield event
         finally:
             self._subscribers.discard(queue)
+
+
+class KeptEventStream:
+    """A closed stream's history, each event's data kept as compact JSON text: an ended
+    call's events are kept for minutes within a byte budget measured as JSON, and as Python
+    objects they take about four times more."""
+
+    __slots__ = ("_events", "_seq")
+
+    def __init__(self, history: Iterable[StreamEvent], last_seq: int) -> None:
+        self._events = tuple(
+            (event.seq, event.name, json.dumps(event.data, separators=(",", ":")))
+            for event in history
+        )
+        self._seq = last_seq
+
+    def history_bytes(self) -> int:
+        """What the kept events measure: each one's name and its data as compact JSON, in
+        bytes (the JSON is ASCII)."""
+        return sum(len(name) + len(data) for _, name, data in self._events)
+
+    def check_resumable(self, after: int) -> None:
+        """Raise `UnissuedEventId` when `after` is beyond the last sequence number published."""
+        if after > self._seq:
+            raise UnissuedEventId(f"event {after} was never sent")
+
+    async def subscribe(
+        self, after: int = 0, *, keepalive_s: float | None = None, resumed: bool = False
+    ) -> AsyncIterator[StreamEvent | None]:
+        """As `CallEventStream.subscribe` on the closed stream: the kept events above `after`
+        (a `GAP_EVENT` first when some were dropped), then the end. `keepalive_s` is taken
+        for the same signature: a closed stream never waits."""
+        gap = _gap_event(self._events[0][0] if self._events else None, after, resumed)
+        if gap is not None:
+            yield gap
+        for seq, name, data in self._events:
+            if seq > after:
+                yield StreamEvent(seq, name, json.loads(data))
 
 
 class ClusterEventStream(CallEventStream):

@@ -196,3 +196,24 @@ async def test_turn_secrets_and_credentials_never_reach_a_log_line(
     assert "static-turn-password" in issued
     for secret in (SECRET, *issued):
         assert secret not in caplog.text
+
+
+async def test_an_answer_holding_turn_credentials_is_not_stored_by_caches(
+    start_service: StartService,
+) -> None:
+    service = await _service(start_service, turn_shared_secret=SECRET)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        options = await client.options("/v1/calls")
+        started = await _start(client)
+    assert options.headers["cache-control"] == "no-store"
+    assert started.headers["cache-control"] == "no-store"
+
+
+async def test_the_options_answer_says_it_varies_with_the_callers_token(
+    start_service: StartService,
+) -> None:
+    service = await _service(start_service, turn_shared_secret=SECRET, api_tokens=API_TOKEN)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        anonymous = await client.options("/v1/calls")
+    assert anonymous.headers["vary"] == "Authorization"
+    assert "cache-control" not in anonymous.headers

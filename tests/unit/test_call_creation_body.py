@@ -61,6 +61,20 @@ def test_a_preamble_is_ignored_when_the_first_delimiter_arrives_a_byte_at_a_time
     assert form.finish() == {"sdp": b"v=0\r\n", "session": b"{}"}
 
 
+def test_a_body_opened_by_a_bare_line_feed_before_its_first_delimiter_is_read() -> None:
+    body, content_type = _offer_form()
+    form = MultipartForm(content_type, _LIMITS)
+    form.feed(b"\n" + body)
+    assert form.finish() == {"sdp": b"v=0\r\n", "session": b"{}"}
+
+
+def test_a_preamble_of_lines_ended_by_a_bare_line_feed_is_ignored() -> None:
+    body, content_type = _offer_form()
+    form = MultipartForm(content_type, _LIMITS)
+    form.feed(b"a preamble line\nanother\n" + body)
+    assert form.finish() == {"sdp": b"v=0\r\n", "session": b"{}"}
+
+
 def test_a_preamble_line_holding_the_boundary_only_after_its_start_is_skipped() -> None:
     body, content_type = _offer_form()
     boundary = content_type.split("boundary=")[1].encode()

@@ -50,12 +50,27 @@ def test_an_ipv6_node_is_written_back_in_brackets() -> None:
     [
         ("redis+cluster://h:7000/1", "database 0"),
         ("redis+cluster://h:7000,:7001", "needs a host"),
-        ("redis+cluster://h:notaport", "Port"),
+        ("redis+cluster://h:notaport", "port from 1 to 65535"),
+        ("redis+cluster://h:70000", "port from 1 to 65535"),
     ],
 )
 def test_a_bad_cluster_url_is_refused(url: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         parse_cluster_url(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+cluster://user:hunter2secret/x@h1:7000",
+        "redis+cluster://user:pa#hunter2secret@h1:7000",
+        "redis+cluster://user:hunter2secret?x@h1:7000",
+    ],
+)
+def test_a_cluster_url_with_an_unencoded_password_is_refused_without_quoting_it(url: str) -> None:
+    with pytest.raises(ValueError, match="host\\[:port\\]") as refused:
+        parse_cluster_url(url)
+    assert "hunter2secret" not in str(refused.value)
 
 
 def test_a_single_redis_url_is_not_a_cluster() -> None:
