@@ -10,6 +10,7 @@ import os
 import signal
 import ssl
 import sys
+import urllib.parse
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,11 @@ def _dial(args: argparse.Namespace, settings: Settings) -> int:
         report = asyncio.run(dial(args.url, play=args.play, seconds=args.seconds, token=args.token))
     except DialError as exc:
         print(f"dial failed: {exc}", file=sys.stderr)
+        if urllib.parse.urlsplit(args.url).path in ("", "/"):
+            print(
+                f"a callbridge call-start URL ends in /v1/calls: {args.url.rstrip('/')}/v1/calls",
+                file=sys.stderr,
+            )
         return 1
     print(format_report(report))
     return 0

@@ -237,3 +237,15 @@ def test_version_names_the_installed_release() -> None:
     result = _command("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"callbridge {importlib.metadata.version('callbridge')}"
+
+
+def test_dial_to_a_base_url_names_the_call_start_url_it_may_have_meant() -> None:
+    result = _command("dial", "http://127.0.0.1:9/")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].endswith("http://127.0.0.1:9/v1/calls")
+
+
+def test_dial_to_a_call_start_url_that_fails_gives_no_hint() -> None:
+    result = _command("dial", "http://127.0.0.1:9/v1/calls")
+    assert result.returncode == 1
+    assert "/v1/calls:" not in result.stderr
