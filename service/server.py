@@ -92,6 +92,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
         access_log=logging.getLogger("uvicorn.access").isEnabledFor(logging.INFO),
         timeout_graceful_shutdown=5,
         http=limited_protocol(settings.max_request_head_bytes, settings.request_read_timeout_s),
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     # uvicorn says where it listens once it has bound (the port may be 0, or taken).
     log.info("starting on %s port %d (provider: %s)", host, port, settings.provider)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -380,6 +381,13 @@ class Settings(BaseSettings):
         60.0, gt=0, description="Call starts per client address per minute."
     )
     rate_limit_burst: int = Field(10, ge=1, description="Call starts a client may make at once.")
+    forwarded_allow_ips: str | None = Field(
+        None,
+        description="Comma-separated addresses or networks (CIDR) of the reverse proxies whose "
+        "`X-Forwarded-For` and `X-Forwarded-Proto` are trusted, or `*` for any: the client a "
+        "proxied request is counted against by the rate limit. Unset: uvicorn's own "
+        "`FORWARDED_ALLOW_IPS`, by default `127.0.0.1,::1`.",
+    )
     cors_origins: str = Field(
         "", description="Comma-separated origins allowed by CORS (`*` for any); empty: none."
     )
@@ -478,6 +486,21 @@ class Settings(BaseSettings):
             raise ValueError("the provider URL must be http(s)://host[:port][/path]")
         if parts.username is not None or parts.password is not None:
             raise ValueError("the provider URL must not hold credentials: use the API key")
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_addresses(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "*":
+            return value
+        for entry in cls.split(value):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (CIDR); list proxies as "
+                    "addresses or networks, comma-separated, or give '*' alone"
+                ) from None
         return value
 
     @field_validator("ice_servers")

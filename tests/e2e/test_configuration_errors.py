@@ -249,3 +249,8 @@ def test_dial_to_a_call_start_url_that_fails_gives_no_hint() -> None:
     result = _command("dial", "http://127.0.0.1:9/v1/calls")
     assert result.returncode == 1
     assert "/v1/calls:" not in result.stderr
+
+
+@pytest.mark.parametrize("value", ["proxy.example", "10.0.0.1,*", "10.0.0.0/33"])
+def test_a_trusted_proxy_that_is_not_an_address_or_network_is_refused(value: str) -> None:
+    _one_line_naming(_serve(forwarded_allow_ips=value), "CALLBRIDGE_FORWARDED_ALLOW_IPS")
