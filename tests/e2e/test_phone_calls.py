@@ -270,17 +270,24 @@ async def test_hangup_ends_a_phone_call_at_the_provider(phone_network: Any) -> N
     assert (await _service_record(phone, call_id))["end_reason"] == "hangup"
 
 
-async def test_a_caller_hanging_up_ends_the_call_as_a_remote_hangup_logged_at_info(
-    phone_network: Any, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO)
-    phone: Phone = await phone_network()
-    call_id = (await phone.ring())["call_id"]
+async def _answered_then_hung_up_by_the_caller(phone: Phone) -> str:
+    """Ring `phone`'s service, wait until it listens, then have the caller hang up; the call
+    id once the service's session has ended."""
+    call_id: str = (await phone.ring())["call_id"]
     await phone.joined(call_id)
     session = phone.service.manager.session(call_id)
     assert session is not None
     await phone.hang_up(call_id)
     await asyncio.wait_for(session.wait_ended(), 10)
+    return call_id
+
+
+async def test_a_caller_hanging_up_ends_the_call_as_a_remote_hangup_logged_at_info(
+    phone_network: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    phone: Phone = await phone_network()
+    call_id = await _answered_then_hung_up_by_the_caller(phone)
     record = await _service_record(phone, call_id)
     assert (record["state"], record["end_reason"]) == ("ended", "remote_hangup")
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
@@ -320,12 +327,7 @@ async def test_only_an_answered_caller_can_hang_up(phone_network: Any) -> None:
 async def test_a_remote_hangup_is_counted_under_its_own_end_reason(phone_network: Any) -> None:
     phone: Phone = await phone_network()
     before = await _calls_ended(phone, "remote_hangup")
-    call_id = (await phone.ring())["call_id"]
-    await phone.joined(call_id)
-    session = phone.service.manager.session(call_id)
-    assert session is not None
-    await phone.hang_up(call_id)
-    await asyncio.wait_for(session.wait_ended(), 10)
+    await _answered_then_hung_up_by_the_caller(phone)
     assert await _calls_ended(phone, "remote_hangup") == before + 1
 
 

@@ -52,6 +52,21 @@ async def _service(start_service: StartService, **settings: object) -> RunningSe
     return await start_service(local_media=False, ice_servers=ICE_SERVERS, **settings)
 
 
+async def _call_token_service(start_service: StartService) -> RunningService:
+    return await _service(
+        start_service,
+        turn_shared_secret=SECRET,
+        api_tokens=API_TOKEN,
+        call_token_secret="call-token-secret-of-the-turn-tests",
+    )
+
+
+async def _call_token(client: httpx.AsyncClient) -> str:
+    minted = await client.post("/v1/call-tokens", headers=_bearer(API_TOKEN))
+    token: str = minted.json()["token"]
+    return token
+
+
 async def _start(client: httpx.AsyncClient, **headers: str) -> httpx.Response:
     started = await client.post(
         "/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp", **headers}
@@ -104,15 +119,9 @@ async def test_every_answer_gets_a_turn_username_of_its_own(start_service: Start
 async def test_a_call_start_answer_gives_turn_credentials_to_a_call_token(
     start_service: StartService,
 ) -> None:
-    service = await _service(
-        start_service,
-        turn_shared_secret=SECRET,
-        api_tokens=API_TOKEN,
-        call_token_secret="call-token-secret-of-the-turn-tests",
-    )
+    service = await _call_token_service(start_service)
     async with httpx.AsyncClient(base_url=service.url) as client:
-        minted = await client.post("/v1/call-tokens", headers=_bearer(API_TOKEN))
-        started = await _start(client, **_bearer(minted.json()["token"]))
+        started = await _start(client, **_bearer(await _call_token(client)))
     turn = _links(started)[TURN]
     assert turn["credential"] == _hmac_of(turn["username"])
 
@@ -154,15 +163,9 @@ async def test_an_options_with_an_api_token_gets_turn_credentials(
 async def test_an_options_with_a_call_token_gets_turn_credentials(
     start_service: StartService,
 ) -> None:
-    service = await _service(
-        start_service,
-        turn_shared_secret=SECRET,
-        api_tokens=API_TOKEN,
-        call_token_secret="call-token-secret-of-the-turn-tests",
-    )
+    service = await _call_token_service(start_service)
     async with httpx.AsyncClient(base_url=service.url) as client:
-        minted = await client.post("/v1/call-tokens", headers=_bearer(API_TOKEN))
-        options = await client.options("/v1/calls", headers=_bearer(minted.json()["token"]))
+        options = await client.options("/v1/calls", headers=_bearer(await _call_token(client)))
     turn = _links(options)[TURN]
     assert turn["credential"] == _hmac_of(turn["username"])
 
