@@ -4,6 +4,7 @@ boundary and an epilogue after the last are ignored, and count towards the body'
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 
@@ -32,19 +33,22 @@ async def _in_pieces(body: bytes, size: int) -> AsyncIterator[bytes]:
         yield body[start : start + size]
 
 
+async def _started(url: str, body: bytes | AsyncIterator[bytes]) -> dict[str, Any]:
+    """POST `body` as a multipart call start, which must be a 201; the call's record, read
+    before it is hung up."""
+    async with httpx.AsyncClient(base_url=url) as client:
+        response = await client.post("/v1/calls", content=body, headers={"content-type": FORM_TYPE})
+        assert response.status_code == 201, response.text
+        record: dict[str, Any] = (await client.get(response.headers["location"])).json()
+        await client.delete(response.headers["location"])
+    return record
+
+
 async def test_a_multipart_offer_with_a_preamble_and_an_epilogue_starts_the_call(
     start_service: StartService,
 ) -> None:
     service = await start_service(local_media=False)
-    async with httpx.AsyncClient(base_url=service.url) as client:
-        response = await client.post(
-            "/v1/calls",
-            content=PREAMBLE + _offer_parts() + EPILOGUE,
-            headers={"content-type": FORM_TYPE},
-        )
-        assert response.status_code == 201, response.text
-        record = (await client.get(response.headers["location"])).json()
-        await client.delete(response.headers["location"])
+    record = await _started(service.url, PREAMBLE + _offer_parts() + EPILOGUE)
     assert record["session"]["voice"] == "cedar"
 
 
@@ -52,14 +56,7 @@ async def test_a_preamble_streamed_in_pieces_that_split_the_first_boundary_is_sk
     start_service: StartService,
 ) -> None:
     service = await start_service(local_media=False)
-    async with httpx.AsyncClient(base_url=service.url) as client:
-        response = await client.post(
-            "/v1/calls",
-            content=_in_pieces(PREAMBLE + _offer_parts(), 7),
-            headers={"content-type": FORM_TYPE},
-        )
-        assert response.status_code == 201, response.text
-        await client.delete(response.headers["location"])
+    await _started(service.url, _in_pieces(PREAMBLE + _offer_parts(), 7))
 
 
 async def test_a_preamble_past_the_body_limit_is_refused_as_too_large(
