@@ -108,6 +108,59 @@ def _netloc(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def check_redis_url(url: str) -> None:
+    """Raise `ValueError` when the Redis or Redis Cluster `url` cannot be used: a host or port
+    that cannot be read, or a query option redis-py does not take (which it would only refuse
+    at the first connection). The messages never quote the URL, which may hold a password."""
+    cluster = parse_cluster_url(url)
+    if cluster is not None:
+        options = cluster.options
+    else:
+        try:
+            parts = urllib.parse.urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise ValueError(_BAD_NODE) from None
+        if parts.scheme != "unix" and (not parts.hostname or port == 0):
+            raise ValueError(_BAD_NODE)
+        from redis.asyncio.connection import parse_url
+
+        options = dict(parse_url(url))
+    unknown = sorted(set(options) - _connection_options(cluster=cluster is not None))
+    if unknown:
+        raise ValueError(f"redis-py takes no option {unknown[0]!r} in a Redis URL's query")
+
+
+def _connection_options(*, cluster: bool) -> set[str]:
+    """What a Redis URL's options may name: the arguments of redis-py's connections and
+    connection pool (and of its cluster client, for a cluster)."""
+    import inspect
+
+    from redis.asyncio.cluster import RedisCluster
+    from redis.asyncio.connection import (
+        AbstractConnection,
+        Connection,
+        ConnectionPool,
+        SSLConnection,
+        UnixDomainSocketConnection,
+    )
+
+    takers: list[type] = [
+        AbstractConnection,
+        Connection,
+        SSLConnection,
+        UnixDomainSocketConnection,
+        ConnectionPool,
+    ]
+    if cluster:
+        takers.append(RedisCluster)
+    return {name for taker in takers for name in inspect.signature(taker).parameters} - {
+        "args",
+        "kwargs",
+        "connection_kwargs",
+    } | {"connection_class"}
+
+
 def cluster_nodes_text(cluster: ClusterUrl) -> str:
     """The nodes as `host:port,host:port`, as a `redis+cluster://` URL lists them."""
     return ",".join(_netloc(host, port) for host, port in cluster.nodes)

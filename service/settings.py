@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.handoffs.queue import claim_idle_s, worst_case_answer_s
 from service.ice_servers import IceServers, SharedSecret, TurnCredential, is_turn
-from service.redis_client import is_redis_url, parse_cluster_url
+from service.redis_client import check_redis_url, is_redis_url
 from signaling.realtime import VOICES, CallLimits, ReconnectPolicy
 from signaling.redaction import too_short
 
@@ -549,11 +549,13 @@ class Settings(BaseSettings):
                 "queue must be 'memory' or a redis://, rediss://, unix://, redis+cluster:// "
                 "or rediss+cluster:// URL"
             )
+        if value == "memory":
+            return value
         # The URL is not echoed: it may hold a password.
         try:
-            parse_cluster_url(value)
+            check_redis_url(value)
         except ValueError as exc:
-            raise ValueError(f"the Redis Cluster URL is not usable: {exc}") from None
+            raise ValueError(f"the Redis URL is not usable: {exc}") from None
         return value
 
     @model_validator(mode="after")
@@ -583,8 +585,10 @@ class Settings(BaseSettings):
                 "ways to give TURN credentials: set one of them"
             )
         if (self.turn_username is None) != (self.turn_password is None):
+            missing = "PASSWORD" if self.turn_password is None else "USERNAME"
             raise ValueError(
-                "CALLBRIDGE_TURN_USERNAME and CALLBRIDGE_TURN_PASSWORD are set together"
+                "CALLBRIDGE_TURN_USERNAME and CALLBRIDGE_TURN_PASSWORD must be set together: "
+                f"CALLBRIDGE_TURN_{missing} is missing"
             )
         if (static or self.turn_shared_secret is not None) and not any(
             is_turn(uri) for uri in self.split(self.ice_servers)

@@ -10,7 +10,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from service.calls.record import CallKind, CallStateName, HandoffStateName
 from service.calls.sip_router import TARGET_URI_PATTERN
-from signaling.realtime import VOICES, OutputModality, Role, SessionMode
+from signaling.realtime import VOICES, EndReason, OutputModality, Role, SessionMode
 
 Voice = Literal[VOICES]  # type: ignore[valid-type]
 
@@ -164,7 +164,9 @@ class CallSummary(_Answer):
     answered_at: datetime | None
     sideband_joined_at: datetime | None
     ended_at: datetime | None
-    end_reason: str | None
+    end_reason: EndReason | None = Field(
+        description="Why the call ended (the README's table of end reasons)."
+    )
     end_detail: EndDetail | None
     provider_session_id: str | None
     session: SessionSettings

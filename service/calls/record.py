@@ -22,6 +22,11 @@ def _iso(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
 
 
+ERRORS_SHOWN: Final = 50
+"""How many of a call's latest recorded errors its full record shows (it records up to
+`CALLBRIDGE_MAX_ERRORS_PER_CALL`)."""
+
+
 @dataclass(slots=True)
 class HandoffRecord:
     """One handoff as the call sees it. `expired`: the call gave up waiting (its deadline
@@ -195,7 +200,7 @@ class Call:
                 for e in entries
             ]
             body["handoffs"] = [h.to_json() for h in self.handoffs.values()]
-            body["errors"] = list(self.errors[-50:])
+            body["errors"] = list(self.errors[-ERRORS_SHOWN:])
             body["limits_reached"] = dict(self.limits_reached)
         return body
 

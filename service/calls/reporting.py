@@ -131,7 +131,7 @@ class CallReporter:
         """Log why the call is ending: a warning for a failure or a provider's code."""
         level = logging.WARNING if end.failed or end.code else logging.INFO
         detail = " ".join(part for part in (end.code, end.message) if part)
-        self.log.log(level, "call ending: %s%s", end.reason.value, f" {detail}" if detail else "")
+        self.log.log(level, "call ending: %s%s", end.reason.value, f": {detail}" if detail else "")
 
     def ended(self, end: CallEnd) -> None:
         """Record the end, announce it as the stream's last event, and close the stream."""

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from service.calls.record import Call, HandoffRecord, summary
+from service.calls.record import ERRORS_SHOWN, Call, HandoffRecord, summary
 from service.redis_keys import RedisKeys
 from signaling.ids import CallId
 from signaling.realtime import SessionConfig
@@ -210,7 +210,7 @@ def record_to_json(call: Call) -> dict[str, Any]:
         "end_message": call.end_message,
         "limits_reached": dict(call.limits_reached),
         "handoffs": [asdict(h) for h in call.handoffs.values()],
-        "errors": list(call.errors[-50:]),
+        "errors": list(call.errors[-ERRORS_SHOWN:]),
         "sideband_reconnects": call.sideband_reconnects,
         "started_by": call.started_by,
         "kind": call.kind,

@@ -18,13 +18,18 @@ from service.settings import Settings
 
 
 def _serve(**env: str) -> subprocess.CompletedProcess[str]:
+    return _configured(["serve", "--port", "0"], **env)
+
+
+def _configured(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    """`callbridge *args` run with only the `CALLBRIDGE_*` settings `env` names."""
     clean = {
         name: value
         for name, value in os.environ.items()
         if not name.startswith("CALLBRIDGE_") and name != "OPENAI_API_KEY"
     }
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", "serve", "--port", "0"],
+        [sys.executable, "-m", "service.cli", *args],
         env={**clean, **{f"CALLBRIDGE_{name.upper()}": value for name, value in env.items()}},
         capture_output=True,
         text=True,
@@ -254,3 +259,28 @@ def test_dial_to_a_call_start_url_that_fails_gives_no_hint() -> None:
 @pytest.mark.parametrize("value", ["proxy.example", "10.0.0.1,*", "10.0.0.0/33"])
 def test_a_trusted_proxy_that_is_not_an_address_or_network_is_refused(value: str) -> None:
     _one_line_naming(_serve(forwarded_allow_ips=value), "CALLBRIDGE_FORWARDED_ALLOW_IPS")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:hunter2secret/pass@127.0.0.1:1",
+        "redis://:pa#hunter2secret@127.0.0.1:1",
+        "rediss+cluster://user:hunter2secret?x@127.0.0.1:1",
+    ],
+)
+def test_a_redis_url_with_an_unencoded_password_is_refused_without_quoting_it(url: str) -> None:
+    result = _serve(queue=url)
+    _one_line_naming(result, "CALLBRIDGE_QUEUE")
+    assert "hunter2secret" not in result.stderr
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:1?foo=bar", "redis+cluster://h:1?foo=bar"])
+def test_a_redis_url_option_redis_py_does_not_take_is_refused(url: str) -> None:
+    assert "'foo'" in _one_line_naming(_serve(queue=url), "CALLBRIDGE_QUEUE")
+
+
+def test_a_worker_refuses_a_redis_url_with_an_unencoded_password_without_quoting_it() -> None:
+    result = _configured(["worker"], queue="redis://:s3cr3t:PW/rest@127.0.0.1:1")
+    _one_line_naming(result, "CALLBRIDGE_QUEUE")
+    assert "s3cr3t" not in result.stderr
