@@ -32,9 +32,21 @@ log = logging.getLogger("callbridge")
 DEFAULT_PROVIDER_URL = "http://127.0.0.1:8090"
 
 
+def _check_queue(settings: Settings) -> None:
+    """Raise `ConfigurationError` when the Redis the queue names says it cannot serve us."""
+    if settings.queue == "memory":
+        return
+    from service.redis_client import refusal
+
+    problem = refusal(settings.queue)
+    if problem is not None:
+        raise ConfigurationError(problem)
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from service.server import serve
 
+    _check_queue(settings)
     serve(settings, args.host or settings.host, settings.port if args.port is None else args.port)
     return 0
 
@@ -46,6 +58,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         log.error("a separate worker needs a shared queue: set CALLBRIDGE_QUEUE=redis://...")
         return 2
 
+    _check_queue(settings)
     with resolving("HANDLER"):
         handler = load_handler(settings.handler, max_text_bytes=settings.handoff_max_text_bytes)
 

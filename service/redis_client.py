@@ -161,6 +161,39 @@ def _connection_options(*, cluster: bool) -> set[str]:
     } | {"connection_class"}
 
 
+def refusal(url: str) -> str | None:
+    """Why the Redis `url` names cannot serve us, by its own answer to `INFO cluster` (a
+    blocking probe at start-up, at most `CONNECT_TIMEOUT_S` per step): it refuses the
+    credentials, or a `redis://` URL names a node of a Redis Cluster (whose other slots would
+    answer MOVED forever). None when it serves, or cannot be reached now: an outage the
+    service rides out. The reason never quotes the URL."""
+    if parse_cluster_url(url) is not None:
+        return None
+    from redis import Redis
+    from redis.exceptions import AuthenticationError, RedisError, ResponseError
+
+    client = Redis.from_url(
+        url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=CONNECT_TIMEOUT_S
+    )
+    try:
+        info = client.info("cluster")
+    except (AuthenticationError, ResponseError) as exc:
+        # NOAUTH (a password is needed) and WRONGPASS both come as an error reply.
+        if isinstance(exc, AuthenticationError) or "AUTH" in str(exc).split(" ", 1)[0]:
+            return "Redis refused the credentials in CALLBRIDGE_QUEUE"
+        return None
+    except RedisError:
+        return None
+    finally:
+        client.close()
+    if info.get("cluster_enabled"):
+        return (
+            "CALLBRIDGE_QUEUE names a node of a Redis Cluster: name the cluster as "
+            "redis+cluster://host:port (rediss+cluster:// for TLS)"
+        )
+    return None
+
+
 def cluster_nodes_text(cluster: ClusterUrl) -> str:
     """The nodes as `host:port,host:port`, as a `redis+cluster://` URL lists them."""
     return ",".join(_netloc(host, port) for host, port in cluster.nodes)

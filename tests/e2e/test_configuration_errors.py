@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
+from redis import Redis
 
 from service.settings import Settings
+from tests.e2e.redis_cluster import RedisClusterServers
+from tests.e2e.redis_server import RedisServer
 
 
 def _serve(**env: str) -> subprocess.CompletedProcess[str]:
@@ -284,3 +289,35 @@ def test_a_worker_refuses_a_redis_url_with_an_unencoded_password_without_quoting
     result = _configured(["worker"], queue="redis://:s3cr3t:PW/rest@127.0.0.1:1")
     _one_line_naming(result, "CALLBRIDGE_QUEUE")
     assert "s3cr3t" not in result.stderr
+
+
+@pytest.fixture
+def redis_with_a_password(tmp_path: Path) -> Iterator[RedisServer]:
+    executable = shutil.which("redis-server")
+    if executable is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer.spawn(executable, tmp_path)
+    with Redis(port=server.port) as client:
+        client.config_set("requirepass", "right-password-123")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("password", ["", ":wrong-password-456@"])
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["worker"]])
+def test_a_redis_that_refuses_the_credentials_is_a_configuration_error(
+    redis_with_a_password: RedisServer, password: str, command: list[str]
+) -> None:
+    url = f"redis://{password}127.0.0.1:{redis_with_a_password.port}/0"
+    line = _one_line_naming(_configured(command, queue=url), "CALLBRIDGE_QUEUE")
+    assert "refused the credentials" in line
+    assert "wrong-password-456" not in line
+
+
+def test_a_redis_url_naming_a_node_of_a_cluster_is_refused_with_the_cluster_scheme(
+    redis_cluster: RedisClusterServers,
+) -> None:
+    url = f"redis://127.0.0.1:{redis_cluster.nodes[0].port}/0"
+    assert "redis+cluster://" in _one_line_naming(_serve(queue=url), "CALLBRIDGE_QUEUE")
