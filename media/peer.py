@@ -8,7 +8,7 @@ import itertools
 import json
 import math
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -77,7 +77,8 @@ class DialReport:
 
 
 def format_report(report: DialReport) -> str:
-    """The report as the CLI prints it, one fact per line."""
+    """The report as the CLI prints it, one fact per line (the call's URL is printed as soon as
+    the call is up, through `dial`'s `on_answered`)."""
     if report.ice_connected:
         ice = "ICE connected"
     else:
@@ -94,7 +95,6 @@ def format_report(report: DialReport) -> str:
     hangup = "hung up: no" if report.hangup_status is None else f"hung up: {report.hangup_status}"
     return "\n".join(
         [
-            f"call: {report.location}",
             ice,
             "DTLS connected" if report.dtls_connected else "DTLS not connected",
             f"audio frames received: {report.frames_received}",
@@ -392,12 +392,17 @@ async def dial(
     seconds: float = 5.0,
     token: str | None = None,
     tone_hz: float = 440.0,
+    on_answered: Callable[[str], None] | None = None,
 ) -> DialReport:
     """Place one call to `url`, keep it up for `seconds`, hang up, and report.
+    `on_answered` is given the call's URL (its `Location`) as soon as the call is up, so that
+    a caller can reach the call even if this run is cut short.
 
     Raises DialError when the call cannot be placed or does not connect.
     """
     async with CallClient(url, play=play, tone_hz=tone_hz, token=token) as client:
+        if on_answered is not None and client.location is not None:
+            on_answered(client.location)
         await asyncio.sleep(seconds)
         await client.hangup()
         return client.report()

@@ -149,7 +149,15 @@ def _dial(args: argparse.Namespace, settings: Settings) -> int:
         return 2
 
     try:
-        report = asyncio.run(dial(args.url, play=args.play, seconds=args.seconds, token=args.token))
+        report = asyncio.run(
+            dial(
+                args.url,
+                play=args.play,
+                seconds=args.seconds,
+                token=args.token,
+                on_answered=lambda location: print(f"call: {location}", flush=True),
+            )
+        )
     except DialError as exc:
         print(f"dial failed: {exc}", file=sys.stderr)
         if urllib.parse.urlsplit(args.url).path in ("", "/"):

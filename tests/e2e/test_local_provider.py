@@ -544,3 +544,11 @@ async def test_with_an_api_key_a_sideband_without_it_is_refused_with_401(
     assert response.status_code == 201
     assert refused.value.response.status_code == 401
     assert greeting["type"] == "session.created"
+
+
+async def test_dial_gives_the_calls_url_as_soon_as_the_call_is_up(provider: Provider) -> None:
+    answered: list[str] = []
+    report = await dial(provider.calls_url, seconds=0.3, on_answered=answered.append)
+
+    assert answered == [report.location]
+    assert report.location.startswith("http")
