@@ -79,7 +79,10 @@ async def ring(
         call_id = str(response.json()["call_id"])
         webhook_status = response.json()["webhook_status"]
         if webhook_status is None or not 200 <= webhook_status < 300:
-            raise RingError(f"the webhook was answered {webhook_status}")
+            detail = response.json().get("webhook_detail")
+            raise RingError(
+                f"the webhook was answered {webhook_status}" + (f": {detail}" if detail else "")
+            )
         leg: dict[str, Any] = {}
 
         async def refresh() -> dict[str, Any]:

@@ -23,7 +23,7 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import httpx
 import numpy as np
@@ -53,6 +53,7 @@ MAX_WAV_BYTES = 10 * 1024 * 1024
 # Silence after the caller's speech, so that the end of the utterance is heard as such.
 TRAILING_SILENCE_FRAMES = 50
 WEBHOOK_TIMEOUT_S = 10.0
+MAX_WEBHOOK_DETAIL_CHARS: Final = 500
 TARGET_URI_PREFIXES = ("tel:", "sip:", "sips:")
 
 Authorized = Callable[[Headers], bool]
@@ -104,6 +105,7 @@ class PhoneLeg:
         self.sip_headers = sip_headers
         self.state: LegState = "ringing"
         self.webhook_status: int | None = None
+        self.webhook_detail: str | None = None
         self.reject_status_code: int | None = None
         self.refer_target_uri: str | None = None
         self.accepted_session: JsonObject | None = None
@@ -117,6 +119,7 @@ class PhoneLeg:
             "state": self.state,
             "sip_headers": self.sip_headers,
             "webhook_status": self.webhook_status,
+            "webhook_detail": self.webhook_detail,
             "reject_status_code": self.reject_status_code,
             "refer_target_uri": self.refer_target_uri,
             "accepted_session": self.accepted_session,
@@ -189,6 +192,8 @@ class PhoneExchange:
                 async with httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_S) as client:
                     response = await client.post(request.webhook_url, content=body, headers=headers)
                 leg.webhook_status = response.status_code
+                if not response.is_success:
+                    leg.webhook_detail = _problem_detail(response)
             except httpx.HTTPError:
                 leg.state = "undelivered"
         return leg, headers, body
@@ -382,3 +387,14 @@ def register_phone_routes(app: FastAPI, exchange: PhoneExchange, authorized: Aut
         except ValueError as exc:
             raise ProviderError(400, str(exc), code="invalid_audio") from None
         return {"frames": frames}
+
+
+def _problem_detail(response: httpx.Response) -> str | None:
+    """The `detail` of a refusing webhook answer in problem+json (RFC 9457 §3.1.4), cut to
+    `MAX_WEBHOOK_DETAIL_CHARS`; None for any other body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    detail = body.get("detail") if isinstance(body, dict) else None
+    return detail[:MAX_WEBHOOK_DETAIL_CHARS] if isinstance(detail, str) else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import math
@@ -23,6 +24,8 @@ from media.local_provider.app import create_provider_app
 from media.local_provider.calls import CallRegistry
 from media.local_provider.config import LocalProviderConfig
 from media.peer import CallClient, DialError, dial, format_report
+from media.phone import RingError, ring
+from tests.e2e.conftest import StartService
 from tests.e2e.servers import running_server
 
 API_KEY = "sk-local-test"
@@ -552,3 +555,21 @@ async def test_dial_gives_the_calls_url_as_soon_as_the_call_is_up(provider: Prov
 
     assert answered == [report.location]
     assert report.location.startswith("http")
+
+
+async def test_ring_says_why_a_service_refused_its_webhook(start_service: StartService) -> None:
+    # The service has no webhook secret: it does not take phone calls, and says so.
+    service = await start_service(local_media=False)
+    secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    async with local_provider(LocalProviderConfig(webhook_secret=secret)) as phone_provider:
+        with pytest.raises(RingError) as refused:
+            await ring(
+                phone_provider.base_url,
+                f"{service.url}/v1/provider/webhooks",
+                headers={},
+                say=[],
+                play=None,
+                seconds=1.0,
+            )
+    assert "404" in str(refused.value)
+    assert "CALLBRIDGE_WEBHOOK_SECRET" in str(refused.value)
