@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -292,17 +290,10 @@ def test_a_worker_refuses_a_redis_url_with_an_unencoded_password_without_quoting
 
 
 @pytest.fixture
-def redis_with_a_password(tmp_path: Path) -> Iterator[RedisServer]:
-    executable = shutil.which("redis-server")
-    if executable is None:
-        pytest.skip("redis-server is not installed")
-    server = RedisServer.spawn(executable, tmp_path)
-    with Redis(port=server.port) as client:
+def redis_with_a_password(redis_server: RedisServer) -> RedisServer:
+    with Redis(port=redis_server.port) as client:
         client.config_set("requirepass", "right-password-123")
-    try:
-        yield server
-    finally:
-        server.stop()
+    return redis_server
 
 
 @pytest.mark.parametrize("password", ["", ":wrong-password-456@"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -66,6 +67,21 @@ async def finished(call: LocalCall) -> None:
             await asyncio.sleep(0.01)
 
 
+async def asked_for_a_handoff_alone(call: LocalCall) -> list[dict[str, Any]]:
+    """With no sideband attached, the user asks for a handoff and the model calls the tool;
+    the conversation's items then."""
+    await left_alone(call)
+    await call.user_spoke(REQUEST)
+    await finished(call)
+    return call.conversation.item_outline()
+
+
+async def joined_later(call: LocalCall) -> Sideband:
+    later = Sideband()
+    await call.subscribe(later)
+    return later
+
+
 async def test_a_sideband_joining_later_is_sent_nothing_made_before_it(call: LocalCall) -> None:
     await left_alone(call)
     await call.user_spoke("what time is it")
@@ -80,12 +96,8 @@ async def test_a_sideband_joining_later_is_sent_nothing_made_before_it(call: Loc
 async def test_the_first_item_after_a_gap_follows_the_last_item_made_in_it(
     call: LocalCall,
 ) -> None:
-    await left_alone(call)
-    await call.user_spoke(REQUEST)
-    await finished(call)
-    *_, tool_call = call.conversation.item_outline()
-    later = Sideband()
-    await call.subscribe(later)
+    *_, tool_call = await asked_for_a_handoff_alone(call)
+    later = await joined_later(call)
 
     await call.user_spoke("what time is it")
 
@@ -97,12 +109,8 @@ async def test_the_first_item_after_a_gap_follows_the_last_item_made_in_it(
 async def test_items_made_while_no_sideband_was_attached_can_be_retrieved(
     call: LocalCall,
 ) -> None:
-    await left_alone(call)
-    await call.user_spoke(REQUEST)
-    await finished(call)
-    *_, said, tool_call = call.conversation.item_outline()
-    later = Sideband()
-    await call.subscribe(later)
+    *_, said, tool_call = await asked_for_a_handoff_alone(call)
+    later = await joined_later(call)
 
     for item in (said, tool_call):
         retrieve = {"type": "conversation.item.retrieve", "item_id": item["id"]}
