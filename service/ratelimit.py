@@ -19,7 +19,8 @@ import time
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING
 
-from service.redis_client import cluster_nodes_text, parse_cluster_url, redis_failures
+from service.redis_client import redis_failures
+from service.redis_urls import cluster_nodes_text, parse_cluster_url
 
 if TYPE_CHECKING:
     from limits import RateLimitItem

@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.handoffs.queue import claim_idle_s, worst_case_answer_s
 from service.ice_servers import IceServers, SharedSecret, TurnCredential, is_turn
-from service.redis_client import check_redis_url, is_redis_url
+from service.redis_urls import check_redis_url, is_redis_url
 from signaling.realtime import VOICES, CallLimits, ReconnectPolicy
 from signaling.redaction import too_short
 

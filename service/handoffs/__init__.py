@@ -11,7 +11,7 @@ from service.handoffs.queue import (
     claim_idle_s,
 )
 from service.handoffs.worker import Worker
-from service.redis_client import is_redis_url
+from service.redis_urls import is_redis_url
 
 
 def open_queue(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from service.redis_client import cluster_nodes_text, is_redis_url, parse_cluster_url
+from service.redis_urls import cluster_nodes_text, is_redis_url, parse_cluster_url
 from service.settings import Settings, describe_invalid
 
 
