@@ -253,10 +253,9 @@ def _ice_links(request: Request, *, credentialed: bool) -> dict[str, str]:
     # A random id per answer: callers never share a TURN username, which TURN servers count
     # allocations by (coturn's `user-quota`).
     credential = servers.credential(time.time(), secrets.token_urlsafe(9)) if credentialed else None
-    if credential is None:
-        return {"Link": servers.link(None)}
+    links = {"Link": servers.link(credential)}
     # An answer holding a credential is kept by no cache (as RFC 6749 §5.1 asks of tokens).
-    return {"Link": servers.link(credential), "Cache-Control": "no-store"}
+    return links if credential is None else {**links, "Cache-Control": "no-store"}
 
 
 _OFFER_BODY: dict[str, Any] = {

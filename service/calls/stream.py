@@ -43,6 +43,11 @@ class UnissuedEventId(ValueError):
     """A `Last-Event-ID` beyond the last id the stream has issued."""
 
 
+def _check_issued(after: int, last_seq: int) -> None:
+    if after > last_seq:
+        raise UnissuedEventId(f"event {after} was never sent")
+
+
 class EventLogUnavailable(CallError):
     """The call's event log cannot be read now (Redis unreachable)."""
 
@@ -89,8 +94,7 @@ class CallEventStream:
 
     def check_resumable(self, after: int) -> None:
         """Raise `UnissuedEventId` when `after` is beyond the last sequence number published."""
-        if after > self._seq:
-            raise UnissuedEventId(f"event {after} was never sent")
+        _check_issued(after, self._seq)
 
     def kept(self) -> KeptEventStream:
         """The history as a `KeptEventStream`, for serving once the stream is closed."""
@@ -159,8 +163,7 @@ class KeptEventStream:
 
     def check_resumable(self, after: int) -> None:
         """Raise `UnissuedEventId` when `after` is beyond the last sequence number published."""
-        if after > self._seq:
-            raise UnissuedEventId(f"event {after} was never sent")
+        _check_issued(after, self._seq)
 
     async def subscribe(
         self, after: int = 0, *, keepalive_s: float | None = None, resumed: bool = False
