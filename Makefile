@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/handoff_latency.py
 	$(BIN)/python bench/capacity.py
 	$(BIN)/python bench/call_start.py
+	$(BIN)/python bench/stack_floor.py
 	$(BIN)/python bench/peer_agents.py
 	$(BIN)/python bench/asr_accuracy.py
 	$(BIN)/python bench/hostile_inputs.py
