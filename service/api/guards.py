@@ -21,10 +21,12 @@ CALLER_TOKEN: Final = "callerToken"
 OPS_TOKEN: Final = "opsToken"
 """The bearer token `require_ops` takes: the ops token."""
 
-# RFC 6750 §3: a request without a bearer token is challenged without an error code; one whose
-# token is not valid, with `error="invalid_token"` (§3.1).
-_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="callbridge"'}
-_INVALID_TOKEN = {"WWW-Authenticate": 'Bearer realm="callbridge", error="invalid_token"'}
+BEARER_CHALLENGE: Final = 'Bearer realm="callbridge"'
+"""The `WWW-Authenticate` of a 401 for a request without a bearer token (RFC 6750 §3: no error
+code); one whose token is not valid adds `INVALID_TOKEN` (§3.1)."""
+INVALID_TOKEN: Final = 'error="invalid_token"'
+_CHALLENGE = {"WWW-Authenticate": BEARER_CHALLENGE}
+_INVALID_TOKEN = {"WWW-Authenticate": f"{BEARER_CHALLENGE}, {INVALID_TOKEN}"}
 
 
 def _unauthorized(detail: str) -> Problem:

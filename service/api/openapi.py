@@ -20,7 +20,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from service.api.guards import CALLER_TOKEN, OPS_TOKEN
+from service.api.guards import BEARER_CHALLENGE, CALLER_TOKEN, INVALID_TOKEN, OPS_TOKEN
 from service.api.media_types import JSON_TYPE
 from service.api.models import ANSWER_MODELS, ProblemDetails
 from service.api.problems import PROBLEM_JSON, TITLES
@@ -78,8 +78,8 @@ HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string", "pattern": "^[0-9]+$"},
     },
     "WWW-Authenticate": {
-        "description": 'The bearer challenge (RFC 6750 §3): `Bearer realm="callbridge"`, with '
-        '`error="invalid_token"` when the request carried a token that is not valid (§3.1).',
+        "description": f"The bearer challenge (RFC 6750 §3): `{BEARER_CHALLENGE}`, with "
+        f"`{INVALID_TOKEN}` when the request carried a token that is not valid (§3.1).",
         "required": True,
         "schema": _STRING,
     },

@@ -13,8 +13,8 @@ from tests.e2e.conftest import StartService
 API_TOKEN = "api-token-0123456789abcdef"
 OPS_TOKEN = "ops-token-0123456789abcdef"
 CALL_TOKEN_SECRET = "call-token-secret-0123456789abcdef"
-CALLER = [{"callerToken": []}]
-OPS = [{"opsToken": []}]
+CALLER: list[dict[str, list[str]]] = [{"callerToken": []}]
+OPS: list[dict[str, list[str]]] = [{"opsToken": []}]
 # Each guarded operation and the security it declares with every token configured.
 GUARDED = {
     ("post", "/v1/calls"): CALLER,
