@@ -17,6 +17,7 @@ from service.api.calls import REFUSED_METHODS, start_call, tokens_router
 from service.api.calls import router as calls_router
 from service.api.direct import DirectRoutes
 from service.api.docs import router as docs_router
+from service.api.guards import enforced_schemes
 from service.api.methods import MethodRouting, MethodTable, static_paths
 from service.api.openapi import install_openapi
 from service.api.ops import router as ops_router
@@ -221,7 +222,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redis_url=None if settings.queue == "memory" else settings.queue,
     )
     install_problem_handlers(app)
-    install_openapi(app)
+    install_openapi(app, enforced_schemes(settings))
     static = static_paths(STATIC_DIR) if STATIC_DIR.is_dir() else frozenset()
     # Innermost of the middlewares: CORS preflights are answered before it.
     routers = (calls_router, tokens_router, ops_router, webhooks_router, docs_router)

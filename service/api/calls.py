@@ -19,6 +19,8 @@ from starlette.types import Receive, Scope, Send
 from service.api.bodies import FormLimits, read_form, read_limited
 from service.api.disconnect import answer_unsent, client_gone
 from service.api.guards import (
+    CALLER_TOKEN,
+    OPS_TOKEN,
     authenticate,
     check_rate,
     may_start_calls,
@@ -39,7 +41,7 @@ from service.api.models import (
     StartOverrides,
     TransferRequested,
 )
-from service.api.openapi import EXAMPLE_OFFER, SDP_SCHEMA, answer, answers, headers
+from service.api.openapi import EXAMPLE_OFFER, SDP_SCHEMA, answer, answers, headers, secured_by
 from service.api.problems import CLIENT_CLOSED_REQUEST, Problem
 from service.api.sse import EventStreamResponse, StreamSeats
 from service.auth import Principal, mint_call_token
@@ -70,6 +72,8 @@ from signaling.realtime import EndReason, SessionConfig
 from signaling.sdp import OfferError, OfferErrorKind, check_offer
 
 Caller = Annotated[Principal, Depends(authenticate)]
+# What the routes `authenticate` guards declare: the token they ask for (an API or call token).
+_CALLER = secured_by(CALLER_TOKEN)
 log = logging.getLogger("callbridge.api")
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
@@ -333,8 +337,8 @@ def _json_body(model: type[SessionOverrides] | type[MessageIn] | type[ReferIn]) 
     status_code=201,
     response_class=Response,
     operation_id="startCall",
-    openapi_extra=_OFFER_BODY,
-    responses=answers(400, 401, 413, 415, 422, 429, 502, 503, 504, ok=_STARTED),
+    openapi_extra={**_OFFER_BODY, **_CALLER},
+    responses=answers(400, 413, 415, 422, 429, 502, 503, 504, ok=_STARTED),
 )
 async def start_call(request: Request) -> Response:
     """Start a call: the body is an SDP offer; the answer is the provider's SDP answer."""
@@ -393,6 +397,7 @@ class _CallAnswer(Response):
     "",
     status_code=204,
     response_class=Response,
+    openapi_extra=secured_by(CALLER_TOKEN, optional=True),
     responses={
         204: {
             "description": "No content",
@@ -417,7 +422,8 @@ def _etag(call_id: str) -> str:
 @router.get(
     "",
     dependencies=[Depends(require_ops)],
-    responses=answers(401, 422, 503, ok={200: answer("A page of live calls", CallsPage)}),
+    openapi_extra=secured_by(OPS_TOKEN),
+    responses=answers(422, 503, ok={200: answer("A page of live calls", CallsPage)}),
 )
 async def list_calls(
     request: Request,
@@ -450,8 +456,9 @@ def _record(payload: dict[str, Any]) -> JSONResponse:
 @router.get(
     "/{call_id}",
     operation_id="getCall",
+    openapi_extra=_CALLER,
     responses=answers(
-        401, 404, 410, 503, ok={200: answer("The call record", CallRecord, carrying=["ETag"])}
+        404, 410, 503, ok={200: answer("The call record", CallRecord, carrying=["ETag"])}
     ),
 )
 async def get_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
@@ -462,8 +469,9 @@ async def get_call(call_id: str, request: Request, principal: Caller) -> JSONRes
 @router.delete(
     "/{call_id}",
     operation_id="deleteCall",
+    openapi_extra=_CALLER,
     responses=answers(
-        401, 404, 410, 503, ok={200: answer("The final call record", CallRecord, carrying=["ETag"])}
+        404, 410, 503, ok={200: answer("The final call record", CallRecord, carrying=["ETag"])}
     ),
 )
 async def delete_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
@@ -475,7 +483,8 @@ async def delete_call(call_id: str, request: Request, principal: Caller) -> JSON
 @router.post(
     "/{call_id}/hangup",
     operation_id="hangUpCall",
-    responses=answers(401, 404, 410, 503, ok=_HUNG_UP),
+    openapi_extra=_CALLER,
+    responses=answers(404, 410, 503, ok=_HUNG_UP),
 )
 async def hang_up_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """End the call at the provider and keep its record readable at the call's URL (for the
@@ -529,8 +538,8 @@ async def _json_model(request: Request, model: type[_Body], what: str) -> _Body:
     "/{call_id}/messages",
     status_code=202,
     operation_id="postMessage",
-    openapi_extra=_json_body(MessageIn),
-    responses=answers(400, 401, 404, 409, 410, 413, 415, 422, 503, ok=_SENT),
+    openapi_extra={**_json_body(MessageIn), **_CALLER},
+    responses=answers(400, 404, 409, 410, 413, 415, 422, 503, ok=_SENT),
 )
 async def post_message(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Inject user text into the live call."""
@@ -557,8 +566,8 @@ _SESSION_ACCEPTED = answer(
     "/{call_id}/session",
     status_code=202,
     operation_id="updateSession",
-    openapi_extra=_json_body(SessionOverrides),
-    responses=answers(400, 401, 404, 409, 410, 413, 415, 422, 503, ok={202: _SESSION_ACCEPTED}),
+    openapi_extra={**_json_body(SessionOverrides), **_CALLER},
+    responses=answers(400, 404, 409, 410, 413, 415, 422, 503, ok={202: _SESSION_ACCEPTED}),
 )
 async def post_session(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Ask for new instructions, voice or output modality on the live call: 202 with the
@@ -584,8 +593,8 @@ _KEEPALIVE_S = 15.0
     "/{call_id}/refer",
     status_code=202,
     operation_id="referCall",
-    openapi_extra=_json_body(ReferIn),
-    responses=answers(400, 401, 404, 409, 410, 413, 415, 422, 502, 503, ok=_REFERRED),
+    openapi_extra={**_json_body(ReferIn), **_CALLER},
+    responses=answers(400, 404, 409, 410, 413, 415, 422, 502, 503, ok=_REFERRED),
 )
 async def refer_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """Transfer a live phone call (SIP REFER); 409 for a WebRTC call, which cannot be."""
@@ -615,9 +624,9 @@ def _last_event_id(value: str | None, pattern: re.Pattern[str]) -> str | None:
     status_code=200,
     operation_id="followEvents",
     response_class=EventStreamResponse,
+    openapi_extra=_CALLER,
     responses=answers(
         400,
-        401,
         404,
         409,
         410,
@@ -732,10 +741,12 @@ def _sse(
     "",
     dependencies=[Depends(require_api_token)],
     status_code=201,
-    responses=answers(401, 403, 404, 413, ok={201: answer("A call token", CallToken)}),
+    openapi_extra=_CALLER,
+    responses=answers(403, 404, 413, ok={201: answer("A call token", CallToken)}),
 )
 async def mint_token(request: Request) -> JSONResponse:
-    """A short-lived call token for a browser (needs an API token and a configured secret).
+    """A short-lived call token for a browser (needs an API token, 403 for a call token, and a
+    configured secret, 404 without).
 
     Takes no request body: 413 when one is sent (none is allowed, so any is too large)."""
     await read_limited(request, 0)

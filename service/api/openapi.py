@@ -2,15 +2,17 @@
 the JSON schemas of the bodies (`service.api.models`, made into the document's components only
 when it is first asked for).
 
-Routes declare their answers with `answers(...)`; `install_openapi` removes what the framework
-would add that we never answer (its 422 `HTTPValidationError`, since every error here is
-`application/problem+json`, RFC 9457), and adds the `HEAD` the method routing answers beside
-every `GET` (RFC 9110 §9.3.2).
+Routes declare their answers with `answers(...)` and the token they take with `secured_by(...)`;
+`install_openapi` removes what the framework would add that we never answer (its 422
+`HTTPValidationError`, since every error here is `application/problem+json`, RFC 9457), adds the
+`HEAD` the method routing answers beside every `GET` (RFC 9110 §9.3.2), and keeps a route's
+security requirement (with its 401) only when the settings make the guards enforce it: without
+tokens configured, the document declares no security scheme, as none is asked for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -18,6 +20,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from service.api.guards import BEARER_CHALLENGE, CALLER_TOKEN, INVALID_TOKEN, OPS_TOKEN
 from service.api.media_types import JSON_TYPE
 from service.api.models import ANSWER_MODELS, ProblemDetails
 from service.api.problems import PROBLEM_JSON, TITLES
@@ -74,7 +77,12 @@ HEADERS: dict[str, dict[str, Any]] = {
         "description": "Seconds to wait before retrying (RFC 9110 §10.2.3).",
         "schema": {"type": "string", "pattern": "^[0-9]+$"},
     },
-    "WWW-Authenticate": {"description": "Bearer challenge (RFC 6750 §3).", "schema": _STRING},
+    "WWW-Authenticate": {
+        "description": f"The bearer challenge (RFC 6750 §3): `{BEARER_CHALLENGE}`, with "
+        f"`{INVALID_TOKEN}` when the request carried a token that is not valid (§3.1).",
+        "required": True,
+        "schema": _STRING,
+    },
     "Location": {"description": "The call's resource (RFC 9725 §4.2).", "schema": _STRING},
     "ETag": {"description": "The WHIP session's entity tag (RFC 9725 §4.3).", "schema": _STRING},
     "Link": {
@@ -91,9 +99,9 @@ HEADERS: dict[str, dict[str, Any]] = {
         "schema": _STRING,
     },
 }
-# Headers a problem with this status may carry.
+# Headers a problem with this status may carry. (A 401 for a missing or invalid bearer token
+# carries `WWW-Authenticate`; `install_openapi` declares it where a token is asked for.)
 _PROBLEM_HEADERS = {
-    401: ("WWW-Authenticate",),
     405: ("Allow",),
     415: ("Accept-Post",),
     429: ("Retry-After",),
@@ -148,6 +156,57 @@ def answers(
     return documented
 
 
+_BEARER = "`Authorization: Bearer <token>` (RFC 6750 §2.1)"
+SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+    CALLER_TOKEN: {
+        "type": "http",
+        "scheme": "bearer",
+        "description": f"{_BEARER} with an API token (`CALLBRIDGE_API_TOKENS`), which starts and "
+        "controls every call, or a call token minted by `POST /v1/call-tokens`, which starts "
+        "calls and controls only those it started (another call is 404) and cannot mint call "
+        "tokens (403). Without a token, or with one that is not valid: 401 with a "
+        "`WWW-Authenticate` challenge (RFC 6750 §3).",
+    },
+    OPS_TOKEN: {
+        "type": "http",
+        "scheme": "bearer",
+        "description": f"{_BEARER} with the operator token (`CALLBRIDGE_OPS_TOKEN`); API and "
+        "call tokens are not taken. Without it: 401 with a `WWW-Authenticate` challenge "
+        "(RFC 6750 §3).",
+    },
+}
+"""The document's security schemes by name, each declared only while it is enforced."""
+
+_UNAUTHORIZED = {
+    "description": "No bearer token, or one that is not valid here (RFC 6750 §3.1).",
+    "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}},
+    "headers": headers("WWW-Authenticate"),
+}
+
+
+def secured_by(scheme: str, *, optional: bool = False) -> dict[str, Any]:
+    """A route's `openapi_extra=` for the bearer token `scheme` (`CALLER_TOKEN` or
+    `OPS_TOKEN`) it asks for; `optional` when it also answers without one, refusing none (the
+    empty requirement `{}`, OpenAPI 3.1 §4.8.10, an Operation's `security`)."""
+    requirement: dict[str, list[str]] = {scheme: []}
+    return {"security": [{}, requirement] if optional else [requirement]}
+
+
+def _declare_security(operation: dict[str, Any], enforced: Collection[str]) -> None:
+    """Keep `operation`'s security requirements whose schemes are all `enforced`; with one
+    that is required, the 401 a missing or invalid token gets. None left: no declaration."""
+    requirements = operation.pop("security", None)
+    if requirements is None:
+        return
+    kept = [req for req in requirements if all(name in enforced for name in req)]
+    if not any(kept):
+        return
+    operation["security"] = kept
+    if {} not in kept:
+        responses = {**operation["responses"], "401": _UNAUTHORIZED}
+        operation["responses"] = dict(sorted(responses.items()))
+
+
 def _head_of(get: dict[str, Any]) -> dict[str, Any]:
     """The `HEAD` operation beside a `GET`: the same parameters and answers, without content."""
     head = {key: value for key, value in get.items() if key not in ("operationId", "responses")}
@@ -168,8 +227,9 @@ def _head_of(get: dict[str, Any]) -> dict[str, Any]:
     return head
 
 
-def install_openapi(app: FastAPI) -> None:
-    """Serve the document as the routes declare it, without the framework's own 422."""
+def install_openapi(app: FastAPI, enforced: Collection[str]) -> None:
+    """Serve the document as the routes declare it, without the framework's own 422, with the
+    security schemes (names of `SECURITY_SCHEMES`) that are `enforced` and only those."""
 
     def document() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -181,9 +241,15 @@ def install_openapi(app: FastAPI) -> None:
                     responses = operation.get("responses", {})
                     if responses.get("422", {}).get("description") == "Validation Error":
                         del responses["422"]
+                    _declare_security(operation, enforced)
                 if "get" in operations and "head" not in operations:
                     operations["head"] = _head_of(operations["get"])
-            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            components = schema.setdefault("components", {})
+            if enforced:
+                components["securitySchemes"] = {
+                    name: SECURITY_SCHEMES[name] for name in sorted(enforced)
+                }
+            schemas = components.setdefault("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(name, None)
             _, answered = models_json_schema(

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.api.guards import require_ops
+from service.api.guards import OPS_TOKEN, require_ops
 from service.api.models import Health, Readiness
-from service.api.openapi import answer, answers
+from service.api.openapi import answer, answers, secured_by
 from service.calls.manager import CallManager
 from service.handoffs import QueueUnavailable
 from service.metrics import PROVIDER_UP, QUEUE_BUFFERED, QUEUE_DEPTH, REGISTRY
@@ -82,7 +82,7 @@ async def readyz(request: Request) -> HealthResponse:
     "/metrics",
     dependencies=[Depends(require_ops)],
     response_class=PlainTextResponse,
-    responses=answers(401),
+    openapi_extra=secured_by(OPS_TOKEN),
 )
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition."""

@@ -66,7 +66,14 @@ _HANDLED = {
     responses=answers(400, 401, 404, 413, 503, ok=_HANDLED),
 )
 async def provider_webhook(request: Request) -> JSONResponse:
-    """Verify a provider webhook and act on it (see the module docstring for statuses)."""
+    """Verify a provider webhook and act on it.
+
+    Its authentication is the delivery's Standard Webhooks signature (the `webhook-id`,
+    `webhook-timestamp` and `webhook-signature` headers, made with `CALLBRIDGE_WEBHOOK_SECRET`;
+    https://www.standardwebhooks.com/), not a bearer token: a missing, wrong or stale one is
+    401. 400 for a replayed or malformed delivery, 404 when webhooks are not enabled, 503 when
+    replays cannot be checked.
+    """
     verifier: WebhookVerifier | None = request.app.state.webhook_verifier
     if verifier is None:
         raise Problem(

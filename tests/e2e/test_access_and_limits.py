@@ -42,6 +42,23 @@ async def test_call_start_without_a_token_is_unauthorized_with_a_bearer_challeng
             assert response.headers["content-type"].startswith("application/problem+json")
 
 
+async def test_the_challenge_says_invalid_token_only_when_a_bearer_token_was_sent(
+    start_service: StartService, serve: Serve
+) -> None:
+    # RFC 6750 §3: no error code for a request without a token, `invalid_token` (§3.1) for one
+    # whose token is not valid; for the API tokens as for the ops token.
+    service = await _service(start_service, serve, api_tokens="tok-a", ops_token="ops-1")
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        for path in ("/v1/calls/rtc_0123456789abcdef", "/metrics"):
+            missing = await client.get(path)
+            invalid = await client.get(path, headers=_bearer("tok-wrong"))
+            assert missing.headers["www-authenticate"] == 'Bearer realm="callbridge"', path
+            assert invalid.status_code == 401, path
+            assert invalid.headers["www-authenticate"] == (
+                'Bearer realm="callbridge", error="invalid_token"'
+            ), path
+
+
 async def test_any_configured_api_token_starts_and_controls_a_call(
     start_service: StartService, serve: Serve
 ) -> None:

@@ -1,5 +1,10 @@
 """Schema-driven testing of the HTTP API with Schemathesis, every check on (response conformance
-included), stateless and stateful: the OpenAPI document says exactly what the API answers."""
+included), stateless and stateful: the OpenAPI document says exactly what the API answers.
+
+It runs twice: open (no token configured, so the document declares no security) and with tokens
+(API tokens, call tokens and the ops token), where Schemathesis is given the token each security
+scheme takes and `ignored_auth` checks that every operation declaring one refuses a request
+without it or with a wrong one."""
 
 from __future__ import annotations
 
@@ -14,18 +19,30 @@ import pytest
 from tests.e2e.processes import Process, free_port
 
 HERE = Path(__file__).parent
-TOKEN = "fuzz-token"
+TOKEN = "fuzz-api-token-0123456789"
+OPS_TOKEN = "fuzz-ops-token-0123456789"
+# The tokens `schemathesis.toml` gives each security scheme, named by these variables.
+SCHEME_TOKENS = {"FUZZ_CALLER_TOKEN": TOKEN, "FUZZ_OPS_TOKEN": OPS_TOKEN}
+MODES = {
+    "open": {},
+    "tokens": {
+        "CALLBRIDGE_API_TOKENS": TOKEN,
+        "CALLBRIDGE_CALL_TOKEN_SECRET": "fuzz-call-token-secret-0123456789",
+        "CALLBRIDGE_OPS_TOKEN": OPS_TOKEN,
+    },
+}
 
 
-@pytest.fixture(scope="module")
-def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@pytest.fixture(scope="module", params=list(MODES))
+def service_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     port = free_port()
     log: Path = tmp_path_factory.mktemp("fuzz") / "serve.log"
     serve = Process(
         ["serve", "--port", str(port)],
         {
-            "CALLBRIDGE_API_TOKENS": TOKEN,
-            "CALLBRIDGE_CALL_TOKEN_SECRET": "fuzz-secret",
+            **MODES[request.param],
             "CALLBRIDGE_RATE_LIMIT_PER_MINUTE": "1000000",
             "CALLBRIDGE_RATE_LIMIT_BURST": "1000000",
             # The stateful phase starts real calls; they must neither pile up nor fill the cap.
@@ -57,8 +74,6 @@ def test_every_schemathesis_check_passes_on_every_operation_and_in_stateful_runs
         "all",
         "--phases",
         "examples,coverage,fuzzing,stateful",
-        "--header",
-        f"Authorization: Bearer {TOKEN}",
         "--max-examples",
         "25",
         "--workers",
@@ -71,6 +86,7 @@ def test_every_schemathesis_check_passes_on_every_operation_and_in_stateful_runs
     ]
     env = {
         **os.environ,
+        **SCHEME_TOKENS,
         "SCHEMATHESIS_HOOKS": "tests.e2e.schemathesis_hooks",
         "PYTHONPATH": str(HERE.parents[1]),
     }
