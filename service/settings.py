@@ -410,7 +410,9 @@ class Settings(BaseSettings):
         ge=60,
         le=MAX_SECONDS,
         description="How long a TURN credential derived from `CALLBRIDGE_TURN_SHARED_SECRET` "
-        "is valid.",
+        "is valid at most. One given to a call token expires sooner when the last call the "
+        "token may start ends sooner: `CALLBRIDGE_MAX_CALL_DURATION_S`, plus a call start's "
+        "own deadlines, after the token expires.",
     )
     turn_username: str | None = Field(
         None,
@@ -421,7 +423,9 @@ class Settings(BaseSettings):
     turn_password: SecretStr | None = Field(
         None,
         description="Static TURN password of `CALLBRIDGE_TURN_USERNAME`; printable ASCII. "
-        "Given to callers allowed to start calls, never logged.",
+        "Given to callers allowed to start calls, never logged. With `CALLBRIDGE_TURN_USERNAME` "
+        "it cannot be bounded by a call token's lifetime: whoever got it may relay until it is "
+        "changed (`CALLBRIDGE_TURN_SHARED_SECRET` gives credentials that expire).",
     )
     drain_timeout_s: float = Field(
         30.0,
@@ -599,14 +603,17 @@ class Settings(BaseSettings):
             )
 
     def ice_server_config(self) -> IceServers:
-        """The ICE servers to advertise and where their TURN credentials come from."""
+        """The ICE servers to advertise, where their TURN credentials come from, and how long
+        after a token expires a call it started may still need its relay: the call start's own
+        deadlines (its offer read, the provider's answer), then the longest call."""
         turn: SharedSecret | TurnCredential | None = None
         if self.turn_shared_secret is not None:
             secret = self.turn_shared_secret.get_secret_value().encode()
             turn = SharedSecret(secret, self.turn_credential_ttl_s)
         elif self.turn_username is not None and self.turn_password is not None:
             turn = TurnCredential(self.turn_username, self.turn_password.get_secret_value())
-        return IceServers(tuple(self.split(self.ice_servers)), turn)
+        reach = self.request_read_timeout_s + self.provider_timeout_s + self.max_call_duration_s
+        return IceServers(tuple(self.split(self.ice_servers)), turn, reach)
 
     def provider_base_url(self, embedded_url: str | None = None) -> str:
         """The provider's base URL (scheme and host, no `/v1`)."""
