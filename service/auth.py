@@ -19,10 +19,16 @@ CALL_TOKEN_PREFIX = "cbt1"
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """An authenticated caller: `api` (full access), `call` (its own calls), or `anonymous`."""
+    """An authenticated caller: `api` (full access), `call` (its own calls), or `anonymous`.
+
+    `token_id` is a call token's nonce; `expires_at` when its token stops being accepted, in
+    Unix seconds (the `expires_at` that `POST /v1/call-tokens` answered), None for callers whose
+    authority does not expire (API tokens, anonymous callers).
+    """
 
     kind: str
     token_id: str | None = None
+    expires_at: int | None = None
 
 
 ANONYMOUS = Principal("anonymous")
@@ -43,7 +49,8 @@ def mint_call_token(secret: bytes, ttl_s: int, now: float) -> tuple[str, int]:
 
 
 def verify_call_token(secret: bytes, token: str, now: float) -> Principal | None:
-    """The call principal a valid, unexpired token stands for; None otherwise."""
+    """The call principal a valid, unexpired token stands for (with the token's expiry);
+    None otherwise."""
     parts = token.split(".")
     if len(parts) != 4 or parts[0] != CALL_TOKEN_PREFIX or not parts[1].isdigit():
         return None
@@ -51,9 +58,10 @@ def verify_call_token(secret: bytes, token: str, now: float) -> Principal | None
     # Compared as bytes: compare_digest refuses str with non-ASCII characters.
     if not hmac.compare_digest(_mac(secret, body).encode(), parts[3].encode()):
         return None
-    if int(parts[1]) <= now:
+    expiry = int(parts[1])
+    if expiry <= now:
         return None
-    return Principal("call", parts[2])
+    return Principal("call", parts[2], expiry)
 
 
 def bearer(authorization: str | None) -> str | None:

@@ -7,11 +7,12 @@ import ipaddress
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
+    BeforeValidator,
     Field,
     PrivateAttr,
     SecretStr,
@@ -47,6 +48,24 @@ fail), and a timer that long never fires anyway."""
 
 def _printable_ascii(value: str) -> bool:
     return bool(value) and value.isascii() and value.isprintable()
+
+
+def _secret_or_unset(value: object) -> object:
+    """A secret setting's value without surrounding whitespace, or None (unset) when nothing
+    is left."""
+    raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if not isinstance(raw, str):
+        return value
+    # `VAR=` (what docker-compose and .env files write for a variable with no value) and a
+    # blank value mean unset: an empty HMAC key would sign tokens anyone can forge. A value
+    # read from a file often ends with a newline, which is no part of the secret either.
+    secret = raw.strip()
+    return SecretStr(secret) if secret else None
+
+
+Secret = Annotated[SecretStr | None, BeforeValidator(_secret_or_unset)]
+"""The type of every setting holding a secret: empty or whitespace only is unset, and
+surrounding whitespace is not part of the secret (see README, Secrets)."""
 
 
 class ConfigurationError(ValueError):
@@ -97,7 +116,7 @@ class Settings(BaseSettings):
         description="Provider base URL. Default: https://api.openai.com for `openai`; the "
         "embedded stand-in for `local` (set it to reach a separate `callbridge provider`).",
     )
-    api_key: SecretStr | None = Field(
+    api_key: Secret = Field(
         None,
         validation_alias=AliasChoices("CALLBRIDGE_API_KEY", "OPENAI_API_KEY"),
         description="Provider API key (`OPENAI_API_KEY` is read too); `serve` refuses to start "
@@ -283,7 +302,7 @@ class Settings(BaseSettings):
     )
 
     # Phone calls (SIP)
-    webhook_secret: SecretStr | None = Field(
+    webhook_secret: Secret = Field(
         None,
         description="Standard Webhooks secret (`whsec_...`) of the provider's webhooks; unset: "
         "`POST /v1/provider/webhooks` answers 404.",
@@ -363,15 +382,15 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Root log level.")
 
     # Access
-    api_tokens: SecretStr | None = Field(
+    api_tokens: Secret = Field(
         None,
         description="Comma-separated bearer tokens for call start and control. Unset: no auth, "
         "and `serve` binds to loopback only.",
     )
-    ops_token: SecretStr | None = Field(
+    ops_token: Secret = Field(
         None, description="Bearer token for `/metrics` and the call listing (unset: open)."
     )
-    call_token_secret: SecretStr | None = Field(
+    call_token_secret: Secret = Field(
         None,
         description="HMAC secret enabling short-lived call tokens (`POST /v1/call-tokens`); "
         "needs `CALLBRIDGE_API_TOKENS` (they are minted with an API token).",
@@ -397,7 +416,7 @@ class Settings(BaseSettings):
         'advertised in `Link: rel="ice-server"` (RFC 9725 §4.6); TURN credentials come from '
         "`CALLBRIDGE_TURN_SHARED_SECRET` or `CALLBRIDGE_TURN_USERNAME`/`_PASSWORD`.",
     )
-    turn_shared_secret: SecretStr | None = Field(
+    turn_shared_secret: Secret = Field(
         None,
         description="Secret shared with the TURN servers of `CALLBRIDGE_ICE_SERVERS` (coturn's "
         "`static-auth-secret` with `use-auth-secret`): every answer to a caller allowed to start "
@@ -410,7 +429,9 @@ class Settings(BaseSettings):
         ge=60,
         le=MAX_SECONDS,
         description="How long a TURN credential derived from `CALLBRIDGE_TURN_SHARED_SECRET` "
-        "is valid.",
+        "is valid at most. One given to a call token expires sooner when the last call the "
+        "token may start ends sooner: `CALLBRIDGE_MAX_CALL_DURATION_S`, plus a call start's "
+        "own deadlines, after the token expires.",
     )
     turn_username: str | None = Field(
         None,
@@ -418,10 +439,12 @@ class Settings(BaseSettings):
         "`CALLBRIDGE_TURN_PASSWORD` on the TURN links to callers allowed to start calls; "
         "printable ASCII, at most 508 bytes. Not with `CALLBRIDGE_TURN_SHARED_SECRET`.",
     )
-    turn_password: SecretStr | None = Field(
+    turn_password: Secret = Field(
         None,
         description="Static TURN password of `CALLBRIDGE_TURN_USERNAME`; printable ASCII. "
-        "Given to callers allowed to start calls, never logged.",
+        "Given to callers allowed to start calls, never logged. With `CALLBRIDGE_TURN_USERNAME` "
+        "it cannot be bounded by a call token's lifetime: whoever got it may relay until it is "
+        "changed (`CALLBRIDGE_TURN_SHARED_SECRET` gives credentials that expire).",
     )
     drain_timeout_s: float = Field(
         30.0,
@@ -464,13 +487,11 @@ class Settings(BaseSettings):
     @field_validator("api_key")
     @classmethod
     def _usable_key(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return None
-        # A key read from a file often ends with a newline: that is not part of the key.
-        key = value.get_secret_value().strip()
-        if not key or not key.isprintable() or " " in key:
-            raise ValueError("the API key holds spaces or control characters")
-        return SecretStr(key)
+        if value is not None:
+            key = value.get_secret_value()
+            if not key.isprintable() or " " in key:
+                raise ValueError("the API key holds spaces or control characters")
+        return value
 
     @field_validator("provider_url")
     @classmethod
@@ -530,7 +551,7 @@ class Settings(BaseSettings):
         # Sent in a header (the password) or compared with a TURN server's configuration line
         # (the secret): a control or non-ASCII character would be mangled on the way.
         if value is not None and not _printable_ascii(value.get_secret_value()):
-            raise ValueError("the value must be printable ASCII characters, not empty")
+            raise ValueError("the value must be printable ASCII characters")
         return value
 
     @field_validator("log_level")
@@ -599,14 +620,17 @@ class Settings(BaseSettings):
             )
 
     def ice_server_config(self) -> IceServers:
-        """The ICE servers to advertise and where their TURN credentials come from."""
+        """The ICE servers to advertise, where their TURN credentials come from, and how long
+        after a token expires a call it started may still need its relay: the call start's own
+        deadlines (its offer read, the provider's answer), then the longest call."""
         turn: SharedSecret | TurnCredential | None = None
         if self.turn_shared_secret is not None:
             secret = self.turn_shared_secret.get_secret_value().encode()
             turn = SharedSecret(secret, self.turn_credential_ttl_s)
         elif self.turn_username is not None and self.turn_password is not None:
             turn = TurnCredential(self.turn_username, self.turn_password.get_secret_value())
-        return IceServers(tuple(self.split(self.ice_servers)), turn)
+        reach = self.request_read_timeout_s + self.provider_timeout_s + self.max_call_duration_s
+        return IceServers(tuple(self.split(self.ice_servers)), turn, reach)
 
     def provider_base_url(self, embedded_url: str | None = None) -> str:
         """The provider's base URL (scheme and host, no `/v1`)."""

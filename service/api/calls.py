@@ -22,8 +22,8 @@ from service.api.guards import (
     CALLER_TOKEN,
     OPS_TOKEN,
     authenticate,
+    caller_if_allowed,
     check_rate,
-    may_start_calls,
     require_api_token,
     require_ops,
 )
@@ -247,16 +247,21 @@ def _provider_problem(exc: ProviderError) -> Problem:
     )
 
 
-def _ice_links(request: Request, *, credentialed: bool) -> dict[str, str]:
-    """The `rel="ice-server"` links (RFC 9725 §4.6), with TURN credentials when `credentialed`:
-    only for a caller who may start calls, as they let their holder relay through the TURN
-    server."""
+def _ice_links(request: Request, caller: Principal | None) -> dict[str, str]:
+    """The `rel="ice-server"` links (RFC 9725 §4.6), with TURN credentials for `caller`, one
+    who may start calls (None: without credentials), as they let their holder relay through
+    the TURN server; a derived credential lasts no longer than the calls its token may start
+    (`IceServers.credential`)."""
     servers: IceServers = request.app.state.ice_servers
     if not servers.urls:
         return {}
     # A random id per answer: callers never share a TURN username, which TURN servers count
     # allocations by (coturn's `user-quota`).
-    credential = servers.credential(time.time(), secrets.token_urlsafe(9)) if credentialed else None
+    credential = (
+        servers.credential(time.time(), secrets.token_urlsafe(9), caller.expires_at)
+        if caller is not None
+        else None
+    )
     links = {"Link": servers.link(credential)}
     # An answer holding a credential is kept by no cache (as RFC 6749 §5.1 asks of tokens).
     return links if credential is None else {**links, "Cache-Control": "no-store"}
@@ -365,7 +370,7 @@ async def start_call(request: Request) -> Response:
         log.info("call start abandoned by its client", extra={"call_id": call.call_id})
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     headers = {"Location": f"/v1/calls/{call.call_id}", "ETag": _etag(call.call_id)}
-    links = _ice_links(request, credentialed=True)
+    links = _ice_links(request, principal)
     return _CallAnswer(answer, {**headers, **links}, manager, call.call_id)
 
 
@@ -409,7 +414,7 @@ async def call_options(request: Request) -> Response:
     """WHIP endpoint OPTIONS: what may be POSTed, and the ICE servers (`Allow` is added by the
     method routing). Never refused for its token: without one that may start calls (a CORS
     preflight carries none, RFC 9725 §4.7), the TURN links come without credentials."""
-    links = _ice_links(request, credentialed=await may_start_calls(request))
+    links = _ice_links(request, await caller_if_allowed(request))
     # Whether the links carry credentials depends on the caller's token.
     vary = {"Vary": "Authorization"} if links else {}
     return Response(status_code=204, headers={"Accept-Post": ACCEPT_POST, **links, **vary})

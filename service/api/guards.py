@@ -73,14 +73,13 @@ async def authenticate(request: Request) -> Principal:
     raise _invalid_token("the bearer token is not valid")
 
 
-async def may_start_calls(request: Request) -> bool:
-    """Whether the caller would be let through by `authenticate` (may start calls), without
-    refusing one that would not: for answers that give such callers more."""
+async def caller_if_allowed(request: Request) -> Principal | None:
+    """The caller `authenticate` would let through (one who may start calls), or None instead
+    of refusing one it would not: for answers that give such callers more."""
     try:
-        await authenticate(request)
+        return await authenticate(request)
     except Problem:
-        return False
-    return True
+        return None
 
 
 async def require_api_token(request: Request) -> None:

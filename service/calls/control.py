@@ -100,8 +100,12 @@ def command_name(command: Command) -> str:
 
 
 def command_to_json(command: Command) -> dict[str, Any]:
-    """The command's fields as a JSON object (`principal` nested)."""
-    return asdict(command)
+    """The command's fields as a JSON object, `principal` nested as its `kind` and `token_id`
+    (what `may_control` decides by)."""
+    # Without the principal's `expires_at`: it does not bear on controlling a call, and an
+    # instance of an earlier release, during a rolling deploy, refuses a field it does not know.
+    principal = {"kind": command.principal.kind, "token_id": command.principal.token_id}
+    return {**asdict(command), "principal": principal}
 
 
 def command_from_json(name: str, data: dict[str, Any]) -> Command:

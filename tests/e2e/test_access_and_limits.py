@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import pytest
 
+from service.auth import mint_call_token
 from tests.e2e.conftest import RunningService, Serve, StartService
 from tests.e2e.faulty_provider import FaultyProvider
 from tests.e2e.processes import free_port
@@ -106,6 +108,27 @@ async def test_call_token_starts_a_call_and_controls_only_its_own_calls(
         assert (await client.post("/v1/call-tokens", headers=_bearer(browser))).status_code == 403
         tampered = browser[:-2] + ("AA" if not browser.endswith("AA") else "BB")
         assert (await _start(client, **_bearer(tampered))).status_code == 401
+
+
+@pytest.mark.parametrize("blank", ["", "  "], ids=["empty", "spaces"])
+async def test_a_blank_call_token_secret_enables_no_call_tokens(
+    start_service: StartService, serve: Serve, blank: str
+) -> None:
+    service = await _service(start_service, serve, api_tokens="tok-a", call_token_secret=blank)
+    # What anyone could sign if the blank value were taken as the HMAC key.
+    forged, _ = mint_call_token(blank.encode(), 300, time.time())
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        assert (await client.post("/v1/call-tokens", headers=_bearer("tok-a"))).status_code == 404
+        assert (await _start(client, **_bearer(forged))).status_code == 401
+
+
+@pytest.mark.parametrize("blank", ["", "  "], ids=["empty", "spaces"])
+async def test_a_blank_ops_token_leaves_the_ops_endpoints_open_as_unset(
+    start_service: StartService, serve: Serve, blank: str
+) -> None:
+    service = await _service(start_service, serve, api_tokens="tok-a", ops_token=blank)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        assert (await client.get("/metrics")).status_code == 200
 
 
 async def test_call_starts_over_the_rate_limit_get_429_with_retry_after(

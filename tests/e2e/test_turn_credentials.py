@@ -52,19 +52,29 @@ async def _service(start_service: StartService, **settings: object) -> RunningSe
     return await start_service(local_media=False, ice_servers=ICE_SERVERS, **settings)
 
 
-async def _call_token_service(start_service: StartService) -> RunningService:
+async def _call_token_service(start_service: StartService, **settings: object) -> RunningService:
     return await _service(
         start_service,
         turn_shared_secret=SECRET,
         api_tokens=API_TOKEN,
         call_token_secret="call-token-secret-of-the-turn-tests",
+        **settings,
     )
 
 
+async def _minted(client: httpx.AsyncClient) -> tuple[str, int]:
+    """A new call token and its `expires_at`."""
+    minted = (await client.post("/v1/call-tokens", headers=_bearer(API_TOKEN))).json()
+    return minted["token"], minted["expires_at"]
+
+
 async def _call_token(client: httpx.AsyncClient) -> str:
-    minted = await client.post("/v1/call-tokens", headers=_bearer(API_TOKEN))
-    token: str = minted.json()["token"]
-    return token
+    return (await _minted(client))[0]
+
+
+# A call accepted just before its token expired is answered within 5 + 5 s (the offer's read,
+# the provider's answer), then runs up to 600 s: its relay is needed 610 s past the token.
+BOUNDED_CALLS = {"request_read_timeout_s": 5, "provider_timeout_s": 5, "max_call_duration_s": 600}
 
 
 async def _start(client: httpx.AsyncClient, **headers: str) -> httpx.Response:
@@ -124,6 +134,41 @@ async def test_a_call_start_answer_gives_turn_credentials_to_a_call_token(
         started = await _start(client, **_bearer(await _call_token(client)))
     turn = _links(started)[TURN]
     assert turn["credential"] == _hmac_of(turn["username"])
+
+
+async def test_a_call_tokens_options_credential_expires_when_its_last_call_may_end(
+    start_service: StartService,
+) -> None:
+    service = await _call_token_service(start_service, **BOUNDED_CALLS)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        token, expires_at = await _minted(client)
+        options = await client.options("/v1/calls", headers=_bearer(token))
+    for uri in (TURN, TURNS):
+        assert _links(options)[uri]["username"].partition(":")[0] == str(expires_at + 610)
+
+
+async def test_a_call_tokens_call_start_credential_expires_when_its_last_call_may_end(
+    start_service: StartService,
+) -> None:
+    service = await _call_token_service(start_service, **BOUNDED_CALLS)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        token, expires_at = await _minted(client)
+        started = await _start(client, **_bearer(token))
+    turn = _links(started)[TURN]
+    assert turn["username"].partition(":")[0] == str(expires_at + 610)
+    assert turn["credential"] == _hmac_of(turn["username"])
+
+
+async def test_an_api_tokens_credential_keeps_the_ttl_with_calls_bounded(
+    start_service: StartService,
+) -> None:
+    service = await _call_token_service(start_service, turn_credential_ttl_s=7200, **BOUNDED_CALLS)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        before = int(time.time())
+        options = await client.options("/v1/calls", headers=_bearer(API_TOKEN))
+        after = int(time.time())
+    expiry = int(_links(options)[TURN]["username"].partition(":")[0])
+    assert before + 7200 <= expiry <= after + 7200
 
 
 async def test_static_turn_credentials_are_given_quoted_and_escaped(

@@ -36,6 +36,49 @@ def test_the_expiry_moves_with_the_ttl() -> None:
     assert credential.username == "1700000060:caller-1"
 
 
+def test_a_bound_earlier_than_the_ttl_is_the_expiry_rounded_up() -> None:
+    credential = SharedSecret(SECRET, ttl_s=3600).credential(NOW, "caller-1", not_after=NOW + 300)
+    assert credential.username == "1700000301:caller-1"
+
+
+def test_a_bound_later_than_the_ttl_leaves_the_ttl() -> None:
+    credential = SharedSecret(SECRET, ttl_s=60).credential(NOW, "caller-1", not_after=NOW + 300)
+    assert credential.username == "1700000060:caller-1"
+
+
+def test_a_bounded_password_is_the_hmac_of_the_bounded_username() -> None:
+    credential = SharedSecret(SECRET, ttl_s=3600).credential(NOW, "caller-1", not_after=NOW + 300)
+    expected = hmac.new(SECRET, b"1700000301:caller-1", hashlib.sha1).digest()
+    assert credential.password == base64.b64encode(expected).decode()
+
+
+def test_an_expiring_tokens_credential_lasts_until_its_last_call_may_end() -> None:
+    servers = IceServers(("turn:turn.example.net",), SharedSecret(SECRET, 86400), 3640.0)
+    credential = servers.credential(NOW, "caller-1", token_expires_at=1_700_000_300)
+    assert credential is not None
+    assert credential.username == "1700003940:caller-1"
+
+
+def test_a_token_that_does_not_expire_gets_the_ttl() -> None:
+    servers = IceServers(("turn:turn.example.net",), SharedSecret(SECRET, 86400), 3640.0)
+    credential = servers.credential(NOW, "caller-1", token_expires_at=None)
+    assert credential is not None
+    assert credential.username == "1700086400:caller-1"
+
+
+def test_an_expiring_tokens_credential_never_outlasts_the_ttl() -> None:
+    servers = IceServers(("turn:turn.example.net",), SharedSecret(SECRET, 600), 3640.0)
+    credential = servers.credential(NOW, "caller-1", token_expires_at=1_700_000_300)
+    assert credential is not None
+    assert credential.username == "1700000600:caller-1"
+
+
+def test_a_static_credential_is_not_bounded_by_the_token() -> None:
+    static = TurnCredential("relay-user", "relay-password")
+    servers = IceServers(("turn:turn.example.net",), static, 3640.0)
+    assert servers.credential(NOW, "a", token_expires_at=1_700_000_001) == static
+
+
 def test_a_static_credential_is_the_same_for_every_answer() -> None:
     static = TurnCredential("relay-user", "relay-password")
     servers = IceServers(("turn:turn.example.net",), static)
