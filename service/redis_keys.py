@@ -24,6 +24,7 @@ Ownership and handoffs (tag: `{callbridge}`), one slot for all calls and instanc
   (`service.calls.lease`).
 - `{callbridge}:instances`, `{callbridge}:epoch` — live instances; the mark that tells when
   this slot's data was lost.
+- `{callbridge}:live` — the ids of live calls, where instances look for lapsed leases.
 - `{callbridge}:handoffs`, `{callbridge}:dead` — the handoff stream (consumer group `workers`)
   and its dead letters (`service.handoffs.redis_streams`).
 - `{callbridge}:results:<instance>` — worker events for the calls one instance owns.
@@ -33,17 +34,19 @@ These must share a slot: a worker's answer is appended to the results of the ins
 lease names the call in the script that reads the lease, together with its handoff's
 acknowledgement, so that routing and a change of owner never interleave; a takeover moves a
 call's events from other instances' results in one script; an instance renews all its leases
-in one script. Their entries are small (an instance id, a handoff, a worker's answer), and the
-handoff stream is one key on one node anyway.
+in one script, and a call is listed as live by the script that writes its lease (so that no call
+is ever leased but unlisted, which an owner dying then would leave to nobody). Their entries are
+small (an instance id, a call id, a handoff, a worker's answer), and the handoff stream is one
+key on one node anyway.
 
-The call index (tag: `{callbridge:index}`):
+The calls' summaries (tag: `{callbridge:index}`):
 
-- `{callbridge:index}:live` — the ids of live calls, where instances look for lapsed leases.
-- `{callbridge:index}:summaries` — each live call's record without its growing parts.
+- `{callbridge:index}:summaries` — each live call's record without its growing parts, for
+  listing calls without reading their transcripts.
 
 Written with every save, but apart from the call's keys, and read to list calls: its own slot,
 so that neither the ownership slot nor any call's slot also carries it. Its size is bounded by
-the number of live calls.
+the number of live calls. Only the listing reads it: a call missing from it is still taken over.
 
 One key per command, no tag (each key anywhere):
 
@@ -101,6 +104,11 @@ class RedisKeys:
         return f"{{{self.prefix}}}:instances"
 
     @property
+    def live(self) -> str:
+        """The ids of live calls (a set)."""
+        return f"{{{self.prefix}}}:live"
+
+    @property
     def epoch(self) -> str:
         """A random mark whose loss tells that Redis lost the ownership slot's data."""
         return f"{{{self.prefix}}}:epoch"
@@ -123,12 +131,7 @@ class RedisKeys:
         """Worker events for a call that has no owner right now."""
         return f"{{{self.prefix}}}:results-parked:{call_id}"
 
-    # The call index
-
-    @property
-    def live(self) -> str:
-        """The ids of live calls (a set)."""
-        return f"{{{self.prefix}:index}}:live"
+    # The calls' summaries
 
     @property
     def summaries(self) -> str:

@@ -10,11 +10,20 @@ script takes many leases at once):
   and owners are writing their calls back.
 - the instances — live instances: a sorted set of ids scored by when their heartbeat lapses
   (ms since the epoch, by the clock of the Redis node holding it).
+- the live calls — the ids of the calls to be taken over should their lease lapse: where every
+  instance looks for lapsed leases.
 
 Every change of owner is one atomic script, so two instances never both believe they own a
 call: a claim succeeds only on a lapsed (absent) lease, a handover only from the named owner, a
 renewal only while the lease names this instance or has vanished (Redis lost its data: the
 owner is still alive and takes it back at once).
+
+A call is listed as live by the very script that writes its lease (the first renewal, at the
+call's start, and every one after), and taken off by the one that lets the lease go, after its
+ended state is saved. So no instance ever sees a call leased and unlisted (its owner dying
+then would leave it to nobody), nor listed without a lease while its owner lives (another
+instance would take a new call from its owner). A listed call may have no saved state yet: its
+owner died between its lease and its first save (see `CallManager._take_over`).
 """
 
 from __future__ import annotations
@@ -30,16 +39,20 @@ from service.redis_keys import RedisKeys
 if TYPE_CHECKING:
     from service.redis_client import RedisClient
 
-# KEYS: leases. ARGV[1]: this instance, ARGV[2]: lease in ms.
-# Returns the indices (1-based) of the leases another instance holds now, and of those that
-# had vanished (Redis lost them, or this instance was too slow to renew) and are written again.
+# KEYS[1]: the live calls, KEYS[2..n+1]: the leases of n calls. ARGV[1]: this instance,
+# ARGV[2]: lease in ms, ARGV[3..n+2]: the calls' ids.
+# Returns the indices (1-based, among the n calls) of the leases another instance holds now, and
+# of those that had vanished (Redis lost them, or this instance was too slow to renew) and are
+# written again. Every lease written is listed as live with it.
 _RENEW: Final = """
 local lost = {}
 local rewritten = {}
-for i, key in ipairs(KEYS) do
-    local owner = redis.call('GET', key)
+for i = 1, #KEYS - 1 do
+    local lease = KEYS[i + 1]
+    local owner = redis.call('GET', lease)
     if owner == false or owner == ARGV[1] then
-        redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+        redis.call('SET', lease, ARGV[1], 'PX', ARGV[2])
+        redis.call('SADD', KEYS[1], ARGV[i + 2])
         if owner == false then
             table.insert(rewritten, i)
         end
@@ -59,9 +72,12 @@ end
 return 0
 """
 
-# KEYS[1]: lease. ARGV[1]: its owner.
+# KEYS[1]: lease, KEYS[2]: the live calls. ARGV[1]: its owner, ARGV[2]: the call's id.
+# Unlists the call unless another instance holds it now (it is then that one's to unlist).
 _RELEASE: Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local owner = redis.call('GET', KEYS[1])
+if owner == ARGV[1] or owner == false then
+    redis.call('SREM', KEYS[2], ARGV[2])
     return redis.call('DEL', KEYS[1])
 end
 return 0
@@ -108,20 +124,30 @@ class CallLeases:
         return bool(taken)
 
     async def renew(self, call_ids: Iterable[str]) -> tuple[set[str], set[str]]:
-        """Extend our leases on `call_ids`; return those another instance holds now (this
-        instance must let go of them) and those that had vanished and were written again (their
-        saved state may have gone with them)."""
+        """Extend our leases on `call_ids` (writing those of new calls), each listed as live
+        in the same step; return those another instance holds now (this instance must let go
+        of them) and those that had vanished and were written again (their saved state may have
+        gone with them)."""
         ids = list(call_ids)
         if not ids:
             return set(), set()
         lost, rewritten = await self._renew(
-            keys=[self._keys.lease(c) for c in ids], args=[self.instance_id, self._lease_ms]
+            keys=[self._keys.live, *(self._keys.lease(c) for c in ids)],
+            args=[self.instance_id, self._lease_ms, *ids],
         )
         return {ids[int(i) - 1] for i in lost}, {ids[int(i) - 1] for i in rewritten}
 
     async def release(self, call_id: str) -> None:
-        """Drop our lease on `call_id` (the call ended), if we still hold it."""
-        await self._release(keys=[self._keys.lease(call_id)], args=[self.instance_id])
+        """Drop our lease on `call_id` and take it off the live calls, unless another instance
+        holds it now. Only once nothing is left to do for the call: its ended state is saved,
+        or it was hung up at the provider."""
+        await self._release(
+            keys=[self._keys.lease(call_id), self._keys.live], args=[self.instance_id, call_id]
+        )
+
+    async def listed(self) -> list[str]:
+        """Ids of the calls listed as live (sorted)."""
+        return sorted(str(c) for c in await self._redis.smembers(self._keys.live))
 
     async def owner_of(self, call_id: str) -> str | None:
         """The instance holding `call_id`'s lease, or None when it has lapsed."""

@@ -7,6 +7,14 @@ instance looks for live calls whose lease has lapsed and claims them; the claime
 call from the store, moves the worker answers addressed to the old owner to itself, and rejoins
 the sideband by call id. A draining instance with live peers hands its calls over instead of
 hanging them up.
+
+What an owner writes for a call, in order, so that its death at any point leaves the call to
+another instance: its lease, which lists it as live in the same step (before its start is
+answered); its state, with each change; once it has ended (and its hang-up at the provider is
+recorded in Redis), its ended state; and only then its lease is let go, which unlists it.
+Dying before the first save leaves a listed call without state, which the claimer hangs up
+(`_take_over`). Only a death between the provider's answer and the lease leaves nothing behind
+(see README, Failover).
 """
 
 from __future__ import annotations
@@ -293,8 +301,9 @@ class CallManager:
 
     async def _open_session(self, call: Call, received: float) -> None:
         """Track an answered call and join its sideband in the background; in a cluster, wait
-        (a bounded time) until its lease is written, so that any instance finds the call the
-        moment its URL is handed out."""
+        (a bounded time) until its lease is written and it is listed as live, so that any
+        instance finds the call the moment its URL is handed out, and takes it over (or hangs
+        it up, before its first save) should this instance die."""
         state = CallState(call.call_id, call.config, **self._core)
         session = self._track(call, state, offer_received_at=received)
         CALL_STARTS.labels(outcome="started").inc()
@@ -340,8 +349,8 @@ class CallManager:
         return session
 
     async def _register(self, call_id: str) -> None:
-        """Take the new call's lease, then save it: a call saved as live without a lease
-        would look abandoned to the other instances."""
+        """Take the new call's lease, which lists it as live, then save it: a call listed
+        without a lease would look abandoned to the other instances."""
         directory, _ = self._cluster()
         try:
             await directory.register(call_id)
@@ -440,14 +449,16 @@ class CallManager:
                 if isinstance(stream, ClusterEventStream):
                     stream.put_back(events)
                 return False
-            # Apart, as the index is in another slot; after the state, so that a listed call
-            # has one. Should it fail, the events are saved: the retry only writes again.
+            # Apart, as the summaries are in another slot. Should it fail, the events are
+            # saved: the retry only writes again.
             try:
-                await self.store.index(call_id, None if ended else stored.view)
+                await self.store.summarise(call_id, None if ended else stored.view)
             except redis_failures() as exc:
-                log.warning("call %s not listed yet (redis: %s)", call_id, exc)
+                log.warning("call %s not summarised yet (redis: %s)", call_id, exc)
                 return False
             if ended:
+                # Unlisted with its lease, only now that its ended state is saved: a death
+                # before leaves it listed, and whoever claims it sees that it has ended.
                 self._closing.pop(call_id, None)
                 self._saving.pop(call_id, None)
                 self._leased.discard(call_id)
@@ -490,12 +501,13 @@ class CallManager:
 
         Raises `OwnerUnreachable` when Redis cannot be reached.
         """
-        if self.store is None:
+        if self.directory is None or self.store is None:
             ids = sorted(c for c in self.sessions if after is None or c > after)
             page = [self.sessions[c].call.to_json(full=False) for c in ids[:limit]]
             return page, ids[limit - 1] if len(ids) > limit else None
         try:
-            ids = [c for c in await self.store.live_calls() if after is None or c > after]
+            listed = await self.directory.leases.listed()
+            ids = [c for c in listed if after is None or c > after]
             following = ids[limit - 1] if len(ids) > limit else None
             return await self.store.summaries(ids[:limit]), following
         except redis_failures() as exc:
@@ -735,7 +747,24 @@ class CallManager:
     ) -> bool:
         """Claim `call_id` (from `handed_from`, or because its lease lapsed), restore it from
         the store and rejoin its sideband. False when another instance was faster, the call is
-        no longer live, or this instance has no room."""
+        no longer live, or this instance has no room.
+
+        A listed call claimed because its lease lapsed is not always one to rejoin:
+
+        - Its saved state says it has ended: its owner died between saving that and letting
+          its lease go. The owner recorded its hang-up in Redis before (`Hangups`), so it is
+          only taken off the live calls.
+        - It has no saved state: its owner died between listing it (with its lease, before its
+          start was answered) and its first save, or the node holding its state lost it before
+          the owner's next save. Nothing tells how to carry it on (its session settings, who
+          may see it), so it is hung up at the provider rather than left live there, billed and
+          unserved.
+        - Its saved state cannot be restored: hung up likewise.
+
+        A hang-up is recorded in Redis before it is tried, so that another instance carries it
+        on should this one die; the call is taken off the live calls only after that (a death in
+        between leaves it listed, to be claimed again).
+        """
         directory, store = self._cluster()
         if self.draining or self._reserved >= self.settings.max_calls or call_id in self.sessions:
             return False
@@ -750,23 +779,27 @@ class CallManager:
                 self._reserved -= 1
                 return False
             stored = await store.load(call_id) if handed_from or stored is None else stored
-            if stored is None or stored.record["state"] not in ("starting", "active"):
+            if stored is None and handed_from is None:
+                log.warning("call %s was never saved (its owner died); hanging up", call_id)
                 self._reserved -= 1
-                await leases.release(call_id)
-                await store.forget(call_id)
+                await self._hang_up_at_provider(call_id)
+                await self._unlist(call_id)
+                return False
+            if stored is None or stored.record["state"] not in ("starting", "active"):
+                # (A handed-over call without state stays with the owner handing it over: it
+                # writes its lease and state back at its next renewal.)
+                self._reserved -= 1
+                await self._unlist(call_id)
                 return False
             # Its owner died while hanging it up: end it rather than join it again.
             hanging_up = await self.hangups.pending(call_id)
             try:
                 self._restore(call_id, stored, hanging_up=hanging_up)
             except (KeyError, TypeError, ValueError) as exc:
-                # Nobody can carry it on: hang it up rather than leave it billed and unserved.
                 log.error("call %s cannot be restored (%s); hanging up", call_id, exc)
                 self._reserved -= 1
-                await store.forget(call_id)
-                await leases.release(call_id)
-                with contextlib.suppress(OwnerUnreachable):
-                    await self._hang_up_at_provider(call_id)
+                await self._hang_up_at_provider(call_id)
+                await self._unlist(call_id)
                 return False
             previous = {str(stored.record.get("owner", "")), *await leases.known_instances()}
             previous.discard(self.instance_id)
@@ -782,6 +815,13 @@ class CallManager:
             extra={"call_id": call_id, "from": stored.record.get("owner"), "answers_moved": moved},
         )
         return True
+
+    async def _unlist(self, call_id: str) -> None:
+        """Take a claimed call off the live calls, with its lease and summary: the summary
+        first, the listing last, so that a death in between leaves it listed."""
+        directory, store = self._cluster()
+        await store.summarise(call_id, None)
+        await directory.leases.release(call_id)
 
     def _restore(self, call_id: str, stored: StoredCall, *, hanging_up: bool) -> None:
         assert self.directory is not None
@@ -814,14 +854,14 @@ class CallManager:
 
     async def _take_over_forever(self) -> None:
         """Claim live calls whose lease lapsed, every quarter lease period."""
-        directory, store = self._cluster()
+        directory, _ = self._cluster()
         while True:
             # A quarter lease: a lapsed lease is noticed soon, for two Redis commands a look.
             await asyncio.sleep(self.settings.call_lease_s / 4)
             if self.draining:
                 continue
             try:
-                live = [c for c in await store.live_calls() if c not in self.sessions]
+                live = [c for c in await directory.leases.listed() if c not in self.sessions]
                 orphans = await directory.leases.unowned(live)
             except redis_failures() as exc:
                 log.debug("looking for calls to take over failed: %s", exc)

@@ -9,14 +9,17 @@ Keys (names and hash slots in `service.redis_keys`):
   `events_maxlen` entries; the entry id is the SSE `id`.
 - the call's deleted mark — present once the call was deleted through the API (for
   `retention_s`): every instance then answers that it is gone.
-- the call index: the ids of live calls, where instances look for calls whose lease lapsed,
-  and a hash of each live call's record without its growing parts (`record.summary`), for
-  listing calls without reading their transcripts.
+- the calls' summaries: a hash of each live call's record without its growing parts
+  (`record.summary`), for listing calls without reading their transcripts.
 
 A save writes the state and appends the events in one transaction, so a successor never sees
-events whose effects are missing from the state, or the other way round; the index, in
-another slot, is written apart (`index`). Once a call has ended its keys expire after
+events whose effects are missing from the state, or the other way round; the summary, in
+another slot, is written apart (`summarise`). Once a call has ended its keys expire after
 `retention_s`.
+
+Which calls are live (to be taken over should their owner die) is not kept here but with the
+leases (`service.calls.lease`): a call is listed there before its first save, and taken off
+only after its ended state is saved.
 """
 
 from __future__ import annotations
@@ -91,7 +94,7 @@ class CallStore:
         ended: bool,
     ) -> None:
         """Write the call's state and append `events` to its log, atomically; once the call
-        has ended, its keys start to expire. Its entry in the index is `index`'s to write."""
+        has ended, its keys start to expire. Its summary is `summarise`'s to write."""
         state_key, events_key = self._keys.state(call_id), self._keys.events(call_id)
         body = json.dumps({"record": stored.record, "view": stored.view, "core": stored.core})
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -108,18 +111,13 @@ class CallStore:
                 pipe.pexpire(events_key, self._retention_ms)
             await pipe.execute()
 
-    async def index(self, call_id: str, view: dict[str, Any] | None) -> None:
-        """List the live call with the summary of its record `view`; None (it has ended) takes
-        it off. Writing the same again changes nothing, so a failed save may be retried whole.
-        """
-        async with self._redis.pipeline(transaction=True) as pipe:
-            if view is None:
-                pipe.srem(self._keys.live, call_id)
-                pipe.hdel(self._keys.summaries, call_id)
-            else:
-                pipe.sadd(self._keys.live, call_id)
-                pipe.hset(self._keys.summaries, call_id, json.dumps(summary(view)))
-            await pipe.execute()
+    async def summarise(self, call_id: str, view: dict[str, Any] | None) -> None:
+        """Keep the summary of the live call's record `view`; None (it has ended) drops it.
+        Writing the same again changes nothing, so a failed save may be retried whole."""
+        if view is None:
+            await self._redis.hdel(self._keys.summaries, call_id)
+        else:
+            await self._redis.hset(self._keys.summaries, call_id, json.dumps(summary(view)))
 
     async def load(self, call_id: str) -> StoredCall | None:
         """The saved call, or None when none is kept (unknown, or expired)."""
@@ -139,20 +137,13 @@ class CallStore:
         """Whether `mark_deleted` was called for the call (within `retention_s`)."""
         return bool(await self._redis.exists(self._keys.deleted(call_id)))
 
-    async def live_calls(self) -> list[str]:
-        """Ids of calls saved as live."""
-        return sorted(str(c) for c in await self._redis.smembers(self._keys.live))
-
     async def summaries(self, call_ids: Sequence[str]) -> list[dict[str, Any]]:
-        """The saved summaries of live `call_ids` (one round trip), leaving out ended ones."""
+        """The saved summaries of live `call_ids` (one round trip), leaving out ended ones and
+        those not saved yet."""
         if not call_ids:
             return []
         raws = await self._redis.hmget(self._keys.summaries, list(call_ids))
         return [json.loads(raw) for raw in raws if raw is not None]
-
-    async def forget(self, call_id: str) -> None:
-        """Take a call off the index (its saved state says it is not live)."""
-        await self.index(call_id, None)
 
     async def wait_for_events(self, call_id: str, after: str, block_ms: int) -> bool:
         """Whether an event after id `after` is (or, within `block_ms`, gets) logged."""

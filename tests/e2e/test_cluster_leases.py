@@ -108,6 +108,41 @@ async def test_renewing_writes_back_a_lease_redis_lost(
     assert await a.owner_of(CALL) == "a"
 
 
+async def test_a_call_is_listed_as_live_by_the_renewal_that_writes_its_lease(
+    leases: MakeLeases,
+) -> None:
+    a = leases("a")
+    await a.renew([CALL])
+    assert (await a.owner_of(CALL), await a.listed()) == ("a", [CALL])
+
+
+async def test_renewing_lists_again_a_call_redis_lost(
+    leases: MakeLeases, shared_redis: SharedRedis
+) -> None:
+    a = leases("a")
+    await a.renew([CALL])
+    await shared_redis.client.flushall()
+    await a.renew([CALL])
+    assert await a.listed() == [CALL]
+
+
+async def test_letting_a_lease_go_takes_the_call_off_the_live_calls(leases: MakeLeases) -> None:
+    a = leases("a")
+    await a.renew([CALL])
+    await a.release(CALL)
+    assert (await a.owner_of(CALL), await a.listed()) == (None, [])
+
+
+async def test_a_call_another_instance_holds_stays_listed_when_its_old_owner_lets_go(
+    leases: MakeLeases,
+) -> None:
+    a, b = leases("a"), leases("b")
+    await a.renew([CALL])
+    await b.hand_over(CALL, "a")
+    await a.release(CALL)
+    assert (await b.owner_of(CALL), await b.listed()) == ("b", [CALL])
+
+
 async def test_a_handover_is_taken_only_from_the_instance_named(leases: MakeLeases) -> None:
     a, b, c = leases("a"), leases("b"), leases("c")
     await a.claim(CALL)

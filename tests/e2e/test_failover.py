@@ -28,6 +28,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
+from service.calls.lease import CallLeases
+from service.calls.store import CallStore, StoredCall
 from service.redis_keys import RedisKeys
 from tests.e2e.processes import Process, free_port
 from tests.e2e.redis_cluster import SharedRedis
@@ -496,6 +498,84 @@ async def test_a_call_whose_owner_was_killed_can_be_hung_up_from_the_other_insta
     at_provider = await provider_record(http, cluster, call_id)
     assert hangup.status_code == 200, hangup.text
     assert at_provider["state"] == "ended"
+
+
+# An owner dying while it registers a call
+
+# An owner writes a new call's lease (which lists the call as live) before answering its start,
+# then saves the call's state. What its death between those writes leaves in Redis is made here
+# by the code the owner runs, while no instance runs: `a` starts the call and is killed, every
+# key it wrote for the call is deleted, and its writes up to the moment of death are made again.
+
+
+async def left_by_an_owner_killed_while_registering(
+    cluster: Cluster, http: httpx.AsyncClient, shared_redis: SharedRedis, *, saved: bool
+) -> str:
+    """A call live at the provider, whose keys are as `a` leaves them when killed right after
+    writing the call's lease and, if `saved`, its first save; `b` is stopped."""
+    cluster.stop("b")
+    call_id = await start_call(http, cluster.urls["a"])
+    redis = shared_redis.client
+    store = CallStore(redis, keys=KEYS, events_maxlen=100, retention_s=60.0)
+    stored: StoredCall | None = None
+
+    async def saved_by_a() -> bool:
+        nonlocal stored
+        stored = await store.load(call_id)
+        return stored is not None
+
+    await until(saved_by_a)
+    assert stored is not None
+    cluster.kill("a")
+    for key in (KEYS.state(call_id), KEYS.events(call_id), KEYS.lease(call_id)):
+        await redis.delete(key)
+    await redis.srem(KEYS.live, call_id)
+    await redis.hdel(KEYS.summaries, call_id)
+    await CallLeases(redis, "a", lease_s=LEASE_S, keys=KEYS).renew([call_id])
+    if saved:
+        await store.save(call_id, stored, [], ended=False)
+    return call_id
+
+
+@pytest.mark.parametrize("shared_redis", ["single", "cluster"], indirect=True)
+async def test_a_call_whose_owner_died_before_saving_it_is_hung_up_at_the_provider(
+    cluster: Cluster, http: httpx.AsyncClient, shared_redis: SharedRedis
+) -> None:
+    call_id = await left_by_an_owner_killed_while_registering(
+        cluster, http, shared_redis, saved=False
+    )
+    cluster.start_instance("b")
+
+    async def ended_at_the_provider_and_unlisted() -> bool:
+        record = await provider_record(http, cluster, call_id)
+        listed = await shared_redis.client.sismember(KEYS.live, call_id)
+        return record["state"] == "ended" and not listed
+
+    await until(ended_at_the_provider_and_unlisted, WAIT_S)
+    lookup = await http.get(f"{cluster.urls['b']}/v1/calls/{call_id}")
+    assert lookup.status_code == 404, lookup.text
+
+
+@pytest.mark.parametrize("shared_redis", ["single", "cluster"], indirect=True)
+async def test_a_call_whose_owner_died_right_after_its_first_save_is_taken_over(
+    cluster: Cluster, http: httpx.AsyncClient, shared_redis: SharedRedis
+) -> None:
+    call_id = await left_by_an_owner_killed_while_registering(
+        cluster, http, shared_redis, saved=True
+    )
+    cluster.start_instance("b")
+
+    async def rejoined_by_b() -> bool:
+        # Redis and the stand-in are looked at, not the call: a request would claim it.
+        owner = await shared_redis.client.get(KEYS.lease(call_id))
+        record = await provider_record(http, cluster, call_id)
+        return owner == "b" and record["subscribers"] == 1
+
+    await until(rejoined_by_b, WAIT_S)
+    record = await call_record(http, cluster.urls["b"], call_id)
+    at_provider = await provider_record(http, cluster, call_id)
+    assert (record["owner"], record["state"]) == ("b", "active")
+    assert at_provider["state"] == "active"
 
 
 # Turns taken while no instance holds the call

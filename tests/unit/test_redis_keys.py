@@ -22,7 +22,20 @@ CALLS = ("rtc_a", "rtc_Zz0-_9", "0b4e7f6a-3c1d-4e2f-9a8b-7c6d5e4f3a2b")
 INSTANCES = ("a", "cb-0123456789ab", "{weird}:instance")
 
 # Redis commands our scripts call, whose first argument is their (only) key.
-KEY_FIRST = {"GET", "SET", "DEL", "XADD", "XACK", "XDEL", "XRANGE", "PEXPIRE", "ZRANGE", "ZADD"}
+KEY_FIRST = {
+    "GET",
+    "SET",
+    "DEL",
+    "SADD",
+    "SREM",
+    "XADD",
+    "XACK",
+    "XDEL",
+    "XRANGE",
+    "PEXPIRE",
+    "ZRANGE",
+    "ZADD",
+}
 KEYLESS = {"TIME"}
 _CALL = re.compile(r"redis\.p?call\(\s*'([A-Z]+)'\s*(?:,\s*([^,)]+?))?\s*[,)]")
 _KEY_ARGUMENT = re.compile(r"KEYS\[[^\]]+\]")
@@ -60,9 +73,9 @@ def slots(keys: list[str]) -> set[int]:
 # What each script is given, as the code that runs it gives it.
 ROUTE_KEYS = [KEYS.lease(CALLS[0]), KEYS.parked(CALLS[0]), KEYS.results(INSTANCES[0])]
 GIVEN: dict[str, Callable[[], list[str]]] = {
-    "service.calls.lease._RENEW": lambda: [KEYS.lease(call) for call in CALLS],
+    "service.calls.lease._RENEW": lambda: [KEYS.live, *(KEYS.lease(call) for call in CALLS)],
     "service.calls.lease._HAND_OVER": lambda: [KEYS.lease(CALLS[0])],
-    "service.calls.lease._RELEASE": lambda: [KEYS.lease(CALLS[0])],
+    "service.calls.lease._RELEASE": lambda: [KEYS.lease(CALLS[0]), KEYS.live],
     "service.calls.hangups._CLAIM_DUE": lambda: [KEYS.hangups],
     "service.handoffs.redis_streams._ROUTE_FUNCTION": lambda: ROUTE_KEYS,
     "service.handoffs.redis_streams._ROUTE": lambda: ROUTE_KEYS,
@@ -127,6 +140,7 @@ def test_the_ownership_keys_of_any_calls_and_instances_share_one_slot(
         KEYS.dead,
         KEYS.instances,
         KEYS.epoch,
+        KEYS.live,
     ]
     assert len(slots(ownership)) == 1
 
@@ -136,9 +150,8 @@ def test_a_calls_state_events_and_deleted_mark_share_its_slot(call: str) -> None
     assert len(slots([KEYS.state(call), KEYS.events(call), KEYS.deleted(call)])) == 1
 
 
-def test_the_call_index_shares_one_slot_of_its_own() -> None:
-    assert len(slots([KEYS.live, KEYS.summaries])) == 1
-    assert slots([KEYS.live]) != slots([KEYS.handoffs])
+def test_the_calls_summaries_have_a_slot_of_their_own() -> None:
+    assert slots([KEYS.summaries]) != slots([KEYS.handoffs])
 
 
 def test_calls_spread_over_the_slots() -> None:
