@@ -20,6 +20,7 @@ from collections import OrderedDict, deque
 from typing import TYPE_CHECKING
 
 from service.redis_client import redis_failures
+from service.redis_reports import log_redis_failure
 from service.redis_urls import cluster_nodes_text, parse_cluster_url
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ class RateLimiter:
                 return 0.0
             stats = await limiter.get_window_stats(item, client)
         except self._storage_errors as exc:
-            log.warning("rate limit not checked (storage: %s)", exc)
+            log_redis_failure(log, exc, "rate limit not checked (storage: %s)")
             return 0.0
         return max(0.001, stats.reset_time - time.time())
 

@@ -39,7 +39,7 @@ class CommandBatcher:
 
     async def run(self, command: Command) -> Any:
         """`command`'s reply. Raises the error Redis answered it with (`ResponseError`), or the
-        batch's when Redis could not be reached (`service.redis_client.redis_unreachable`);
+        batch's when Redis could not be reached (`service.redis_client.redis_waited_out`);
         the command may then have been carried out or not.
 
         Cancelling the caller does not take the command back.

@@ -32,6 +32,10 @@ _CLUSTER_MAX_CONNECTIONS: Final = 2**31
 # Runs on the node holding KEYS[1], which it does not touch: that node's clock.
 _TIME: Final = "return redis.call('TIME')"
 
+CREDENTIALS_REFUSED: Final = "Redis refuses the credentials in CALLBRIDGE_QUEUE"
+"""What an operator is told when Redis answers NOAUTH or WRONGPASS: it names the setting to fix,
+never its value."""
+
 
 def refusal(url: str) -> str | None:
     """Why the Redis `url` names cannot serve us, by its own answer to `INFO cluster` (a
@@ -51,7 +55,7 @@ def refusal(url: str) -> str | None:
         info = client.info("cluster")
     except AuthenticationError:
         # redis-py raises it for NOAUTH (a password is needed) and WRONGPASS alike.
-        return "Redis refused the credentials in CALLBRIDGE_QUEUE"
+        return CREDENTIALS_REFUSED
     except RedisError:
         return None
     finally:
@@ -118,22 +122,49 @@ def redis_failures() -> tuple[type[Exception], ...]:
     return (RedisError, RedisClusterException, OSError)
 
 
-def redis_unreachable() -> tuple[type[Exception], ...]:
-    """The failures of `redis_failures` that mean Redis cannot be reached right now (or a
-    cluster is failing over), as opposed to Redis refusing a command: worth waiting out."""
+def redis_waited_out() -> tuple[type[Exception], ...]:
+    """The failures of `redis_failures` worth waiting out, as opposed to Redis refusing one
+    command: Redis cannot be reached right now (or a cluster is failing over), or it refuses
+    our credentials or our user's permissions (`redis_refusal`), which an operator may put
+    right while we wait."""
     from redis.exceptions import (
         ClusterError,
         ConnectionError,
+        NoPermissionError,
         RedisClusterException,
         TimeoutError,
         TryAgainError,
     )
 
+    # `ConnectionError` covers `AuthenticationError` (NOAUTH, WRONGPASS) and
+    # `AuthorizationError`.
     return (
         ConnectionError,
         TimeoutError,
         ClusterError,
         TryAgainError,
+        NoPermissionError,
         RedisClusterException,
         OSError,
     )
+
+
+def redis_refusal(exc: BaseException) -> str | None:
+    """Why Redis refuses us, when `exc` (or the error it was raised from) says it does: our
+    credentials (NOAUTH, WRONGPASS) or what our ACL user may run (NOPERM). A sentence naming the
+    setting, never the URL or a password; None for any other failure (an outage, a refused
+    command).
+
+    Not an outage: nothing that needs Redis works until an operator puts it right
+    (https://redis.io/docs/latest/operate/oss_and_stack/management/security/acl/)."""
+    from redis.exceptions import AuthenticationError, AuthorizationError, NoPermissionError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, AuthenticationError):
+            return CREDENTIALS_REFUSED
+        if isinstance(seen, AuthorizationError | NoPermissionError):
+            # Redis' text names the user and the command it may not run, nothing secret.
+            return f"Redis refuses a command to the user in CALLBRIDGE_QUEUE ({seen})"
+        seen = seen.__cause__
+    return None

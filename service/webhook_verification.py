@@ -27,6 +27,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from standardwebhooks.webhooks import EmptyWebhookSecretError
 
 from service.redis_client import redis_failures
+from service.redis_reports import redis_trouble
 
 if TYPE_CHECKING:
     from service.redis_client import RedisClient
@@ -129,7 +130,7 @@ class RedisReplayGuard:
         try:
             return bool(await self._redis.set(key, "1", nx=True, px=self._ttl_ms))
         except redis_failures() as exc:
-            raise ReplayGuardUnavailable(f"redis is unreachable: {exc}") from None
+            raise ReplayGuardUnavailable(redis_trouble(exc)) from None
 
 
 class WebhookVerifier:

@@ -115,6 +115,9 @@ class HealthCheck(_Answer):
     affectsReadiness: bool | SkipJsonSchema[None] = _optional(
         "False for a check that only warns (the provider's reachability)."
     )
+    output: str | SkipJsonSchema[None] = _optional(
+        "Why a failing check fails (the queue's: Redis unreachable, or refusing our credentials)."
+    )
 
 
 class Readiness(Health):

@@ -46,19 +46,25 @@ async def healthz() -> HealthResponse:
     ),
 )
 async def readyz(request: Request) -> HealthResponse:
-    """Readiness, health+json style: queue reachable, capacity left, not draining.
+    """Readiness, health+json style: queue reachable, capacity left, not draining. A failing
+    queue check says why in its `output` (Redis unreachable, or refusing our credentials).
 
     The provider's reachability is reported but does not make the instance unready: a
     provider outage must not pull every instance out of the load balancer at once.
     """
     manager: CallManager = request.app.state.manager
-    queue_ok = await manager.queue.ping()
+    queue_problem = await manager.queue.unavailable()
+    queue_ok = queue_problem is None
     provider_ok = await manager.provider.probe()
     PROVIDER_UP.set(1 if provider_ok else 0)
+    queue_check: dict[str, Any] = {
+        "status": "pass" if queue_ok else "fail",
+        "componentType": manager.queue.name,
+    }
+    if queue_problem is not None:
+        queue_check["output"] = queue_problem
     checks: dict[str, list[dict[str, Any]]] = {
-        "queue:reachable": [
-            {"status": "pass" if queue_ok else "fail", "componentType": manager.queue.name}
-        ],
+        "queue:reachable": [queue_check],
         "calls:capacity": [
             {
                 "status": "pass" if manager.capacity_left > 0 else "fail",

@@ -42,6 +42,7 @@ from service.redis_client import (
     redis_now_ms,
 )
 from service.redis_keys import RedisKeys
+from service.redis_reports import log_redis_failure, redis_trouble
 
 if TYPE_CHECKING:
     from redis.typing import EncodableT, FieldT
@@ -149,7 +150,9 @@ class CallDirectory:
             try:
                 lost, _ = await self.leases.renew([call_id])
             except redis_failures() as exc:
-                log.warning("call %s not registered yet (redis: %s); retrying", call_id, exc)
+                log_redis_failure(
+                    log, exc, "call %s not registered yet; retrying (redis: %s)", call_id
+                )
                 self._refresh_now.set()
                 return True
             if not lost:
@@ -169,7 +172,9 @@ class CallDirectory:
             try:
                 await self.leases.release(call_id)
             except redis_failures() as exc:
-                log.warning("call %s not unregistered (redis: %s); it expires", call_id, exc)
+                log_redis_failure(
+                    log, exc, "call %s not unregistered; it expires (redis: %s)", call_id
+                )
 
     async def refresh(self, call_ids: Iterable[str]) -> None:
         """Restart the expiry of these calls' entries, naming this instance, in one round trip.
@@ -187,7 +192,7 @@ class CallDirectory:
         try:
             owner = await self._redis.get(self.keys.lease(call_id))
         except redis_failures() as exc:
-            raise DirectoryUnavailable(f"redis is unreachable: {exc}") from exc
+            raise DirectoryUnavailable(redis_trouble(exc)) from exc
         return None if owner is None else str(owner)
 
     async def _write_entries(self, call_ids: list[str]) -> bool:
@@ -202,7 +207,7 @@ class CallDirectory:
             await self.leases.heartbeat()
             lost, rewritten = await self.leases.renew(call_ids)
         except redis_failures() as exc:
-            log.warning("could not refresh %d calls (redis: %s)", len(call_ids), exc)
+            log_redis_failure(log, exc, "could not refresh %d calls (redis: %s)", len(call_ids))
             return False
         self._mine -= lost
         if (lost or rewritten) and self._on_leases is not None:
@@ -269,7 +274,7 @@ class CallDirectory:
             except TimeoutError:
                 raise DirectoryUnavailable("redis did not take the request in time") from None
             except redis_failures() as exc:
-                raise DirectoryUnavailable(f"redis is unreachable: {exc}") from exc
+                raise DirectoryUnavailable(redis_trouble(exc)) from exc
             # Counted from Redis taking the request, as the owner counts from Redis' stamp on
             # it: so the owner never starts a request whose requester has stopped waiting.
             try:
@@ -324,7 +329,9 @@ class CallDirectory:
         try:
             await self._append(self.keys.control_replies(request.reply_to), fields)
         except redis_failures() as exc:
-            log.warning("reply to control request %s lost (redis: %s)", request.request_id, exc)
+            log_redis_failure(
+                log, exc, "reply to control request %s lost (redis: %s)", request.request_id
+            )
 
     def _ensure_reader(self) -> None:
         if self._reader is None or self._reader.done():
@@ -375,7 +382,7 @@ class CallDirectory:
                 if self._closed:
                     return
                 if not failing:
-                    log.warning("reading %s from redis failed, retrying: %s", what, exc)
+                    log_redis_failure(log, exc, "reading %s from redis failed, retrying: %s", what)
                 failing = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)

@@ -31,6 +31,7 @@ from tenacity import (
 from service.metrics import HANGUPS
 from service.redis_client import redis_failures
 from service.redis_keys import RedisKeys
+from service.redis_reports import log_redis_failure
 from signaling.ids import CallId, is_valid_call_id
 from signaling.provider import CallNotFound, ProviderClient, ProviderError, ProviderRateLimited
 
@@ -191,7 +192,7 @@ class Hangups:
         try:
             await self._redis.zadd(self._key, {call_id: time.time() + _HOLD_S})
         except redis_failures() as exc:
-            log.warning("pending hang-up of %s not recorded in redis: %s", call_id, exc)
+            log_redis_failure(log, exc, "pending hang-up of %s not recorded in redis: %s", call_id)
 
     async def _forget(self, call_id: str) -> None:
         if self._redis is None:
@@ -200,7 +201,9 @@ class Hangups:
             await self._redis.zrem(self._key, call_id)
         except redis_failures() as exc:
             # Left in the set, it is claimed again later, and the provider then says 404.
-            log.warning("finished hang-up of %s not removed from redis: %s", call_id, exc)
+            log_redis_failure(
+                log, exc, "finished hang-up of %s not removed from redis: %s", call_id
+            )
 
     async def _sweep_forever(self) -> None:
         assert self._redis is not None
@@ -211,7 +214,7 @@ class Hangups:
             try:
                 due = await claim(keys=[self._key], args=[now, now + _HOLD_S, _CLAIMS_PER_SWEEP])
             except redis_failures() as exc:
-                log.warning("cannot look for unfinished hang-ups: %s", exc)
+                log_redis_failure(log, exc, "cannot look for unfinished hang-ups: %s")
                 continue
             for call_id in due:
                 if is_valid_call_id(str(call_id)):

@@ -79,6 +79,7 @@ from service.metrics import (
     label,
 )
 from service.redis_client import redis_failures
+from service.redis_reports import log_redis_failure, redis_trouble
 from service.settings import Settings
 from signaling.credentials import Credentials
 from signaling.ids import CallId
@@ -445,7 +446,7 @@ class CallManager:
             try:
                 await self.store.save(call_id, stored, events, ended=ended)
             except redis_failures() as exc:
-                log.warning("call %s not saved yet (redis: %s)", call_id, exc)
+                log_redis_failure(log, exc, "call %s not saved yet (redis: %s)", call_id)
                 if isinstance(stream, ClusterEventStream):
                     stream.put_back(events)
                 return False
@@ -454,7 +455,7 @@ class CallManager:
             try:
                 await self.store.summarise(call_id, None if ended else stored.view)
             except redis_failures() as exc:
-                log.warning("call %s not summarised yet (redis: %s)", call_id, exc)
+                log_redis_failure(log, exc, "call %s not summarised yet (redis: %s)", call_id)
                 return False
             if ended:
                 # Unlisted with its lease, only now that its ended state is saved: a death
@@ -511,7 +512,7 @@ class CallManager:
             following = ids[limit - 1] if len(ids) > limit else None
             return await self.store.summaries(ids[:limit]), following
         except redis_failures() as exc:
-            raise OwnerUnreachable(f"redis is unreachable: {exc}") from None
+            raise OwnerUnreachable(redis_trouble(exc)) from None
 
     async def hangup(self, call_id: CallId, reason: str = "hangup") -> Call | None:
         """End a live call of this instance; None if unknown here."""
@@ -605,7 +606,7 @@ class CallManager:
         try:
             await store.mark_deleted(command.call_id)
         except redis_failures() as exc:
-            raise OwnerUnreachable(f"redis is unreachable: {exc}") from None
+            raise OwnerUnreachable(redis_trouble(exc)) from None
         return stored.view
 
     async def _execute_unowned(self, command: Command) -> Any:
@@ -642,7 +643,7 @@ class CallManager:
         try:
             await directory.leases.check_epoch()
         except redis_failures() as exc:
-            raise OwnerUnreachable(f"redis is unreachable: {exc}") from None
+            raise OwnerUnreachable(redis_trouble(exc)) from None
         deadline = time.monotonic() + directory.leases.recovering()
         while time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -656,7 +657,7 @@ class CallManager:
         try:
             return await store.load(call_id)
         except redis_failures() as exc:
-            raise OwnerUnreachable(f"redis is unreachable: {exc}") from None
+            raise OwnerUnreachable(redis_trouble(exc)) from None
 
     async def _hang_up_at_provider(self, call_id: str) -> None:
         # Retried in the background (and, with Redis, by any instance) until confirmed.
@@ -808,7 +809,7 @@ class CallManager:
         except redis_failures() as exc:
             if call_id not in self.sessions:
                 self._reserved -= 1
-            log.warning("taking over call %s failed (redis: %s)", call_id, exc)
+            log_redis_failure(log, exc, "taking over call %s failed (redis: %s)", call_id)
             return call_id in self.sessions
         log.info(
             "call taken over",
@@ -982,7 +983,7 @@ class CallManager:
             await self.directory.leases.leave()
             peers = await self.directory.leases.peers()
         except redis_failures() as exc:
-            log.warning("no handover (redis: %s): calls are drained here", exc)
+            log_redis_failure(log, exc, "no handover, calls are drained here (redis: %s)")
             return
         if not peers:
             log.info("no live peer: calls are drained here")

@@ -82,9 +82,9 @@ class MemoryQueue:
         """Waiting plus in-flight handoffs."""
         return self._jobs.qsize() + len(self._in_flight)
 
-    async def ping(self) -> bool:
-        """Always reachable."""
-        return True
+    async def unavailable(self) -> str | None:
+        """None: always available."""
+        return None
 
     async def aclose(self) -> None:
         """Nothing to release."""

@@ -158,8 +158,9 @@ class HandoffQueue(Protocol):
         """Handoffs waiting or in flight."""
         ...
 
-    async def ping(self) -> bool:
-        """Whether the broker is reachable."""
+    async def unavailable(self) -> str | None:
+        """None when the broker answers, else why it cannot serve now: a sentence for
+        readiness, never naming a URL or a secret."""
         ...
 
     async def aclose(self) -> None:

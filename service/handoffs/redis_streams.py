@@ -51,15 +51,18 @@ from service.redis_client import (
     BACKOFF_MIN_S,
     redis_client,
     redis_failures,
-    redis_unreachable,
+    redis_refusal,
+    redis_waited_out,
 )
 from service.redis_keys import RedisKeys
+from service.redis_reports import log_redis_failure, redis_trouble
 from signaling.realtime import Delegation
 
 log = logging.getLogger("callbridge.queue")
 
-# Errors meaning "Redis cannot be reached right now", as opposed to Redis refusing a command.
-_UNREACHABLE: Final = redis_unreachable()
+# Errors meaning "Redis cannot serve us right now" (unreachable, or refusing our credentials),
+# as opposed to Redis refusing a command.
+_WAITED_OUT: Final = redis_waited_out()
 _FAILURES: Final = redis_failures()
 _OWNER: Final = "owner"
 _PING_TIMEOUT_S: Final = 1.0
@@ -210,8 +213,8 @@ class RedisStreamQueue:
             return
         try:
             await self._add_handoff(fields)
-        except _UNREACHABLE as exc:
-            log.warning("redis unreachable, holding the handoff locally: %s", exc)
+        except _WAITED_OUT as exc:
+            log_redis_failure(log, exc, "redis unreachable, holding the handoff locally: %s")
             self._hold(fields)
         except RedisError as exc:
             raise QueueUnavailable(f"redis refused the handoff: {exc}") from exc
@@ -292,10 +295,10 @@ class RedisStreamQueue:
                     batch = await self._read_new(consumer, count)
                     if not batch:
                         sweep_at = 0.0
-            except _UNREACHABLE as exc:
+            except _WAITED_OUT as exc:
                 if self._closed.is_set():
                     return
-                log.warning("redis unreachable, consumer %s waiting: %s", consumer, exc)
+                log_redis_failure(log, exc, "redis unreachable, consumer %s waiting: %s", consumer)
                 cursor = _SWEEP_DONE
                 sweep_at = 0.0
                 await self._pause(delay)
@@ -420,8 +423,8 @@ class RedisStreamQueue:
         """
         try:
             await self._run_script(_DONE, [self._handoffs], [self._group, job.token])
-        except _UNREACHABLE as exc:
-            log.warning("could not acknowledge handoff %s: %s", job.token, exc)
+        except _WAITED_OUT as exc:
+            log_redis_failure(log, exc, "could not acknowledge handoff %s: %s", job.token)
 
     async def fail(self, job: HandoffJob, message: str) -> bool:
         """Dead-letter the job at `max_deliveries` (True), else make it claimable at once (False).
@@ -436,16 +439,18 @@ class RedisStreamQueue:
                 await self._bury(job.token, delegation_json, job.reply_to, job.delivery, message)
                 return True
             await self._make_claimable(job, keep_delivery=False)
-        except _UNREACHABLE as exc:
-            log.warning("could not record the failure of handoff %s: %s", job.token, exc)
+        except _WAITED_OUT as exc:
+            log_redis_failure(log, exc, "could not record the failure of handoff %s: %s", job.token)
         return False
 
     async def release(self, job: HandoffJob) -> None:
         """Give an unprocessed job back: claimable at once, and this delivery does not count."""
         try:
             await self._make_claimable(job, keep_delivery=True)
-        except _UNREACHABLE as exc:
-            log.warning("could not release handoff %s; reclaimed once idle: %s", job.token, exc)
+        except _WAITED_OUT as exc:
+            log_redis_failure(
+                log, exc, "could not release handoff %s; reclaimed once idle: %s", job.token
+            )
 
     async def _make_claimable(self, job: HandoffJob, *, keep_delivery: bool) -> None:
         """Backdate the entry's last delivery by `claim_idle_ms` so the next XAUTOCLAIM takes it.
@@ -598,10 +603,12 @@ class RedisStreamQueue:
                     backlog = backlog and bool(fetched)
                     delay = BACKOFF_MIN_S
                     continue
-            except _UNREACHABLE as exc:
+            except _WAITED_OUT as exc:
                 if self._closed.is_set():
                     return
-                log.warning("redis unreachable, events for %s waiting: %s", reply_to, exc)
+                log_redis_failure(
+                    log, exc, "redis unreachable, events for %s waiting: %s", reply_to
+                )
                 backlog = True
                 await self._pause(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)
@@ -627,15 +634,19 @@ class RedisStreamQueue:
         """
         try:
             return int(await self._redis.xlen(self._handoffs))
-        except _UNREACHABLE as exc:
-            raise QueueUnavailable(f"redis is unreachable: {exc}") from exc
+        except _WAITED_OUT as exc:
+            raise QueueUnavailable(redis_trouble(exc)) from exc
 
-    async def ping(self) -> bool:
-        """Whether Redis answers a PING within a second."""
+    async def unavailable(self) -> str | None:
+        """None when Redis answers a PING within a second, else why not: it refuses our
+        credentials or permissions (`redis_refusal`), or does not answer."""
         try:
-            return bool(await asyncio.wait_for(self._redis.ping(), _PING_TIMEOUT_S))
-        except _FAILURES:
-            return False
+            await asyncio.wait_for(self._redis.ping(), _PING_TIMEOUT_S)
+        except TimeoutError:
+            return f"redis did not answer a PING within {_PING_TIMEOUT_S:g} s"
+        except _FAILURES as exc:
+            return redis_refusal(exc) or "redis does not answer"
+        return None
 
     async def aclose(self) -> None:
         """Stop the flusher, end `jobs`/`events` loops, and close the connection pool."""

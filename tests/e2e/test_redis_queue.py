@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
@@ -275,14 +276,38 @@ async def test_an_event_handed_out_but_not_taken_up_is_delivered_again(
 # Redis outages
 
 
-async def test_ping_is_true_while_redis_answers(open_queue: OpenQueue) -> None:
-    assert await open_queue().ping() is True
+async def test_the_queue_is_available_while_redis_answers(open_queue: OpenQueue) -> None:
+    assert await open_queue().unavailable() is None
 
 
-async def test_ping_is_false_while_redis_is_down(
+async def test_the_queue_is_unavailable_while_redis_is_down(
     open_queue: OpenQueue, outage: RedisServer
 ) -> None:
-    assert await open_queue().ping() is False
+    assert await open_queue().unavailable() == "redis does not answer"
+
+
+async def test_the_queue_says_redis_refuses_a_command_to_its_user(
+    open_queue: OpenQueue, redis: Redis
+) -> None:
+    await redis.acl_setuser("default", enabled=True, nopass=True, commands=["-ping"])
+    problem = await open_queue().unavailable()
+    assert problem is not None
+    assert problem.startswith("Redis refuses a command to the user in CALLBRIDGE_QUEUE")
+    assert "'ping'" in problem
+
+
+async def test_a_consumer_waits_out_a_command_its_user_may_not_run(
+    open_queue: OpenQueue, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    queue = open_queue()
+    await queue.put(delegation(1), OWNER)
+    await redis.acl_setuser("default", enabled=True, nopass=True, commands=["-xreadgroup"])
+    caplog.set_level(logging.DEBUG, logger="callbridge.queue")
+    async with aclosing(queue.jobs("w1")) as jobs:
+        job = asyncio.ensure_future(anext(jobs))
+        await eventually(lambda: job.done() or "no permissions" in caplog.text)
+        await redis.acl_setuser("default", enabled=True, nopass=True, commands=["+xreadgroup"])
+        assert (await within(job)).delegation == delegation(1)
 
 
 async def test_put_while_redis_is_down_holds_the_handoff_locally(
