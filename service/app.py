@@ -125,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             embedded = EmbeddedServer(
                 create_provider_app(local_provider_config(settings)),
                 ws=DenialAwareWebSocketProtocol,
+                log_as="callbridge.local_provider",
             )
             await embedded.start()
             embedded_url = embedded.url

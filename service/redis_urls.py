@@ -25,6 +25,15 @@ def is_redis_url(url: str) -> bool:
     return bool(separator) and scheme in (*_SCHEMES, *_CLUSTER_SCHEMES)
 
 
+def queue_kind(queue: str) -> str:
+    """What `CALLBRIDGE_QUEUE` names, for an operator, without its URL (which may hold a
+    password): `memory`, `redis` or `redis cluster`."""
+    scheme, separator, _ = queue.partition("://")
+    if not separator:
+        return queue
+    return "redis cluster" if scheme in _CLUSTER_SCHEMES else "redis"
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterUrl:
     """A `redis+cluster://` URL taken apart: `nodes`, the (host, port) pairs to discover the

@@ -12,6 +12,7 @@ import asyncio
 import gc
 import ipaddress
 import logging
+import signal
 from types import FrameType
 
 import uvicorn
@@ -20,6 +21,7 @@ from fastapi import FastAPI
 from service.api.http_protocol import limited_protocol
 from service.app import create_app
 from service.calls.manager import CallManager
+from service.redis_urls import queue_kind
 from service.settings import Settings
 
 log = logging.getLogger("callbridge")
@@ -43,7 +45,17 @@ class DrainingServer(uvicorn.Server):
         except RuntimeError:
             super().handle_exit(sig, frame)
             return
-        log.info("signal %d: draining for up to %.0f s", sig, self._drain_timeout_s)
+        manager: CallManager = self._app.state.manager
+        live = len(manager.sessions)
+        if live:
+            log.info(
+                "%s: draining %d live calls for up to %.0f s (a second signal stops at once)",
+                _signal_name(sig),
+                live,
+                self._drain_timeout_s,
+            )
+        else:
+            log.info("%s: no live call to drain, stopping", _signal_name(sig))
         self._drain_task = loop.create_task(self._drain())
 
     async def _drain(self) -> None:
@@ -52,6 +64,13 @@ class DrainingServer(uvicorn.Server):
             await manager.drain(self._drain_timeout_s)
         finally:
             self.should_exit = True
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
 
 
 def is_loopback(host: str) -> bool:
@@ -65,7 +84,11 @@ def is_loopback(host: str) -> bool:
 
 
 def bind_host(settings: Settings, requested: str) -> str:
-    """The address to bind: without API tokens, only loopback is allowed."""
+    """The address to bind: without API tokens, only loopback is allowed.
+
+    Says so at start-up: at INFO when loopback was asked for (the development mode `make run`
+    starts in), at WARNING when another address was asked for and loopback is bound instead.
+    """
     if settings.api_token_list():
         return requested
     if not is_loopback(requested):
@@ -74,7 +97,10 @@ def bind_host(settings: Settings, requested: str) -> str:
             requested,
         )
         return "127.0.0.1"
-    log.warning("no API token configured: the API is open, so it listens on loopback only")
+    log.info(
+        "no API token configured (CALLBRIDGE_API_TOKENS): the API is open, so it listens on "
+        "loopback only"
+    )
     return requested
 
 
@@ -94,8 +120,8 @@ def serve(settings: Settings, host: str, port: int) -> None:
         http=limited_protocol(settings.max_request_head_bytes, settings.request_read_timeout_s),
         forwarded_allow_ips=settings.forwarded_allow_ips,
     )
-    # uvicorn says where it listens once it has bound (the port may be 0, or taken).
-    log.info("starting on %s port %d (provider: %s)", host, port, settings.provider)
+    # Not where it listens: uvicorn says that once it has bound (the port may be 0, or taken).
+    log.info("starting (provider: %s, queue: %s)", settings.provider, queue_kind(settings.queue))
     # Everything loaded by now (modules, the app and its schemas) lives as long as the process:
     # out of the collector's sight, each full collection no longer walks it again.
     gc.freeze()

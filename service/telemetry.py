@@ -68,5 +68,5 @@ def fastapi_telemetry() -> TelemetryConfig | None:
     is configured, `OFF` when it is not."""
     if opentelemetry_configured():
         return None
-    log.info("OpenTelemetry is not configured when the app is made: FastAPI's telemetry is off")
+    log.info("OpenTelemetry is not configured at start-up: FastAPI's telemetry is off")
     return OFF

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from service.redis_urls import cluster_nodes_text, is_redis_url, parse_cluster_url
+from service.redis_urls import cluster_nodes_text, is_redis_url, parse_cluster_url, queue_kind
 from service.settings import Settings, describe_invalid
 
 
@@ -106,3 +106,15 @@ def test_the_queue_setting_refuses_a_bad_cluster_url_without_echoing_it() -> Non
     assert described.startswith("CALLBRIDGE_QUEUE: ")
     assert "database 0" in described
     assert "hunter2" not in described
+
+
+@pytest.mark.parametrize(
+    ("queue", "kind"),
+    [
+        ("memory", "memory"),
+        ("redis://:secret@redis.internal:6379/0", "redis"),
+        ("rediss+cluster://user:secret@node-1:7000,node-2:7000", "redis cluster"),
+    ],
+)
+def test_the_queue_is_named_by_its_kind_without_its_url(queue: str, kind: str) -> None:
+    assert queue_kind(queue) == kind
