@@ -303,7 +303,7 @@ def test_a_redis_that_refuses_the_credentials_is_a_configuration_error(
 ) -> None:
     url = f"redis://{password}127.0.0.1:{redis_with_a_password.port}/0"
     line = _one_line_naming(_configured(command, queue=url), "CALLBRIDGE_QUEUE")
-    assert "refused the credentials" in line
+    assert "refuses the credentials" in line
     assert "wrong-password-456" not in line
 
 
