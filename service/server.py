@@ -49,9 +49,10 @@ class DrainingServer(uvicorn.Server):
         live = len(manager.sessions)
         if live:
             log.info(
-                "%s: draining %d live calls for up to %.0f s (a second signal stops at once)",
+                "%s: draining %d live call%s for up to %.0f s (a second signal stops at once)",
                 _signal_name(sig),
                 live,
+                "" if live == 1 else "s",
                 self._drain_timeout_s,
             )
         else:
