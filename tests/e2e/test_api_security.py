@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
+from openapi_spec_validator import OpenAPIV31SpecValidator
 
 from tests.e2e.conftest import StartService
 
@@ -47,6 +49,23 @@ def _operations(document: dict[str, Any]) -> Iterator[tuple[tuple[str, str], dic
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             yield (method, path), operation
+
+
+@pytest.mark.parametrize(
+    "tokens",
+    [{}, {"api_tokens": API_TOKEN, "call_token_secret": CALL_TOKEN_SECRET, "ops_token": OPS_TOKEN}],
+    ids=["open", "tokens"],
+)
+async def test_the_document_is_valid_openapi_3_1(
+    start_service: StartService, tokens: dict[str, str]
+) -> None:
+    document = await _document(start_service, **tokens)
+    assert document["openapi"].startswith("3.1.")
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in OpenAPIV31SpecValidator(document).iter_errors()
+    ]
+    assert errors == []
 
 
 async def test_without_tokens_no_operation_declares_a_token_or_a_refusal_for_one(
