@@ -1,7 +1,8 @@
 """Structured logging: JSON lines (call id and handoff id on every call line), or text on a tty.
 
-A redacting filter removes configured secrets from every record, whoever logged it (httpx and
-websockets debug logs included).
+A filter removes configured secrets from every record, whoever logged it (httpx and websockets
+debug logs included), and cuts its message and traceback to a size: a request target or provider
+text of any size makes a log line of bounded size.
 """
 
 from __future__ import annotations
@@ -10,9 +11,16 @@ import json
 import logging
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
+from signaling.realtime import clip
 from signaling.redaction import redact
+
+MAX_LOG_MESSAGE_BYTES: Final = 8_192
+"""A record's message, in UTF-8 bytes, after redaction; longer ones end with a cut marker
+giving their whole size (an access line with a 60 KB request target, say)."""
+MAX_LOG_TRACEBACK_BYTES: Final = 32_768
+"""A record's traceback (exception messages included), cut the same way."""
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {
     "message",
@@ -26,7 +34,8 @@ _QUIET = ("aioice", "aiortc", "httpx", "httpcore", "websockets")
 
 class RedactSecrets(logging.Filter):
     """Replaces each secret, and anything key-shaped, with `[REDACTED]` in the message,
-    arguments and traceback (`signaling.redaction.redact`)."""
+    arguments and traceback (`signaling.redaction.redact`), then cuts the message to
+    `MAX_LOG_MESSAGE_BYTES` and the traceback to `MAX_LOG_TRACEBACK_BYTES`."""
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
@@ -36,10 +45,11 @@ class RedactSecrets(logging.Filter):
         return redact(text, self.secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self._clean(record.getMessage())
+        record.msg = clip(self._clean(record.getMessage()), MAX_LOG_MESSAGE_BYTES)
         record.args = None
         if record.exc_info:
-            record.exc_text = self._clean(logging.Formatter().formatException(record.exc_info))
+            traceback = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = clip(self._clean(traceback), MAX_LOG_TRACEBACK_BYTES)
             record.exc_info = None
         return True
 

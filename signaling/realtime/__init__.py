@@ -50,7 +50,7 @@ from signaling.realtime.events import (
     metric_label,
     parse_server_event,
 )
-from signaling.realtime.limits import CallLimits
+from signaling.realtime.limits import CallLimits, clip
 from signaling.realtime.link import LinkStatus, ReconnectPolicy
 from signaling.realtime.state import CallState
 from signaling.realtime.tool_calls import ToolCall, ToolCallStatus
@@ -101,6 +101,7 @@ __all__ = [
     "TranscriptMark",
     "UnknownEvent",
     "build_envelope",
+    "clip",
     "escape",
     "event_type_name",
     "extract_request",
