@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.routing import Route
 
 from service.api.calls import REFUSED_METHODS, start_call, tokens_router
 from service.api.calls import router as calls_router
+from service.api.cors import ProblemCORSMiddleware
 from service.api.direct import DirectRoutes
 from service.api.docs import router as docs_router
 from service.api.guards import enforced_schemes
@@ -223,7 +223,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redis_url=None if settings.queue == "memory" else settings.queue,
     )
     install_problem_handlers(app)
-    install_openapi(app, enforced_schemes(settings))
+    origins = settings.split(settings.cors_origins)
+    install_openapi(app, enforced_schemes(settings), cors=bool(origins))
     static = static_paths(STATIC_DIR) if STATIC_DIR.is_dir() else frozenset()
     # Innermost of the middlewares: CORS preflights are answered before it.
     routers = (calls_router, tokens_router, ops_router, webhooks_router, docs_router)
@@ -236,10 +237,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outside the method routing: the call-start route takes no method that routing would refuse.
     direct = [r for r in routes if r.endpoint is start_call]
     app.add_middleware(DirectRoutes, routes=direct, handlers=app.exception_handlers)
-    origins = settings.split(settings.cors_origins)
     if origins:
         app.add_middleware(
-            CORSMiddleware,
+            ProblemCORSMiddleware,
             allow_origins=origins,
             allow_methods=["GET", "POST", "DELETE", "PATCH", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "If-Match", "Last-Event-ID"],

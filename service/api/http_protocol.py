@@ -1,4 +1,4 @@
-"""uvicorn's HTTP/1.1 protocol (httptools), as `callbridge serve` runs it, with five changes.
+"""uvicorn's HTTP/1.1 protocol (httptools), as `callbridge serve` runs it, with six changes.
 
 - **Parser refusals are problem+json.** A request that httptools cannot parse (a negative
   `Content-Length`, a malformed request line or header, a bad chunk size) never reaches the
@@ -35,6 +35,19 @@
   is put off while the server rather than the client is the one waiting: uvicorn has stopped
   reading (a pipelined request waiting its turn, a body the app has not read yet) or owes an
   `Expect: 100-continue` its `100` (RFC 9110 §10.1.1).
+- **An `Upgrade` is ignored** (RFC 9110 §7.8: a server may ignore it). The app serves no
+  WebSocket, and no other protocol: a request asking to switch (`Upgrade: websocket`, `h2c`) is
+  served as any other, and what follows it on the connection is read as HTTP/1.1. uvicorn
+  handed a WebSocket upgrade to its WebSocket protocol (a `text/plain` 403 or 400, whatever the
+  path), and for another upgrade logged a warning and dropped the rest of the read, the body
+  included: httptools skips the body of a request that asks to switch
+  (`cb_on_headers_complete` in
+  https://github.com/MagicStack/httptools/blob/master/httptools/parser/parser.pyx), so here the
+  parser reads it after the request's framing fields again. A `CONNECT` asks for a tunnel,
+  which is never made: it reaches the app (which refuses it), even with its authority-form
+  target (RFC 9112 §3.2.3) that uvicorn refused as unparsable, and the connection is closed
+  after the answer, unread, as what the client sends after it may be the tunnel's (RFC 9110
+  §9.3.6).
 """
 
 from __future__ import annotations
@@ -45,6 +58,7 @@ import weakref
 from asyncio import TimerHandle
 from typing import Any, ClassVar
 
+import httptools
 import orjson
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import (
@@ -62,6 +76,10 @@ UNPARSABLE_DETAIL = "the request is not valid HTTP/1.1"
 HEAD_TOO_LARGE_DETAIL = "the request line and header fields are longer than this server takes"
 TIMEOUT_DETAIL = "the request did not arrive in time"
 
+
+# The fields that frame a request's body (RFC 9112 §6) and say whether the connection persists
+# after it (§9.3).
+_FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 
 # RFC 9112 §5.1: at least ":" between a field's name and value, and CRLF after it.
 FIELD_OVERHEAD = 3
@@ -95,7 +113,7 @@ def _dropped(held: weakref.ref[RequestResponseCycle]) -> bool:
 
 
 class HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the five changes in the module's doc.
+    """uvicorn's httptools protocol with the six changes in the module's doc.
 
     uvicorn makes one per connection from the class alone, so the limits are class attributes:
     `limited_protocol` makes the class for other values.
@@ -126,6 +144,11 @@ class HttpProtocol(HttpToolsProtocol):
         # `_deadline`, and the timer, when it fires early, re-arms itself for the rest.
         self._deadline = 0.0
         self._timer: TimerHandle | None = None
+        # The framing of the body the parser skipped, as the request asked to switch protocols;
+        # and while the parser reads that framing again, its callbacks are not the request's.
+        self._skipped_body: bytes | None = None
+        self._reframing = False
+        self._after_connect = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -141,8 +164,11 @@ class HttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._after_connect:
+            return
         message, in_head = self._messages, self._reading is _Reading.HEAD
-        super().data_received(data)
+        self._unset_keepalive_if_required()
+        self._parse(data)
         if (
             self._reading is _Reading.NOTHING
             and (self.cycle is None or self.cycle.response_complete)
@@ -163,22 +189,48 @@ class HttpProtocol(HttpToolsProtocol):
             if self._head_read > self.max_request_head_bytes:
                 self._refuse(431, HEAD_TOO_LARGE_DETAIL)
 
-    def handle_websocket_upgrade(self) -> None:
-        # The connection is the WebSocket protocol's from here on.
-        self._stop_timer()
-        super().handle_websocket_upgrade()
+    def _parse(self, data: bytes) -> None:
+        """Feed `data` to the parser, reading on as HTTP/1.1 after a request that asked to
+        switch protocols, except after a `CONNECT`."""
+        while True:
+            try:
+                self.parser.feed_data(data)
+                return
+            except httptools.HttpParserError:
+                message = "Invalid HTTP request received."
+                self.logger.warning(message)
+                self.send_400_response(message)
+                return
+            except httptools.HttpParserUpgrade as upgrade:
+                # httptools has let its parser go on; the bytes from the offset are unread.
+                data = data[upgrade.args[0] :]
+            if self._after_connect:
+                return
+            if self._skipped_body is not None:
+                data, self._skipped_body = self._skipped_body + data, None
+                self._reframing = True
+
+    def _should_upgrade(self) -> bool:
+        # No protocol is switched to: every request is the app's, as plain HTTP.
+        return False
 
     def on_message_begin(self) -> None:
+        if self._reframing:
+            return
         super().on_message_begin()
         self._messages += 1
         self._head_parsed = self._head_read = self._fields = 0
         self._expect(_Reading.HEAD)
 
     def on_url(self, url: bytes) -> None:
+        if self._reframing:
+            return
         super().on_url(url)
         self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._reframing:
+            return
         self._fields += 1
         if self._fields > MAX_HEADER_FIELDS:
             # Each field is kept as Python objects several times its wire size.
@@ -188,19 +240,35 @@ class HttpProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        current = self.cycle
-        super().on_headers_complete()
+        if self._reframing:
+            # The body to come is the request's whose head has been read.
+            self._reframing = False
+            return
+        connect = self.parser.get_method() == b"CONNECT"
+        if connect and not self.url.startswith(b"/"):
+            # uvicorn parses every target as a path, and refuses CONNECT's authority-form one:
+            # the app gets the authority as its path instead, as uvicorn's h11 protocol gives it.
+            target, self.url = self.url, b"/"
+            path = target.decode("ascii")
+            super().on_headers_complete()
+            self.scope["path"] = path
+            self.scope["raw_path"] = target
+        else:
+            super().on_headers_complete()
         cycle = self.cycle
-        if cycle is not current:
-            self._expect(_Reading.BODY)
-        # Else an upgrade, which no cycle answers: the handler takes the connection over, and
-        # one that uvicorn does not support stays under the head's deadline.
-        if cycle is not None and cycle is not current:
-            # Weakly: the cycle holds its scope, and a cycle back would leave every request to
-            # the cyclic collector.
-            held = weakref.ref(cycle)
-            extensions = cycle.scope.setdefault("extensions", {})
-            extensions[ANSWER_UNSENT] = {"unsent": lambda: _dropped(held)}
+        self._expect(_Reading.BODY)
+        # Weakly: the cycle holds its scope, and a cycle back would leave every request to the
+        # cyclic collector.
+        held = weakref.ref(cycle)
+        extensions = cycle.scope.setdefault("extensions", {})
+        extensions[ANSWER_UNSENT] = {"unsent": lambda: _dropped(held)}
+        if connect:
+            cycle.keep_alive = False
+            self._after_connect = True
+        elif self.parser.should_upgrade():
+            version = self.parser.get_http_version().encode("ascii")
+            fields = [b"%s: %s\r\n" % f for f in self.headers if f[0] in _FRAMING_FIELDS]
+            self._skipped_body = b"".join([b"POST / HTTP/", version, b"\r\n", *fields, b"\r\n"])
         if len(self.pipeline) > MAX_PIPELINED:
             # One read can hold thousands of small requests, each queued with its scope.
             self._pipeline_too_deep = True
@@ -211,6 +279,10 @@ class HttpProtocol(HttpToolsProtocol):
         super()._start_asgi_task(cycle, app)
 
     def on_message_complete(self) -> None:
+        if self._skipped_body is not None:
+            # The parser stopped after the head of a request that asked to switch: its body,
+            # if any, is yet to be read.
+            return
         self._reading = _Reading.NOTHING
         super().on_message_complete()
 

@@ -3,11 +3,11 @@
 One middleware answers, for every path, what the routing layer would get wrong or leave out:
 404 for a path no route serves, whatever the method (the static mount must not turn a POST into
 405); `OPTIONS` with `Allow` where no route defines it; 405 with `Allow` for a method the path
-does not take; and `Allow` on every 405 and `OPTIONS` answer lists exactly the methods that
-work there. A route listed in `refused` exists only to refuse its method in a protocol's own
-order (WHIP's trickle-ICE `PATCH`, RFC 9725 §4.3.1), so it is never advertised. `HEAD` is
-answered wherever `GET` is (RFC 9110 §9.3.2): the `GET` route runs and only its header section
-is sent.
+does not take, and for `CONNECT` to a host, where none works; and `Allow` on every 405 and
+`OPTIONS` answer lists exactly the methods that work there. A route listed in `refused` exists
+only to refuse its method in a protocol's own order (WHIP's trickle-ICE `PATCH`, RFC 9725
+§4.3.1), so it is never advertised. `HEAD` is answered wherever `GET` is (RFC 9110 §9.3.2): the
+`GET` route runs and only its header section is sent.
 """
 
 from __future__ import annotations
@@ -127,6 +127,14 @@ class MethodRouting:
         method: str = scope["method"]
         allowed = self.table.allowed(path)
         allow = allow_header(allowed)
+        if method == "CONNECT" and not path.startswith("/"):
+            # An authority-form target (RFC 9112 §3.2.3) names a host to open a tunnel to, which
+            # this server, no proxy, does for none (RFC 9110 §9.3.6): no method works there.
+            response = problem_response(
+                405, "CONNECT is not allowed: this server is no proxy", headers={"Allow": ""}
+            )
+            await response(scope, receive, send)
+            return
         if not allowed:
             response = problem_response(404, "no such resource", instance=path)
             await response(scope, receive, send)

@@ -5,9 +5,10 @@ when it is first asked for).
 Routes declare their answers with `answers(...)` and the token they take with `secured_by(...)`;
 `install_openapi` removes what the framework would add that we never answer (its 422
 `HTTPValidationError`, since every error here is `application/problem+json`, RFC 9457), adds the
-`HEAD` the method routing answers beside every `GET` (RFC 9110 §9.3.2), and keeps a route's
-security requirement (with its 401) only when the settings make the guards enforce it: without
-tokens configured, the document declares no security scheme, as none is asked for.
+`HEAD` the method routing answers beside every `GET` (RFC 9110 §9.3.2), keeps a route's
+security requirement (with its 401) only when the settings make the guards enforce it (without
+tokens configured, the document declares no security scheme, as none is asked for), and, with
+CORS configured, adds to every `OPTIONS` the 400 of a CORS preflight refused.
 """
 
 from __future__ import annotations
@@ -227,9 +228,17 @@ def _head_of(get: dict[str, Any]) -> dict[str, Any]:
     return head
 
 
-def install_openapi(app: FastAPI, enforced: Collection[str]) -> None:
+_PREFLIGHT_REFUSED = {
+    **answers(400)[400],
+    "description": "A CORS preflight refused: its origin (`CALLBRIDGE_CORS_ORIGINS`), the method "
+    "or a header it asks for is not allowed; the detail says which.",
+}
+
+
+def install_openapi(app: FastAPI, enforced: Collection[str], *, cors: bool) -> None:
     """Serve the document as the routes declare it, without the framework's own 422, with the
-    security schemes (names of `SECURITY_SCHEMES`) that are `enforced` and only those."""
+    security schemes (names of `SECURITY_SCHEMES`) that are `enforced` and only those, and
+    with the refused preflight's 400 on every `OPTIONS` when `cors` preflights are answered."""
 
     def document() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -244,6 +253,9 @@ def install_openapi(app: FastAPI, enforced: Collection[str]) -> None:
                     _declare_security(operation, enforced)
                 if "get" in operations and "head" not in operations:
                     operations["head"] = _head_of(operations["get"])
+                if cors and "options" in operations:
+                    responses = {**operations["options"]["responses"], "400": _PREFLIGHT_REFUSED}
+                    operations["options"]["responses"] = dict(sorted(responses.items()))
             components = schema.setdefault("components", {})
             if enforced:
                 components["securitySchemes"] = {

@@ -11,10 +11,12 @@ import pytest
 from service.auth import mint_call_token
 from tests.e2e.conftest import RunningService, Serve, StartService
 from tests.e2e.faulty_provider import FaultyProvider
+from tests.e2e.hostile import PROBLEM, assert_problem
 from tests.e2e.processes import free_port
 from tests.unit.sdp_samples import AIORTC_OFFER
 
 SDP = {"content-type": "application/sdp"}
+PROBLEM_SCHEMA = {"$ref": "#/components/schemas/ProblemDetails"}
 
 
 async def _service(start_service: StartService, serve: Serve, **settings: object) -> RunningService:
@@ -195,6 +197,59 @@ async def test_cors_preflight_allows_configured_origins_and_exposes_whip_headers
     assert "access-control-allow-origin" not in denied.headers
     exposed = started.headers["access-control-expose-headers"].lower()
     assert {"location", "etag", "link"} <= {h.strip() for h in exposed.split(",")}
+
+
+PREFLIGHT = {
+    "origin": "https://app.example",
+    "access-control-request-method": "POST",
+    "access-control-request-headers": "content-type, authorization",
+}
+"""A browser's preflight for a call start from the origin the services below allow."""
+
+
+async def test_an_allowed_cors_preflight_is_answered_ok_with_what_is_allowed(
+    start_service: StartService, serve: Serve
+) -> None:
+    service = await _service(start_service, serve, cors_origins="https://app.example")
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        allowed = await client.options("/v1/calls", headers=PREFLIGHT)
+    assert (allowed.status_code, allowed.text) == (200, "OK")
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+    assert "POST" in allowed.headers["access-control-allow-methods"]
+
+
+@pytest.mark.parametrize(
+    ("asked", "named"),
+    [
+        ({"origin": "https://evil.example"}, "origin https://evil.example"),
+        ({"access-control-request-method": "PUT"}, "method PUT"),
+        ({"access-control-request-headers": "content-type, X-Evil"}, 'header "X-Evil"'),
+    ],
+    ids=["origin", "method", "header"],
+)
+async def test_a_refused_cors_preflight_is_a_400_problem_naming_what_it_refused(
+    start_service: StartService, serve: Serve, asked: dict[str, str], named: str
+) -> None:
+    service = await _service(start_service, serve, cors_origins="https://app.example")
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        refused = await client.options("/v1/calls", headers={**PREFLIGHT, **asked})
+    assert_problem(refused.status_code, refused.headers["content-type"], refused.json(), 400)
+    assert refused.json()["type"] == "https://callbridge.dev/problems/cors-refused"
+    assert refused.json()["detail"] == f"the CORS preflight is refused: {named} is not allowed"
+
+
+@pytest.mark.parametrize("cors_origins", ["https://app.example", ""], ids=["cors", "no-cors"])
+async def test_the_document_lists_a_refused_preflight_on_options_only_with_cors(
+    start_service: StartService, serve: Serve, cors_origins: str
+) -> None:
+    service = await _service(start_service, serve, cors_origins=cors_origins)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        document = (await client.get("/openapi.json")).json()
+    options = [op for ops in document["paths"].values() for m, op in ops.items() if m == "options"]
+    assert options
+    for operation in options:
+        refused = operation["responses"].get("400", {}).get("content")
+        assert refused == ({PROBLEM: {"schema": PROBLEM_SCHEMA}} if cors_origins else None)
 
 
 async def test_whip_answer_carries_location_etag_and_ice_server_links(

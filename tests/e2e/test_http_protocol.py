@@ -1,7 +1,8 @@
 """`callbridge serve`'s HTTP/1.1 protocol: requests the parser refuses are answered 400
 problem+json, as every other error, a lost connection reaches a call start even when a
 pipelined request came after it, a call whose answer could not be written is hung up, a request
-head past its cap is answered 431 and a request that does not arrive in time 408.
+head past its cap is answered 431, a request that does not arrive in time 408, and a request
+asking to switch protocols is served as plain HTTP (a `CONNECT` refused), without a warning.
 
 Both are the server's doing, not the app's, so these run against `callbridge serve` itself, with
 the server configuration users get.
@@ -15,6 +16,7 @@ import json
 import math
 import socket
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,18 +46,40 @@ HEAD_CAP = 16384
 """The head cap of the in-test servers below."""
 
 
+@dataclass
+class Served:
+    """`callbridge serve` running, and the lines it logs (JSON)."""
+
+    url: str
+    process: Process
+
+    def lines(self) -> list[dict[str, Any]]:
+        """Every line logged so far."""
+        return [json.loads(line) for line in self.process.output().splitlines()]
+
+
 @pytest.fixture(scope="module")
-def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     port = free_port()
     log = tmp_path_factory.mktemp("parser") / "serve.log"
-    env = {"CALLBRIDGE_PORT": str(port), "CALLBRIDGE_REQUEST_READ_TIMEOUT_S": str(READ_TIMEOUT_S)}
+    env = {
+        "CALLBRIDGE_PORT": str(port),
+        "CALLBRIDGE_REQUEST_READ_TIMEOUT_S": str(READ_TIMEOUT_S),
+        "CALLBRIDGE_LOG_FORMAT": "json",
+        "CALLBRIDGE_LOG_LEVEL": "INFO",
+    }
     service = Process(["serve"], env, log).start()
     url = f"http://127.0.0.1:{port}"
     try:
         service.wait_http(f"{url}/healthz")
-        yield url
+        yield Served(url, service)
     finally:
         service.stop()
+
+
+@pytest.fixture(scope="module")
+def service_url(served: Served) -> str:
+    return served.url
 
 
 @pytest.mark.parametrize(
@@ -385,3 +409,113 @@ async def test_requests_pipelined_past_the_depth_close_the_connection(echo_url: 
     assert received.count(b"HTTP/1.1 200 ") < 10 * MAX_PIPELINED
     async with httpx.AsyncClient(base_url=echo_url) as client:
         assert (await client.get("/")).status_code == 200
+
+
+async def _served_quietly(served: Served, request: bytes, count: int) -> list[RawResponse]:
+    """Sends `request` on a new connection and reads `count` responses, checking that the
+    service logged nothing above INFO meanwhile (it logs each access line as it answers)."""
+    before = len(served.lines())
+    connection = await RawConnection.open(served.url)
+    try:
+        await connection.send(request)
+        responses = [await connection.response() for _ in range(count)]
+    finally:
+        await connection.close()
+
+    def logged() -> list[dict[str, Any]]:
+        return served.lines()[before:]
+
+    await until(lambda: sum(line["logger"] == "uvicorn.access" for line in logged()) >= count)
+    assert _above_info(logged()) == []
+    return responses
+
+
+def _above_info(lines: list[dict[str, Any]]) -> list[str]:
+    return [line["msg"] for line in lines if line["level"] not in ("debug", "info")]
+
+
+UPGRADES = {
+    "websocket": {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+    },
+    "h2c": {
+        "Connection": "Upgrade, HTTP2-Settings",
+        "Upgrade": "h2c",
+        "HTTP2-Settings": "AAMAAABkAARAAAAAAAIAAAAA",
+    },
+}
+"""Requests to switch protocols, as a WebSocket client and an HTTP/2 cleartext client ask."""
+
+
+@pytest.mark.parametrize("upgrade", UPGRADES)
+async def test_a_request_asking_to_upgrade_is_served_as_plain_http(
+    served: Served, upgrade: str
+) -> None:
+    head = request_head("GET", "/healthz", UPGRADES[upgrade])
+    [response] = await _served_quietly(served, head, 1)
+    assert (response.status, response.headers["content-type"]) == (200, "application/health+json")
+    assert response.json() == {"status": "pass"}
+
+
+@pytest.mark.parametrize("upgrade", UPGRADES)
+async def test_a_request_asking_to_upgrade_where_nothing_is_served_is_a_404_problem(
+    served: Served, upgrade: str
+) -> None:
+    head = request_head("GET", "/nothing-here", UPGRADES[upgrade])
+    [response] = await _served_quietly(served, head, 1)
+    assert_problem(response.status, response.headers["content-type"], response.json(), 404)
+
+
+@pytest.mark.parametrize("upgrade", UPGRADES)
+async def test_a_request_pipelined_behind_one_asking_to_upgrade_is_served(
+    served: Served, upgrade: str
+) -> None:
+    first = request_head("GET", "/healthz", UPGRADES[upgrade])
+    second = request_head("GET", "/nothing-here", {})
+    answers = await _served_quietly(served, first + second, 2)
+    assert [a.status for a in answers] == [200, 404]
+
+
+@pytest.mark.parametrize(
+    ("framing", "body"),
+    [
+        ({"Content-Length": "4"}, b"abcd"),
+        ({"Transfer-Encoding": "chunked"}, b"2\r\nab\r\n2\r\ncd\r\n0\r\n\r\n"),
+    ],
+    ids=["content-length", "chunked"],
+)
+async def test_the_body_of_a_request_asking_to_upgrade_reaches_the_app(
+    echo_url: str, framing: dict[str, str], body: bytes
+) -> None:
+    head = request_head("POST", "/", {**UPGRADES["h2c"], **framing})
+    connection = await RawConnection.open(echo_url)
+    try:
+        # The body comes in a read of its own, and a request follows it.
+        await connection.send(head)
+        await asyncio.sleep(0.01)
+        await connection.send(body + request_head("GET", "/", {}))
+        answers = [await connection.response(), await connection.response()]
+    finally:
+        await connection.close()
+    assert [(a.status, a.body) for a in answers] == [(200, b"4"), (200, b"0")]
+
+
+@pytest.mark.parametrize(
+    ("target", "allow"),
+    [("example.com:443", ""), ("/healthz", "GET, HEAD, OPTIONS")],
+    ids=["authority", "path"],
+)
+async def test_connect_is_a_405_problem_and_what_follows_it_is_not_read(
+    served: Served, target: str, allow: str
+) -> None:
+    before = len(served.lines())
+    # A client tunnelling optimistically sends its TLS hello right behind the CONNECT.
+    tunnel = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
+    connect = request_head("CONNECT", target, {})
+    response, rest = await _answer_and_close(served.url, connect + tunnel)
+    _assert_closing_problem(response, rest, 405)
+    assert response.headers["allow"] == allow
+    assert _above_info(served.lines()[before:]) == []
