@@ -5,7 +5,9 @@
   app: uvicorn answers it itself, as a `text/plain` 400, and closes the connection
   (`send_400_response` in
   https://github.com/encode/uvicorn/blob/master/uvicorn/protocols/http/httptools_impl.py).
-  Here that answer has an RFC 9457 body, as our own 400s have.
+  Here that answer has an RFC 9457 body, as our own 400s have, and it is logged as an access
+  line (the client's address, the status and why) where uvicorn logged a server WARNING with
+  neither; so are this protocol's own refusals below (414, 431, 408).
 - **A lost connection reaches every request in flight on it.** When a client pipelines a
   second request behind one still being served (RFC 9112 §9.3.2), uvicorn makes the second the
   connection's current request, and on a lost connection tells only that one. A call start
@@ -23,18 +25,21 @@
   may end the previous message's body, and is left out unless the fields parsed from it pass
   the cap. A head of more than `MAX_HEADER_FIELDS` fields is refused the same way (each field
   is held as Python objects several times its size), and a connection with more than
-  `MAX_PIPELINED` requests queued behind the running one is closed.
+  `MAX_PIPELINED` requests queued behind the running one is closed. A request target longer
+  than `MAX_REQUEST_TARGET_BYTES` is answered 414 (RFC 9112 §3), so that no answer or log
+  line echoes one of up to the head cap.
 - **A request must arrive in time** (`request_read_timeout_s`). uvicorn waits forever for the
   rest of a head or a body (slowloris), and for the first byte of a new connection. The head
   must be complete within the timeout of its first byte, and the body within the timeout of
   the head's end (RFC 9112 §9.5 lets a server close on a client that takes too long). Past
   it, a request whose response has not started is answered 408 (RFC 9110 §15.5.9) and the
-  connection closed; otherwise, and on a new connection that never sent a byte, the
-  connection is closed. The deadline ends with the request's last body byte, so a response,
-  however long (a call start waiting on the provider, an event stream), is never cut; and it
-  is put off while the server rather than the client is the one waiting: uvicorn has stopped
-  reading (a pipelined request waiting its turn, a body the app has not read yet) or owes an
-  `Expect: 100-continue` its `100` (RFC 9110 §10.1.1).
+  connection closed; otherwise, and on a new connection that never sent a byte (a browser's
+  speculative connection, say: not logged), the connection is closed. The deadline ends with
+  the request's last body byte, so a response, however long (a call start waiting on the
+  provider, an event stream), is never cut; and it is put off while the server rather than the
+  client is the one waiting: uvicorn has stopped reading (a pipelined request waiting its
+  turn, a body the app has not read yet) or owes an `Expect: 100-continue` its `100`
+  (RFC 9110 §10.1.1).
 - **An `Upgrade` is ignored** (RFC 9110 §7.8: a server may ignore it). The app serves no
   WebSocket, and no other protocol: a request asking to switch (`Upgrade: websocket`, `h2c`) is
   served as any other, and what follows it on the connection is read as HTTP/1.1. uvicorn
@@ -74,6 +79,7 @@ from service.settings import DEFAULT_MAX_REQUEST_HEAD_BYTES, DEFAULT_REQUEST_REA
 
 UNPARSABLE_DETAIL = "the request is not valid HTTP/1.1"
 HEAD_TOO_LARGE_DETAIL = "the request line and header fields are longer than this server takes"
+TARGET_TOO_LONG_DETAIL = "the request target is longer than this server takes"
 TIMEOUT_DETAIL = "the request did not arrive in time"
 
 
@@ -84,6 +90,9 @@ _FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding", b"connecti
 # RFC 9112 §5.1: at least ":" between a field's name and value, and CRLF after it.
 FIELD_OVERHEAD = 3
 MAX_HEADER_FIELDS = 256
+MAX_REQUEST_TARGET_BYTES = 8_192
+"""Longest request target (path and query) taken; past it: 414 (RFC 9112 §3 asks a server to
+take at least 8,000 octets; no URL of this API comes near)."""
 """Header fields one request may have (past it: 431, as for a head over its byte cap)."""
 MAX_PIPELINED = 64
 """Requests queued behind the running one on a connection (RFC 9112 §9.3.2 pipelining); past
@@ -139,6 +148,7 @@ class HttpProtocol(HttpToolsProtocol):
         self._head_read = 0
         self._fields = 0
         self._head_too_large = False
+        self._target_too_long = False
         self._reading = _Reading.NOTHING
         # One timer per connection, left armed across requests: each new deadline only moves
         # `_deadline`, and the timer, when it fires early, re-arms itself for the rest.
@@ -197,9 +207,8 @@ class HttpProtocol(HttpToolsProtocol):
                 self.parser.feed_data(data)
                 return
             except httptools.HttpParserError:
-                message = "Invalid HTTP request received."
-                self.logger.warning(message)
-                self.send_400_response(message)
+                # Answered and logged as the client's fault (`_refuse`), not a server warning.
+                self.send_400_response(UNPARSABLE_DETAIL)
                 return
             except httptools.HttpParserUpgrade as upgrade:
                 # httptools has let its parser go on; the bytes from the offset are unread.
@@ -226,6 +235,9 @@ class HttpProtocol(HttpToolsProtocol):
         if self._reframing:
             return
         super().on_url(url)
+        if len(self.url) > MAX_REQUEST_TARGET_BYTES:
+            self._target_too_long = True
+            raise _HeadTooLarge
         self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -291,6 +303,8 @@ class HttpProtocol(HttpToolsProtocol):
             # Earlier responses are owed first, so there is nothing to answer with: close.
             self._reading = _Reading.NOTHING
             self.transport.close()
+        elif self._target_too_long:
+            self._refuse(414, TARGET_TOO_LONG_DETAIL)
         elif self._head_too_large:
             self._refuse(431, HEAD_TOO_LARGE_DETAIL)
         else:
@@ -333,7 +347,6 @@ class HttpProtocol(HttpToolsProtocol):
         )
 
     def _time_out(self) -> None:
-        self.logger.warning("Request not received within %.1f s.", self.request_read_timeout_s)
         if self._reading is _Reading.FIRST_BYTE:
             # No request to answer: as uvicorn's keep-alive timeout, just close.
             self._reading = _Reading.NOTHING
@@ -367,6 +380,11 @@ class HttpProtocol(HttpToolsProtocol):
         if (request is not None and request.response_started) or self._answer_pending(request):
             self.transport.close()
             return
+        if self.access_log:
+            # As uvicorn's access line for an answered request, so a client's fault is found
+            # where its other requests are, with its address, rather than as a server warning.
+            client = f"{self.client[0]}:{self.client[1]}" if self.client else "-"
+            self.access_logger.info('%s - "-" %d (%s)', client, status, detail)
         problem = {"type": "about:blank", "title": TITLES[status], "status": status}
         body = orjson.dumps({**problem, "detail": detail})
         head = [STATUS_LINE[status]]

@@ -27,6 +27,7 @@ import uvicorn
 from service.api.http_protocol import (
     MAX_HEADER_FIELDS,
     MAX_PIPELINED,
+    MAX_REQUEST_TARGET_BYTES,
     HttpProtocol,
     limited_protocol,
 )
@@ -264,6 +265,23 @@ async def test_an_oversized_header_value_is_431(service_url: str) -> None:
     head = request_head("GET", "/healthz", {"X-Big": "a" * 100 * 1024})
     response, rest = await _answer_and_close(service_url, head)
     _assert_closing_problem(response, rest, 431)
+
+
+async def test_a_request_target_past_its_cap_is_414(service_url: str) -> None:
+    path = "/" + "a" * MAX_REQUEST_TARGET_BYTES
+    response, rest = await _answer_and_close(service_url, request_head("GET", path, {}))
+    _assert_closing_problem(response, rest, 414)
+
+
+async def test_a_request_target_at_its_cap_reaches_the_app(service_url: str) -> None:
+    path = "/" + "a" * (MAX_REQUEST_TARGET_BYTES - 1)
+    connection = await RawConnection.open(service_url)
+    try:
+        await connection.send(request_head("GET", path, {}))
+        response = await connection.response()
+    finally:
+        await connection.close()
+    assert_problem(response.status, response.headers["content-type"], response.json(), 404)
 
 
 async def test_header_lines_past_the_cap_are_431(echo_url: str) -> None:
@@ -519,3 +537,47 @@ async def test_connect_is_a_405_problem_and_what_follows_it_is_not_read(
     _assert_closing_problem(response, rest, 405)
     assert response.headers["allow"] == allow
     assert _above_info(served.lines()[before:]) == []
+
+
+REFUSED = {
+    "unparsable": (b"GET /healthz HTTP/1.1\r\nHost x\r\n\r\n", 400),
+    "target-too-long": (request_head("GET", "/" + "a" * MAX_REQUEST_TARGET_BYTES, {}), 414),
+    "head-too-large": (request_head("GET", "/healthz", {"X-Big": "a" * 100 * 1024}), 431),
+    "unfinished-head": (b"GET /healthz HTTP/1.1\r\nHost: x", 408),
+}
+"""Requests `serve`'s protocol refuses before the app sees them, and the status of each."""
+
+
+@pytest.mark.parametrize(("request_bytes", "status"), REFUSED.values(), ids=REFUSED)
+async def test_a_refused_request_is_an_access_line_naming_its_client_not_a_warning(
+    served: Served, request_bytes: bytes, status: int
+) -> None:
+    before = len(served.lines())
+    connection = await RawConnection.open(served.url)
+    try:
+        await connection.send(request_bytes)
+        response = await connection.response()
+        host, port = connection.writer.get_extra_info("sockname")
+        client = f"{host}:{port}"
+    finally:
+        await connection.close()
+    assert response.status == status
+
+    def logged() -> list[dict[str, Any]]:
+        return served.lines()[before:]
+
+    await until(lambda: any(line["logger"] == "uvicorn.access" for line in logged()))
+    access = [line["msg"] for line in logged() if line["logger"] == "uvicorn.access"]
+    assert access == [f'{client} - "-" {status} ({response.json()["detail"]})']
+    assert _above_info(logged()) == []
+
+
+async def test_a_connection_that_never_sends_a_byte_is_closed_unlogged(served: Served) -> None:
+    before = len(served.lines())
+    connection = await RawConnection.open(served.url)
+    try:
+        assert await asyncio.wait_for(connection.reader.read(), 30) == b""
+    finally:
+        await connection.close()
+    await asyncio.sleep(READ_TIMEOUT_S)
+    assert served.lines()[before:] == []
