@@ -3,7 +3,10 @@ preflights it refuses answered as every other error here.
 
 Starlette answers a refused preflight `400` with a `text/plain` body ("Disallowed CORS origin");
 here the `400` is `application/problem+json` (RFC 9457) whose detail names what was refused and
-why. Whether a preflight is refused, and every other answer, stay Starlette's.
+why. Starlette answers an allowed one `200` with a `text/plain` "OK"; here it is `204` with no
+body, as the OpenAPI document declares every `OPTIONS` answer (the Fetch standard takes any
+2xx as a preflight's "ok status"). Whether a preflight is refused, and its CORS headers, stay
+Starlette's.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ _BODY_FIELDS = frozenset({"content-length", "content-type"})
 
 
 class ProblemCORSMiddleware(CORSMiddleware):
-    """Starlette's `CORSMiddleware`, its refused preflights answered `400` problem+json."""
+    """Starlette's `CORSMiddleware`, its allowed preflights answered `204` and its refused
+    ones `400` problem+json."""
 
     def preflight_response(self, request_headers: Headers) -> Response:
         response = super().preflight_response(request_headers)
-        if response.status_code != 400:
-            return response
         headers = {k: v for k, v in response.headers.items() if k not in _BODY_FIELDS}
+        if response.status_code == 200:
+            return Response(status_code=204, headers=headers)
         detail = "the CORS preflight is refused: " + "; ".join(self._refused(request_headers))
         return problem_response(400, detail, kind="cors-refused", headers=headers)
 
