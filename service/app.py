@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 from starlette.routing import Route
 
 from service.api.calls import REFUSED_METHODS, start_call, tokens_router
@@ -23,6 +22,7 @@ from service.api.openapi import install_openapi
 from service.api.ops import router as ops_router
 from service.api.problems import install_problem_handlers
 from service.api.sse import StreamSeats
+from service.api.static_files import WholeFiles
 from service.api.webhooks import router as webhooks_router
 from service.api.whip import AcceptPostOnOptions
 from service.calls.directory import CallDirectory
@@ -250,5 +250,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router)
     if STATIC_DIR.is_dir():
-        app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
+        app.mount("/", WholeFiles(directory=STATIC_DIR, html=True), name="static")
     return app

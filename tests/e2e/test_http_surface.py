@@ -153,3 +153,18 @@ async def test_every_documented_operation_lists_problem_json_for_its_errors(
                         path,
                         status,
                     )
+
+
+@pytest.mark.parametrize(
+    "asked", ["bytes=0-10", "bytes=5-2", "bytes=999999-", "items=0-1", "garbage"]
+)
+async def test_the_call_page_ignores_range_and_is_always_whole(
+    service: RunningService, asked: str
+) -> None:
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        whole = await client.get("/")
+        ranged = await client.get("/", headers={"Range": asked, "If-Range": whole.headers["etag"]})
+    assert ranged.status_code == 200
+    assert ranged.content == whole.content
+    assert "content-range" not in ranged.headers
+    assert ranged.headers["accept-ranges"] == "none"
