@@ -9,8 +9,9 @@ below take several at once):
 - the dead letters — handoffs given up on, with the reason.
 - an instance's results — worker events for the calls it owns, read by its consumer group
   `owner`, so that events published while the instance was not reading wait for it. An answer
-  finds the call, not the instance: `publish` reads the call's owner from its lease
-  (`service.calls.lease`) in the same script that appends. With no lease (the owner died and
+  (a `failed` one for a handoff given up on too) finds the call, not the instance: it is routed
+  by the call's owner read from its lease (`service.calls.lease`) in the same script that
+  appends. With no lease (the owner died and
   nobody has claimed the call yet) the event goes to the instance that asked, `reply_to`; the
   successor's `reroute` moves it over, with any the previous owners never consumed.
 - a call's parked events — events an instance received for a call it no longer runs while no
@@ -27,7 +28,8 @@ A job's `delivery` is Redis' own per-entry delivery counter (XPENDING `times_del
 
 Handoffs, events and acknowledgements go through one `CommandBatcher`: those made while a round
 trip is under way share the next one, so a busy worker or instance writes to Redis once for many.
-A result and its handoff's acknowledgement are one script (`complete`).
+A result and its handoff's acknowledgement are one script (`complete`), as are a handoff's
+move to the dead letters and its `failed` event.
 """
 
 from __future__ import annotations
@@ -101,6 +103,22 @@ _COMPLETE: Final = (
     + """
 local owner = route(8)
 if owner == '' then
+    redis.call('XACK', KEYS[4], ARGV[6], ARGV[7])
+    redis.call('XDEL', KEYS[4], ARGV[7])
+end
+return owner
+"""
+)
+# As `_COMPLETE`, for a handoff given up on: and KEYS[5]: the dead letters, ARGV[8]: how many
+# of the dead letter's field names and values follow it; the event's fields after them. The
+# handoff's entry moves to the dead letters as its `failed` event is on its way.
+_BURY: Final = (
+    _ROUTE_FUNCTION
+    + """
+local letter = tonumber(ARGV[8])
+local owner = route(9 + letter)
+if owner == '' then
+    redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 9, 8 + letter))
     redis.call('XACK', KEYS[4], ARGV[6], ARGV[7])
     redis.call('XDEL', KEYS[4], ARGV[7])
 end
@@ -392,7 +410,8 @@ class RedisStreamQueue:
         *,
         tell: HandoffEvent | None = None,
     ) -> None:
-        """Move an entry to the dead-letter stream, and `tell` its owner, in one transaction."""
+        """Move an entry to the dead-letter stream and `tell` its call's owner (routed as
+        `publish` routes, so it reaches whoever holds the call now), in one script."""
         dead: _Fields = {
             "entry_id": entry_id,
             "delegation": delegation_json,
@@ -400,18 +419,31 @@ class RedisStreamQueue:
             "delivery": delivery,
             "reason": reason,
         }
-        async with self._redis.pipeline(transaction=True) as pipe:
-            if tell is not None:
-                pipe.xadd(
-                    self._keys.results(reply_to),
-                    _event_fields(tell),
-                    maxlen=self._maxlen,
-                    approximate=True,
-                )
-            pipe.xadd(self._keys.dead, dead, maxlen=self._maxlen, approximate=True)
-            pipe.xack(self._handoffs, self._group, entry_id)
-            pipe.xdel(self._handoffs, entry_id)
-            await pipe.execute()
+        if tell is None:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.xadd(self._keys.dead, dead, maxlen=self._maxlen, approximate=True)
+                pipe.xack(self._handoffs, self._group, entry_id)
+                pipe.xdel(self._handoffs, entry_id)
+                await pipe.execute()
+            return
+        letter = [part for pair in dead.items() for part in pair]
+        fields = _flat_event_fields(tell)
+        await self._route(
+            tell.call_id,
+            reply_to,
+            lambda owner: self._run_script(
+                _BURY,
+                [*self._route_keys(tell.call_id, owner), self._handoffs, self._keys.dead],
+                [
+                    *self._route_args(owner, reply_to, ""),
+                    self._group,
+                    entry_id,
+                    len(letter),
+                    *letter,
+                    *fields,
+                ],
+            ),
+        )
 
     async def ack(self, job: HandoffJob) -> None:
         """Done: acknowledge and delete the entry (together, in a script).

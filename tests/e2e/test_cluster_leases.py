@@ -5,6 +5,7 @@ Cluster (the `shared_redis` fixture of `tests.e2e.redis_cluster`, through the e2
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 
@@ -224,3 +225,24 @@ async def test_a_result_for_a_call_that_changed_owner_is_acknowledged_as_it_reac
     await queue.complete(job, result)
     assert await next_event(queue, "b") == result
     assert await shared_redis.client.xlen(KEYS.handoffs) == 0
+
+
+async def test_a_handoff_given_up_on_tells_the_calls_current_owner(
+    leases: MakeLeases, shared_redis: SharedRedis
+) -> None:
+    queue = RedisStreamQueue(shared_redis.url, block_ms=100, claim_idle_ms=100, max_deliveries=1)
+    try:
+        await queue.put(delegation(), "a")
+        async with aclosing(queue.jobs("dies")) as doomed:
+            await asyncio.wait_for(anext(doomed), 5.0)
+        await leases("b").claim(CALL)
+        async with aclosing(queue.jobs("survivor")) as jobs:
+            never_yielded = asyncio.create_task(anext(jobs))
+            told = await next_event(queue, "b")
+            never_yielded.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await never_yielded
+    finally:
+        await queue.aclose()
+    assert (told.kind, told.call_id, told.meta) == ("failed", CALL, {"dead": True})
+    assert await shared_redis.client.xlen(KEYS.dead) == 1

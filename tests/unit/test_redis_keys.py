@@ -80,6 +80,7 @@ GIVEN: dict[str, Callable[[], list[str]]] = {
     "service.handoffs.redis_streams._ROUTE_FUNCTION": lambda: ROUTE_KEYS,
     "service.handoffs.redis_streams._ROUTE": lambda: ROUTE_KEYS,
     "service.handoffs.redis_streams._COMPLETE": lambda: [*ROUTE_KEYS, KEYS.handoffs],
+    "service.handoffs.redis_streams._BURY": lambda: [*ROUTE_KEYS, KEYS.handoffs, KEYS.dead],
     "service.handoffs.redis_streams._DONE": lambda: [KEYS.results(INSTANCES[0])],
     "service.handoffs.redis_streams._REROUTE": lambda: [
         *ROUTE_KEYS,
