@@ -31,6 +31,14 @@ BACKOFF_MAX_S: Final = 2.0
 _CLUSTER_MAX_CONNECTIONS: Final = 2**31
 # Runs on the node holding KEYS[1], which it does not touch: that node's clock.
 _TIME: Final = "return redis.call('TIME')"
+NOW_MS_LUA: Final = """
+local function now_ms()
+    local t = redis.call('TIME')
+    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+"""A Lua function for scripts: the clock of the node running the script, in ms since the epoch,
+as `redis_now_ms` reads it (a whole number, exact as a double, and so as an argument)."""
 
 CREDENTIALS_REFUSED: Final = "Redis refuses the credentials in CALLBRIDGE_QUEUE"
 """What an operator is told when Redis answers NOAUTH or WRONGPASS: it names the setting to fix,

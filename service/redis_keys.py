@@ -27,17 +27,22 @@ Ownership and handoffs (tag: `{callbridge}`), one slot for all calls and instanc
 - `{callbridge}:live` — the ids of live calls, where instances look for lapsed leases.
 - `{callbridge}:handoffs`, `{callbridge}:dead` — the handoff stream (consumer group `workers`)
   and its dead letters (`service.handoffs.redis_streams`).
-- `{callbridge}:results:<instance>` — worker events for the calls one instance owns.
+- `{callbridge}:results:<instance>` — worker events for the calls one instance owns, read by
+  its consumer group `owner` (`RESULTS_GROUP`). Whatever appends to it also makes sure the
+  instance is among the instances (lapsed, if it has gone), and it is deleted with the
+  instance's entry there (`service.calls.lease`): no results stream outlives that entry, by
+  which successors and the clean-up find it.
 - `{callbridge}:results-parked:<call_id>` — events for a call that has no owner right now.
 
 These must share a slot: a worker's answer is appended to the results of the instance whose
 lease names the call in the script that reads the lease, together with its handoff's
 acknowledgement, so that routing and a change of owner never interleave; a takeover moves a
-call's events from other instances' results in one script; an instance renews all its leases
-in one script, and a call is listed as live by the script that writes its lease (so that no call
-is ever leased but unlisted, which an owner dying then would leave to nobody). Their entries are
-small (an instance id, a call id, a handoff, a worker's answer), and the handoff stream is one
-key on one node anyway.
+call's events from other instances' results in one script; an instance that has gone is
+forgotten with its results in one script, which reads the live calls to tell whether any event
+there is still wanted; an instance renews all its leases in one script, and a call is listed
+as live by the script that writes its lease (so that no call is ever leased but unlisted, which
+an owner dying then would leave to nobody). Their entries are small (an instance id, a call
+id, a handoff, a worker's answer), and the handoff stream is one key on one node anyway.
 
 The calls' summaries (tag: `{callbridge:index}`):
 
@@ -61,8 +66,12 @@ The rate limits' keys are the `limits` library's own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 DEFAULT_PREFIX = "callbridge"
+
+RESULTS_GROUP: Final = "owner"
+"""The consumer group (and its only consumer) by which an instance reads its results."""
 
 
 @dataclass(frozen=True, slots=True)

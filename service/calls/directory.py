@@ -196,7 +196,8 @@ class CallDirectory:
         return None if owner is None else str(owner)
 
     async def _write_entries(self, call_ids: list[str]) -> bool:
-        """Renew each lease and this instance's heartbeat; False when Redis did not take them.
+        """Renew each lease and this instance's heartbeat, then forget instances gone long
+        enough (`CallLeases.forget_lapsed`); False when Redis did not take the renewals.
 
         Calls another instance has taken over are forgotten here and reported to the listener
         given to `start`, as are those whose lease had vanished.
@@ -212,6 +213,15 @@ class CallDirectory:
         self._mine -= lost
         if (lost or rewritten) and self._on_leases is not None:
             self._on_leases(lost, rewritten)
+        # After the renewals, and apart: a clean-up that fails or takes long must not cost a
+        # lease.
+        try:
+            forgotten = await self.leases.forget_lapsed()
+        except redis_failures() as exc:
+            log_redis_failure(log, exc, "could not forget instances gone (redis: %s)")
+        else:
+            for instance in forgotten:
+                log.info("instance %s is gone: forgotten, with its results stream", instance)
         return True
 
     def adopt(self, call_id: str) -> None:
@@ -418,7 +428,9 @@ class CallDirectory:
     # Shutdown
 
     async def aclose(self) -> None:
-        """Stop serving and refreshing, fail waiting requests, close the connections.
+        """Stop serving and refreshing, fail waiting requests, depart (`CallLeases.depart`:
+        this instance goes from the instances with its results, unless these hold events for
+        a live call), close the connections. The caller has stopped reading its results.
 
         Registered calls are left to expire; the caller unregisters the ones that ended.
         """
@@ -432,6 +444,16 @@ class CallDirectory:
         for reply in self._waiting.values():
             if not reply.done():
                 reply.set_exception(DirectoryUnavailable("the call directory is closed"))
+        # After the refresh has stopped, so that no heartbeat on its way makes it live again.
+        try:
+            if not await self.leases.depart():
+                log.info(
+                    "results stream kept: it holds answers for live calls, for their successors"
+                )
+        except redis_failures() as exc:
+            log_redis_failure(
+                log, exc, "could not depart; the others forget this instance (redis: %s)"
+            )
         await self._redis.aclose()
 
 

@@ -8,10 +8,26 @@ script takes many leases at once):
 - the epoch — a random mark written once: when it is gone or new, Redis has lost its data (a
   restart without persistence, a `FLUSHALL`; on a cluster, the ownership slot's node lost it)
   and owners are writing their calls back.
-- the instances — live instances: a sorted set of ids scored by when their heartbeat lapses
-  (ms since the epoch, by the clock of the Redis node holding it).
+- the instances — every instance whose results a successor may need: a sorted set of ids
+  scored by when their heartbeat lapses (ms since the epoch, by the clock of the Redis node
+  holding it). A live instance's score is ahead of that clock; one that left, died or stalled
+  stays, lapsed, until it is forgotten together with its results.
 - the live calls — the ids of the calls to be taken over should their lease lapse: where every
   instance looks for lapsed leases.
+- an instance's results (`service.handoffs.redis_streams`) — deleted here, with the instance's
+  entry among the instances.
+
+An instance is forgotten, its entry and its results stream in one script, when it departs (its
+own last step) and, should it die instead, by the others once it has been lapsed for
+`FORGET_AFTER_LEASES` lease periods; but only once its results hold no event for a live call.
+Such an event waits for the call's successor, which finds the stream through the instances
+(`known_instances`) and moves the call's events as it claims the call: until it has, the instance
+stays known. Events for calls no longer live are deleted on the way, as nobody will ever take
+them; so a stream outlives its instance only while a call it served is live and unclaimed, and
+what it holds is bounded by the queue's maxlen. An event that reaches an instance after it was
+forgotten (a worker's answer for a call without a lease goes to the instance that asked) makes
+it known again, lapsed, in the script that appends it, so that its stream is found and forgotten
+in turn.
 
 Every change of owner is one atomic script, so two instances never both believe they own a
 call: a claim succeeds only on a lapsed (absent) lease, a handover only from the named owner, a
@@ -33,8 +49,8 @@ import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
 
-from service.redis_client import redis_now_ms
-from service.redis_keys import RedisKeys
+from service.redis_client import NOW_MS_LUA, redis_now_ms
+from service.redis_keys import RESULTS_GROUP, RedisKeys
 
 if TYPE_CHECKING:
     from service.redis_client import RedisClient
@@ -84,6 +100,73 @@ return 0
 """
 
 
+FORGET_AFTER_LEASES: Final = 4
+"""Lease periods an instance has been lapsed before the others forget it. Its calls have been
+claimed by then (a lapsed lease is claimed within a quarter lease by an instance with room), and
+an instance whose results still hold an event for a live call is kept anyway: this only spares an
+instance that stalls for a moment the loss of its results stream (which it would make again)."""
+
+# Instances looked at in one clean-up, the oldest lapses first.
+_FORGET_BATCH: Final = 16
+# Entries of a results stream read at a time by the clean-up.
+_FORGET_SCAN: Final = 100
+
+# KEYS[1]: the instances, KEYS[2]: the live calls, KEYS[3..n+2]: the results of the n instances
+# ARGV[4..n+3]. ARGV[1]: the latest score of an instance to forget ('' for any score or none: an
+# instance departing), ARGV[2]: entries read at a time, ARGV[3]: the results' consumer group.
+# Forgets each instance with its results unless they hold an event for a live call; deletes the
+# events for calls no longer live on the way. One kept is marked lapsed as of now, so that it is
+# looked at again after the others. Returns the instances forgotten.
+_FORGET: Final = (
+    NOW_MS_LUA
+    + """
+local forgotten = {}
+for k = 3, #KEYS do
+    local instance = ARGV[k + 1]
+    local score = redis.call('ZSCORE', KEYS[1], instance)
+    if ARGV[1] == '' or (score and tonumber(score) <= tonumber(ARGV[1])) then
+        local wanted = false
+        local start = '-'
+        while true do
+            local entries = redis.call('XRANGE', KEYS[k], start, '+', 'COUNT', ARGV[2])
+            local unwanted = {}
+            for _, entry in ipairs(entries) do
+                local fields = entry[2]
+                local live = false
+                for i = 1, #fields, 2 do
+                    if fields[i] == 'call_id' then
+                        live = redis.call('SISMEMBER', KEYS[2], fields[i + 1]) == 1
+                    end
+                end
+                if live then
+                    wanted = true
+                else
+                    table.insert(unwanted, entry[1])
+                end
+            end
+            if #unwanted > 0 then
+                redis.pcall('XACK', KEYS[k], ARGV[3], unpack(unwanted))
+                redis.call('XDEL', KEYS[k], unpack(unwanted))
+            end
+            if #entries < tonumber(ARGV[2]) then
+                break
+            end
+            start = '(' .. entries[#entries][1]
+        end
+        if wanted then
+            redis.call('ZADD', KEYS[1], now_ms() - 1, instance)
+        else
+            redis.call('DEL', KEYS[k])
+            redis.call('ZREM', KEYS[1], instance)
+            table.insert(forgotten, instance)
+        end
+    end
+end
+return forgotten
+"""
+)
+
+
 class CallLeases:
     """This instance's side of the ownership leases. Every method may raise what
     `service.redis_client.redis_failures` names when Redis cannot be reached; the caller decides
@@ -102,6 +185,7 @@ class CallLeases:
         self._renew = redis.register_script(_RENEW)
         self._hand_over = redis.register_script(_HAND_OVER)
         self._release = redis.register_script(_RELEASE)
+        self._forget = redis.register_script(_FORGET)
         self._left = False
         self._epoch: str | None = None
         self._data_lost_at = -float("inf")
@@ -165,23 +249,63 @@ class CallLeases:
         return [c for c, exists in zip(call_ids, found, strict=True) if not exists]
 
     async def heartbeat(self) -> None:
-        """Announce this instance alive for one lease period (and forget long-lapsed peers);
-        nothing once it has left."""
-        if self._left:
-            return
+        """Announce this instance alive for one lease period; once it has left, that it has
+        left as of now: lapsed, so nobody's peer, but not gone (`forget_lapsed`) while it
+        still runs."""
         now_ms = await self._now_ms()
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(self._keys.instances, {self.instance_id: now_ms + self._lease_ms})
-            pipe.zremrangebyscore(self._keys.instances, "-inf", now_ms - 100 * self._lease_ms)
-            await pipe.execute()
+        if self._left:
+            # Only while known: after `depart`, a heartbeat on its way must not bring it back.
+            await self._redis.zadd(self._keys.instances, {self.instance_id: now_ms - 1}, xx=True)
+        else:
+            await self._redis.zadd(
+                self._keys.instances, {self.instance_id: now_ms + self._lease_ms}
+            )
 
     async def leave(self) -> None:
-        """This instance stops: it is nobody's peer any more."""
+        """This instance stops (it drains): it is nobody's peer any more, but stays known, so
+        that successors of its calls find its results, until it `depart`s."""
         self._left = True
-        await self._redis.zrem(self._keys.instances, self.instance_id)
+        await self.heartbeat()
+
+    async def depart(self) -> bool:
+        """This instance is gone for good (its last step, once it reads its results no more):
+        it `leave`s, and is forgotten with its results stream unless an event there is for a
+        live call, which its successor is to move. Returns whether it was forgotten; if not,
+        it stays known, lapsed, for the others to forget later (`forget_lapsed`)."""
+        self._left = True
+        forgotten = await self._forget(
+            keys=[self._keys.instances, self._keys.live, self._keys.results(self.instance_id)],
+            args=["", _FORGET_SCAN, RESULTS_GROUP, self.instance_id],
+        )
+        return bool(forgotten)
+
+    async def forget_lapsed(self) -> list[str]:
+        """Forget instances lapsed for `FORGET_AFTER_LEASES` lease periods (a few at a time,
+        the oldest lapses first), each with its results stream, unless an event there is for a
+        live call: that one stays known until the call's successor has moved it. Events for
+        calls no longer live are deleted. Returns the instances forgotten."""
+        cutoff = await self._now_ms() - FORGET_AFTER_LEASES * self._lease_ms
+        lapsed = [
+            str(i)
+            for i in await self._redis.zrangebyscore(
+                self._keys.instances, "-inf", cutoff, start=0, num=_FORGET_BATCH
+            )
+        ]
+        if not lapsed:
+            return []
+        forgotten = await self._forget(
+            keys=[
+                self._keys.instances,
+                self._keys.live,
+                *(self._keys.results(i) for i in lapsed),
+            ],
+            args=[cutoff, _FORGET_SCAN, RESULTS_GROUP, *lapsed],
+        )
+        return [str(i) for i in forgotten]
 
     async def known_instances(self) -> list[str]:
-        """Every instance Redis remembers, alive or lapsed (not long ago)."""
+        """Every instance whose results stream may hold events: alive, or gone and not yet
+        forgotten (`forget_lapsed`)."""
         return [str(i) for i in await self._redis.zrange(self._keys.instances, 0, -1)]
 
     async def peers(self) -> list[str]:

@@ -965,6 +965,12 @@ class CallManager:
         """Refuse new calls; hand live calls over to live peers when configured to (and there
         are peers); otherwise let them finish for `timeout_s`, then hang them up."""
         self.draining = True
+        if self.directory is not None:
+            try:
+                # Whether or not it hands calls over: no draining peer may hand its own here.
+                await self.directory.leases.leave()
+            except redis_failures() as exc:
+                log_redis_failure(log, exc, "still listed as a peer while draining (redis: %s)")
         if self.sessions and self.settings.drain_handover:
             await self._hand_over_all()
         sessions = list(self.sessions.values())
@@ -980,7 +986,6 @@ class CallManager:
         if self.directory is None:
             return
         try:
-            await self.directory.leases.leave()
             peers = await self.directory.leases.peers()
         except redis_failures() as exc:
             log_redis_failure(log, exc, "no handover, calls are drained here (redis: %s)")

@@ -9,10 +9,13 @@ below take several at once):
 - the dead letters — handoffs given up on, with the reason.
 - an instance's results — worker events for the calls it owns, read by its consumer group
   `owner`, so that events published while the instance was not reading wait for it. An answer
-  finds the call, not the instance: `publish` reads the call's owner from its lease
-  (`service.calls.lease`) in the same script that appends. With no lease (the owner died and
-  nobody has claimed the call yet) the event goes to the instance that asked, `reply_to`; the
-  successor's `reroute` moves it over, with any the previous owners never consumed.
+  (a `failed` one for a handoff given up on too) finds the call, not the instance: it is routed
+  by the call's owner read from its lease (`service.calls.lease`) in the same script that
+  appends. With no lease (the owner died and nobody has claimed the call yet) the event goes to
+  the instance that asked, `reply_to`; the successor's `reroute` moves it over, with any the
+  previous owners never consumed. Whatever writes an instance's results makes sure that the
+  instance is among the instances (lapsed as of now, if it was forgotten), where successors
+  look for results and the clean-up forgets gone instances with theirs.
 - a call's parked events — events an instance received for a call it no longer runs while no
   other instance holds the lease (`forward`); also moved by `reroute`. Expires
   `parked_ttl_ms` after the last event.
@@ -27,7 +30,8 @@ A job's `delivery` is Redis' own per-entry delivery counter (XPENDING `times_del
 
 Handoffs, events and acknowledgements go through one `CommandBatcher`: those made while a round
 trip is under way share the next one, so a busy worker or instance writes to Redis once for many.
-A result and its handoff's acknowledgement are one script (`complete`).
+A result and its handoff's acknowledgement are one script (`complete`), as are a handoff's
+move to the dead letters and its `failed` event.
 """
 
 from __future__ import annotations
@@ -49,12 +53,14 @@ from service.redis_batch import Command, CommandBatcher
 from service.redis_client import (
     BACKOFF_MAX_S,
     BACKOFF_MIN_S,
+    NOW_MS_LUA,
     redis_client,
     redis_failures,
+    redis_now_ms,
     redis_refusal,
     redis_waited_out,
 )
-from service.redis_keys import RedisKeys
+from service.redis_keys import RESULTS_GROUP, RedisKeys
 from service.redis_reports import log_redis_failure, redis_trouble
 from signaling.realtime import Delegation
 
@@ -64,18 +70,35 @@ log = logging.getLogger("callbridge.queue")
 # as opposed to Redis refusing a command.
 _WAITED_OUT: Final = redis_waited_out()
 _FAILURES: Final = redis_failures()
-_OWNER: Final = "owner"
 _PING_TIMEOUT_S: Final = 1.0
 _EVENTS_BATCH: Final = 100
 _SWEEP_DONE: Final = "0-0"
 
+# KEYS[4]: the instances. Called by every script that writes an instance's results: one that
+# has gone and was forgotten (or that Redis lost) is made known again, lapsed as of now, so that
+# no results stream is left where neither a successor nor the clean-up looks
+# (`service.calls.lease`).
+_KNOWN_FUNCTION: Final = (
+    NOW_MS_LUA
+    + """
+local function known(instance)
+    if not redis.call('ZSCORE', KEYS[4], instance) then
+        redis.call('ZADD', KEYS[4], now_ms() - 1, instance)
+    end
+end
+"""
+)
+
 # KEYS[1]: the call's lease, KEYS[2]: its parked stream, KEYS[3]: the results of instance
-# ARGV[1], where the caller expects the owner to be ("" for nowhere). ARGV[2]: an instance not
-# to route to ("" for none), ARGV[3]: maxlen, ARGV[4]: parked TTL ms, ARGV[5]: the asking
-# instance ("" for none), then the entry's fields from ARGV[fields]. Returns "" once the entry
-# is appended (to KEYS[3], or parked), else the owner whose results the caller must give as
-# KEYS[3] instead. In a script, so routing and a change of owner never interleave.
-_ROUTE_FUNCTION: Final = """
+# ARGV[1], where the caller expects the owner to be ("" for nowhere), KEYS[4]: the instances.
+# ARGV[2]: an instance not to route to ("" for none), ARGV[3]: maxlen, ARGV[4]: parked TTL ms,
+# ARGV[5]: the asking instance ("" for none), then the entry's fields from ARGV[fields].
+# Returns "" once the entry is appended (to KEYS[3], or parked), else the owner whose results
+# the caller must give as KEYS[3] instead. In a script, so routing and a change of owner never
+# interleave, nor routing and the owner being forgotten.
+_ROUTE_FUNCTION: Final = (
+    _KNOWN_FUNCTION
+    + """
 local function route(fields)
     local owner = redis.call('GET', KEYS[1])
     if not owner and ARGV[5] ~= '' then
@@ -85,6 +108,7 @@ local function route(fields)
         if owner ~= ARGV[1] then
             return owner
         end
+        known(owner)
         redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, fields))
         return ''
     end
@@ -93,16 +117,33 @@ local function route(fields)
     return ''
 end
 """
+)
 _ROUTE: Final = _ROUTE_FUNCTION + "return route(6)"
-# As `_ROUTE`, and then KEYS[4]: the handoffs stream, ARGV[6]: its consumer group, ARGV[7]: the
+# As `_ROUTE`, and then KEYS[5]: the handoffs stream, ARGV[6]: its consumer group, ARGV[7]: the
 # handoff's entry, acknowledged and deleted once its result is on its way; fields from ARGV[8].
 _COMPLETE: Final = (
     _ROUTE_FUNCTION
     + """
 local owner = route(8)
 if owner == '' then
-    redis.call('XACK', KEYS[4], ARGV[6], ARGV[7])
-    redis.call('XDEL', KEYS[4], ARGV[7])
+    redis.call('XACK', KEYS[5], ARGV[6], ARGV[7])
+    redis.call('XDEL', KEYS[5], ARGV[7])
+end
+return owner
+"""
+)
+# As `_COMPLETE`, for a handoff given up on: and KEYS[6]: the dead letters, ARGV[8]: how many
+# of the dead letter's field names and values follow it; the event's fields after them. The
+# handoff's entry moves to the dead letters as its `failed` event is on its way.
+_BURY: Final = (
+    _ROUTE_FUNCTION
+    + """
+local letter = tonumber(ARGV[8])
+local owner = route(9 + letter)
+if owner == '' then
+    redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 9, 8 + letter))
+    redis.call('XACK', KEYS[5], ARGV[6], ARGV[7])
+    redis.call('XDEL', KEYS[5], ARGV[7])
 end
 return owner
 """
@@ -116,16 +157,18 @@ return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
 """
 
 # KEYS[1]: the call's lease, KEYS[2]: its parked stream, KEYS[3]: the results of ARGV[1], the
-# call's owner as the caller read it, KEYS[4...]: other instances' results. ARGV[2]: call id,
-# ARGV[3]: maxlen, ARGV[4]: the owners' group. Moves the call's events from all of them to
-# KEYS[3] and returns how many; -1 (nothing moved) when the lease no longer names ARGV[1]: the
-# instance it names now moves them when it takes the call.
-_REROUTE: Final = """
+# call's owner as the caller read it, KEYS[4]: the instances, KEYS[5...]: other instances'
+# results. ARGV[2]: call id, ARGV[3]: maxlen, ARGV[4]: the owners' group. Moves the call's
+# events from all of them to KEYS[3] and returns how many; -1 (nothing moved) when the lease no
+# longer names ARGV[1]: the instance it names now moves them when it takes the call.
+_REROUTE: Final = (
+    _KNOWN_FUNCTION
+    + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
     return -1
 end
 local moved = 0
-for k = 4, #KEYS do
+for k = 5, #KEYS do
     for _, entry in ipairs(redis.call('XRANGE', KEYS[k], '-', '+')) do
         local fields = entry[2]
         for i = 1, #fields, 2 do
@@ -143,8 +186,12 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do
     moved = moved + 1
 end
 redis.call('DEL', KEYS[2])
+if moved > 0 then
+    known(ARGV[1])
+end
 return moved
 """
+)
 # How many times a worker event is routed, its call changing owners between each: more than
 # one change during one round trip is already unheard of.
 _ROUTE_ATTEMPTS: Final = 4
@@ -392,7 +439,8 @@ class RedisStreamQueue:
         *,
         tell: HandoffEvent | None = None,
     ) -> None:
-        """Move an entry to the dead-letter stream, and `tell` its owner, in one transaction."""
+        """Move an entry to the dead-letter stream and `tell` its call's owner (routed as
+        `publish` routes, so it reaches whoever holds the call now), in one script."""
         dead: _Fields = {
             "entry_id": entry_id,
             "delegation": delegation_json,
@@ -400,18 +448,31 @@ class RedisStreamQueue:
             "delivery": delivery,
             "reason": reason,
         }
-        async with self._redis.pipeline(transaction=True) as pipe:
-            if tell is not None:
-                pipe.xadd(
-                    self._keys.results(reply_to),
-                    _event_fields(tell),
-                    maxlen=self._maxlen,
-                    approximate=True,
-                )
-            pipe.xadd(self._keys.dead, dead, maxlen=self._maxlen, approximate=True)
-            pipe.xack(self._handoffs, self._group, entry_id)
-            pipe.xdel(self._handoffs, entry_id)
-            await pipe.execute()
+        if tell is None:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.xadd(self._keys.dead, dead, maxlen=self._maxlen, approximate=True)
+                pipe.xack(self._handoffs, self._group, entry_id)
+                pipe.xdel(self._handoffs, entry_id)
+                await pipe.execute()
+            return
+        letter = [part for pair in dead.items() for part in pair]
+        fields = _flat_event_fields(tell)
+        await self._route(
+            tell.call_id,
+            reply_to,
+            lambda owner: self._run_script(
+                _BURY,
+                [*self._route_keys(tell.call_id, owner), self._handoffs, self._keys.dead],
+                [
+                    *self._route_args(owner, reply_to, ""),
+                    self._group,
+                    entry_id,
+                    len(letter),
+                    *letter,
+                    *fields,
+                ],
+            ),
+        )
 
     async def ack(self, job: HandoffJob) -> None:
         """Done: acknowledge and delete the entry (together, in a script).
@@ -539,7 +600,7 @@ class RedisStreamQueue:
         parked = self._keys.parked(call_id)
         # Nowhere expected: the script only names the owner, and never writes the third key.
         results = self._keys.results(owner) if owner else parked
-        return [self._keys.lease(call_id), parked, results]
+        return [self._keys.lease(call_id), parked, results, self._keys.instances]
 
     def _route_args(self, owner: str, reply_to: str, not_to: str) -> list[EncodableT]:
         return [owner, not_to, self._maxlen, self._parked_ttl_ms, reply_to]
@@ -560,7 +621,7 @@ class RedisStreamQueue:
         sources = [self._keys.results(o) for o in previous_owners if o != owner]
         moved = await self._reroute(
             keys=[*self._route_keys(call_id, str(owner)), *sources],
-            args=[str(owner), call_id, self._maxlen, _OWNER],
+            args=[str(owner), call_id, self._maxlen, RESULTS_GROUP],
         )
         return max(0, int(moved))
 
@@ -583,7 +644,7 @@ class RedisStreamQueue:
         while not self._closed.is_set():
             try:
                 if group_missing:
-                    await self._create_group(key, _OWNER)
+                    await self._create_results(reply_to)
                     group_missing = False
                 if not fetched:
                     _raise_if_cancelled()
@@ -593,8 +654,8 @@ class RedisStreamQueue:
                         sent, acks = acks, []
                         await asyncio.gather(*sent)
                     reply = await self._redis.xreadgroup(
-                        _OWNER,
-                        _OWNER,
+                        RESULTS_GROUP,
+                        RESULTS_GROUP,
                         {key: "0" if backlog else ">"},
                         count=_EVENTS_BATCH,
                         block=None if backlog else self._block_ms,
@@ -673,6 +734,15 @@ class RedisStreamQueue:
             if not str(exc).startswith("BUSYGROUP"):
                 raise
 
+    async def _create_results(self, instance: str) -> None:
+        """Create `instance`'s results with their group (`_create_group`), once the instance
+        is known, as every script writing its results makes sure (`_KNOWN_FUNCTION`): a reader
+        that outlives its instance's departure must not leave a stream nobody finds."""
+        now_ms = await redis_now_ms(self._redis, self._keys.instances)
+        # Lapsed, unless it is there already (alive: its heartbeat keeps it so).
+        await self._redis.zadd(self._keys.instances, {instance: now_ms - 1}, nx=True)
+        await self._create_group(self._keys.results(instance), RESULTS_GROUP)
+
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake at once when the queue is closed."""
         with contextlib.suppress(TimeoutError):
@@ -680,7 +750,7 @@ class RedisStreamQueue:
 
 
 def _acknowledge_event(key: str, entry_id: str) -> Command:
-    return lambda client: client.eval(_DONE, 1, key, _OWNER, entry_id)
+    return lambda client: client.eval(_DONE, 1, key, RESULTS_GROUP, entry_id)
 
 
 def _raise_if_cancelled() -> None:

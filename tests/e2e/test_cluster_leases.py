@@ -5,17 +5,20 @@ Cluster (the `shared_redis` fixture of `tests.e2e.redis_cluster`, through the e2
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
+from typing import Any
 
 import pytest
 
 from service.calls.lease import CallLeases
 from service.handoffs import HandoffEvent
 from service.handoffs.redis_streams import RedisStreamQueue
-from service.redis_keys import RedisKeys
+from service.redis_keys import RESULTS_GROUP, RedisKeys
 from signaling.realtime import Delegation
 from tests.e2e.redis_cluster import SharedRedis
+from tests.e2e.waiting import until
 
 pytestmark = pytest.mark.parametrize("shared_redis", ["single", "cluster"], indirect=True)
 
@@ -161,6 +164,15 @@ async def test_an_instance_that_left_is_nobodys_peer(leases: MakeLeases) -> None
     assert await b.peers() == []
 
 
+async def test_an_instance_that_left_stays_known_until_it_departs(leases: MakeLeases) -> None:
+    a, b = leases("a"), leases("b")
+    await a.heartbeat()
+    await a.leave()
+    known_while_draining = await b.known_instances()
+    await a.depart()
+    assert (known_while_draining, await b.known_instances()) == (["a"], [])
+
+
 async def test_losing_redis_data_is_noticed_once(
     leases: MakeLeases, shared_redis: SharedRedis
 ) -> None:
@@ -224,3 +236,176 @@ async def test_a_result_for_a_call_that_changed_owner_is_acknowledged_as_it_reac
     await queue.complete(job, result)
     assert await next_event(queue, "b") == result
     assert await shared_redis.client.xlen(KEYS.handoffs) == 0
+
+
+async def test_a_handoff_given_up_on_tells_the_calls_current_owner(
+    leases: MakeLeases, shared_redis: SharedRedis
+) -> None:
+    queue = RedisStreamQueue(shared_redis.url, block_ms=100, claim_idle_ms=100, max_deliveries=1)
+    try:
+        await queue.put(delegation(), "a")
+        async with aclosing(queue.jobs("dies")) as doomed:
+            await asyncio.wait_for(anext(doomed), 5.0)
+        await leases("b").claim(CALL)
+        async with aclosing(queue.jobs("survivor")) as jobs:
+            never_yielded = asyncio.create_task(anext(jobs))
+            told = await next_event(queue, "b")
+            never_yielded.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await never_yielded
+    finally:
+        await queue.aclose()
+    assert (told.kind, told.call_id, told.meta) == ("failed", CALL, {"dead": True})
+    assert await shared_redis.client.xlen(KEYS.dead) == 1
+
+
+# Instances gone, and their results
+
+
+def long_gone(shared_redis: SharedRedis, instance: str) -> Awaitable[Any]:
+    """Make `instance` look lapsed long ago (its entry's score is when its heartbeat lapsed)."""
+    return shared_redis.client.zadd(KEYS.instances, {instance: 0})
+
+
+async def test_a_departing_instance_takes_its_empty_results_stream_with_it(
+    leases: MakeLeases, shared_redis: SharedRedis
+) -> None:
+    a = leases("a")
+    await a.heartbeat()
+    # As its reader makes it.
+    await shared_redis.client.xgroup_create(KEYS.results("a"), RESULTS_GROUP, mkstream=True)
+    forgotten = await a.depart()
+    assert forgotten
+    assert await shared_redis.client.exists(KEYS.results("a")) == 0
+    assert await a.known_instances() == []
+
+
+async def test_a_departing_instance_keeps_results_holding_an_answer_for_a_live_call(
+    leases: MakeLeases, queue: RedisStreamQueue, shared_redis: SharedRedis
+) -> None:
+    a = leases("a")
+    await a.renew([CALL])
+    await queue.publish("a", answer())
+    forgotten = await a.depart()
+    assert not forgotten
+    assert await shared_redis.client.xlen(KEYS.results("a")) == 1
+    assert await a.known_instances() == ["a"]
+    assert await leases("b").peers() == []
+
+
+async def test_the_successor_of_a_call_gets_the_answer_its_departed_owner_kept(
+    leases: MakeLeases, queue: RedisStreamQueue
+) -> None:
+    a = leases("a", lease_s=0.2)
+    await a.renew([CALL])
+    await queue.publish("a", answer())
+    await a.depart()
+    await asyncio.sleep(0.3)
+    b = leases("b")
+    await b.claim(CALL)
+    moved = await queue.reroute(CALL, await b.known_instances())
+    assert moved == 1
+    assert await next_event(queue, "b") == answer()
+
+
+async def test_a_long_gone_instance_is_forgotten_with_its_empty_results_stream(
+    leases: MakeLeases, shared_redis: SharedRedis
+) -> None:
+    await leases("a").heartbeat()
+    await shared_redis.client.xgroup_create(KEYS.results("a"), RESULTS_GROUP, mkstream=True)
+    await long_gone(shared_redis, "a")
+    forgotten = await leases("b").forget_lapsed()
+    assert forgotten == ["a"]
+    assert await shared_redis.client.exists(KEYS.results("a")) == 0
+
+
+async def test_a_long_gone_instance_is_forgotten_with_answers_for_calls_no_longer_live(
+    leases: MakeLeases, queue: RedisStreamQueue, shared_redis: SharedRedis
+) -> None:
+    await queue.publish("a", answer())
+    await long_gone(shared_redis, "a")
+    forgotten = await leases("b").forget_lapsed()
+    assert forgotten == ["a"]
+    assert await shared_redis.client.exists(KEYS.results("a")) == 0
+
+
+async def test_a_long_gone_instance_holding_an_answer_for_a_live_call_is_not_forgotten(
+    leases: MakeLeases, queue: RedisStreamQueue, shared_redis: SharedRedis
+) -> None:
+    await leases("a").renew([CALL])
+    await queue.publish("a", answer())
+    await long_gone(shared_redis, "a")
+    forgotten = await leases("b").forget_lapsed()
+    assert forgotten == []
+    assert await shared_redis.client.xlen(KEYS.results("a")) == 1
+    assert await leases("b").known_instances() == ["a"]
+
+
+async def test_only_the_answers_for_calls_no_longer_live_go_from_a_long_gone_instance(
+    leases: MakeLeases, queue: RedisStreamQueue, shared_redis: SharedRedis
+) -> None:
+    ended = HandoffEvent("result", "rtc_ended:tool", "rtc_ended", "tool", "x")
+    await leases("a").renew([CALL])
+    await queue.publish("a", ended)
+    await queue.publish("a", answer())
+    await long_gone(shared_redis, "a")
+    await leases("b").forget_lapsed()
+    left = await shared_redis.client.xrange(KEYS.results("a")) or []
+    assert [(fields or {}).get("call_id") for _, fields in left] == [CALL]
+
+
+async def test_an_instance_that_has_just_left_is_not_forgotten_by_the_others(
+    leases: MakeLeases,
+) -> None:
+    a, b = leases("a"), leases("b")
+    await a.heartbeat()
+    await a.leave()
+    forgotten = await b.forget_lapsed()
+    assert forgotten == []
+    assert await b.known_instances() == ["a"]
+
+
+async def test_an_answer_for_a_departed_instance_makes_it_known_again(
+    leases: MakeLeases, queue: RedisStreamQueue
+) -> None:
+    a = leases("a")
+    await a.heartbeat()
+    await a.depart()
+    await queue.publish("a", answer())
+    b = leases("b")
+    assert await b.known_instances() == ["a"]
+    assert await b.peers() == []
+
+
+async def test_a_reader_making_its_results_again_after_its_instance_departed_makes_it_known(
+    leases: MakeLeases, queue: RedisStreamQueue, shared_redis: SharedRedis
+) -> None:
+    a = leases("a")
+    await a.heartbeat()
+    await a.depart()
+
+    async def results_made() -> bool:
+        return bool(await shared_redis.client.exists(KEYS.results("a")))
+
+    async with aclosing(queue.events("a")) as events:
+        reading = asyncio.create_task(anext(events))
+        await until(results_made)
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+    assert await leases("b").known_instances() == ["a"]
+
+
+async def test_an_answer_that_reached_a_departed_owner_is_moved_to_the_calls_successor(
+    leases: MakeLeases, queue: RedisStreamQueue
+) -> None:
+    a = leases("a", lease_s=0.2)
+    await a.renew([CALL])
+    await a.depart()
+    await queue.publish("a", answer())
+    await asyncio.sleep(0.3)
+    b = leases("b")
+    await b.claim(CALL)
+    moved = await queue.reroute(CALL, await b.known_instances())
+    assert moved == 1
+    assert await next_event(queue, "b") == answer()

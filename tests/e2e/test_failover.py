@@ -28,8 +28,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from service.calls.lease import CallLeases
+from service.calls.lease import FORGET_AFTER_LEASES, CallLeases
 from service.calls.store import CallStore, StoredCall
+from service.redis_client import redis_now_ms
 from service.redis_keys import RedisKeys
 from tests.e2e.processes import Process, free_port
 from tests.e2e.redis_cluster import SharedRedis
@@ -694,6 +695,83 @@ async def test_a_rolling_restart_keeps_every_call_and_every_handoff_once(
         assert len(handoffs) == 2
         assert [h["state"] for h in handoffs] == ["completed", "completed"]
         assert output == {h["tool_call_id"]: 1 for h in handoffs}, "a handoff lost or doubled"
+
+
+# Instances gone, and their results
+
+# An instance reads worker answers for its calls from its own results stream, whose key names
+# the instance. A new process is a new instance, so the streams of those gone must go with them.
+
+
+async def results_stream_made_by(redis: Redis, instance: str) -> None:
+    """Wait until `instance` reads its results (its reader makes the stream)."""
+
+    async def made() -> bool:
+        return bool(await redis.exists(KEYS.results(instance)))
+
+    await until(made)
+
+
+async def test_a_cleanly_stopped_instance_leaves_no_results_stream(
+    cluster: Cluster, http: httpx.AsyncClient, redis: Redis
+) -> None:
+    b = cluster.urls["b"]
+    call_id = await start_call(http, b)
+    await ask_for_a_handoff(http, b, call_id)
+    await wait_until(http, b, call_id, handoffs_answered, "answered its handoff")
+    cluster.stop("b")
+    assert await redis.exists(KEYS.results("b")) == 0
+    assert "b" not in await redis.zrange(KEYS.instances, 0, -1)
+
+
+async def test_a_killed_instances_empty_results_stream_is_removed_once_it_is_forgotten(
+    cluster: Cluster, redis: Redis
+) -> None:
+    await results_stream_made_by(redis, "a")
+    cluster.kill("a")
+
+    async def forgotten_with_its_results() -> bool:
+        known = await redis.zrange(KEYS.instances, 0, -1)
+        return "a" not in known and not await redis.exists(KEYS.results("a"))
+
+    await until(forgotten_with_its_results, WAIT_S)
+
+
+async def test_an_answer_left_at_a_killed_instance_outlives_its_clean_up_for_the_calls_successor(
+    cluster: Cluster, http: httpx.AsyncClient, redis: Redis
+) -> None:
+    a, b = cluster.urls["a"], cluster.urls["b"]
+    # No instance is left to take the call over until the clean-up has looked at `a`.
+    cluster.stop("b")
+    call_id = await start_call(http, a)
+    await ask_for_a_handoff(http, a, call_id)
+    await wait_until(http, a, call_id, lambda r: handoffs_in(r, "queued", "running"), "handed off")
+    cluster.kill("a")
+
+    async def answer_left_at_a() -> bool:
+        entries = await redis.xrange(KEYS.results("a")) or []
+        events = [json.loads((fields or {})["event"]) for _, fields in entries]
+        return any(event["kind"] == "result" for event in events)
+
+    async def gone_long_enough() -> bool:
+        lapsed_at = await redis.zscore(KEYS.instances, "a")
+        horizon_ms = FORGET_AFTER_LEASES * LEASE_S * 1000
+        return lapsed_at is not None and lapsed_at <= (
+            await redis_now_ms(redis, KEYS.instances) - horizon_ms
+        )
+
+    await until(answer_left_at_a, WAIT_S)
+    await until(gone_long_enough, WAIT_S)
+    # What every instance runs after renewing its leases.
+    forgotten = await CallLeases(redis, "c", lease_s=LEASE_S, keys=KEYS).forget_lapsed()
+    cluster.start_instance("b")
+    record = await wait_until(http, b, call_id, handoffs_answered, "answered its handoff")
+    outputs = (await provider_record(http, cluster, call_id))["function_call_outputs"]
+
+    assert forgotten == []
+    [handoff] = record["handoffs"]
+    assert (record["owner"], handoff["state"]) == ("b", "completed")
+    assert outputs == {handoff["tool_call_id"]: 1}, "the answer reached the model once"
 
 
 # Redis losing its data

@@ -35,6 +35,9 @@ KEY_FIRST = {
     "PEXPIRE",
     "ZRANGE",
     "ZADD",
+    "ZSCORE",
+    "ZREM",
+    "SISMEMBER",
 }
 KEYLESS = {"TIME"}
 _CALL = re.compile(r"redis\.p?call\(\s*'([A-Z]+)'\s*(?:,\s*([^,)]+?))?\s*[,)]")
@@ -71,21 +74,34 @@ def slots(keys: list[str]) -> set[int]:
 
 
 # What each script is given, as the code that runs it gives it.
-ROUTE_KEYS = [KEYS.lease(CALLS[0]), KEYS.parked(CALLS[0]), KEYS.results(INSTANCES[0])]
+ROUTE_KEYS = [
+    KEYS.lease(CALLS[0]),
+    KEYS.parked(CALLS[0]),
+    KEYS.results(INSTANCES[0]),
+    KEYS.instances,
+]
 GIVEN: dict[str, Callable[[], list[str]]] = {
     "service.calls.lease._RENEW": lambda: [KEYS.live, *(KEYS.lease(call) for call in CALLS)],
     "service.calls.lease._HAND_OVER": lambda: [KEYS.lease(CALLS[0])],
     "service.calls.lease._RELEASE": lambda: [KEYS.lease(CALLS[0]), KEYS.live],
+    "service.calls.lease._FORGET": lambda: [
+        KEYS.instances,
+        KEYS.live,
+        *(KEYS.results(instance) for instance in INSTANCES),
+    ],
     "service.calls.hangups._CLAIM_DUE": lambda: [KEYS.hangups],
+    "service.handoffs.redis_streams._KNOWN_FUNCTION": lambda: ROUTE_KEYS,
     "service.handoffs.redis_streams._ROUTE_FUNCTION": lambda: ROUTE_KEYS,
     "service.handoffs.redis_streams._ROUTE": lambda: ROUTE_KEYS,
     "service.handoffs.redis_streams._COMPLETE": lambda: [*ROUTE_KEYS, KEYS.handoffs],
+    "service.handoffs.redis_streams._BURY": lambda: [*ROUTE_KEYS, KEYS.handoffs, KEYS.dead],
     "service.handoffs.redis_streams._DONE": lambda: [KEYS.results(INSTANCES[0])],
     "service.handoffs.redis_streams._REROUTE": lambda: [
         *ROUTE_KEYS,
         *(KEYS.results(instance) for instance in INSTANCES[1:]),
     ],
     "service.redis_client._TIME": lambda: [KEYS.instances],
+    "service.redis_client.NOW_MS_LUA": lambda: [KEYS.instances],
 }
 
 
