@@ -1,6 +1,6 @@
 """`callbridge serve` refuses a configuration it cannot run with one line naming the setting.
 
-Each case runs the real command; it must exit before it listens, so no port is needed.
+Each case runs the real command; a refusal must come before it listens, so no port is needed.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from redis import Redis
 
 from service.settings import Settings
+from tests.e2e.processes import Process, free_port
 from tests.e2e.redis_cluster import RedisClusterServers
 from tests.e2e.redis_server import RedisServer
 
@@ -57,6 +58,22 @@ def test_a_call_token_secret_without_api_tokens_is_refused() -> None:
 
 def test_openai_without_a_key_is_refused() -> None:
     _one_line_naming(_serve(provider="openai"), "CALLBRIDGE_API_KEY")
+
+
+def test_an_empty_callbridge_api_key_leaves_the_key_in_openai_api_key_to_serve_with(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    environment = {
+        "CALLBRIDGE_PROVIDER": "openai",
+        "CALLBRIDGE_API_KEY": "",
+        "OPENAI_API_KEY": "sk-proj-0123456789abcdefghij",
+    }
+    serve = Process(["serve", "--port", str(port)], environment, tmp_path / "serve.log").start()
+    try:
+        serve.wait_http(f"http://127.0.0.1:{port}/healthz")
+    finally:
+        serve.stop()
 
 
 def test_azure_without_a_key_is_refused() -> None:
