@@ -196,6 +196,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if worker is not None:
                 await worker.stop()
             await queue.aclose()
+            await app.state.rate_limiter.aclose()
             await provider.aclose()
             if credentials is not None:
                 await credentials.aclose()

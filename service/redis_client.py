@@ -1,4 +1,5 @@
-"""How callbridge talks to Redis: one client policy for the queue and the call directory.
+"""How callbridge talks to Redis: one client policy for the queue, the call directory and the
+rate limits.
 
 The URLs it takes are read by `service.redis_urls`.
 
@@ -77,19 +78,9 @@ def redis_client(url: str, *, longest_block_ms: int) -> RedisClient:
     redis-py still follows MOVED and ASK redirections, and after a connection error it reads
     the cluster's layout again before the next command.
     """
-    from redis.asyncio import Redis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
-    options: dict[str, Any] = {
-        "decode_responses": True,
-        "socket_connect_timeout": CONNECT_TIMEOUT_S,
-        "socket_timeout": longest_block_ms / 1000 + REPLY_MARGIN_S,
-        "retry": Retry(NoBackoff(), 0),
-    }
     cluster = parse_cluster_url(url)
     if cluster is None:
-        return Redis.from_url(url, **options)
+        return single_redis_client(url, longest_block_ms=longest_block_ms)
     from redis.asyncio.cluster import ClusterNode
 
     from service.redis_cluster import InitializedRedisCluster
@@ -98,8 +89,28 @@ def redis_client(url: str, *, longest_block_ms: int) -> RedisClient:
         startup_nodes=[ClusterNode(host, port) for host, port in cluster.nodes],
         max_connections=_CLUSTER_MAX_CONNECTIONS,
         # The URL's options win, as with `Redis.from_url`.
-        **{**options, **cluster.options},
+        **{**_client_options(longest_block_ms), **cluster.options},
     )
+
+
+def single_redis_client(url: str, *, longest_block_ms: int) -> Redis:
+    """`redis_client` for a URL naming one Redis (`redis://`, `rediss://`, `unix://`), as
+    redis-py reads it: the port defaults to 6379 and the database to 0."""
+    from redis.asyncio import Redis
+
+    return Redis.from_url(url, **_client_options(longest_block_ms))
+
+
+def _client_options(longest_block_ms: int) -> dict[str, Any]:
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return {
+        "decode_responses": True,
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "socket_timeout": longest_block_ms / 1000 + REPLY_MARGIN_S,
+        "retry": Retry(NoBackoff(), 0),
+    }
 
 
 async def redis_now_ms(redis: RedisClient, key: str) -> int:
