@@ -39,20 +39,31 @@ never its value."""
 
 
 def refusal(url: str) -> str | None:
-    """Why the Redis `url` names cannot serve us, by its own answer to `INFO cluster` (a
-    blocking probe at start-up, at most `CONNECT_TIMEOUT_S` per step): it refuses the
-    credentials, or a `redis://` URL names a node of a Redis Cluster (whose other slots would
-    answer MOVED forever). None when it serves, or cannot be reached now: an outage the
-    service rides out. The reason never quotes the URL."""
+    """Why the Redis `url` names cannot serve us, by its own answers to the connection's
+    handshake and to `INFO cluster` (a blocking probe at start-up, at most `CONNECT_TIMEOUT_S`
+    per step): it refuses the credentials, or what the URL asks of the connection (a database
+    it does not have, a protocol or client name it does not take), or a `redis://` URL names a
+    node of a Redis Cluster (whose other slots would answer MOVED forever). None when it
+    serves, or cannot be reached now: an outage the service rides out. The reason never quotes
+    the URL."""
     if parse_cluster_url(url) is not None:
         return None
     from redis import Redis
-    from redis.exceptions import AuthenticationError, RedisError
+    from redis.exceptions import AuthenticationError, NoPermissionError, RedisError, ResponseError
 
     client = Redis.from_url(
         url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=CONNECT_TIMEOUT_S
     )
     try:
+        # Connecting runs the handshake the URL asks for (AUTH or HELLO, CLIENT SETNAME,
+        # SELECT); Redis refusing one of them is refused at every connection, not an outage.
+        try:
+            client.connection_pool.release(client.connection_pool.get_connection())
+        except ResponseError as exc:
+            if isinstance(exc, NoPermissionError):
+                raise
+            # Redis' text says what it refuses ("DB index is out of range"), nothing secret.
+            return f"Redis refuses to open a connection as CALLBRIDGE_QUEUE asks ({exc})"
         info = client.info("cluster")
     except AuthenticationError:
         # redis-py raises it for NOAUTH (a password is needed) and WRONGPASS alike.

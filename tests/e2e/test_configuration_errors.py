@@ -306,6 +306,35 @@ def test_a_worker_refuses_a_redis_url_with_an_unencoded_password_without_quoting
     assert "s3cr3t" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:1/abc",
+        "redis://127.0.0.1:1/0abc",
+        "rediss://127.0.0.1:1/3/4",
+        "redis://127.0.0.1:1/-1",
+        "redis://127.0.0.1:1/3?db=4",
+    ],
+)
+def test_a_redis_url_whose_path_is_not_one_database_number_is_refused(url: str) -> None:
+    assert "database" in _one_line_naming(_serve(queue=url), "CALLBRIDGE_QUEUE")
+
+
+@pytest.mark.parametrize("url", ["unix://", "unix://tmp/redis.sock"])
+def test_a_unix_url_without_an_absolute_socket_path_is_refused(url: str) -> None:
+    assert "unix:///" in _one_line_naming(_serve(queue=url), "CALLBRIDGE_QUEUE")
+
+
+@pytest.mark.parametrize("database", ["/99", "/?db=99"])
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["worker"]])
+def test_a_database_the_redis_does_not_have_is_a_configuration_error(
+    redis_server: RedisServer, database: str, command: list[str]
+) -> None:
+    url = f"redis://127.0.0.1:{redis_server.port}{database}"
+    line = _one_line_naming(_configured(command, queue=url), "CALLBRIDGE_QUEUE")
+    assert "DB index is out of range" in line
+
+
 @pytest.fixture
 def redis_with_a_password(redis_server: RedisServer) -> RedisServer:
     with Redis(port=redis_server.port) as client:

@@ -99,6 +99,14 @@ def test_the_queue_setting_takes_a_cluster_url() -> None:
     assert Settings(queue=url).queue == url
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["redis://h", "redis://h/", "redis://h:6380/15", "rediss://h/?db=3", "unix:///run/r.sock?db=3"],
+)
+def test_the_queue_setting_takes_a_database_by_its_path_or_by_db(url: str) -> None:
+    assert Settings(queue=url).queue == url
+
+
 def test_the_queue_setting_refuses_a_bad_cluster_url_without_echoing_it() -> None:
     with pytest.raises(ValidationError) as refused:
         Settings(queue="redis+cluster://app:hunter2@h:7000/3")
