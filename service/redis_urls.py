@@ -83,7 +83,9 @@ def parse_cluster_url(url: str) -> ClusterUrl | None:
     # redis-py's own reading of the first node as a plain URL: credentials, TLS and options.
     plain = f"{'rediss' if tls else 'redis'}://{credentials}{_netloc(host, port)}/?{parts.query}"
     options: dict[str, Any] = dict(parse_url(plain))
-    for single_only in ("host", "port", "db"):
+    if options.pop("db", 0) != 0:
+        raise ValueError("a Redis Cluster has database 0 only")
+    for single_only in ("host", "port"):
         options.pop(single_only, None)
     if options.pop("connection_class", None) is SSLConnection:
         options["ssl"] = True

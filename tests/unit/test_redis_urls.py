@@ -49,6 +49,7 @@ def test_an_ipv6_node_is_written_back_in_brackets() -> None:
     ("url", "problem"),
     [
         ("redis+cluster://h:7000/1", "database 0"),
+        ("redis+cluster://h:7000?db=1", "database 0"),
         ("redis+cluster://h:7000,:7001", "needs a host"),
         ("redis+cluster://h:notaport", "port from 1 to 65535"),
         ("redis+cluster://h:70000", "port from 1 to 65535"),
