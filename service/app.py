@@ -80,7 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     Raises `ConfigurationError` for settings that cannot run it (a real provider without
     credentials, a handler or SIP router that names nothing, a malformed webhook secret, the
-    local provider without its extra); warns about secrets too short to be redacted.
+    local provider without its extra); warns about secrets too short to be redacted, and about
+    a stand-in embedded beside a shared queue.
     """
     settings = settings or Settings()
     check_credentials(settings)
@@ -115,6 +116,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "CALLBRIDGE_PROVIDER=local needs the local extra: pip install "
                 f"'callbridge[local]', or set CALLBRIDGE_PROVIDER_URL ({exc})"
             ) from None
+        if settings.queue != "memory":
+            log.warning(
+                "the stand-in provider is embedded beside a shared queue (CALLBRIDGE_QUEUE): "
+                "each instance embeds its own, so no other instance can take this one's calls "
+                "over, and a handoff answered elsewhere may not reach its call; run "
+                "`callbridge provider` as its own process and set CALLBRIDGE_PROVIDER_URL to "
+                "it on every instance"
+            )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -196,6 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if worker is not None:
                 await worker.stop()
             await queue.aclose()
+            await app.state.rate_limiter.aclose()
             await provider.aclose()
             if credentials is not None:
                 await credentials.aclose()

@@ -3,8 +3,9 @@
 `rate_per_minute` with bursts up to `burst` becomes one moving window: at most `burst` starts in
 any `60 * burst / rate_per_minute` seconds, so the long-run rate is `rate_per_minute` and no
 instance can add its own allowance on top. With Redis the counting is the `limits` library's
-moving window (https://limits.readthedocs.io/, `async+redis://` or, for a Redis Cluster,
-`async+redis+cluster://`, the redis-py implementation).
+moving window (https://limits.readthedocs.io/, the redis-py implementation), over the queue's
+client of the same URL (`service.redis_client`) or, for a Redis Cluster, over `limits`' own
+(`async+redis+cluster://`).
 In memory it is `MovingWindow` below: `limits`' in-memory storages sweep expired entries on
 threads (a thread round trip per hit for the asyncio one, a new thread every 10 ms of activity
 for the other), which cost a call start more than the count itself.
@@ -19,13 +20,14 @@ import time
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING
 
-from service.redis_client import redis_failures
+from service.redis_client import redis_failures, single_redis_client
 from service.redis_reports import log_redis_failure
 from service.redis_urls import cluster_nodes_text, parse_cluster_url
 
 if TYPE_CHECKING:
     from limits import RateLimitItem
     from limits.aio.strategies import MovingWindowRateLimiter
+    from redis.asyncio import Redis
 
 log = logging.getLogger("callbridge.ratelimit")
 
@@ -79,6 +81,7 @@ class RateLimiter:
         self._shared: tuple[MovingWindowRateLimiter, RateLimitItem] | None = None
         self._storage_errors: tuple[type[Exception], ...] = (OSError,)
         self._layout_unread: asyncio.Lock | None = None
+        self._client: Redis | None = None
         if redis_url is None:
             self._local = MovingWindow(burst, window_s)
             return
@@ -91,7 +94,15 @@ class RateLimiter:
         cluster = parse_cluster_url(redis_url)
         shared: storage.RedisStorage
         if cluster is None:
-            shared = storage.RedisStorage(f"async+{redis_url}", implementation="redispy")
+            # `limits` reads a URL itself only as host:port (no default port, no unix://):
+            # it is given the connections of the client the queue makes of the same URL.
+            self._client = single_redis_client(redis_url, longest_block_ms=0)
+            shared = storage.RedisStorage(
+                "async+redis://",
+                implementation="redispy",
+                # Documented, though typed as taking scalar options only.
+                connection_pool=self._client.connection_pool,  # type: ignore[arg-type]
+            )
         else:
             # `limits` reads only the nodes from a cluster URL: the rest goes as options.
             shared = storage.RedisClusterStorage(
@@ -130,6 +141,11 @@ class RateLimiter:
             log_redis_failure(log, exc, "rate limit not checked (storage: %s)")
             return 0.0
         return max(0.001, stats.reset_time - time.time())
+
+    async def aclose(self) -> None:
+        """Close the connections to Redis, if any (it reconnects if used again)."""
+        if self._client is not None:
+            await self._client.aclose()
 
     async def _read_layout(self, limiter: MovingWindowRateLimiter) -> None:
         """Have the cluster client read the cluster's layout, one start at a time until it

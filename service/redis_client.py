@@ -1,4 +1,5 @@
-"""How callbridge talks to Redis: one client policy for the queue and the call directory.
+"""How callbridge talks to Redis: one client policy for the queue, the call directory and the
+rate limits.
 
 The URLs it takes are read by `service.redis_urls`.
 
@@ -46,20 +47,31 @@ never its value."""
 
 
 def refusal(url: str) -> str | None:
-    """Why the Redis `url` names cannot serve us, by its own answer to `INFO cluster` (a
-    blocking probe at start-up, at most `CONNECT_TIMEOUT_S` per step): it refuses the
-    credentials, or a `redis://` URL names a node of a Redis Cluster (whose other slots would
-    answer MOVED forever). None when it serves, or cannot be reached now: an outage the
-    service rides out. The reason never quotes the URL."""
+    """Why the Redis `url` names cannot serve us, by its own answers to the connection's
+    handshake and to `INFO cluster` (a blocking probe at start-up, at most `CONNECT_TIMEOUT_S`
+    per step): it refuses the credentials, or what the URL asks of the connection (a database
+    it does not have, a protocol or client name it does not take), or a `redis://` URL names a
+    node of a Redis Cluster (whose other slots would answer MOVED forever). None when it
+    serves, or cannot be reached now: an outage the service rides out. The reason never quotes
+    the URL."""
     if parse_cluster_url(url) is not None:
         return None
     from redis import Redis
-    from redis.exceptions import AuthenticationError, RedisError
+    from redis.exceptions import AuthenticationError, NoPermissionError, RedisError, ResponseError
 
     client = Redis.from_url(
         url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=CONNECT_TIMEOUT_S
     )
     try:
+        # Connecting runs the handshake the URL asks for (AUTH or HELLO, CLIENT SETNAME,
+        # SELECT); Redis refusing one of them is refused at every connection, not an outage.
+        try:
+            client.connection_pool.release(client.connection_pool.get_connection())
+        except ResponseError as exc:
+            if isinstance(exc, NoPermissionError):
+                raise
+            # Redis' text says what it refuses ("DB index is out of range"), nothing secret.
+            return f"Redis refuses to open a connection as CALLBRIDGE_QUEUE asks ({exc})"
         info = client.info("cluster")
     except AuthenticationError:
         # redis-py raises it for NOAUTH (a password is needed) and WRONGPASS alike.
@@ -85,19 +97,9 @@ def redis_client(url: str, *, longest_block_ms: int) -> RedisClient:
     redis-py still follows MOVED and ASK redirections, and after a connection error it reads
     the cluster's layout again before the next command.
     """
-    from redis.asyncio import Redis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
-    options: dict[str, Any] = {
-        "decode_responses": True,
-        "socket_connect_timeout": CONNECT_TIMEOUT_S,
-        "socket_timeout": longest_block_ms / 1000 + REPLY_MARGIN_S,
-        "retry": Retry(NoBackoff(), 0),
-    }
     cluster = parse_cluster_url(url)
     if cluster is None:
-        return Redis.from_url(url, **options)
+        return single_redis_client(url, longest_block_ms=longest_block_ms)
     from redis.asyncio.cluster import ClusterNode
 
     from service.redis_cluster import InitializedRedisCluster
@@ -106,8 +108,28 @@ def redis_client(url: str, *, longest_block_ms: int) -> RedisClient:
         startup_nodes=[ClusterNode(host, port) for host, port in cluster.nodes],
         max_connections=_CLUSTER_MAX_CONNECTIONS,
         # The URL's options win, as with `Redis.from_url`.
-        **{**options, **cluster.options},
+        **{**_client_options(longest_block_ms), **cluster.options},
     )
+
+
+def single_redis_client(url: str, *, longest_block_ms: int) -> Redis:
+    """`redis_client` for a URL naming one Redis (`redis://`, `rediss://`, `unix://`), as
+    redis-py reads it: the port defaults to 6379 and the database to 0."""
+    from redis.asyncio import Redis
+
+    return Redis.from_url(url, **_client_options(longest_block_ms))
+
+
+def _client_options(longest_block_ms: int) -> dict[str, Any]:
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return {
+        "decode_responses": True,
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "socket_timeout": longest_block_ms / 1000 + REPLY_MARGIN_S,
+        "retry": Retry(NoBackoff(), 0),
+    }
 
 
 async def redis_now_ms(redis: RedisClient, key: str) -> int:

@@ -1,6 +1,8 @@
 """Redis URLs: which name a Redis, which a Redis Cluster, and whether one can be used.
 
-A URL names one Redis (`redis://`, `rediss://` for TLS, `unix://`) or a Redis Cluster:
+A URL names one Redis (`redis://`, `rediss://` for TLS, `unix://`; a database number as the
+path of the first two or as `?db=`, as redis-py reads them:
+https://redis.io/docs/latest/develop/clients/connection-urls/) or a Redis Cluster:
 `redis+cluster://[user:password@]host[:port][,host[:port]...][?option=value...]`
 (`rediss+cluster://` for TLS), the nodes to discover the cluster from (port 6379 unless
 given), as the `limits` library writes it (https://limits.readthedocs.io/en/stable/storage.html).
@@ -10,6 +12,7 @@ imported only when a Redis URL is read.
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Final
@@ -50,6 +53,14 @@ _BAD_NODE: Final = (
 )
 
 
+# redis-py reads a redis:// path as a database number by dropping every '/' (`/3/4` is 34)
+# and, when what is left is not a number, uses database 0 without a word.
+_DATABASE_PATH: Final = re.compile(r"/?|/[0-9]+")
+_BAD_DATABASE: Final = "the path of a Redis URL is one database number (/0, /1, ...) or nothing"
+# redis-py ignores a unix:// URL's host: `unix://tmp/redis.sock` would be /redis.sock.
+_BAD_SOCKET: Final = "a unix:// URL names its socket by an absolute path: unix:///path/to/socket"
+
+
 def parse_cluster_url(url: str) -> ClusterUrl | None:
     """`url` taken apart when it names a Redis Cluster, else None. Raises `ValueError` when it
     names one badly (no host, a bad port, a database other than 0, an unknown option value)."""
@@ -72,7 +83,9 @@ def parse_cluster_url(url: str) -> ClusterUrl | None:
     # redis-py's own reading of the first node as a plain URL: credentials, TLS and options.
     plain = f"{'rediss' if tls else 'redis'}://{credentials}{_netloc(host, port)}/?{parts.query}"
     options: dict[str, Any] = dict(parse_url(plain))
-    for single_only in ("host", "port", "db"):
+    if options.pop("db", 0) != 0:
+        raise ValueError("a Redis Cluster has database 0 only")
+    for single_only in ("host", "port"):
         options.pop(single_only, None)
     if options.pop("connection_class", None) is SSLConnection:
         options["ssl"] = True
@@ -98,8 +111,10 @@ def _netloc(host: str, port: int) -> str:
 
 def check_redis_url(url: str) -> None:
     """Raise `ValueError` when the Redis or Redis Cluster `url` cannot be used: a host or port
-    that cannot be read, or a query option redis-py does not take (which it would only refuse
-    at the first connection). The messages never quote the URL, which may hold a password."""
+    that cannot be read, a path that is not one database number (or a socket's absolute path,
+    for `unix://`), the database named twice, or a query option redis-py does not take (which
+    it would only refuse at the first connection). The messages never quote the URL, which may
+    hold a password."""
     cluster = parse_cluster_url(url)
     if cluster is not None:
         options = cluster.options
@@ -109,8 +124,16 @@ def check_redis_url(url: str) -> None:
             port = parts.port
         except ValueError:
             raise ValueError(_BAD_NODE) from None
-        if parts.scheme != "unix" and (not parts.hostname or port == 0):
+        if parts.scheme == "unix":
+            if parts.hostname or not parts.path:
+                raise ValueError(_BAD_SOCKET)
+        elif not parts.hostname or port == 0:
             raise ValueError(_BAD_NODE)
+        elif _DATABASE_PATH.fullmatch(parts.path) is None:
+            raise ValueError(_BAD_DATABASE)
+        elif parts.path.strip("/") and "db" in urllib.parse.parse_qs(parts.query):
+            # redis-py would take ?db= and drop the path's without a word.
+            raise ValueError("the database is named twice, by the path and by ?db=")
         from redis.asyncio.connection import parse_url
 
         options = dict(parse_url(url))

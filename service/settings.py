@@ -7,7 +7,7 @@ import ipaddress
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -20,7 +20,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from service.handoffs.queue import claim_idle_s, worst_case_answer_s
 from service.ice_servers import IceServers, SharedSecret, TurnCredential, is_turn
@@ -68,6 +74,29 @@ Secret = Annotated[SecretStr | None, BeforeValidator(_secret_or_unset)]
 surrounding whitespace is not part of the secret (see README, Secrets)."""
 
 
+def _is_secret(field: FieldInfo) -> bool:
+    return any(getattr(meta, "func", None) is _secret_or_unset for meta in field.metadata)
+
+
+class _Environment(EnvSettingsSource):
+    """The environment, where a secret setting read from several variables takes the first
+    that holds a secret.
+
+    pydantic-settings takes the first variable present, even blank; `Secret` then makes blank
+    unset, so `CALLBRIDGE_API_KEY=` (as a .env template exports it) would hide the key in
+    `OPENAI_API_KEY`. A blank value is passed on only when no name holds more.
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        found = super().get_field_value(field, field_name)
+        if _is_secret(field) and _secret_or_unset(found[0]) is None:
+            for key, name, complex_value in self._extract_field_info(field, field_name):
+                value = self.env_vars.get(name)
+                if _secret_or_unset(value) is not None:
+                    return value, key, complex_value
+        return found
+
+
 class ConfigurationError(ValueError):
     """The settings are valid one by one but cannot run the service together; the message is
     one line naming the settings involved."""
@@ -104,6 +133,17 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True)
     _tokens_of: SecretStr | None = PrivateAttr(default=None)
     _tokens: tuple[str, ...] = PrivateAttr(default=())
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _Environment(settings_cls), dotenv_settings, file_secret_settings
 
     # Provider
     provider: Literal["local", "openai", "azure"] = Field(

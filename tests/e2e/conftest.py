@@ -19,7 +19,13 @@ from tests.e2e.redis_cluster import (  # noqa: F401
     redis_cluster_servers,
     shared_redis,
 )
-from tests.e2e.redis_server import open_queue, redis, redis_server  # noqa: F401
+from tests.e2e.redis_server import (  # noqa: F401
+    open_queue,
+    redis,
+    redis_server,
+    redis_server_on_a_unix_socket,
+    redis_server_on_the_default_port,
+)
 from tests.e2e.servers import running_server
 from tests.unit.sdp_samples import AIORTC_OFFER
 

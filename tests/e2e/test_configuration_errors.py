@@ -1,6 +1,6 @@
 """`callbridge serve` refuses a configuration it cannot run with one line naming the setting.
 
-Each case runs the real command; it must exit before it listens, so no port is needed.
+Each case runs the real command; a refusal must come before it listens, so no port is needed.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from redis import Redis
 
 from service.settings import Settings
+from tests.e2e.processes import Process, free_port
 from tests.e2e.redis_cluster import RedisClusterServers
 from tests.e2e.redis_server import RedisServer
 
@@ -57,6 +58,22 @@ def test_a_call_token_secret_without_api_tokens_is_refused() -> None:
 
 def test_openai_without_a_key_is_refused() -> None:
     _one_line_naming(_serve(provider="openai"), "CALLBRIDGE_API_KEY")
+
+
+def test_an_empty_callbridge_api_key_leaves_the_key_in_openai_api_key_to_serve_with(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    environment = {
+        "CALLBRIDGE_PROVIDER": "openai",
+        "CALLBRIDGE_API_KEY": "",
+        "OPENAI_API_KEY": "sk-proj-0123456789abcdefghij",
+    }
+    serve = Process(["serve", "--port", str(port)], environment, tmp_path / "serve.log").start()
+    try:
+        serve.wait_http(f"http://127.0.0.1:{port}/healthz")
+    finally:
+        serve.stop()
 
 
 def test_azure_without_a_key_is_refused() -> None:
@@ -287,6 +304,35 @@ def test_a_worker_refuses_a_redis_url_with_an_unencoded_password_without_quoting
     result = _configured(["worker"], queue="redis://:s3cr3t:PW/rest@127.0.0.1:1")
     _one_line_naming(result, "CALLBRIDGE_QUEUE")
     assert "s3cr3t" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:1/abc",
+        "redis://127.0.0.1:1/0abc",
+        "rediss://127.0.0.1:1/3/4",
+        "redis://127.0.0.1:1/-1",
+        "redis://127.0.0.1:1/3?db=4",
+    ],
+)
+def test_a_redis_url_whose_path_is_not_one_database_number_is_refused(url: str) -> None:
+    assert "database" in _one_line_naming(_serve(queue=url), "CALLBRIDGE_QUEUE")
+
+
+@pytest.mark.parametrize("url", ["unix://", "unix://tmp/redis.sock"])
+def test_a_unix_url_without_an_absolute_socket_path_is_refused(url: str) -> None:
+    assert "unix:///" in _one_line_naming(_serve(queue=url), "CALLBRIDGE_QUEUE")
+
+
+@pytest.mark.parametrize("database", ["/99", "/?db=99"])
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["worker"]])
+def test_a_database_the_redis_does_not_have_is_a_configuration_error(
+    redis_server: RedisServer, database: str, command: list[str]
+) -> None:
+    url = f"redis://127.0.0.1:{redis_server.port}{database}"
+    line = _one_line_naming(_configured(command, queue=url), "CALLBRIDGE_QUEUE")
+    assert "DB index is out of range" in line
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,13 +18,14 @@ import pytest
 from service.server import bind_host
 from service.settings import Settings
 from tests.e2e.processes import Process, free_port
+from tests.e2e.redis_server import RedisServer
 
 Lines = list[dict[str, Any]]
 
 
-@pytest.fixture(scope="module")
-def first_screen(tmp_path_factory: pytest.TempPathFactory) -> Lines:
-    """Every line `callbridge serve` logged from its start to its exit, as JSON objects."""
+def _serve_once(workdir: Path, **settings: str) -> Lines:
+    """Every line `callbridge serve` with the stand-in embedded and `settings` (`CALLBRIDGE_` +
+    each name) logged from its start to its exit, as JSON objects."""
     port = free_port()
     process = Process(
         ["serve", "--port", str(port)],
@@ -31,8 +33,9 @@ def first_screen(tmp_path_factory: pytest.TempPathFactory) -> Lines:
             "CALLBRIDGE_PROVIDER": "local",
             "CALLBRIDGE_LOG_FORMAT": "json",
             "CALLBRIDGE_LOG_LEVEL": "INFO",
+            **{f"CALLBRIDGE_{name.upper()}": value for name, value in settings.items()},
         },
-        tmp_path_factory.mktemp("serve") / "serve.log",
+        workdir / "serve.log",
     ).start()
     assert process.proc is not None
     try:
@@ -44,6 +47,16 @@ def first_screen(tmp_path_factory: pytest.TempPathFactory) -> Lines:
     finally:
         process.stop()
     return [json.loads(line) for line in process.output().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def first_screen(tmp_path_factory: pytest.TempPathFactory) -> Lines:
+    """Every line `callbridge serve` logged from its start to its exit, as `make run` starts it."""
+    return _serve_once(tmp_path_factory.mktemp("serve"))
+
+
+def _stand_in_warnings(lines: Lines) -> list[str]:
+    return [e["msg"] for e in lines if e["level"] == "warning" and "stand-in" in e["msg"]]
 
 
 @pytest.mark.parametrize(
@@ -93,3 +106,17 @@ def test_an_open_api_is_a_warning_only_when_the_address_asked_for_is_refused(
     assert [(r.levelname, "no API token configured" in r.getMessage()) for r in caplog.records] == [
         (level, True)
     ]
+
+
+def test_an_embedded_stand_in_beside_a_redis_queue_is_warned_about_once(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    warnings = _stand_in_warnings(_serve_once(tmp_path, queue=redis_server.url))
+    assert len(warnings) == 1
+    assert "CALLBRIDGE_PROVIDER_URL" in warnings[0]
+
+
+def test_an_embedded_stand_in_beside_the_memory_queue_is_not_warned_about(
+    first_screen: Lines,
+) -> None:
+    assert _stand_in_warnings(first_screen) == []

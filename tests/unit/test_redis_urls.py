@@ -49,6 +49,7 @@ def test_an_ipv6_node_is_written_back_in_brackets() -> None:
     ("url", "problem"),
     [
         ("redis+cluster://h:7000/1", "database 0"),
+        ("redis+cluster://h:7000?db=1", "database 0"),
         ("redis+cluster://h:7000,:7001", "needs a host"),
         ("redis+cluster://h:notaport", "port from 1 to 65535"),
         ("redis+cluster://h:70000", "port from 1 to 65535"),
@@ -96,6 +97,14 @@ def test_redis_urls_are_known_by_their_scheme(url: str, redis: bool) -> None:
 
 def test_the_queue_setting_takes_a_cluster_url() -> None:
     url = "rediss+cluster://10.0.0.1:7000,10.0.0.2:7000"
+    assert Settings(queue=url).queue == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://h", "redis://h/", "redis://h:6380/15", "rediss://h/?db=3", "unix:///run/r.sock?db=3"],
+)
+def test_the_queue_setting_takes_a_database_by_its_path_or_by_db(url: str) -> None:
     assert Settings(queue=url).queue == url
 
 
