@@ -130,7 +130,12 @@ class Settings(BaseSettings):
     The README's settings table is generated from these fields' descriptions.
     """
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True)
+    # An empty variable is an unset one: a .env template or a compose file's `${VAR:-}`
+    # exports `CALLBRIDGE_X=` for a setting it leaves alone, which must not refuse to start
+    # (an integer) or mean something other than the default (a URL, a list).
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True, env_ignore_empty=True
+    )
     _tokens_of: SecretStr | None = PrivateAttr(default=None)
     _tokens: tuple[str, ...] = PrivateAttr(default=())
 
