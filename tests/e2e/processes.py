@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +59,17 @@ class Process:
             except httpx.HTTPError:
                 time.sleep(0.1)
         raise TimeoutError(f"{url} did not answer:\n{self.output()}")
+
+    @contextlib.contextmanager
+    def stalled(self) -> Iterator[None]:
+        """Freeze the process (SIGSTOP) for the block, as a stalled machine would be: its
+        sockets stay open, but it reads, answers and renews nothing until it goes on (SIGCONT)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.proc.send_signal(signal.SIGCONT)
 
     def output(self) -> str:
         """What the process has logged so far."""
