@@ -13,10 +13,12 @@ One call (tag: the call id), the bulk of what is stored and written:
 - `callbridge:{<call_id>}:state` — the call's saved state (`service.calls.store`).
 - `callbridge:{<call_id>}:events` — its event log, served as SSE.
 - `callbridge:{<call_id>}:deleted` — present once the call was deleted through the API.
+- `callbridge:{<call_id>}:hung-up` — present once an instance other than the call's owner hung
+  it up at the provider for a hang-up or deletion through the API, the owner not answering.
 
 A save writes the state and appends the events in one transaction, and a load reads the
-state with the deleted mark, so these three share the call's slot; every call has its own, so
-calls spread over the cluster.
+state with both marks, so these four share the call's slot; every call has its own, so calls
+spread over the cluster.
 
 Ownership and handoffs (tag: `{callbridge}`), one slot for all calls and instances:
 
@@ -100,6 +102,10 @@ class RedisKeys:
     def deleted(self, call_id: str) -> str:
         """The mark of a call deleted through the API."""
         return f"{self.prefix}:{{{call_id}}}:deleted"
+
+    def hung_up(self, call_id: str) -> str:
+        """The mark of a call hung up at the provider by an instance other than its owner."""
+        return f"{self.prefix}:{{{call_id}}}:hung-up"
 
     # Ownership and handoffs
 

@@ -16,6 +16,7 @@ from signaling.realtime import (
     Connect,
     Delegation,
     EndCall,
+    EndReason,
     EnqueueHandoff,
     HangUp,
     SendEvent,
@@ -24,6 +25,9 @@ from signaling.realtime.sideband import Sideband, SidebandError, SidebandRefused
 
 Enqueue = Callable[[Delegation], Awaitable[None]]
 HangUpAtProvider = Callable[[CallId], Awaitable[bool]]
+HungUpElsewhere = Callable[[CallId], Awaitable[bool]]
+"""Whether another instance hung the call up at the provider for the API while this one, its
+owner, did not answer (`CallManager`); never raises."""
 
 
 class CallEffects:
@@ -34,11 +38,13 @@ class CallEffects:
         state: CallState,
         sideband: Sideband,
         hang_up: HangUpAtProvider,
+        hung_up_elsewhere: HungUpElsewhere,
         enqueue: Enqueue,
         reporter: CallReporter,
         finished: Callable[[], None],
     ) -> None:
         self.state, self.sideband, self._hang_up = state, sideband, hang_up
+        self._hung_up_elsewhere = hung_up_elsewhere
         self._enqueue, self._reporter, self._finished = enqueue, reporter, finished
 
     async def apply(self, actions: list[Action]) -> None:
@@ -102,6 +108,13 @@ class CallEffects:
         try:
             await self.sideband.connect()
         except SidebandRefused as exc:
+            # A call the provider no longer has may be one another instance hung up for the
+            # API while this one did not answer: that hang-up, a command like any other, is
+            # reported instead, so the call ends as hung up rather than by the provider's hand.
+            # The core hangs up again: a 404 at worst, and no call left live should that
+            # instance have died between its mark and its own hang-up.
+            if await self._hung_up_elsewhere(self._reporter.call.call_id):
+                return self.state.end(EndReason.HANGUP)
             return self.state.join_failed(exc.status, exc.code, time.time(), exc.message)
         except SidebandError as exc:
             return self.state.join_failed(None, None, time.time(), str(exc))

@@ -344,6 +344,7 @@ class CallManager:
             self._enqueue,
             offer_received_at=offer_received_at,
             on_end=self._ended_call,
+            hung_up_elsewhere=self._hung_up_elsewhere,
         )
         self.sessions[call_id] = session
         ACTIVE_CALLS.inc()
@@ -593,6 +594,13 @@ class CallManager:
         if isinstance(command, GetCall):
             return stored.view
         if isinstance(command, HangUp | DeleteCall):
+            _, store = self._cluster()
+            # Marked before the provider hears of it: the owner, once it answers again, finds
+            # its call gone at the provider, and must learn that a hang-up is why.
+            try:
+                await store.mark_hung_up(command.call_id)
+            except redis_failures() as failure:
+                raise OwnerUnreachable(redis_trouble(failure)) from None
             await self._hang_up_at_provider(command.call_id)
             return await self._ended_answer(command, stored)
         raise OwnerUnreachable(f"the call's owner cannot be reached: {exc}") from None
@@ -658,6 +666,20 @@ class CallManager:
             return await store.load(call_id)
         except redis_failures() as exc:
             raise OwnerUnreachable(redis_trouble(exc)) from None
+
+    async def _hung_up_elsewhere(self, call_id: CallId) -> bool:
+        """Whether another instance hung `call_id` up at the provider for the API while this
+        one, its owner, did not answer (`_owner_silent`). False without Redis, and when Redis
+        cannot tell: the call then ends as what the provider's refusal says."""
+        if self.store is None:
+            return False
+        try:
+            return await self.store.is_hung_up(call_id)
+        except redis_failures() as exc:
+            log_redis_failure(
+                log, exc, "cannot tell whether %s was hung up elsewhere (redis: %s)", call_id
+            )
+            return False
 
     async def _hang_up_at_provider(self, call_id: str) -> None:
         # Retried in the background (and, with Redis, by any instance) until confirmed.
@@ -761,6 +783,9 @@ class CallManager:
           may see it), so it is hung up at the provider rather than left live there, billed and
           unserved.
         - Its saved state cannot be restored: hung up likewise.
+        - It was being hung up: its owner died during it (`Hangups`), or another instance hung
+          it up for the API while its owner did not answer (`_owner_silent`). It is restored
+          only to end as hung up, not joined again.
 
         A hang-up is recorded in Redis before it is tried, so that another instance carries it
         on should this one die; the call is taken off the live calls only after that (a death in
@@ -792,8 +817,9 @@ class CallManager:
                 self._reserved -= 1
                 await self._unlist(call_id)
                 return False
-            # Its owner died while hanging it up: end it rather than join it again.
-            hanging_up = await self.hangups.pending(call_id)
+            # Its owner died while hanging it up, or another instance hung it up for the API
+            # while its owner did not answer: end it rather than join it again.
+            hanging_up = stored.hung_up or await self.hangups.pending(call_id)
             try:
                 self._restore(call_id, stored, hanging_up=hanging_up)
             except (KeyError, TypeError, ValueError) as exc:
@@ -832,7 +858,7 @@ class CallManager:
         self.directory.adopt(call_id)
         self._leased.add(call_id)
         if hanging_up:
-            # Its end reason died with the owner; a hang-up is what it was getting.
+            # Its end reason was never saved; a hang-up is what it was getting.
             self._spawn(session.end(EndReason.HANGUP))
         else:
             session.start()

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from service.calls.effects import CallEffects, Enqueue, HangUpAtProvider
+from service.calls.effects import CallEffects, Enqueue, HangUpAtProvider, HungUpElsewhere
 from service.calls.errors import OwnerUnreachable
 from service.calls.gate import HandoverGate
 from service.calls.record import Call
@@ -44,6 +44,7 @@ class CallSession:
         *,
         offer_received_at: float,
         on_end: Callable[[Call], None],
+        hung_up_elsewhere: HungUpElsewhere,
     ) -> None:
         self.call, self.state, self.sideband, self.stream = call, state, sideband, stream
         self._on_end = on_end
@@ -51,7 +52,9 @@ class CallSession:
         self._task: asyncio.Task[None] | None = None
         self._log = logging.LoggerAdapter(log, {"call_id": call.call_id})
         reporter = CallReporter(call, stream, self._log, offer_received_at)
-        self._effects = CallEffects(state, sideband, hang_up, enqueue, reporter, self._finished)
+        self._effects = CallEffects(
+            state, sideband, hang_up, hung_up_elsewhere, enqueue, reporter, self._finished
+        )
         self.gate = HandoverGate()
 
     def start(self) -> None:

@@ -9,6 +9,9 @@ Keys (names and hash slots in `service.redis_keys`):
   `events_maxlen` entries; the entry id is the SSE `id`.
 - the call's deleted mark — present once the call was deleted through the API (for
   `retention_s`): every instance then answers that it is gone.
+- the call's hung-up mark — present once an instance other than the owner hung the call up at
+  the provider for the API, its owner not answering (for `retention_s`): the owner, finding its
+  call gone at the provider, and any instance taking the call over then end it as hung up.
 - the calls' summaries: a hash of each live call's record without its growing parts
   (`record.summary`), for listing calls without reading their transcripts.
 
@@ -65,12 +68,13 @@ class KeptEvents:
 
 @dataclass(frozen=True, slots=True)
 class StoredCall:
-    """What `CallStore.load` returns: the parts of a saved call."""
+    """What `CallStore.load` returns: the parts of a saved call, and its marks."""
 
     record: dict[str, Any]
     view: dict[str, Any]
     core: dict[str, Any]
     deleted: bool = False
+    hung_up: bool = False
 
 
 class CallStore:
@@ -121,13 +125,16 @@ class CallStore:
 
     async def load(self, call_id: str) -> StoredCall | None:
         """The saved call, or None when none is kept (unknown, or expired)."""
-        raw, deleted = await self._redis.mget(
-            self._keys.state(call_id), self._keys.deleted(call_id)
+        keys = self._keys
+        raw, deleted, hung_up = await self._redis.mget(
+            keys.state(call_id), keys.deleted(call_id), keys.hung_up(call_id)
         )
         if raw is None:
             return None
         data = json.loads(raw)
-        return StoredCall(data["record"], data["view"], data["core"], deleted is not None)
+        return StoredCall(
+            data["record"], data["view"], data["core"], deleted is not None, hung_up is not None
+        )
 
     async def mark_deleted(self, call_id: str) -> None:
         """Record that the call was deleted through the API (kept for `retention_s`)."""
@@ -136,6 +143,15 @@ class CallStore:
     async def is_deleted(self, call_id: str) -> bool:
         """Whether `mark_deleted` was called for the call (within `retention_s`)."""
         return bool(await self._redis.exists(self._keys.deleted(call_id)))
+
+    async def mark_hung_up(self, call_id: str) -> None:
+        """Record that an instance other than the call's owner is hanging it up at the
+        provider for the API (kept for `retention_s`)."""
+        await self._redis.set(self._keys.hung_up(call_id), "1", px=self._retention_ms)
+
+    async def is_hung_up(self, call_id: str) -> bool:
+        """Whether `mark_hung_up` was called for the call (within `retention_s`)."""
+        return bool(await self._redis.exists(self._keys.hung_up(call_id)))
 
     async def summaries(self, call_ids: Sequence[str]) -> list[dict[str, Any]]:
         """The saved summaries of live `call_ids` (one round trip), leaving out ended ones and

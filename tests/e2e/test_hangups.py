@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service.calls.hangups import Hangups
+from service.redis_keys import RedisKeys
 from signaling.ids import CallId
 from signaling.provider import ProviderClient
 from tests.e2e.conftest import RunningService, Serve, StartService
@@ -28,6 +30,12 @@ from tests.e2e.waiting import until
 from tests.unit.sdp_samples import AIORTC_OFFER
 
 KEY = "sk-test-hangups"
+KEYS = RedisKeys()
+# An owner stalled past the control timeout (the lesser of 5 s and two leases) keeps its calls:
+# the lease outlives the stall by far.
+SILENT_OWNER_LEASE_S = 15.0
+# An owner killed keeps its calls' leases until they lapse, after the control timeout (5 s).
+DEAD_OWNER_LEASE_S = 10.0
 
 
 async def _hangup_outcomes(client: httpx.AsyncClient) -> dict[str, float]:
@@ -181,7 +189,118 @@ async def test_a_call_whose_owner_died_while_hanging_it_up_is_ended_not_joined_a
     assert (record["owner"], record["end_reason"]) == ("b", "hangup")
 
 
-def _instance(name: str, provider_url: str, redis_server: RedisServer, tmp_path: Path) -> Process:
+async def test_a_call_hung_up_at_another_instance_while_its_owner_is_silent_ends_as_hung_up(
+    serve: Serve, redis_server: RedisServer, redis: Redis, tmp_path: Path
+) -> None:
+    provider = FaultyProvider()
+    provider_url = await serve(provider.app())
+    a, b = (
+        _instance(name, provider_url, redis_server, tmp_path, lease_s=SILENT_OWNER_LEASE_S)
+        for name in ("a", "b")
+    )
+    try:
+        urls = [await _answering(instance) for instance in (a, b)]
+        async with httpx.AsyncClient(timeout=30.0) as client:
+            call_id = await _call_started(client, urls[0])
+            await until(lambda: provider.connected.is_set())
+            with a.stalled():
+                hung_up = await client.post(f"{urls[1]}/v1/calls/{call_id}/hangup")
+            await until(lambda: _end_as_saved(redis, call_id))
+            records = [(await client.get(f"{url}/v1/calls/{call_id}")).json() for url in urls]
+            saved = await _end_as_saved(redis, call_id)
+    finally:
+        for instance in (a, b):
+            instance.stop()
+    assert hung_up.status_code == 200, hung_up.text
+    assert [(r["owner"], r["end_reason"]) for r in records] == [("a", "hangup")] * 2
+    assert saved == ("hangup", "hangup")
+
+
+async def test_a_call_deleted_at_another_instance_while_its_owner_is_silent_is_saved_as_hung_up(
+    serve: Serve, redis_server: RedisServer, redis: Redis, tmp_path: Path
+) -> None:
+    provider = FaultyProvider()
+    provider_url = await serve(provider.app())
+    a, b = (
+        _instance(name, provider_url, redis_server, tmp_path, lease_s=SILENT_OWNER_LEASE_S)
+        for name in ("a", "b")
+    )
+    try:
+        urls = [await _answering(instance) for instance in (a, b)]
+        async with httpx.AsyncClient(timeout=30.0) as client:
+            call_id = await _call_started(client, urls[0])
+            await until(lambda: provider.connected.is_set())
+            with a.stalled():
+                deleted = await client.delete(f"{urls[1]}/v1/calls/{call_id}")
+            await until(lambda: _end_as_saved(redis, call_id))
+            after = [(await client.get(f"{url}/v1/calls/{call_id}")).status_code for url in urls]
+            saved = await _end_as_saved(redis, call_id)
+    finally:
+        for instance in (a, b):
+            instance.stop()
+    assert deleted.status_code == 200, deleted.text
+    assert after == [410, 410]
+    assert saved == ("hangup", "hangup")
+
+
+async def test_a_call_hung_up_for_its_dead_owner_is_ended_as_hung_up_by_its_successor(
+    serve: Serve, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    provider = FaultyProvider()
+    provider_url = await serve(provider.app())
+    a, b = (
+        _instance(name, provider_url, redis_server, tmp_path, lease_s=DEAD_OWNER_LEASE_S)
+        for name in ("a", "b")
+    )
+    try:
+        urls = [await _answering(instance) for instance in (a, b)]
+        async with httpx.AsyncClient(timeout=30.0) as client:
+            call_id = await _call_started(client, urls[0])
+            await until(lambda: provider.connected.is_set())
+            assert a.proc is not None
+            a.proc.kill()
+            a.proc.wait()
+            # Sent straight to the provider, a's lease not having lapsed yet.
+            hung_up = await client.post(f"{urls[1]}/v1/calls/{call_id}/hangup")
+
+            async def ended_at_b() -> bool:
+                record = (await client.get(f"{urls[1]}/v1/calls/{call_id}")).json()
+                return bool(record.get("state") == "ended")
+
+            await until(ended_at_b)
+            record = (await client.get(f"{urls[1]}/v1/calls/{call_id}")).json()
+    finally:
+        for instance in (a, b):
+            instance.stop()
+    assert hung_up.status_code == 200, hung_up.text
+    assert provider.sideband_attempts == 1, "joined by its first owner only"
+    assert (record["owner"], record["end_reason"]) == ("b", "hangup")
+
+
+async def _call_started(client: httpx.AsyncClient, url: str) -> str:
+    started = await client.post(
+        f"{url}/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
+    )
+    assert started.status_code == 201, started.text
+    return started.headers["location"].rsplit("/", 1)[1]
+
+
+async def _end_as_saved(redis: Redis, call_id: str) -> tuple[str, str] | None:
+    """The end reasons of the call's saved record and of its event stream's final
+    `call.state` event, once its owner has saved its end (both in one transaction)."""
+    saved = await redis.get(KEYS.state(call_id))
+    view = json.loads(saved)["view"] if saved is not None else None
+    if view is None or view["state"] != "ended":
+        return None
+    [(_, last)] = await redis.xrevrange(KEYS.events(call_id), count=1) or []
+    fields = last or {}
+    assert fields.get("name") == "call.state", fields
+    return view["end_reason"], json.loads(fields["data"])["reason"]
+
+
+def _instance(
+    name: str, provider_url: str, redis_server: RedisServer, tmp_path: Path, lease_s: float = 2.0
+) -> Process:
     settings = {
         "CALLBRIDGE_PROVIDER": "openai",
         "CALLBRIDGE_PROVIDER_URL": provider_url,
@@ -189,7 +308,7 @@ def _instance(name: str, provider_url: str, redis_server: RedisServer, tmp_path:
         "CALLBRIDGE_QUEUE": redis_server.url,
         "CALLBRIDGE_PORT": str(free_port()),
         "CALLBRIDGE_INSTANCE_ID": name,
-        "CALLBRIDGE_CALL_LEASE_S": "2",
+        "CALLBRIDGE_CALL_LEASE_S": str(lease_s),
     }
     return Process(["serve"], settings, tmp_path / f"instance-{name}.log").start()
 

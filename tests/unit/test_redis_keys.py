@@ -162,8 +162,9 @@ def test_the_ownership_keys_of_any_calls_and_instances_share_one_slot(
 
 
 @given(call_ids)
-def test_a_calls_state_events_and_deleted_mark_share_its_slot(call: str) -> None:
-    assert len(slots([KEYS.state(call), KEYS.events(call), KEYS.deleted(call)])) == 1
+def test_a_calls_state_events_and_marks_share_its_slot(call: str) -> None:
+    keys = [KEYS.state(call), KEYS.events(call), KEYS.deleted(call), KEYS.hung_up(call)]
+    assert len(slots(keys)) == 1
 
 
 def test_the_calls_summaries_have_a_slot_of_their_own() -> None:
