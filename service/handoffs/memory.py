@@ -56,6 +56,9 @@ class MemoryQueue:
         self._in_flight.pop(job.token, None)
         self._jobs.put_nowait(job)
 
+    async def leave(self, consumer: str) -> None:
+        """Nothing is kept per worker."""
+
     async def publish(self, reply_to: str, event: HandoffEvent) -> None:
         """Deliver a worker event to the owner."""
         self._events[reply_to].put_nowait(event)

@@ -134,6 +134,12 @@ class HandoffQueue(Protocol):
     async def release(self, job: HandoffJob) -> None:
         """Give the job back unprocessed (worker shutting down) for another worker."""
 
+    async def leave(self, consumer: str) -> None:
+        """The worker that read as `consumer` has stopped, its jobs finished or given back: forget
+        the consumer, unless it still holds a job (one given back, until another worker takes
+        it), whose record must outlive it. Never raises: a backend that cannot forget it now
+        leaves it to its clean-up of idle consumers."""
+
     async def publish(self, reply_to: str, event: HandoffEvent) -> None:
         """Send a worker's event to the owning instance."""
 

@@ -25,6 +25,13 @@ is given the results stream of the owner its caller expects (the instance that a
 always right): when the lease names another, it appends nothing and names that owner, and
 the caller runs it again with that owner's stream.
 
+The handoff group's consumers are the workers (`worker-<pid>`, `<instance>-worker`), and a
+consumer stays in the group until deleted, so each one started adds one. A consumer is deleted
+when its worker stops (`leave`), and consumers of workers that died are deleted by the live
+workers, once idle for `FORGET_AFTER_CLAIMS` claim idle times; either way only a consumer
+with no pending entries, in the script that looks (`_FORGET`), as its pending entries are what
+lets another worker claim its handoffs.
+
 A job's `delivery` is Redis' own per-entry delivery counter (XPENDING `times_delivered`) and its
 `token` is the stream entry id, so both stay right across workers and processes.
 
@@ -192,6 +199,53 @@ end
 return moved
 """
 )
+# KEYS[1]: the handoff stream. ARGV[1]: its consumer group, ARGV[2]: how long (ms) a consumer
+# must have been idle, ARGV[3]: the one consumer to look at ("" for all). Deletes those with no
+# pending entries and returns their names (none when Redis lost the stream or the group, and
+# the consumers with them). In a script, so that nothing is delivered to a consumer between the
+# look at its pending count and its deletion: DELCONSUMER drops the consumer's pending entries,
+# the only record of handoffs it took and never answered, which nobody could claim then.
+_FORGET: Final = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+    return {}
+end
+local consumers = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if consumers['err'] then
+    if string.sub(consumers['err'], 1, 8) == 'NOGROUP ' then
+        return {}
+    end
+    return consumers
+end
+local forgotten = {}
+for _, consumer in ipairs(consumers) do
+    local info = {}
+    for i = 1, #consumer, 2 do
+        info[consumer[i]] = consumer[i + 1]
+    end
+    if (ARGV[3] == '' or info['name'] == ARGV[3]) and info['pending'] == 0
+            and info['idle'] >= tonumber(ARGV[2]) then
+        redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+        forgotten[#forgotten + 1] = info['name']
+    end
+end
+return forgotten
+"""
+
+FORGET_AFTER_CLAIMS: Final = 4
+"""A consumer of the handoff group with no pending entries is deleted once idle this many
+claim idle times (`RedisStreamQueue.forget_idle_ms`).
+
+Claim idle times, because that is how long this deployment lets a worker be silent about a
+handoff before it counts the worker as dead (it outlasts the handler timeout). A live worker's
+consumer is never idle that long: while it runs handoffs it has pending entries, which keep
+it, and while it has room it reads every `block_ms`, which resets its idle time on Redis 7.2
+and later (https://redis.io/docs/latest/commands/xinfo-consumers/). Before 7.2 only a read that
+returns entries does, so a live worker left without work may lose its consumer; its next read
+creates it again, and as it held nothing, nothing is lost. Several rather than one, so that a
+worker merely stalled (a long pause, a partition from Redis it waits out) keeps its consumer;
+no more, so that the consumers of workers gone are few: those of the last 4 to 5 claim idle
+times (6 to 7.5 minutes with the defaults)."""
+
 # How many times a worker event is routed, its call changing owners between each: more than
 # one change during one round trip is already unheard of.
 _ROUTE_ATTEMPTS: Final = 4
@@ -225,6 +279,7 @@ class RedisStreamQueue:
         self._handoffs = self._keys.handoffs
         self._parked_ttl_ms = parked_ttl_ms
         self._reroute = self._redis.register_script(_REROUTE)
+        self._forget = self._redis.register_script(_FORGET)
         self._batch = CommandBatcher(self._redis)
         self._group = group
         self._claim_idle_ms = claim_idle_ms
@@ -237,6 +292,12 @@ class RedisStreamQueue:
         self._closed = asyncio.Event()
         # Set by `fail`/`release`: a job was just made claimable, so the next read sweeps first.
         self._claimable = False
+
+    @property
+    def forget_idle_ms(self) -> int:
+        """How long a consumer with no pending entries may be idle before the live workers
+        delete it (`FORGET_AFTER_CLAIMS` claim idle times)."""
+        return FORGET_AFTER_CLAIMS * self._claim_idle_ms
 
     @property
     def buffered(self) -> int:
@@ -311,7 +372,9 @@ class RedisStreamQueue:
         new entries are read up to that many per XREADGROUP, so that none waits here, growing
         idle towards being reclaimed by another consumer. Idle entries are swept (XAUTOCLAIM)
         when a read times out, when this queue has just made a job claimable (`fail`,
-        `release`), and otherwise at least every `block_ms` while new work keeps coming.
+        `release`), and otherwise at least every `block_ms` while new work keeps coming. At the
+        start and then every `claim_idle_ms`, consumers with no pending entries idle for
+        `forget_idle_ms` (their workers are gone) are deleted.
 
         An entry whose delivery count exceeds `max_deliveries` (its workers kept dying) is
         not yielded again: it is dead-lettered and its owner is sent a `failed` event.
@@ -320,6 +383,7 @@ class RedisStreamQueue:
         """
         cursor = _SWEEP_DONE
         sweep_at = 0.0
+        forget_at = 0.0
         group_missing = False
         delay = BACKOFF_MIN_S
         while not self._closed.is_set():
@@ -328,6 +392,9 @@ class RedisStreamQueue:
                 if group_missing:
                     await self._create_group(self._handoffs, self._group)
                     group_missing = False
+                if time.monotonic() >= forget_at:
+                    forget_at = time.monotonic() + self._claim_idle_ms / 1000
+                    await self._forget_idle_consumers()
                 claimed: HandoffJob | None = None
                 if cursor != _SWEEP_DONE or self._claimable or time.monotonic() >= sweep_at:
                     self._claimable = False
@@ -362,6 +429,20 @@ class RedisStreamQueue:
             for job in batch:
                 if job is not None:
                     yield job
+
+    async def _forget_idle_consumers(self) -> None:
+        """Delete the consumers of workers gone: no pending entries, idle `forget_idle_ms`."""
+        try:
+            forgotten = await self._forget(
+                keys=[self._handoffs], args=[self._group, self.forget_idle_ms, ""]
+            )
+        except ResponseError as exc:
+            # Housekeeping: Redis refusing it (our user may not run XINFO, say) must not stop
+            # the consuming. An outage is not caught: the consumer waits it out.
+            log_redis_failure(log, exc, "could not delete idle consumers: %s")
+            return
+        if forgotten:
+            log.debug("deleted %d idle consumers with no pending handoffs", len(forgotten))
 
     async def _claim_one(self, consumer: str, cursor: str) -> tuple[HandoffJob | None, str]:
         """One step of a sweep: claim one idle entry (None when there is none at `cursor`)."""
@@ -512,6 +593,20 @@ class RedisStreamQueue:
             log_redis_failure(
                 log, exc, "could not release handoff %s; reclaimed once idle: %s", job.token
             )
+
+    async def leave(self, consumer: str) -> None:
+        """Delete `consumer` from the group unless it has pending entries (in one script): its
+        worker has stopped. Entries given back (`release`) keep it until another worker claims
+        them; then the clean-up of idle consumers in `jobs` deletes it. Redis failing is logged,
+        and left to that clean-up too."""
+        try:
+            forgotten = await self._forget(keys=[self._handoffs], args=[self._group, 0, consumer])
+        except _FAILURES as exc:
+            log_redis_failure(log, exc, "could not delete consumer %s: %s", consumer)
+            return
+        if not forgotten:
+            # Or Redis never made it: Redis 7.0 makes none for a read that returns nothing.
+            log.debug("consumer %s not deleted: it holds handoffs given back", consumer)
 
     async def _make_claimable(self, job: HandoffJob, *, keep_delivery: bool) -> None:
         """Backdate the entry's last delivery by `claim_idle_ms` so the next XAUTOCLAIM takes it.

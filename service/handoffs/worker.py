@@ -30,8 +30,9 @@ _LONGEST_RETRY_S: Final = 2.0
 
 
 class Worker:
-    """Runs up to `concurrency` handoffs at once; `stop()` finishes or releases them, then
-    closes the handler's connections (a handler given as a URL keeps some open)."""
+    """Runs up to `concurrency` handoffs at once; `stop()` finishes or releases them, leaves
+    the queue (`HandoffQueue.leave`), then closes the handler's connections (a handler given as
+    a URL keeps some open)."""
 
     def __init__(
         self,
@@ -187,6 +188,8 @@ class Worker:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        # Not before: a consumer is forgotten only while it holds no job.
+        await self.queue.leave(self.name)
         if isinstance(self.handler, HoldsConnections):
             await self.handler.aclose()
 
