@@ -73,6 +73,7 @@ class LocalCall:
         reply_delay_s: float,
         created_at: float,
         speech: ProviderSpeech | None = None,
+        on_ended: Callable[[LocalCall], None] | None = None,
     ) -> None:
         self.call_id = call_id
         self.conversation = conversation
@@ -98,6 +99,7 @@ class LocalCall:
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reply_scheduled_for: str | None = None
+        self._on_ended = on_ended
 
     @property
     def state(self) -> CallState:
@@ -168,6 +170,8 @@ class LocalCall:
         if self._state == "ended":
             return False
         self._state = "ended"
+        if self._on_ended is not None:
+            self._on_ended(self)
         current = asyncio.current_task()
         for task in list(self._tasks):
             if task is not current:
@@ -298,7 +302,9 @@ class LocalCall:
 
 
 class CallRegistry:
-    """All calls of one provider instance, by id."""
+    """All calls of one provider instance, by id: the active ones, and the last
+    `config.ended_calls_kept` ended ones (so that a request for a call that just ended is
+    answered as for an ended call), each for at most twice `config.call_ttl_s`."""
 
     def __init__(
         self, config: LocalProviderConfig, clock: Callable[[], float] = time.monotonic
@@ -306,6 +312,8 @@ class CallRegistry:
         self._config = config
         self._clock = clock
         self._calls: dict[str, LocalCall] = {}
+        # Ended calls' ids, the earliest ended first.
+        self._ended: dict[str, None] = {}
         self._speech = ProviderSpeech(config)
 
     def create(
@@ -333,9 +341,18 @@ class CallRegistry:
             reply_delay_s=self._config.reply_delay_s,
             created_at=self._clock(),
             speech=self._speech if audio else None,
+            on_ended=self._ended_one,
         )
         self._calls[call.call_id] = call
         return call
+
+    def _ended_one(self, call: LocalCall) -> None:
+        if call.call_id in self._calls:
+            self._ended[call.call_id] = None
+        while len(self._ended) > self._config.ended_calls_kept:
+            oldest = next(iter(self._ended))
+            del self._ended[oldest]
+            del self._calls[oldest]
 
     def call_ids(self) -> list[str]:
         """The ids of every call the registry knows, active or ended, oldest first."""
@@ -351,8 +368,9 @@ class CallRegistry:
         return call if call is not None and call.state == "active" else None
 
     def forget(self, call: LocalCall) -> None:
-        """Drop `call` without a trace (its creation failed half-way)."""
+        """Drop `call` without a trace (its creation failed half-way, or it ended long ago)."""
         self._calls.pop(call.call_id, None)
+        self._ended.pop(call.call_id, None)
 
     async def sweep(self) -> None:
         """End calls older than the TTL; forget ended calls once they are that old too."""

@@ -32,7 +32,10 @@ class LocalProviderConfig:
     call the `background_agent` tool.
     `reply_delay_s`: how long a response stays in progress before its output is emitted.
     `media`: False answers offers with a fake SDP and no WebRTC peer (capacity benchmarks).
-    `call_ttl_s`: calls older than this are ended by a background sweep.
+    `call_ttl_s`: calls older than this are ended by a background sweep, and ended calls are
+    forgotten once twice as old.
+    `ended_calls_kept`: ended calls remembered at most (the earliest ended are forgotten first),
+    so that a provider running for long holds a bounded number of them.
     `asr_phrases`: the grammar the caller's speech is decoded against first; speech that
     matches none of them goes to the general English model, which does poorly on synthesized
     voices. Words must be in pocketsphinx's dictionary (write numbers as words).
@@ -48,6 +51,7 @@ class LocalProviderConfig:
     reply_delay_s: float = 0.0
     media: bool = True
     call_ttl_s: float = 3600.0
+    ended_calls_kept: int = 1000
     asr_phrases: tuple[str, ...] = DEFAULT_ASR_PHRASES
     asr_processes: int = 1
     tts_command: str = ESPEAK_COMMAND
