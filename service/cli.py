@@ -15,11 +15,12 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from service.logs import configure_logging
 from service.settings import (
     ConfigurationError,
+    Port,
     Settings,
     describe_invalid,
     resolving,
@@ -127,6 +128,15 @@ def _provider(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _port(value: str) -> int:
+    """`--port`: the same range as `CALLBRIDGE_PORT`, else a one-line usage error (uvicorn
+    would wrap 70000 round to 4464, and asyncio refuse -1 with a traceback)."""
+    try:
+        return TypeAdapter(Port).validate_strings(value)
+    except ValidationError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port (0 to 65535)") from None
+
+
 def _wav_file(value: str) -> Path:
     """`--play`'s file: a readable RIFF WAVE file (its first 12 bytes say so), else a one-line
     usage error instead of a decoder's traceback mid-call."""
@@ -215,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the service (configured by CALLBRIDGE_* variables)")
     serve.add_argument("--host", default=None)
-    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--port", type=_port, default=None)
     serve.set_defaults(func=_serve)
 
     worker = sub.add_parser("worker", help="run a handoff worker on the shared queue")
@@ -225,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     provider = sub.add_parser("provider", help="run the local stand-in provider alone")
     provider.add_argument("--host", default="127.0.0.1")
-    provider.add_argument("--port", type=int, default=int(DEFAULT_PROVIDER_URL.rsplit(":", 1)[1]))
+    provider.add_argument("--port", type=_port, default=int(DEFAULT_PROVIDER_URL.rsplit(":", 1)[1]))
     provider.add_argument(
         "--tls-cert", type=Path, default=None, help="PEM certificate chain: serve https and wss"
     )

@@ -74,6 +74,10 @@ Secret = Annotated[SecretStr | None, BeforeValidator(_secret_or_unset)]
 surrounding whitespace is not part of the secret (see README, Secrets)."""
 
 
+Port = Annotated[int, Field(ge=0, le=65535)]
+"""A TCP port to listen on (0: any free one), as a setting or a command-line option."""
+
+
 def _is_secret(field: FieldInfo) -> bool:
     return any(getattr(meta, "func", None) is _secret_or_unset for meta in field.metadata)
 
@@ -372,7 +376,7 @@ class Settings(BaseSettings):
 
     # HTTP
     host: str = Field("127.0.0.1", description="Bind address for `serve`.")
-    port: int = Field(8080, ge=0, le=65535, description="Bind port for `serve`.")
+    port: Port = Field(8080, description="Bind port for `serve`.")
     max_sdp_bytes: int = Field(65536, gt=0, description="Largest accepted SDP offer.")
     max_json_bytes: int = Field(65536, gt=0, description="Largest accepted JSON body.")
     max_message_chars: int = Field(4096, gt=0, description="Largest injected text message.")

@@ -358,3 +358,13 @@ def test_a_redis_url_naming_a_node_of_a_cluster_is_refused_with_the_cluster_sche
 ) -> None:
     url = f"redis://127.0.0.1:{redis_cluster.nodes[0].port}/0"
     assert "redis+cluster://" in _one_line_naming(_serve(queue=url), "CALLBRIDGE_QUEUE")
+
+
+@pytest.mark.parametrize("command", ["serve", "provider"])
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_a_port_option_out_of_range_is_a_usage_error(command: str, port: str) -> None:
+    result = _configured([command, f"--port={port}"])
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"callbridge {command}: error: argument --port: '{port}' is not a port (0 to 65535)"
+    )
