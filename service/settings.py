@@ -7,7 +7,7 @@ import ipaddress
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -73,6 +73,8 @@ Secret = Annotated[SecretStr | None, BeforeValidator(_secret_or_unset)]
 """The type of every setting holding a secret: empty or whitespace only is unset, and
 surrounding whitespace is not part of the secret (see README, Secrets)."""
 
+
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 """A TCP port to listen on (0: any free one), as a setting or a command-line option."""
@@ -457,7 +459,10 @@ class Settings(BaseSettings):
         "`FORWARDED_ALLOW_IPS`, by default `127.0.0.1,::1`.",
     )
     cors_origins: str = Field(
-        "", description="Comma-separated origins allowed by CORS (`*` for any); empty: none."
+        "",
+        description="Comma-separated origins allowed by CORS (`*` for any); empty: none. Each "
+        "is kept as a browser sends it (`scheme://host[:port]`, lower case, no default port; a "
+        "trailing `/` is dropped); an entry with a path or without a scheme is refused.",
     )
     ice_servers: str = Field(
         "",
@@ -572,6 +577,38 @@ class Settings(BaseSettings):
                     "addresses or networks, comma-separated, or give '*' alone"
                 ) from None
         return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        """Each entry as the origin a browser sends (RFC 6454 §6.2: `scheme://host[:port]`,
+        lower case, no path), since CORS compares them as strings: `https://app.example/`
+        would never match and refuse every preflight."""
+        entries = cls.split(value)
+        if entries == ["*"]:
+            return value
+        origins = []
+        for entry in entries:
+            try:
+                parts = urlsplit(entry)
+                port = parts.port
+            except ValueError:
+                port, parts = None, urlsplit("")
+            host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+            # A browser leaves the scheme's default port out of the origin it sends.
+            shown = port is not None and _DEFAULT_PORTS.get(parts.scheme.lower()) != port
+            origin = f"{parts.scheme}://{host}{f':{port}' if shown else ''}".lower()
+            if not parts.scheme or not parts.hostname or parts.username or parts.password:
+                raise ValueError(
+                    f"{entry!r} is not an origin: give scheme://host[:port] (RFC 6454), "
+                    "comma-separated, or '*' alone"
+                )
+            if parts.path not in ("", "/") or parts.query or parts.fragment:
+                raise ValueError(
+                    f"{entry!r} is not an origin (a browser sends no path): give {origin!r}"
+                )
+            origins.append(origin)
+        return ",".join(origins)
 
     @field_validator("ice_servers")
     @classmethod

@@ -218,6 +218,16 @@ async def test_an_allowed_cors_preflight_is_a_204_with_what_is_allowed(
     assert "POST" in allowed.headers["access-control-allow-methods"]
 
 
+async def test_an_origin_configured_with_a_trailing_slash_is_allowed(
+    start_service: StartService, serve: Serve
+) -> None:
+    service = await _service(start_service, serve, cors_origins="https://App.example/")
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        allowed = await client.options("/v1/calls", headers=PREFLIGHT)
+    assert allowed.status_code == 204
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+
+
 @pytest.mark.parametrize(
     ("asked", "named"),
     [
