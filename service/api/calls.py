@@ -42,6 +42,7 @@ from service.api.models import (
     TransferRequested,
 )
 from service.api.openapi import EXAMPLE_OFFER, SDP_SCHEMA, answer, answers, headers, secured_by
+from service.api.preconditions import MalformedEntityTags, if_match_holds
 from service.api.problems import CLIENT_CLOSED_REQUEST, Problem
 from service.api.sse import EventStreamResponse, StreamSeats
 from service.auth import Principal, mint_call_token
@@ -506,10 +507,14 @@ async def patch_call(call_id: str, request: Request, principal: Caller) -> Respo
     record = await _run(request, GetCall(_known_call_id(call_id), principal))
     if _media_type(request) != TRICKLE_TYPE:
         raise Problem(415, f"PATCH takes {TRICKLE_TYPE}", kind="unsupported-media-type")
-    if_match = request.headers.get("if-match")
-    if if_match is None:
+    if_match = request.headers.getlist("if-match")
+    if not if_match:
         raise Problem(428, "If-Match with the session's ETag is required", kind="no-if-match")
-    if if_match.strip() not in ("*", _etag(str(record["id"]))):
+    try:
+        holds = if_match_holds(if_match, _etag(str(record["id"])))
+    except MalformedEntityTags as exc:
+        raise Problem(400, str(exc), kind="bad-if-match") from None
+    if not holds:
         raise Problem(412, "the ETag does not match this session", kind="stale-etag")
     raise Problem(
         405,

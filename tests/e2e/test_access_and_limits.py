@@ -289,7 +289,11 @@ async def test_whip_answer_carries_location_etag_and_ice_server_links(
         ({"content-type": "application/trickle-ice-sdpfrag"}, 428),
         ({"content-type": "application/trickle-ice-sdpfrag", "if-match": '"stale"'}, 412),
         ({"content-type": "application/trickle-ice-sdpfrag", "if-match": "ETAG"}, 405),
+        ({"content-type": "application/trickle-ice-sdpfrag", "if-match": '"zz", ETAG'}, 405),
+        ({"content-type": "application/trickle-ice-sdpfrag", "if-match": "W/ETAG"}, 412),
+        ({"content-type": "application/trickle-ice-sdpfrag", "if-match": "ETAG;x"}, 400),
     ],
+    ids=["json", "no-if-match", "stale", "current", "current-in-a-list", "weak", "malformed"],
 )
 async def test_whip_patch_is_answered_as_rfc_9725_allows(
     start_service: StartService, serve: Serve, headers: dict[str, str], status: int
@@ -297,8 +301,9 @@ async def test_whip_patch_is_answered_as_rfc_9725_allows(
     service = await _service(start_service, serve)
     async with httpx.AsyncClient(base_url=service.url) as client:
         started = await _start(client)
-        if headers.get("if-match") == "ETAG":
-            headers = {**headers, "if-match": started.headers["etag"]}
+        if "if-match" in headers:
+            etag = started.headers["etag"]
+            headers = {**headers, "if-match": headers["if-match"].replace("ETAG", etag)}
         response = await client.patch(
             started.headers["location"], content=b"a=ice-ufrag:abcd\r\n", headers=headers
         )
