@@ -80,9 +80,12 @@ async def ring(
         webhook_status = response.json()["webhook_status"]
         if webhook_status is None or not 200 <= webhook_status < 300:
             detail = response.json().get("webhook_detail")
-            raise RingError(
-                f"the webhook was answered {webhook_status}" + (f": {detail}" if detail else "")
+            what = (
+                f"the stand-in could not reach the webhook at {webhook_url}"
+                if webhook_status is None
+                else f"the webhook was answered {webhook_status}"
             )
+            raise RingError(what + (f": {detail}" if detail else ""))
         leg: dict[str, Any] = {}
 
         async def refresh() -> dict[str, Any]:

@@ -169,7 +169,8 @@ async def _read_offer(request: Request) -> tuple[bytes, StartOverrides]:
         return parts["sdp"], overrides
     raise Problem(
         415,
-        f"Content-Type must be application/sdp or multipart/form-data, not {offered or 'none'}",
+        "Content-Type must be application/sdp or multipart/form-data"
+        + (f", not {offered}" if offered else "; the request has none"),
         kind="unsupported-media-type",
         headers={"Accept-Post": ACCEPT_POST},
     )

@@ -208,7 +208,13 @@ class CallDirectory:
             await self.leases.heartbeat()
             lost, rewritten = await self.leases.renew(call_ids)
         except redis_failures() as exc:
-            log_redis_failure(log, exc, "could not refresh %d calls (redis: %s)", len(call_ids))
+            log_redis_failure(
+                log,
+                exc,
+                "could not renew this instance's heartbeat and its %d call lease%s (redis: %s)",
+                len(call_ids),
+                "" if len(call_ids) == 1 else "s",
+            )
             return False
         self._mine -= lost
         if (lost or rewritten) and self._on_leases is not None:

@@ -1020,7 +1020,13 @@ class CallManager:
             log.info("no live peer: calls are drained here")
             return
         call_ids = sorted(self.sessions)
-        log.info("handing %d calls over to %d peers", len(call_ids), len(peers))
+        log.info(
+            "handing %d call%s over to %d peer%s",
+            len(call_ids),
+            "" if len(call_ids) == 1 else "s",
+            len(peers),
+            "" if len(peers) == 1 else "s",
+        )
         await asyncio.gather(
             *(self._hand_over(c, peers[n % len(peers)]) for n, c in enumerate(call_ids))
         )

@@ -20,6 +20,7 @@ from media.local_provider import (
     create_provider_app,
 )
 from tests.e2e.conftest import Serve, StartService
+from tests.e2e.processes import free_port
 from tests.e2e.waiting import until
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -62,6 +63,16 @@ async def test_ring_plays_a_wav_to_the_service_and_prints_the_spoken_answer(
     assert "hung_up" in output
     heard = [line for line in output.splitlines() if line.startswith("heard: ")]
     assert any("2 + 3 = 5" in line for line in heard), output
+
+
+async def test_ring_reports_a_webhook_the_stand_in_cannot_reach(serve: Serve) -> None:
+    provider_url = await serve(
+        create_provider_app(LocalProviderConfig(media=False, webhook_secret=SECRET))
+    )
+    nowhere = f"http://127.0.0.1:{free_port()}/v1/provider/webhooks"
+    code, output = await _ring(nowhere, "--provider", provider_url)
+    assert code == 1
+    assert f"ring failed: the stand-in could not reach the webhook at {nowhere}" in output
 
 
 async def test_ring_reports_a_webhook_the_service_refuses(
