@@ -1,4 +1,4 @@
-"""uvicorn's HTTP/1.1 protocol (httptools), as `callbridge serve` runs it, with six changes.
+"""uvicorn's HTTP/1.1 protocol (httptools), as `callbridge serve` runs it, with seven changes.
 
 - **Parser refusals are problem+json, after the responses owed before them.** A request that
   httptools cannot parse (a negative `Content-Length`, a malformed request line or header, a
@@ -7,7 +7,7 @@
   https://github.com/encode/uvicorn/blob/master/uvicorn/protocols/http/httptools_impl.py).
   Here that answer has an RFC 9457 body, as our own 400s have, and it is logged as an access
   line (the client's address, the status and why) where uvicorn logged a server WARNING with
-  neither; so are this protocol's own refusals below (414, 431, 408). Responses go out in
+  neither; so are this protocol's own refusals below (400, 414, 431, 408). Responses go out in
   order (RFC 9112 §9.3.2): while those owed to requests read before the refused one are not
   complete, reading stops and the refusal waits for them, then is written and the connection
   closed. uvicorn closed at once: a request followed in the same read by bytes that are not
@@ -49,6 +49,10 @@
   turn, a body the app has not read yet) or owes an `Expect: 100-continue` its `100`
   (RFC 9110 §10.1.1). A refusal waiting for the responses before it reads nothing more, so no
   deadline runs then: however long those responses take, they are not cut by a 408.
+- **`Host` is checked** (RFC 9112 §3.2). An HTTP/1.1 request without a `Host` field, and any
+  request with more than one `Host` field line or with one that is not a host and an optional
+  port (`service.api.host_field`), is refused 400 as above, before the app; uvicorn passed
+  them on. An HTTP/1.0 request needs none.
 - **An `Upgrade` is ignored** (RFC 9110 §7.8: a server may ignore it). The app serves no
   WebSocket, and no other protocol: a request asking to switch (`Upgrade: websocket`, `h2c`) is
   served as any other, and what follows it on the connection is read as HTTP/1.1. uvicorn
@@ -84,6 +88,7 @@ from uvicorn.protocols.http.httptools_impl import (
 from uvicorn.server import ServerState
 
 from service.api.disconnect import ANSWER_UNSENT
+from service.api.host_field import host_fault
 from service.api.problems import PROBLEM_JSON, TITLES
 from service.settings import DEFAULT_MAX_REQUEST_HEAD_BYTES, DEFAULT_REQUEST_READ_TIMEOUT_S
 
@@ -145,7 +150,7 @@ def _dropped(held: weakref.ref[RequestResponseCycle]) -> bool:
 
 
 class HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the six changes in the module's doc.
+    """uvicorn's httptools protocol with the seven changes in the module's doc.
 
     uvicorn makes one per connection from the class alone, so the limits are class attributes:
     `limited_protocol` makes the class for other values.
@@ -287,6 +292,10 @@ class HttpProtocol(HttpToolsProtocol):
             # The body to come is the request's whose head has been read.
             self._reframing = False
             return
+        hosts = [value for name, value in self.headers if name == b"host"]
+        fault = host_fault(self.parser.get_http_version(), hosts)
+        if fault is not None:
+            self._stop(400, fault)
         connect = self.parser.get_method() == b"CONNECT"
         if connect and not self.url.startswith(b"/"):
             # uvicorn parses every target as a path, and refuses CONNECT's authority-form one:

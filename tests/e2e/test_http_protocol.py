@@ -2,8 +2,8 @@
 problem+json, as every other error, and only after the responses owed to the requests before
 them; a lost connection reaches a call start even when a pipelined request came after it, a call
 whose answer could not be written is hung up, a request head past its cap is answered 431, a
-request that does not arrive in time 408, and a request asking to switch protocols is served as
-plain HTTP (a `CONNECT` refused), without a warning.
+request that does not arrive in time 408, one without a single valid `Host` 400, and a request
+asking to switch protocols is served as plain HTTP (a `CONNECT` refused), without a warning.
 
 Both are the server's doing, not the app's, so these run against `callbridge serve` itself, with
 the server configuration users get.
@@ -25,6 +25,7 @@ import httpx
 import pytest
 import uvicorn
 
+from service.api.host_field import BAD_HOST_DETAIL, HOSTS_DETAIL, NO_HOST_DETAIL
 from service.api.http_protocol import (
     MAX_HEADER_FIELDS,
     MAX_PIPELINED,
@@ -662,6 +663,7 @@ async def test_connect_is_a_405_problem_and_what_follows_it_is_not_read(
 
 REFUSED = {
     "unparsable": (b"GET /healthz HTTP/1.1\r\nHost x\r\n\r\n", 400),
+    "no-host": (b"GET /healthz HTTP/1.1\r\n\r\n", 400),
     "target-too-long": (request_head("GET", "/" + "a" * MAX_REQUEST_TARGET_BYTES, {}), 414),
     "head-too-large": (request_head("GET", "/healthz", {"X-Big": "a" * 100 * 1024}), 431),
     "unfinished-head": (b"GET /healthz HTTP/1.1\r\nHost: x", 408),
@@ -724,3 +726,52 @@ async def test_a_refusal_behind_a_request_is_logged_after_its_access_line(served
         f'{client} - "GET /healthz HTTP/1.1" 200',
         f'{client} - "-" 400 ({answers[1].json()["detail"]})',
     ]
+
+
+HOST_FAULTS = {
+    "missing": (b"GET /healthz HTTP/1.1\r\n\r\n", NO_HOST_DETAIL),
+    "twice": (request_head("GET", "/healthz", {"Host": "127.0.0.1"}), HOSTS_DETAIL),
+    "invalid": (b"GET /healthz HTTP/1.1\r\nHost: a b c/\r\n\r\n", BAD_HOST_DETAIL),
+}
+"""Requests whose `Host` fields RFC 9112 §3.2 has a server answer 400, and the detail of each."""
+
+
+@pytest.mark.parametrize(("request_bytes", "detail"), HOST_FAULTS.values(), ids=HOST_FAULTS)
+async def test_a_request_without_one_valid_host_is_a_400_problem_naming_the_fault(
+    service_url: str, request_bytes: bytes, detail: str
+) -> None:
+    response, rest = await _answer_and_close(service_url, request_bytes)
+    _assert_closing_problem(response, rest, 400)
+    assert response.json()["detail"] == detail
+
+
+async def test_an_http_1_0_request_without_host_is_served(service_url: str) -> None:
+    connection = await RawConnection.open(service_url)
+    try:
+        await connection.send(b"GET /healthz HTTP/1.0\r\n\r\n")
+        response = await connection.response()
+    finally:
+        await connection.close()
+    assert (response.status, response.json()) == (200, {"status": "pass"})
+
+
+VALID_HOSTS = {
+    "name": "example.com",
+    "ipv4-and-port": "127.0.0.1:8080",
+    "ipv6-and-port": "[::1]:8080",
+    "ip-future": "[v1.fe80::a+en1]",
+    "idna": "xn--bcher-kva.example",
+    "empty": "",
+}
+"""`Host` values of each form RFC 3986 §3.2.2 gives a host (empty: RFC 9112 §3.2, no authority)."""
+
+
+@pytest.mark.parametrize("host", VALID_HOSTS.values(), ids=VALID_HOSTS)
+async def test_a_request_with_a_valid_host_is_served(service_url: str, host: str) -> None:
+    connection = await RawConnection.open(service_url)
+    try:
+        await connection.send(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        response = await connection.response()
+    finally:
+        await connection.close()
+    assert (response.status, response.json()) == (200, {"status": "pass"})
