@@ -1,13 +1,17 @@
-"""uvicorn's HTTP/1.1 protocol (httptools), as `callbridge serve` runs it, with six changes.
+"""uvicorn's HTTP/1.1 protocol (httptools), as `callbridge serve` runs it, with seven changes.
 
-- **Parser refusals are problem+json.** A request that httptools cannot parse (a negative
-  `Content-Length`, a malformed request line or header, a bad chunk size) never reaches the
-  app: uvicorn answers it itself, as a `text/plain` 400, and closes the connection
-  (`send_400_response` in
+- **Parser refusals are problem+json, after the responses owed before them.** A request that
+  httptools cannot parse (a negative `Content-Length`, a malformed request line or header, a
+  bad chunk size) never reaches the app: uvicorn answers it itself, as a `text/plain` 400, and
+  closes the connection (`send_400_response` in
   https://github.com/encode/uvicorn/blob/master/uvicorn/protocols/http/httptools_impl.py).
   Here that answer has an RFC 9457 body, as our own 400s have, and it is logged as an access
   line (the client's address, the status and why) where uvicorn logged a server WARNING with
-  neither; so are this protocol's own refusals below (414, 431, 408).
+  neither; so are this protocol's own refusals below (400, 414, 431, 408). Responses go out in
+  order (RFC 9112 §9.3.2): while those owed to requests read before the refused one are not
+  complete, reading stops and the refusal waits for them, then is written and the connection
+  closed. uvicorn closed at once: a request followed in the same read by bytes that are not
+  HTTP got no answer, and a call start so followed was hung up as abandoned by its client.
 - **A lost connection reaches every request in flight on it.** When a client pipelines a
   second request behind one still being served (RFC 9112 §9.3.2), uvicorn makes the second the
   connection's current request, and on a lost connection tells only that one. A call start
@@ -24,10 +28,14 @@
   byte offsets, so the count is exact only up to one read: the read in which a message begins
   may end the previous message's body, and is left out unless the fields parsed from it pass
   the cap. A head of more than `MAX_HEADER_FIELDS` fields is refused the same way (each field
-  is held as Python objects several times its size), and a connection with more than
-  `MAX_PIPELINED` requests queued behind the running one is closed. A request target longer
-  than `MAX_REQUEST_TARGET_BYTES` is answered 414 (RFC 9112 §3), so that no answer or log
-  line echoes one of up to the head cap.
+  is held as Python objects several times its size). Of the requests pipelined behind the
+  running one, the first `MAX_PIPELINED` are answered, the last of them with `Connection:
+  close` (RFC 9112 §9.6), and the connection is closed after it, unread: a client resends the
+  requests left unanswered on another connection (§9.3.2). No status fits them: a 400 would
+  call well-formed requests malformed, and a 503 would answer the first of them only, which a
+  client then does not resend, as it has its answer. A request target longer than
+  `MAX_REQUEST_TARGET_BYTES` is answered 414 (RFC 9112 §3), so that no answer or log line
+  echoes one of up to the head cap.
 - **A request must arrive in time** (`request_read_timeout_s`). uvicorn waits forever for the
   rest of a head or a body (slowloris), and for the first byte of a new connection. The head
   must be complete within the timeout of its first byte, and the body within the timeout of
@@ -39,7 +47,12 @@
   provider, an event stream), is never cut; and it is put off while the server rather than the
   client is the one waiting: uvicorn has stopped reading (a pipelined request waiting its
   turn, a body the app has not read yet) or owes an `Expect: 100-continue` its `100`
-  (RFC 9110 §10.1.1).
+  (RFC 9110 §10.1.1). A refusal waiting for the responses before it reads nothing more, so no
+  deadline runs then: however long those responses take, they are not cut by a 408.
+- **`Host` is checked** (RFC 9112 §3.2). An HTTP/1.1 request without a `Host` field, and any
+  request with more than one `Host` field line or with one that is not a host and an optional
+  port (`service.api.host_field`), is refused 400 as above, before the app; uvicorn passed
+  them on. An HTTP/1.0 request needs none.
 - **An `Upgrade` is ignored** (RFC 9110 §7.8: a server may ignore it). The app serves no
   WebSocket, and no other protocol: a request asking to switch (`Upgrade: websocket`, `h2c`) is
   served as any other, and what follows it on the connection is read as HTTP/1.1. uvicorn
@@ -61,11 +74,12 @@ import asyncio
 import enum
 import weakref
 from asyncio import TimerHandle
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import httptools
 import orjson
 from uvicorn.config import Config
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     HttpToolsProtocol,
@@ -74,6 +88,7 @@ from uvicorn.protocols.http.httptools_impl import (
 from uvicorn.server import ServerState
 
 from service.api.disconnect import ANSWER_UNSENT
+from service.api.host_field import host_fault
 from service.api.problems import PROBLEM_JSON, TITLES
 from service.settings import DEFAULT_MAX_REQUEST_HEAD_BYTES, DEFAULT_REQUEST_READ_TIMEOUT_S
 
@@ -90,13 +105,13 @@ _FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding", b"connecti
 # RFC 9112 §5.1: at least ":" between a field's name and value, and CRLF after it.
 FIELD_OVERHEAD = 3
 MAX_HEADER_FIELDS = 256
+"""Header fields one request may have (past it: 431, as for a head over its byte cap)."""
 MAX_REQUEST_TARGET_BYTES = 8_192
 """Longest request target (path and query) taken; past it: 414 (RFC 9112 §3 asks a server to
 take at least 8,000 octets; no URL of this API comes near)."""
-"""Header fields one request may have (past it: 431, as for a head over its byte cap)."""
 MAX_PIPELINED = 64
-"""Requests queued behind the running one on a connection (RFC 9112 §9.3.2 pipelining); past
-it the connection is closed once the responses owed on it are cut short."""
+"""Requests answered behind the running one on a connection (RFC 9112 §9.3.2 pipelining); the
+last is answered `Connection: close`, and those past it are not read."""
 
 
 class _Reading(enum.Enum):
@@ -108,12 +123,25 @@ class _Reading(enum.Enum):
     NOTHING = enum.auto()
 
 
-class _HeadTooLarge(Exception):
+class _Stop(Exception):
     """Raised from a parser callback: the only way to stop httptools mid-read."""
 
 
-class _PipelineTooDeep(Exception):
-    """Raised from a parser callback, as `_HeadTooLarge`."""
+class _Flow(FlowControl):
+    """uvicorn's flow control, with reading that can end for good: uvicorn resumes reading
+    after each response, and whenever an app waits for its body."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        super().__init__(transport)
+        self.reading_ended = False
+
+    def end_reading(self) -> None:
+        self.reading_ended = True
+        self.pause_reading()
+
+    def resume_reading(self) -> None:
+        if not self.reading_ended:
+            super().resume_reading()
 
 
 def _dropped(held: weakref.ref[RequestResponseCycle]) -> bool:
@@ -122,7 +150,7 @@ def _dropped(held: weakref.ref[RequestResponseCycle]) -> bool:
 
 
 class HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the six changes in the module's doc.
+    """uvicorn's httptools protocol with the seven changes in the module's doc.
 
     uvicorn makes one per connection from the class alone, so the limits are class attributes:
     `limited_protocol` makes the class for other values.
@@ -142,13 +170,17 @@ class HttpProtocol(HttpToolsProtocol):
         # The request whose app runs: pipelined ones wait in `self.pipeline` until it is
         # answered, and never start once the connection is closing.
         self._running: RequestResponseCycle | None = None
+        # Set as the connection is made: the one every request's cycle shares.
+        self._flow: _Flow
+        # The refusal a parser callback stopped the parser for (`_stop`), and one waiting for
+        # the responses owed before it (`_refuse`).
+        self._stopped_for: tuple[int, str] | None = None
+        self._owed_refusal: tuple[int, str] | None = None
         self._pipeline_too_deep = False
         self._messages = 0
         self._head_parsed = 0
         self._head_read = 0
         self._fields = 0
-        self._head_too_large = False
-        self._target_too_long = False
         self._reading = _Reading.NOTHING
         # One timer per connection, left armed across requests: each new deadline only moves
         # `_deadline`, and the timer, when it fires early, re-arms itself for the rest.
@@ -162,6 +194,7 @@ class HttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.flow = self._flow = _Flow(transport)
         self._expect(_Reading.FIRST_BYTE)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -207,8 +240,13 @@ class HttpProtocol(HttpToolsProtocol):
                 self.parser.feed_data(data)
                 return
             except httptools.HttpParserError:
-                # Answered and logged as the client's fault (`_refuse`), not a server warning.
-                self.send_400_response(UNPARSABLE_DETAIL)
+                if self._pipeline_too_deep:
+                    # Nothing to refuse: the last request within the depth closes.
+                    self._reading = _Reading.NOTHING
+                    self._flow.end_reading()
+                else:
+                    # Answered and logged as the client's fault, not a server warning.
+                    self._refuse(*(self._stopped_for or (400, UNPARSABLE_DETAIL)))
                 return
             except httptools.HttpParserUpgrade as upgrade:
                 # httptools has let its parser go on; the bytes from the offset are unread.
@@ -236,8 +274,7 @@ class HttpProtocol(HttpToolsProtocol):
             return
         super().on_url(url)
         if len(self.url) > MAX_REQUEST_TARGET_BYTES:
-            self._target_too_long = True
-            raise _HeadTooLarge
+            self._stop(414, TARGET_TOO_LONG_DETAIL)
         self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -246,8 +283,7 @@ class HttpProtocol(HttpToolsProtocol):
         self._fields += 1
         if self._fields > MAX_HEADER_FIELDS:
             # Each field is kept as Python objects several times its wire size.
-            self._head_too_large = True
-            raise _HeadTooLarge
+            self._stop(431, HEAD_TOO_LARGE_DETAIL)
         self._count_head(len(name) + len(value) + FIELD_OVERHEAD)
         super().on_header(name, value)
 
@@ -256,6 +292,10 @@ class HttpProtocol(HttpToolsProtocol):
             # The body to come is the request's whose head has been read.
             self._reframing = False
             return
+        hosts = [value for name, value in self.headers if name == b"host"]
+        fault = host_fault(self.parser.get_http_version(), hosts)
+        if fault is not None:
+            self._stop(400, fault)
         connect = self.parser.get_method() == b"CONNECT"
         if connect and not self.url.startswith(b"/"):
             # uvicorn parses every target as a path, and refuses CONNECT's authority-form one:
@@ -282,9 +322,13 @@ class HttpProtocol(HttpToolsProtocol):
             fields = [b"%s: %s\r\n" % f for f in self.headers if f[0] in _FRAMING_FIELDS]
             self._skipped_body = b"".join([b"POST / HTTP/", version, b"\r\n", *fields, b"\r\n"])
         if len(self.pipeline) > MAX_PIPELINED:
-            # One read can hold thousands of small requests, each queued with its scope.
+            # One read can hold thousands of small requests, each queued with its scope. This
+            # one and those after it go unanswered: the last within the depth closes the
+            # connection (RFC 9112 §9.6), and the client sends them again on another (§9.3.2).
+            self.pipeline.popleft()
+            self.pipeline[0][0].keep_alive = False
             self._pipeline_too_deep = True
-            raise _PipelineTooDeep
+            raise _Stop
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         self._running = cycle
@@ -298,24 +342,27 @@ class HttpProtocol(HttpToolsProtocol):
         self._reading = _Reading.NOTHING
         super().on_message_complete()
 
-    def send_400_response(self, msg: str) -> None:
-        if self._pipeline_too_deep:
-            # Earlier responses are owed first, so there is nothing to answer with: close.
-            self._reading = _Reading.NOTHING
-            self.transport.close()
-        elif self._target_too_long:
-            self._refuse(414, TARGET_TOO_LONG_DETAIL)
-        elif self._head_too_large:
-            self._refuse(431, HEAD_TOO_LARGE_DETAIL)
-        else:
-            self._refuse(400, UNPARSABLE_DETAIL)
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if (
+            self._owed_refusal is not None
+            and not self._answer_pending(None)
+            and not self.transport.is_closing()
+        ):
+            # The last response owed before the refusal is out: uvicorn's keep-alive timeout,
+            # just armed, has no connection to keep.
+            self._unset_keepalive_if_required()
+            self._answer(*self._owed_refusal)
+
+    def _stop(self, status: int, detail: str) -> NoReturn:
+        """Stop the parser mid-read, to refuse the request being read `status`."""
+        self._stopped_for = (status, detail)
+        raise _Stop
 
     def _count_head(self, size: int) -> None:
         self._head_parsed += size
         if self._head_parsed > self.max_request_head_bytes:
-            # uvicorn answers whatever a callback raises through `send_400_response`.
-            self._head_too_large = True
-            raise _HeadTooLarge
+            self._stop(431, HEAD_TOO_LARGE_DETAIL)
 
     def _expect(self, reading: _Reading) -> None:
         self._reading = reading
@@ -355,8 +402,9 @@ class HttpProtocol(HttpToolsProtocol):
             self._refuse(408, TIMEOUT_DETAIL)
 
     def _answer_pending(self, request: RequestResponseCycle | None) -> bool:
-        """Whether a response to a request before `request` (None: one whose head has not
-        arrived) is still being made: only the running request's can be."""
+        """Whether a response owed before `request`'s (None: a request whose head has not
+        arrived) is not complete. The running request's stands for those queued behind it:
+        they are queued only while it runs."""
         running = self._running
         return running is not None and running is not request and not running.response_complete
 
@@ -365,21 +413,35 @@ class HttpProtocol(HttpToolsProtocol):
         parser's state is unknown or the client too slow, so no further request on the
         connection is read (RFC 9112 §9.6).
 
-        Only a request with no response started can be answered, and only when no earlier
-        request's response is still being made (RFC 9112 §9.3.2: responses go out in order);
-        otherwise the connection is only closed.
+        Responses go out in order (RFC 9112 §9.3.2): while those owed to earlier requests are
+        not complete, reading stops and the answer waits for them (the server, not the
+        client, is the one waiting then: no read deadline runs). A request whose response has
+        started cannot be answered: the connection is only closed.
         """
         reading, self._reading = self._reading, _Reading.NOTHING
+        self._flow.end_reading()
         request = self.cycle if reading is _Reading.BODY else None
         if request is not None:
-            # Its app may still run: it learns that its client is gone, and what it sends is
-            # dropped instead of following this answer.
-            if not request.response_complete:
-                request.disconnected = True
-            request.message_event.set()
-        if (request is not None and request.response_started) or self._answer_pending(request):
-            self.transport.close()
-            return
+            if self.pipeline and self.pipeline[0][0] is request:
+                # Queued behind the running request (uvicorn queues on the left): it never
+                # starts, and this is its answer.
+                self.pipeline.popleft()
+            else:
+                # Its app may still run: it learns that its client is gone, and what it sends
+                # is dropped instead of following this answer.
+                if not request.response_complete:
+                    request.disconnected = True
+                request.message_event.set()
+                if request.response_started:
+                    self.transport.close()
+                    return
+        if self._answer_pending(request):
+            self._owed_refusal = (status, detail)
+        else:
+            self._answer(status, detail)
+
+    def _answer(self, status: int, detail: str) -> None:
+        """Write the refusal `_refuse` decided on, and close."""
         if self.access_log:
             # As uvicorn's access line for an answered request, so a client's fault is found
             # where its other requests are, with its address, rather than as a server warning.

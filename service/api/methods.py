@@ -7,7 +7,9 @@ does not take, and for `CONNECT` to a host, where none works; and `Allow` on eve
 `OPTIONS` answer lists exactly the methods that work there. A route listed in `refused` exists
 only to refuse its method in a protocol's own order (WHIP's trickle-ICE `PATCH`, RFC 9725
 §4.3.1), so it is never advertised. `HEAD` is answered wherever `GET` is (RFC 9110 §9.3.2): the
-`GET` route runs and only its header section is sent.
+`GET` route runs and only its header section is sent. `OPTIONS *` (the asterisk-form target,
+RFC 9112 §3.2.4) asks about the server as a whole (RFC 9110 §9.3.7): its `Allow` lists every
+method some path takes; the asterisk with any other method is 400, as it is only for `OPTIONS`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.api.problems import problem_response
 
 _STATIC_METHODS = frozenset({"GET", "HEAD"})
+
+# The path uvicorn gives a request whose target is the asterisk form (RFC 9112 §3.2.4).
+_ASTERISK = "*"
 
 
 def static_paths(directory: Path) -> frozenset[str]:
@@ -49,11 +54,19 @@ class MethodTable:
 
     def allowed(self, path: str) -> frozenset[str]:
         """Methods that work on `path` (empty when no route serves it); OPTIONS included."""
+        routes = [route for route in self._routes if route.path_regex.match(path)]
+        return self._methods(routes, static=path in self._static)
+
+    def anywhere(self) -> frozenset[str]:
+        """Methods that work on some path (empty when no route serves any); OPTIONS included."""
+        return self._methods(self._routes, static=bool(self._static))
+
+    def _methods(self, routes: list[Route], *, static: bool) -> frozenset[str]:
         methods: set[str] = set()
-        for route in self._routes:
-            if route.methods and route.path_regex.match(path):
+        for route in routes:
+            if route.methods:
                 methods |= route.methods - self._refused.get(route.path, frozenset())
-        if path in self._static:
+        if static:
             methods |= _STATIC_METHODS
         if "GET" in methods:
             methods.add("HEAD")
@@ -125,6 +138,9 @@ class MethodRouting:
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
+        if path == _ASTERISK:
+            await self._server_wide(scope, receive, send)
+            return
         allowed = self.table.allowed(path)
         allow = allow_header(allowed)
         if method == "CONNECT" and not path.startswith("/"):
@@ -162,3 +178,13 @@ class MethodRouting:
             await send(message)
 
         await self.app(scope, receive, with_allow)
+
+    async def _server_wide(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer a request for the asterisk-form target, which is the server's as a whole."""
+        method: str = scope["method"]
+        if method == "OPTIONS":
+            allow = allow_header(self.table.anywhere())
+            response = Response(status_code=204, headers={"Allow": allow})
+        else:
+            response = problem_response(400, "the request target * is only for OPTIONS")
+        await response(scope, receive, send)

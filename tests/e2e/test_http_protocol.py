@@ -1,7 +1,8 @@
 """`callbridge serve`'s HTTP/1.1 protocol: requests the parser refuses are answered 400
-problem+json, as every other error, a lost connection reaches a call start even when a
-pipelined request came after it, a call whose answer could not be written is hung up, a request
-head past its cap is answered 431, a request that does not arrive in time 408, and a request
+problem+json, as every other error, and only after the responses owed to the requests before
+them; a lost connection reaches a call start even when a pipelined request came after it, a call
+whose answer could not be written is hung up, a request head past its cap is answered 431, a
+request that does not arrive in time 408, one without a single valid `Host` 400, and a request
 asking to switch protocols is served as plain HTTP (a `CONNECT` refused), without a warning.
 
 Both are the server's doing, not the app's, so these run against `callbridge serve` itself, with
@@ -24,6 +25,7 @@ import httpx
 import pytest
 import uvicorn
 
+from service.api.host_field import BAD_HOST_DETAIL, HOSTS_DETAIL, NO_HOST_DETAIL
 from service.api.http_protocol import (
     MAX_HEADER_FIELDS,
     MAX_PIPELINED,
@@ -45,6 +47,9 @@ READ_TIMEOUT_S = 0.5
 
 HEAD_CAP = 16384
 """The head cap of the in-test servers below."""
+
+NOT_HTTP = b"garbage line\r\n\r\n"
+"""Bytes the parser refuses, sent after valid requests in the same write (and so read)."""
 
 
 @dataclass
@@ -133,6 +138,47 @@ async def test_a_call_start_whose_client_left_behind_a_pipelined_request_is_hung
         await connection.close()
         provider.release.set()
         await until(lambda: provider.hangups == provider.created == ["rtc_fault0"])
+    finally:
+        provider.release.set()
+        service.stop()
+
+
+async def test_a_call_start_followed_in_its_read_by_bytes_that_are_not_http_stays_up(
+    serve: Serve, tmp_path: Path
+) -> None:
+    provider = FaultyProvider(script=["held"])
+    port = free_port()
+    settings = {
+        "CALLBRIDGE_PROVIDER": "openai",
+        "CALLBRIDGE_PROVIDER_URL": await serve(provider.app()),
+        "CALLBRIDGE_API_KEY": "sk-test-start-then-not-http-0123456789",
+        "CALLBRIDGE_PORT": str(port),
+    }
+    service = Process(["serve"], settings, tmp_path / "serve.log").start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await asyncio.to_thread(service.wait_http, f"{url}/healthz")
+        offer = AIORTC_OFFER.encode()
+        start = request_head(
+            "POST",
+            "/v1/calls",
+            {"Content-Type": "application/sdp", "Content-Length": str(len(offer))},
+        )
+        connection = await RawConnection.open(url)
+        try:
+            await connection.send(start + offer + NOT_HTTP)
+            # The refusal is read while the call start waits on the provider.
+            await asyncio.wait_for(provider.holding.wait(), 10)
+            provider.release.set()
+            answer, refusal = await connection.response(), await connection.response()
+        finally:
+            await connection.close()
+        assert answer.status == 201
+        assert_problem(refusal.status, refusal.headers["content-type"], refusal.json(), 400)
+        async with httpx.AsyncClient(base_url=url) as client:
+            record = (await client.get(answer.headers["location"])).json()
+            assert (record["end_reason"], provider.hangups) == (None, [])
+            await client.delete(answer.headers["location"])
     finally:
         provider.release.set()
         service.stop()
@@ -253,6 +299,19 @@ async def _answer_and_close(url: str, *chunks: bytes) -> tuple[RawResponse, byte
     finally:
         await connection.close()
     return response, rest
+
+
+async def _answers_and_close(url: str, data: bytes) -> tuple[RawResponse, RawResponse, bytes]:
+    """Sends `data` on a new connection in one write, then reads two responses and what
+    follows them until the server closes."""
+    connection = await RawConnection.open(url)
+    try:
+        await connection.send(data)
+        first, second = await connection.response(), await connection.response()
+        rest = await asyncio.wait_for(connection.reader.read(), 30)
+    finally:
+        await connection.close()
+    return first, second, rest
 
 
 def _assert_closing_problem(response: RawResponse, rest: bytes, status: int) -> None:
@@ -413,20 +472,83 @@ async def test_requests_pipelined_within_the_depth_are_all_answered(echo_url: st
     assert {a.status for a in answers} == {200}
 
 
-async def test_requests_pipelined_past_the_depth_close_the_connection(echo_url: str) -> None:
+async def test_requests_pipelined_past_the_depth_are_answered_up_to_it_then_closed(
+    echo_url: str,
+) -> None:
+    answered = 1 + MAX_PIPELINED
+    connection = await RawConnection.open(echo_url)
+    try:
+        await connection.send(request_head("GET", "/", {}) * (answered + 2))
+        answers = [await connection.response() for _ in range(answered)]
+        rest = await asyncio.wait_for(connection.reader.read(), 30)
+    finally:
+        await connection.close()
+    assert {a.status for a in answers} == {200}
+    # RFC 9112 §9.6: the last response says the connection closes; §9.3.2: the client sends
+    # the requests left unanswered again, on another.
+    assert [a.headers.get("connection") for a in answers[-2:]] == [None, "close"]
+    assert rest == b""
+
+
+async def test_the_server_serves_on_after_a_pipeline_past_the_depth(echo_url: str) -> None:
     connection = await RawConnection.open(echo_url)
     try:
         await connection.send(request_head("GET", "/", {}) * (10 * MAX_PIPELINED))
-        try:
-            received = await asyncio.wait_for(connection.reader.read(), 30)
-        except ConnectionResetError:
-            # Closed with requests still unread: the kernel resets rather than ends it.
-            received = b""
+        await asyncio.wait_for(connection.reader.read(), 30)
     finally:
         await connection.close()
-    assert received.count(b"HTTP/1.1 200 ") < 10 * MAX_PIPELINED
     async with httpx.AsyncClient(base_url=echo_url) as client:
         assert (await client.get("/")).status_code == 200
+
+
+async def test_a_request_followed_in_its_read_by_bytes_that_are_not_http_is_answered_first(
+    service_url: str,
+) -> None:
+    request = request_head("GET", "/healthz", {})
+    response, refusal, rest = await _answers_and_close(service_url, request + NOT_HTTP)
+    assert (response.status, response.json()) == (200, {"status": "pass"})
+    _assert_closing_problem(refusal, rest, 400)
+
+
+async def test_pipelined_requests_before_bytes_that_are_not_http_are_answered_in_order(
+    echo_url: str,
+) -> None:
+    requests = [request_head("POST", "/", {"Content-Length": str(n)}) + b"b" * n for n in (1, 2)]
+    connection = await RawConnection.open(echo_url)
+    try:
+        await connection.send(b"".join(requests) + NOT_HTTP)
+        answers = [await connection.response() for _ in range(3)]
+        rest = await asyncio.wait_for(connection.reader.read(), 30)
+    finally:
+        await connection.close()
+    assert [(a.status, a.body) for a in answers[:2]] == [(200, b"1"), (200, b"2")]
+    _assert_closing_problem(answers[2], rest, 400)
+
+
+async def test_a_refusal_waits_for_a_response_slower_than_the_read_timeout(echo_url: str) -> None:
+    body = b"offer"
+    slow = request_head("POST", "/slow", {"Content-Length": str(len(body))}) + body
+    response, refusal, rest = await _answers_and_close(echo_url, slow + NOT_HTTP)
+    assert (response.status, response.body) == (200, b"5")
+    _assert_closing_problem(refusal, rest, 400)
+
+
+async def test_an_unfinished_head_behind_a_slow_response_is_408_after_it(echo_url: str) -> None:
+    slow = request_head("POST", "/slow", {"Content-Length": "0"})
+    unfinished = b"GET / HTTP/1.1\r\nHost: 127.0.0.1"
+    response, refusal, rest = await _answers_and_close(echo_url, slow + unfinished)
+    assert (response.status, response.body) == (200, b"0")
+    _assert_closing_problem(refusal, rest, 408)
+
+
+async def test_a_pipelined_request_with_a_bad_body_is_400_after_the_response_before_it(
+    echo_url: str,
+) -> None:
+    slow = request_head("POST", "/slow", {"Content-Length": "0"})
+    chunked = request_head("POST", "/", {"Transfer-Encoding": "chunked"}) + b"zz\r\n"
+    response, refusal, rest = await _answers_and_close(echo_url, slow + chunked)
+    assert (response.status, response.body) == (200, b"0")
+    _assert_closing_problem(refusal, rest, 400)
 
 
 async def _served_quietly(served: Served, request: bytes, count: int) -> list[RawResponse]:
@@ -541,6 +663,7 @@ async def test_connect_is_a_405_problem_and_what_follows_it_is_not_read(
 
 REFUSED = {
     "unparsable": (b"GET /healthz HTTP/1.1\r\nHost x\r\n\r\n", 400),
+    "no-host": (b"GET /healthz HTTP/1.1\r\n\r\n", 400),
     "target-too-long": (request_head("GET", "/" + "a" * MAX_REQUEST_TARGET_BYTES, {}), 414),
     "head-too-large": (request_head("GET", "/healthz", {"X-Big": "a" * 100 * 1024}), 431),
     "unfinished-head": (b"GET /healthz HTTP/1.1\r\nHost: x", 408),
@@ -581,3 +704,74 @@ async def test_a_connection_that_never_sends_a_byte_is_closed_unlogged(served: S
         await connection.close()
     await asyncio.sleep(READ_TIMEOUT_S)
     assert served.lines()[before:] == []
+
+
+async def test_a_refusal_behind_a_request_is_logged_after_its_access_line(served: Served) -> None:
+    before = len(served.lines())
+    connection = await RawConnection.open(served.url)
+    try:
+        await connection.send(request_head("GET", "/healthz", {}) + NOT_HTTP)
+        answers = [await connection.response(), await connection.response()]
+        host, port = connection.writer.get_extra_info("sockname")
+        client = f"{host}:{port}"
+    finally:
+        await connection.close()
+
+    def access() -> list[str]:
+        lines = served.lines()[before:]
+        return [line["msg"] for line in lines if line["logger"] == "uvicorn.access"]
+
+    await until(lambda: len(access()) >= 2)
+    assert access() == [
+        f'{client} - "GET /healthz HTTP/1.1" 200',
+        f'{client} - "-" 400 ({answers[1].json()["detail"]})',
+    ]
+
+
+HOST_FAULTS = {
+    "missing": (b"GET /healthz HTTP/1.1\r\n\r\n", NO_HOST_DETAIL),
+    "twice": (request_head("GET", "/healthz", {"Host": "127.0.0.1"}), HOSTS_DETAIL),
+    "invalid": (b"GET /healthz HTTP/1.1\r\nHost: a b c/\r\n\r\n", BAD_HOST_DETAIL),
+}
+"""Requests whose `Host` fields RFC 9112 §3.2 has a server answer 400, and the detail of each."""
+
+
+@pytest.mark.parametrize(("request_bytes", "detail"), HOST_FAULTS.values(), ids=HOST_FAULTS)
+async def test_a_request_without_one_valid_host_is_a_400_problem_naming_the_fault(
+    service_url: str, request_bytes: bytes, detail: str
+) -> None:
+    response, rest = await _answer_and_close(service_url, request_bytes)
+    _assert_closing_problem(response, rest, 400)
+    assert response.json()["detail"] == detail
+
+
+async def test_an_http_1_0_request_without_host_is_served(service_url: str) -> None:
+    connection = await RawConnection.open(service_url)
+    try:
+        await connection.send(b"GET /healthz HTTP/1.0\r\n\r\n")
+        response = await connection.response()
+    finally:
+        await connection.close()
+    assert (response.status, response.json()) == (200, {"status": "pass"})
+
+
+VALID_HOSTS = {
+    "name": "example.com",
+    "ipv4-and-port": "127.0.0.1:8080",
+    "ipv6-and-port": "[::1]:8080",
+    "ip-future": "[v1.fe80::a+en1]",
+    "idna": "xn--bcher-kva.example",
+    "empty": "",
+}
+"""`Host` values of each form RFC 3986 §3.2.2 gives a host (empty: RFC 9112 §3.2, no authority)."""
+
+
+@pytest.mark.parametrize("host", VALID_HOSTS.values(), ids=VALID_HOSTS)
+async def test_a_request_with_a_valid_host_is_served(service_url: str, host: str) -> None:
+    connection = await RawConnection.open(service_url)
+    try:
+        await connection.send(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        response = await connection.response()
+    finally:
+        await connection.close()
+    assert (response.status, response.json()) == (200, {"status": "pass"})

@@ -1,4 +1,5 @@
-"""The HTTP surface says what it does: Allow lists exactly what works, unknown paths are 404."""
+"""The HTTP surface says what it does: Allow lists exactly what works, here and server-wide
+(`OPTIONS *`), unknown paths are 404."""
 
 from __future__ import annotations
 
@@ -6,13 +7,19 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import RunningService, StartService
-from tests.e2e.hostile import assert_problem, healthy
+from tests.e2e.hostile import (
+    RawConnection,
+    RawResponse,
+    assert_problem,
+    healthy,
+    request_head,
+)
 from tests.unit.sdp_samples import AIORTC_OFFER
 
 CALL_METHODS = {"DELETE", "GET", "HEAD", "OPTIONS"}
 
 
-def _allow(response: httpx.Response) -> set[str]:
+def _allow(response: httpx.Response | RawResponse) -> set[str]:
     return {method.strip() for method in response.headers["allow"].split(",")}
 
 
@@ -84,6 +91,32 @@ async def test_an_unknown_path_is_404_whatever_the_method(
         response = await client.request(method, path)
     assert_problem(response.status_code, response.headers["content-type"], response.json(), 404)
     assert await healthy(service.url)
+
+
+async def _asterisk(service: RunningService, method: str) -> RawResponse:
+    """`method` with the asterisk-form target (RFC 9112 §3.2.4), which no HTTP client sends."""
+    connection = await RawConnection.open(service.url)
+    try:
+        await connection.send(request_head(method, "*", {}))
+        return await connection.response()
+    finally:
+        await connection.close()
+
+
+async def test_options_asterisk_lists_every_method_some_path_takes(
+    service: RunningService,
+) -> None:
+    response = await _asterisk(service, "OPTIONS")
+    assert (response.status, response.body) == (204, b"")
+    assert _allow(response) == {"DELETE", "GET", "HEAD", "OPTIONS", "POST"}
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+async def test_another_method_with_the_asterisk_target_is_a_400_problem(
+    service: RunningService, method: str
+) -> None:
+    response = await _asterisk(service, method)
+    assert_problem(response.status, response.headers["content-type"], response.json(), 400)
 
 
 async def test_head_on_healthz_answers_as_get_without_content(service: RunningService) -> None:
