@@ -10,11 +10,13 @@ import its types for annotations only.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
-from service.redis_urls import parse_cluster_url
+from service.redis_urls import ClusterUrl, parse_cluster_url
 
 if TYPE_CHECKING:
+    from redis import Redis as SyncRedis
     from redis.asyncio import Redis
     from redis.asyncio.cluster import RedisCluster
 
@@ -47,21 +49,62 @@ never its value."""
 
 
 def refusal(url: str) -> str | None:
-    """Why the Redis `url` names cannot serve us, by its own answers to the connection's
-    handshake and to `INFO cluster` (a blocking probe at start-up, at most `CONNECT_TIMEOUT_S`
-    per step): it refuses the credentials, or what the URL asks of the connection (a database
-    it does not have, a protocol or client name it does not take), or a `redis://` URL names a
-    node of a Redis Cluster (whose other slots would answer MOVED forever). None when it
-    serves, or cannot be reached now: an outage the service rides out. The reason never quotes
-    the URL."""
-    if parse_cluster_url(url) is not None:
-        return None
-    from redis import Redis
-    from redis.exceptions import AuthenticationError, NoPermissionError, RedisError, ResponseError
+    """Why the Redis or Redis Cluster `url` names cannot serve us, by its own answers to the
+    connection's handshake and to `INFO cluster` (a blocking probe at start-up, at most
+    `CONNECT_TIMEOUT_S` per step; of a cluster, its nodes are asked in turn until one answers):
+    it refuses the credentials, or what the URL asks of the connection (a database it does not
+    have, a protocol or client name it does not take), or a `redis://` URL names a node of a
+    Redis Cluster (whose other slots would answer MOVED forever), or a cluster URL names a Redis
+    that is not one (which would answer no cluster command, ever). None when it serves, or
+    cannot be reached now: an outage the service rides out. The reason never quotes the URL."""
+    from redis.exceptions import RedisError
 
-    client = Redis.from_url(
-        url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=CONNECT_TIMEOUT_S
-    )
+    cluster = parse_cluster_url(url)
+    for client in _probes(url, cluster):
+        try:
+            answer = _probe(client)
+        except RedisError:
+            continue
+        if isinstance(answer, str):
+            return answer
+        if answer and cluster is None:
+            return (
+                "CALLBRIDGE_QUEUE names a node of a Redis Cluster: name the cluster as "
+                "redis+cluster://host:port (rediss+cluster:// for TLS)"
+            )
+        if not answer and cluster is not None:
+            return (
+                "CALLBRIDGE_QUEUE names a Redis Cluster, but the Redis it names runs without "
+                "cluster mode: name it as redis://host:port (rediss:// for TLS)"
+            )
+        return None
+    return None
+
+
+def _probes(url: str, cluster: ClusterUrl | None) -> Iterator[SyncRedis]:
+    """Blocking clients for `refusal`: of the Redis `url` names, or of each node of `cluster`
+    in turn, with what the URL asks of a connection (credentials, TLS, options)."""
+    import inspect
+
+    from redis import Redis
+
+    timeouts = {"socket_connect_timeout": CONNECT_TIMEOUT_S, "socket_timeout": CONNECT_TIMEOUT_S}
+    if cluster is None:
+        yield Redis.from_url(url, **timeouts)
+        return
+    # Options of the cluster client alone (`read_from_replicas`...) are not a connection's.
+    taken = inspect.signature(Redis).parameters
+    options = {name: value for name, value in cluster.options.items() if name in taken}
+    for host, port in cluster.nodes:
+        yield Redis(host=host, port=port, **{**options, **timeouts})
+
+
+def _probe(client: SyncRedis) -> str | bool:
+    """Why the Redis `client` connects to refuses us, or else whether it runs in cluster mode.
+    Raises `RedisError` when it cannot be reached (or refuses our user a command: NOPERM,
+    which the service reports as it runs)."""
+    from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
+
     try:
         # Connecting runs the handshake the URL asks for (AUTH or HELLO, CLIENT SETNAME,
         # SELECT); Redis refusing one of them is refused at every connection, not an outage.
@@ -72,20 +115,12 @@ def refusal(url: str) -> str | None:
                 raise
             # Redis' text says what it refuses ("DB index is out of range"), nothing secret.
             return f"Redis refuses to open a connection as CALLBRIDGE_QUEUE asks ({exc})"
-        info = client.info("cluster")
+        return bool(client.info("cluster").get("cluster_enabled"))
     except AuthenticationError:
         # redis-py raises it for NOAUTH (a password is needed) and WRONGPASS alike.
         return CREDENTIALS_REFUSED
-    except RedisError:
-        return None
     finally:
         client.close()
-    if info.get("cluster_enabled"):
-        return (
-            "CALLBRIDGE_QUEUE names a node of a Redis Cluster: name the cluster as "
-            "redis+cluster://host:port (rediss+cluster:// for TLS)"
-        )
-    return None
 
 
 def redis_client(url: str, *, longest_block_ms: int) -> RedisClient:

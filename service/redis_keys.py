@@ -26,6 +26,8 @@ Ownership and handoffs (tag: `{callbridge}`), one slot for all calls and instanc
   (`service.calls.lease`).
 - `{callbridge}:instances`, `{callbridge}:epoch` — live instances; the mark that tells when
   this slot's data was lost.
+- `{callbridge}:instance-hold:<instance>` — which process runs as the instance: a mark of that
+  process and when it last renewed it, expiring a lease after (`service.calls.lease`).
 - `{callbridge}:live` — the ids of live calls, where instances look for lapsed leases.
 - `{callbridge}:handoffs`, `{callbridge}:dead` — the handoff stream (consumer group `workers`)
   and its dead letters (`service.handoffs.redis_streams`).
@@ -41,7 +43,9 @@ lease names the call in the script that reads the lease, together with its hando
 acknowledgement, so that routing and a change of owner never interleave; a takeover moves a
 call's events from other instances' results in one script; an instance that has gone is
 forgotten with its results in one script, which reads the live calls to tell whether any event
-there is still wanted; an instance renews all its leases in one script, and a call is listed
+there is still wanted; an instance's heartbeat renews its entry and its hold in one script, which
+tells whether another process renewed the hold meanwhile; an instance renews all its leases in
+one script, and a call is listed
 as live by the script that writes its lease (so that no call is ever leased but unlisted, which
 an owner dying then would leave to nobody). Their entries are small (an instance id, a call
 id, a handoff, a worker's answer), and the handoff stream is one key on one node anyway.
@@ -117,6 +121,10 @@ class RedisKeys:
     def instances(self) -> str:
         """Live instances, a sorted set scored by when their heartbeat lapses."""
         return f"{{{self.prefix}}}:instances"
+
+    def instance_hold(self, instance: str) -> str:
+        """The mark of the process running as `instance` (a hash expiring unrenewed)."""
+        return f"{{{self.prefix}}}:instance-hold:{instance}"
 
     @property
     def live(self) -> str:

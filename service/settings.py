@@ -345,7 +345,10 @@ class Settings(BaseSettings):
         "up after the drain timeout (alone, calls are drained either way).",
     )
     instance_id: str | None = Field(
-        None, description="This instance's name in the call directory (default: random)."
+        None,
+        description="This instance's name in the call directory (default: random, new at each "
+        "start). A fixed one must be unique among running instances: `serve` refuses to start "
+        "while another running instance has it.",
     )
     worker_concurrency: int = Field(4, ge=1, description="Handoffs one worker runs at once.")
     embedded_worker: bool = Field(

@@ -42,7 +42,12 @@ from service.redis_client import (
     redis_now_ms,
 )
 from service.redis_keys import RedisKeys
-from service.redis_reports import log_redis_failure, redis_trouble
+from service.redis_reports import (
+    REFUSAL_REPEAT_S,
+    RefusalReports,
+    log_redis_failure,
+    redis_trouble,
+)
 
 if TYPE_CHECKING:
     from redis.typing import EncodableT, FieldT
@@ -131,6 +136,7 @@ class CallDirectory:
         self._writes = asyncio.Lock()
         self._waiting: dict[str, asyncio.Future[ControlReply]] = {}
         self._refresh_now = asyncio.Event()
+        self._twin_reports = RefusalReports(REFUSAL_REPEAT_S)
         self._tasks: set[asyncio.Task[None]] = set()
         self._reader: asyncio.Task[None] | None = None
         self._started = False
@@ -205,7 +211,7 @@ class CallDirectory:
         try:
             if await self.leases.check_epoch():
                 log.warning("redis has lost its data: writing this instance's calls back")
-            await self.leases.heartbeat()
+            twin = await self.leases.heartbeat()
             lost, rewritten = await self.leases.renew(call_ids)
         except redis_failures() as exc:
             log_redis_failure(
@@ -216,6 +222,8 @@ class CallDirectory:
                 "" if len(call_ids) == 1 else "s",
             )
             return False
+        if twin:
+            self._report_twin()
         self._mine -= lost
         if (lost or rewritten) and self._on_leases is not None:
             self._on_leases(lost, rewritten)
@@ -229,6 +237,21 @@ class CallDirectory:
             for instance in forgotten:
                 log.info("instance %s is gone: forgotten, with its results stream", instance)
         return True
+
+    def _report_twin(self) -> None:
+        """Say that another process runs as this instance, at most every `REFUSAL_REPEAT_S`.
+
+        Neither process is stopped: both may serve live calls, and nothing tells which one an
+        operator meant to run. Each takes the hold back in turn, so both keep saying so."""
+        if self._twin_reports.due(self.instance_id, time.monotonic()):
+            log.error(
+                "another running process runs as instance %s too (CALLBRIDGE_INSTANCE_ID): it "
+                "renewed this instance's hold in Redis since this process did; the two take "
+                "each other's control requests and worker answers, so their calls fail. Stop "
+                "one, and give each instance its own id (said again every %.0f s while it lasts)",
+                self.instance_id,
+                REFUSAL_REPEAT_S,
+            )
 
     def adopt(self, call_id: str) -> None:
         """Keep renewing the lease of `call_id`, which this instance has just claimed."""
@@ -461,6 +484,24 @@ class CallDirectory:
                 log, exc, "could not depart; the others forget this instance (redis: %s)"
             )
         await self._redis.aclose()
+
+
+async def hold_instance_id(
+    url: str, instance_id: str, *, lease_s: float, keys: RedisKeys | None = None
+) -> bool:
+    """At start-up, take the hold of `instance_id` for this process (`CallLeases.hold_id`) on the
+    Redis `url` names; False when another running process holds it. True when Redis cannot be
+    asked now: an outage, which the service rides out (should another process hold the id, the
+    heartbeat says so once Redis answers)."""
+    redis = redis_client(url, longest_block_ms=0)
+    try:
+        return await CallLeases(
+            redis, instance_id, lease_s=lease_s, keys=keys or RedisKeys()
+        ).hold_id()
+    except redis_failures():
+        return True
+    finally:
+        await redis.aclose()
 
 
 def _parse_request(entry_id: str, fields: dict[str, str], now_ms: int) -> ControlRequest | None:

@@ -16,6 +16,18 @@ script takes many leases at once):
   instance looks for lapsed leases.
 - an instance's results (`service.handoffs.redis_streams`) — deleted here, with the instance's
   entry among the instances.
+- an instance's hold — which process runs as that instance: a mark made once per process
+  (`_PROCESS`) and when that process last renewed the hold, which lapses `lease_s` after.
+
+Control requests, worker answers and leases are addressed to an instance by its id, so two
+processes running as one instance would take each other's: calls fail without a word. A process
+given its id (`CALLBRIDGE_INSTANCE_ID`) takes the hold before it serves (`hold_id`), at once
+when nobody holds it, or once the hold lapses unrenewed: a process that ran as the instance and
+died (a restart with a fixed id) renews it no more, and waiting out what is left of its lease
+period tells it apart from a live one, which renews it every third of a lease. Should two
+processes take it anyway (a live one stalled past its lease while another started), each
+heartbeat takes it back and says whether another process had renewed it: both are told, every
+third of a lease, for as long as both run.
 
 An instance is forgotten, its entry and its results stream in one script, when it departs (its
 own last step) and, should it die instead, by the others once it has been lapsed for
@@ -44,6 +56,8 @@ owner died between its lease and its first save (see `CallManager._take_over`).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Iterable
@@ -54,6 +68,12 @@ from service.redis_keys import RESULTS_GROUP, RedisKeys
 
 if TYPE_CHECKING:
     from service.redis_client import RedisClient
+
+log = logging.getLogger("callbridge.directory")
+
+# This process's mark on the hold of the instance it runs as: a new one at every start, so that a
+# process restarted under its id is told apart from the one before it.
+_PROCESS: Final = uuid.uuid4().hex
 
 # KEYS[1]: the live calls, KEYS[2..n+1]: the leases of n calls. ARGV[1]: this instance,
 # ARGV[2]: lease in ms, ARGV[3..n+2]: the calls' ids.
@@ -94,6 +114,58 @@ _RELEASE: Final = """
 local owner = redis.call('GET', KEYS[1])
 if owner == ARGV[1] or owner == false then
     redis.call('SREM', KEYS[2], ARGV[2])
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+# KEYS[1]: the instance's hold. ARGV[1]: this process's mark, ARGV[2]: lease in ms.
+# Takes the hold unless another process has it; then returns when that one last renewed it, and
+# the ms left before it lapses unrenewed.
+_HOLD: Final = (
+    NOW_MS_LUA
+    + """
+local process = redis.call('HGET', KEYS[1], 'process')
+if process == false or process == ARGV[1] then
+    redis.call('HSET', KEYS[1], 'process', ARGV[1], 'renewed', now_ms())
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return false
+end
+return {redis.call('HGET', KEYS[1], 'renewed'), redis.call('PTTL', KEYS[1])}
+"""
+)
+
+# KEYS[1]: the instances, KEYS[2]: the instance's hold. ARGV[1]: the instance, ARGV[2]: this
+# process's mark, ARGV[3]: lease in ms, ARGV[4]: '1' once it has left.
+# Scores the instance alive for a lease (or, once it has left, lapsed as of now) and renews this
+# process's hold. Returns 1 when another process held it, having renewed it since this one did.
+_HEARTBEAT: Final = (
+    NOW_MS_LUA
+    + """
+local now = now_ms()
+local process = redis.call('HGET', KEYS[2], 'process')
+if ARGV[4] == '1' then
+    redis.call('ZADD', KEYS[1], 'XX', now - 1, ARGV[1])
+else
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+end
+-- Once it has left, only a hold still its own: after `depart`, a heartbeat on its way must not
+-- bring the instance back, nor keep the hold from a process started since.
+if ARGV[4] ~= '1' or process == ARGV[2] then
+    redis.call('HSET', KEYS[2], 'process', ARGV[2], 'renewed', now)
+    redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
+if process ~= false and process ~= ARGV[2] then
+    return 1
+end
+return 0
+"""
+)
+
+# KEYS[1]: the instance's hold. ARGV[1]: this process's mark. Lets go of it if it is this
+# process's.
+_LET_GO: Final = """
+if redis.call('HGET', KEYS[1], 'process') == ARGV[1] then
     return redis.call('DEL', KEYS[1])
 end
 return 0
@@ -186,6 +258,10 @@ class CallLeases:
         self._hand_over = redis.register_script(_HAND_OVER)
         self._release = redis.register_script(_RELEASE)
         self._forget = redis.register_script(_FORGET)
+        self._hold = redis.register_script(_HOLD)
+        self._heartbeat = redis.register_script(_HEARTBEAT)
+        self._let_go = redis.register_script(_LET_GO)
+        self._hold_key = keys.instance_hold(instance_id)
         self._left = False
         self._epoch: str | None = None
         self._data_lost_at = -float("inf")
@@ -248,31 +324,57 @@ class CallLeases:
             found = await pipe.execute()
         return [c for c, exists in zip(call_ids, found, strict=True) if not exists]
 
-    async def heartbeat(self) -> None:
-        """Announce this instance alive for one lease period; once it has left, that it has
-        left as of now: lapsed, so nobody's peer, but not gone (`forget_lapsed`) while it
-        still runs."""
-        now_ms = await self._now_ms()
-        if self._left:
-            # Only while known: after `depart`, a heartbeat on its way must not bring it back.
-            await self._redis.zadd(self._keys.instances, {self.instance_id: now_ms - 1}, xx=True)
-        else:
-            await self._redis.zadd(
-                self._keys.instances, {self.instance_id: now_ms + self._lease_ms}
-            )
+    async def hold_id(self) -> bool:
+        """Take the hold of this instance for this process, before it serves: at once when no
+        other process holds it, else once that one's hold lapses unrenewed (a process that ran
+        as this instance and died: what is left of its lease period). False, without taking it,
+        when the holder renews its hold meanwhile: another process runs as this instance."""
+        first_seen: str | None = None
+        while True:
+            held = await self._hold(keys=[self._hold_key], args=[_PROCESS, self._lease_ms])
+            if held is None:
+                if first_seen is not None:
+                    log.info(
+                        "instance %s: the hold of the process that ran as it before lapsed "
+                        "unrenewed; this process runs as it now",
+                        self.instance_id,
+                    )
+                return True
+            renewed, left_ms = str(held[0]), int(held[1])
+            if first_seen is None:
+                first_seen = renewed
+            elif renewed != first_seen:
+                return False
+            # Redis counts whole ms: a hold met in its last one is looked at again.
+            await asyncio.sleep(max(1, left_ms) / 1000)
+
+    async def heartbeat(self) -> bool:
+        """Announce this instance alive for one lease period, and renew this process's hold of
+        it; once it has left, that it has left as of now: lapsed, so nobody's peer, but not
+        gone (`forget_lapsed`) while it still runs. True when another process held it, having
+        renewed it since this one did: two processes run as this instance. Each takes the hold
+        back in turn, so that both are told."""
+        other = await self._heartbeat(
+            keys=[self._keys.instances, self._hold_key],
+            args=[self.instance_id, _PROCESS, self._lease_ms, int(self._left)],
+        )
+        return bool(other)
 
     async def leave(self) -> None:
         """This instance stops (it drains): it is nobody's peer any more, but stays known, so
-        that successors of its calls find its results, until it `depart`s."""
+        that successors of its calls find its results, until it `depart`s. It keeps its hold:
+        it still runs as this instance."""
         self._left = True
         await self.heartbeat()
 
     async def depart(self) -> bool:
         """This instance is gone for good (its last step, once it reads its results no more):
-        it `leave`s, and is forgotten with its results stream unless an event there is for a
-        live call, which its successor is to move. Returns whether it was forgotten; if not,
-        it stays known, lapsed, for the others to forget later (`forget_lapsed`)."""
+        it `leave`s, lets go of its hold (a process started as this instance takes it at once),
+        and is forgotten with its results stream unless an event there is for a live call,
+        which its successor is to move. Returns whether it was forgotten; if not, it stays
+        known, lapsed, for the others to forget later (`forget_lapsed`)."""
         self._left = True
+        await self._let_go(keys=[self._hold_key], args=[_PROCESS])
         forgotten = await self._forget(
             keys=[self._keys.instances, self._keys.live, self._keys.results(self.instance_id)],
             args=["", _FORGET_SCAN, RESULTS_GROUP, self.instance_id],

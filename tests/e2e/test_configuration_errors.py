@@ -342,12 +342,13 @@ def redis_with_a_password(redis_server: RedisServer) -> RedisServer:
     return redis_server
 
 
+@pytest.mark.parametrize("scheme", ["redis", "redis+cluster"])
 @pytest.mark.parametrize("password", ["", ":wrong-password-456@"])
 @pytest.mark.parametrize("command", [["serve", "--port", "0"], ["worker"]])
 def test_a_redis_that_refuses_the_credentials_is_a_configuration_error(
-    redis_with_a_password: RedisServer, password: str, command: list[str]
+    redis_with_a_password: RedisServer, scheme: str, password: str, command: list[str]
 ) -> None:
-    url = f"redis://{password}127.0.0.1:{redis_with_a_password.port}/0"
+    url = f"{scheme}://{password}127.0.0.1:{redis_with_a_password.port}/0"
     line = _one_line_naming(_configured(command, queue=url), "CALLBRIDGE_QUEUE")
     assert "refuses the credentials" in line
     assert "wrong-password-456" not in line
@@ -368,3 +369,12 @@ def test_a_port_option_out_of_range_is_a_usage_error(command: str, port: str) ->
     assert result.stderr.strip().splitlines()[-1] == (
         f"callbridge {command}: error: argument --port: '{port}' is not a port (0 to 65535)"
     )
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["worker"]])
+def test_a_cluster_url_naming_a_redis_without_cluster_mode_is_refused_with_the_plain_scheme(
+    redis_server: RedisServer, command: list[str]
+) -> None:
+    url = f"redis+cluster://127.0.0.1:{redis_server.port}"
+    line = _one_line_naming(_configured(command, queue=url), "CALLBRIDGE_QUEUE")
+    assert "redis://" in line
