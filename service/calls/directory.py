@@ -43,8 +43,8 @@ from service.redis_client import (
 )
 from service.redis_keys import RedisKeys
 from service.redis_reports import (
-    REFUSAL_REPEAT_S,
-    RefusalReports,
+    REPEAT_S,
+    RepeatedReports,
     log_redis_failure,
     redis_trouble,
 )
@@ -136,7 +136,7 @@ class CallDirectory:
         self._writes = asyncio.Lock()
         self._waiting: dict[str, asyncio.Future[ControlReply]] = {}
         self._refresh_now = asyncio.Event()
-        self._twin_reports = RefusalReports(REFUSAL_REPEAT_S)
+        self._twin_reports = RepeatedReports(REPEAT_S)
         self._tasks: set[asyncio.Task[None]] = set()
         self._reader: asyncio.Task[None] | None = None
         self._started = False
@@ -239,7 +239,7 @@ class CallDirectory:
         return True
 
     def _report_twin(self) -> None:
-        """Say that another process runs as this instance, at most every `REFUSAL_REPEAT_S`.
+        """Say that another process runs as this instance, at most every `REPEAT_S`.
 
         Neither process is stopped: both may serve live calls, and nothing tells which one an
         operator meant to run. Each takes the hold back in turn, so both keep saying so."""
@@ -250,7 +250,7 @@ class CallDirectory:
                 "each other's control requests and worker answers, so their calls fail. Stop "
                 "one, and give each instance its own id (said again every %.0f s while it lasts)",
                 self.instance_id,
-                REFUSAL_REPEAT_S,
+                REPEAT_S,
             )
 
     def adopt(self, call_id: str) -> None:
