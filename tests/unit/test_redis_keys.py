@@ -38,9 +38,15 @@ KEY_FIRST = {
     "ZSCORE",
     "ZREM",
     "SISMEMBER",
+    "HGET",
+    "HSET",
+    "PTTL",
+    "EXISTS",
 }
+# Those whose first argument is a subcommand, and the second their key.
+KEY_SECOND = {"XINFO", "XGROUP"}
 KEYLESS = {"TIME"}
-_CALL = re.compile(r"redis\.p?call\(\s*'([A-Z]+)'\s*(?:,\s*([^,)]+?))?\s*[,)]")
+_CALL = re.compile(r"redis\.p?call\(\s*'([A-Z]+)'\s*(?:,\s*([^,)]+?))?\s*(?:,\s*([^,)]+?))?\s*[,)]")
 _KEY_ARGUMENT = re.compile(r"KEYS\[[^\]]+\]")
 _BOUND_TO_KEYS = (
     re.compile(r"for\s+\w+\s*,\s*(\w+)\s+in\s+ipairs\(KEYS\)"),
@@ -89,7 +95,11 @@ GIVEN: dict[str, Callable[[], list[str]]] = {
         KEYS.live,
         *(KEYS.results(instance) for instance in INSTANCES),
     ],
+    "service.calls.lease._HOLD": lambda: [KEYS.instance_hold(INSTANCES[0])],
+    "service.calls.lease._HEARTBEAT": lambda: [KEYS.instances, KEYS.instance_hold(INSTANCES[0])],
+    "service.calls.lease._LET_GO": lambda: [KEYS.instance_hold(INSTANCES[0])],
     "service.calls.hangups._CLAIM_DUE": lambda: [KEYS.hangups],
+    "service.handoffs.redis_streams._FORGET": lambda: [KEYS.handoffs],
     "service.handoffs.redis_streams._KNOWN_FUNCTION": lambda: ROUTE_KEYS,
     "service.handoffs.redis_streams._ROUTE_FUNCTION": lambda: ROUTE_KEYS,
     "service.handoffs.redis_streams._ROUTE": lambda: ROUTE_KEYS,
@@ -121,10 +131,13 @@ def names_bound_to_keys(script: str) -> set[str]:
 def test_every_script_touches_only_the_keys_it_is_given() -> None:
     for name, script in scripts().items():
         bound = names_bound_to_keys(script)
-        for command, key in _CALL.findall(script):
+        for command, first, second in _CALL.findall(script):
             if command in KEYLESS:
                 continue
-            assert command in KEY_FIRST, f"{name}: teach this test where {command}'s key is"
+            key = second if command in KEY_SECOND else first
+            assert command in KEY_FIRST | KEY_SECOND, (
+                f"{name}: teach this test where {command}'s key is"
+            )
             assert _KEY_ARGUMENT.fullmatch(key) or key in bound, f"{name}: {command} {key}"
 
 
