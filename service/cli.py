@@ -8,6 +8,7 @@ import importlib.metadata
 import logging
 import os
 import signal
+import socket
 import ssl
 import sys
 import urllib.parse
@@ -71,6 +72,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def default_worker_name() -> str:
+    """A worker's consumer name unless `--name` gives one: its host's name and its pid, as
+    the pid alone is the same (often 1) in every container of a replicated worker, and two
+    workers sharing a consumer would read each other's pending handoffs as their own."""
+    return f"worker-{socket.gethostname()}-{os.getpid()}"
+
+
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from service.handoffs import Worker, load_handler, open_queue
 
@@ -91,7 +99,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         worker = Worker(
             queue,
             handler,
-            name=args.name or f"worker-{__import__('os').getpid()}",
+            name=args.name or default_worker_name(),
             concurrency=settings.worker_concurrency,
             timeout_s=settings.handler_timeout_s,
         )
@@ -248,7 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
 
     worker = sub.add_parser("worker", help="run a handoff worker on the shared queue")
-    worker.add_argument("--name", default=None, help="consumer name (default: worker-<pid>)")
+    worker.add_argument(
+        "--name", default=None, help="consumer name (default: worker-<host name>-<pid>)"
+    )
     worker.add_argument("--grace", type=float, default=10.0, help="seconds to finish on SIGTERM")
     worker.set_defaults(func=_worker)
 

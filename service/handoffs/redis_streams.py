@@ -25,10 +25,10 @@ is given the results stream of the owner its caller expects (the instance that a
 always right): when the lease names another, it appends nothing and names that owner, and
 the caller runs it again with that owner's stream.
 
-The handoff group's consumers are the workers (`worker-<pid>`, `<instance>-worker`), and a
-consumer stays in the group until deleted, so each one started adds one. A consumer is deleted
-when its worker stops (`leave`), and consumers of workers that died are deleted by the live
-workers, once idle for `FORGET_AFTER_CLAIMS` claim idle times; either way only a consumer
+The handoff group's consumers are the workers (`worker-<host name>-<pid>`, `<instance>-worker`),
+and a consumer stays in the group until deleted, so each one started adds one. A consumer is
+deleted when its worker stops (`leave`), and consumers of workers that died are deleted by the
+live workers, once idle for `FORGET_AFTER_CLAIMS` claim idle times; either way only a consumer
 with no pending entries, in the script that looks (`_FORGET`), as its pending entries are what
 lets another worker claim its handoffs.
 
