@@ -68,8 +68,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     _check_queue(settings)
     _check_instance_id(settings)
-    serve(settings, args.host or settings.host, settings.port if args.port is None else args.port)
-    return 0
+    return serve(
+        settings, args.host or settings.host, settings.port if args.port is None else args.port
+    )
 
 
 def default_worker_name() -> str:

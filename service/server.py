@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import signal
 from types import FrameType
+from typing import Final
 
 import uvicorn
 from fastapi import FastAPI
@@ -105,8 +106,13 @@ def bind_host(settings: Settings, requested: str) -> str:
     return requested
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
-    """Serve until a signal, then drain and exit."""
+STARTUP_FAILED: Final = 3
+"""`serve`'s exit status when it never started serving (the port is taken, the app failed to
+start), as uvicorn's own command exits."""
+
+
+def serve(settings: Settings, host: str, port: int) -> int:
+    """Serve until a signal, then drain; the process's exit status: 0, or `STARTUP_FAILED`."""
     app = create_app(settings)
     host = bind_host(settings, host)
     config = uvicorn.Config(
@@ -126,4 +132,6 @@ def serve(settings: Settings, host: str, port: int) -> None:
     # Everything loaded by now (modules, the app and its schemas) lives as long as the process:
     # out of the collector's sight, each full collection no longer walks it again.
     gc.freeze()
-    DrainingServer(config, app, settings.drain_timeout_s).run()
+    server = DrainingServer(config, app, settings.drain_timeout_s)
+    server.run()
+    return 0 if server.started else STARTUP_FAILED

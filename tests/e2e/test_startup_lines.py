@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from service.server import bind_host
+from service.server import STARTUP_FAILED, bind_host
 from service.settings import Settings
 from tests.e2e.processes import Process, free_port
 from tests.e2e.redis_server import RedisServer
@@ -120,3 +121,20 @@ def test_an_embedded_stand_in_beside_the_memory_queue_is_not_warned_about(
     first_screen: Lines,
 ) -> None:
     assert _stand_in_warnings(first_screen) == []
+
+
+def test_serve_on_a_port_already_taken_exits_with_the_startup_failure_status(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = Process(["serve", "--port", str(port)], {}, tmp_path / "serve.log").start()
+        assert process.proc is not None
+        try:
+            status = process.proc.wait(timeout=60)
+        finally:
+            process.stop()
+    assert status == STARTUP_FAILED
+    assert "address already in use" in process.output()
