@@ -76,6 +76,24 @@ surrounding whitespace is not part of the secret (see README, Secrets)."""
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
+
+def _origin(entry: str) -> str | None:
+    """`entry`'s origin as a browser serialises it (RFC 6454 §6.2: lower case, the host in
+    ASCII (IDNA), no default port), or None when it names no scheme and host, names a port
+    out of range, a host IDNA cannot take, or userinfo."""
+    try:
+        parts = urlsplit(entry)
+        port = parts.port
+        hostname = parts.hostname
+        if not parts.scheme or not hostname or parts.username or parts.password:
+            return None
+        host = f"[{hostname}]" if ":" in hostname else hostname.encode("idna").decode("ascii")
+    except (ValueError, UnicodeError):
+        return None
+    shown = port is not None and _DEFAULT_PORTS.get(parts.scheme.lower()) != port
+    return f"{parts.scheme}://{host}{f':{port}' if shown else ''}".lower()
+
+
 Port = Annotated[int, Field(ge=0, le=65535)]
 """A TCP port to listen on (0: any free one), as a setting or a command-line option."""
 
@@ -591,24 +609,17 @@ class Settings(BaseSettings):
         if entries == ["*"]:
             return value
         origins = []
-        for entry in entries:
-            try:
-                parts = urlsplit(entry)
-                port = parts.port
-            except ValueError:
-                port, parts = None, urlsplit("")
-            host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
-            # A browser leaves the scheme's default port out of the origin it sends.
-            shown = port is not None and _DEFAULT_PORTS.get(parts.scheme.lower()) != port
-            origin = f"{parts.scheme}://{host}{f':{port}' if shown else ''}".lower()
-            if not parts.scheme or not parts.hostname or parts.username or parts.password:
+        for number, entry in enumerate(entries, start=1):
+            # The entry is not echoed: one with userinfo or a query may carry a credential.
+            origin = _origin(entry)
+            if origin is None:
                 raise ValueError(
-                    f"{entry!r} is not an origin: give scheme://host[:port] (RFC 6454), "
+                    f"entry {number} is not an origin: give scheme://host[:port] (RFC 6454), "
                     "comma-separated, or '*' alone"
                 )
-            if parts.path not in ("", "/") or parts.query or parts.fragment:
+            if urlsplit(entry).path not in ("", "/") or "?" in entry or "#" in entry:
                 raise ValueError(
-                    f"{entry!r} is not an origin (a browser sends no path): give {origin!r}"
+                    f"entry {number} is not an origin (a browser sends no path): give {origin!r}"
                 )
             origins.append(origin)
         return ",".join(origins)

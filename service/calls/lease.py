@@ -369,7 +369,7 @@ class CallLeases:
 
     async def depart(self) -> bool:
         """This instance is gone for good (its last step, once it reads its results no more):
-        it `leave`s, lets go of its hold (a process started as this instance takes it at once),
+        it is nobody's peer any more (as after `leave`), lets go of its hold (a process started as this instance takes it at once),
         and is forgotten with its results stream unless an event there is for a live call,
         which its successor is to move. Returns whether it was forgotten; if not, it stays
         known, lapsed, for the others to forget later (`forget_lapsed`)."""

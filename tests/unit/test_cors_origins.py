@@ -8,7 +8,7 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from service.settings import Settings
+from service.settings import Settings, describe_invalid
 
 
 @pytest.mark.parametrize(
@@ -20,6 +20,7 @@ from service.settings import Settings
         ("http://app.example:80", "http://app.example"),
         ("https://app.example:8443", "https://app.example:8443"),
         ("http://[::1]:8080/", "http://[::1]:8080"),
+        ("https://Bücher.example", "https://xn--bcher-kva.example"),
         ("https://a.example, http://b.example", "https://a.example,http://b.example"),
         ("*", "*"),
         ("", ""),
@@ -41,3 +42,12 @@ def test_what_is_not_an_origin_is_refused(given: str) -> None:
 def test_an_origin_with_a_path_is_refused_naming_the_origin_meant() -> None:
     with pytest.raises(ValidationError, match=re.escape("give 'https://app.example'")):
         Settings(cors_origins="https://app.example/app")
+
+
+@pytest.mark.parametrize(
+    "given", ["https://bob:hunter2@app.example", "https://app.example/?token=hunter2"]
+)
+def test_a_refused_entry_is_not_echoed(given: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(cors_origins=given)
+    assert "hunter2" not in describe_invalid(refused.value)
