@@ -180,15 +180,17 @@ instance that stalls for a moment the loss of its results stream (which it would
 
 # Instances looked at in one clean-up, the oldest lapses first.
 _FORGET_BATCH: Final = 16
-# Entries of a results stream read at a time by the clean-up.
-_FORGET_SCAN: Final = 100
+# Entries of a results stream one clean-up looks at (at most 16,000 in one script, a few ms of
+# Redis' time); a longer stream is cleaned over several.
+_FORGET_SCAN: Final = 1_000
 
 # KEYS[1]: the instances, KEYS[2]: the live calls, KEYS[3..n+2]: the results of the n instances
 # ARGV[4..n+3]. ARGV[1]: the latest score of an instance to forget ('' for any score or none: an
-# instance departing), ARGV[2]: entries read at a time, ARGV[3]: the results' consumer group.
-# Forgets each instance with its results unless they hold an event for a live call; deletes the
-# events for calls no longer live on the way. One kept is marked lapsed as of now, so that it is
-# looked at again after the others. Returns the instances forgotten.
+# instance departing), ARGV[2]: entries looked at per instance, ARGV[3]: the results' consumer
+# group. Forgets each instance with its results unless they hold an event for a live call or
+# more than it looks at; deletes the events looked at for calls no longer live on the way. One
+# kept is marked lapsed as of now, so that it is looked at again after the others. Returns the
+# instances forgotten.
 _FORGET: Final = (
     NOW_MS_LUA
     + """
@@ -197,33 +199,28 @@ for k = 3, #KEYS do
     local instance = ARGV[k + 1]
     local score = redis.call('ZSCORE', KEYS[1], instance)
     if ARGV[1] == '' or (score and tonumber(score) <= tonumber(ARGV[1])) then
-        local wanted = false
-        local start = '-'
-        while true do
-            local entries = redis.call('XRANGE', KEYS[k], start, '+', 'COUNT', ARGV[2])
-            local unwanted = {}
-            for _, entry in ipairs(entries) do
-                local fields = entry[2]
-                local live = false
-                for i = 1, #fields, 2 do
-                    if fields[i] == 'call_id' then
-                        live = redis.call('SISMEMBER', KEYS[2], fields[i + 1]) == 1
-                    end
-                end
-                if live then
-                    wanted = true
-                else
-                    table.insert(unwanted, entry[1])
+        local entries = redis.call('XRANGE', KEYS[k], '-', '+', 'COUNT', ARGV[2])
+        -- A stream longer than one look is kept for the next clean-up, which goes on from
+        -- what this one left: no script holds Redis for a whole stream.
+        local wanted = #entries == tonumber(ARGV[2])
+        local unwanted = {}
+        for _, entry in ipairs(entries) do
+            local fields = entry[2]
+            local live = false
+            for i = 1, #fields, 2 do
+                if fields[i] == 'call_id' then
+                    live = redis.call('SISMEMBER', KEYS[2], fields[i + 1]) == 1
                 end
             end
-            if #unwanted > 0 then
-                redis.pcall('XACK', KEYS[k], ARGV[3], unpack(unwanted))
-                redis.call('XDEL', KEYS[k], unpack(unwanted))
+            if live then
+                wanted = true
+            else
+                table.insert(unwanted, entry[1])
             end
-            if #entries < tonumber(ARGV[2]) then
-                break
-            end
-            start = '(' .. entries[#entries][1]
+        end
+        if #unwanted > 0 then
+            redis.pcall('XACK', KEYS[k], ARGV[3], unpack(unwanted))
+            redis.call('XDEL', KEYS[k], unpack(unwanted))
         end
         if wanted then
             redis.call('ZADD', KEYS[1], now_ms() - 1, instance)
@@ -369,10 +366,11 @@ class CallLeases:
 
     async def depart(self) -> bool:
         """This instance is gone for good (its last step, once it reads its results no more):
-        it is nobody's peer any more (as after `leave`), lets go of its hold (a process started as this instance takes it at once),
-        and is forgotten with its results stream unless an event there is for a live call,
-        which its successor is to move. Returns whether it was forgotten; if not, it stays
-        known, lapsed, for the others to forget later (`forget_lapsed`)."""
+        it is nobody's peer any more (as after `leave`), lets go of its hold (a process started
+        as this instance takes it at once), and is forgotten with its results stream unless an
+        event there is for a live call, which its successor is to move. Returns whether it was
+        forgotten; if not, it stays known, lapsed, for the others to forget later
+        (`forget_lapsed`)."""
         self._left = True
         await self._let_go(keys=[self._hold_key], args=[_PROCESS])
         forgotten = await self._forget(

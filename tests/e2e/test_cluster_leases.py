@@ -329,6 +329,19 @@ async def test_a_long_gone_instance_is_forgotten_with_answers_for_calls_no_longe
     assert await shared_redis.client.exists(KEYS.results("a")) == 0
 
 
+async def test_a_long_gone_instance_with_a_long_stream_is_forgotten_over_several_clean_ups(
+    leases: MakeLeases, queue: RedisStreamQueue, shared_redis: SharedRedis
+) -> None:
+    for _ in range(3):
+        await asyncio.gather(*(queue.publish("a", answer()) for _ in range(500)))
+    await long_gone(shared_redis, "a")
+    assert await leases("b").forget_lapsed() == []
+    assert await shared_redis.client.xlen(KEYS.results("a")) == 500
+    await long_gone(shared_redis, "a")
+    assert await leases("b").forget_lapsed() == ["a"]
+    assert await shared_redis.client.exists(KEYS.results("a")) == 0
+
+
 async def test_a_long_gone_instance_holding_an_answer_for_a_live_call_is_not_forgotten(
     leases: MakeLeases, queue: RedisStreamQueue, shared_redis: SharedRedis
 ) -> None:
