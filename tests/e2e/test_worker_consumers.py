@@ -2,15 +2,16 @@
 consumers of workers that died are deleted by the live ones, but never one that still holds a
 handoff.
 
-Workers are `callbridge worker` processes (consumer `worker-<pid>`) running the handlers of
-`tests.e2e.handlers`, around a private redis-server (or, where a test says so, the session's
-Redis Cluster too); the test queues handoffs as the owner would, through a `RedisStreamQueue`.
-The claim idle time is short, so that a dead worker's handoff is taken over, and its consumer
-deleted, within seconds.
+Workers are `callbridge worker` processes (consumer `worker-<host name>-<pid>`) running the
+handlers of `tests.e2e.handlers`, around a private redis-server (or, where a test says so, the
+session's Redis Cluster too); the test queues handoffs as the owner would, through a
+`RedisStreamQueue`. The claim idle time is short, so that a dead worker's handoff is taken
+over, and its consumer deleted, within seconds.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,7 @@ def redis(shared_redis: SharedRedis) -> Redis | RedisCluster:
 
 def consumer_of(worker: Process) -> str:
     assert worker.proc is not None
-    return f"worker-{worker.proc.pid}"
+    return f"worker-{socket.gethostname()}-{worker.proc.pid}"
 
 
 async def consumers(redis: Redis | RedisCluster) -> dict[str, dict[str, Any]]:
