@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -189,9 +190,21 @@ async def test_a_call_whose_owner_died_while_hanging_it_up_is_ended_not_joined_a
     assert (record["owner"], record["end_reason"]) == ("b", "hangup")
 
 
-async def test_a_call_hung_up_at_another_instance_while_its_owner_is_silent_ends_as_hung_up(
-    serve: Serve, redis_server: RedisServer, redis: Redis, tmp_path: Path
-) -> None:
+@dataclass
+class EndedAtAnotherInstance:
+    """A call ended through instance b while its owner a was silent: b's answer, each
+    instance's answer to GET on the call afterwards, and the end reasons saved."""
+
+    answer: httpx.Response
+    reads: list[httpx.Response]
+    saved: tuple[str, str] | None
+
+
+async def _ended_at_another_instance(
+    serve: Serve, redis_server: RedisServer, redis: Redis, tmp_path: Path, method: str
+) -> EndedAtAnotherInstance:
+    """Start a call on instance a, stall a, and end the call with `method` (POST .../hangup
+    or DELETE) through instance b."""
     provider = FaultyProvider()
     provider_url = await serve(provider.app())
     a, b = (
@@ -203,44 +216,38 @@ async def test_a_call_hung_up_at_another_instance_while_its_owner_is_silent_ends
         async with httpx.AsyncClient(timeout=30.0) as client:
             call_id = await _call_started(client, urls[0])
             await until(lambda: provider.connected.is_set())
+            target = f"{urls[1]}/v1/calls/{call_id}"
             with a.stalled():
-                hung_up = await client.post(f"{urls[1]}/v1/calls/{call_id}/hangup")
+                if method == "DELETE":
+                    answer = await client.delete(target)
+                else:
+                    answer = await client.post(f"{target}/hangup")
             await until(lambda: _end_as_saved(redis, call_id))
-            records = [(await client.get(f"{url}/v1/calls/{call_id}")).json() for url in urls]
+            reads = [await client.get(f"{url}/v1/calls/{call_id}") for url in urls]
             saved = await _end_as_saved(redis, call_id)
     finally:
         for instance in (a, b):
             instance.stop()
-    assert hung_up.status_code == 200, hung_up.text
+    return EndedAtAnotherInstance(answer, reads, saved)
+
+
+async def test_a_call_hung_up_at_another_instance_while_its_owner_is_silent_ends_as_hung_up(
+    serve: Serve, redis_server: RedisServer, redis: Redis, tmp_path: Path
+) -> None:
+    ended = await _ended_at_another_instance(serve, redis_server, redis, tmp_path, "POST")
+    assert ended.answer.status_code == 200, ended.answer.text
+    records = [read.json() for read in ended.reads]
     assert [(r["owner"], r["end_reason"]) for r in records] == [("a", "hangup")] * 2
-    assert saved == ("hangup", "hangup")
+    assert ended.saved == ("hangup", "hangup")
 
 
 async def test_a_call_deleted_at_another_instance_while_its_owner_is_silent_is_saved_as_hung_up(
     serve: Serve, redis_server: RedisServer, redis: Redis, tmp_path: Path
 ) -> None:
-    provider = FaultyProvider()
-    provider_url = await serve(provider.app())
-    a, b = (
-        _instance(name, provider_url, redis_server, tmp_path, lease_s=SILENT_OWNER_LEASE_S)
-        for name in ("a", "b")
-    )
-    try:
-        urls = [await _answering(instance) for instance in (a, b)]
-        async with httpx.AsyncClient(timeout=30.0) as client:
-            call_id = await _call_started(client, urls[0])
-            await until(lambda: provider.connected.is_set())
-            with a.stalled():
-                deleted = await client.delete(f"{urls[1]}/v1/calls/{call_id}")
-            await until(lambda: _end_as_saved(redis, call_id))
-            after = [(await client.get(f"{url}/v1/calls/{call_id}")).status_code for url in urls]
-            saved = await _end_as_saved(redis, call_id)
-    finally:
-        for instance in (a, b):
-            instance.stop()
-    assert deleted.status_code == 200, deleted.text
-    assert after == [410, 410]
-    assert saved == ("hangup", "hangup")
+    ended = await _ended_at_another_instance(serve, redis_server, redis, tmp_path, "DELETE")
+    assert ended.answer.status_code == 200, ended.answer.text
+    assert [read.status_code for read in ended.reads] == [410, 410]
+    assert ended.saved == ("hangup", "hangup")
 
 
 async def test_a_call_hung_up_for_its_dead_owner_is_ended_as_hung_up_by_its_successor(

@@ -111,62 +111,57 @@ async def test_a_request_the_http_parser_refuses_is_a_problem(
     assert response.headers["connection"] == "close"
 
 
-async def test_a_call_start_whose_client_left_behind_a_pipelined_request_is_hung_up(
+@contextlib.asynccontextmanager
+async def _serving_a_held_start(
     serve: Serve, tmp_path: Path
-) -> None:
+) -> AsyncIterator[tuple[str, FaultyProvider]]:
+    """A `callbridge serve` process whose provider holds each call creation until released,
+    its URL and the provider."""
     provider = FaultyProvider(script=["held"])
     port = free_port()
     settings = {
         "CALLBRIDGE_PROVIDER": "openai",
         "CALLBRIDGE_PROVIDER_URL": await serve(provider.app()),
-        "CALLBRIDGE_API_KEY": "sk-test-pipelined-start-0123456789",
+        "CALLBRIDGE_API_KEY": "sk-test-held-start-0123456789",
         "CALLBRIDGE_PORT": str(port),
     }
     service = Process(["serve"], settings, tmp_path / "serve.log").start()
     url = f"http://127.0.0.1:{port}"
     try:
         await asyncio.to_thread(service.wait_http, f"{url}/healthz")
-        offer = AIORTC_OFFER.encode()
-        start = request_head(
-            "POST",
-            "/v1/calls",
-            {"Content-Type": "application/sdp", "Content-Length": str(len(offer))},
-        )
-        connection = await RawConnection.open(url)
-        await connection.send(start + offer + request_head("GET", "/healthz", {}))
-        await asyncio.wait_for(provider.holding.wait(), 10)
-        await connection.close()
-        provider.release.set()
-        await until(lambda: provider.hangups == provider.created == ["rtc_fault0"])
+        yield url, provider
     finally:
         provider.release.set()
         service.stop()
 
 
+def _call_start_request() -> bytes:
+    offer = AIORTC_OFFER.encode()
+    head = request_head(
+        "POST", "/v1/calls", {"Content-Type": "application/sdp", "Content-Length": str(len(offer))}
+    )
+    return head + offer
+
+
+async def test_a_call_start_whose_client_left_behind_a_pipelined_request_is_hung_up(
+    serve: Serve, tmp_path: Path
+) -> None:
+    async with _serving_a_held_start(serve, tmp_path) as (url, provider):
+        connection = await RawConnection.open(url)
+        await connection.send(_call_start_request() + request_head("GET", "/healthz", {}))
+        await asyncio.wait_for(provider.holding.wait(), 10)
+        await connection.close()
+        provider.release.set()
+        await until(lambda: provider.hangups == provider.created == ["rtc_fault0"])
+
+
 async def test_a_call_start_followed_in_its_read_by_bytes_that_are_not_http_stays_up(
     serve: Serve, tmp_path: Path
 ) -> None:
-    provider = FaultyProvider(script=["held"])
-    port = free_port()
-    settings = {
-        "CALLBRIDGE_PROVIDER": "openai",
-        "CALLBRIDGE_PROVIDER_URL": await serve(provider.app()),
-        "CALLBRIDGE_API_KEY": "sk-test-start-then-not-http-0123456789",
-        "CALLBRIDGE_PORT": str(port),
-    }
-    service = Process(["serve"], settings, tmp_path / "serve.log").start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        await asyncio.to_thread(service.wait_http, f"{url}/healthz")
-        offer = AIORTC_OFFER.encode()
-        start = request_head(
-            "POST",
-            "/v1/calls",
-            {"Content-Type": "application/sdp", "Content-Length": str(len(offer))},
-        )
+    async with _serving_a_held_start(serve, tmp_path) as (url, provider):
         connection = await RawConnection.open(url)
         try:
-            await connection.send(start + offer + NOT_HTTP)
+            await connection.send(_call_start_request() + NOT_HTTP)
             # The refusal is read while the call start waits on the provider.
             await asyncio.wait_for(provider.holding.wait(), 10)
             provider.release.set()
@@ -179,9 +174,6 @@ async def test_a_call_start_followed_in_its_read_by_bytes_that_are_not_http_stay
             record = (await client.get(answer.headers["location"])).json()
             assert (record["end_reason"], provider.hangups) == (None, [])
             await client.delete(answer.headers["location"])
-    finally:
-        provider.release.set()
-        service.stop()
 
 
 class _InTestServer(uvicorn.Server):
