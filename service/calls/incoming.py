@@ -79,9 +79,16 @@ class IncomingCalls:
             return Reject(status_code=BUSY_HERE)
         try:
             return await asyncio.wait_for(self._router(call), self._router_timeout_s)
-        except (RouterError, TimeoutError) as exc:
+        except TimeoutError:
             # A router is a screening policy: when it cannot decide, the call is not taken.
-            log.warning("SIP router failed, rejecting: %s", exc or "timed out")
+            log.warning(
+                "SIP router did not decide within %.1f s, rejecting",
+                self._router_timeout_s,
+                extra={"call_id": call.call_id},
+            )
+            return Reject(status_code=TEMPORARILY_UNAVAILABLE)
+        except RouterError as exc:
+            log.warning("SIP router failed, rejecting: %s", exc, extra={"call_id": call.call_id})
             return Reject(status_code=TEMPORARILY_UNAVAILABLE)
 
     async def _accept(self, call: IncomingCall, decision: Accept) -> None:

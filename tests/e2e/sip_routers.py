@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from service.calls.sip_router import IncomingCall
@@ -30,3 +31,9 @@ def pirate(call: IncomingCall) -> dict[str, Any]:
 def undecided(call: IncomingCall) -> dict[str, Any]:
     """Answer something that is not a decision."""
     return {"action": "maybe"}
+
+
+async def dawdling(call: IncomingCall) -> dict[str, Any]:
+    """Never decide in time."""
+    await asyncio.sleep(3600)
+    return {"action": "accept"}

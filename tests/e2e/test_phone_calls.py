@@ -215,6 +215,20 @@ async def test_a_router_that_cannot_decide_rejects_the_call_as_unavailable(
     assert (leg["state"], leg["reject_status_code"]) == ("rejected", 480)
 
 
+async def test_a_router_that_does_not_decide_in_time_is_logged_naming_the_call(
+    phone_network: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="callbridge.sip")
+    phone: Phone = await phone_network(
+        sip_router="tests.e2e.sip_routers:dawdling", sip_router_timeout_s=0.2
+    )
+    leg = await phone.decided((await phone.ring())["call_id"])
+    assert (leg["state"], leg["reject_status_code"]) == ("rejected", 480)
+    [line] = [r for r in caplog.records if r.name == "callbridge.sip"]
+    assert line.getMessage() == "SIP router did not decide within 0.2 s, rejecting"
+    assert getattr(line, "call_id", None) == leg["call_id"]
+
+
 async def test_a_router_refers_a_call_to_its_target(phone_network: Any) -> None:
     phone: Phone = await phone_network(sip_router="tests.e2e.sip_routers:front_desk")
     leg = await phone.decided((await phone.ring())["call_id"])
