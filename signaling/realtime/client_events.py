@@ -212,6 +212,9 @@ def session_diff(confirmed: SessionConfig, config: SessionConfig) -> dict[str, A
     if before.get("type") != after.get("type"):
         return session_update(config)
     diff = _changed(before, after)
+    if "instructions" in before and "instructions" not in after:
+        # A session without instructions leaves them out; taking them away is sending none.
+        diff["instructions"] = ""
     if not diff:
         return None
     return {"type": "session.update", "session": {"type": after["type"], **diff}}

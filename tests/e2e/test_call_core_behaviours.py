@@ -226,6 +226,24 @@ async def test_a_refused_voice_change_is_reported_and_the_record_shows_the_setti
     assert (record["session"]["voice"], record["session"]["instructions"]) == ("marin", "Be terse.")
 
 
+async def test_instructions_taken_away_are_sent_as_none_and_confirmed(
+    start_service: StartService, serve: Serve, provider: FaultyProvider
+) -> None:
+    service, call_id, _session = await _ready(start_service, serve, provider)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        await client.post(f"/v1/calls/{call_id}/session", json={"instructions": "Be terse."})
+        await until(lambda: _count(provider, "session.update") == 2)
+        await client.post(f"/v1/calls/{call_id}/session", json={"instructions": ""})
+        await until(lambda: _count(provider, "session.update") == 3)
+
+        async def confirmed() -> bool:
+            return bool((await _record(service, call_id))["session"]["instructions"] == "")
+
+        await until(confirmed)
+    later = [e for e in provider.received if e["type"] == "session.update"][-1]
+    assert later["session"] == {"type": "realtime", "instructions": ""}
+
+
 async def test_a_session_update_is_answered_202_with_the_confirmed_and_requested_settings(
     start_service: StartService, serve: Serve, provider: FaultyProvider
 ) -> None:

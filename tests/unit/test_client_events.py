@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -12,6 +13,7 @@ from signaling.realtime.client_events import (
     function_call_output,
     response_cancel,
     response_create,
+    session_diff,
     session_payload,
     session_update,
     user_message,
@@ -236,3 +238,23 @@ def test_function_call_output_can_name_its_item() -> None:
 def test_response_create_and_cancel() -> None:
     assert response_create() == {"type": "response.create"}
     assert response_cancel() == {"type": "response.cancel"}
+
+
+def test_a_session_diff_carries_only_what_changed_with_its_type() -> None:
+    changed = replace(CONVERSATIONAL, voice="ash")
+    assert session_diff(CONVERSATIONAL, changed) == {
+        "type": "session.update",
+        "session": {"type": "realtime", "audio": {"output": {"voice": "ash"}}},
+    }
+
+
+def test_taking_the_instructions_away_sends_empty_instructions() -> None:
+    cleared = replace(CONVERSATIONAL, instructions="")
+    assert session_diff(CONVERSATIONAL, cleared) == {
+        "type": "session.update",
+        "session": {"type": "realtime", "instructions": ""},
+    }
+
+
+def test_an_unchanged_session_has_no_diff() -> None:
+    assert session_diff(CONVERSATIONAL, replace(CONVERSATIONAL)) is None
