@@ -324,7 +324,7 @@ _SSE_EVENT = {
         "data": {"type": "string"},
     },
 }
-_HUNG_UP = {200: answer("The call record, without transcript", CallSummary, carrying=["ETag"])}
+_HUNG_UP = {200: answer("The call record, without transcript", CallSummary)}
 _SENT = {202: answer("Sent to the call", MessageSent)}
 _REFERRED = {202: answer("Transfer requested", TransferRequested)}
 _Body = TypeVar("_Body", MessageIn, SessionOverrides, ReferIn)
@@ -457,16 +457,17 @@ async def _run(request: Request, command: Command) -> Any:
 
 
 def _record(payload: dict[str, Any]) -> JSONResponse:
-    return JSONResponse(payload, headers={"ETag": _etag(str(payload["id"]))})
+    # No ETag: the call start's names the WHIP session (RFC 9725 §4.3) for If-Match, while a
+    # strong ETag on the record would have to change with every transcript line (RFC 9110
+    # §8.8.1); the record is read fresh, not revalidated.
+    return JSONResponse(payload)
 
 
 @router.get(
     "/{call_id}",
     operation_id="getCall",
     openapi_extra=_CALLER,
-    responses=answers(
-        404, 410, 503, ok={200: answer("The call record", CallRecord, carrying=["ETag"])}
-    ),
+    responses=answers(404, 410, 503, ok={200: answer("The call record", CallRecord)}),
 )
 async def get_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """One call's record, with transcript and handoffs."""
@@ -477,9 +478,7 @@ async def get_call(call_id: str, request: Request, principal: Caller) -> JSONRes
     "/{call_id}",
     operation_id="deleteCall",
     openapi_extra=_CALLER,
-    responses=answers(
-        404, 410, 503, ok={200: answer("The final call record", CallRecord, carrying=["ETag"])}
-    ),
+    responses=answers(404, 410, 503, ok={200: answer("The final call record", CallRecord)}),
 )
 async def delete_call(call_id: str, request: Request, principal: Caller) -> JSONResponse:
     """End the call at the provider if it is live (the WHIP session DELETE) and delete it:
