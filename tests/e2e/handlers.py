@@ -15,6 +15,12 @@ from signaling.realtime import Delegation
 
 SLOW_S = 3.0
 
+RAISED: dict[str, type[BaseException]] = {
+    exception.__name__: exception
+    for exception in (SystemExit, KeyboardInterrupt, GeneratorExit, asyncio.CancelledError)
+}
+"""What `raises` raises, by the request that names it: exceptions that are not `Exception`s."""
+
 
 async def slow(delegation: Delegation) -> str:
     """Answer after `SLOW_S` seconds, naming the worker process that answered."""
@@ -30,6 +36,13 @@ async def always_fails(delegation: Delegation) -> str:
 async def echo(delegation: Delegation) -> str:
     """Answer at once with the request itself."""
     return f"echo: {delegation.request}"
+
+
+async def raises(delegation: Delegation) -> str:
+    """Raise the exception of `RAISED` the request names; answer any other as `echo` does."""
+    if delegation.request in RAISED:
+        raise RAISED[delegation.request]()
+    return await echo(delegation)
 
 
 def _api_key() -> str:
