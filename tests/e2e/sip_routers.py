@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from service.calls.sip_router import IncomingCall
@@ -30,3 +31,13 @@ def pirate(call: IncomingCall) -> dict[str, Any]:
 def undecided(call: IncomingCall) -> dict[str, Any]:
     """Answer something that is not a decision."""
     return {"action": "maybe"}
+
+
+def exits(call: IncomingCall) -> dict[str, Any]:
+    """Raise `SystemExit`, as a router calling `sys.exit()` would."""
+    raise SystemExit(1)
+
+
+async def cancels_itself(call: IncomingCall) -> dict[str, Any]:
+    """Raise a `CancelledError` of its own (nothing cancelled it)."""
+    raise asyncio.CancelledError
