@@ -1,7 +1,9 @@
-"""`module:function` names in settings (handlers, SIP routers), resolved to the callable."""
+"""`module:function` names in settings (handlers, SIP routers), resolved to the callable; and
+telling what such a callable raised from the task running it being cancelled."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from typing import Any
 
@@ -22,3 +24,25 @@ def load_callable(spec: str, what: str) -> Any:
     if not callable(target):
         raise ValueError(f"{what} {spec!r} is not callable")
     return target
+
+
+def cancelled_from_outside(exc: BaseException) -> bool:
+    """Whether `exc` is the running task being cancelled (its owner stopping it, a timeout),
+    rather than something the user's callable raised itself.
+
+    A callable may raise anything: `SystemExit`, `KeyboardInterrupt`, even `CancelledError` of
+    its own. Those are its failure, to be handled like any exception it raises; only a
+    cancellation asked for from outside (`Task.cancelling`,
+    https://docs.python.org/3/library/asyncio-task.html#asyncio.Task.cancelling) must go on
+    stopping the task.
+    """
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def described(exc: BaseException) -> str:
+    """`exc` as a failure's message quotes it: its class's name, then its text if it has one."""
+    detail = str(exc)
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__

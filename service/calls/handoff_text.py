@@ -1,15 +1,19 @@
-"""The cap on the text a handoff brings back to its call (result, failure, progress).
+"""The text a handoff brings back to its call (result, failure, progress): redacted, then capped.
 
-Applied once, where worker events enter the owning instance (`CallManager.dispatch`), so the
-record, the event stream and the model all see the same bounded text.
+A handler may quote a secret (an error naming the key it was given, an answer echoing its
+environment), whichever worker ran it. Both are applied once, where worker events enter the
+owning instance (`CallManager.dispatch`), so the record, the event stream and the model all
+see the same redacted, bounded text.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Final
 
 from service.handoffs.queue import HandoffEvent
+from signaling.redaction import redact
 
 LIMIT_KIND: Final = "handoff_text_bytes"
 """The key of this cap in a call's `limits_reached`."""
@@ -56,3 +60,17 @@ def capped(
     if text is event.text:
         return event, False
     return dataclasses.replace(event, text=text), True
+
+
+def admit(
+    event: HandoffEvent, progress_spent: int, max_bytes: int, secrets: Iterable[str]
+) -> tuple[HandoffEvent | None, bool]:
+    """`event` with `secrets` (and anything key-shaped) redacted from its text, then `capped`.
+
+    Redacted first: cut first, a secret crossing the cut would be left all but its last
+    characters, which no longer match it.
+    """
+    text = redact(event.text, secrets)
+    if text != event.text:
+        event = dataclasses.replace(event, text=text)
+    return capped(event, progress_spent, max_bytes)

@@ -61,7 +61,7 @@ from service.calls.errors import (
     TransferRefused,
     UnknownCall,
 )
-from service.calls.handoff_text import LIMIT_KIND, capped
+from service.calls.handoff_text import LIMIT_KIND, admit
 from service.calls.hangups import Hangups
 from service.calls.record import Call, summary
 from service.calls.retention import EndedCalls
@@ -944,13 +944,13 @@ class CallManager:
     async def dispatch(self, event: HandoffEvent) -> None:
         """Apply one worker event to its call, live or ended; one for a call this instance no
         longer runs goes on to its owner. Returns once the effect is saved, so the event is
-        acknowledged only then. Its text is cut to `handoff_max_text_bytes` first."""
+        acknowledged only then. Its text is redacted and cut to `handoff_max_text_bytes` first."""
         session = self.sessions.get(event.call_id)
         if session is not None:
-            bounded = self._bounded(session.call, event)
-            if bounded is None:
+            admitted = self._admitted(session.call, event)
+            if admitted is None:
                 return
-            event = bounded
+            event = admitted
             await session.handoff_event(event)
             if not session.gate.detached:
                 # Until saved: the event is acknowledged when this returns.
@@ -966,15 +966,17 @@ class CallManager:
                 log.info("event for an unknown call dropped", extra={"call_id": event.call_id})
             return
         if event.handoff_id in call.handoffs and event.kind in ("result", "failed"):
-            bounded = self._bounded(call, event)
-            if bounded is not None:
-                call.handoff_event(bounded)
+            admitted = self._admitted(call, event)
+            if admitted is not None:
+                call.handoff_event(admitted)
 
-    def _bounded(self, call: Call, event: HandoffEvent) -> HandoffEvent | None:
-        """`event` within the handoff text cap (None: progress past its budget, dropped)."""
+    def _admitted(self, call: Call, event: HandoffEvent) -> HandoffEvent | None:
+        """`event` redacted and within the handoff text cap (None: progress past its budget,
+        dropped)."""
         record = call.handoffs.get(event.handoff_id)
         limit = self.settings.handoff_max_text_bytes
-        bounded, cut = capped(event, record.progress_bytes if record else 0, limit)
+        spent = record.progress_bytes if record else 0
+        bounded, cut = admit(event, spent, limit, self._core["secrets"])
         if cut and LIMIT_KIND not in call.limits_reached:
             call.limits_reached[LIMIT_KIND] = limit
             log.warning(

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from service.dotted_names import load_callable
+from service.dotted_names import cancelled_from_outside, described, load_callable
 from service.outbound_http import EndpointClient, endpoint_url
 from signaling.ids import CallId
 from signaling.realtime import VOICES
@@ -140,8 +140,12 @@ def _from_callable(func: Callable[[IncomingCall], Any]) -> Router:
             result = func(call)
             if inspect.isawaitable(result):
                 result = await result
-        except Exception as exc:
-            raise RouterError(f"router raised {type(exc).__name__}: {exc}") from None
+        except BaseException as exc:
+            if cancelled_from_outside(exc):
+                raise
+            # `SystemExit` or a `CancelledError` of its own too: the router failed, and the
+            # service goes on.
+            raise RouterError(f"router raised {described(exc)}") from None
         return parse_decision(result)
 
     return route

@@ -17,6 +17,7 @@ from typing import Final, TypeVar
 
 from tenacity import AsyncRetrying, stop_after_delay, wait_random_exponential
 
+from service.dotted_names import cancelled_from_outside, described
 from service.handoffs.handlers import Answer, Handler, HandlerError, Progress
 from service.handoffs.queue import HandoffEvent, HandoffJob, HandoffQueue
 from service.metrics import HANDOFF_HANDLER_SECONDS, HANDOFFS
@@ -120,10 +121,12 @@ class Worker:
             async with asyncio.timeout(self.timeout_s):
                 answer = await self._drive(job, announced)
             await announced
-        except asyncio.CancelledError:
-            announced.cancel()
-            raise
-        except Exception as exc:
+        except BaseException as exc:
+            if cancelled_from_outside(exc):
+                announced.cancel()
+                raise
+            # Whatever the handler raised (`SystemExit` and its own `CancelledError` too) is
+            # this handoff's failure: it must stop neither the worker nor the service around it.
             # `started` goes before `failed`; if it could not be sent, neither can `failed`.
             with contextlib.suppress(Exception):
                 await announced
@@ -194,9 +197,9 @@ class Worker:
             await self.handler.aclose()
 
 
-def _describe_failure(exc: Exception, timeout_s: float) -> str:
+def _describe_failure(exc: BaseException, timeout_s: float) -> str:
     if isinstance(exc, TimeoutError):
         return f"the handler did not answer within {timeout_s:g} s"
     if isinstance(exc, HandlerError):
         return str(exc)
-    return f"the handler raised {type(exc).__name__}: {exc}"[:500]
+    return f"the handler raised {described(exc)}"[:500]

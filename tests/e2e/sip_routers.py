@@ -37,3 +37,13 @@ async def dawdling(call: IncomingCall) -> dict[str, Any]:
     """Never decide in time."""
     await asyncio.sleep(3600)
     return {"action": "accept"}
+
+
+def exits(call: IncomingCall) -> dict[str, Any]:
+    """Raise `SystemExit`, as a router calling `sys.exit()` would."""
+    raise SystemExit(1)
+
+
+async def cancels_itself(call: IncomingCall) -> dict[str, Any]:
+    """Raise a `CancelledError` of its own (nothing cancelled it)."""
+    raise asyncio.CancelledError

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Iterator
+from contextlib import aclosing
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI, Request
@@ -13,21 +16,25 @@ from service.handoffs import HandoffEvent, MemoryQueue, Worker, load_handler
 from signaling.realtime import Delegation, build_envelope
 from tests.e2e.conftest import Serve
 from tests.e2e.endpoints import json_endpoint
+from tests.e2e.handlers import RAISED
+from tests.e2e.processes import Process
+from tests.e2e.redis_server import OpenQueue, RedisServer
 from tests.e2e.waiting import until
 
 REQUEST = "what is 2 plus 3"
 TEXT_CAP = 200_000
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _delegation(tool_call_id: str = "call_1") -> Delegation:
-    envelope = build_envelope(REQUEST, ())
+def _delegation(tool_call_id: str = "call_1", request: str = REQUEST) -> Delegation:
+    envelope = build_envelope(request, ())
     assert envelope is not None
     return Delegation(
         call_id="rtc_handlers",
         tool_call_id=tool_call_id,
         handoff_id=f"rtc_handlers:{tool_call_id}",
         item_id="item_1",
-        request=REQUEST,
+        request=request,
         transcript_delta=(),
         envelope=envelope,
         steering=False,
@@ -206,3 +213,48 @@ async def test_stopping_a_worker_closes_its_http_handlers_connections() -> None:
         assert len(endpoint.open) == 1
         await worker.stop()
         await until(lambda: not endpoint.open, timeout_s=5)
+
+
+# What a handler raises is its handoff's failure, nothing more
+
+
+@pytest.fixture
+def raising_worker(redis_server: RedisServer, tmp_path: Path) -> Iterator[Process]:
+    """A `callbridge worker` process on the test's redis-server running
+    `tests.e2e.handlers:raises`."""
+    worker = Process(
+        ["worker", "--grace", "1"],
+        {
+            "CALLBRIDGE_QUEUE": redis_server.url,
+            "CALLBRIDGE_HANDLER": "tests.e2e.handlers:raises",
+            # The tests package is not installed; this finds it wherever pytest started.
+            "PYTHONPATH": str(REPO_ROOT),
+        },
+        tmp_path / "worker.log",
+    ).start()
+    yield worker
+    worker.stop()
+    # Shown by pytest only when the test failed.
+    print(worker.output())
+
+
+@pytest.mark.parametrize("raised", sorted(RAISED))
+async def test_a_handler_raising_what_is_not_an_exception_fails_only_its_handoff(
+    raising_worker: Process, open_queue: OpenQueue, raised: str
+) -> None:
+    owner = open_queue()
+    await owner.put(_delegation("call_raises", request=raised), "owner")
+    await owner.put(_delegation("call_after", request="still there?"), "owner")
+    outcomes: dict[str, tuple[str, str]] = {}
+    async with asyncio.timeout(30), aclosing(owner.events("owner")) as events:
+        async for event in events:
+            if event.kind in ("result", "failed"):
+                outcomes[event.tool_call_id] = (event.kind, event.text)
+                if len(outcomes) == 2:
+                    break
+    assert outcomes == {
+        "call_raises": ("failed", f"the handler raised {raised}"),
+        "call_after": ("result", "echo: still there?"),
+    }
+    assert raising_worker.proc is not None
+    assert raising_worker.proc.poll() is None, "the worker goes on"

@@ -229,6 +229,16 @@ async def test_a_router_that_does_not_decide_in_time_is_logged_naming_the_call(
     assert getattr(line, "call_id", None) == leg["call_id"]
 
 
+@pytest.mark.parametrize("router", ["exits", "cancels_itself"])
+async def test_a_router_raising_what_is_not_an_exception_rejects_the_call_as_unavailable(
+    phone_network: Any, router: str
+) -> None:
+    phone: Phone = await phone_network(sip_router=f"tests.e2e.sip_routers:{router}")
+    for _ in range(2):
+        leg = await phone.decided((await phone.ring())["call_id"])
+        assert (leg["state"], leg["reject_status_code"]) == ("rejected", 480)
+
+
 async def test_a_router_refers_a_call_to_its_target(phone_network: Any) -> None:
     phone: Phone = await phone_network(sip_router="tests.e2e.sip_routers:front_desk")
     leg = await phone.decided((await phone.ring())["call_id"])

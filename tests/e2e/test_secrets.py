@@ -8,7 +8,8 @@ import contextlib
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -18,7 +19,8 @@ from media.peer import CallClient, DialError
 from service.logs import configure_logging
 from tests.e2e.conftest import RunningService, Serve, StartService
 from tests.e2e.faulty_provider import Behaviour, FaultyProvider, mangled
-from tests.e2e.sse import SseRecorder
+from tests.e2e.redis_server import RedisServer
+from tests.e2e.sse import SseEvent, SseRecorder
 from tests.e2e.waiting import until
 from tests.unit.sdp_samples import AIORTC_OFFER
 
@@ -226,3 +228,137 @@ async def test_a_key_too_short_to_redact_is_warned_about_and_leaves_logs_legible
     warnings = [line["msg"] for line in lines if line["level"] == "warning"]
     assert any(msg.startswith("CALLBRIDGE_API_KEY is too short") for msg in warnings)
     assert all("[REDACTED]" not in line["msg"] for line in lines)
+
+
+# Text from a handler
+
+
+@dataclass
+class HandedOff:
+    """A call whose model asked the background agent something, handled by a test handler
+    that quotes the provider key (`HEX_KEY`: only the configured key can match it)."""
+
+    provider: FaultyProvider
+    client: httpx.AsyncClient
+    location: str
+    events: SseRecorder
+    logs: io.StringIO
+
+    async def handoff(self) -> dict[str, Any]:
+        """The call's handoff as its record shows it."""
+        (handoff,) = (await self.client.get(self.location)).json()["handoffs"]
+        return dict(handoff)
+
+    async def event(self, name: str) -> SseEvent:
+        """The call's first event called `name`."""
+        return await self.events.wait_for(lambda e: e.name == name)
+
+    def seen(self, *events: SseEvent) -> str:
+        """Everything the model, the event stream's `events` and the logs were given."""
+        streamed = [json.dumps(e.data, ensure_ascii=False) for e in events]
+        return " ".join([json.dumps(self.provider.received), *streamed, self.logs.getvalue()])
+
+
+def _tool_call(prompt: str) -> str:
+    item = {
+        "id": "item_ask",
+        "type": "function_call",
+        "call_id": "call_ask",
+        "name": "background_agent",
+        "arguments": json.dumps({"prompt": prompt}),
+    }
+    return json.dumps({"type": "conversation.item.done", "item": item})
+
+
+@contextlib.asynccontextmanager
+async def _handed_off(
+    start_service: StartService,
+    serve: Serve,
+    monkeypatch: pytest.MonkeyPatch,
+    handler: str,
+    **settings: Any,
+) -> AsyncIterator[HandedOff]:
+    """A call handed off to `tests.e2e.handlers:<handler>` (see `HandedOff`), with the handler
+    reading the key from the environment as a real one would; deleted afterwards."""
+    monkeypatch.setenv("CALLBRIDGE_API_KEY", HEX_KEY)
+    with _logs_at_debug([HEX_KEY]) as logs:
+        service, provider = await _faulty(
+            start_service,
+            serve,
+            api_key=HEX_KEY,
+            handler=f"tests.e2e.handlers:{handler}",
+            **settings,
+        )
+        async with httpx.AsyncClient(base_url=service.url) as client:
+            location = (await _start_call(service)).headers["location"]
+            await asyncio.wait_for(provider.connected.wait(), 15.0)
+            events = SseRecorder(f"{service.url}{location}/events")
+            await events.start()
+            await provider.push(location.rsplit("/", 1)[1], _tool_call("look it up"))
+            try:
+                yield HandedOff(provider, client, location, events, logs)
+            finally:
+                await events.stop()
+                await client.delete(location)
+
+
+@pytest.mark.parametrize("queue", ["memory", "redis"])
+async def test_a_key_in_a_handlers_error_reaches_no_record_stream_model_or_log(
+    start_service: StartService,
+    serve: Serve,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    queue: str,
+) -> None:
+    if queue == "redis":
+        redis_server: RedisServer = request.getfixturevalue("redis_server")
+        queue = redis_server.url
+    handler = "fails_quoting_the_key"
+    async with _handed_off(start_service, serve, monkeypatch, handler, queue=queue) as call:
+        failed = await call.event("handoff.failed")
+        handoff = await call.handoff()
+    assert handoff["error"] == "the handler raised RuntimeError: db failed for key [REDACTED]"
+    assert "db failed for key [REDACTED]" in call.seen(failed)
+    assert HEX_KEY not in call.seen(failed) + json.dumps(handoff)
+
+
+async def test_a_key_in_a_handlers_answer_reaches_no_record_stream_model_or_log(
+    start_service: StartService, serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with _handed_off(start_service, serve, monkeypatch, "answers_with_the_key") as call:
+        completed = await call.event("handoff.completed")
+        handoff = await call.handoff()
+    assert handoff["output"] == "the key is [REDACTED]"
+    assert "the key is [REDACTED]" in call.seen(completed)
+    assert HEX_KEY not in call.seen(completed) + json.dumps(handoff)
+
+
+async def test_a_key_in_a_handlers_progress_reaches_no_record_stream_model_or_log(
+    start_service: StartService, serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = "reports_progress_with_the_key"
+    async with _handed_off(start_service, serve, monkeypatch, handler) as call:
+        progress = await call.event("handoff.progress")
+        await call.event("handoff.completed")
+        handoff = await call.handoff()
+    assert handoff["progress"] == ["connecting with [REDACTED]"]
+    assert "[BACKEND] connecting with [REDACTED]" in call.seen(progress)
+    assert HEX_KEY not in call.seen(progress) + json.dumps(handoff)
+
+
+async def test_a_key_in_a_handlers_late_answer_reaches_no_record_or_log(
+    start_service: StartService, serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = "answers_late_with_the_key"
+    async with _handed_off(
+        start_service, serve, monkeypatch, handler, handoff_deadline_s=0.5
+    ) as call:
+        await call.event("handoff.failed")
+        await until(lambda: _late_output(call))
+        handoff = await call.handoff()
+    assert handoff["late_output"] == "the key is [REDACTED]"
+    assert HEX_KEY not in call.seen() + json.dumps(handoff)
+
+
+async def _late_output(call: HandedOff) -> bool:
+    return (await call.handoff())["late_output"] is not None

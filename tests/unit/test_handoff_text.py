@@ -1,11 +1,14 @@
-"""The cap on handoff text: results and failures cut with a marker, progress on a budget."""
+"""Handoff text as its call takes it in: redacted, then capped (results and failures cut with a
+marker, progress on a budget)."""
 
 from __future__ import annotations
 
-from service.calls.handoff_text import CUT_MARKER, capped, cut, utf8_size
+from service.calls.handoff_text import CUT_MARKER, admit, capped, cut, utf8_size
 from service.handoffs.queue import HandoffEvent
 
 MARKER = CUT_MARKER.format(limit=100)
+# Hex, like an Azure key: nothing but the configured secret can match it.
+KEY = "3f9a1c7e5b2d4a6f8e0c1b3d5f7a9c2e"
 
 
 def _event(kind: str, text: str) -> HandoffEvent:
@@ -57,3 +60,18 @@ def test_progress_past_the_handoffs_budget_is_dropped() -> None:
 
 def test_a_lone_surrogate_is_measured_without_failing() -> None:
     assert utf8_size("\ud800") == 3
+
+
+def test_a_configured_secret_in_handoff_text_is_redacted() -> None:
+    admitted, hit = admit(_event("failed", f"db failed for key {KEY}"), 0, 100, [KEY])
+    assert admitted is not None
+    assert (admitted.text, hit) == ("db failed for key [REDACTED]", False)
+
+
+def test_a_secret_straddling_the_cut_is_redacted_whole_before_the_cut() -> None:
+    kept = 100 - utf8_size(MARKER)
+    before = "x" * (kept - 10)
+    admitted, hit = admit(_event("result", before + KEY + "y" * 100), 0, 100, [KEY])
+    assert admitted is not None
+    assert hit
+    assert admitted.text == before + "[REDACTED]" + MARKER
