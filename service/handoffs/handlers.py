@@ -20,7 +20,8 @@ from typing import Any, cast
 
 from service.dotted_names import load_callable
 from service.handoffs.command_output import CommandOutput
-from service.outbound_http import EndpointClient, endpoint_url
+from service.media_types import is_json
+from service.outbound_http import EndpointClient, endpoint_url, refusal
 from signaling.realtime import Delegation
 
 STDERR_TAIL_CHARS = 300
@@ -177,7 +178,9 @@ JSON_ESCAPE_FACTOR = 6
 
 
 class _UrlHandler:
-    """An HTTP endpoint receiving the delegation as JSON; answers `{"output": ...}` or text.
+    """An HTTP endpoint receiving the delegation as JSON; answers `{"output": ...}` (in any JSON
+    media type) or text, with a 2xx status: another status, a redirect too, fails the handoff.
+    An answer with no body (a 204, say) is the empty answer, as a function's `""` is.
 
     A text answer is read no further than `max_text_bytes` plus one; a JSON answer longer
     than a JSON-escaped output of that size fails the handoff."""
@@ -196,8 +199,11 @@ class _UrlHandler:
         client = self.endpoint.get()
         try:
             async with client.stream("POST", self.url, json=delegation.to_json()) as response:
-                is_json = response.headers.get("content-type", "").startswith("application/json")
-                limit = max_json_bytes + 1 if is_json else max_text_bytes + 1
+                refused = refusal(response.status_code)
+                if refused is not None:
+                    raise HandlerError(f"handler endpoint {refused}")
+                json_answer = is_json(response.headers.get("content-type"))
+                limit = max_json_bytes + 1 if json_answer else max_text_bytes + 1
                 raw = bytearray()
                 async for chunk in response.aiter_bytes():
                     raw += chunk[: limit - len(raw)]
@@ -205,9 +211,7 @@ class _UrlHandler:
                         break
         except httpx.HTTPError as exc:
             raise HandlerError(f"handler endpoint unreachable: {type(exc).__name__}") from None
-        if response.status_code >= 400:
-            raise HandlerError(f"handler endpoint answered {response.status_code}")
-        if not is_json:
+        if not (json_answer and raw):
             yield Answer(raw.decode(response.encoding or "utf-8", errors="replace"))
             return
         if len(raw) > max_json_bytes:

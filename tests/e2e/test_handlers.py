@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 
 from service.handoffs import HandoffEvent, MemoryQueue, Worker, load_handler
 from signaling.realtime import Delegation, build_envelope
@@ -204,6 +204,52 @@ async def test_http_handler_error_status_is_a_failure(serve: Serve) -> None:
     events = await _run(f"{url}/handoff")
     assert events[-1].kind == "failed"
     assert "500" in events[-1].text
+
+
+async def test_http_handler_redirect_is_not_followed_but_fails_naming_its_status(
+    serve: Serve,
+) -> None:
+    app = FastAPI()
+
+    @app.post("/handoff")
+    async def handoff() -> RedirectResponse:
+        return RedirectResponse("/elsewhere", status_code=302)
+
+    @app.post("/elsewhere")
+    async def elsewhere() -> dict[str, str]:
+        return {"output": "from elsewhere"}
+
+    url = await serve(app)
+    events = await _run(f"{url}/handoff")
+    assert events[-1].kind == "failed"
+    assert "302" in events[-1].text
+
+
+async def test_http_handler_answering_no_content_gives_an_empty_answer(serve: Serve) -> None:
+    app = FastAPI()
+
+    @app.post("/handoff")
+    async def handoff() -> Response:
+        return Response(status_code=204)
+
+    url = await serve(app)
+    events = await _run(f"{url}/handoff")
+    assert (events[-1].kind, events[-1].text) == ("result", "")
+
+
+@pytest.mark.parametrize("content_type", ["Application/JSON", "application/vnd.example+json"])
+async def test_http_handler_json_answer_is_read_as_json_in_any_json_media_type(
+    serve: Serve, content_type: str
+) -> None:
+    app = FastAPI()
+
+    @app.post("/handoff")
+    async def handoff() -> Response:
+        return Response(b'{"output": "from json"}', headers={"content-type": content_type})
+
+    url = await serve(app)
+    events = await _run(f"{url}/handoff")
+    assert (events[-1].kind, events[-1].text) == ("result", "from json")
 
 
 async def test_a_failing_handoff_is_retried_before_it_is_given_up() -> None:
