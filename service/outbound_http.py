@@ -48,6 +48,17 @@ class EndpointClient:
             await client.aclose()
 
 
+def refusal(status_code: int) -> str | None:
+    """Why an endpoint's answer with `status_code` is no answer, or None for a 2xx: only success
+    carries one (RFC 9110 §15.3, https://www.rfc-editor.org/rfc/rfc9110#section-15.3). A
+    redirect is not followed, as the endpoint is the one configured; it fails like an error."""
+    if 200 <= status_code < 300:
+        return None
+    if 300 <= status_code < 400:
+        return f"answered {status_code} (redirects are not followed)"
+    return f"answered {status_code}"
+
+
 def endpoint_url(spec: str) -> str | None:
     """`spec` when it is an endpoint's URL (`http://` or `https://` with a host), None when it
     is not a URL at all (a `module:function` or a command).

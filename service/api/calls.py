@@ -27,7 +27,6 @@ from service.api.guards import (
     require_api_token,
     require_ops,
 )
-from service.api.media_types import JSON_TYPE, charset, media_type
 from service.api.models import (
     CallRecord,
     CallsPage,
@@ -58,6 +57,7 @@ from service.calls.control import (
 from service.calls.manager import CallManager
 from service.calls.stream import UnissuedEventId, check_resumable, follow
 from service.ice_servers import IceServers
+from service.media_types import JSON_TYPE, charset, media_type
 from service.metrics import CALL_STARTS, PROVIDER_ERRORS, provider_error_label
 from service.settings import Settings
 from signaling.ids import CallId, is_valid_call_id
@@ -122,8 +122,8 @@ def _parse_json(body: bytes, what: str) -> object:
 
 
 def _media_type(request: Request) -> str:
-    """The request's `type/subtype` (see `media_type`); 400 for a `Content-Type` longer or
-    with more `;` than a multipart part header may have."""
+    """The request's `type/subtype` (see `media_type`); 400 for a malformed `Content-Type`, or
+    one longer or with more `;` than a multipart part header may have."""
     value = request.headers.get("content-type")
     settings = request.app.state.settings
     if value is not None and (
@@ -133,7 +133,10 @@ def _media_type(request: Request) -> str:
         raise Problem(
             400, "Content-Type is too long or has too many parameters", kind="bad-content-type"
         )
-    return media_type(value)
+    try:
+        return media_type(value)
+    except ValueError as exc:
+        raise Problem(400, str(exc), kind="bad-content-type") from None
 
 
 async def _read_offer(request: Request) -> tuple[bytes, StartOverrides]:

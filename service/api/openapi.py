@@ -22,9 +22,9 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from service.api.guards import BEARER_CHALLENGE, CALLER_TOKEN, INVALID_TOKEN, OPS_TOKEN
-from service.api.media_types import JSON_TYPE
 from service.api.models import ANSWER_MODELS, ProblemDetails
 from service.api.problems import PROBLEM_JSON, TITLES
+from service.media_types import JSON_TYPE
 
 # A call-start offer the service accepts (audio plus the events data channel), for the document's
 # examples and for clients that generate requests from it.

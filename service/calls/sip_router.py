@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from service.dotted_names import cancelled_from_outside, described, load_callable
-from service.outbound_http import EndpointClient, endpoint_url
+from service.outbound_http import EndpointClient, endpoint_url, refusal
 from signaling.ids import CallId
 from signaling.realtime import VOICES
 
@@ -166,8 +166,9 @@ class _UrlRouter:
             response = await self.endpoint.get().post(self.url, json=call.to_json())
         except httpx.HTTPError as exc:
             raise RouterError(f"router unreachable: {type(exc).__name__}") from None
-        if response.status_code >= 400:
-            raise RouterError(f"router answered {response.status_code}")
+        refused = refusal(response.status_code)
+        if refused is not None:
+            raise RouterError(f"router {refused}")
         try:
             body = response.json()
         except (ValueError, RecursionError):

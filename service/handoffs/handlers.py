@@ -16,17 +16,23 @@ import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from service.dotted_names import load_callable
-from service.handoffs.bounded_read import CHUNK_BYTES, bounded_lines, tail
-from service.outbound_http import EndpointClient, endpoint_url
+from service.handoffs.command_output import CommandOutput
+from service.media_types import is_json
+from service.outbound_http import EndpointClient, endpoint_url, refusal
 from signaling.realtime import Delegation
-
-PROGRESS_PREFIX = "progress: "
 
 STDERR_TAIL_CHARS = 300
 """The end of a failed command's stderr quoted in its failure."""
+STDERR_TAIL_BYTES = STDERR_TAIL_CHARS * 4
+"""The end of a command's stderr kept: room for that many characters of UTF-8."""
+
+OUTPUT_AFTER_EXIT_S = 0.5
+"""How long a command's output is still read once it has exited and its process group was
+killed. What it wrote is in the pipe by then and read at once; only a process that left the
+group (a daemon) can hold the pipe open longer, and what that writes is no part of the answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,14 +81,52 @@ def _from_callable(func: Callable[[Delegation], Any], max_text_bytes: int) -> Ha
     return run
 
 
+class _Command(asyncio.SubprocessProtocol):
+    """A running command as the event loop reports it: its stdout fed to a `CommandOutput`, the
+    end of its stderr kept, its exit, and the closing of its output pipes."""
+
+    def __init__(self, output: CommandOutput) -> None:
+        self.output = output
+        self.stderr = b""
+        self.changed = asyncio.Event()
+        self.exited = asyncio.Event()
+        self.drained = asyncio.Event()
+        self._open_pipes = {1, 2}
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if fd == 1:
+            self.output.feed(data)
+            self.changed.set()
+        else:
+            self.stderr = (self.stderr + data)[-STDERR_TAIL_BYTES:]
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        self._open_pipes.discard(fd)
+        if not self._open_pipes:
+            self.drained.set()
+
+    def process_exited(self) -> None:
+        # Reported as soon as the command exits, whoever still holds its pipes.
+        self.exited.set()
+        self.changed.set()
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
 def _from_command(command: str, max_text_bytes: int) -> Handler:
     """A shell command: envelope on stdin; stdout lines starting `progress: ` are progress,
-    the others the answer. Once the answer is over `max_text_bytes` the command is killed and
-    what was read is its answer; progress past that many bytes in all is dropped."""
-    prefix = PROGRESS_PREFIX.encode()
+    the others the answer. Its exit status decides: 0, what it wrote until then is the answer;
+    else it failed. Once it exits, or its answer is over `max_text_bytes` (then what was read is
+    its answer), its whole process group is killed, so no child it left outlives it or holds its
+    output open; progress past `max_text_bytes` bytes in all is dropped."""
 
     async def run(delegation: Delegation) -> AsyncIterator[HandlerStep]:
-        proc = await asyncio.create_subprocess_shell(
+        output = CommandOutput(max_text_bytes)
+        transport, running = await asyncio.get_running_loop().subprocess_shell(
+            lambda: _Command(output),
             command,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -90,52 +134,41 @@ def _from_command(command: str, max_text_bytes: int) -> Handler:
             # Its own process group, so that killing it reaches the shell's children too.
             start_new_session=True,
         )
-        assert proc.stdin is not None
-        assert proc.stdout is not None
-        assert proc.stderr is not None
-        # Read alongside stdout: a command filling the stderr pipe would otherwise block.
-        stderr = asyncio.create_task(tail(proc.stderr, STDERR_TAIL_CHARS * 4))
         try:
-            try:
-                proc.stdin.write(delegation.envelope.encode())
-                await proc.stdin.drain()
-                proc.stdin.close()
-            except (BrokenPipeError, ConnectionResetError):
-                # A command may answer without reading its input; its exit status decides.
-                pass
-            answer = bytearray()
-            progress_bytes = 0
-            overflow = False
-            async for line in bounded_lines(proc.stdout, len(prefix) + max_text_bytes + 1):
-                if line.startswith(prefix):
-                    if progress_bytes <= max_text_bytes:
-                        progress_bytes += len(line) - len(prefix)
-                        yield Progress(line[len(prefix) :].decode(errors="replace"))
-                    continue
-                answer += b"\n" + line if answer else line
-                if len(answer) > max_text_bytes:
-                    overflow = True
-                    break
-            if overflow:
-                stderr.cancel()
-                # Killed, so its exit status says nothing: the answer is what was read.
-                yield Answer(answer[: max_text_bytes + 1].decode(errors="replace"))
-                return
-            code = await proc.wait()
-            errors = (await stderr).decode(errors="replace").strip()
+            # A write transport (uvloop's do not subclass asyncio's, so no isinstance check),
+            # closed already if the command has exited (uvloop then refuses a write).
+            stdin = cast(asyncio.WriteTransport | None, transport.get_pipe_transport(0))
+            if stdin is not None and not stdin.is_closing():
+                # Sent as the command reads it, then closed; a command may answer without
+                # reading it, a broken pipe is then only dropped.
+                stdin.write(delegation.envelope.encode())
+                stdin.close()
+            while not (output.full or running.exited.is_set()):
+                await running.changed.wait()
+                running.changed.clear()
+                for text in output.take_progress():
+                    yield Progress(text)
+            # It has ended, or answered past the cap: what it started must not run on, nor hold
+            # its output open.
+            _kill_group(transport.get_pid())
+            if not output.full:
+                # What it wrote before it exited may still be in the pipe.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(OUTPUT_AFTER_EXIT_S):
+                        await running.drained.wait()
+                output.end()
+                for text in output.take_progress():
+                    yield Progress(text)
         finally:
-            stderr.cancel()
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                # What the dead command left in the pipe (at most a pipe's buffer): the pipe
-                # must be read to its end for the exit to be seen.
-                while await proc.stdout.read(CHUNK_BYTES):
-                    pass
-                await proc.wait()
-        if code != 0:
+            _kill_group(transport.get_pid())
+            await running.exited.wait()
+            transport.close()
+        code = transport.get_returncode()
+        if not output.full and code != 0:
+            errors = running.stderr.decode(errors="replace").strip()
             raise HandlerError(f"handler command exited with {code}: {errors[-STDERR_TAIL_CHARS:]}")
-        yield Answer(answer.decode(errors="replace").strip())
+        # A full answer: killed, so its exit status says nothing; the answer is what was read.
+        yield Answer(output.answer())
 
     return run
 
@@ -145,7 +178,9 @@ JSON_ESCAPE_FACTOR = 6
 
 
 class _UrlHandler:
-    """An HTTP endpoint receiving the delegation as JSON; answers `{"output": ...}` or text.
+    """An HTTP endpoint receiving the delegation as JSON; answers `{"output": ...}` (in any JSON
+    media type) or text, with a 2xx status: another status, a redirect too, fails the handoff.
+    An answer with no body (a 204, say) is the empty answer, as a function's `""` is.
 
     A text answer is read no further than `max_text_bytes` plus one; a JSON answer longer
     than a JSON-escaped output of that size fails the handoff."""
@@ -164,8 +199,11 @@ class _UrlHandler:
         client = self.endpoint.get()
         try:
             async with client.stream("POST", self.url, json=delegation.to_json()) as response:
-                is_json = response.headers.get("content-type", "").startswith("application/json")
-                limit = max_json_bytes + 1 if is_json else max_text_bytes + 1
+                refused = refusal(response.status_code)
+                if refused is not None:
+                    raise HandlerError(f"handler endpoint {refused}")
+                json_answer = is_json(response.headers.get("content-type"))
+                limit = max_json_bytes + 1 if json_answer else max_text_bytes + 1
                 raw = bytearray()
                 async for chunk in response.aiter_bytes():
                     raw += chunk[: limit - len(raw)]
@@ -173,9 +211,7 @@ class _UrlHandler:
                         break
         except httpx.HTTPError as exc:
             raise HandlerError(f"handler endpoint unreachable: {type(exc).__name__}") from None
-        if response.status_code >= 400:
-            raise HandlerError(f"handler endpoint answered {response.status_code}")
-        if not is_json:
+        if not (json_answer and raw):
             yield Answer(raw.decode(response.encoding or "utf-8", errors="replace"))
             return
         if len(raw) > max_json_bytes:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,25 @@ from tests.e2e.redis_server import (  # noqa: F401
 )
 from tests.e2e.servers import running_server
 from tests.unit.sdp_samples import AIORTC_OFFER
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_loops: run on asyncio's event loop and on uvloop, which the service uses"
+    )
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Tests marked `both_loops` run twice, as what they test (subprocesses, say) does not behave
+    alike on both loops and `serve` and `worker` run on uvloop; the others on asyncio's loop only,
+    under their own names (pytest-asyncio takes no answer other than a mapping)."""
+    if item.get_closest_marker("both_loops") is None:
+        return {"asyncio": asyncio.new_event_loop}
+    import uvloop
+
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
 @dataclass

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import aclosing
@@ -10,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 
 from service.handoffs import HandoffEvent, MemoryQueue, Worker, load_handler
 from signaling.realtime import Delegation, build_envelope
@@ -20,6 +23,8 @@ from tests.e2e.handlers import RAISED
 from tests.e2e.processes import Process
 from tests.e2e.redis_server import OpenQueue, RedisServer
 from tests.e2e.waiting import until
+
+pytestmark = pytest.mark.both_loops
 
 REQUEST = "what is 2 plus 3"
 TEXT_CAP = 200_000
@@ -84,6 +89,57 @@ async def test_command_handler_that_exits_non_zero_gives_the_model_an_error() ->
     assert events[-1].kind == "failed"
     assert "exited with 3" in events[-1].text
     assert "nope" in events[-1].text
+
+
+@pytest.fixture
+def pid_file(tmp_path: Path) -> Iterator[Path]:
+    """A file a command's child writes its pid to; that process is killed after the test if it
+    still runs."""
+    path = tmp_path / "child.pid"
+    yield path
+    with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+        os.kill(int(path.read_text()), signal.SIGKILL)
+
+
+def _running(pid_file: Path) -> bool:
+    """Whether the process named in `pid_file` runs (a zombie waiting for its reaper does not)."""
+    try:
+        stat = Path(f"/proc/{int(pid_file.read_text())}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_command_handler_leaving_a_background_child_is_answered_when_it_exits(
+    pid_file: Path,
+) -> None:
+    events = await _run(f"cmd:(sleep 3600 & echo $! > {pid_file}); echo answered", timeout_s=5)
+    assert (events[-1].kind, events[-1].text) == ("result", "answered")
+
+
+async def test_command_handler_exiting_non_zero_with_a_background_child_fails_with_its_status(
+    pid_file: Path,
+) -> None:
+    events = await _run(f"cmd:(sleep 3600 & echo $! > {pid_file}); exit 3", timeout_s=5)
+    assert events[-1].kind == "failed"
+    assert "exited with 3" in events[-1].text
+
+
+async def test_command_handlers_background_child_is_killed_once_it_has_answered(
+    pid_file: Path,
+) -> None:
+    events = await _run(f"cmd:(sleep 3600 & echo $! > {pid_file}); echo answered", timeout_s=5)
+    assert events[-1].kind == "result"
+    await until(lambda: not _running(pid_file), timeout_s=5)
+
+
+async def test_command_handler_whose_child_left_its_process_group_is_answered_without_it(
+    pid_file: Path,
+) -> None:
+    daemon = f"setsid sh -c 'echo $$ > {pid_file}; exec sleep 3600' &"
+    gone = f"while [ ! -s {pid_file} ]; do sleep 0.01; done"
+    events = await _run(f"cmd:{daemon} {gone}; echo answered", timeout_s=5)
+    assert (events[-1].kind, events[-1].text) == ("result", "answered")
 
 
 async def test_handler_over_its_time_limit_gives_the_model_an_error() -> None:
@@ -153,6 +209,52 @@ async def test_http_handler_error_status_is_a_failure(serve: Serve) -> None:
     events = await _run(f"{url}/handoff")
     assert events[-1].kind == "failed"
     assert "500" in events[-1].text
+
+
+async def test_http_handler_redirect_is_not_followed_but_fails_naming_its_status(
+    serve: Serve,
+) -> None:
+    app = FastAPI()
+
+    @app.post("/handoff")
+    async def handoff() -> RedirectResponse:
+        return RedirectResponse("/elsewhere", status_code=302)
+
+    @app.post("/elsewhere")
+    async def elsewhere() -> dict[str, str]:
+        return {"output": "from elsewhere"}
+
+    url = await serve(app)
+    events = await _run(f"{url}/handoff")
+    assert events[-1].kind == "failed"
+    assert "302" in events[-1].text
+
+
+async def test_http_handler_answering_no_content_gives_an_empty_answer(serve: Serve) -> None:
+    app = FastAPI()
+
+    @app.post("/handoff")
+    async def handoff() -> Response:
+        return Response(status_code=204)
+
+    url = await serve(app)
+    events = await _run(f"{url}/handoff")
+    assert (events[-1].kind, events[-1].text) == ("result", "")
+
+
+@pytest.mark.parametrize("content_type", ["Application/JSON", "application/vnd.example+json"])
+async def test_http_handler_json_answer_is_read_as_json_in_any_json_media_type(
+    serve: Serve, content_type: str
+) -> None:
+    app = FastAPI()
+
+    @app.post("/handoff")
+    async def handoff() -> Response:
+        return Response(b'{"output": "from json"}', headers={"content-type": content_type})
+
+    url = await serve(app)
+    events = await _run(f"{url}/handoff")
+    assert (events[-1].kind, events[-1].text) == ("result", "from json")
 
 
 async def test_a_failing_handoff_is_retried_before_it_is_given_up() -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 
 from service.calls.sip_router import Accept, IncomingCall, RouterError, load_router
 from service.outbound_http import HoldsConnections
 from signaling.ids import CallId
+from tests.e2e.conftest import Serve
 from tests.e2e.endpoints import json_endpoint
 from tests.e2e.waiting import until
 
@@ -38,3 +41,21 @@ async def test_a_url_router_answering_json_nested_too_deeply_cannot_decide() -> 
             await router(IncomingCall(CallId("rtc_1")))
         assert isinstance(router, HoldsConnections)
         await router.aclose()
+
+
+async def test_a_url_router_answering_a_redirect_cannot_decide_and_says_so(serve: Serve) -> None:
+    app = FastAPI()
+
+    @app.post("/route")
+    async def route() -> RedirectResponse:
+        return RedirectResponse("/elsewhere", status_code=307)
+
+    @app.post("/elsewhere")
+    async def elsewhere() -> dict[str, str]:
+        return {"action": "accept"}
+
+    router = load_router(f"{await serve(app)}/route")
+    with pytest.raises(RouterError, match="307"):
+        await router(IncomingCall(CallId("rtc_1")))
+    assert isinstance(router, HoldsConnections)
+    await router.aclose()

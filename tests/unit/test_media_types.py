@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.api.media_types import charset, media_type
-from service.api.problems import Problem
+from service.media_types import charset, is_json, media_type
 
 
 @pytest.mark.parametrize(
@@ -40,10 +39,9 @@ def test_a_well_formed_media_type_is_read_lower_cased(value: str | None, expecte
         "a/b" + "; " * 4000 + "==",
     ],
 )
-def test_a_malformed_media_type_is_a_400(value: str) -> None:
-    with pytest.raises(Problem) as raised:
+def test_a_malformed_media_type_is_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="not a well-formed media type"):
         media_type(value)
-    assert raised.value.status == 400
 
 
 @pytest.mark.parametrize(
@@ -58,3 +56,20 @@ def test_the_charset_parameter_is_read_unquoted_and_lower_cased(
     value: str, expected: str | None
 ) -> None:
     assert charset(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("application/json", True),
+        ("Application/JSON; charset=UTF-8", True),
+        ("application/problem+json", True),
+        ("application/vnd.example+JSON", True),
+        ("application/jsonl", False),
+        ("text/plain", False),
+        ("application/json;=", False),
+        (None, False),
+    ],
+)
+def test_json_is_application_json_or_a_plus_json_type(value: str | None, expected: bool) -> None:
+    assert is_json(value) is expected
