@@ -154,6 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.queue,
             handler_timeout_s=settings.handler_timeout_s,
             claim_idle=settings.queue_claim_idle_s,
+            handoff_deadline_s=settings.handoff_deadline(),
         )
         directory_factory = None
         if settings.queue != "memory":

@@ -37,18 +37,21 @@ Ownership and handoffs (tag: `{callbridge}`), one slot for all calls and instanc
   instance's entry there (`service.calls.lease`): no results stream outlives that entry, by
   which successors and the clean-up find it.
 - `{callbridge}:results-parked:<call_id>` — events for a call that has no owner right now.
+- `{callbridge}:handoff-queued:<handoff_id>` — the mark of a handoff appended to the handoff
+  stream whose owner has not taken its result yet.
 
-These must share a slot: a worker's answer is appended to the results of the instance whose
-lease names the call in the script that reads the lease, together with its handoff's
-acknowledgement, so that routing and a change of owner never interleave; a takeover moves a
-call's events from other instances' results in one script; an instance that has gone is
-forgotten with its results in one script, which reads the live calls to tell whether any event
-there is still wanted; an instance's heartbeat renews its entry and its hold in one script, which
-tells whether another process renewed the hold meanwhile; an instance renews all its leases in
-one script, and a call is listed
-as live by the script that writes its lease (so that no call is ever leased but unlisted, which
-an owner dying then would leave to nobody). Their entries are small (an instance id, a call
-id, a handoff, a worker's answer), and the handoff stream is one key on one node anyway.
+These must share a slot: a handoff is appended in the script that sets its mark, so that a
+successor queueing it again appends it only if its predecessor had not; a worker's answer is
+appended to the results of the instance whose lease names the call in the script that reads the
+lease, together with its handoff's acknowledgement, so that routing and a change of owner never
+interleave; a takeover moves a call's events from other instances' results in one script; an
+instance that has gone is forgotten with its results in one script, which reads the live calls
+to tell whether any event there is still wanted; an instance's heartbeat renews its entry and
+its hold in one script, which tells whether another process renewed the hold meanwhile; an
+instance renews all its leases in one script, and a call is listed as live by the script that
+writes its lease (so that no call is ever leased but unlisted, which an owner dying then would
+leave to nobody). Their entries are small (an instance id, a call id, a handoff, a worker's
+answer), and the handoff stream is one key on one node anyway.
 
 The calls' summaries (tag: `{callbridge:index}`):
 
@@ -153,6 +156,10 @@ class RedisKeys:
     def parked(self, call_id: str) -> str:
         """Worker events for a call that has no owner right now."""
         return f"{{{self.prefix}}}:results-parked:{call_id}"
+
+    def handoff_mark(self, handoff_id: str) -> str:
+        """The mark of a handoff appended to the handoff stream, until its result is taken."""
+        return f"{{{self.prefix}}}:handoff-queued:{handoff_id}"
 
     # The calls' summaries
 

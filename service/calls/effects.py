@@ -83,8 +83,8 @@ class CallEffects:
                     await self.apply(self.state.send_failed(payload, time.time()))
             case Connect():
                 await self.apply(await self._connect())
-            case EnqueueHandoff(delegation=delegation):
-                await self._handoff(delegation)
+            case EnqueueHandoff(delegation=delegation, again=again):
+                await self._handoff(delegation, again=again)
             case HangUp():
                 # Retried in the background until the provider confirms (`Hangups`).
                 await self._hang_up(self._reporter.call.call_id)
@@ -120,9 +120,13 @@ class CallEffects:
             return self.state.join_failed(None, None, time.time(), str(exc))
         return self.state.link_opened(time.time())
 
-    async def _handoff(self, delegation: Delegation) -> None:
-        record = self._reporter.handoff_queued(delegation)
+    async def _handoff(self, delegation: Delegation, *, again: bool) -> None:
+        # Queued again, it is in the record already, as its previous owner saved it.
+        if again:
+            self._reporter.handoff_queued_again(delegation)
+        else:
+            self._reporter.handoff_queued(delegation)
         try:
             await self._enqueue(delegation)
         except Exception as exc:
-            await self.handoff_event(self._reporter.enqueue_failed(record, exc))
+            await self.handoff_event(self._reporter.enqueue_failed(delegation, exc))

@@ -108,11 +108,20 @@ class CallReporter:
         self.log.info("handoff queued: %s", record.handoff_id)
         return record
 
-    def enqueue_failed(self, record: HandoffRecord, exc: Exception) -> HandoffEvent:
-        """Log why `record`'s handoff could not be queued; the failure to give the core."""
+    def handoff_queued_again(self, delegation: Delegation) -> None:
+        """Log a handoff a previous owner left without a result, queued once more."""
+        self.log.info("handoff queued again after a takeover: %s", delegation.handoff_id)
+
+    def enqueue_failed(self, delegation: Delegation, exc: Exception) -> HandoffEvent:
+        """Log why `delegation` could not be queued; the failure to give the core."""
         self.log.warning("handoff could not be queued: %s", exc)
-        call_id, tool_call_id = self.call.call_id, record.tool_call_id
-        return HandoffEvent("failed", record.handoff_id, call_id, tool_call_id, _QUEUE_DOWN)
+        return HandoffEvent(
+            "failed",
+            delegation.handoff_id,
+            delegation.call_id,
+            delegation.tool_call_id,
+            _QUEUE_DOWN,
+        )
 
     def handoff_event(self, event: HandoffEvent) -> bool:
         """Record and announce a worker's event; False for one the call already had (a

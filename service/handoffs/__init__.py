@@ -9,16 +9,22 @@ from service.handoffs.queue import (
     HandoffQueue,
     QueueUnavailable,
     claim_idle_s,
+    worst_case_answer_s,
 )
 from service.handoffs.worker import Worker
 from service.redis_urls import is_redis_url
 
 
 def open_queue(
-    url: str, *, handler_timeout_s: float = 60.0, claim_idle: float | None = None
+    url: str,
+    *,
+    handler_timeout_s: float = 60.0,
+    claim_idle: float | None = None,
+    handoff_deadline_s: float | None = None,
 ) -> HandoffQueue:
     """The queue named by the `queue` setting: `memory`, or a Redis or Redis Cluster URL
-    (`service.redis_client`)."""
+    (`service.redis_client`). `handoff_deadline_s` is how long an owner waits for a handoff's
+    result (default: `worst_case_answer_s`)."""
     if url == "memory":
         return MemoryQueue()
     if is_redis_url(url):
@@ -26,7 +32,12 @@ def open_queue(
         from service.handoffs.redis_streams import RedisStreamQueue
 
         idle_s = claim_idle_s(handler_timeout_s, claim_idle)
-        return RedisStreamQueue(url, claim_idle_ms=int(idle_s * 1000))
+        deadline_s = handoff_deadline_s or worst_case_answer_s(handler_timeout_s, idle_s)
+        return RedisStreamQueue(
+            url,
+            claim_idle_ms=int(idle_s * 1000),
+            handoff_deadline_ms=max(1, int(deadline_s * 1000)),
+        )
     raise ValueError(f"unsupported queue {url!r}")
 
 

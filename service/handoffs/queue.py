@@ -112,7 +112,9 @@ class HandoffQueue(Protocol):
     name: str
 
     async def put(self, delegation: Delegation, reply_to: str) -> None:
-        """Queue a handoff; `reply_to` is the owning instance's results address."""
+        """Queue a handoff; `reply_to` is the owning instance's results address. A backend
+        that lets another instance carry a call on queues a handoff id only once while its
+        result is awaited: the successor queues again what its predecessor left unanswered."""
 
     def jobs(
         self, consumer: str, *, capacity: Callable[[], int] | None = None

@@ -6,6 +6,10 @@ below take several at once):
 - the handoff stream — one entry per handoff (`delegation` JSON, `reply_to`), read by the
   consumer group `group`. Acknowledged entries are deleted, so the stream holds only handoffs
   that are waiting or in flight.
+- a handoff's mark — present from when the handoff is appended until its owner takes its
+  result or failure, or for `handoff_deadline_ms` at most: a successor queues the handoffs
+  its predecessor left without a result again (the predecessor may have died before they
+  reached Redis), and the mark keeps one that had from being appended twice.
 - the dead letters — handoffs given up on, with the reason.
 - an instance's results — worker events for the calls it owns, read by its consumer group
   `owner`, so that events published while the instance was not reading wait for it. An answer
@@ -156,10 +160,25 @@ return owner
 """
 )
 
-# KEYS[1]: a stream. ARGV[1]: its consumer group, then entry ids. Acknowledges and deletes the
-# entries together, so that the stream never keeps an acknowledged one.
+# KEYS[1]: the handoff stream, KEYS[2]: the handoff's mark. ARGV[1]: maxlen, ARGV[2]: the
+# mark's TTL ms, then the entry's fields. Appends the handoff unless its mark says it was
+# appended already; returns 1 if it did, else 0.
+_ADD: Final = """
+if not redis.call('SET', KEYS[2], '', 'NX', 'PX', ARGV[2]) then
+    return 0
+end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 3))
+return 1
+"""
+
+# KEYS[1]: a stream, KEYS[2] (when given): a handoff's mark, deleted with its last event.
+# ARGV[1]: the stream's consumer group, then entry ids. Acknowledges and deletes the entries
+# together, so that the stream never keeps an acknowledged one.
 _DONE: Final = """
 redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
+if KEYS[2] then
+    redis.call('DEL', KEYS[2])
+end
 return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
 """
 
@@ -252,6 +271,10 @@ _ROUTE_ATTEMPTS: Final = 4
 
 _Entry = tuple[str, dict[str, str] | None]
 _Fields = dict[FieldT, EncodableT]
+# A handoff's id and stream entry fields.
+_Handoff = tuple[str, _Fields]
+# A handoff's last events: once its owner has taken one, its mark is no longer needed.
+_LAST_EVENTS: Final = frozenset({"result", "failed"})
 
 
 class RedisStreamQueue:
@@ -271,13 +294,18 @@ class RedisStreamQueue:
         buffer_limit: int = 1000,
         block_ms: int = 1000,
         parked_ttl_ms: int = 3_600_000,
+        handoff_deadline_ms: int = 3_600_000,
     ) -> None:
-        if min(claim_idle_ms, max_deliveries, maxlen, block_ms) < 1 or buffer_limit < 0:
+        if (
+            min(claim_idle_ms, max_deliveries, maxlen, block_ms, handoff_deadline_ms) < 1
+            or buffer_limit < 0
+        ):
             raise ValueError("queue limits must be positive (buffer_limit may be 0)")
         self._redis = redis_client(url, longest_block_ms=block_ms)
         self._keys = keys or RedisKeys()
         self._handoffs = self._keys.handoffs
         self._parked_ttl_ms = parked_ttl_ms
+        self._handoff_deadline_ms = handoff_deadline_ms
         self._reroute = self._redis.register_script(_REROUTE)
         self._forget = self._redis.register_script(_FORGET)
         self._batch = CommandBatcher(self._redis)
@@ -287,7 +315,7 @@ class RedisStreamQueue:
         self._maxlen = maxlen
         self._buffer_limit = buffer_limit
         self._block_ms = block_ms
-        self._buffer: deque[_Fields] = deque()
+        self._buffer: deque[_Handoff] = deque()
         self._flusher: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
         # Set by `fail`/`release`: a job was just made claimable, so the next read sweeps first.
@@ -308,31 +336,33 @@ class RedisStreamQueue:
 
     async def put(self, delegation: Delegation, reply_to: str) -> None:
         """Queue a handoff; while Redis is unreachable, hold it locally (up to `buffer_limit`).
+        A handoff id appended within the last `handoff_deadline_ms` whose result its owner has
+        not taken yet is not appended again.
 
         Raises `QueueUnavailable` when the local buffer is full, the queue is closed, or Redis
         refuses the write.
         """
         if self._closed.is_set():
             raise QueueUnavailable("the handoff queue is closed")
-        fields = _handoff_fields(delegation, reply_to)
+        handoff = (delegation.handoff_id, _handoff_fields(delegation, reply_to))
         if self._buffer:
             # Handoffs already waiting for Redis go first: a newer one must not overtake them.
-            self._hold(fields)
+            self._hold(handoff)
             return
         try:
-            await self._add_handoff(fields)
+            await self._add_handoff(handoff)
         except _WAITED_OUT as exc:
             log_redis_failure(log, exc, "redis unreachable, holding the handoff locally: %s")
-            self._hold(fields)
+            self._hold(handoff)
         except RedisError as exc:
             raise QueueUnavailable(f"redis refused the handoff: {exc}") from exc
 
-    def _hold(self, fields: _Fields) -> None:
+    def _hold(self, handoff: _Handoff) -> None:
         if len(self._buffer) >= self._buffer_limit:
             raise QueueUnavailable(
                 f"redis is unreachable and {len(self._buffer)} handoffs are already waiting"
             )
-        self._buffer.append(fields)
+        self._buffer.append(handoff)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="redis-queue-flush")
 
@@ -353,12 +383,17 @@ class RedisStreamQueue:
         if not self._buffer:
             log.info("buffered handoffs sent to redis")
 
-    async def _add_handoff(self, fields: _Fields) -> None:
+    async def _add_handoff(self, handoff: _Handoff) -> None:
         # Batched: many calls handing off at once share a round trip.
-        await self._batch.run(
-            lambda client: client.xadd(
-                self._handoffs, fields, maxlen=self._maxlen, approximate=True
-            )
+        handoff_id, fields = handoff
+        await self._run_script(
+            _ADD,
+            [self._handoffs, self._keys.handoff_mark(handoff_id)],
+            [
+                self._maxlen,
+                self._handoff_deadline_ms,
+                *(p for pair in fields.items() for p in pair),
+            ],
         )
 
     # Consuming
@@ -776,9 +811,12 @@ class RedisStreamQueue:
                 continue
             entry_id, fields = fetched.popleft()
             event = _parse_event(entry_id, fields)
+            mark = None
             if event is not None:
                 yield event
-            acks.append(self._batch.submit(_acknowledge_event(key, entry_id)))
+                if event.kind in _LAST_EVENTS:
+                    mark = self._keys.handoff_mark(event.handoff_id)
+            acks.append(self._batch.submit(_acknowledge_event(key, entry_id, mark)))
 
     # Operations
 
@@ -844,8 +882,9 @@ class RedisStreamQueue:
             await asyncio.wait_for(self._closed.wait(), seconds)
 
 
-def _acknowledge_event(key: str, entry_id: str) -> Command:
-    return lambda client: client.eval(_DONE, 1, key, RESULTS_GROUP, entry_id)
+def _acknowledge_event(key: str, entry_id: str, mark: str | None) -> Command:
+    keys = [key] if mark is None else [key, mark]
+    return lambda client: client.eval(_DONE, len(keys), *keys, RESULTS_GROUP, entry_id)
 
 
 def _raise_if_cancelled() -> None:

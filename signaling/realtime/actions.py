@@ -51,9 +51,12 @@ class PublishTranscript:
 
 @dataclass(frozen=True, slots=True)
 class EnqueueHandoff:
-    """Put `delegation` on the handoff queue for a worker."""
+    """Put `delegation` on the handoff queue for a worker. `again`: a call carried on from a
+    snapshot queues its unanswered handoffs once more, as its previous owner may have died
+    before they reached the queue; the queue must take each handoff id only once."""
 
     delegation: Delegation
+    again: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -174,6 +174,7 @@ class CallState:
         "_call_id",
         "_confirmed",
         "_control_items",
+        "_delegations",
         "_ended",
         "_errors",
         "_events_stamped",
@@ -188,6 +189,7 @@ class CallState:
         "_open",
         "_outbox",
         "_pending",
+        "_queue_again",
         "_repairing",
         "_reply_for",
         "_requested",
@@ -236,6 +238,10 @@ class CallState:
         self._handoffs: dict[str, str] = {}
         # Handoffs waiting for their result, by handoff id: what the deadline watches.
         self._pending: dict[str, ToolCall] = {}
+        # What each of them was handed off as, kept until its result, so that a successor can
+        # queue it again (`restore`).
+        self._delegations: dict[str, Delegation] = {}
+        self._queue_again: list[Delegation] = []
         self._open: set[str] = set()
         # Ordered, so the oldest is forgotten first past the item cap.
         self._control_items: dict[str, None] = {}
@@ -329,7 +335,12 @@ class CallState:
             self._started_at = now
             self._last_activity = now
         self._link.join_at = now
-        return self.tick(now)
+        actions = self.tick(now)
+        # Queued again only now, after `tick` failed those whose deadline passed meanwhile.
+        again, self._queue_again = self._queue_again, []
+        return actions + [
+            EnqueueHandoff(d, again=True) for d in again if d.handoff_id in self._pending
+        ]
 
     def tick(self, now: float) -> list[Action]:
         """Time passed: end an idle or overlong call, fail the handoffs past their deadline
@@ -494,6 +505,7 @@ class CallState:
         for call in self._pending.values():
             call.result_in = True
         self._pending.clear()
+        self._delegations.clear()
         return [HangUp(), *expired, EndCall(end)] if hang_up else [*expired, EndCall(end)]
 
     # Sideband frames
@@ -745,6 +757,7 @@ class CallState:
             return []
         call.result_in = True
         self._pending.pop(handoff_id, None)
+        self._delegations.pop(handoff_id, None)
         if now is not None:
             self._last_activity = now
         self._awaiting_reply.append(handoff_id)
@@ -1007,6 +1020,7 @@ class CallState:
             envelope=envelope,
             steering=steering,
         )
+        self._delegations[handoff_id] = delegation
         actions: list[Action] = [EnqueueHandoff(delegation)]
         if steering:
             return actions + self._answer(call, STEERING_ACK, respond=True)
@@ -1022,7 +1036,8 @@ class CallState:
         `confirmed` may be None), `session_id`, `transcript` (every known item id with its
         text and place), `mark` (the transcript mark of the last handoff), `tool_calls`
         (records, answered or not, with each handoff's deadline), `pending_handoffs` (handoff
-        ids without a result),
+        ids without a result), `pending_delegations` (what those were handed off as,
+        `Delegation.to_json()`),
         `control_items`, `outbox` (unsent and unconfirmed client events), `reply_wanted`,
         `awaiting_reply`, `retrieving`, `events_stamped`, `started_at`, `last_activity`,
         `errors`, `dropped_errors`.
@@ -1042,6 +1057,7 @@ class CallState:
                 for call in self._tool_calls.values()
                 if call.handoff_id is not None and not call.result_in
             ],
+            "pending_delegations": [d.to_json() for d in self._delegations.values()],
             "control_items": list(self._control_items),
             "outbox": self._outbox.to_json(),
             "reply_wanted": self._responses.wanted or self._responses.in_flight is not None,
@@ -1065,8 +1081,9 @@ class CallState:
         secrets: Iterable[str] = (),
     ) -> CallState:
         """A `CallState` carrying on from `snapshot()` output, with the link not yet open
-        (`start(now)` joins it). The first connection counts as a rejoin: gap repair is on,
-        and a 404 on joining means the call is over. Raise `ValueError` on a bad snapshot."""
+        (`start(now)` joins it, and queues the handoffs still without a result again). The
+        first connection counts as a rejoin: gap repair is on, and a 404 on joining means the
+        call is over. Raise `ValueError` on a bad snapshot."""
         try:
             if snapshot["version"] != SNAPSHOT_VERSION:
                 raise ValueError(f"unknown snapshot version {snapshot['version']!r}")
@@ -1098,6 +1115,12 @@ class CallState:
                         state._pending[call.handoff_id] = call
                 if call.status == "handed_off" and not call.answered and not call.steering:
                     state._open.add(call.tool_call_id)
+            # Absent from the snapshots of older versions, which queued nothing again.
+            for raw in snapshot.get("pending_delegations", ()):
+                delegation = Delegation.from_json(raw)
+                if delegation.handoff_id in state._pending:
+                    state._delegations[delegation.handoff_id] = delegation
+            state._queue_again = list(state._delegations.values())
             state._control_items = dict.fromkeys(str(i) for i in snapshot["control_items"])
             state._outbox.restore(snapshot["outbox"])
             state._responses.wanted = bool(snapshot["reply_wanted"])

@@ -57,6 +57,7 @@ class Cluster:
     redis_url: str
     provider_url: str
     tmp_path: Path
+    worker: Process
     urls: dict[str, str] = field(default_factory=dict)
     instances: dict[str, Process] = field(default_factory=dict)
     others: list[Process] = field(default_factory=list)
@@ -127,7 +128,7 @@ def cluster(shared_redis: SharedRedis, tmp_path: Path) -> Iterator[Cluster]:
         },
         tmp_path / "worker.log",
     ).start()
-    running = Cluster(shared_redis.url, provider_url, tmp_path, others=[provider, worker])
+    running = Cluster(shared_redis.url, provider_url, tmp_path, worker, others=[provider, worker])
     try:
         provider.wait_http(f"{provider_url}/healthz")
         running.start_instance("a")
@@ -771,6 +772,39 @@ async def test_an_answer_left_at_a_killed_instance_outlives_its_clean_up_for_the
     outputs = (await provider_record(http, cluster, call_id))["function_call_outputs"]
 
     assert forgotten == []
+    [handoff] = record["handoffs"]
+    assert (record["owner"], handoff["state"]) == ("b", "completed")
+    assert outputs == {handoff["tool_call_id"]: 1}, "the answer reached the model once"
+
+
+async def test_a_handoff_its_killed_owner_saved_but_never_queued_is_queued_by_its_successor(
+    cluster: Cluster, http: httpx.AsyncClient, redis: Redis
+) -> None:
+    a, b = cluster.urls["a"], cluster.urls["b"]
+    cluster.stop("b")
+    cluster.worker.stop()
+    call_id = await start_call(http, a)
+    await ask_for_a_handoff(http, a, call_id)
+    store = CallStore(redis, keys=KEYS, events_maxlen=100, retention_s=60.0)
+    handoff_ids: list[str] = []
+
+    async def saved_with_its_handoff() -> bool:
+        stored = await store.load(call_id)
+        handoff_ids[:] = (
+            [d["handoff_id"] for d in stored.core["pending_delegations"]] if stored else []
+        )
+        return bool(handoff_ids)
+
+    await until(saved_with_its_handoff)
+    cluster.kill("a")
+    # What Redis holds had `a` died between saving the handoff and sending it.
+    await redis.xtrim(KEYS.handoffs, maxlen=0)
+    await redis.delete(*(KEYS.handoff_mark(h) for h in handoff_ids))
+    cluster.worker.start()
+    cluster.start_instance("b")
+    record = await wait_until(http, b, call_id, handoffs_answered, "answered its handoff")
+    outputs = (await provider_record(http, cluster, call_id))["function_call_outputs"]
+
     [handoff] = record["handoffs"]
     assert (record["owner"], handoff["state"]) == ("b", "completed")
     assert outputs == {handoff["tool_call_id"]: 1}, "the answer reached the model once"

@@ -121,6 +121,40 @@ async def test_a_completed_handoff_sends_its_result_and_leaves_the_stream(
     assert await redis.xlen(KEYS.handoffs) == 0
 
 
+async def test_a_handoff_queued_again_while_its_result_is_awaited_is_appended_once(
+    open_queue: OpenQueue, redis: Redis
+) -> None:
+    await open_queue().put(delegation(1), OWNER)
+    # Its owner's successor, not knowing whether the owner queued it before dying.
+    await open_queue().put(delegation(1), "results:instance-b")
+    assert await redis.xlen(KEYS.handoffs) == 1
+
+
+async def test_a_handoffs_mark_lasts_the_handoff_deadline_at_most(
+    open_queue: OpenQueue, redis: Redis
+) -> None:
+    await open_queue(handoff_deadline_ms=60_000).put(delegation(1), OWNER)
+    assert 0 < await redis.pttl(KEYS.handoff_mark(delegation(1).handoff_id)) <= 60_000
+
+
+async def test_a_handoffs_mark_goes_once_its_owner_has_taken_its_result(
+    open_queue: OpenQueue, redis: Redis
+) -> None:
+    queue = open_queue()
+    for n in (1, 2):
+        await queue.put(delegation(n), OWNER)
+    async with aclosing(queue.jobs("worker-1")) as jobs:
+        for _ in (1, 2):
+            job = await within(anext(jobs))
+            await queue.complete(job, result_for(job, "done"))
+    async with aclosing(queue.events(OWNER)) as events:
+        await within(anext(events))
+        # Taking the next event acknowledges the one before.
+        await within(anext(events))
+        await eventually_async(lambda: redis.exists(KEYS.handoff_mark(delegation(1).handoff_id)), 0)
+    assert await redis.exists(KEYS.handoff_mark(delegation(2).handoff_id)) == 1
+
+
 async def test_depth_counts_waiting_and_in_flight_handoffs(open_queue: OpenQueue) -> None:
     queue = open_queue()
     for n in range(3):

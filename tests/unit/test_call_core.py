@@ -569,6 +569,52 @@ def test_a_pending_handoff_gets_exactly_one_output_after_a_restore() -> None:
     assert restored.submit_result(f"{CALL_ID}:call_1", "done") == []
 
 
+def queued(actions: Iterable[Action]) -> list[EnqueueHandoff]:
+    return [a for a in actions if isinstance(a, EnqueueHandoff)]
+
+
+def test_a_restored_call_queues_its_handoffs_without_a_result_again_as_it_starts() -> None:
+    state = open_state()
+    (handed_off,) = queued(state.feed_raw(call_done("call_1"), 0.0))
+    restored = CallState.restore(json.loads(json.dumps(state.snapshot())))
+    assert queued(restored.start(1.0)) == [EnqueueHandoff(handed_off.delegation, again=True)]
+
+
+def test_a_restored_call_queues_its_handoffs_again_only_once() -> None:
+    state = open_state()
+    state.feed_raw(call_done("call_1"), 0.0)
+    restored = CallState.restore(json.loads(json.dumps(state.snapshot())))
+    restored.start(1.0)
+    assert queued(restored.start(2.0)) == []
+
+
+def test_a_handoff_with_its_result_before_the_snapshot_is_not_queued_again() -> None:
+    state = open_state()
+    state.feed_raw(call_done("call_1"), 0.0)
+    state.submit_result(f"{CALL_ID}:call_1", "All green.")
+    restored = CallState.restore(json.loads(json.dumps(state.snapshot())))
+    assert queued(restored.start(1.0)) == []
+
+
+def test_a_handoff_past_its_deadline_at_the_restore_fails_rather_than_being_queued_again() -> None:
+    state = open_state(DEADLINE)
+    state.feed_raw(call_done("call_1"), 5.0)
+    restored = CallState.restore(json.loads(json.dumps(state.snapshot())), limits=DEADLINE)
+    actions = restored.start(40.0)
+    assert queued(actions) == []
+    assert HandoffExpired(f"{CALL_ID}:call_1", NO_ANSWER) in actions
+
+
+def test_a_snapshot_from_before_delegations_were_kept_restores_and_queues_nothing_again() -> None:
+    state = open_state()
+    state.feed_raw(call_done("call_1"), 0.0)
+    snapshot = json.loads(json.dumps(state.snapshot()))
+    del snapshot["pending_delegations"]
+    restored = CallState.restore(snapshot)
+    assert queued(restored.start(1.0)) == []
+    assert restored.open_handoffs == frozenset({"call_1"})
+
+
 def test_after_a_rejoin_an_unknown_previous_item_is_retrieved() -> None:
     state = open_state()
     state.feed_raw(frame("conversation.item.added", item={"id": "item_a", "type": "message"}))

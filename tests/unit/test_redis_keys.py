@@ -20,6 +20,8 @@ SERVICE = Path(service.__file__).parent
 KEYS = RedisKeys()
 CALLS = ("rtc_a", "rtc_Zz0-_9", "0b4e7f6a-3c1d-4e2f-9a8b-7c6d5e4f3a2b")
 INSTANCES = ("a", "cb-0123456789ab", "{weird}:instance")
+# A tool call id is the model's: braces in it must not move the mark out of its slot.
+HANDOFF = f"{CALLS[1]}:call_{{weird}}"
 
 # Redis commands our scripts call, whose first argument is their (only) key.
 KEY_FIRST = {
@@ -105,7 +107,11 @@ GIVEN: dict[str, Callable[[], list[str]]] = {
     "service.handoffs.redis_streams._ROUTE": lambda: ROUTE_KEYS,
     "service.handoffs.redis_streams._COMPLETE": lambda: [*ROUTE_KEYS, KEYS.handoffs],
     "service.handoffs.redis_streams._BURY": lambda: [*ROUTE_KEYS, KEYS.handoffs, KEYS.dead],
-    "service.handoffs.redis_streams._DONE": lambda: [KEYS.results(INSTANCES[0])],
+    "service.handoffs.redis_streams._ADD": lambda: [KEYS.handoffs, KEYS.handoff_mark(HANDOFF)],
+    "service.handoffs.redis_streams._DONE": lambda: [
+        KEYS.results(INSTANCES[0]),
+        KEYS.handoff_mark(HANDOFF),
+    ],
     "service.handoffs.redis_streams._REROUTE": lambda: [
         *ROUTE_KEYS,
         *(KEYS.results(instance) for instance in INSTANCES[1:]),
