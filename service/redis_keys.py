@@ -38,7 +38,7 @@ Ownership and handoffs (tag: `{callbridge}`), one slot for all calls and instanc
   which successors and the clean-up find it.
 - `{callbridge}:results-parked:<call_id>` — events for a call that has no owner right now.
 - `{callbridge}:handoff-queued:<handoff_id>` — the mark of a handoff appended to the handoff
-  stream whose owner has not taken its result yet.
+  stream, kept for the handoff deadline (`service.handoffs.redis_streams`).
 
 These must share a slot: a handoff is appended in the script that sets its mark, so that a
 successor queueing it again appends it only if its predecessor had not; a worker's answer is
@@ -158,7 +158,7 @@ class RedisKeys:
         return f"{{{self.prefix}}}:results-parked:{call_id}"
 
     def handoff_mark(self, handoff_id: str) -> str:
-        """The mark of a handoff appended to the handoff stream, until its result is taken."""
+        """The mark of a handoff appended to the handoff stream, kept for the deadline."""
         return f"{{{self.prefix}}}:handoff-queued:{handoff_id}"
 
     # The calls' summaries

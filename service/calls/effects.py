@@ -121,12 +121,22 @@ class CallEffects:
         return self.state.link_opened(time.time())
 
     async def _handoff(self, delegation: Delegation, *, again: bool) -> None:
-        # Queued again, it is in the record already, as its previous owner saved it.
         if again:
-            self._reporter.handoff_queued_again(delegation)
-        else:
-            self._reporter.handoff_queued(delegation)
+            await self._handoff_again(delegation)
+            return
+        self._reporter.handoff_queued(delegation)
         try:
             await self._enqueue(delegation)
         except Exception as exc:
             await self.handoff_event(self._reporter.enqueue_failed(delegation, exc))
+
+    async def _handoff_again(self, delegation: Delegation) -> None:
+        # In the record already, as its previous owner saved it. Its first put may well have
+        # reached a worker, so a refusal now is no reason to fail it: its deadline decides.
+        if not self.state.awaits_result(delegation.handoff_id):
+            return
+        self._reporter.handoff_queued_again(delegation)
+        try:
+            await self._enqueue(delegation)
+        except Exception as exc:
+            self._reporter.requeue_failed(delegation, exc)

@@ -112,6 +112,14 @@ class CallReporter:
         """Log a handoff a previous owner left without a result, queued once more."""
         self.log.info("handoff queued again after a takeover: %s", delegation.handoff_id)
 
+    def requeue_failed(self, delegation: Delegation, exc: Exception) -> None:
+        """Log why `delegation` could not be queued again; it is left to its deadline."""
+        self.log.warning(
+            "handoff %s could not be queued again, left to its deadline: %s",
+            delegation.handoff_id,
+            exc,
+        )
+
     def enqueue_failed(self, delegation: Delegation, exc: Exception) -> HandoffEvent:
         """Log why `delegation` could not be queued; the failure to give the core."""
         self.log.warning("handoff could not be queued: %s", exc)

@@ -113,8 +113,8 @@ class HandoffQueue(Protocol):
 
     async def put(self, delegation: Delegation, reply_to: str) -> None:
         """Queue a handoff; `reply_to` is the owning instance's results address. A backend
-        that lets another instance carry a call on queues a handoff id only once while its
-        result is awaited: the successor queues again what its predecessor left unanswered."""
+        that lets another instance carry a call on queues a handoff id only once within the
+        handoff deadline: the successor queues again what its predecessor left unanswered."""
 
     def jobs(
         self, consumer: str, *, capacity: Callable[[], int] | None = None

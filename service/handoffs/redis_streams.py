@@ -6,10 +6,10 @@ below take several at once):
 - the handoff stream — one entry per handoff (`delegation` JSON, `reply_to`), read by the
   consumer group `group`. Acknowledged entries are deleted, so the stream holds only handoffs
   that are waiting or in flight.
-- a handoff's mark — present from when the handoff is appended until its owner takes its
-  result or failure, or for `handoff_deadline_ms` at most: a successor queues the handoffs
-  its predecessor left without a result again (the predecessor may have died before they
-  reached Redis), and the mark keeps one that had from being appended twice.
+- a handoff's mark — set as the handoff is appended, and kept `handoff_deadline_ms`, as long
+  as its owner waits for its result: a successor queues the handoffs its predecessor left
+  without a result again (the predecessor may have died before they reached Redis), and the
+  mark keeps one that had from being appended twice, answered or not.
 - the dead letters — handoffs given up on, with the reason.
 - an instance's results — worker events for the calls it owns, read by its consumer group
   `owner`, so that events published while the instance was not reading wait for it. An answer
@@ -171,14 +171,10 @@ redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 3))
 return 1
 """
 
-# KEYS[1]: a stream, KEYS[2] (when given): a handoff's mark, deleted with its last event.
-# ARGV[1]: the stream's consumer group, then entry ids. Acknowledges and deletes the entries
-# together, so that the stream never keeps an acknowledged one.
+# KEYS[1]: a stream. ARGV[1]: its consumer group, then entry ids. Acknowledges and deletes the
+# entries together, so that the stream never keeps an acknowledged one.
 _DONE: Final = """
 redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
-if KEYS[2] then
-    redis.call('DEL', KEYS[2])
-end
 return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
 """
 
@@ -273,8 +269,6 @@ _Entry = tuple[str, dict[str, str] | None]
 _Fields = dict[FieldT, EncodableT]
 # A handoff's id and stream entry fields.
 _Handoff = tuple[str, _Fields]
-# A handoff's last events: once its owner has taken one, its mark is no longer needed.
-_LAST_EVENTS: Final = frozenset({"result", "failed"})
 
 
 class RedisStreamQueue:
@@ -336,8 +330,7 @@ class RedisStreamQueue:
 
     async def put(self, delegation: Delegation, reply_to: str) -> None:
         """Queue a handoff; while Redis is unreachable, hold it locally (up to `buffer_limit`).
-        A handoff id appended within the last `handoff_deadline_ms` whose result its owner has
-        not taken yet is not appended again.
+        A handoff id appended within the last `handoff_deadline_ms` is not appended again.
 
         Raises `QueueUnavailable` when the local buffer is full, the queue is closed, or Redis
         refuses the write.
@@ -811,12 +804,9 @@ class RedisStreamQueue:
                 continue
             entry_id, fields = fetched.popleft()
             event = _parse_event(entry_id, fields)
-            mark = None
             if event is not None:
                 yield event
-                if event.kind in _LAST_EVENTS:
-                    mark = self._keys.handoff_mark(event.handoff_id)
-            acks.append(self._batch.submit(_acknowledge_event(key, entry_id, mark)))
+            acks.append(self._batch.submit(_acknowledge_event(key, entry_id)))
 
     # Operations
 
@@ -882,9 +872,8 @@ class RedisStreamQueue:
             await asyncio.wait_for(self._closed.wait(), seconds)
 
 
-def _acknowledge_event(key: str, entry_id: str, mark: str | None) -> Command:
-    keys = [key] if mark is None else [key, mark]
-    return lambda client: client.eval(_DONE, len(keys), *keys, RESULTS_GROUP, entry_id)
+def _acknowledge_event(key: str, entry_id: str) -> Command:
+    return lambda client: client.eval(_DONE, 1, key, RESULTS_GROUP, entry_id)
 
 
 def _raise_if_cancelled() -> None:

@@ -53,7 +53,9 @@ class PublishTranscript:
 class EnqueueHandoff:
     """Put `delegation` on the handoff queue for a worker. `again`: a call carried on from a
     snapshot queues its unanswered handoffs once more, as its previous owner may have died
-    before they reached the queue; the queue must take each handoff id only once."""
+    before they reached the queue; a queue shared by instances takes each handoff id once.
+    Queued again, a handoff is put only while the core still awaits its result
+    (`CallState.awaits_result`), and a refusal leaves it to its deadline."""
 
     delegation: Delegation
     again: bool = False

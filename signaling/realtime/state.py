@@ -155,6 +155,13 @@ def _sequential_item_ids() -> Callable[[], str]:
     return next_id
 
 
+def _texts_size(delegation: Delegation) -> int:
+    """The UTF-8 bytes of a delegation's request and transcript delta."""
+    return utf8_size(delegation.request) + sum(
+        utf8_size(e.text) for e in delegation.transcript_delta
+    )
+
+
 def _keep_jitter() -> float:
     return 0.5
 
@@ -336,11 +343,17 @@ class CallState:
             self._last_activity = now
         self._link.join_at = now
         actions = self.tick(now)
-        # Queued again only now, after `tick` failed those whose deadline passed meanwhile.
+        # Queued again after `tick` failed those whose deadline passed meanwhile, but before
+        # the join: an answer taken meanwhile must find them queued already.
         again, self._queue_again = self._queue_again, []
-        return actions + [
-            EnqueueHandoff(d, again=True) for d in again if d.handoff_id in self._pending
+        return [
+            *(EnqueueHandoff(d, again=True) for d in again if d.handoff_id in self._pending),
+            *actions,
         ]
+
+    def awaits_result(self, handoff_id: str) -> bool:
+        """Whether handoff `handoff_id` is still waiting for its result or failure."""
+        return handoff_id in self._pending
 
     def tick(self, now: float) -> list[Action]:
         """Time passed: end an idle or overlong call, fail the handoffs past their deadline
@@ -1020,12 +1033,19 @@ class CallState:
             envelope=envelope,
             steering=steering,
         )
-        self._delegations[handoff_id] = delegation
+        self._keep_for_a_successor(delegation)
         actions: list[Action] = [EnqueueHandoff(delegation)]
         if steering:
             return actions + self._answer(call, STEERING_ACK, respond=True)
         self._open.add(call.tool_call_id)
         return actions
+
+    def _keep_for_a_successor(self, delegation: Delegation) -> None:
+        # Kept while the texts of those kept fit the transcript's byte cap: past it, a handoff
+        # is not queued again after a takeover (it relies on its first put alone).
+        kept = sum(_texts_size(d) for d in self._delegations.values())
+        if kept + _texts_size(delegation) <= self._limits.max_transcript_bytes:
+            self._delegations[delegation.handoff_id] = delegation
 
     # Snapshots, for another instance to carry the call on
 
@@ -1036,8 +1056,9 @@ class CallState:
         `confirmed` may be None), `session_id`, `transcript` (every known item id with its
         text and place), `mark` (the transcript mark of the last handoff), `tool_calls`
         (records, answered or not, with each handoff's deadline), `pending_handoffs` (handoff
-        ids without a result), `pending_delegations` (what those were handed off as,
-        `Delegation.to_json()`),
+        ids without a result), `pending_delegations` (what those were handed off as, while
+        their texts fit the transcript's byte cap: `Delegation.to_json()` without the envelope,
+        which is made again from the rest),
         `control_items`, `outbox` (unsent and unconfirmed client events), `reply_wanted`,
         `awaiting_reply`, `retrieving`, `events_stamped`, `started_at`, `last_activity`,
         `errors`, `dropped_errors`.
@@ -1057,7 +1078,10 @@ class CallState:
                 for call in self._tool_calls.values()
                 if call.handoff_id is not None and not call.result_in
             ],
-            "pending_delegations": [d.to_json() for d in self._delegations.values()],
+            "pending_delegations": [
+                {k: v for k, v in d.to_json().items() if k != "envelope"}
+                for d in self._delegations.values()
+            ],
             "control_items": list(self._control_items),
             "outbox": self._outbox.to_json(),
             "reply_wanted": self._responses.wanted or self._responses.in_flight is not None,
@@ -1117,9 +1141,12 @@ class CallState:
                     state._open.add(call.tool_call_id)
             # Absent from the snapshots of older versions, which queued nothing again.
             for raw in snapshot.get("pending_delegations", ()):
-                delegation = Delegation.from_json(raw)
-                if delegation.handoff_id in state._pending:
-                    state._delegations[delegation.handoff_id] = delegation
+                delegation = Delegation.from_json({**raw, "envelope": ""})
+                envelope = build_envelope(delegation.request, delegation.transcript_delta)
+                if envelope is not None and delegation.handoff_id in state._pending:
+                    state._delegations[delegation.handoff_id] = dataclasses.replace(
+                        delegation, envelope=envelope
+                    )
             state._queue_again = list(state._delegations.values())
             state._control_items = dict.fromkeys(str(i) for i in snapshot["control_items"])
             state._outbox.restore(snapshot["outbox"])

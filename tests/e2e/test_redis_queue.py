@@ -137,7 +137,7 @@ async def test_a_handoffs_mark_lasts_the_handoff_deadline_at_most(
     assert 0 < await redis.pttl(KEYS.handoff_mark(delegation(1).handoff_id)) <= 60_000
 
 
-async def test_a_handoffs_mark_goes_once_its_owner_has_taken_its_result(
+async def test_a_handoff_queued_again_after_its_result_was_taken_is_not_appended(
     open_queue: OpenQueue, redis: Redis
 ) -> None:
     queue = open_queue()
@@ -151,8 +151,9 @@ async def test_a_handoffs_mark_goes_once_its_owner_has_taken_its_result(
         await within(anext(events))
         # Taking the next event acknowledges the one before.
         await within(anext(events))
-        await eventually_async(lambda: redis.exists(KEYS.handoff_mark(delegation(1).handoff_id)), 0)
-    assert await redis.exists(KEYS.handoff_mark(delegation(2).handoff_id)) == 1
+        await eventually_async(lambda: redis.xlen(KEYS.results(OWNER)), 1)
+    await open_queue().put(delegation(1), "results:instance-b")
+    assert await redis.xlen(KEYS.handoffs) == 0
 
 
 async def test_depth_counts_waiting_and_in_flight_handoffs(open_queue: OpenQueue) -> None:

@@ -580,6 +580,14 @@ def test_a_restored_call_queues_its_handoffs_without_a_result_again_as_it_starts
     assert queued(restored.start(1.0)) == [EnqueueHandoff(handed_off.delegation, again=True)]
 
 
+def test_a_restored_call_queues_its_handoffs_again_before_it_joins() -> None:
+    state = open_state()
+    state.feed_raw(call_done("call_1"), 0.0)
+    restored = CallState.restore(json.loads(json.dumps(state.snapshot())))
+    actions = restored.start(1.0)
+    assert [type(a) for a in actions] == [EnqueueHandoff, Connect]
+
+
 def test_a_restored_call_queues_its_handoffs_again_only_once() -> None:
     state = open_state()
     state.feed_raw(call_done("call_1"), 0.0)
@@ -603,6 +611,22 @@ def test_a_handoff_past_its_deadline_at_the_restore_fails_rather_than_being_queu
     actions = restored.start(40.0)
     assert queued(actions) == []
     assert HandoffExpired(f"{CALL_ID}:call_1", NO_ANSWER) in actions
+
+
+def test_a_handoff_whose_texts_pass_the_transcript_cap_is_not_kept_for_a_successor() -> None:
+    state = open_state(CallLimits(max_transcript_bytes=100))
+    state.feed_raw(call_done("call_1", arguments=json.dumps({"prompt": "x" * 101})), 0.0)
+    snapshot = json.loads(json.dumps(state.snapshot()))
+    assert snapshot["pending_handoffs"] == [f"{CALL_ID}:call_1"]
+    assert snapshot["pending_delegations"] == []
+
+
+def test_a_handoff_is_awaited_until_its_result() -> None:
+    state = open_state()
+    state.feed_raw(call_done("call_1"), 0.0)
+    awaited = state.awaits_result(f"{CALL_ID}:call_1")
+    state.submit_result(f"{CALL_ID}:call_1", "All green.")
+    assert (awaited, state.awaits_result(f"{CALL_ID}:call_1")) == (True, False)
 
 
 def test_a_snapshot_from_before_delegations_were_kept_restores_and_queues_nothing_again() -> None:
