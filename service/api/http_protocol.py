@@ -53,6 +53,9 @@
   request with more than one `Host` field line or with one that is not a host and an optional
   port (`service.api.host_field`), is refused 400 as above, before the app; uvicorn passed
   them on. An HTTP/1.0 request needs none.
+- **Only HTTP/1.0 and HTTP/1.1 are served.** httptools also parses an `HTTP/2.0` or `HTTP/0.9`
+  request line as if it were HTTP/1 (and other versions as unparsable, 400): such a request is
+  answered 505 (RFC 9110 §15.6.6, RFC 9112 §2.3) and the connection closed, before the app.
 - **An `Upgrade` is ignored** (RFC 9110 §7.8: a server may ignore it). The app serves no
   WebSocket, and no other protocol: a request asking to switch (`Upgrade: websocket`, `h2c`) is
   served as any other, and what follows it on the connection is read as HTTP/1.1. uvicorn
@@ -74,7 +77,7 @@ import asyncio
 import enum
 import weakref
 from asyncio import TimerHandle
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, Final, NoReturn
 
 import httptools
 import orjson
@@ -96,6 +99,8 @@ UNPARSABLE_DETAIL = "the request is not valid HTTP/1.1"
 HEAD_TOO_LARGE_DETAIL = "the request line and header fields are longer than this server takes"
 TARGET_TOO_LONG_DETAIL = "the request target is longer than this server takes"
 TIMEOUT_DETAIL = "the request did not arrive in time"
+VERSION_DETAIL = "this server speaks HTTP/1.1 (and HTTP/1.0) only"
+SERVED_VERSIONS: Final = frozenset({"1.0", "1.1"})
 
 
 # The fields that frame a request's body (RFC 9112 §6) and say whether the connection persists
@@ -292,8 +297,11 @@ class HttpProtocol(HttpToolsProtocol):
             # The body to come is the request's whose head has been read.
             self._reframing = False
             return
+        version = self.parser.get_http_version()
+        if version not in SERVED_VERSIONS:
+            self._stop(505, VERSION_DETAIL)
         hosts = [value for name, value in self.headers if name == b"host"]
-        fault = host_fault(self.parser.get_http_version(), hosts)
+        fault = host_fault(version, hosts)
         if fault is not None:
             self._stop(400, fault)
         connect = self.parser.get_method() == b"CONNECT"

@@ -30,6 +30,7 @@ from service.api.http_protocol import (
     MAX_HEADER_FIELDS,
     MAX_PIPELINED,
     MAX_REQUEST_TARGET_BYTES,
+    VERSION_DETAIL,
     HttpProtocol,
     limited_protocol,
 )
@@ -735,6 +736,16 @@ async def test_a_request_without_one_valid_host_is_a_400_problem_naming_the_faul
     response, rest = await _answer_and_close(service_url, request_bytes)
     _assert_closing_problem(response, rest, 400)
     assert response.json()["detail"] == detail
+
+
+@pytest.mark.parametrize("version", ["2.0", "0.9"])
+async def test_a_request_line_of_another_http_version_is_a_505_problem(
+    service_url: str, version: str
+) -> None:
+    request = f"GET /healthz HTTP/{version}\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    response, rest = await _answer_and_close(service_url, request)
+    _assert_closing_problem(response, rest, 505)
+    assert response.json()["detail"] == VERSION_DETAIL
 
 
 async def test_an_http_1_0_request_without_host_is_served(service_url: str) -> None:
