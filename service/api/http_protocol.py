@@ -326,9 +326,9 @@ class HttpProtocol(HttpToolsProtocol):
             cycle.keep_alive = False
             self._after_connect = True
         elif self.parser.should_upgrade():
-            version = self.parser.get_http_version().encode("ascii")
             fields = [b"%s: %s\r\n" % f for f in self.headers if f[0] in _FRAMING_FIELDS]
-            self._skipped_body = b"".join([b"POST / HTTP/", version, b"\r\n", *fields, b"\r\n"])
+            line = b"POST / HTTP/" + version.encode("ascii")
+            self._skipped_body = b"".join([line, b"\r\n", *fields, b"\r\n"])
         if len(self.pipeline) > MAX_PIPELINED:
             # One read can hold thousands of small requests, each queued with its scope. This
             # one and those after it go unanswered: the last within the depth closes the
