@@ -45,14 +45,14 @@ def _check_queue(settings: Settings) -> None:
         raise ConfigurationError(problem)
 
 
-def _check_instance_id(settings: Settings) -> None:
+def _check_instance_id(settings: Settings) -> bool:
     """Take the hold of `CALLBRIDGE_INSTANCE_ID` for this process (`hold_instance_id`) when it is
-    given and instances share a Redis; raise `ConfigurationError` when another running process
-    has it. Waits out what is left of a hold nobody renews (the process that ran as this
-    instance before, and died): at most one lease period."""
+    given and instances share a Redis, returning whether it did; raise `ConfigurationError`
+    when another running process has it. Waits out what is left of a hold nobody renews (the
+    process that ran as this instance before, and died): at most one lease period."""
     instance_id = settings.instance_id
     if not instance_id or settings.queue == "memory":
-        return
+        return False
     from service.calls.directory import hold_instance_id
 
     held = asyncio.run(hold_instance_id(settings.queue, instance_id, lease_s=settings.call_lease_s))
@@ -61,16 +61,28 @@ def _check_instance_id(settings: Settings) -> None:
             f"another running instance has CALLBRIDGE_INSTANCE_ID={instance_id} on this "
             "CALLBRIDGE_QUEUE: give each instance its own id"
         )
+    return True
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from service.server import serve
 
     _check_queue(settings)
-    _check_instance_id(settings)
-    return serve(
-        settings, args.host or settings.host, settings.port if args.port is None else args.port
-    )
+    held = _check_instance_id(settings)
+    try:
+        return serve(
+            settings, args.host or settings.host, settings.port if args.port is None else args.port
+        )
+    finally:
+        if held:
+            # Let go already when it served and left; not when it never started serving.
+            from service.calls.directory import let_go_instance_id
+
+            asyncio.run(
+                let_go_instance_id(
+                    settings.queue, settings.instance_id or "", lease_s=settings.call_lease_s
+                )
+            )
 
 
 def default_worker_name() -> str:

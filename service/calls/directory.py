@@ -504,6 +504,21 @@ async def hold_instance_id(
         await redis.aclose()
 
 
+async def let_go_instance_id(
+    url: str, instance_id: str, *, lease_s: float, keys: RedisKeys | None = None
+) -> None:
+    """Let go of the hold `hold_instance_id` took for this process, if it still has it: for a
+    process that stops without having served, so that the next one started as `instance_id`
+    need not wait the hold out. Quietly nothing when Redis cannot be asked."""
+    redis = redis_client(url, longest_block_ms=0)
+    try:
+        await CallLeases(redis, instance_id, lease_s=lease_s, keys=keys or RedisKeys()).let_go_id()
+    except redis_failures():
+        pass
+    finally:
+        await redis.aclose()
+
+
 def _parse_request(entry_id: str, fields: dict[str, str], now_ms: int) -> ControlRequest | None:
     """The request in a control stream entry; None when it is unreadable, or when its requester
     has stopped waiting (the entry id is the time Redis took the request, in ms)."""

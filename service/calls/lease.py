@@ -372,12 +372,17 @@ class CallLeases:
         forgotten; if not, it stays known, lapsed, for the others to forget later
         (`forget_lapsed`)."""
         self._left = True
-        await self._let_go(keys=[self._hold_key], args=[_PROCESS])
+        await self.let_go_id()
         forgotten = await self._forget(
             keys=[self._keys.instances, self._keys.live, self._keys.results(self.instance_id)],
             args=["", _FORGET_SCAN, RESULTS_GROUP, self.instance_id],
         )
         return bool(forgotten)
+
+    async def let_go_id(self) -> None:
+        """Let go of this instance's hold if this process has it (a process started as this
+        instance then takes it at once)."""
+        await self._let_go(keys=[self._hold_key], args=[_PROCESS])
 
     async def forget_lapsed(self) -> list[str]:
         """Forget instances lapsed for `FORGET_AFTER_LEASES` lease periods (a few at a time,

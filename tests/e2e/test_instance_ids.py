@@ -36,8 +36,9 @@ class Instances:
         self.tmp_path = tmp_path
         self.started: list[Process] = []
 
-    def start(self, *, lease_s: float | None = None) -> tuple[Process, str]:
-        """Launch one (without waiting for it); its process and URL."""
+    def start(self, *, lease_s: float | None = None, **settings: str) -> tuple[Process, str]:
+        """Launch one (without waiting for it), with `settings` (`CALLBRIDGE_<NAME>`) besides
+        the test's; its process and URL."""
         port = free_port()
         env = {
             "CALLBRIDGE_PROVIDER": "openai",
@@ -49,6 +50,7 @@ class Instances:
         }
         if lease_s is not None:
             env["CALLBRIDGE_CALL_LEASE_S"] = str(lease_s)
+        env.update({f"CALLBRIDGE_{name.upper()}": value for name, value in settings.items()})
         log = self.tmp_path / f"serve-{len(self.started)}.log"
         process = Process(["serve", "--port", str(port)], env, log).start()
         self.started.append(process)
@@ -115,6 +117,15 @@ async def test_of_two_instances_started_together_with_one_id_one_serves(
     [(running, url)] = [(p, url) for p, url in started if p is not refused]
     assert "CALLBRIDGE_INSTANCE_ID" in _refusal(refused)
     running.wait_http(f"{url}/healthz")
+
+
+async def test_an_instance_whose_configuration_is_refused_lets_go_of_its_id(
+    instances: Instances, shared_redis: SharedRedis
+) -> None:
+    failed, _ = instances.start(handler="no_such_module:answer")
+    await until(lambda: _exit_status(failed) is not None)
+    assert _exit_status(failed) == 2, failed.output()
+    assert await shared_redis.client.exists(KEYS.instance_hold(INSTANCE)) == 0
 
 
 async def test_an_instance_restarted_after_it_was_killed_runs_as_its_id_again(
