@@ -12,6 +12,7 @@ library's) skip what does not fit, so a value such as `application/sdp;;;;==` wo
 
 from __future__ import annotations
 
+import codecs
 import re
 
 JSON_TYPE = "application/json"
@@ -52,6 +53,21 @@ def is_json(content_type: str | None) -> bool:
 
 
 _PARAMETER = re.compile(rf";[ \t]*({_TOKEN})=({_TOKEN}|{_QUOTED})")
+
+
+def text_encoding(content_type: str | None, default: str = "utf-8") -> str:
+    """The codec to decode a text body of `content_type` with: its `charset` (RFC 9110
+    §8.3.2) when Python knows it as a text encoding, else `default` (an unknown name, or a
+    bytes-to-bytes codec such as `hex`, which `bytes.decode` refuses with `LookupError`)."""
+    name = charset(content_type or "")
+    if name is None:
+        return default
+    try:
+        codec = codecs.lookup(name)
+    except LookupError:
+        return default
+    # What `bytes.decode` checks: a codec of bytes to bytes is no text encoding.
+    return name if codec._is_text_encoding else default
 
 
 def charset(content_type: str) -> str | None:

@@ -20,7 +20,7 @@ from typing import Any, cast
 
 from service.dotted_names import load_callable
 from service.handoffs.command_output import CommandOutput
-from service.media_types import is_json
+from service.media_types import is_json, text_encoding
 from service.outbound_http import EndpointClient, endpoint_url, refusal
 from signaling.realtime import Delegation
 
@@ -212,7 +212,8 @@ class _UrlHandler:
         except httpx.HTTPError as exc:
             raise HandlerError(f"handler endpoint unreachable: {type(exc).__name__}") from None
         if not (json_answer and raw):
-            yield Answer(raw.decode(response.encoding or "utf-8", errors="replace"))
+            encoding = text_encoding(response.headers.get("content-type"))
+            yield Answer(raw.decode(encoding, errors="replace"))
             return
         if len(raw) > max_json_bytes:
             raise HandlerError(f"handler endpoint JSON answer over {max_json_bytes} bytes")

@@ -257,6 +257,25 @@ async def test_http_handler_json_answer_is_read_as_json_in_any_json_media_type(
     assert (events[-1].kind, events[-1].text) == ("result", "from json")
 
 
+@pytest.mark.parametrize(
+    ("charset", "body", "text"),
+    [("latin-1", "é".encode("latin-1"), "é"), ("hex", b"6869", "6869"), ("no-such", b"hi", "hi")],
+    ids=["known", "bytes-codec", "unknown"],
+)
+async def test_http_handler_text_answer_is_read_in_its_charset_or_else_utf_8(
+    serve: Serve, charset: str, body: bytes, text: str
+) -> None:
+    app = FastAPI()
+
+    @app.post("/handoff")
+    async def handoff() -> Response:
+        return Response(body, headers={"content-type": f"text/plain; charset={charset}"})
+
+    url = await serve(app)
+    events = await _run(f"{url}/handoff")
+    assert (events[-1].kind, events[-1].text) == ("result", text)
+
+
 async def test_a_failing_handoff_is_retried_before_it_is_given_up() -> None:
     queue = MemoryQueue(max_deliveries=2)
     attempts = 0
