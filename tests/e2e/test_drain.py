@@ -14,6 +14,7 @@ import pytest
 from media.peer import CallClient
 from tests.e2e.processes import Process, free_port
 from tests.e2e.sse import SseRecorder
+from tests.e2e.waiting import until
 from tests.unit.sdp_samples import AIORTC_OFFER
 
 KEY = "sk-drain-test"
@@ -51,6 +52,12 @@ def processes(tmp_path: Path) -> Iterator[tuple[Process, str, Process, str]]:
         provider.stop()
 
 
+def drain_begun(serve: Process) -> bool:
+    """Whether `serve` has said that it drains: its signal handler has run and started the
+    drain, which goes before any request sent from then on."""
+    return "SIGTERM: draining 1 live call" in serve.output()
+
+
 async def test_sigterm_with_a_live_call_and_pending_handoff_drains_then_exits_zero(
     processes: tuple[Process, str, Process, str],
 ) -> None:
@@ -68,7 +75,7 @@ async def test_sigterm_with_a_live_call_and_pending_handoff_drains_then_exits_ze
         assert serve.proc is not None
         serve.proc.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
-        await asyncio.sleep(0.3)
+        await until(lambda: drain_begun(serve))
         ready = await http.get(f"{serve_url}/readyz")
         refused = await http.post(
             f"{serve_url}/v1/calls",
