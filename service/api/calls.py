@@ -618,6 +618,7 @@ async def refer_call(call_id: str, request: Request, principal: Caller) -> JSONR
 
 
 _EVENT_SEQ = re.compile(r"[0-9]{1,18}")
+_MAX_ID_PART = 2**64 - 1
 
 
 def _last_event_id(value: str | None, pattern: re.Pattern[str]) -> str | None:
@@ -627,7 +628,10 @@ def _last_event_id(value: str | None, pattern: re.Pattern[str]) -> str | None:
     value = (value or "").strip()
     if value == "":
         return None
-    if pattern.fullmatch(value) is None:
+    if pattern.fullmatch(value) is None or any(
+        int(part) > _MAX_ID_PART for part in value.split("-")
+    ):
+        # A Redis stream id's parts are unsigned 64-bit: Redis refuses a larger one.
         raise Problem(400, "Last-Event-ID is not one of this stream's ids", kind="bad-event-id")
     return value
 

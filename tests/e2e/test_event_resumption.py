@@ -287,3 +287,18 @@ async def test_resuming_an_ended_call_from_before_the_history_starts_with_a_gap_
     assert frames[0].event == "stream.gap"
     assert frames[0].data == {"last_event_id": first_sent, "resumes_after": frames[0].id}
     assert _ends_the_call(frames[-1])
+
+
+async def test_redis_a_last_event_id_whose_part_exceeds_a_stream_id_is_a_400(
+    redis_call: Stream,
+) -> None:
+    # The shape (20 digits a part) passes and it is below every id sent, but Redis refuses a
+    # part over 2**64 - 1 in XRANGE: the stream used to answer 200 and then spin on that
+    # refusal for good, sending keepalives every 0.5 s and never an event, even the call's end.
+    await _a_sent_id(redis_call)
+    async with redis_call.client.stream(
+        "GET", f"{redis_call.location}/events", headers={"Last-Event-ID": "1-99999999999999999999"}
+    ) as response:
+        assert response.status_code == 400
+        body = json.loads(await response.aread())
+        assert_problem(response.status_code, response.headers["content-type"], body, 400)
