@@ -314,7 +314,7 @@ class CallClient:
                     "session": (None, json.dumps(self._session).encode(), "application/json"),
                 }
                 response = await self._http.post(self._url, files=files, headers=self._auth)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise DialError(f"POST {self._url} failed: {exc}") from exc
         if response.status_code != 201:
             detail = _error_detail(response)

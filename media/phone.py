@@ -69,10 +69,14 @@ async def ring(
     Each turn waits up to `seconds` for a reply. Raises `RingError` when the stand-in refuses
     the ring or the webhook was not answered 2xx.
     """
-    async with httpx.AsyncClient(base_url=provider_url, headers=headers, timeout=30.0) as client:
+    try:
+        client = httpx.AsyncClient(base_url=provider_url, headers=headers, timeout=30.0)
+    except httpx.InvalidURL as exc:
+        raise RingError(f"the stand-in's URL {provider_url} cannot be used: {exc}") from None
+    async with client:
         try:
             response = await client.post("/local/sip/ring", json={"webhook_url": webhook_url})
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise RingError(f"stand-in unreachable at {provider_url}: {exc}") from None
         if response.status_code != 201:
             raise RingError(f"stand-in refused to ring: {response.status_code} {response.text}")

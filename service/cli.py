@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import importlib.metadata
 import logging
+import math
 import os
 import signal
 import socket
@@ -177,6 +178,26 @@ def _port(value: str) -> int:
         raise argparse.ArgumentTypeError(f"{value!r} is not a port (0 to 65535)") from None
 
 
+def _seconds(value: str) -> float:
+    """A duration in seconds: a finite number, not negative, else a one-line usage error
+    (`nan` or `inf` would fail later with a traceback, or wait forever)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds")
+    return seconds
+
+
+def _token(value: str) -> str:
+    """`--token`: a bearer token is visible ASCII (RFC 6750 §2.1), else a usage error
+    instead of an encoding traceback when the request is made."""
+    if not value or not all("\x21" <= char <= "\x7e" for char in value):
+        raise argparse.ArgumentTypeError("a bearer token is visible ASCII characters")
+    return value
+
+
 def _wav_file(value: str) -> Path:
     """`--play`'s file: a readable RIFF WAVE file (its first 12 bytes say so), else a one-line
     usage error instead of a decoder's traceback mid-call."""
@@ -210,7 +231,11 @@ def _dial(args: argparse.Namespace, settings: Settings) -> int:
         )
     except DialError as exc:
         print(f"dial failed: {exc}", file=sys.stderr)
-        if urllib.parse.urlsplit(args.url).path in ("", "/"):
+        try:
+            path = urllib.parse.urlsplit(args.url).path
+        except ValueError:  # no URL at all (`http://[::1`): DialError said so
+            path = None
+        if path in ("", "/"):
             print(
                 f"a callbridge call-start URL ends in /v1/calls: {args.url.rstrip('/')}/v1/calls",
                 file=sys.stderr,
@@ -272,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--name", default=None, help="consumer name (default: worker-<host name>-<pid>)"
     )
-    worker.add_argument("--grace", type=float, default=10.0, help="seconds to finish on SIGTERM")
+    worker.add_argument("--grace", type=_seconds, default=10.0, help="seconds to finish on SIGTERM")
     worker.set_defaults(func=_worker)
 
     provider = sub.add_parser("provider", help="run the local stand-in provider alone")
@@ -289,8 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     dial.add_argument(
         "--play", type=_wav_file, default=None, help="WAV file to send as the microphone"
     )
-    dial.add_argument("--seconds", type=float, default=5.0)
-    dial.add_argument("--token", default=None, help="bearer token for the service")
+    dial.add_argument("--seconds", type=_seconds, default=5.0)
+    dial.add_argument("--token", type=_token, default=None, help="bearer token for the service")
     dial.set_defaults(func=_dial)
 
     ring = sub.add_parser(
@@ -302,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ring.add_argument("--say", action="append", default=[], help="a caller's turn, as text")
     ring.add_argument("--play", type=_wav_file, default=None, help="WAV file the caller speaks")
-    ring.add_argument("--seconds", type=float, default=10.0, help="wait per step")
+    ring.add_argument("--seconds", type=_seconds, default=10.0, help="wait per step")
     ring.set_defaults(func=_ring)
     return parser
 
