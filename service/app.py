@@ -19,6 +19,7 @@ from service.api.docs import router as docs_router
 from service.api.guards import enforced_schemes
 from service.api.methods import MethodRouting, MethodTable, static_paths
 from service.api.openapi import install_openapi
+from service.api.ops import provider_probe
 from service.api.ops import router as ops_router
 from service.api.problems import install_problem_handlers
 from service.api.sse import StreamSeats
@@ -197,6 +198,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             worker.start()
         app.state.manager = manager
+        app.state.provider_reachable = provider_probe(manager.provider.probe)
         try:
             yield
         finally:

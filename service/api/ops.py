@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Final
 
+from async_lru import alru_cache
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -35,6 +37,19 @@ async def healthz() -> HealthResponse:
     return HealthResponse({"status": "pass"})
 
 
+PROVIDER_PROBE_TTL_S: Final = 5.0
+"""How long /readyz reuses the provider probe's answer."""
+
+
+def provider_probe(
+    probe: Callable[[], Coroutine[Any, Any, bool]],
+) -> Callable[[], Awaitable[bool]]:
+    """`probe`, run at most once at a time, its answer kept `PROVIDER_PROBE_TTL_S` seconds:
+    anyone may ask /readyz, and each probe is a request to the provider with our key, on the
+    connections call starts use."""
+    return alru_cache(maxsize=1, ttl=PROVIDER_PROBE_TTL_S)(probe)
+
+
 @router.get(
     "/readyz",
     response_class=HealthResponse,
@@ -55,7 +70,7 @@ async def readyz(request: Request) -> HealthResponse:
     manager: CallManager = request.app.state.manager
     queue_problem = await manager.queue.unavailable()
     queue_ok = queue_problem is None
-    provider_ok = await manager.provider.probe()
+    provider_ok = await request.app.state.provider_reachable()
     PROVIDER_UP.set(1 if provider_ok else 0)
     queue_check: dict[str, Any] = {
         "status": "pass" if queue_ok else "fail",
