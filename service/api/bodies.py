@@ -52,10 +52,25 @@ def _check_declared_length(request: Request, limit: int) -> None:
         raise _too_large(f"body of {declared} bytes exceeds the {limit}-byte limit")
 
 
+def _check_coding(request: Request) -> None:
+    """415 for a body in a content coding (RFC 9110 §8.4): none is decoded here, so a gzipped
+    body would be read as what it encodes. `identity` is no coding."""
+    listed = ",".join(request.headers.getlist("content-encoding")).split(",")
+    codings = [c.strip().lower() for c in listed if c.strip()]
+    if any(c != "identity" for c in codings):
+        raise Problem(
+            415,
+            "the body must not be in a content coding (Content-Encoding): send it as it is",
+            kind="unsupported-content-coding",
+            # RFC 9110 §12.5.3: what a 415 for a content coding may say is accepted.
+            headers={"Accept-Encoding": "identity"},
+        )
+
+
 async def _chunks(request: Request, limit: int) -> AsyncIterator[bytes]:
-    """The body's chunks as they arrive; 413 at the first one that crosses `limit`, 499 when
-    the client leaves before its end (routine, so answered rather than raised as a server error;
-    nobody reads that answer)."""
+    """The body's chunks as they arrive; 413 at the first one that crosses `limit`, 415 when a
+    non-empty body is in a content coding, 499 when the client leaves before its end (routine,
+    so answered rather than raised as a server error; nobody reads that answer)."""
     _check_declared_length(request, limit)
     size = 0
     try:
@@ -64,6 +79,8 @@ async def _chunks(request: Request, limit: int) -> AsyncIterator[bytes]:
             if size > limit:
                 raise _too_large(f"body exceeds the {limit}-byte limit")
             if chunk:
+                if size == len(chunk):
+                    _check_coding(request)
                 yield chunk
     except ClientDisconnect:
         raise Problem(

@@ -63,7 +63,7 @@ _HANDLED = {
 @router.post(
     "/webhooks",
     operation_id="providerWebhook",
-    responses=answers(400, 401, 404, 413, 503, ok=_HANDLED),
+    responses=answers(400, 401, 404, 413, 415, 503, ok=_HANDLED),
 )
 async def provider_webhook(request: Request) -> JSONResponse:
     """Verify a provider webhook and act on it.

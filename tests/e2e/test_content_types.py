@@ -4,6 +4,8 @@ which takes no body, refuses one."""
 
 from __future__ import annotations
 
+import gzip
+
 import httpx
 import pytest
 
@@ -124,3 +126,18 @@ async def test_a_call_token_request_with_a_body_is_refused(
             headers={"authorization": "Bearer tok-a", "content-type": "application/json"},
         )
     assert_problem(response.status_code, response.headers["content-type"], response.json(), 413)
+
+
+async def test_a_gzipped_offer_is_a_415_not_read_as_sdp(start_service: StartService) -> None:
+    # No content coding is taken (RFC 9110 §8.4, §15.5.16): the body was read as if it were
+    # plain SDP whatever Content-Encoding said, so a gzipped offer was a "bad offer" 400 and a
+    # mislabelled plain one a 201.
+    service = await start_service(local_media=False)
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        response = await client.post(
+            "/v1/calls",
+            content=gzip.compress(AIORTC_OFFER.encode()),
+            headers={"content-type": "application/sdp", "content-encoding": "gzip"},
+        )
+    assert_problem(response.status_code, response.headers["content-type"], response.json(), 415)
+    assert response.headers["accept-encoding"] == "identity"
