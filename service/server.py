@@ -65,6 +65,9 @@ class DrainingServer(uvicorn.Server):
         try:
             await manager.drain(self._drain_timeout_s)
         finally:
+            # The streams of calls this instance no longer runs (handed over, or owned by
+            # another) would otherwise be cut at the shutdown's graceful timeout.
+            self._app.state.stream_seats.closing.set()
             self.should_exit = True
 
 

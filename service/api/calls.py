@@ -696,7 +696,7 @@ async def call_events(call_id: str, request: Request, principal: Caller) -> Even
                     continue
                 yield _frame(event.event_id, event.name, event.data)
 
-        return _sse(logged(), send_timeout_s, _seat(request, cid))
+        return _sse(request, logged(), send_timeout_s, _seat(request, cid))
     last = _last_event_id(request.headers.get("last-event-id"), _EVENT_SEQ)
     await manager.visible(cid, principal)
     stream = manager.event_stream(cid)
@@ -719,7 +719,7 @@ async def call_events(call_id: str, request: Request, principal: Caller) -> Even
                 continue
             yield _frame(str(event.seq), event.name, event.data)
 
-    return _sse(frames(), send_timeout_s, _seat(request, cid))
+    return _sse(request, frames(), send_timeout_s, _seat(request, cid))
 
 
 def _seat(request: Request, call_id: CallId) -> Callable[[], None]:
@@ -744,11 +744,15 @@ def _frame(event_id: str, name: str, data: dict[str, Any]) -> bytes:
 
 
 def _sse(
-    frames: AsyncGenerator[bytes, None], send_timeout_s: float, on_close: Callable[[], None]
+    request: Request,
+    frames: AsyncGenerator[bytes, None],
+    send_timeout_s: float,
+    on_close: Callable[[], None],
 ) -> EventStreamResponse:
     return EventStreamResponse(
         frames,
         send_timeout_s=send_timeout_s,
+        closing=request.app.state.stream_seats.closing,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         on_close=on_close,
     )

@@ -9,6 +9,7 @@ subscriber that misses it is dropped, during the call or after it ended.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncGenerator, Callable, Mapping
 
@@ -26,6 +27,10 @@ class StreamSeats:
     def __init__(self, per_call: int) -> None:
         self.per_call = per_call
         self._open: dict[str, int] = {}
+        self.closing = asyncio.Event()
+        """Set once the instance has drained: every open stream then ends cleanly, and its
+        client resumes elsewhere with `Last-Event-ID`, rather than being cut by the server's
+        shutdown."""
 
     def take(self, call_id: str) -> bool:
         """Count one more stream on `call_id`; False (nothing counted) when it has `per_call`."""
@@ -56,28 +61,47 @@ class EventStreamResponse(StreamingResponse):
         frames: AsyncGenerator[bytes, None],
         *,
         send_timeout_s: float,
+        closing: asyncio.Event,
         headers: Mapping[str, str] | None = None,
         on_close: Callable[[], None] | None = None,
     ) -> None:
-        """`on_close` is called once the response is over, however it ended."""
+        """`on_close` is called once the response is over, however it ended; once `closing`
+        is set, the response ends (its body complete) after the frame being sent."""
         super().__init__(frames, media_type="text/event-stream", headers=headers)
         self._frames = frames
         self._send_timeout_s = send_timeout_s
+        self._closing = closing
         self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
         async def bounded_send(message: Message) -> None:
+            nonlocal started
             async with asyncio.timeout(self._send_timeout_s):
                 await send(message)
+            started = True
 
+        streaming = asyncio.ensure_future(super().__call__(scope, receive, bounded_send))
+        closing = asyncio.ensure_future(self._closing.wait())
         try:
-            await super().__call__(scope, receive, bounded_send)
+            await asyncio.wait({streaming, closing}, return_when=asyncio.FIRST_COMPLETED)
+            if streaming.done():
+                await streaming
+            else:
+                streaming.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await streaming
+                if started:
+                    await bounded_send({"type": "http.response.body", "body": b""})
         except TimeoutError:
             log.info(
                 "event-stream subscriber dropped: it took no data for %.1f s",
                 self._send_timeout_s,
             )
         finally:
+            closing.cancel()
+            streaming.cancel()
             try:
                 await self._frames.aclose()
             finally:

@@ -12,7 +12,9 @@ import httpx
 import pytest
 
 from media.peer import CallClient
+from tests.e2e.conftest import StartService
 from tests.e2e.processes import Process, free_port
+from tests.e2e.redis_server import RedisServer
 from tests.e2e.sse import SseRecorder
 from tests.e2e.waiting import until
 from tests.unit.sdp_samples import AIORTC_OFFER
@@ -103,3 +105,52 @@ async def test_sigterm_with_a_live_call_and_pending_handoff_drains_then_exits_ze
     record = provider.json()
     assert record["state"] == "ended"
     assert sum(record["function_call_outputs"].values()) == 1
+
+
+async def test_sigterm_ends_a_stream_that_follows_another_instances_call_cleanly(
+    redis_server: RedisServer, start_service: StartService, tmp_path: Path
+) -> None:
+    owner = await start_service(local_media=False, queue=redis_server.url)
+    port = free_port()
+    follower = Process(
+        ["serve", "--port", str(port)],
+        {
+            "CALLBRIDGE_QUEUE": redis_server.url,
+            "CALLBRIDGE_LOCAL_MEDIA": "false",
+            "CALLBRIDGE_LOG_FORMAT": "json",
+        },
+        tmp_path / "follower.log",
+    ).start()
+    try:
+        follower.wait_http(f"http://127.0.0.1:{port}/healthz")
+        async with httpx.AsyncClient(base_url=owner.url, timeout=10) as http:
+            started = await http.post(
+                "/v1/calls", content=AIORTC_OFFER, headers={"content-type": "application/sdp"}
+            )
+            assert started.status_code == 201, started.text
+            location = started.headers["location"]
+            async with (
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as elsewhere,
+                elsewhere.stream("GET", f"{location}/events") as stream,
+            ):
+                assert stream.status_code == 200
+                lines = stream.aiter_lines()
+                assert await anext(lines) == ": stream open"
+                assert follower.proc is not None
+                follower.proc.send_signal(signal.SIGTERM)
+                # The call lives on at its owner: nothing this instance drains closes the
+                # stream, so uvicorn's graceful timeout cancels it mid-response (an ERROR
+                # with a traceback, and a chunked body the client sees cut).
+                ended_cleanly = True
+                try:
+                    async for _ in lines:
+                        pass
+                except httpx.RemoteProtocolError:
+                    ended_cleanly = False
+            await http.delete(location)
+        code = await asyncio.to_thread(follower.proc.wait, 30)
+        assert code == 0
+        assert "Exception in ASGI application" not in follower.output()
+        assert ended_cleanly
+    finally:
+        follower.stop()
