@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
@@ -17,7 +18,10 @@ from typing import Any
 
 from service.calls.errors import CallError
 from service.calls.store import CallStore, KeptEvents, LoggedEvent
-from service.redis_client import redis_failures
+from service.redis_client import redis_failures, redis_waited_out
+from service.redis_reports import log_redis_failure
+
+log = logging.getLogger("callbridge.calls")
 
 GAP_EVENT = "stream.gap"
 """The event that tells a subscriber it missed events no longer kept: first on a stream resumed
@@ -262,7 +266,9 @@ async def follow(
     resumed: bool = False,
 ) -> AsyncGenerator[LoggedEvent | None, None]:
     """A call's logged events after id `after` (`0`: all kept), until the one that ends the
-    call; None whenever `keepalive_s` passes without one. A Redis outage is waited out.
+    call; None whenever `keepalive_s` passes without one. A Redis outage is waited out; Redis
+    refusing a read (a key of the wrong type, say) ends the stream, logged, as reading again
+    would only be refused again.
 
     When events after the last one delivered (or after `after`, with `resumed`: it is the
     client's `Last-Event-ID`) were trimmed before they could be read, a `GAP_EVENT` comes
@@ -277,10 +283,13 @@ async def follow(
             if not events and not await store.wait_for_events(call_id, after, block_ms):
                 yield None
                 continue
-        except redis_failures():
+        except redis_waited_out():
             await asyncio.sleep(retry_s)
             yield None
             continue
+        except redis_failures() as exc:
+            log_redis_failure(log, exc, "event stream of call %s ended: %s", call_id)
+            return
         # Woken by new events: they are read on the next turn, with the log's bounds.
         if not events:
             continue

@@ -4,6 +4,7 @@ ended call's stream replays what is kept and closes, alike on both backends."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -302,3 +303,15 @@ async def test_redis_a_last_event_id_whose_part_exceeds_a_stream_id_is_a_400(
         assert response.status_code == 400
         body = json.loads(await response.aread())
         assert_problem(response.status_code, response.headers["content-type"], body, 400)
+
+
+async def test_redis_a_stream_whose_log_redis_refuses_to_read_ends_rather_than_spinning(
+    redis_call: Stream, redis: Redis
+) -> None:
+    await _a_sent_id(redis_call)
+    # A key of the wrong type: every read of it is refused (WRONGTYPE), not an outage.
+    events = RedisKeys().events(redis_call.location.rsplit("/", 1)[1])
+    await redis.delete(events)
+    await redis.set(events, "not a stream")
+    async with asyncio.timeout(30):
+        await _all_frames(redis_call.client, f"{redis_call.location}/events")
