@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -97,6 +98,10 @@ def call_problem(exc: CallError) -> Problem:
     return Problem(503, str(exc), kind="call-error", headers={"Retry-After": "1"})
 
 
+# What a path segment may hold unescaped besides unreserved characters (RFC 3986 §3.3), and "/".
+_PATH_CHARACTERS: Final = "/!$&'()*+,;=:@"
+
+
 def problem_response(
     status: int,
     detail: str,
@@ -114,7 +119,8 @@ def problem_response(
         "detail": detail,
     }
     if instance:
-        body["instance"] = instance
+        # A URI reference (RFC 9457 §3.1.5): the decoded path may hold a space or U+FFFD.
+        body["instance"] = quote(instance, safe=_PATH_CHARACTERS)
     body.update(extra)
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 

@@ -93,6 +93,19 @@ async def test_an_unknown_path_is_404_whatever_the_method(
     assert await healthy(service.url)
 
 
+@pytest.mark.parametrize(
+    ("path", "instance"),
+    [("/v1/nothing%20here", "/v1/nothing%20here"), ("/v1/%ff", "/v1/%EF%BF%BD")],
+    ids=["space", "undecodable"],
+)
+async def test_a_problems_instance_is_the_path_as_a_uri_reference(
+    service: RunningService, path: str, instance: str
+) -> None:
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        response = await client.get(path)
+    assert (response.status_code, response.json()["instance"]) == (404, instance)
+
+
 async def _asterisk(service: RunningService, method: str) -> RawResponse:
     """`method` with the asterisk-form target (RFC 9112 §3.2.4), which no HTTP client sends."""
     connection = await RawConnection.open(service.url)
