@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from collections.abc import Callable
 
 from service.calls.store import CallStore, LoggedEvent
 from service.calls.stream import follow
@@ -31,9 +32,10 @@ def _cli(cluster: RedisClusterServers, port: int, *args: str | int) -> str:
     return done.stdout.strip()
 
 
-def _move_slot(cluster: RedisClusterServers, key: str, *, finish: bool) -> None:
+def _move_slot(cluster: RedisClusterServers, key: str, *, finish: bool) -> Callable[[], None]:
     """Migrate `key`'s slot (and `key`) to another master; with `finish`, tell every node the
-    slot's new owner (MOVED from then on), else leave the slot migrating (ASK)."""
+    slot's new owner (MOVED from then on), else leave the slot migrating (ASK) and return what
+    finishes the migration."""
     ports = [node.port for node in cluster.nodes]
     slot = int(_cli(cluster, ports[0], "cluster", "keyslot", key))
     source = next(p for p in ports if _cli(cluster, p, "exists", key) == "1")
@@ -43,9 +45,14 @@ def _move_slot(cluster: RedisClusterServers, key: str, *, finish: bool) -> None:
     _cli(cluster, target, "cluster", "setslot", slot, "importing", source_id)
     _cli(cluster, source, "cluster", "setslot", slot, "migrating", target_id)
     assert _cli(cluster, source, "migrate", "127.0.0.1", target, key, 0, 5000) == "OK"
-    if finish:
+
+    def finished() -> None:
         for port in ports:
             _cli(cluster, port, "cluster", "setslot", slot, "node", target_id)
+
+    if finish:
+        finished()
+    return finished
 
 
 async def _followed(store: CallStore, count: int) -> list[LoggedEvent]:
@@ -70,8 +77,14 @@ async def _stream_across_a_slot_move(
         await admin.xadd(key, {"name": "transcript.delta", "data": '{"delta":"one"}'})
         # The service's client knows the layout, as it does once it has served a while.
         await store.read_after(CALL_ID, "0")
-        await asyncio.to_thread(_move_slot, redis_cluster, key, finish=finish)
-        return await _followed(store, 1)
+        finished = await asyncio.to_thread(_move_slot, redis_cluster, key, finish=finish)
+        following = asyncio.ensure_future(_followed(store, 1))
+        if not finish:
+            # Mid-migration, a transaction meets ASK at the old node and MOVED at the new one
+            # (redis-py sends no ASKING for one): the stream waits until the slot has moved.
+            await asyncio.sleep(1)
+            await asyncio.to_thread(finished)
+        return await following
     finally:
         await client.aclose()
         await admin.aclose()
@@ -84,7 +97,7 @@ async def test_a_stream_goes_on_when_its_calls_slot_has_moved_to_another_node(
     assert [event.data for event in got] == [{"delta": "one"}]
 
 
-async def test_a_stream_goes_on_while_its_calls_slot_is_migrating(
+async def test_a_stream_waits_out_a_migration_of_its_calls_slot(
     redis_cluster: RedisClusterServers,
 ) -> None:
     got = await _stream_across_a_slot_move(redis_cluster, finish=False)
