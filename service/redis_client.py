@@ -189,22 +189,28 @@ def redis_failures() -> tuple[type[Exception], ...]:
 
 def redis_waited_out() -> tuple[type[Exception], ...]:
     """The failures of `redis_failures` worth waiting out, as opposed to Redis refusing one
-    command: Redis cannot be reached right now (or a cluster is failing over), or it refuses
-    our credentials or our user's permissions (`redis_refusal`), which an operator may put
-    right while we wait."""
+    command: Redis cannot be reached right now (or a cluster is failing over, or moving a slot:
+    a MOVED or ASK that a transaction meets is raised, the client retrying nothing, once the
+    client has learnt the slot's new node; a READONLY from a primary just demoted), or it
+    refuses our credentials or our user's permissions (`redis_refusal`), which an operator may
+    put right while we wait."""
     from redis.exceptions import (
+        AskError,
         ClusterError,
         ConnectionError,
         NoPermissionError,
+        ReadOnlyError,
         RedisClusterException,
         TimeoutError,
         TryAgainError,
     )
 
     # `ConnectionError` covers `AuthenticationError` (NOAUTH, WRONGPASS) and
-    # `AuthorizationError`.
+    # `AuthorizationError`, and `BusyLoadingError` (LOADING); `AskError` covers `MovedError`.
     return (
         ConnectionError,
+        AskError,
+        ReadOnlyError,
         TimeoutError,
         ClusterError,
         TryAgainError,
