@@ -45,7 +45,7 @@ async def test_a_stream_cancelled_at_the_graceful_timeout_closes_its_generator_c
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(app, log_config=None, lifespan="off", timeout_graceful_shutdown=0.5)
+        uvicorn.Config(app, log_config=None, lifespan="off", timeout_graceful_shutdown=1)
     )
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:
