@@ -101,7 +101,11 @@ class EventStreamResponse(StreamingResponse):
             )
         finally:
             closing.cancel()
-            streaming.cancel()
+            if not streaming.done():
+                # Cancelled itself (uvicorn's graceful timeout): the generator is the
+                # streaming task's until that task has ended (`aclose` would raise).
+                streaming.cancel()
+                await asyncio.wait({streaming})
             try:
                 await self._frames.aclose()
             finally:
