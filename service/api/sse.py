@@ -9,7 +9,6 @@ subscriber that misses it is dropped, during the call or after it ended.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncGenerator, Callable, Mapping
 
@@ -74,26 +73,28 @@ class EventStreamResponse(StreamingResponse):
         self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
+        started = finished = False
 
         async def bounded_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, finished
             async with asyncio.timeout(self._send_timeout_s):
                 await send(message)
             started = True
+            finished = message["type"] == "http.response.body" and not message.get("more_body")
 
         streaming = asyncio.ensure_future(super().__call__(scope, receive, bounded_send))
         closing = asyncio.ensure_future(self._closing.wait())
         try:
             await asyncio.wait({streaming, closing}, return_when=asyncio.FIRST_COMPLETED)
-            if streaming.done():
-                await streaming
-            else:
+            if not streaming.done():
                 streaming.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await streaming
-                if started:
-                    await bounded_send({"type": "http.response.body", "body": b""})
+                # Not `await streaming`: a cancellation of this task must not be taken for it.
+                await asyncio.wait({streaming})
+            if not streaming.cancelled():
+                # It ended by itself (meanwhile, perhaps): its error, if any, is this one's.
+                streaming.result()
+            elif started and not finished:
+                await bounded_send({"type": "http.response.body", "body": b""})
         except TimeoutError:
             log.info(
                 "event-stream subscriber dropped: it took no data for %.1f s",
