@@ -67,6 +67,7 @@ from signaling.realtime import (
 )
 
 CALL_ID = "rtc_u0_BenchHandoffLatency0001"
+_RUNS = itertools.count(1)
 REQUEST = "please ask the background agent what is 2 plus 3"
 REPLY_TO = "results:bench-owner"
 WARMUP = 20
@@ -153,6 +154,7 @@ async def measure_latency(
     closes `queue`. Without `in_process`, a worker process running `stamp_start` must be
     consuming from the queue. With `hop`, one bare hop is measured before each handoff."""
     timings = Timings()
+    run = next(_RUNS)
     worker = Worker(queue, lambda d: trivial_handler(timings, d), name="bench-worker")
     calls: dict[str, SimulatedCall] = {}
     answered = asyncio.Event()
@@ -173,7 +175,8 @@ async def measure_latency(
     try:
         for n in range(WARMUP + count):
             if n % HANDOFFS_PER_CALL == 0:
-                call = SimulatedCall(f"rtc_bench_{n:08d}", queue, timings)
+                # A handoff id is queued once (its mark, in Redis): each run's calls are new.
+                call = SimulatedCall(f"rtc_bench_{run}_{n:08d}", queue, timings)
                 calls[call.state.call_id] = call
                 await call.join()
             if n == WARMUP:
