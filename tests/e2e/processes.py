@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -84,3 +85,21 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+async def run_callbridge(*args: str, timeout_s: float = 60.0) -> tuple[int, str]:
+    """Run `callbridge <args>` to its end, with no `CALLBRIDGE_*` or `OPENAI_API_KEY` from this
+    environment; its exit status and what it wrote (stdout and stderr together)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBRIDGE_")}
+    env.pop("OPENAI_API_KEY", None)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "service.cli",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
+    return proc.returncode or 0, out.decode(errors="replace")

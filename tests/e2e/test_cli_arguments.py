@@ -3,35 +3,16 @@ what is wrong and a non-zero status, never a traceback."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import os
 import secrets
-import sys
 
 from fastapi import FastAPI, Response
 
 from media.local_provider import LocalProviderConfig, create_provider_app
 from tests.e2e.conftest import Serve
-from tests.e2e.processes import free_port
+from tests.e2e.processes import free_port, run_callbridge
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-async def _callbridge(*args: str) -> tuple[int, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBRIDGE_")}
-    env.pop("OPENAI_API_KEY", None)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service.cli",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=env,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 60.0)
-    return proc.returncode or 0, out.decode(errors="replace")
 
 
 def _a_webhook_that_answers_200() -> FastAPI:
@@ -46,7 +27,7 @@ def _a_webhook_that_answers_200() -> FastAPI:
 
 async def test_ring_with_a_provider_url_that_is_no_url_says_so_without_a_traceback() -> None:
     webhook = f"http://127.0.0.1:{free_port()}/v1/provider/webhooks"
-    code, output = await _callbridge("ring", webhook, "--provider", "http://[::1")
+    code, output = await run_callbridge("ring", webhook, "--provider", "http://[::1")
     assert code == 1, output
     assert "Traceback" not in output, output
     assert "ring failed" in output, output
@@ -57,7 +38,7 @@ async def test_ring_with_nan_seconds_is_a_usage_error_not_a_traceback(serve: Ser
         create_provider_app(LocalProviderConfig(media=False, webhook_secret=SECRET))
     )
     webhook = await serve(_a_webhook_that_answers_200())
-    code, output = await _callbridge(
+    code, output = await run_callbridge(
         "ring", f"{webhook}/hook", "--provider", provider_url, "--seconds", "nan"
     )
     # It used to ring, then fail in its wait: ValueError: cannot convert float NaN to integer.
@@ -66,7 +47,7 @@ async def test_ring_with_nan_seconds_is_a_usage_error_not_a_traceback(serve: Ser
 
 
 async def test_dial_with_a_url_that_is_no_url_says_so_without_a_traceback() -> None:
-    code, output = await _callbridge("dial", "http://[::1/v1/calls", "--seconds", "1")
+    code, output = await run_callbridge("dial", "http://[::1/v1/calls", "--seconds", "1")
     assert code == 1, output
     assert "Traceback" not in output, output
     assert "dial failed" in output, output
@@ -74,6 +55,6 @@ async def test_dial_with_a_url_that_is_no_url_says_so_without_a_traceback() -> N
 
 async def test_dial_with_a_token_that_is_not_ascii_says_so_without_a_traceback() -> None:
     url = f"http://127.0.0.1:{free_port()}/v1/calls"
-    code, output = await _callbridge("dial", url, "--seconds", "1", "--token", "tökén")
+    code, output = await run_callbridge("dial", url, "--seconds", "1", "--token", "tökén")
     assert code != 0, output
     assert "Traceback" not in output, output

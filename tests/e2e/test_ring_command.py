@@ -6,12 +6,9 @@ conversation runs over the sideband the service joined when it accepted the call
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import os
 import re
 import secrets
-import sys
 from pathlib import Path
 
 from media.local_provider import (
@@ -20,27 +17,10 @@ from media.local_provider import (
     create_provider_app,
 )
 from tests.e2e.conftest import Serve, StartService
-from tests.e2e.processes import free_port
+from tests.e2e.processes import free_port, run_callbridge
 from tests.e2e.waiting import until
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-async def _ring(*args: str) -> tuple[int, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBRIDGE_")}
-    env.pop("OPENAI_API_KEY", None)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service.cli",
-        "ring",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=env,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 60.0)
-    return proc.returncode or 0, out.decode(errors="replace")
 
 
 async def test_ring_plays_a_wav_to_the_service_and_prints_the_spoken_answer(
@@ -50,7 +30,8 @@ async def test_ring_plays_a_wav_to_the_service_and_prints_the_spoken_answer(
     service = await start_service(
         provider="openai", provider_url=provider_url, webhook_secret=SECRET
     )
-    code, output = await _ring(
+    code, output = await run_callbridge(
+        "ring",
         f"{service.url}/v1/provider/webhooks",
         "--provider",
         provider_url,
@@ -70,7 +51,7 @@ async def test_ring_reports_a_webhook_the_stand_in_cannot_reach(serve: Serve) ->
         create_provider_app(LocalProviderConfig(media=False, webhook_secret=SECRET))
     )
     nowhere = f"http://127.0.0.1:{free_port()}/v1/provider/webhooks"
-    code, output = await _ring(nowhere, "--provider", provider_url)
+    code, output = await run_callbridge("ring", nowhere, "--provider", provider_url)
     assert code == 1
     assert f"ring failed: the stand-in could not reach the webhook at {nowhere}" in output
 
@@ -85,7 +66,9 @@ async def test_ring_reports_a_webhook_the_service_refuses(
     service = await start_service(
         provider="openai", provider_url=provider_url, webhook_secret=other
     )
-    code, output = await _ring(f"{service.url}/v1/provider/webhooks", "--provider", provider_url)
+    code, output = await run_callbridge(
+        "ring", f"{service.url}/v1/provider/webhooks", "--provider", provider_url
+    )
     assert code == 1
     assert "401" in output
 
@@ -100,7 +83,9 @@ async def test_ring_hangs_up_as_the_caller_and_the_service_ends_the_call_as_a_re
     service = await start_service(
         provider="openai", provider_url=provider_url, webhook_secret=SECRET
     )
-    code, output = await _ring(f"{service.url}/v1/provider/webhooks", "--provider", provider_url)
+    code, output = await run_callbridge(
+        "ring", f"{service.url}/v1/provider/webhooks", "--provider", provider_url
+    )
     assert code == 0, output
     outcome = re.search(r"^call (\S+): (\S+)$", output, re.MULTILINE)
     assert outcome is not None, output
