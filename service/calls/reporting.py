@@ -110,7 +110,11 @@ class CallReporter:
 
     def handoff_queued_again(self, delegation: Delegation) -> None:
         """Log a handoff a previous owner left without a result, queued once more."""
-        self.log.info("handoff queued again after a takeover: %s", delegation.handoff_id)
+        self.log.info(
+            "handoff %s handed to the queue again after a takeover (appended only if it was "
+            "never appended before)",
+            delegation.handoff_id,
+        )
 
     def requeue_failed(self, delegation: Delegation, exc: Exception) -> None:
         """Log why `delegation` could not be queued again; it is left to its deadline."""

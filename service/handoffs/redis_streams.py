@@ -6,10 +6,10 @@ below take several at once):
 - the handoff stream — one entry per handoff (`delegation` JSON, `reply_to`), read by the
   consumer group `group`. Acknowledged entries are deleted, so the stream holds only handoffs
   that are waiting or in flight.
-- a handoff's mark — set as the handoff is appended, and kept `handoff_deadline_ms`, as long
-  as its owner waits for its result: a successor queues the handoffs its predecessor left
-  without a result again (the predecessor may have died before they reached Redis), and the
-  mark keeps one that had from being appended twice, answered or not.
+- a handoff's mark — set as the handoff is appended, and kept `handoff_deadline_ms` (as long
+  as its owner waits for its result) plus `MARK_MARGIN_MS`: a successor queues the handoffs its
+  predecessor left without a result again (the predecessor may have died before they reached
+  Redis), and the mark keeps one that had from being appended twice, answered or not.
 - the dead letters — handoffs given up on, with the reason.
 - an instance's results — worker events for the calls it owns, read by its consumer group
   `owner`, so that events published while the instance was not reading wait for it. An answer
@@ -265,6 +265,11 @@ times (6 to 7.5 minutes with the defaults)."""
 # one change during one round trip is already unheard of.
 _ROUTE_ATTEMPTS: Final = 4
 
+MARK_MARGIN_MS: Final = 60_000
+"""How much longer than the handoff deadline a handoff's mark is kept: the deadline runs on the
+owner's clock, the mark's TTL on Redis', and a successor decides to queue again a moment before
+it appends."""
+
 _Entry = tuple[str, dict[str, str] | None]
 _Fields = dict[FieldT, EncodableT]
 # A handoff's id and stream entry fields.
@@ -330,7 +335,8 @@ class RedisStreamQueue:
 
     async def put(self, delegation: Delegation, reply_to: str) -> None:
         """Queue a handoff; while Redis is unreachable, hold it locally (up to `buffer_limit`).
-        A handoff id appended within the last `handoff_deadline_ms` is not appended again.
+        A handoff id appended within the last `handoff_deadline_ms` (plus `MARK_MARGIN_MS`) is
+        not appended again.
 
         Raises `QueueUnavailable` when the local buffer is full, the queue is closed, or Redis
         refuses the write.
@@ -384,7 +390,7 @@ class RedisStreamQueue:
             [self._handoffs, self._keys.handoff_mark(handoff_id)],
             [
                 self._maxlen,
-                self._handoff_deadline_ms,
+                self._handoff_deadline_ms + MARK_MARGIN_MS,
                 *(p for pair in fields.items() for p in pair),
             ],
         )

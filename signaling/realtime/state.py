@@ -1047,6 +1047,21 @@ class CallState:
         if kept + _texts_size(delegation) <= self._limits.max_transcript_bytes:
             self._delegations[delegation.handoff_id] = delegation
 
+    def _keep_restored(self, raw: object) -> None:
+        # Only a help to queue the handoff again: one that cannot be read (a damaged or newer
+        # shape) leaves its handoff to its first put, rather than the call unrestorable.
+        if not isinstance(raw, dict):
+            return
+        try:
+            delegation = Delegation.from_json({**raw, "envelope": ""})
+        except ValueError:
+            return
+        envelope = build_envelope(delegation.request, delegation.transcript_delta)
+        if envelope is not None and delegation.handoff_id in self._pending:
+            self._delegations[delegation.handoff_id] = dataclasses.replace(
+                delegation, envelope=envelope
+            )
+
     # Snapshots, for another instance to carry the call on
 
     def snapshot(self) -> dict[str, Any]:
@@ -1141,12 +1156,7 @@ class CallState:
                     state._open.add(call.tool_call_id)
             # Absent from the snapshots of older versions, which queued nothing again.
             for raw in snapshot.get("pending_delegations", ()):
-                delegation = Delegation.from_json({**raw, "envelope": ""})
-                envelope = build_envelope(delegation.request, delegation.transcript_delta)
-                if envelope is not None and delegation.handoff_id in state._pending:
-                    state._delegations[delegation.handoff_id] = dataclasses.replace(
-                        delegation, envelope=envelope
-                    )
+                state._keep_restored(raw)
             state._queue_again = list(state._delegations.values())
             state._control_items = dict.fromkeys(str(i) for i in snapshot["control_items"])
             state._outbox.restore(snapshot["outbox"])
