@@ -270,7 +270,7 @@ class Settings(BaseSettings):
         300.0,
         gt=0,
         le=MAX_SECONDS,
-        description="Calls with no transcript or speech activity this long end.",
+        description="Calls with no transcript, speech or handoff activity this long end.",
     )
     max_transcript_items: int = Field(
         10_000,
@@ -449,7 +449,9 @@ class Settings(BaseSettings):
         "(during the call, and when it ends).",
     )
     log_format: Literal["auto", "json", "text"] = Field(
-        "auto", description="`auto`: human-readable on a terminal, JSON lines otherwise."
+        "auto",
+        description="`auto` (human-readable on a terminal, JSON lines otherwise), `json` or "
+        "`text`.",
     )
     log_level: str = Field("INFO", description="Root log level.")
 
