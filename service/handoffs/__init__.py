@@ -9,7 +9,6 @@ from service.handoffs.queue import (
     HandoffQueue,
     QueueUnavailable,
     claim_idle_s,
-    worst_case_answer_s,
 )
 from service.handoffs.worker import Worker
 from service.redis_urls import is_redis_url
@@ -24,7 +23,8 @@ def open_queue(
 ) -> HandoffQueue:
     """The queue named by the `queue` setting: `memory`, or a Redis or Redis Cluster URL
     (`service.redis_client`). `handoff_deadline_s` is how long an owner waits for a handoff's
-    result (default: `worst_case_answer_s`)."""
+    result (`Settings.handoff_deadline`), which an instance's queue must be told; a worker's
+    never appends a handoff."""
     if url == "memory":
         return MemoryQueue()
     if is_redis_url(url):
@@ -32,11 +32,12 @@ def open_queue(
         from service.handoffs.redis_streams import RedisStreamQueue
 
         idle_s = claim_idle_s(handler_timeout_s, claim_idle)
-        deadline_s = handoff_deadline_s or worst_case_answer_s(handler_timeout_s, idle_s)
+        if handoff_deadline_s is None:
+            return RedisStreamQueue(url, claim_idle_ms=int(idle_s * 1000))
         return RedisStreamQueue(
             url,
             claim_idle_ms=int(idle_s * 1000),
-            handoff_deadline_ms=max(1, int(deadline_s * 1000)),
+            handoff_deadline_ms=max(1, int(handoff_deadline_s * 1000)),
         )
     raise ValueError(f"unsupported queue {url!r}")
 

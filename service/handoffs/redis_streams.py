@@ -391,7 +391,7 @@ class RedisStreamQueue:
             [
                 self._maxlen,
                 self._handoff_deadline_ms + MARK_MARGIN_MS,
-                *(p for pair in fields.items() for p in pair),
+                *_flat(fields),
             ],
         )
 
@@ -917,7 +917,12 @@ def _event_fields(event: HandoffEvent) -> _Fields:
 
 
 def _flat_event_fields(event: HandoffEvent) -> list[EncodableT]:
-    return [part for pair in _event_fields(event).items() for part in pair]
+    return _flat(_event_fields(event))
+
+
+def _flat(fields: _Fields) -> list[EncodableT]:
+    """A stream entry's field names and values in turn, as a script's arguments."""
+    return [part for pair in fields.items() for part in pair]
 
 
 def _parse_event(entry_id: str, fields: dict[str, str] | None) -> HandoffEvent | None:
